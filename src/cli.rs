@@ -1,0 +1,197 @@
+//! Command-line interface. Every flag can also come from the environment
+//! variable named in `--help`; values that may hold secrets are not echoed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::db::PoolSettings;
+use crate::db::admin::AdminError;
+use crate::db::cluster;
+use crate::db::provision::{Environment, Names};
+use crate::server::ServerSettings;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API.
+    Serve(ServeArgs),
+    /// Newcomer's one command: find or start PostgreSQL, provision and
+    /// migrate the `dev` database, seed demo data, serve, print grpcurl lines.
+    Dev(DevArgs),
+    /// Database administration.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Seed the demo tenant (idempotent), as the application role.
+    SeedDemo(DatabaseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the owner role, the application role and the database.
+    ///
+    /// Passwords come from PORTCULLIS_OWNER_PASSWORD and
+    /// PORTCULLIS_APP_PASSWORD (required for prd; without them dev and tst
+    /// roles get no password and rely on the server trusting local
+    /// connections). They are never printed.
+    Provision(ProvisionArgs),
+    /// Apply pending migrations, as the owner role.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// URL of a superuser connection used to provision
+    /// [default: postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long, env = "PORTCULLIS_ADMIN_URL", hide_env_values = true)]
+    pub admin_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Database name [default: portcullis_<env>]
+    #[arg(long, env = "PORTCULLIS_DATABASE_NAME")]
+    pub database: Option<String>,
+    /// Owner role [default: portcullis_<env>_owner]
+    #[arg(long, env = "PORTCULLIS_OWNER_ROLE")]
+    pub owner_role: Option<String>,
+    /// Application (login) role [default: portcullis_<env>_app]
+    #[arg(long, env = "PORTCULLIS_APP_ROLE")]
+    pub app_role: Option<String>,
+}
+
+impl AdminArgs {
+    /// The configured admin URL, or the local default.
+    pub fn url(&self) -> Result<url::Url, AdminError> {
+        cluster::parse_url(self.admin_url.as_deref().unwrap_or(cluster::DEFAULT_ADMIN_URL))
+    }
+}
+
+impl NameArgs {
+    /// The names given, the environment's defaults for the rest.
+    pub fn resolve(&self, env: Environment) -> Result<Names, AdminError> {
+        let defaults = Names::for_environment(env);
+        Names::new(
+            self.database.as_deref().unwrap_or(&defaults.database),
+            self.owner_role.as_deref().unwrap_or(&defaults.owner_role),
+            self.app_role.as_deref().unwrap_or(&defaults.app_role),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Environment: tst drops and recreates the database; dev and prd only
+    /// create what is missing.
+    #[arg(long, value_enum)]
+    pub env: Environment,
+    /// Do not ask before dropping the tst database.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub names: NameArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// URL of the owner role. Without it, the URL is derived from
+    /// --admin-url, --env and the role names (password from
+    /// PORTCULLIS_OWNER_PASSWORD).
+    #[arg(long, env = "PORTCULLIS_OWNER_URL", hide_env_values = true)]
+    pub owner_url: Option<String>,
+    /// Environment whose owner role to use when --owner-url is not given.
+    #[arg(long, value_enum, default_value = "dev")]
+    pub env: Environment,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub names: NameArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// Maximum pooled connections.
+    #[arg(long, env = "PORTCULLIS_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pool_size: u32,
+    /// How long a call waits for a connection before answering UNAVAILABLE.
+    #[arg(long, env = "PORTCULLIS_POOL_ACQUIRE_TIMEOUT", default_value = "2s")]
+    pub pool_acquire_timeout: humantime::Duration,
+    /// Idle connections are closed after this long.
+    #[arg(long, env = "PORTCULLIS_POOL_IDLE_TIMEOUT", default_value = "10m")]
+    pub pool_idle_timeout: humantime::Duration,
+    /// Connections are replaced after this long.
+    #[arg(long, env = "PORTCULLIS_POOL_MAX_LIFETIME", default_value = "30m")]
+    pub pool_max_lifetime: humantime::Duration,
+}
+
+impl PoolArgs {
+    pub fn settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_size: self.pool_size,
+            acquire_timeout: self.pool_acquire_timeout.into(),
+            idle_timeout: Some(self.pool_idle_timeout.into()),
+            max_lifetime: Some(self.pool_max_lifetime.into()),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL of the application role (not a superuser, not the owner).
+    #[arg(long, env = "PORTCULLIS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// How often the database is probed for gRPC health.
+    #[arg(long, env = "PORTCULLIS_HEALTH_INTERVAL", default_value = "2s")]
+    pub health_interval: humantime::Duration,
+    /// How long in-flight calls may finish after SIGTERM or SIGINT.
+    #[arg(long, env = "PORTCULLIS_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
+}
+
+impl ServerArgs {
+    pub fn settings(&self) -> ServerSettings {
+        ServerSettings {
+            health_interval: self.health_interval.into(),
+            shutdown_grace: self.shutdown_grace.into(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    /// Where to keep a private PostgreSQL cluster if no server answers.
+    #[arg(long, default_value = "target/portcullis-pg")]
+    pub private_cluster_dir: PathBuf,
+}

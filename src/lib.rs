@@ -1,0 +1,14 @@
+//! Portcullis: a gRPC authorization service over PostgreSQL row-level security.
+//!
+//! Layers, outermost first: [`grpc`] (transport: parse requests, map errors to
+//! `tonic::Status`), the domain modules (no tonic types), and [`db`], the only
+//! door to the database: every access runs in an RLS-scoped transaction.
+
+pub mod cli;
+pub mod db;
+pub mod dev;
+pub mod grpc;
+pub mod proto;
+pub mod seed;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,142 @@
+//! The gRPC server: services, health, reflection and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::db::Db;
+use crate::grpc::authentication::AuthenticationService;
+use crate::grpc::authorization::AuthorizationService;
+use crate::grpc::health;
+use crate::grpc::service_credentials::ServiceCredentialsService;
+use crate::proto;
+use crate::proto::v1::authentication_server::AuthenticationServer;
+use crate::proto::v1::authorization_server::AuthorizationServer;
+use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// How often the database is probed for the health service.
+    pub health_interval: Duration,
+    /// How long in-flight calls may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            health_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: std::io::Error },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|cause| ServeError::Bind { addr, cause })
+}
+
+/// Serves until `shutdown` completes, then stops accepting calls, reports
+/// `NOT_SERVING`, and lets in-flight calls finish within the grace period.
+pub async fn serve(
+    db: Db,
+    listener: TcpListener,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    // Not serving until the first database probe answers.
+    health::set_all(&reporter, ServingStatus::NotServing).await;
+    let watcher = tokio::spawn(health::watch_database(
+        db.clone(),
+        reporter.clone(),
+        settings.health_interval,
+    ));
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+
+    let router = Server::builder()
+        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(AuthenticationServer::new(AuthenticationService))
+        .add_service(AuthorizationServer::new(AuthorizationService))
+        .add_service(ServiceCredentialsServer::new(ServiceCredentialsService));
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = stop_rx.await;
+        },
+    );
+    tokio::pin!(serving);
+
+    let result = tokio::select! {
+        result = &mut serving => result.map_err(ServeError::from),
+        () = shutdown => {
+            tracing::info!(grace = ?settings.shutdown_grace, "shutting down: letting in-flight calls finish");
+            watcher.abort();
+            health::set_all(&reporter, ServingStatus::NotServing).await;
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(settings.shutdown_grace, &mut serving).await {
+                Ok(result) => result.map_err(ServeError::from),
+                Err(_) => {
+                    tracing::warn!("grace period over; abandoning the remaining calls");
+                    Ok(())
+                }
+            }
+        }
+    };
+    watcher.abort();
+    result
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}
