@@ -70,7 +70,11 @@ pub struct NameArgs {
 impl AdminArgs {
     /// The configured admin URL, or the local default.
     pub fn url(&self) -> Result<url::Url, AdminError> {
-        cluster::parse_url(self.admin_url.as_deref().unwrap_or(cluster::DEFAULT_ADMIN_URL))
+        cluster::parse_url(
+            self.admin_url
+                .as_deref()
+                .unwrap_or(cluster::DEFAULT_ADMIN_URL),
+        )
     }
 }
 

@@ -40,7 +40,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let listener = server::bind(args.server.listen).await?;
     let addr = listener.local_addr().context("reading the bound address")?;
     print_banner(&addr.to_string(), &redact(&app_url));
-    server::serve(db, listener, args.server.settings(), server::shutdown_signal()).await?;
+    server::serve(
+        db,
+        listener,
+        args.server.settings(),
+        server::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

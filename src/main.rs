@@ -28,7 +28,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let db = Db::new(&args.database.database_url, &args.database.pool.settings());
             let listener = server::bind(args.server.listen).await?;
             tracing::info!(listen = %args.server.listen, "serving");
-            server::serve(db, listener, args.server.settings(), server::shutdown_signal()).await?;
+            server::serve(
+                db,
+                listener,
+                args.server.settings(),
+                server::shutdown_signal(),
+            )
+            .await?;
             Ok(())
         }
         Command::Dev(args) => dev::run(args).await,
@@ -36,7 +42,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Db(DbCommand::Migrate(args)) => migrate_command(args).await,
         Command::SeedDemo(args) => {
             let db = Db::new(&args.database_url, &args.pool.settings());
-            seed::seed_demo(&db).await.context("seeding the demo tenant")?;
+            seed::seed_demo(&db)
+                .await
+                .context("seeding the demo tenant")?;
             println!("demo tenant seeded: {}", seed::DEMO_TENANT_ID);
             Ok(())
         }
@@ -48,7 +56,8 @@ async fn provision_command(args: ProvisionArgs) -> anyhow::Result<()> {
     if args.env == Environment::Tst && !args.yes {
         confirm_drop(&names.database)?;
     }
-    let report = provision::provision(&args.admin.url()?, args.env, &names, &Passwords::from_env()).await?;
+    let report =
+        provision::provision(&args.admin.url()?, args.env, &names, &Passwords::from_env()).await?;
     for role in &report.created_roles {
         println!("created role {role}");
     }
@@ -56,7 +65,10 @@ async fn provision_command(args: ProvisionArgs) -> anyhow::Result<()> {
         println!("dropped database {}", names.database);
     }
     if report.created_database {
-        println!("created database {} owned by {}", names.database, names.owner_role);
+        println!(
+            "created database {} owned by {}",
+            names.database, names.owner_role
+        );
     } else {
         println!("database {} already exists; left as it is", names.database);
     }

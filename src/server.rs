@@ -39,7 +39,10 @@ impl Default for ServerSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {cause}")]
-    Bind { addr: SocketAddr, cause: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("server failed: {0}")]
@@ -85,12 +88,10 @@ pub async fn serve(
         .add_service(ServiceCredentialsServer::new(ServiceCredentialsService));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
+    let serving =
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stop_rx.await;
-        },
-    );
+        });
     tokio::pin!(serving);
 
     let result = tokio::select! {

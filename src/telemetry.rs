@@ -1,6 +1,8 @@
 //! Tracing setup. Logs go to stderr; the filter comes from `PORTCULLIS_LOG`
 //! (or `RUST_LOG`), default `info`. OpenTelemetry export plugs in here.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
@@ -10,6 +12,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -73,6 +73,26 @@ impl AdminConnection {
         Ok(row.value)
     }
 
+    /// Names of the databases whose name starts with `prefix`.
+    pub async fn database_names(&mut self, prefix: &str) -> Result<Vec<String>, AdminError> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            datname: String,
+        }
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT datname::text AS datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+        )
+        .bind::<Text, _>(prefix)
+        .load(&mut self.conn)
+        .await
+        .map_err(|cause| AdminError::Sql {
+            context: "listing databases".into(),
+            cause,
+        })?;
+        Ok(rows.into_iter().map(|row| row.datname).collect())
+    }
+
     /// Holds a session-level advisory lock until the connection closes, so
     /// concurrent provisioners and migrators take turns.
     pub async fn lock(&mut self, key: i64) -> Result<(), AdminError> {

@@ -35,7 +35,10 @@ impl AdminServer {
 
 /// An explicitly configured URL must answer. Without one, the local default
 /// is tried, then a private cluster in `private_dir` is started.
-pub async fn locate(configured: Option<&str>, private_dir: &Path) -> Result<AdminServer, AdminError> {
+pub async fn locate(
+    configured: Option<&str>,
+    private_dir: &Path,
+) -> Result<AdminServer, AdminError> {
     if let Some(raw) = configured {
         let url = parse_url(raw)?;
         AdminConnection::connect(&url).await?;
@@ -56,7 +59,9 @@ pub fn parse_url(raw: &str) -> Result<Url, AdminError> {
 /// Starts (initialising on first use) a cluster in `dir`, listening on
 /// 127.0.0.1:[`PRIVATE_PORT`] with trust authentication for local use.
 pub async fn start_private(dir: &Path) -> Result<AdminServer, AdminError> {
-    let url = parse_url(&format!("postgres://postgres@127.0.0.1:{PRIVATE_PORT}/postgres"))?;
+    let url = parse_url(&format!(
+        "postgres://postgres@127.0.0.1:{PRIVATE_PORT}/postgres"
+    ))?;
     let private = |url: Url| AdminServer::Private {
         url,
         dir: dir.to_path_buf(),
@@ -76,10 +81,14 @@ pub async fn start_private(dir: &Path) -> Result<AdminServer, AdminError> {
     }
     if !data.join("PG_VERSION").exists() {
         let mut initdb = command(&bin.join("initdb"), as_postgres);
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         run(&mut initdb, "initdb").await?;
     }
     let mut pg_ctl = command(&bin.join("pg_ctl"), as_postgres);
@@ -121,7 +130,7 @@ fn find_binaries() -> Result<PathBuf, AdminError> {
             Some((version, entry.path().join("bin")))
         })
         .collect();
-    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     let mut dirs: Vec<PathBuf> = candidates.into_iter().map(|(_, dir)| dir).collect();
     dirs.extend(["/usr/local/pgsql/bin", "/usr/bin"].map(PathBuf::from));
     dirs.into_iter()

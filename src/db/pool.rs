@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 
 pub(crate) type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 
@@ -37,10 +39,8 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Pool {
     // checkout would cost a round trip on every request. A dead connection
     // fails its query, is marked broken and is dropped on return.
     config.recycling_method = RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::new_with_config(
-        with_application_name(database_url),
-        config,
-    );
+    let manager =
+        AsyncDieselConnectionManager::new_with_config(with_application_name(database_url), config);
     bb8::Pool::builder()
         .max_size(settings.max_size)
         .min_idle(None)

@@ -144,10 +144,7 @@ pub async fn provision(
         admin
             .execute(
                 "dropping the test database",
-                &format!(
-                    "DROP DATABASE {} WITH (FORCE)",
-                    ident(&names.database)
-                ),
+                &format!("DROP DATABASE {} WITH (FORCE)", ident(&names.database)),
             )
             .await?;
         report.dropped_database = true;
@@ -200,7 +197,10 @@ pub async fn ensure_roles(
             admin
                 .execute(
                     &format!("creating role {role}"),
-                    &format!("CREATE ROLE {} LOGIN {SAFE}{password}{in_role}", ident(role)),
+                    &format!(
+                        "CREATE ROLE {} LOGIN {SAFE}{password}{in_role}",
+                        ident(role)
+                    ),
                 )
                 .await?;
             created.push(role.clone());

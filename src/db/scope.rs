@@ -141,7 +141,14 @@ impl Db {
 /// transaction mode) carries nothing to the next request.
 async fn set_context(conn: &mut AsyncPgConnection, ctx: &RlsContext) -> Result<(), DbError> {
     let [tenant, user, service, service_key, request, admin] = ctx.settings();
-    let [k_tenant, k_user, k_service, k_service_key, k_request, k_admin] = CONTEXT_KEYS;
+    let [
+        k_tenant,
+        k_user,
+        k_service,
+        k_service_key,
+        k_request,
+        k_admin,
+    ] = CONTEXT_KEYS;
     diesel::select((
         set_config(k_tenant, tenant, true),
         set_config(k_user, user, true),

@@ -41,7 +41,10 @@ pub async fn watch_database(db: Db, reporter: HealthReporter, interval: Duration
             }
             Err(_) => {
                 if last != Some(ServingStatus::NotServing) {
-                    tracing::warn!(?probe_timeout, "database probe timed out; health is NOT_SERVING");
+                    tracing::warn!(
+                        ?probe_timeout,
+                        "database probe timed out; health is NOT_SERVING"
+                    );
                 }
                 ServingStatus::NotServing
             }

@@ -15,7 +15,9 @@ impl ServiceCredentials for ServiceCredentialsService {
         &self,
         _request: Request<ExchangeServiceCredentialRequest>,
     ) -> Result<Response<ExchangeServiceCredentialResponse>, Status> {
-        Err(not_implemented("ServiceCredentials/ExchangeServiceCredential"))
+        Err(not_implemented(
+            "ServiceCredentials/ExchangeServiceCredential",
+        ))
     }
 
     async fn revoke_service_token(

@@ -1,0 +1,14 @@
+//! One test binary (one link step) for the whole suite; each module is a
+//! specification of one area. Every test runs against real PostgreSQL in a
+//! database of its own.
+
+// A failed expectation in a test or its harness should panic loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod closure;
+mod migrations;
+mod rls;
+mod scoped_transaction;
+mod server;

@@ -1,0 +1,298 @@
+//! Row-level security, connected as the application role: the database
+//! itself fences tenants, whatever the service asks.
+
+use portcullis::db::RlsContext;
+use uuid::Uuid;
+
+use crate::support::TestDb;
+use crate::support::fixtures::{TenantWorld, count, execute, populate, refused};
+
+#[derive(Clone, Copy)]
+enum FencedBy {
+    Tenant,
+    Service,
+}
+
+/// Every table, with the column that says whose a row is.
+const FENCED_TABLES: &[(&str, &str, FencedBy, bool)] = &[
+    // (table, fence column, fenced by, has its own `id` column)
+    ("auth.tenants", "id", FencedBy::Tenant, true),
+    ("auth.users", "tenant_id", FencedBy::Tenant, true),
+    ("auth.user_identities", "tenant_id", FencedBy::Tenant, true),
+    ("auth.refresh_sessions", "tenant_id", FencedBy::Tenant, true),
+    ("auth.otp_codes", "tenant_id", FencedBy::Tenant, true),
+    ("auth.org_nodes", "tenant_id", FencedBy::Tenant, true),
+    ("auth.org_node_paths", "tenant_id", FencedBy::Tenant, false),
+    ("auth.roles", "tenant_id", FencedBy::Tenant, true),
+    (
+        "auth.role_capabilities",
+        "tenant_id",
+        FencedBy::Tenant,
+        false,
+    ),
+    ("auth.org_assignments", "tenant_id", FencedBy::Tenant, true),
+    (
+        "auth.visibility_grants",
+        "tenant_id",
+        FencedBy::Tenant,
+        true,
+    ),
+    ("auth.invitations", "tenant_id", FencedBy::Tenant, true),
+    ("auth.services", "id", FencedBy::Service, true),
+    (
+        "auth.service_secrets",
+        "service_id",
+        FencedBy::Service,
+        true,
+    ),
+    (
+        "auth.service_permissions",
+        "service_id",
+        FencedBy::Service,
+        false,
+    ),
+    (
+        "auth.service_sessions",
+        "service_id",
+        FencedBy::Service,
+        true,
+    ),
+    ("audit.audit_events", "tenant_id", FencedBy::Tenant, true),
+];
+
+/// The global catalogue, fenced by "has any identity" rather than by owner.
+const GLOBAL_TABLES: &[&str] = &["auth.capabilities"];
+
+fn owner_value(world: &TenantWorld, fence: FencedBy) -> Uuid {
+    match fence {
+        FencedBy::Tenant => world.tenant,
+        FencedBy::Service => world.service,
+    }
+}
+
+async fn two_tenants() -> (TestDb, TenantWorld, TenantWorld) {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let a = populate(&db).await;
+    let b = populate(&db).await;
+    (test, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_test_covers_every_table_of_auth_and_audit() {
+    let test = TestDb::new().await;
+    let tables = count(
+        &test.db(),
+        &RlsContext::anonymous(),
+        "pg_tables WHERE schemaname IN ('auth', 'audit')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(tables as usize, FENCED_TABLES.len() + GLOBAL_TABLES.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let ctx = RlsContext::anonymous();
+    let scope = "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname IN ('auth', 'audit') AND c.relkind IN ('r', 'p')";
+    let all = count(&db, &ctx, scope).await.unwrap();
+    let unforced = count(
+        &db,
+        &ctx,
+        &format!("{scope} AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(all, 18);
+    assert_eq!(unforced, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_policy_reads_the_context_through_a_scalar_subquery() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let ctx = RlsContext::anonymous();
+    let policies = "pg_policies WHERE schemaname IN ('auth', 'audit')";
+    let text = "(coalesce(qual, '') || coalesce(with_check, ''))";
+    assert!(count(&db, &ctx, policies).await.unwrap() >= 18);
+    let not_reading_context = count(
+        &db,
+        &ctx,
+        &format!("{policies} AND {text} NOT LIKE '%SELECT auth.ctx_%'"),
+    )
+    .await
+    .unwrap();
+    let called_per_row = count(
+        &db,
+        &ctx,
+        &format!("{policies} AND {text} ~ '(?<!SELECT )auth\\.ctx_'"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((not_reading_context, called_per_row), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn application_role_is_not_superuser_nor_bypassrls() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let ctx = RlsContext::anonymous();
+    let safe = count(&db, &ctx, "pg_roles WHERE rolname = current_user AND NOT rolsuper AND NOT rolbypassrls AND NOT rolcreaterole AND NOT rolcreatedb")
+        .await
+        .unwrap();
+    assert_eq!(safe, 1);
+    let current = count(
+        &db,
+        &ctx,
+        &format!(
+            "pg_roles WHERE rolname = current_user AND rolname = '{}'",
+            test.app_role()
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        current, 1,
+        "the data path must connect as the application role"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn application_role_owns_nothing() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let ctx = RlsContext::anonymous();
+    let mine = "(SELECT oid FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER'))";
+    for catalog in [
+        format!("pg_class WHERE relowner IN {mine}"),
+        format!("pg_namespace WHERE nspowner IN {mine}"),
+        format!("pg_proc WHERE proowner IN {mine}"),
+        format!("pg_type WHERE typowner IN {mine}"),
+        format!("pg_database WHERE datdba IN {mine}"),
+    ] {
+        assert_eq!(count(&db, &ctx, &catalog).await.unwrap(), 0, "{catalog}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_context_every_table_shows_no_rows() {
+    let (test, _a, _b) = two_tenants().await;
+    let db = test.db();
+    let tables = FENCED_TABLES
+        .iter()
+        .map(|t| t.0)
+        .chain(GLOBAL_TABLES.iter().copied());
+    for table in tables {
+        match count(&db, &RlsContext::anonymous(), table).await {
+            Ok(rows) => assert_eq!(rows, 0, "{table} shows rows without context"),
+            // Audit rows are insert-only for the application role.
+            Err(error) => assert!(
+                table == "audit.audit_events" && error.to_string().contains("permission denied"),
+                "{table}: {error}"
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_read_another_tenants_rows() {
+    let (test, a, b) = two_tenants().await;
+    let db = test.db();
+    for &(table, column, fence, _) in FENCED_TABLES {
+        let theirs = format!("{table} WHERE {column} = '{}'", owner_value(&b, fence));
+        match count(&db, &a.context(), &theirs).await {
+            Ok(rows) => assert_eq!(rows, 0, "{table}: tenant A reads B's rows"),
+            Err(error) => assert!(
+                error.to_string().contains("permission denied"),
+                "{table}: {error}"
+            ),
+        }
+        if table != "audit.audit_events" {
+            // B's rows are there: the zero above is the fence, not an empty table.
+            assert!(
+                count(&db, &b.context(), &theirs).await.unwrap() > 0,
+                "{table} has no rows for B"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_update_another_tenants_rows() {
+    let (test, a, b) = two_tenants().await;
+    let db = test.db();
+    for &(table, column, fence, _) in FENCED_TABLES {
+        let value = owner_value(&b, fence);
+        let result = execute(
+            &db,
+            &a.context(),
+            &format!("UPDATE {table} SET {column} = {column} WHERE {column} = '{value}'"),
+        )
+        .await;
+        assert!(
+            matches!(result, Ok(0)) || refused(&result),
+            "{table}: {result:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_delete_another_tenants_rows() {
+    let (test, a, b) = two_tenants().await;
+    let db = test.db();
+    for &(table, column, fence, _) in FENCED_TABLES {
+        let theirs = format!("{table} WHERE {column} = '{}'", owner_value(&b, fence));
+        let before = count(&db, &b.context(), &theirs).await;
+        let result = execute(&db, &a.context(), &format!("DELETE FROM {theirs}")).await;
+        assert!(
+            matches!(result, Ok(0)) || refused(&result),
+            "{table}: {result:?}"
+        );
+        let after = count(&db, &b.context(), &theirs).await;
+        assert_eq!(
+            format!("{before:?}"),
+            format!("{after:?}"),
+            "{table}: B's rows changed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_insert_rows_with_a_forged_owner() {
+    let (test, a, b) = two_tenants().await;
+    let db = test.db();
+    for &(table, column, fence, has_id) in FENCED_TABLES {
+        let forged = owner_value(&b, fence);
+        let sql = if table == "audit.audit_events" {
+            format!(
+                "INSERT INTO {table} (tenant_id, actor_kind, action, entity_kind) \
+                 VALUES ('{forged}', 'system', 'test.forged', 'tenant')"
+            )
+        } else {
+            // Copy one of A's own rows, claiming it for B.
+            let new_id = if has_id {
+                ", 'id', gen_random_uuid()"
+            } else {
+                ""
+            };
+            let overrides = if column == "id" {
+                format!("jsonb_build_object('id', '{forged}'::uuid)")
+            } else {
+                format!("jsonb_build_object('{column}', '{forged}'::uuid{new_id})")
+            };
+            format!(
+                "INSERT INTO {table} SELECT (jsonb_populate_record(NULL::{table}, to_jsonb(src) || {overrides})).* \
+                 FROM {table} src WHERE src.{column} = '{}' LIMIT 1",
+                owner_value(&a, fence)
+            )
+        };
+        let result = execute(&db, &a.context(), &sql).await;
+        assert!(
+            refused(&result),
+            "{table}: forged insert was not refused: {result:?}"
+        );
+    }
+}

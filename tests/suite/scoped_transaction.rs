@@ -1,0 +1,199 @@
+//! The RLS-scoped transaction: the only door to the database.
+
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::Text;
+use diesel_async::RunQueryDsl;
+use portcullis::db::{Db, DbError, PoolSettings, RlsContext};
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use crate::support::TestDb;
+use crate::support::fixtures::{count, execute};
+
+#[derive(diesel::QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+/// The tenant id and the backend process id, as seen inside a read scope.
+async fn context_and_backend(db: &Db, ctx: &RlsContext) -> (String, String) {
+    db.read(ctx, |conn| {
+        async move {
+            let tenant: Setting = diesel::sql_query(
+                "SELECT coalesce(current_setting('app.tenant_id', true), '') AS value",
+            )
+            .get_result(conn)
+            .await?;
+            let pid: Setting = diesel::sql_query("SELECT pg_backend_pid()::text AS value")
+                .get_result(conn)
+                .await?;
+            Ok::<_, DbError>((tenant.value, pid.value))
+        }
+        .scope_boxed()
+    })
+    .await
+    .unwrap()
+}
+
+fn single_connection(test: &TestDb, acquire_timeout: Duration) -> Db {
+    Db::new(
+        test.app_url.as_str(),
+        &PoolSettings {
+            max_size: 1,
+            acquire_timeout,
+            idle_timeout: None,
+            max_lifetime: None,
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_context_is_set_inside_the_scope() {
+    let test = TestDb::new().await;
+    let tenant = Uuid::new_v4();
+    let (seen, _) = context_and_backend(&test.db(), &RlsContext::tenant(tenant)).await;
+    assert_eq!(seen, tenant.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_context_does_not_outlive_its_transaction_on_a_reused_connection() {
+    let test = TestDb::new().await;
+    let db = single_connection(&test, Duration::from_secs(5));
+    let (_, first_pid) = context_and_backend(&db, &RlsContext::tenant(Uuid::new_v4())).await;
+    let (seen, second_pid) = context_and_backend(&db, &RlsContext::anonymous()).await;
+    assert_eq!(
+        first_pid, second_pid,
+        "the pool should have reused its one connection"
+    );
+    assert_eq!(seen, "", "the previous transaction's tenant leaked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_scope_refuses_writes() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let tenant = Uuid::new_v4();
+    let result = db
+        .read(&RlsContext::tenant(tenant), |conn| {
+            async move {
+                diesel::sql_query(format!(
+                    "INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'x', 'X')"
+                ))
+                .execute(conn)
+                .await?;
+                Ok::<_, DbError>(())
+            }
+            .scope_boxed()
+        })
+        .await;
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("read-only transaction"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_work_is_rolled_back() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let tenant = Uuid::new_v4();
+    let ctx = RlsContext::tenant(tenant);
+    let result: Result<(), DbError> = db
+        .write(&ctx, |conn| {
+            async move {
+                diesel::sql_query(format!(
+                    "INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'gone', 'Gone')"
+                ))
+                .execute(conn)
+                .await?;
+                Err(DbError::Unavailable("the work failed after writing".into()))
+            }
+            .scope_boxed()
+        })
+        .await;
+    assert!(result.is_err());
+    assert_eq!(count(&db, &ctx, "auth.tenants").await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_work_is_visible_to_the_next_scope() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let tenant = Uuid::new_v4();
+    let ctx = RlsContext::tenant(tenant);
+    execute(
+        &db,
+        &ctx,
+        &format!("INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'kept', 'Kept')"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&db, &ctx, "auth.tenants").await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_pool_answers_unavailable_within_the_acquire_timeout() {
+    let test = TestDb::new().await;
+    let db = single_connection(&test, Duration::from_millis(300));
+    let holder = db.clone();
+    let busy = tokio::spawn(async move {
+        holder
+            .read(&RlsContext::anonymous(), |conn| {
+                async move {
+                    diesel::sql_query("SELECT pg_sleep(2)")
+                        .execute(conn)
+                        .await?;
+                    Ok::<_, DbError>(())
+                }
+                .scope_boxed()
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let result = db.ping().await;
+    assert!(matches!(result, Err(DbError::Unavailable(_))), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    busy.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_database_answers_unavailable_not_a_hang() {
+    let test = TestDb::new().await;
+    // Nothing listens on a port we just bound and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = test.db_via("127.0.0.1", port);
+    let started = Instant::now();
+    let result = db.ping().await;
+    assert!(matches!(result, Err(DbError::Unavailable(_))), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn database_errors_map_to_grpc_codes_without_leaking_sql() {
+    let unavailable = tonic::Status::from(DbError::Unavailable("pool timed out".into()));
+    assert_eq!(unavailable.code(), tonic::Code::Unavailable);
+
+    let query = DbError::Query(diesel::result::Error::QueryBuilderError(
+        "SELECT secret FROM auth.users".into(),
+    ));
+    let internal = tonic::Status::from(query);
+    assert_eq!(internal.code(), tonic::Code::Internal);
+    assert!(
+        !internal.message().contains("SELECT"),
+        "{}",
+        internal.message()
+    );
+}

@@ -1,0 +1,289 @@
+//! Test harness: every test gets its own database, cloned from a template
+//! that is migrated once per schema version. Data paths connect as the
+//! application role, never as a superuser.
+//!
+//! Server: `PORTCULLIS_ADMIN_URL` or `DATABASE_URL` (a superuser URL) when
+//! set, else the local server on 127.0.0.1:5432, else a private cluster
+//! started from the installed PostgreSQL binaries under `target/`.
+
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod proxy;
+pub mod server;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use portcullis::db::admin::{AdminConnection, AdminError, derive_url};
+use portcullis::db::provision::{self, Names, Passwords};
+use portcullis::db::{Db, PoolSettings, cluster, migrate};
+use tokio::sync::OnceCell;
+use url::Url;
+
+const OWNER_ROLE: &str = "portcullis_test_owner";
+const APP_ROLE: &str = "portcullis_test_app";
+const DB_PREFIX: &str = "portcullis_test_";
+const TEMPLATE_PREFIX: &str = "portcullis_tpl_";
+/// Test databases older than this are leftovers of crashed runs.
+const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
+const TEMPLATE_LOCK: i64 = 0x706f_7274_0003;
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("TEST_LOG").unwrap_or_default(),
+            ))
+            .with_test_writer()
+            .try_init();
+    }
+});
+
+struct Template {
+    admin_url: Url,
+    name: String,
+}
+
+static TEMPLATE: OnceCell<Template> = OnceCell::const_new();
+
+async fn template() -> &'static Template {
+    LazyLock::force(&TRACING);
+    TEMPLATE
+        .get_or_init(|| async {
+            prepare_template()
+                .await
+                .expect("preparing the template database")
+        })
+        .await
+}
+
+fn role_names(database: &str) -> Names {
+    Names::new(database, OWNER_ROLE, APP_ROLE).expect("valid test names")
+}
+
+/// The template's name changes whenever a migration file changes.
+fn template_name() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    for file in files {
+        file.strip_prefix(&dir).unwrap().hash(&mut hasher);
+        std::fs::read(&file).unwrap().hash(&mut hasher);
+    }
+    format!("{TEMPLATE_PREFIX}{:016x}", hasher.finish())
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub async fn admin_url() -> Url {
+    template().await.admin_url.clone()
+}
+
+async fn locate_server() -> Url {
+    let configured = std::env::var("PORTCULLIS_ADMIN_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .ok();
+    let private_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/portcullis-pg");
+    cluster::locate(configured.as_deref(), &private_dir)
+        .await
+        .expect("a PostgreSQL server for the tests")
+        .url()
+        .clone()
+}
+
+async fn prepare_template() -> Result<Template, AdminError> {
+    let admin_url = locate_server().await;
+    let name = template_name();
+    let mut admin = AdminConnection::connect(&admin_url).await?;
+    admin.lock(TEMPLATE_LOCK).await?;
+    provision::ensure_roles(&mut admin, &role_names(&name), &Passwords::default()).await?;
+    sweep_stale(&mut admin, &name).await?;
+    if !provision::database_exists(&mut admin, &name).await? {
+        // Build under another name and rename when complete, so a crash
+        // never leaves a half-migrated template behind.
+        let building = format!("{name}_building");
+        admin
+            .execute(
+                "dropping a half-built template",
+                &format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+            )
+            .await?;
+        provision::create_database(&mut admin, &role_names(&building), None).await?;
+        let owner_url = derive_url(&admin_url, OWNER_ROLE, None, &building)?;
+        migrate::run(&owner_url).await?;
+        let rename = format!("ALTER DATABASE {building} RENAME TO {name}");
+        retry_in_use(&mut admin, async |admin| {
+            admin.execute("publishing the template", &rename).await
+        })
+        .await?;
+    }
+    Ok(Template { admin_url, name })
+}
+
+/// Drops test databases of crashed runs and templates of older schemas.
+async fn sweep_stale(
+    admin: &mut AdminConnection,
+    current_template: &str,
+) -> Result<(), AdminError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for name in admin.database_names(DB_PREFIX).await? {
+        let created: u64 = name[DB_PREFIX.len()..]
+            .split('_')
+            .next()
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or(0);
+        if now.saturating_sub(created) > STALE_AFTER.as_secs() {
+            admin
+                .execute(
+                    "sweeping a stale test database",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                )
+                .await?;
+        }
+    }
+    for name in admin.database_names(TEMPLATE_PREFIX).await? {
+        if name != current_template && !name.ends_with("_building") {
+            admin
+                .execute(
+                    "sweeping an old template",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// CREATE DATABASE … TEMPLATE and RENAME fail while a just-closed session is
+/// still leaving the source database; retry briefly.
+async fn retry_in_use(
+    admin: &mut AdminConnection,
+    mut attempt: impl AsyncFnMut(&mut AdminConnection) -> Result<(), AdminError>,
+) -> Result<(), AdminError> {
+    let mut tries = 0;
+    loop {
+        match attempt(admin).await {
+            Err(error)
+                if tries < 50 && error.to_string().contains("being accessed by other users") =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A database of one's own, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub admin_url: Url,
+    pub owner_url: Url,
+    pub app_url: Url,
+}
+
+impl TestDb {
+    /// A migrated database, cloned from the template.
+    pub async fn new() -> Self {
+        let template = template().await;
+        Self::create(Some(&template.name)).await
+    }
+
+    /// An empty database owned by the owner role, not yet migrated.
+    pub async fn empty() -> Self {
+        template().await;
+        Self::create(None).await
+    }
+
+    async fn create(from: Option<&str>) -> Self {
+        let template = template().await;
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("{DB_PREFIX}{secs}_{}", &suffix[..12]);
+        let mut admin = AdminConnection::connect(&template.admin_url).await.unwrap();
+        let names = role_names(&name);
+        retry_in_use(&mut admin, async |admin| {
+            provision::create_database(admin, &names, from).await
+        })
+        .await
+        .unwrap();
+        Self {
+            owner_url: derive_url(&template.admin_url, OWNER_ROLE, None, &name).unwrap(),
+            app_url: derive_url(&template.admin_url, APP_ROLE, None, &name).unwrap(),
+            admin_url: template.admin_url.clone(),
+            name,
+        }
+    }
+
+    /// The application role's door: RLS-scoped transactions only.
+    pub fn db(&self) -> Db {
+        Db::new(self.app_url.as_str(), &test_pool())
+    }
+
+    /// The same, through another URL (a proxy in front of the server).
+    pub fn db_via(&self, host: &str, port: u16) -> Db {
+        let mut url = self.app_url.clone();
+        url.set_host(Some(host)).unwrap();
+        url.set_port(Some(port)).unwrap();
+        Db::new(url.as_str(), &test_pool())
+    }
+
+    pub fn app_role(&self) -> &'static str {
+        APP_ROLE
+    }
+}
+
+pub fn test_pool() -> PoolSettings {
+    PoolSettings {
+        max_size: 4,
+        acquire_timeout: Duration::from_secs(5),
+        idle_timeout: None,
+        max_lifetime: None,
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut admin) = AdminConnection::connect(&admin_url).await {
+                    let _ = admin
+                        .execute(
+                            "dropping a test database",
+                            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        )
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
