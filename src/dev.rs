@@ -20,7 +20,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         AdminServer::Private { url, dir } => tracing::warn!(
             server = %redact(url),
             dir = %dir.display(),
-            "using a private PostgreSQL cluster; stop it with: pg_ctl -D {}/data stop",
+            "using a private PostgreSQL cluster (it keeps running after dev stops; \
+             stop it with `pg_ctl -D {}/data stop` as its owner)",
             dir.display()
         ),
     }

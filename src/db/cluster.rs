@@ -62,9 +62,12 @@ pub async fn start_private(dir: &Path) -> Result<AdminServer, AdminError> {
     let url = parse_url(&format!(
         "postgres://postgres@127.0.0.1:{PRIVATE_PORT}/postgres"
     ))?;
+    // The server runs in its data directory: every path it gets is absolute.
+    let dir = &std::path::absolute(dir)
+        .map_err(|e| AdminError::Invalid(format!("cannot resolve {}: {e}", dir.display())))?;
     let private = |url: Url| AdminServer::Private {
         url,
-        dir: dir.to_path_buf(),
+        dir: dir.clone(),
     };
     if AdminConnection::connect(&url).await.is_ok() {
         return Ok(private(url));
