@@ -86,66 +86,56 @@ async fn health_follows_the_database_down_and_back() {
     wait_for_health(&channel, ServingStatus::Serving).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reflection_v1_lists_the_three_services() {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+/// Asks a reflection service (`v1` or `v1alpha`: same messages, other
+/// package) for the services it lists.
+macro_rules! list_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
 
-    let test = TestDb::new().await;
-    let server = TestServer::start(test.db()).await;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = ServerReflectionClient::new(server.channel().await)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection answer: {response:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer: {response:?}");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
+fn assert_lists_our_services(names: &[String]) {
     for service in SERVICES {
         assert!(
-            names.contains(&service.to_owned()),
+            names.iter().any(|n| n == service),
             "{service} missing from {names:?}"
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reflection_v1alpha_lists_the_three_services() {
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-
+async fn reflection_v1_lists_the_three_services() {
     let test = TestDb::new().await;
     let server = TestServer::start(test.db()).await;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = ServerReflectionClient::new(server.channel().await)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection answer: {response:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in SERVICES {
-        assert!(
-            names.contains(&service.to_owned()),
-            "{service} missing from {names:?}"
-        );
-    }
+    assert_lists_our_services(&list_services!(v1, server.channel().await));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_v1alpha_lists_the_three_services() {
+    let test = TestDb::new().await;
+    let server = TestServer::start(test.db()).await;
+    assert_lists_our_services(&list_services!(v1alpha, server.channel().await));
 }
 
 #[tokio::test(flavor = "multi_thread")]
