@@ -9,6 +9,7 @@ mod support;
 
 mod closure;
 mod migrations;
+mod provision;
 mod rls;
 mod scoped_transaction;
 mod server;

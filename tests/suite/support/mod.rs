@@ -23,8 +23,8 @@ use portcullis::db::{Db, PoolSettings, cluster, migrate};
 use tokio::sync::OnceCell;
 use url::Url;
 
-const OWNER_ROLE: &str = "portcullis_test_owner";
-const APP_ROLE: &str = "portcullis_test_app";
+pub const OWNER_ROLE: &str = "portcullis_test_owner";
+pub const APP_ROLE: &str = "portcullis_test_app";
 const DB_PREFIX: &str = "portcullis_test_";
 const TEMPLATE_PREFIX: &str = "portcullis_tpl_";
 /// Test databases older than this are leftovers of crashed runs.
@@ -265,25 +265,42 @@ pub fn test_pool() -> PoolSettings {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut admin) = AdminConnection::connect(&admin_url).await {
-                    let _ = admin
-                        .execute(
-                            "dropping a test database",
-                            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                        )
-                        .await;
-                }
-            });
-        })
-        .join();
+        drop_database_blocking(self.name.clone());
     }
+}
+
+/// A fresh test database name; the creation time in it lets a later run
+/// sweep the database if this run crashes before dropping it.
+pub fn unique_database_name() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{DB_PREFIX}{secs}_{}", &suffix[..12])
+}
+
+/// Drops a test database from synchronous code (a `Drop`), on a thread with
+/// its own runtime because the test's runtime is busy running the test.
+pub fn drop_database_blocking(name: String) {
+    let Some(admin_url) = TEMPLATE.get().map(|t| t.admin_url.clone()) else {
+        return;
+    };
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(mut admin) = AdminConnection::connect(&admin_url).await {
+                let _ = admin
+                    .execute(
+                        "dropping a test database",
+                        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    )
+                    .await;
+            }
+        });
+    })
+    .join();
 }
