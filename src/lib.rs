@@ -4,6 +4,7 @@
 //! `tonic::Status`), the domain modules (no tonic types), and [`db`], the only
 //! door to the database: every access runs in an RLS-scoped transaction.
 
+pub mod audit;
 pub mod cli;
 pub mod db;
 pub mod dev;
@@ -11,4 +12,6 @@ pub mod grpc;
 pub mod proto;
 pub mod seed;
 pub mod server;
+pub mod service_accounts;
 pub mod telemetry;
+pub mod tokens;

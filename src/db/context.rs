@@ -12,6 +12,7 @@ pub struct RlsContext {
     service_id: Option<Uuid>,
     service_key: Option<String>,
     request_id: Option<String>,
+    purpose: Option<&'static str>,
     global_admin: bool,
 }
 
@@ -35,6 +36,15 @@ impl RlsContext {
     pub fn operator() -> Self {
         Self {
             global_admin: true,
+            ..Self::default()
+        }
+    }
+
+    /// A server-internal task with a narrow, named view (e.g. the revocation
+    /// list sync, `revocation_sync`), rather than a tenant or an identity.
+    pub fn purpose(purpose: &'static str) -> Self {
+        Self {
+            purpose: Some(purpose),
             ..Self::default()
         }
     }
@@ -71,8 +81,8 @@ impl RlsContext {
     }
 
     /// The values bound to the `set_config` statement, in the order of
-    /// [`super::scope::SET_CONTEXT_SQL`]. Empty strings stand for "not set".
-    pub(crate) fn settings(&self) -> [String; 6] {
+    /// `CONTEXT_KEYS` in `scope.rs`. Empty strings stand for "not set".
+    pub(crate) fn settings(&self) -> [String; 7] {
         fn uuid(value: Option<Uuid>) -> String {
             value.map(|id| id.to_string()).unwrap_or_default()
         }
@@ -82,6 +92,7 @@ impl RlsContext {
             uuid(self.service_id),
             self.service_key.clone().unwrap_or_default(),
             self.request_id.clone().unwrap_or_default(),
+            self.purpose.unwrap_or_default().to_owned(),
             if self.global_admin { "on" } else { "" }.to_owned(),
         ]
     }

@@ -210,6 +210,15 @@ pub mod auth {
         }
     }
 
+    diesel::table! {
+        auth.token_revocations (session_id) {
+            session_id -> Uuid,
+            token_kind -> Text,
+            revoked_at -> Timestamptz,
+            expires_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(users -> tenants (tenant_id));
     diesel::joinable!(org_nodes -> tenants (tenant_id));
     diesel::joinable!(roles -> tenants (tenant_id));
@@ -241,6 +250,7 @@ pub mod auth {
         service_secrets,
         service_permissions,
         service_sessions,
+        token_revocations,
     );
 }
 

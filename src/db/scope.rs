@@ -13,12 +13,13 @@ diesel::define_sql_function! {
 }
 
 /// The `app.*` keys, in the order of [`RlsContext::settings`].
-pub(crate) const CONTEXT_KEYS: [&str; 6] = [
+pub(crate) const CONTEXT_KEYS: [&str; 7] = [
     "app.tenant_id",
     "app.user_id",
     "app.service_id",
     "app.service_key",
     "app.request_id",
+    "app.purpose",
     "app.global_admin",
 ];
 
@@ -140,13 +141,14 @@ impl Db {
 /// connection returned to the pool (or shared through PgBouncer in
 /// transaction mode) carries nothing to the next request.
 async fn set_context(conn: &mut AsyncPgConnection, ctx: &RlsContext) -> Result<(), DbError> {
-    let [tenant, user, service, service_key, request, admin] = ctx.settings();
+    let [tenant, user, service, service_key, request, purpose, admin] = ctx.settings();
     let [
         k_tenant,
         k_user,
         k_service,
         k_service_key,
         k_request,
+        k_purpose,
         k_admin,
     ] = CONTEXT_KEYS;
     diesel::select((
@@ -155,6 +157,7 @@ async fn set_context(conn: &mut AsyncPgConnection, ctx: &RlsContext) -> Result<(
         set_config(k_service, service, true),
         set_config(k_service_key, service_key, true),
         set_config(k_request, request, true),
+        set_config(k_purpose, purpose, true),
         set_config(k_admin, admin, true),
     ))
     .execute(conn)

@@ -1,0 +1,251 @@
+//! `ExchangeServiceCredential`: a service key and secret for a short-lived
+//! signed token, with an audit row for every attempt.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::names::{Permission, ServiceKey};
+use super::secret::{PresentedSecret, unmatched_hash};
+use super::ServiceError;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::db::schema::auth::{service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s, tenants as t};
+use crate::db::{Db, RlsContext};
+use crate::tokens::{NewToken, TokenType, Tokens};
+
+pub struct ExchangeRequest {
+    pub key: ServiceKey,
+    /// `None` when the presented string could not be a secret at all; the
+    /// attempt is still looked up and audited like a wrong secret.
+    pub secret: Option<PresentedSecret>,
+    /// Empty: every permission the service holds.
+    pub requested: Vec<Permission>,
+    pub lifetime: Duration,
+    pub request_id: Option<String>,
+}
+
+pub struct Exchanged {
+    pub token: SecretString,
+    pub expires_at: DateTime<Utc>,
+    pub granted: Vec<String>,
+    pub session_id: Uuid,
+    pub service_id: Uuid,
+}
+
+/// Why an exchange was refused, for the audit trail only: the caller is told
+/// the same thing whatever it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    UnknownKey,
+    MalformedSecret,
+    UnknownSecret,
+    WrongSecret,
+    RevokedSecret,
+    DisabledService,
+    TenantSuspended,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownKey => "unknown_key",
+            Self::MalformedSecret => "malformed_secret",
+            Self::UnknownSecret => "unknown_secret",
+            Self::WrongSecret => "wrong_secret",
+            Self::RevokedSecret => "revoked_secret",
+            Self::DisabledService => "disabled_service",
+            Self::TenantSuspended => "tenant_suspended",
+        }
+    }
+}
+
+#[derive(Queryable)]
+struct ServiceRow {
+    id: Uuid,
+    tenant_id: Option<Uuid>,
+    status: String,
+}
+
+#[derive(Queryable)]
+struct SecretRow {
+    service_id: Uuid,
+    secret_hash: Vec<u8>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn exchange(
+    db: &Db,
+    tokens: &Tokens,
+    request: ExchangeRequest,
+    now: DateTime<Utc>,
+) -> Result<Exchanged, ServiceError> {
+    // Before authentication the transaction may see only the service the
+    // presented key names.
+    let mut ctx = RlsContext::anonymous().with_service_key(request.key.as_str());
+    if let Some(id) = &request.request_id {
+        ctx = ctx.with_request_id(id.clone());
+    }
+    let outcome = db
+        .write(&ctx, |conn| {
+            async move {
+                let service: Option<ServiceRow> = s::table
+                    .filter(s::key.eq(request.key.as_str()))
+                    .select((s::id, s::tenant_id, s::status))
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let secret: Option<SecretRow> = match &request.secret {
+                    Some(presented) => ss::table
+                        .find(presented.id())
+                        .select((ss::service_id, ss::secret_hash, ss::revoked_at))
+                        .first(conn)
+                        .await
+                        .optional()?,
+                    None => None,
+                };
+                let tenant_active = match service.as_ref().and_then(|svc| svc.tenant_id) {
+                    Some(tenant) => t::table
+                        .find(tenant)
+                        .select(t::status)
+                        .first::<String>(conn)
+                        .await
+                        .optional()?
+                        .is_some_and(|status| status == "active"),
+                    None => true,
+                };
+
+                // Compare a hash whether or not the row exists, so an unknown
+                // secret id costs what a wrong one does.
+                let hash_matches = match (&request.secret, &secret) {
+                    (Some(presented), Some(row)) => presented.matches(&row.secret_hash),
+                    (Some(presented), None) => {
+                        let _ = presented.matches(&unmatched_hash());
+                        false
+                    }
+                    (None, _) => false,
+                };
+                let refusal = match (&service, &secret) {
+                    (None, _) => Some(Refusal::UnknownKey),
+                    _ if request.secret.is_none() => Some(Refusal::MalformedSecret),
+                    (Some(svc), Some(row)) if row.service_id != svc.id => Some(Refusal::UnknownSecret),
+                    (Some(_), None) => Some(Refusal::UnknownSecret),
+                    _ if !hash_matches => Some(Refusal::WrongSecret),
+                    (_, Some(row)) if row.revoked_at.is_some() => Some(Refusal::RevokedSecret),
+                    (Some(svc), _) if svc.status != "active" => Some(Refusal::DisabledService),
+                    _ if !tenant_active => Some(Refusal::TenantSuspended),
+                    _ => None,
+                };
+                let audit_tenant = service.as_ref().and_then(|svc| svc.tenant_id);
+                let (Some(service), None) = (service, refusal) else {
+                    let reason = refusal.unwrap_or(Refusal::UnknownKey);
+                    audit::record(
+                        conn,
+                        AuditEvent {
+                            tenant_id: audit_tenant,
+                            actor: Actor::Anonymous,
+                            action: "service.credential_refused",
+                            entity_kind: "service",
+                            entity_id: Some(request.key.to_string()),
+                            request_id: request.request_id.as_deref(),
+                            payload: json!({
+                                "reason": reason.as_str(),
+                                "secret_id": request.secret.as_ref().map(|p| p.id().to_string()),
+                            }),
+                        },
+                    )
+                    .await?;
+                    return Ok::<_, ServiceError>(Err(ServiceError::InvalidCredentials));
+                };
+
+                let held: Vec<String> = sp::table
+                    .filter(sp::service_id.eq(service.id))
+                    .select(sp::permission)
+                    .order(sp::permission)
+                    .load(conn)
+                    .await?;
+                let granted = if request.requested.is_empty() {
+                    held
+                } else if let Some(missing) = request.requested.iter().find(|p| !held.iter().any(|h| h == p.as_str())) {
+                    audit::record(
+                        conn,
+                        AuditEvent {
+                            tenant_id: service.tenant_id,
+                            actor: Actor::Service(service.id),
+                            action: "service.credential_refused",
+                            entity_kind: "service",
+                            entity_id: Some(service.id.to_string()),
+                            request_id: request.request_id.as_deref(),
+                            payload: json!({ "reason": "permission_not_granted", "permission": missing.as_str() }),
+                        },
+                    )
+                    .await?;
+                    return Ok(Err(ServiceError::PermissionNotGranted(missing.to_string())));
+                } else {
+                    request.requested.iter().map(|p| p.to_string()).collect()
+                };
+
+                let session_id = Uuid::new_v4();
+                let issued = tokens.issue(
+                    &NewToken {
+                        typ: TokenType::Service,
+                        subject: service.id,
+                        tenant: service.tenant_id,
+                        session: session_id,
+                        permissions: granted.clone(),
+                        lifetime: request.lifetime,
+                    },
+                    now,
+                )?;
+                let secret_id = request.secret.as_ref().map(PresentedSecret::id);
+                diesel::insert_into(sess::table)
+                    .values((
+                        sess::id.eq(session_id),
+                        sess::service_id.eq(service.id),
+                        sess::secret_id.eq(secret_id),
+                        sess::token_hash.eq(&issued.hash),
+                        sess::permissions.eq(&granted),
+                        sess::issued_at.eq(now),
+                        sess::expires_at.eq(issued.expires_at),
+                    ))
+                    .execute(conn)
+                    .await?;
+                diesel::update(ss::table.filter(ss::id.nullable().eq(secret_id)))
+                    .set(ss::last_used_at.eq(now))
+                    .execute(conn)
+                    .await?;
+                audit::record(
+                    conn,
+                    AuditEvent {
+                        tenant_id: service.tenant_id,
+                        actor: Actor::Service(service.id),
+                        action: "service.credential_exchanged",
+                        entity_kind: "service_session",
+                        entity_id: Some(session_id.to_string()),
+                        request_id: request.request_id.as_deref(),
+                        payload: json!({
+                            "secret_id": secret_id.map(|id| id.to_string()),
+                            "permissions": &granted,
+                            "expires_at": issued.expires_at.to_rfc3339(),
+                        }),
+                    },
+                )
+                .await?;
+                Ok(Ok(Exchanged {
+                    token: issued.token,
+                    expires_at: issued.expires_at,
+                    granted,
+                    session_id,
+                    service_id: service.id,
+                }))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    outcome
+}

@@ -1,0 +1,127 @@
+//! Service secrets: 256 random bits, shown once, stored as a hash. The
+//! presented string names its row (`pcs_<secret id>_<random>`), so checking
+//! one is a primary-key lookup and a constant-time comparison, never a scan.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// NEVER CHANGE: secrets already handed out carry this prefix.
+const PREFIX: &str = "pcs_";
+const ID_LEN: usize = 32; // simple (hex) UUID
+const RANDOM_BYTES: usize = 32;
+const RANDOM_LEN: usize = 43; // base64url of 32 bytes, unpadded
+pub const SECRET_LEN: usize = PREFIX.len() + ID_LEN + 1 + RANDOM_LEN;
+
+/// A secret as presented by a caller: well-formed, not yet checked.
+pub struct PresentedSecret {
+    id: Uuid,
+    whole: SecretString,
+}
+
+impl std::fmt::Debug for PresentedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedSecret").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl PresentedSecret {
+    /// `None` when the string cannot be a secret of ours.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.len() != SECRET_LEN || !raw.is_ascii() {
+            return None;
+        }
+        let rest = raw.strip_prefix(PREFIX)?;
+        let (id, random) = rest.split_at(ID_LEN);
+        let random = random.strip_prefix('_')?;
+        if id.bytes().any(|b| !b.is_ascii_hexdigit() || b.is_ascii_uppercase()) {
+            return None;
+        }
+        if URL_SAFE_NO_PAD.decode(random).ok()?.len() != RANDOM_BYTES {
+            return None;
+        }
+        Some(Self {
+            id: Uuid::try_parse(id).ok()?,
+            whole: SecretString::from(raw.to_owned()),
+        })
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Whether this secret hashes to `stored`, in constant time.
+    pub fn matches(&self, stored: &[u8]) -> bool {
+        hash(self.whole.expose_secret()).ct_eq(stored).into()
+    }
+}
+
+/// A freshly generated secret: its id, the string to show once, its hash.
+pub struct NewSecret {
+    pub id: Uuid,
+    pub shown_once: SecretString,
+    pub hash: Vec<u8>,
+}
+
+pub fn generate() -> NewSecret {
+    let id = Uuid::new_v4();
+    let mut random = [0u8; RANDOM_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    let whole = format!("{PREFIX}{}_{}", id.simple(), URL_SAFE_NO_PAD.encode(random));
+    NewSecret {
+        id,
+        hash: hash(&whole),
+        shown_once: SecretString::from(whole),
+    }
+}
+
+/// What the database keeps. A fast hash is right here: the input carries 256
+/// random bits, so there is nothing to brute-force.
+fn hash(whole: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"portcullis.service_secret.v1:");
+    hasher.update(whole.as_bytes());
+    hasher.finalize().to_vec()
+}
+
+/// A hash no secret has, so an unknown secret id costs the same comparison.
+pub fn unmatched_hash() -> Vec<u8> {
+    vec![0u8; 32]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_parses_and_matches_its_hash() {
+        let new = generate();
+        let presented = PresentedSecret::parse(new.shown_once.expose_secret()).unwrap();
+        assert_eq!(presented.id(), new.id);
+        assert!(presented.matches(&new.hash));
+        assert!(!presented.matches(&generate().hash));
+    }
+
+    #[test]
+    fn malformed_secrets_do_not_parse() {
+        let new = generate();
+        let good = new.shown_once.expose_secret().to_owned();
+        assert!(PresentedSecret::parse("").is_none());
+        assert!(PresentedSecret::parse(&good[1..]).is_none());
+        assert!(PresentedSecret::parse(&good.replacen("pcs_", "pcx_", 1)).is_none());
+        assert!(PresentedSecret::parse(&good.to_uppercase()).is_none());
+        assert!(PresentedSecret::parse(&format!("{good}x")).is_none());
+    }
+
+    #[test]
+    fn debug_does_not_show_the_secret() {
+        let new = generate();
+        let presented = PresentedSecret::parse(new.shown_once.expose_secret()).unwrap();
+        let shown = format!("{presented:?} {:?}", new.shown_once);
+        assert!(!shown.contains(&new.shown_once.expose_secret()[PREFIX.len() + ID_LEN + 1..]));
+    }
+}

@@ -1,0 +1,192 @@
+//! Access tokens: EdDSA JWTs signed with the key ring, verified locally, and
+//! refused once their session is revoked.
+
+mod claims;
+pub mod keys;
+mod principal;
+pub mod revocation;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, Header, Validation};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use claims::{Claims, TokenType};
+pub use keys::KeyRing;
+pub use principal::{Principal, ServicePrincipal, UserPrincipal};
+pub use revocation::RevocationList;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Why a token is not accepted. Callers see one message for all of these.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown or retired signing key")]
+    UnknownKey,
+    #[error("bad signature or algorithm")]
+    BadSignature,
+    #[error("wrong issuer or audience")]
+    WrongAudience,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("revoked")]
+    Revoked,
+    #[error("revocation state unknown")]
+    RevocationUnknown,
+    #[error("no signing key is active")]
+    NoSigningKey,
+}
+
+/// What to put in a new token.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub typ: TokenType,
+    pub subject: Uuid,
+    pub tenant: Option<Uuid>,
+    pub session: Uuid,
+    pub permissions: Vec<String>,
+    pub lifetime: Duration,
+}
+
+/// A signed token, shown once to its holder.
+pub struct IssuedToken {
+    pub token: SecretString,
+    pub expires_at: DateTime<Utc>,
+    /// SHA-256 of the token: what the database keeps.
+    pub hash: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "portcullis".into(),
+            audience: "portcullis".into(),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Signs and verifies tokens. Shared by the server's services and layers.
+pub struct Tokens {
+    keys: KeyRing,
+    settings: TokenSettings,
+    revocations: Arc<RevocationList>,
+}
+
+impl Tokens {
+    pub fn new(keys: KeyRing, settings: TokenSettings, revocations: Arc<RevocationList>) -> Self {
+        Self {
+            keys,
+            settings,
+            revocations,
+        }
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn revocations(&self) -> &Arc<RevocationList> {
+        &self.revocations
+    }
+
+    pub fn issue(&self, new: &NewToken, now: DateTime<Utc>) -> Result<IssuedToken, TokenError> {
+        let key = self.keys.signing_key(now).ok_or(TokenError::NoSigningKey)?;
+        let lifetime = chrono::Duration::from_std(new.lifetime).map_err(|_| TokenError::Malformed)?;
+        let expires_at = now + lifetime;
+        let claims = Claims {
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            sub: new.subject.to_string(),
+            tid: new.tenant.map(|t| t.to_string()),
+            sid: new.session.to_string(),
+            exp: expires_at.timestamp(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            jti: Uuid::new_v4().to_string(),
+            typ: new.typ,
+            perms: new.permissions.clone(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, key.encoding()).map_err(|_| TokenError::NoSigningKey)?;
+        let hash = token_hash(&token);
+        Ok(IssuedToken {
+            token: SecretString::from(token),
+            expires_at,
+            hash,
+        })
+    }
+
+    /// Signature, issuer, audience, time claims (with leeway) and revocation.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, TokenError> {
+        let claims = self.verify_signature(token, now)?;
+        let leeway = self.settings.leeway.as_secs() as i64;
+        if claims.exp + leeway <= now.timestamp() {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf - leeway > now.timestamp() {
+            return Err(TokenError::NotYetValid);
+        }
+        let principal = Principal::from_claims(&claims)?;
+        match self.revocations.is_revoked(principal.session_id()) {
+            Ok(false) => Ok(principal),
+            Ok(true) => Err(TokenError::Revoked),
+            Err(_) => Err(TokenError::RevocationUnknown),
+        }
+    }
+
+    /// Signature, issuer and audience only: whose session a token names,
+    /// even once expired (for revocation by token).
+    pub fn verify_signature(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::BadSignature);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.verifying_key(&kid, now).ok_or(TokenError::UnknownKey)?;
+        // Time claims are checked against the `now` we were given, not the
+        // library's clock.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss", "aud"]);
+        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_audience(&[&self.settings.audience]);
+        match jsonwebtoken::decode::<Claims>(token, key.decoding(), &validation) {
+            Ok(data) => Ok(data.claims),
+            Err(error) => Err(match error.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature
+                | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer
+                | jsonwebtoken::errors::ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                _ => TokenError::Malformed,
+            }),
+        }
+    }
+}
+
+/// SHA-256 of a token or secret string, as stored in the database.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}

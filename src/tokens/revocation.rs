@@ -1,0 +1,125 @@
+//! The revoked-session list every replica keeps in memory, refreshed from
+//! `auth.token_revocations` every poll interval. A token whose session is on
+//! it is refused; if the list could not be refreshed for longer than
+//! [`MAX_STALENESS`], tokens are refused as unverifiable rather than trusted.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use crate::db::schema::auth::token_revocations as tr;
+use crate::db::{Db, DbError, RlsContext};
+
+/// The promise made to operators: a revoked token stops working everywhere
+/// within five seconds. A replica that cannot confirm its list is this fresh
+/// refuses tokens.
+pub const MAX_STALENESS: Duration = Duration::from_secs(5);
+
+/// Rows are re-read this far behind the newest one seen, so a revocation
+/// whose transaction committed late is not missed.
+const OVERLAP: chrono::Duration = chrono::Duration::seconds(30);
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the revocation list is stale")]
+pub struct Stale;
+
+#[derive(Default)]
+struct State {
+    /// Revoked session id → when its tokens would have expired anyway.
+    revoked: HashMap<Uuid, DateTime<Utc>>,
+    /// Newest `revoked_at` seen.
+    watermark: Option<DateTime<Utc>>,
+    synced_at: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct RevocationList {
+    state: RwLock<State>,
+}
+
+impl RevocationList {
+    /// Whether the session's tokens are revoked; an error when the list has
+    /// not been confirmed recently enough to say.
+    pub fn is_revoked(&self, session: Uuid) -> Result<bool, Stale> {
+        let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match state.synced_at {
+            Some(at) if at.elapsed() <= MAX_STALENESS => Ok(state.revoked.contains_key(&session)),
+            _ => Err(Stale),
+        }
+    }
+
+    /// Records a revocation made by this replica, effective at once here.
+    pub fn insert(&self, session: Uuid, expires_at: DateTime<Utc>) {
+        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.revoked.insert(session, expires_at);
+    }
+
+    /// Reads revocations since the last sync and forgets expired ones.
+    pub async fn sync(&self, db: &Db) -> Result<usize, DbError> {
+        let since = {
+            let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.watermark.map(|w| w - OVERLAP)
+        };
+        let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = db
+            .read(&RlsContext::purpose("revocation_sync"), |conn| {
+                async move {
+                    let mut query = tr::table
+                        .select((tr::session_id, tr::revoked_at, tr::expires_at))
+                        .filter(tr::expires_at.gt(diesel::dsl::now))
+                        .into_boxed();
+                    if let Some(since) = since {
+                        query = query.filter(tr::revoked_at.ge(since));
+                    }
+                    Ok::<_, DbError>(query.load(conn).await?)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let now = Utc::now();
+        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (session, revoked_at, expires_at) in &rows {
+            state.revoked.insert(*session, *expires_at);
+            if state.watermark.is_none_or(|w| *revoked_at > w) {
+                state.watermark = Some(*revoked_at);
+            }
+        }
+        state.revoked.retain(|_, expires_at| *expires_at > now);
+        state.synced_at = Some(Instant::now());
+        Ok(rows.len())
+    }
+
+    /// Keeps the list fresh until the task is aborted.
+    pub async fn run(&self, db: Db, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            ticker.tick().await;
+            match self.sync(&db).await {
+                Ok(_) if failing => {
+                    tracing::info!("revocation list synced again");
+                    failing = false;
+                }
+                Ok(_) => {}
+                Err(error) if !failing => {
+                    tracing::warn!(%error, "cannot sync the revocation list; tokens are refused once it is {MAX_STALENESS:?} old");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Marks the list as confirmed without reading the database: for tests
+    /// of token handling that have no database.
+    pub fn assume_synced(&self) {
+        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.synced_at = Some(Instant::now());
+    }
+}
