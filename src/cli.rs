@@ -11,6 +11,7 @@ use crate::db::admin::AdminError;
 use crate::db::cluster;
 use crate::db::provision::{Environment, Names};
 use crate::server::ServerSettings;
+use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about, propagate_version = true)]
@@ -31,6 +32,97 @@ pub enum Command {
     Db(DbCommand),
     /// Seed the demo tenant (idempotent), as the application role.
     SeedDemo(DatabaseArgs),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Service accounts.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) into a directory.
+    ///
+    /// The file is named for the moment the key starts signing. Roll it out
+    /// to every replica before that moment (--activate-in) so that all of
+    /// them can verify its tokens before any replica issues one.
+    Generate {
+        /// The signing-keys directory the servers read.
+        #[arg(long, env = "PORTCULLIS_SIGNING_KEYS_DIR")]
+        dir: PathBuf,
+        /// Start signing this long from now.
+        #[arg(long, default_value = "0s")]
+        activate_in: humantime::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service account.
+    Create {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        label: String,
+        /// Bind the service to one tenant (UUID); without it, it may act in any.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// A permission to grant (repeat), e.g. authz.check.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Secrets of a service account.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Disable a service account and revoke every token it holds.
+    Disable {
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Permissions of a service account.
+    #[command(subcommand)]
+    Permissions(PermissionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Issue a new secret and print it once; it cannot be shown again.
+    Issue {
+        #[arg(long)]
+        key: String,
+        /// Also revoke every other active secret of the service.
+        #[arg(long)]
+        revoke_others: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke one secret; exchanges with it are refused at once.
+    Revoke {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        secret_id: uuid::Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermissionsCommand {
+    /// Replace the service's permissions with exactly these.
+    Set {
+        #[arg(long)]
+        key: String,
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +260,21 @@ pub struct ServerArgs {
     /// How long in-flight calls may finish after SIGTERM or SIGINT.
     #[arg(long, env = "PORTCULLIS_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
+    /// Issuer (`iss`) and audience (`aud`) of the tokens this service signs.
+    #[arg(long, env = "PORTCULLIS_TOKEN_ISSUER", default_value = "portcullis")]
+    pub token_issuer: String,
+    /// Clock skew tolerated when checking a token's `exp` and `nbf`.
+    #[arg(long, env = "PORTCULLIS_TOKEN_LEEWAY", default_value = "30s")]
+    pub token_leeway: humantime::Duration,
+    /// Lifetime of service tokens issued by ExchangeServiceCredential.
+    #[arg(long, env = "PORTCULLIS_SERVICE_TOKEN_LIFETIME", default_value = "10m")]
+    pub service_token_lifetime: humantime::Duration,
+    /// How often each replica refreshes its list of revoked sessions. A
+    /// revoked token is refused everywhere within this plus the query time,
+    /// and never later than 5 seconds: a replica whose list is older
+    /// refuses tokens until it catches up.
+    #[arg(long, env = "PORTCULLIS_REVOCATION_POLL_INTERVAL", default_value = "1s")]
+    pub revocation_poll_interval: humantime::Duration,
 }
 
 impl ServerArgs {
@@ -175,7 +282,35 @@ impl ServerArgs {
         ServerSettings {
             health_interval: self.health_interval.into(),
             shutdown_grace: self.shutdown_grace.into(),
+            service_token_lifetime: self.service_token_lifetime.into(),
+            revocation_poll_interval: self.revocation_poll_interval.into(),
         }
+    }
+
+    pub fn token_settings(&self) -> TokenSettings {
+        TokenSettings {
+            issuer: self.token_issuer.clone(),
+            audience: self.token_issuer.clone(),
+            leeway: self.token_leeway.into(),
+        }
+    }
+
+    /// The token service over `keys`, with an empty revocation list that the
+    /// server keeps in sync.
+    pub fn tokens(&self, keys: KeyRing) -> std::sync::Arc<Tokens> {
+        std::sync::Arc::new(Tokens::new(
+            keys,
+            self.token_settings(),
+            std::sync::Arc::new(RevocationList::default()),
+        ))
+    }
+
+    /// How long a superseded signing key keeps verifying: long enough for
+    /// every token it signed to expire.
+    pub fn key_retirement_grace(&self) -> std::time::Duration {
+        let lifetime: std::time::Duration = self.service_token_lifetime.into();
+        let leeway: std::time::Duration = self.token_leeway.into();
+        lifetime + leeway
     }
 }
 
@@ -183,6 +318,10 @@ impl ServerArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Directory of Ed25519 signing keys (`ed25519-<time>.pem`, from
+    /// `portcullis keys generate`). The newest active key signs; all verify.
+    #[arg(long, env = "PORTCULLIS_SIGNING_KEYS_DIR")]
+    pub signing_keys_dir: PathBuf,
     #[command(flatten)]
     pub database: DatabaseArgs,
 }

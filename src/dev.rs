@@ -7,6 +7,7 @@ use crate::db::admin::redact;
 use crate::db::cluster::{self, AdminServer};
 use crate::db::provision::{self, Environment, Names, Passwords};
 use crate::db::{Db, migrate};
+use crate::tokens::KeyRing;
 use crate::{seed, server};
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -36,13 +37,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!(applied = applied.len(), "migrations are current");
 
     let db = Db::new(app_url.as_str(), &args.pool.settings());
-    seed::seed_demo(&db).await.context("seeding demo data")?;
+    let demo_secret = seed::seed_demo(&db).await.context("seeding demo data")?;
+
+    tracing::warn!("dev signs tokens with an ephemeral key: they stop verifying when dev stops");
+    let tokens = args
+        .server
+        .tokens(KeyRing::ephemeral(chrono::Utc::now(), args.server.key_retirement_grace()));
 
     let listener = server::bind(args.server.listen).await?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    print_banner(&addr.to_string(), &redact(&app_url));
+    let addr = listener.local_addr().context("reading the bound address")?.to_string();
+    print_banner(&addr, &redact(&app_url));
+    println!("{}\n", seed::try_it(&demo_secret, &addr));
     server::serve(
         db,
+        tokens,
         listener,
         args.server.settings(),
         server::shutdown_signal(),

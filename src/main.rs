@@ -4,10 +4,18 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Parser;
 
-use portcullis::cli::{Cli, Command, DbCommand, MigrateArgs, ProvisionArgs};
+use portcullis::cli::{
+    Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, PermissionsCommand, ProvisionArgs, SecretCommand,
+    ServiceCommand,
+};
 use portcullis::db::provision::{self, Environment, Passwords};
 use portcullis::db::{Db, admin, cluster, migrate};
+use portcullis::service_accounts::names::{Permission, ServiceKey};
+use portcullis::service_accounts::{self, NewService};
+use portcullis::tokens::KeyRing;
+use portcullis::tokens::keys::generate_key_file;
 use portcullis::{dev, seed, server, telemetry};
+use secrecy::ExposeSecret;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,11 +33,14 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
+            let keys = KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
+            let tokens = args.server.tokens(keys);
             let db = Db::new(&args.database.database_url, &args.database.pool.settings());
             let listener = server::bind(args.server.listen).await?;
             tracing::info!(listen = %args.server.listen, "serving");
             server::serve(
                 db,
+                tokens,
                 listener,
                 args.server.settings(),
                 server::shutdown_signal(),
@@ -42,13 +53,86 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Db(DbCommand::Migrate(args)) => migrate_command(args).await,
         Command::SeedDemo(args) => {
             let db = Db::new(&args.database_url, &args.pool.settings());
-            seed::seed_demo(&db)
-                .await
-                .context("seeding the demo tenant")?;
+            let secret = seed::seed_demo(&db).await.context("seeding the demo tenant")?;
             println!("demo tenant seeded: {}", seed::DEMO_TENANT_ID);
+            println!("{}", seed::try_it(&secret, "127.0.0.1:50051"));
             Ok(())
         }
+        Command::Keys(KeysCommand::Generate { dir, activate_in }) => {
+            let activates_at = chrono::Utc::now() + chrono::Duration::from_std(activate_in.into())?;
+            let (path, kid) = generate_key_file(&dir, activates_at)?;
+            println!("wrote {} (kid {kid}, signs from {activates_at})", path.display());
+            Ok(())
+        }
+        Command::Service(command) => service_command(command).await,
     }
+}
+
+fn service_key(raw: &str) -> anyhow::Result<ServiceKey> {
+    ServiceKey::parse(raw).map_err(|e| anyhow::anyhow!("--key: {e}"))
+}
+
+fn permissions(raw: &[String]) -> anyhow::Result<Vec<Permission>> {
+    raw.iter()
+        .map(|p| Permission::parse(p).map_err(|e| anyhow::anyhow!("--permission {p}: {e}")))
+        .collect()
+}
+
+fn database(args: &DatabaseArgs) -> Db {
+    Db::new(&args.database_url, &args.pool.settings())
+}
+
+async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
+    match command {
+        ServiceCommand::Create {
+            key,
+            label,
+            tenant,
+            permissions: granted,
+            database: args,
+        } => {
+            let new = NewService {
+                key: service_key(&key)?,
+                label,
+                tenant_id: tenant,
+                permissions: permissions(&granted)?,
+            };
+            let id = service_accounts::create(&database(&args), &new).await?;
+            println!("created service {key} ({id})");
+        }
+        ServiceCommand::Secret(SecretCommand::Issue {
+            key,
+            revoke_others,
+            database: args,
+        }) => {
+            let (id, secret) =
+                service_accounts::issue_secret(&database(&args), &service_key(&key)?, revoke_others).await?;
+            eprintln!("secret {id} for {key}; it is shown once and cannot be recovered:");
+            println!("{}", secret.expose_secret());
+        }
+        ServiceCommand::Secret(SecretCommand::Revoke {
+            key,
+            secret_id,
+            database: args,
+        }) => {
+            service_accounts::revoke_secret(&database(&args), &service_key(&key)?, secret_id).await?;
+            println!("revoked secret {secret_id} of {key}");
+        }
+        ServiceCommand::Disable { key, database: args } => {
+            let revoked = service_accounts::disable(&database(&args), &service_key(&key)?).await?;
+            println!("disabled {key}; revoked {revoked} live token(s)");
+        }
+        ServiceCommand::Permissions(PermissionsCommand::Set {
+            key,
+            permissions: granted,
+            database: args,
+        }) => {
+            service_accounts::set_permissions(&database(&args), &service_key(&key)?, &permissions(&granted)?)
+                .await?;
+            println!("permissions of {key} set to {}", granted.join(", "));
+        }
+    }
+    Ok(())
 }
 
 async fn provision_command(args: ProvisionArgs) -> anyhow::Result<()> {

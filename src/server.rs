@@ -2,19 +2,24 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::db::Db;
 use crate::grpc::authentication::AuthenticationService;
 use crate::grpc::authorization::AuthorizationService;
+use crate::grpc::caller_auth::CallerAuthLayer;
 use crate::grpc::health;
+use crate::grpc::request::REQUEST_ID_HEADER;
 use crate::grpc::service_credentials::ServiceCredentialsService;
 use crate::proto;
+use crate::tokens::Tokens;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
@@ -25,6 +30,10 @@ pub struct ServerSettings {
     pub health_interval: Duration,
     /// How long in-flight calls may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Lifetime of the tokens `ExchangeServiceCredential` issues.
+    pub service_token_lifetime: Duration,
+    /// How often the revoked-session list is refreshed from the database.
+    pub revocation_poll_interval: Duration,
 }
 
 impl Default for ServerSettings {
@@ -32,6 +41,8 @@ impl Default for ServerSettings {
         Self {
             health_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            service_token_lifetime: Duration::from_secs(600),
+            revocation_poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -59,6 +70,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 /// `NOT_SERVING`, and lets in-flight calls finish within the grace period.
 pub async fn serve(
     db: Db,
+    tokens: Arc<Tokens>,
     listener: TcpListener,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send,
@@ -72,20 +84,44 @@ pub async fn serve(
         settings.health_interval,
     ));
 
+    let revocations = tokens.revocations().clone();
+    let revocation_db = db.clone();
+    let revocation_sync = tokio::spawn(async move {
+        revocations
+            .run(revocation_db, settings.revocation_poll_interval)
+            .await;
+    });
+
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
 
+    // Outermost first: request id, then the caller's authentication.
+    let layers = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(
+            http::HeaderName::from_static(REQUEST_ID_HEADER),
+            MakeRequestUuid,
+        ))
+        .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(
+            REQUEST_ID_HEADER,
+        )))
+        .layer(CallerAuthLayer::new(tokens.clone()))
+        .into_inner();
     let router = Server::builder()
         .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+        .layer(layers)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(AuthenticationServer::new(AuthenticationService))
+        .add_service(AuthenticationServer::new(AuthenticationService::new(
+            tokens.clone(),
+        )))
         .add_service(AuthorizationServer::new(AuthorizationService))
-        .add_service(ServiceCredentialsServer::new(ServiceCredentialsService));
+        .add_service(ServiceCredentialsServer::new(
+            ServiceCredentialsService::new(db.clone(), tokens, settings.service_token_lifetime),
+        ));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving =
@@ -111,6 +147,7 @@ pub async fn serve(
         }
     };
     watcher.abort();
+    revocation_sync.abort();
     result
 }
 

@@ -1,13 +1,26 @@
-//! `portcullis.v1.Authentication`.
+//! `portcullis.v1.Authentication`. Login and sessions come with the user
+//! authentication issue; token verification and signing keys are here.
 
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
 use tonic::{Request, Response, Status};
 
+use super::request::{caller, invalid, timestamp};
 use super::status::not_implemented;
 use crate::proto::v1::authentication_server::Authentication;
 use crate::proto::v1::*;
+use crate::tokens::{MAX_TOKEN_LEN, Tokens};
 
-#[derive(Debug, Default)]
-pub struct AuthenticationService;
+pub struct AuthenticationService {
+    tokens: Arc<Tokens>,
+}
+
+impl AuthenticationService {
+    pub fn new(tokens: Arc<Tokens>) -> Self {
+        Self { tokens }
+    }
+}
 
 #[tonic::async_trait]
 impl Authentication for AuthenticationService {
@@ -46,17 +59,62 @@ impl Authentication for AuthenticationService {
         Err(not_implemented("Authentication/ResetPassword"))
     }
 
+    /// Introspection: an unusable token is `active = false`, not an error.
     async fn verify_token(
         &self,
-        _request: Request<VerifyTokenRequest>,
+        request: Request<VerifyTokenRequest>,
     ) -> Result<Response<VerifyTokenResponse>, Status> {
-        Err(not_implemented("Authentication/VerifyToken"))
+        let caller = caller(&request)?;
+        let token = request.into_inner().token;
+        if token.is_empty() {
+            return Err(invalid("token", "is required"));
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(invalid("token", format!("is longer than {MAX_TOKEN_LEN} characters")));
+        }
+        let Ok(verified) = self.tokens.verify(&token, Utc::now()) else {
+            return Ok(Response::new(VerifyTokenResponse::default()));
+        };
+        // A tenant-bound caller may not learn about other tenants' tokens.
+        let in_reach = match verified.principal.tenant_id() {
+            Some(tenant) => caller.may_act_in(tenant),
+            None => caller.tenant_id().is_none(),
+        };
+        if !in_reach {
+            return Err(Status::permission_denied("the token belongs to another tenant"));
+        }
+        let claims = verified.claims;
+        Ok(Response::new(VerifyTokenResponse {
+            active: true,
+            token_type: match claims.typ {
+                crate::tokens::TokenType::User => TokenType::User,
+                crate::tokens::TokenType::Service => TokenType::Service,
+            } as i32,
+            subject_id: claims.sub,
+            tenant_id: claims.tid.unwrap_or_default(),
+            session_id: claims.sid,
+            permissions: claims.perms,
+            expires_at: Utc.timestamp_opt(claims.exp, 0).single().map(timestamp),
+        }))
     }
 
     async fn get_signing_keys(
         &self,
         _request: Request<GetSigningKeysRequest>,
     ) -> Result<Response<GetSigningKeysResponse>, Status> {
-        Err(not_implemented("Authentication/GetSigningKeys"))
+        let now = Utc::now();
+        let keys = self.tokens.keys();
+        Ok(Response::new(GetSigningKeysResponse {
+            jwks_json: keys.jwks_json(now),
+            keys: keys
+                .published(now)
+                .into_iter()
+                .map(|k| SigningKey {
+                    kid: k.kid,
+                    public_key: k.public_key,
+                    not_after: k.not_after.map(timestamp),
+                })
+                .collect(),
+        }))
     }
 }

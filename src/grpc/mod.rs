@@ -1,8 +1,11 @@
 //! Transport: tonic services. Each file parses requests, calls the domain and
 //! maps its errors through [`status`]; no business logic lives here.
 
+pub mod access;
 pub mod authentication;
 pub mod authorization;
+pub mod caller_auth;
 pub mod health;
+pub mod request;
 pub mod service_credentials;
 pub mod status;

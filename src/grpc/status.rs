@@ -3,6 +3,7 @@
 use tonic::Status;
 
 use crate::db::DbError;
+use crate::service_accounts::ServiceError;
 
 /// The answer of an RPC whose issue has not landed yet.
 pub fn not_implemented(rpc: &str) -> Status {
@@ -21,6 +22,24 @@ impl From<DbError> for Status {
                 tracing::error!(%cause, "database error");
                 Status::internal("internal error")
             }
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::InvalidCredentials => Status::unauthenticated(error.to_string()),
+            ServiceError::PermissionNotGranted(_) => Status::permission_denied(error.to_string()),
+            ServiceError::UnknownSession | ServiceError::UnknownService(_) | ServiceError::UnknownSecret => {
+                Status::not_found(error.to_string())
+            }
+            ServiceError::DuplicateKey(_) => Status::already_exists(error.to_string()),
+            ServiceError::Token(cause) => {
+                tracing::error!(%cause, "cannot sign a token");
+                Status::internal("internal error")
+            }
+            ServiceError::Db(cause) => cause.into(),
         }
     }
 }

@@ -2,9 +2,12 @@
 
 use diesel_async::SimpleAsyncConnection;
 use scoped_futures::ScopedFutureExt;
+use secrecy::{ExposeSecret, SecretString};
 use uuid::{Uuid, uuid};
 
 use crate::db::{Db, DbError, RlsContext};
+use crate::service_accounts::names::ServiceKey;
+use crate::service_accounts::{self, ServiceError};
 
 pub const DEMO_TENANT_ID: Uuid = uuid!("d0000000-0000-4000-8000-000000000001");
 pub const DEMO_ROOT_NODE_ID: Uuid = uuid!("d0000000-0000-4000-8001-000000000001");
@@ -15,8 +18,10 @@ pub const DEMO_SERVICE_KEY: &str = "demo-gateway";
 
 const DEMO_SQL: &str = include_str!("demo.sql");
 
-/// Writes the demo data through the application role's RLS-scoped door.
-pub async fn seed_demo(db: &Db) -> Result<(), DbError> {
+/// Writes the demo data through the application role's RLS-scoped door,
+/// then rotates the demo service's secret and returns the new one (secrets
+/// are stored hashed, so each run shows a fresh one).
+pub async fn seed_demo(db: &Db) -> Result<SecretString, ServiceError> {
     let ctx = RlsContext::operator().with_tenant(DEMO_TENANT_ID);
     db.write(&ctx, |conn| {
         async move {
@@ -25,5 +30,20 @@ pub async fn seed_demo(db: &Db) -> Result<(), DbError> {
         }
         .scope_boxed()
     })
-    .await
+    .await?;
+    let key = ServiceKey::parse(DEMO_SERVICE_KEY).map_err(|e| ServiceError::UnknownService(e.to_string()))?;
+    let (_, secret) = service_accounts::issue_secret(db, &key, true).await?;
+    Ok(secret)
+}
+
+/// grpcurl lines that work against a server on `addr` seeded by [`seed_demo`].
+pub fn try_it(secret: &SecretString, addr: &str) -> String {
+    let secret = secret.expose_secret();
+    format!(
+        r#"Exchange the demo service's secret for a token, then use it:
+  TOKEN=$(grpcurl -plaintext -d '{{"service_key":"{DEMO_SERVICE_KEY}","secret":"{secret}"}}' {addr} portcullis.v1.ServiceCredentials/ExchangeServiceCredential | grep -o '"accessToken": "[^"]*"' | cut -d'"' -f4)
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"subject":{{"user":{{"tenant_id":"{DEMO_TENANT_ID}","user_id":"{DEMO_ALICE_ID}"}}}},"capability":"payment.ledger.download","org_node_id":"{DEMO_PARIS_NODE_ID}"}}' {addr} portcullis.v1.Authorization/CheckCapability
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d "{{\"token\":\"$TOKEN\"}}" {addr} portcullis.v1.Authentication/VerifyToken
+  grpcurl -plaintext -d '{{}}' {addr} portcullis.v1.Authentication/GetSigningKeys"#
+    )
 }

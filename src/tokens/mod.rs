@@ -83,6 +83,13 @@ impl Default for TokenSettings {
     }
 }
 
+/// A token that passed every check, with what it says.
+#[derive(Clone, Debug)]
+pub struct VerifiedToken {
+    pub principal: Principal,
+    pub claims: Claims,
+}
+
 /// Signs and verifies tokens. Shared by the server's services and layers.
 pub struct Tokens {
     keys: KeyRing,
@@ -136,7 +143,7 @@ impl Tokens {
     }
 
     /// Signature, issuer, audience, time claims (with leeway) and revocation.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, TokenError> {
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<VerifiedToken, TokenError> {
         let claims = self.verify_signature(token, now)?;
         let leeway = self.settings.leeway.as_secs() as i64;
         if claims.exp + leeway <= now.timestamp() {
@@ -147,7 +154,7 @@ impl Tokens {
         }
         let principal = Principal::from_claims(&claims)?;
         match self.revocations.is_revoked(principal.session_id()) {
-            Ok(false) => Ok(principal),
+            Ok(false) => Ok(VerifiedToken { principal, claims }),
             Ok(true) => Err(TokenError::Revoked),
             Err(_) => Err(TokenError::RevocationUnknown),
         }

@@ -1,0 +1,123 @@
+//! Who may call what: the access rule of every RPC, and the check of a
+//! caller's bearer token against it. Used by the caller-authentication layer.
+
+use chrono::{DateTime, Utc};
+use tonic::Status;
+
+use crate::tokens::{Principal, TokenError, Tokens};
+
+/// The one message for every unusable token, whatever was wrong with it.
+pub const UNAUTHENTICATED: &str = "missing, invalid, expired or revoked access token";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No caller needed (login, credential exchange, keys, health, reflection).
+    Public,
+    /// A caller is optional; if a token is sent it must be valid (the
+    /// handler decides, e.g. `RevokeSession` by refresh token).
+    OptionalCaller,
+    /// A valid token is required. Services need `service_permission` (none:
+    /// any service); users may call only where `users` is true.
+    Caller {
+        service_permission: Option<&'static str>,
+        users: bool,
+    },
+}
+
+const PKG: &str = "/portcullis.v1.";
+
+/// The rule for a gRPC path (`/package.Service/Method`). Anything not
+/// listed needs a caller and is open to no one: new RPCs fail closed until
+/// they are given a rule.
+pub fn rule(path: &str) -> Access {
+    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+        return Access::Public;
+    }
+    let Some(method) = path.strip_prefix(PKG) else {
+        return DENY_ALL;
+    };
+    match method {
+        "Authentication/Authenticate"
+        | "Authentication/RequestOtp"
+        | "Authentication/RefreshSession"
+        | "Authentication/ResetPassword"
+        | "Authentication/GetSigningKeys"
+        | "ServiceCredentials/ExchangeServiceCredential" => Access::Public,
+        "Authentication/RevokeSession" => Access::OptionalCaller,
+        "Authentication/VerifyToken" => caller(Some("tokens.verify"), false),
+        "Authorization/CheckCapability" | "Authorization/CheckCapabilities" => caller(Some("authz.check"), true),
+        "Authorization/ListVisibleOrgNodes" => caller(Some("authz.list_visible"), true),
+        // Revoking one's own token needs no permission (RFC 7009 spirit).
+        "ServiceCredentials/RevokeServiceToken" => caller(None, true),
+        _ => DENY_ALL,
+    }
+}
+
+const DENY_ALL: Access = Access::Caller {
+    service_permission: Some("(no rule for this method)"),
+    users: false,
+};
+
+const fn caller(service_permission: Option<&'static str>, users: bool) -> Access {
+    Access::Caller {
+        service_permission,
+        users,
+    }
+}
+
+/// Checks the `authorization` header against the rule of `path`; returns
+/// the caller, if any.
+pub fn authorize(
+    tokens: &Tokens,
+    path: &str,
+    authorization: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<Principal>, Status> {
+    let access = rule(path);
+    if access == Access::Public {
+        return Ok(None);
+    }
+    let principal = match (authorization, access) {
+        (None, Access::OptionalCaller) => return Ok(None),
+        (None, _) => return Err(Status::unauthenticated(UNAUTHENTICATED)),
+        (Some(header), _) => verify_bearer(tokens, header, now)?,
+    };
+    if let Access::Caller {
+        service_permission,
+        users,
+    } = access
+    {
+        let method = path.rsplit('/').next().unwrap_or(path);
+        match &principal {
+            Principal::User(_) if !users => {
+                return Err(Status::permission_denied(format!("user tokens may not call {method}")));
+            }
+            Principal::Service(_) => {
+                if let Some(permission) = service_permission
+                    && !principal.has_permission(permission)
+                {
+                    return Err(Status::permission_denied(format!(
+                        "{method} needs the permission {permission}"
+                    )));
+                }
+            }
+            Principal::User(_) => {}
+        }
+    }
+    Ok(Some(principal))
+}
+
+fn verify_bearer(tokens: &Tokens, header: &str, now: DateTime<Utc>) -> Result<Principal, Status> {
+    let token = header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| Status::unauthenticated(UNAUTHENTICATED))?;
+    match tokens.verify(token, now) {
+        Ok(verified) => Ok(verified.principal),
+        Err(TokenError::RevocationUnknown) => Err(Status::unavailable(
+            "cannot confirm that the token is not revoked; retry shortly",
+        )),
+        Err(_) => Err(Status::unauthenticated(UNAUTHENTICATED)),
+    }
+}
