@@ -273,7 +273,11 @@ pub struct ServerArgs {
     /// revoked token is refused everywhere within this plus the query time,
     /// and never later than 5 seconds: a replica whose list is older
     /// refuses tokens until it catches up.
-    #[arg(long, env = "PORTCULLIS_REVOCATION_POLL_INTERVAL", default_value = "1s")]
+    #[arg(
+        long,
+        env = "PORTCULLIS_REVOCATION_POLL_INTERVAL",
+        default_value = "1s"
+    )]
     pub revocation_poll_interval: humantime::Duration,
 }
 

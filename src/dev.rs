@@ -40,12 +40,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let demo_secret = seed::seed_demo(&db).await.context("seeding demo data")?;
 
     tracing::warn!("dev signs tokens with an ephemeral key: they stop verifying when dev stops");
-    let tokens = args
-        .server
-        .tokens(KeyRing::ephemeral(chrono::Utc::now(), args.server.key_retirement_grace()));
+    let tokens = args.server.tokens(KeyRing::ephemeral(
+        chrono::Utc::now(),
+        args.server.key_retirement_grace(),
+    ));
 
     let listener = server::bind(args.server.listen).await?;
-    let addr = listener.local_addr().context("reading the bound address")?.to_string();
+    let addr = listener
+        .local_addr()
+        .context("reading the bound address")?
+        .to_string();
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
     server::serve(

@@ -5,8 +5,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 use portcullis::cli::{
-    Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, PermissionsCommand, ProvisionArgs, SecretCommand,
-    ServiceCommand,
+    Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, PermissionsCommand,
+    ProvisionArgs, SecretCommand, ServiceCommand,
 };
 use portcullis::db::provision::{self, Environment, Passwords};
 use portcullis::db::{Db, admin, cluster, migrate};
@@ -33,7 +33,8 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let keys = KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
+            let keys =
+                KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
             let tokens = args.server.tokens(keys);
             let db = Db::new(&args.database.database_url, &args.database.pool.settings());
             let listener = server::bind(args.server.listen).await?;
@@ -53,7 +54,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Db(DbCommand::Migrate(args)) => migrate_command(args).await,
         Command::SeedDemo(args) => {
             let db = Db::new(&args.database_url, &args.pool.settings());
-            let secret = seed::seed_demo(&db).await.context("seeding the demo tenant")?;
+            let secret = seed::seed_demo(&db)
+                .await
+                .context("seeding the demo tenant")?;
             println!("demo tenant seeded: {}", seed::DEMO_TENANT_ID);
             println!("{}", seed::try_it(&secret, "127.0.0.1:50051"));
             Ok(())
@@ -61,7 +64,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Generate { dir, activate_in }) => {
             let activates_at = chrono::Utc::now() + chrono::Duration::from_std(activate_in.into())?;
             let (path, kid) = generate_key_file(&dir, activates_at)?;
-            println!("wrote {} (kid {kid}, signs from {activates_at})", path.display());
+            println!(
+                "wrote {} (kid {kid}, signs from {activates_at})",
+                path.display()
+            );
             Ok(())
         }
         Command::Service(command) => service_command(command).await,
@@ -105,8 +111,12 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             revoke_others,
             database: args,
         }) => {
-            let (id, secret) =
-                service_accounts::issue_secret(&database(&args), &service_key(&key)?, revoke_others).await?;
+            let (id, secret) = service_accounts::issue_secret(
+                &database(&args),
+                &service_key(&key)?,
+                revoke_others,
+            )
+            .await?;
             eprintln!("secret {id} for {key}; it is shown once and cannot be recovered:");
             println!("{}", secret.expose_secret());
         }
@@ -115,10 +125,14 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             secret_id,
             database: args,
         }) => {
-            service_accounts::revoke_secret(&database(&args), &service_key(&key)?, secret_id).await?;
+            service_accounts::revoke_secret(&database(&args), &service_key(&key)?, secret_id)
+                .await?;
             println!("revoked secret {secret_id} of {key}");
         }
-        ServiceCommand::Disable { key, database: args } => {
+        ServiceCommand::Disable {
+            key,
+            database: args,
+        } => {
             let revoked = service_accounts::disable(&database(&args), &service_key(&key)?).await?;
             println!("disabled {key}; revoked {revoked} live token(s)");
         }
@@ -127,8 +141,12 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             permissions: granted,
             database: args,
         }) => {
-            service_accounts::set_permissions(&database(&args), &service_key(&key)?, &permissions(&granted)?)
-                .await?;
+            service_accounts::set_permissions(
+                &database(&args),
+                &service_key(&key)?,
+                &permissions(&granted)?,
+            )
+            .await?;
             println!("permissions of {key} set to {}", granted.join(", "));
         }
     }

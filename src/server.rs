@@ -19,10 +19,10 @@ use crate::grpc::health;
 use crate::grpc::request::REQUEST_ID_HEADER;
 use crate::grpc::service_credentials::ServiceCredentialsService;
 use crate::proto;
-use crate::tokens::Tokens;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
+use crate::tokens::Tokens;
 
 #[derive(Clone, Debug)]
 pub struct ServerSettings {

@@ -45,7 +45,9 @@ pub fn rule(path: &str) -> Access {
         | "ServiceCredentials/ExchangeServiceCredential" => Access::Public,
         "Authentication/RevokeSession" => Access::OptionalCaller,
         "Authentication/VerifyToken" => caller(Some("tokens.verify"), false),
-        "Authorization/CheckCapability" | "Authorization/CheckCapabilities" => caller(Some("authz.check"), true),
+        "Authorization/CheckCapability" | "Authorization/CheckCapabilities" => {
+            caller(Some("authz.check"), true)
+        }
         "Authorization/ListVisibleOrgNodes" => caller(Some("authz.list_visible"), true),
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
@@ -90,7 +92,9 @@ pub fn authorize(
         let method = path.rsplit('/').next().unwrap_or(path);
         match &principal {
             Principal::User(_) if !users => {
-                return Err(Status::permission_denied(format!("user tokens may not call {method}")));
+                return Err(Status::permission_denied(format!(
+                    "user tokens may not call {method}"
+                )));
             }
             Principal::Service(_) => {
                 if let Some(permission) = service_permission

@@ -70,7 +70,10 @@ impl Authentication for AuthenticationService {
             return Err(invalid("token", "is required"));
         }
         if token.len() > MAX_TOKEN_LEN {
-            return Err(invalid("token", format!("is longer than {MAX_TOKEN_LEN} characters")));
+            return Err(invalid(
+                "token",
+                format!("is longer than {MAX_TOKEN_LEN} characters"),
+            ));
         }
         let Ok(verified) = self.tokens.verify(&token, Utc::now()) else {
             return Ok(Response::new(VerifyTokenResponse::default()));
@@ -81,7 +84,9 @@ impl Authentication for AuthenticationService {
             None => caller.tenant_id().is_none(),
         };
         if !in_reach {
-            return Err(Status::permission_denied("the token belongs to another tenant"));
+            return Err(Status::permission_denied(
+                "the token belongs to another tenant",
+            ));
         }
         let claims = verified.claims;
         Ok(Response::new(VerifyTokenResponse {

@@ -57,7 +57,12 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|value| value.to_str().unwrap_or_default());
-        match access::authorize(&self.tokens, request.uri().path(), authorization, chrono::Utc::now()) {
+        match access::authorize(
+            &self.tokens,
+            request.uri().path(),
+            authorization,
+            chrono::Utc::now(),
+        ) {
             Ok(principal) => {
                 if let Some(principal) = principal {
                     request.extensions_mut().insert(principal);

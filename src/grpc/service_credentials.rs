@@ -52,7 +52,10 @@ impl ServiceCredentials for ServiceCredentialsService {
             return Err(invalid("secret", "is required"));
         }
         if body.secret.len() > MAX_SECRET_LEN {
-            return Err(invalid("secret", format!("is longer than {MAX_SECRET_LEN} characters")));
+            return Err(invalid(
+                "secret",
+                format!("is longer than {MAX_SECRET_LEN} characters"),
+            ));
         }
         if body.requested_permissions.len() > MAX_REQUESTED_PERMISSIONS {
             return Err(invalid(
@@ -64,7 +67,9 @@ impl ServiceCredentials for ServiceCredentialsService {
             .requested_permissions
             .iter()
             .enumerate()
-            .map(|(i, p)| Permission::parse(p).map_err(|e| invalid(&format!("requested_permissions[{i}]"), e)))
+            .map(|(i, p)| {
+                Permission::parse(p).map_err(|e| invalid(&format!("requested_permissions[{i}]"), e))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         requested.sort();
         requested.dedup();
@@ -102,7 +107,10 @@ impl ServiceCredentials for ServiceCredentialsService {
                     return Err(invalid("token", "is required"));
                 }
                 if token.len() > MAX_TOKEN_LEN {
-                    return Err(invalid("token", format!("is longer than {MAX_TOKEN_LEN} characters")));
+                    return Err(invalid(
+                        "token",
+                        format!("is longer than {MAX_TOKEN_LEN} characters"),
+                    ));
                 }
                 service_accounts::revoke_by_token(
                     &self.db,
@@ -115,9 +123,16 @@ impl ServiceCredentials for ServiceCredentialsService {
                 .await?;
             }
             Some(Target::ServiceSessionId(id)) => {
-                let session = Uuid::parse_str(&id).map_err(|_| invalid("service_session_id", "must be a UUID"))?;
-                service_accounts::revoke_session(&self.db, &self.tokens, &caller, session, request_id.as_deref())
-                    .await?;
+                let session = Uuid::parse_str(&id)
+                    .map_err(|_| invalid("service_session_id", "must be a UUID"))?;
+                service_accounts::revoke_session(
+                    &self.db,
+                    &self.tokens,
+                    &caller,
+                    session,
+                    request_id.as_deref(),
+                )
+                .await?;
             }
             None => return Err(invalid("target", "give token or service_session_id")),
         }

@@ -31,9 +31,9 @@ impl From<ServiceError> for Status {
         match error {
             ServiceError::InvalidCredentials => Status::unauthenticated(error.to_string()),
             ServiceError::PermissionNotGranted(_) => Status::permission_denied(error.to_string()),
-            ServiceError::UnknownSession | ServiceError::UnknownService(_) | ServiceError::UnknownSecret => {
-                Status::not_found(error.to_string())
-            }
+            ServiceError::UnknownSession
+            | ServiceError::UnknownService(_)
+            | ServiceError::UnknownSecret => Status::not_found(error.to_string()),
             ServiceError::DuplicateKey(_) => Status::already_exists(error.to_string()),
             ServiceError::Token(cause) => {
                 tracing::error!(%cause, "cannot sign a token");

@@ -31,7 +31,8 @@ pub async fn seed_demo(db: &Db) -> Result<SecretString, ServiceError> {
         .scope_boxed()
     })
     .await?;
-    let key = ServiceKey::parse(DEMO_SERVICE_KEY).map_err(|e| ServiceError::UnknownService(e.to_string()))?;
+    let key = ServiceKey::parse(DEMO_SERVICE_KEY)
+        .map_err(|e| ServiceError::UnknownService(e.to_string()))?;
     let (_, secret) = service_accounts::issue_secret(db, &key, true).await?;
     Ok(secret)
 }

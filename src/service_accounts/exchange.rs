@@ -11,11 +11,14 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::ServiceError;
 use super::names::{Permission, ServiceKey};
 use super::secret::{PresentedSecret, unmatched_hash};
-use super::ServiceError;
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s, tenants as t};
+use crate::db::schema::auth::{
+    service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
+    tenants as t,
+};
 use crate::db::{Db, RlsContext};
 use crate::tokens::{NewToken, TokenType, Tokens};
 

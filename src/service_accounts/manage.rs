@@ -14,7 +14,8 @@ use super::names::{Permission, ServiceKey};
 use super::secret;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{
-    service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s, token_revocations as tr,
+    service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
+    token_revocations as tr,
 };
 use crate::db::{Db, RlsContext};
 
@@ -27,7 +28,10 @@ pub struct NewService {
 }
 
 /// `(id, tenant)` of the service named `key`.
-async fn find(conn: &mut AsyncPgConnection, key: &ServiceKey) -> Result<(Uuid, Option<Uuid>), ServiceError> {
+async fn find(
+    conn: &mut AsyncPgConnection,
+    key: &ServiceKey,
+) -> Result<(Uuid, Option<Uuid>), ServiceError> {
     s::table
         .filter(s::key.eq(key.as_str()))
         .select((s::id, s::tenant_id))
@@ -37,7 +41,13 @@ async fn find(conn: &mut AsyncPgConnection, key: &ServiceKey) -> Result<(Uuid, O
         .ok_or_else(|| ServiceError::UnknownService(key.to_string()))
 }
 
-fn event<'a>(tenant_id: Option<Uuid>, action: &'a str, entity_kind: &'a str, entity_id: Uuid, payload: serde_json::Value) -> AuditEvent<'a> {
+fn event<'a>(
+    tenant_id: Option<Uuid>,
+    action: &'a str,
+    entity_kind: &'a str,
+    entity_id: Uuid,
+    payload: serde_json::Value,
+) -> AuditEvent<'a> {
     AuditEvent {
         tenant_id,
         actor: Actor::System,
@@ -95,22 +105,34 @@ pub async fn create(db: &Db, new: &NewService) -> Result<Uuid, ServiceError> {
 
 /// Issues a new secret; with `revoke_others`, every other active secret of
 /// the service is revoked in the same transaction.
-pub async fn issue_secret(db: &Db, key: &ServiceKey, revoke_others: bool) -> Result<(Uuid, SecretString), ServiceError> {
+pub async fn issue_secret(
+    db: &Db,
+    key: &ServiceKey,
+    revoke_others: bool,
+) -> Result<(Uuid, SecretString), ServiceError> {
     db.write(&RlsContext::operator(), |conn| {
         async move {
             let (service_id, tenant_id) = find(conn, key).await?;
             let revoked: Vec<Uuid> = if revoke_others {
-                diesel::update(ss::table.filter(ss::service_id.eq(service_id)).filter(ss::revoked_at.is_null()))
-                    .set(ss::revoked_at.eq(diesel::dsl::now))
-                    .returning(ss::id)
-                    .get_results(conn)
-                    .await?
+                diesel::update(
+                    ss::table
+                        .filter(ss::service_id.eq(service_id))
+                        .filter(ss::revoked_at.is_null()),
+                )
+                .set(ss::revoked_at.eq(diesel::dsl::now))
+                .returning(ss::id)
+                .get_results(conn)
+                .await?
             } else {
                 Vec::new()
             };
             let new = secret::generate();
             diesel::insert_into(ss::table)
-                .values((ss::id.eq(new.id), ss::service_id.eq(service_id), ss::secret_hash.eq(&new.hash)))
+                .values((
+                    ss::id.eq(new.id),
+                    ss::service_id.eq(service_id),
+                    ss::secret_hash.eq(&new.hash),
+                ))
                 .execute(conn)
                 .await?;
             audit::record(
@@ -151,7 +173,13 @@ pub async fn revoke_secret(db: &Db, key: &ServiceKey, secret_id: Uuid) -> Result
             }
             audit::record(
                 conn,
-                event(tenant_id, "service.secret_revoked", "service_secret", secret_id, json!({ "service_id": service_id })),
+                event(
+                    tenant_id,
+                    "service.secret_revoked",
+                    "service_secret",
+                    secret_id,
+                    json!({ "service_id": service_id }),
+                ),
             )
             .await?;
             Ok(())
@@ -174,7 +202,13 @@ pub async fn disable(db: &Db, key: &ServiceKey) -> Result<usize, ServiceError> {
             let revoked = revoke_live_sessions(conn, service_id).await?;
             audit::record(
                 conn,
-                event(tenant_id, "service.disabled", "service", service_id, json!({ "revoked_sessions": revoked })),
+                event(
+                    tenant_id,
+                    "service.disabled",
+                    "service",
+                    service_id,
+                    json!({ "revoked_sessions": revoked }),
+                ),
             )
             .await?;
             Ok(revoked)
@@ -186,7 +220,10 @@ pub async fn disable(db: &Db, key: &ServiceKey) -> Result<usize, ServiceError> {
 
 /// Marks every unexpired, unrevoked session of the service revoked and lists
 /// it for every replica. Returns how many.
-async fn revoke_live_sessions(conn: &mut AsyncPgConnection, service_id: Uuid) -> Result<usize, ServiceError> {
+async fn revoke_live_sessions(
+    conn: &mut AsyncPgConnection,
+    service_id: Uuid,
+) -> Result<usize, ServiceError> {
     let sessions: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = diesel::update(
         sess::table
             .filter(sess::service_id.eq(service_id))
@@ -199,33 +236,58 @@ async fn revoke_live_sessions(conn: &mut AsyncPgConnection, service_id: Uuid) ->
     .await?;
     let rows: Vec<_> = sessions
         .iter()
-        .map(|(id, expires_at)| (tr::session_id.eq(*id), tr::token_kind.eq("service"), tr::expires_at.eq(*expires_at)))
+        .map(|(id, expires_at)| {
+            (
+                tr::session_id.eq(*id),
+                tr::token_kind.eq("service"),
+                tr::expires_at.eq(*expires_at),
+            )
+        })
         .collect();
-    diesel::insert_into(tr::table).values(&rows).on_conflict_do_nothing().execute(conn).await?;
+    diesel::insert_into(tr::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
     Ok(sessions.len())
 }
 
 /// Replaces the service's permissions with exactly `permissions`. Tokens
 /// already issued keep the permissions they were issued with.
-pub async fn set_permissions(db: &Db, key: &ServiceKey, permissions: &[Permission]) -> Result<(), ServiceError> {
+pub async fn set_permissions(
+    db: &Db,
+    key: &ServiceKey,
+    permissions: &[Permission],
+) -> Result<(), ServiceError> {
     db.write(&RlsContext::operator(), |conn| {
         async move {
             let (service_id, tenant_id) = find(conn, key).await?;
-            let before: Vec<String> = diesel::delete(sp::table.filter(sp::service_id.eq(service_id)))
-                .returning(sp::permission)
-                .get_results(conn)
-                .await?;
+            let before: Vec<String> =
+                diesel::delete(sp::table.filter(sp::service_id.eq(service_id)))
+                    .returning(sp::permission)
+                    .get_results(conn)
+                    .await?;
             let rows: Vec<_> = permissions
                 .iter()
                 .map(|p| (sp::service_id.eq(service_id), sp::permission.eq(p.as_str())))
                 .collect();
-            diesel::insert_into(sp::table).values(&rows).on_conflict_do_nothing().execute(conn).await?;
+            diesel::insert_into(sp::table)
+                .values(&rows)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
             let mut after: Vec<&str> = permissions.iter().map(Permission::as_str).collect();
             after.sort_unstable();
             after.dedup();
             audit::record(
                 conn,
-                event(tenant_id, "service.permissions_set", "service", service_id, json!({ "before": before, "after": after })),
+                event(
+                    tenant_id,
+                    "service.permissions_set",
+                    "service",
+                    service_id,
+                    json!({ "before": before, "after": after }),
+                ),
             )
             .await?;
             Ok(())

@@ -29,11 +29,14 @@ impl ServiceKey {
         }
         let mut chars = raw.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+        let rest_ok =
+            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
         if first_ok && rest_ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(NameError::Shape("a lower-case letter followed by a-z, 0-9, '_', '.' or '-'"))
+            Err(NameError::Shape(
+                "a lower-case letter followed by a-z, 0-9, '_', '.' or '-'",
+            ))
         }
     }
 
@@ -71,7 +74,9 @@ impl Permission {
         if raw.split('.').all(segment_ok) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(NameError::Shape("dot-separated segments of a-z, 0-9 and '_', each starting with a letter"))
+            Err(NameError::Shape(
+                "dot-separated segments of a-z, 0-9 and '_', each starting with a letter",
+            ))
         }
     }
 

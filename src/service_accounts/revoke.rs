@@ -27,9 +27,11 @@ pub async fn revoke_by_token(
     let Ok(claims) = tokens.verify_signature(token, now) else {
         return Ok(());
     };
-    let (TokenType::Service, Ok(service_id), Ok(session_id)) =
-        (claims.typ, Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
-    else {
+    let (TokenType::Service, Ok(service_id), Ok(session_id)) = (
+        claims.typ,
+        Uuid::parse_str(&claims.sub),
+        Uuid::parse_str(&claims.sid),
+    ) else {
         return Ok(());
     };
     let ctx = with_request(RlsContext::anonymous().with_service(service_id), request_id);
@@ -60,8 +62,12 @@ pub async fn revoke_session(
     let found = db
         .write(&ctx, |conn| {
             async move {
-                let exists: Option<Uuid> =
-                    sess::table.find(session_id).select(sess::id).first(conn).await.optional()?;
+                let exists: Option<Uuid> = sess::table
+                    .find(session_id)
+                    .select(sess::id)
+                    .first(conn)
+                    .await
+                    .optional()?;
                 if exists.is_none() {
                     return Ok::<_, ServiceError>(None);
                 }
@@ -90,7 +96,9 @@ async fn revoke(
     request_id: Option<&str>,
 ) -> Result<Option<DateTime<Utc>>, ServiceError> {
     let revoked: Option<(Uuid, DateTime<Utc>)> = diesel::update(
-        sess::table.filter(sess::id.eq(session_id)).filter(sess::revoked_at.is_null()),
+        sess::table
+            .filter(sess::id.eq(session_id))
+            .filter(sess::revoked_at.is_null()),
     )
     .set(sess::revoked_at.eq(diesel::dsl::now))
     .returning((sess::service_id, sess::expires_at))
@@ -101,7 +109,11 @@ async fn revoke(
         return Ok(None);
     };
     diesel::insert_into(tr::table)
-        .values((tr::session_id.eq(session_id), tr::token_kind.eq("service"), tr::expires_at.eq(expires_at)))
+        .values((
+            tr::session_id.eq(session_id),
+            tr::token_kind.eq("service"),
+            tr::expires_at.eq(expires_at),
+        ))
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
@@ -110,7 +122,11 @@ async fn revoke(
         conn,
         AuditEvent {
             tenant_id: None,
-            actor: if kind == "service" { Actor::Service(id) } else { Actor::User(id) },
+            actor: if kind == "service" {
+                Actor::Service(id)
+            } else {
+                Actor::User(id)
+            },
             action: "service.token_revoked",
             entity_kind: "service_session",
             entity_id: Some(session_id.to_string()),

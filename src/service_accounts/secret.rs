@@ -25,7 +25,9 @@ pub struct PresentedSecret {
 
 impl std::fmt::Debug for PresentedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PresentedSecret").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("PresentedSecret")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -38,7 +40,10 @@ impl PresentedSecret {
         let rest = raw.strip_prefix(PREFIX)?;
         let (id, random) = rest.split_at(ID_LEN);
         let random = random.strip_prefix('_')?;
-        if id.bytes().any(|b| !b.is_ascii_hexdigit() || b.is_ascii_uppercase()) {
+        if id
+            .bytes()
+            .any(|b| !b.is_ascii_hexdigit() || b.is_ascii_uppercase())
+        {
             return None;
         }
         if URL_SAFE_NO_PAD.decode(random).ok()?.len() != RANDOM_BYTES {

@@ -24,7 +24,10 @@ const FILE_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read signing keys from {path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error(
         "{path}: key files must be named {FILE_PREFIX}<UTC time as YYYYMMDDTHHMMSSZ>{FILE_SUFFIX}, as `portcullis keys generate` writes them"
     )]
@@ -36,6 +39,7 @@ pub enum KeyError {
 }
 
 /// One key of the ring. The private half never leaves this struct.
+#[derive(Clone)]
 pub struct RingKey {
     kid: String,
     activates_at: DateTime<Utc>,
@@ -91,7 +95,7 @@ pub struct PublishedKey {
 }
 
 /// The keys a server signs and verifies with.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct KeyRing {
     /// Sorted by activation time, oldest first.
     keys: Vec<RingKey>,
@@ -116,17 +120,21 @@ impl KeyRing {
             if !name.ends_with(FILE_SUFFIX) {
                 continue;
             }
-            let activates_at = parse_file_time(name).ok_or_else(|| KeyError::BadName { path: path.clone() })?;
+            let activates_at =
+                parse_file_time(name).ok_or_else(|| KeyError::BadName { path: path.clone() })?;
             let pem = std::fs::read_to_string(&path).map_err(|cause| KeyError::Io {
                 path: path.clone(),
                 cause,
             })?;
             warn_if_readable_by_others(&path);
-            let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::BadKey { path: path.clone() })?;
+            let signing = SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|_| KeyError::BadKey { path: path.clone() })?;
             keys.push(RingKey::new(&signing, activates_at).ok_or(KeyError::BadKey { path })?);
         }
         if keys.is_empty() {
-            return Err(KeyError::Empty { dir: dir.to_path_buf() });
+            return Err(KeyError::Empty {
+                dir: dir.to_path_buf(),
+            });
         }
         Ok(Self::from_keys(keys, retirement_grace))
     }
@@ -134,7 +142,10 @@ impl KeyRing {
     /// A single key that lives only in memory: for `dev` and tests.
     pub fn ephemeral(now: DateTime<Utc>, retirement_grace: Duration) -> Self {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
-        Self::from_keys(RingKey::new(&signing, now).into_iter().collect(), retirement_grace)
+        Self::from_keys(
+            RingKey::new(&signing, now).into_iter().collect(),
+            retirement_grace,
+        )
     }
 
     /// Several in-memory keys activating at the given times: for tests of rotation.
@@ -148,7 +159,10 @@ impl KeyRing {
 
     fn from_keys(mut keys: Vec<RingKey>, retirement_grace: Duration) -> Self {
         keys.sort_by_key(|k| k.activates_at);
-        Self { keys, retirement_grace }
+        Self {
+            keys,
+            retirement_grace,
+        }
     }
 
     /// The newest key already active at `now`.
@@ -168,7 +182,11 @@ impl KeyRing {
     /// When the key at `index` retires: the grace period after the next key
     /// that is already active started signing.
     fn not_after(&self, index: usize, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let successor = self.keys.get(index + 1..)?.iter().find(|k| k.activates_at <= now)?;
+        let successor = self
+            .keys
+            .get(index + 1..)?
+            .iter()
+            .find(|k| k.activates_at <= now)?;
         let grace = chrono::Duration::from_std(self.retirement_grace).ok()?;
         Some(successor.activates_at + grace)
     }
@@ -234,7 +252,10 @@ fn warn_if_readable_by_others(path: &Path) {
 
 /// Writes a new key that starts signing at `activates_at`, readable by its
 /// owner only. Returns its path and kid.
-pub fn generate_key_file(dir: &Path, activates_at: DateTime<Utc>) -> Result<(PathBuf, String), KeyError> {
+pub fn generate_key_file(
+    dir: &Path,
+    activates_at: DateTime<Utc>,
+) -> Result<(PathBuf, String), KeyError> {
     std::fs::create_dir_all(dir).map_err(|cause| KeyError::Io {
         path: dir.to_path_buf(),
         cause,

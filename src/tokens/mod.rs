@@ -116,7 +116,8 @@ impl Tokens {
 
     pub fn issue(&self, new: &NewToken, now: DateTime<Utc>) -> Result<IssuedToken, TokenError> {
         let key = self.keys.signing_key(now).ok_or(TokenError::NoSigningKey)?;
-        let lifetime = chrono::Duration::from_std(new.lifetime).map_err(|_| TokenError::Malformed)?;
+        let lifetime =
+            chrono::Duration::from_std(new.lifetime).map_err(|_| TokenError::Malformed)?;
         let expires_at = now + lifetime;
         let claims = Claims {
             iss: self.settings.issuer.clone(),
@@ -133,7 +134,8 @@ impl Tokens {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid().to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, key.encoding()).map_err(|_| TokenError::NoSigningKey)?;
+        let token = jsonwebtoken::encode(&header, &claims, key.encoding())
+            .map_err(|_| TokenError::NoSigningKey)?;
         let hash = token_hash(&token);
         Ok(IssuedToken {
             token: SecretString::from(token),
@@ -171,7 +173,10 @@ impl Tokens {
             return Err(TokenError::BadSignature);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = self.keys.verifying_key(&kid, now).ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .keys
+            .verifying_key(&kid, now)
+            .ok_or(TokenError::UnknownKey)?;
         // Time claims are checked against the `now` we were given, not the
         // library's clock.
         let mut validation = Validation::new(Algorithm::EdDSA);

@@ -47,7 +47,10 @@ impl RevocationList {
     /// Whether the session's tokens are revoked; an error when the list has
     /// not been confirmed recently enough to say.
     pub fn is_revoked(&self, session: Uuid) -> Result<bool, Stale> {
-        let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match state.synced_at {
             Some(at) if at.elapsed() <= MAX_STALENESS => Ok(state.revoked.contains_key(&session)),
             _ => Err(Stale),
@@ -56,14 +59,20 @@ impl RevocationList {
 
     /// Records a revocation made by this replica, effective at once here.
     pub fn insert(&self, session: Uuid, expires_at: DateTime<Utc>) {
-        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.revoked.insert(session, expires_at);
     }
 
     /// Reads revocations since the last sync and forgets expired ones.
     pub async fn sync(&self, db: &Db) -> Result<usize, DbError> {
         let since = {
-            let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let state = self
+                .state
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             state.watermark.map(|w| w - OVERLAP)
         };
         let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = db
@@ -82,7 +91,10 @@ impl RevocationList {
             })
             .await?;
         let now = Utc::now();
-        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for (session, revoked_at, expires_at) in &rows {
             state.revoked.insert(*session, *expires_at);
             if state.watermark.is_none_or(|w| *revoked_at > w) {
@@ -119,7 +131,10 @@ impl RevocationList {
     /// Marks the list as confirmed without reading the database: for tests
     /// of token handling that have no database.
     pub fn assume_synced(&self) {
-        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.synced_at = Some(Instant::now());
     }
 }

@@ -13,3 +13,4 @@ mod provision;
 mod rls;
 mod scoped_transaction;
 mod server;
+mod service_credentials;

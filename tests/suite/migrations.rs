@@ -10,7 +10,11 @@ async fn migrations_apply_to_an_empty_database_and_a_second_run_changes_nothing(
     let test = TestDb::empty().await;
 
     let first = migrate::run(&test.owner_url).await.unwrap();
-    assert_eq!(first.len(), 3, "applied: {first:?}");
+    let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(first.len(), on_disk, "applied: {first:?}");
     let schema_after_first = schema_fingerprint(&test).await;
 
     let second = migrate::run(&test.owner_url).await.unwrap();
@@ -81,6 +85,7 @@ async fn every_column_of_the_diesel_schema_exists_in_the_migrated_database() {
         auth::service_secrets,
         auth::service_permissions,
         auth::service_sessions,
+        auth::token_revocations,
         audit::audit_events,
     );
 }

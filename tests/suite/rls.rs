@@ -11,6 +11,8 @@ use crate::support::fixtures::{TenantWorld, count, execute, populate, refused};
 enum FencedBy {
     Tenant,
     Service,
+    /// The revocation list: ids only, readable by the sync task alone.
+    Session,
 }
 
 /// Every table, with the column that says whose a row is.
@@ -57,6 +59,12 @@ const FENCED_TABLES: &[(&str, &str, FencedBy, bool)] = &[
         FencedBy::Service,
         true,
     ),
+    (
+        "auth.token_revocations",
+        "session_id",
+        FencedBy::Session,
+        false,
+    ),
     ("audit.audit_events", "tenant_id", FencedBy::Tenant, true),
 ];
 
@@ -67,6 +75,15 @@ fn owner_value(world: &TenantWorld, fence: FencedBy) -> Uuid {
     match fence {
         FencedBy::Tenant => world.tenant,
         FencedBy::Service => world.service,
+        FencedBy::Session => world.service_session,
+    }
+}
+
+/// A context that may read the world's rows of a table.
+fn reader(world: &TenantWorld, fence: FencedBy) -> RlsContext {
+    match fence {
+        FencedBy::Session => RlsContext::purpose("revocation_sync"),
+        _ => world.context(),
     }
 }
 
@@ -106,7 +123,7 @@ async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
     )
     .await
     .unwrap();
-    assert_eq!(all, 18);
+    assert_eq!(all as usize, FENCED_TABLES.len() + GLOBAL_TABLES.len());
     assert_eq!(unforced, 0);
 }
 
@@ -213,7 +230,7 @@ async fn a_tenant_cannot_read_another_tenants_rows() {
         if table != "audit.audit_events" {
             // B's rows are there: the zero above is the fence, not an empty table.
             assert!(
-                count(&db, &b.context(), &theirs).await.unwrap() > 0,
+                count(&db, &reader(&b, fence), &theirs).await.unwrap() > 0,
                 "{table} has no rows for B"
             );
         }
@@ -245,13 +262,13 @@ async fn a_tenant_cannot_delete_another_tenants_rows() {
     let db = test.db();
     for &(table, column, fence, _) in FENCED_TABLES {
         let theirs = format!("{table} WHERE {column} = '{}'", owner_value(&b, fence));
-        let before = count(&db, &b.context(), &theirs).await;
+        let before = count(&db, &reader(&b, fence), &theirs).await;
         let result = execute(&db, &a.context(), &format!("DELETE FROM {theirs}")).await;
         assert!(
             matches!(result, Ok(0)) || refused(&result),
             "{table}: {result:?}"
         );
-        let after = count(&db, &b.context(), &theirs).await;
+        let after = count(&db, &reader(&b, fence), &theirs).await;
         assert_eq!(
             format!("{before:?}"),
             format!("{after:?}"),
@@ -266,10 +283,16 @@ async fn a_tenant_cannot_insert_rows_with_a_forged_owner() {
     let db = test.db();
     for &(table, column, fence, has_id) in FENCED_TABLES {
         let forged = owner_value(&b, fence);
+        // Tables A cannot read get an explicit row instead of a copy of A's.
         let sql = if table == "audit.audit_events" {
             format!(
                 "INSERT INTO {table} (tenant_id, actor_kind, action, entity_kind) \
                  VALUES ('{forged}', 'system', 'test.forged', 'tenant')"
+            )
+        } else if table == "auth.token_revocations" {
+            format!(
+                "INSERT INTO {table} (session_id, token_kind, expires_at) \
+                 VALUES ('{forged}', 'service', now() + interval '1 minute')"
             )
         } else {
             // Copy one of A's own rows, claiming it for B.
@@ -283,9 +306,16 @@ async fn a_tenant_cannot_insert_rows_with_a_forged_owner() {
             } else {
                 format!("jsonb_build_object('{column}', '{forged}'::uuid{new_id})")
             };
+            // A root node, so the row reaches the policy rather than the
+            // trigger that refuses a parent from another tenant.
+            let roots_only = if table == "auth.org_nodes" {
+                " AND src.parent_id IS NULL"
+            } else {
+                ""
+            };
             format!(
                 "INSERT INTO {table} SELECT (jsonb_populate_record(NULL::{table}, to_jsonb(src) || {overrides})).* \
-                 FROM {table} src WHERE src.{column} = '{}' LIMIT 1",
+                 FROM {table} src WHERE src.{column} = '{}'{roots_only} LIMIT 1",
                 owner_value(&a, fence)
             )
         };

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis::proto::v1::CheckCapabilityRequest;
-use portcullis::proto::v1::authorization_client::AuthorizationClient;
+use portcullis::proto::v1::AuthenticateRequest;
+use portcullis::proto::v1::authentication_client::AuthenticationClient;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -142,13 +142,13 @@ async fn reflection_v1alpha_lists_the_three_services() {
 async fn an_rpc_not_built_yet_answers_unimplemented_naming_itself() {
     let test = TestDb::new().await;
     let server = TestServer::start(test.db()).await;
-    let status = AuthorizationClient::new(server.channel().await)
-        .check_capability(CheckCapabilityRequest::default())
+    let status = AuthenticationClient::new(server.channel().await)
+        .authenticate(AuthenticateRequest::default())
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     assert!(
-        status.message().contains("Authorization/CheckCapability"),
+        status.message().contains("Authentication/Authenticate"),
         "{}",
         status.message()
     );

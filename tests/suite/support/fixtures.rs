@@ -16,6 +16,7 @@ pub struct TenantWorld {
     pub role: Uuid,
     pub capability: Uuid,
     pub service: Uuid,
+    pub service_session: Uuid,
 }
 
 impl TenantWorld {
@@ -36,6 +37,7 @@ pub async fn populate(db: &Db) -> TenantWorld {
         role: Uuid::new_v4(),
         capability: Uuid::new_v4(),
         service: Uuid::new_v4(),
+        service_session: Uuid::new_v4(),
     };
     let short = &w.tenant.simple().to_string()[..12];
     let sql = format!(
@@ -59,7 +61,8 @@ pub async fn populate(db: &Db) -> TenantWorld {
         INSERT INTO auth.services (id, tenant_id, key, label) VALUES ('{svc}', '{t}', 'svc-{short}', 'Service');
         INSERT INTO auth.service_secrets (service_id, secret_hash) VALUES ('{svc}', '\x04');
         INSERT INTO auth.service_permissions (service_id, permission) VALUES ('{svc}', 'authz.check');
-        INSERT INTO auth.service_sessions (service_id, token_hash, expires_at) VALUES ('{svc}', '\x05', now() + interval '10 minutes');
+        INSERT INTO auth.service_sessions (id, service_id, token_hash, expires_at) VALUES ('{sess}', '{svc}', '\x05', now() + interval '10 minutes');
+        INSERT INTO auth.token_revocations (session_id, token_kind, expires_at) VALUES ('{sess}', 'service', now() + interval '10 minutes');
         INSERT INTO audit.audit_events (tenant_id, actor_kind, action, entity_kind) VALUES ('{t}', 'system', 'test.populated', 'tenant');
         "#,
         t = w.tenant,
@@ -69,6 +72,7 @@ pub async fn populate(db: &Db) -> TenantWorld {
         cap = w.capability,
         role = w.role,
         svc = w.service,
+        sess = w.service_session,
     );
     db.write(&RlsContext::operator().with_tenant(w.tenant), |conn| {
         async move {

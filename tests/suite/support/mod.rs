@@ -11,6 +11,7 @@
 pub mod fixtures;
 pub mod proxy;
 pub mod server;
+pub mod services;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
@@ -303,4 +304,41 @@ pub fn drop_database_blocking(name: String) {
         });
     })
     .join();
+}
+
+/// One audit row, as the tests look at it.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct AuditRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub actor_kind: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub actor_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    pub tenant_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub entity_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub payload: String,
+}
+
+/// Audit rows with `action`, oldest first. The application role may only
+/// append audit rows, so the tests read them as the owner (RLS is forced on
+/// the owner too, hence the operator context).
+pub async fn audit_rows(test: &TestDb, action: &str) -> Vec<AuditRow> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(test.owner_url.as_str())
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT set_config('app.global_admin', 'on', false)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query(
+        "SELECT actor_kind, actor_id, tenant_id, entity_id, payload::text AS payload \
+         FROM audit.audit_events WHERE action = $1 ORDER BY occurred_at, id",
+    )
+    .bind::<diesel::sql_types::Text, _>(action)
+    .load(&mut conn)
+    .await
+    .unwrap()
 }

@@ -1,42 +1,86 @@
 //! A real server on a real socket, in-process.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use portcullis::db::Db;
 use portcullis::server::{self, ServerSettings};
+use portcullis::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub tokens: Arc<Tokens>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
 }
 
+pub fn test_settings() -> ServerSettings {
+    ServerSettings {
+        health_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(5),
+        service_token_lifetime: Duration::from_secs(600),
+        revocation_poll_interval: Duration::from_millis(100),
+    }
+}
+
+/// A token service with a fresh in-memory key.
+pub fn test_tokens() -> Arc<Tokens> {
+    test_tokens_with(KeyRing::ephemeral(Utc::now(), Duration::from_secs(660)))
+}
+
+pub fn test_tokens_with(keys: KeyRing) -> Arc<Tokens> {
+    Arc::new(Tokens::new(
+        keys,
+        TokenSettings::default(),
+        Arc::new(RevocationList::default()),
+    ))
+}
+
 impl TestServer {
     pub async fn start(db: Db) -> Self {
-        Self::start_with(
-            db,
-            ServerSettings {
-                health_interval: Duration::from_millis(100),
-                shutdown_grace: Duration::from_secs(5),
-            },
-        )
-        .await
+        Self::start_with(db, test_tokens(), test_settings()).await
     }
 
-    pub async fn start_with(db: Db, settings: ServerSettings) -> Self {
+    pub async fn start_with(db: Db, tokens: Arc<Tokens>, settings: ServerSettings) -> Self {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(db, listener, settings, async move {
-            let _ = stopped.await;
-        }));
-        Self {
+        let task = tokio::spawn(server::serve(
+            db,
+            tokens.clone(),
+            listener,
+            settings,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let server = Self {
             addr,
+            tokens,
             stop: Some(stop),
             task,
+        };
+        server.wait_until_revocations_synced().await;
+        server
+    }
+
+    /// Authenticated calls are refused until the revocation list has been
+    /// read once; tests start after that.
+    async fn wait_until_revocations_synced(&self) {
+        for _ in 0..100 {
+            if self
+                .tokens
+                .revocations()
+                .is_revoked(uuid::Uuid::nil())
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
