@@ -285,3 +285,79 @@ pub fn generate_key_file(
         .ok_or_else(|| KeyError::BadKey { path: path.clone() })?;
     Ok((path, kid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const GRACE: Duration = Duration::from_secs(600);
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, hour, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn the_newest_active_key_signs_and_a_future_key_waits() {
+        let ring = KeyRing::ephemeral_many(&[at(1), at(2), at(4)], GRACE);
+        let kids: Vec<String> = ring.keys.iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(ring.signing_key(at(3)).unwrap().kid, kids[1]);
+        assert_eq!(ring.signing_key(at(5)).unwrap().kid, kids[2]);
+        assert!(ring.signing_key(at(0)).is_none());
+        // The future key is already published, so replicas can verify it
+        // before anyone signs with it.
+        assert_eq!(ring.published(at(3)).len(), 2);
+        assert!(ring.verifying_key(&kids[2], at(3)).is_some());
+    }
+
+    #[test]
+    fn a_superseded_key_verifies_until_the_grace_period_ends() {
+        let ring = KeyRing::ephemeral_many(&[at(1), at(2)], GRACE);
+        let old = ring.keys[0].kid.clone();
+        let retires = at(2) + chrono::Duration::from_std(GRACE).unwrap();
+        assert!(ring.verifying_key(&old, retires - chrono::Duration::seconds(1)).is_some());
+        assert!(ring.verifying_key(&old, retires).is_none());
+        let published = ring.published(at(2));
+        assert_eq!(published[0].not_after, Some(retires));
+        assert_eq!(published[1].not_after, None);
+        assert_eq!(ring.published(retires).len(), 1);
+    }
+
+    #[test]
+    fn generated_key_files_are_private_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, kid) = generate_key_file(dir.path(), at(1)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let (_, newer) = generate_key_file(dir.path(), at(2)).unwrap();
+        let ring = KeyRing::load_dir(dir.path(), GRACE).unwrap();
+        assert_eq!(ring.signing_key(at(3)).unwrap().kid, newer);
+        assert!(ring.verifying_key(&kid, at(2)).is_some());
+        let jwks: serde_json::Value = serde_json::from_str(&ring.jwks_json(at(2))).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_badly_named_or_broken_key_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mykey.pem"), "x").unwrap();
+        let error = KeyRing::load_dir(dir.path(), GRACE).unwrap_err().to_string();
+        assert!(error.contains("mykey.pem"), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ed25519-20260101T000000Z.pem"), "not a key").unwrap();
+        let error = KeyRing::load_dir(dir.path(), GRACE).unwrap_err().to_string();
+        assert!(error.contains("not an Ed25519"), "{error}");
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(KeyRing::load_dir(empty.path(), GRACE), Err(KeyError::Empty { .. })));
+    }
+
+    #[test]
+    fn the_kid_is_the_rfc7638_thumbprint() {
+        // RFC 8037 appendix A.3 example key.
+        assert_eq!(
+            thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+}

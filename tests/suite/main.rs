@@ -7,6 +7,7 @@
 
 mod support;
 
+mod caller_auth;
 mod closure;
 mod migrations;
 mod provision;
