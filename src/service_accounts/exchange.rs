@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
 use serde_json::json;
@@ -82,6 +82,13 @@ struct SecretRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
+/// What the presented key and secret point at.
+struct Found {
+    service: Option<ServiceRow>,
+    secret: Option<SecretRow>,
+    tenant_active: bool,
+}
+
 pub async fn exchange(
     db: &Db,
     tokens: &Tokens,
@@ -94,161 +101,229 @@ pub async fn exchange(
     if let Some(id) = &request.request_id {
         ctx = ctx.with_request_id(id.clone());
     }
-    let outcome = db
-        .write(&ctx, |conn| {
-            async move {
-                let service: Option<ServiceRow> = s::table
-                    .filter(s::key.eq(request.key.as_str()))
-                    .select((s::id, s::tenant_id, s::status))
-                    .first(conn)
-                    .await
-                    .optional()?;
-                let secret: Option<SecretRow> = match &request.secret {
-                    Some(presented) => ss::table
-                        .find(presented.id())
-                        .select((ss::service_id, ss::secret_hash, ss::revoked_at))
-                        .first(conn)
-                        .await
-                        .optional()?,
-                    None => None,
-                };
-                let tenant_active = match service.as_ref().and_then(|svc| svc.tenant_id) {
-                    Some(tenant) => t::table
-                        .find(tenant)
-                        .select(t::status)
-                        .first::<String>(conn)
-                        .await
-                        .optional()?
-                        .is_some_and(|status| status == "active"),
-                    None => true,
-                };
-
-                // Compare a hash whether or not the row exists, so an unknown
-                // secret id costs what a wrong one does.
-                let hash_matches = match (&request.secret, &secret) {
-                    (Some(presented), Some(row)) => presented.matches(&row.secret_hash),
-                    (Some(presented), None) => {
-                        let _ = presented.matches(&unmatched_hash());
-                        false
-                    }
-                    (None, _) => false,
-                };
-                let refusal = match (&service, &secret) {
-                    (None, _) => Some(Refusal::UnknownKey),
-                    _ if request.secret.is_none() => Some(Refusal::MalformedSecret),
-                    (Some(svc), Some(row)) if row.service_id != svc.id => Some(Refusal::UnknownSecret),
-                    (Some(_), None) => Some(Refusal::UnknownSecret),
-                    _ if !hash_matches => Some(Refusal::WrongSecret),
-                    (_, Some(row)) if row.revoked_at.is_some() => Some(Refusal::RevokedSecret),
-                    (Some(svc), _) if svc.status != "active" => Some(Refusal::DisabledService),
-                    _ if !tenant_active => Some(Refusal::TenantSuspended),
-                    _ => None,
-                };
-                let audit_tenant = service.as_ref().and_then(|svc| svc.tenant_id);
-                let (Some(service), None) = (service, refusal) else {
-                    let reason = refusal.unwrap_or(Refusal::UnknownKey);
-                    audit::record(
-                        conn,
-                        AuditEvent {
-                            tenant_id: audit_tenant,
-                            actor: Actor::Anonymous,
-                            action: "service.credential_refused",
-                            entity_kind: "service",
-                            entity_id: Some(request.key.to_string()),
-                            request_id: request.request_id.as_deref(),
-                            payload: json!({
-                                "reason": reason.as_str(),
-                                "secret_id": request.secret.as_ref().map(|p| p.id().to_string()),
-                            }),
-                        },
-                    )
-                    .await?;
-                    return Ok::<_, ServiceError>(Err(ServiceError::InvalidCredentials));
-                };
-
-                let held: Vec<String> = sp::table
-                    .filter(sp::service_id.eq(service.id))
-                    .select(sp::permission)
-                    .order(sp::permission)
-                    .load(conn)
-                    .await?;
-                let granted = if request.requested.is_empty() {
-                    held
-                } else if let Some(missing) = request.requested.iter().find(|p| !held.iter().any(|h| h == p.as_str())) {
-                    audit::record(
-                        conn,
-                        AuditEvent {
-                            tenant_id: service.tenant_id,
-                            actor: Actor::Service(service.id),
-                            action: "service.credential_refused",
-                            entity_kind: "service",
-                            entity_id: Some(service.id.to_string()),
-                            request_id: request.request_id.as_deref(),
-                            payload: json!({ "reason": "permission_not_granted", "permission": missing.as_str() }),
-                        },
-                    )
-                    .await?;
-                    return Ok(Err(ServiceError::PermissionNotGranted(missing.to_string())));
-                } else {
-                    request.requested.iter().map(|p| p.to_string()).collect()
-                };
-
-                let session_id = Uuid::new_v4();
-                let issued = tokens.issue(
-                    &NewToken {
-                        typ: TokenType::Service,
-                        subject: service.id,
-                        tenant: service.tenant_id,
-                        session: session_id,
-                        permissions: granted.clone(),
-                        lifetime: request.lifetime,
-                    },
-                    now,
-                )?;
-                let secret_id = request.secret.as_ref().map(PresentedSecret::id);
-                diesel::insert_into(sess::table)
-                    .values((
-                        sess::id.eq(session_id),
-                        sess::service_id.eq(service.id),
-                        sess::secret_id.eq(secret_id),
-                        sess::token_hash.eq(&issued.hash),
-                        sess::permissions.eq(&granted),
-                        sess::issued_at.eq(now),
-                        sess::expires_at.eq(issued.expires_at),
-                    ))
-                    .execute(conn)
-                    .await?;
-                diesel::update(ss::table.filter(ss::id.nullable().eq(secret_id)))
-                    .set(ss::last_used_at.eq(now))
-                    .execute(conn)
-                    .await?;
-                audit::record(
+    // Refusals are committed too (their audit row must stay), so the
+    // transaction returns them as a value rather than as its error.
+    db.write(&ctx, |conn| {
+        async move {
+            let found = lookup(conn, &request).await?;
+            let (Some(service), None) = (&found.service, refusal(&request, &found)) else {
+                let reason = refusal(&request, &found).unwrap_or(Refusal::UnknownKey);
+                let tenant = found.service.as_ref().and_then(|svc| svc.tenant_id);
+                audit_refusal(
                     conn,
-                    AuditEvent {
-                        tenant_id: service.tenant_id,
-                        actor: Actor::Service(service.id),
-                        action: "service.credential_exchanged",
-                        entity_kind: "service_session",
-                        entity_id: Some(session_id.to_string()),
-                        request_id: request.request_id.as_deref(),
-                        payload: json!({
-                            "secret_id": secret_id.map(|id| id.to_string()),
-                            "permissions": &granted,
-                            "expires_at": issued.expires_at.to_rfc3339(),
-                        }),
-                    },
+                    &request,
+                    tenant,
+                    Actor::Anonymous,
+                    json!({ "reason": reason.as_str() }),
                 )
                 .await?;
-                Ok(Ok(Exchanged {
-                    token: issued.token,
-                    expires_at: issued.expires_at,
-                    granted,
-                    session_id,
-                    service_id: service.id,
-                }))
-            }
-            .scope_boxed()
-        })
+                return Ok::<_, ServiceError>(Err(ServiceError::InvalidCredentials));
+            };
+            let granted = match grant(conn, service.id, &request.requested).await? {
+                Ok(granted) => granted,
+                Err(missing) => {
+                    let payload =
+                        json!({ "reason": "permission_not_granted", "permission": missing });
+                    audit_refusal(
+                        conn,
+                        &request,
+                        service.tenant_id,
+                        Actor::Service(service.id),
+                        payload,
+                    )
+                    .await?;
+                    return Ok(Err(ServiceError::PermissionNotGranted(missing)));
+                }
+            };
+            Ok(Ok(open_session(
+                conn, tokens, service, granted, &request, now,
+            )
+            .await?))
+        }
+        .scope_boxed()
+    })
+    .await?
+}
+
+async fn lookup(
+    conn: &mut AsyncPgConnection,
+    request: &ExchangeRequest,
+) -> Result<Found, ServiceError> {
+    let service: Option<ServiceRow> = s::table
+        .filter(s::key.eq(request.key.as_str()))
+        .select((s::id, s::tenant_id, s::status))
+        .first(conn)
+        .await
+        .optional()?;
+    let secret: Option<SecretRow> = match &request.secret {
+        Some(presented) => ss::table
+            .find(presented.id())
+            .select((ss::service_id, ss::secret_hash, ss::revoked_at))
+            .first(conn)
+            .await
+            .optional()?,
+        None => None,
+    };
+    let tenant_active = match service.as_ref().and_then(|svc| svc.tenant_id) {
+        Some(tenant) => t::table
+            .find(tenant)
+            .select(t::status)
+            .first::<String>(conn)
+            .await
+            .optional()?
+            .is_some_and(|status| status == "active"),
+        None => true,
+    };
+    Ok(Found {
+        service,
+        secret,
+        tenant_active,
+    })
+}
+
+/// Why the credentials do not authenticate, if they do not.
+fn refusal(request: &ExchangeRequest, found: &Found) -> Option<Refusal> {
+    let Some(service) = &found.service else {
+        return Some(Refusal::UnknownKey);
+    };
+    let Some(presented) = &request.secret else {
+        return Some(Refusal::MalformedSecret);
+    };
+    // Compare a hash whether or not the row exists, so an unknown secret id
+    // costs what a wrong secret does.
+    let stored = found
+        .secret
+        .as_ref()
+        .map_or_else(unmatched_hash, |row| row.secret_hash.clone());
+    let matches = presented.matches(&stored);
+    let Some(secret) = &found.secret else {
+        return Some(Refusal::UnknownSecret);
+    };
+    if secret.service_id != service.id {
+        Some(Refusal::UnknownSecret)
+    } else if !matches {
+        Some(Refusal::WrongSecret)
+    } else if secret.revoked_at.is_some() {
+        Some(Refusal::RevokedSecret)
+    } else if service.status != "active" {
+        Some(Refusal::DisabledService)
+    } else if !found.tenant_active {
+        Some(Refusal::TenantSuspended)
+    } else {
+        None
+    }
+}
+
+/// The permissions the token will carry, or the first requested one the
+/// service does not hold.
+async fn grant(
+    conn: &mut AsyncPgConnection,
+    service_id: Uuid,
+    requested: &[Permission],
+) -> Result<Result<Vec<String>, String>, ServiceError> {
+    let held: Vec<String> = sp::table
+        .filter(sp::service_id.eq(service_id))
+        .select(sp::permission)
+        .order(sp::permission)
+        .load(conn)
         .await?;
-    outcome
+    if requested.is_empty() {
+        return Ok(Ok(held));
+    }
+    Ok(
+        match requested
+            .iter()
+            .find(|p| !held.iter().any(|h| h == p.as_str()))
+        {
+            Some(missing) => Err(missing.to_string()),
+            None => Ok(requested.iter().map(ToString::to_string).collect()),
+        },
+    )
+}
+
+async fn open_session(
+    conn: &mut AsyncPgConnection,
+    tokens: &Tokens,
+    service: &ServiceRow,
+    granted: Vec<String>,
+    request: &ExchangeRequest,
+    now: DateTime<Utc>,
+) -> Result<Exchanged, ServiceError> {
+    let session_id = Uuid::new_v4();
+    let issued = tokens.issue(
+        &NewToken {
+            typ: TokenType::Service,
+            subject: service.id,
+            tenant: service.tenant_id,
+            session: session_id,
+            permissions: granted.clone(),
+            lifetime: request.lifetime,
+        },
+        now,
+    )?;
+    let secret_id = request.secret.as_ref().map(PresentedSecret::id);
+    diesel::insert_into(sess::table)
+        .values((
+            sess::id.eq(session_id),
+            sess::service_id.eq(service.id),
+            sess::secret_id.eq(secret_id),
+            sess::token_hash.eq(&issued.hash),
+            sess::permissions.eq(&granted),
+            sess::issued_at.eq(now),
+            sess::expires_at.eq(issued.expires_at),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::update(ss::table.filter(ss::id.nullable().eq(secret_id)))
+        .set(ss::last_used_at.eq(now))
+        .execute(conn)
+        .await?;
+    audit::record(
+        conn,
+        AuditEvent {
+            tenant_id: service.tenant_id,
+            actor: Actor::Service(service.id),
+            action: "service.credential_exchanged",
+            entity_kind: "service_session",
+            entity_id: Some(session_id.to_string()),
+            request_id: request.request_id.as_deref(),
+            payload: json!({
+                "secret_id": secret_id.map(|id| id.to_string()),
+                "permissions": &granted,
+                "expires_at": issued.expires_at.to_rfc3339(),
+            }),
+        },
+    )
+    .await?;
+    Ok(Exchanged {
+        token: issued.token,
+        expires_at: issued.expires_at,
+        granted,
+        session_id,
+        service_id: service.id,
+    })
+}
+
+async fn audit_refusal(
+    conn: &mut AsyncPgConnection,
+    request: &ExchangeRequest,
+    tenant_id: Option<Uuid>,
+    actor: Actor,
+    mut payload: serde_json::Value,
+) -> Result<(), ServiceError> {
+    payload["secret_id"] = json!(request.secret.as_ref().map(|p| p.id().to_string()));
+    audit::record(
+        conn,
+        AuditEvent {
+            tenant_id,
+            actor,
+            action: "service.credential_refused",
+            entity_kind: "service",
+            entity_id: Some(request.key.to_string()),
+            request_id: request.request_id.as_deref(),
+            payload,
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -315,7 +315,10 @@ mod tests {
         let ring = KeyRing::ephemeral_many(&[at(1), at(2)], GRACE);
         let old = ring.keys[0].kid.clone();
         let retires = at(2) + chrono::Duration::from_std(GRACE).unwrap();
-        assert!(ring.verifying_key(&old, retires - chrono::Duration::seconds(1)).is_some());
+        assert!(
+            ring.verifying_key(&old, retires - chrono::Duration::seconds(1))
+                .is_some()
+        );
         assert!(ring.verifying_key(&old, retires).is_none());
         let published = ring.published(at(2));
         assert_eq!(published[0].not_after, Some(retires));
@@ -327,7 +330,10 @@ mod tests {
     fn generated_key_files_are_private_and_load_back() {
         let dir = tempfile::tempdir().unwrap();
         let (path, kid) = generate_key_file(dir.path(), at(1)).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (_, newer) = generate_key_file(dir.path(), at(2)).unwrap();
         let ring = KeyRing::load_dir(dir.path(), GRACE).unwrap();
         assert_eq!(ring.signing_key(at(3)).unwrap().kid, newer);
@@ -340,16 +346,23 @@ mod tests {
     fn a_badly_named_or_broken_key_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("mykey.pem"), "x").unwrap();
-        let error = KeyRing::load_dir(dir.path(), GRACE).unwrap_err().to_string();
+        let error = KeyRing::load_dir(dir.path(), GRACE)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("mykey.pem"), "{error}");
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ed25519-20260101T000000Z.pem"), "not a key").unwrap();
-        let error = KeyRing::load_dir(dir.path(), GRACE).unwrap_err().to_string();
+        let error = KeyRing::load_dir(dir.path(), GRACE)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not an Ed25519"), "{error}");
 
         let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(KeyRing::load_dir(empty.path(), GRACE), Err(KeyError::Empty { .. })));
+        assert!(matches!(
+            KeyRing::load_dir(empty.path(), GRACE),
+            Err(KeyError::Empty { .. })
+        ));
     }
 
     #[test]

@@ -51,7 +51,10 @@ async fn assert_unauthenticated(setup: &Setup, request: Request<VerifyTokenReque
         .verify_token(request)
         .await
         .unwrap_err();
-    assert_eq!((status.code(), status.message()), (Code::Unauthenticated, UNAUTHENTICATED));
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unauthenticated, UNAUTHENTICATED)
+    );
 }
 
 fn probe(caller_token: &str) -> Request<VerifyTokenRequest> {
@@ -80,13 +83,22 @@ fn token_signed_by(setup: &Setup, keys: KeyRing, issued_at: chrono::DateTime<Utc
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_token_is_accepted() {
     let setup = setup().await;
-    assert!(verify(&setup.channel, &setup.token, &setup.token).await.unwrap().active);
+    assert!(
+        verify(&setup.channel, &setup.token, &setup.token)
+            .await
+            .unwrap()
+            .active
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_token_is_unauthenticated() {
     let setup = setup().await;
-    assert_unauthenticated(&setup, Request::new(VerifyTokenRequest { token: "x".into() })).await;
+    assert_unauthenticated(
+        &setup,
+        Request::new(VerifyTokenRequest { token: "x".into() }),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +108,9 @@ async fn a_malformed_token_is_unauthenticated() {
         assert_unauthenticated(&setup, probe(garbage)).await;
     }
     let mut no_scheme = Request::new(VerifyTokenRequest { token: "x".into() });
-    no_scheme.metadata_mut().insert("authorization", setup.token.parse().unwrap());
+    no_scheme
+        .metadata_mut()
+        .insert("authorization", setup.token.parse().unwrap());
     assert_unauthenticated(&setup, no_scheme).await;
 }
 
@@ -135,10 +149,21 @@ async fn a_wrongly_signed_token_is_unauthenticated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alg_swapped_token_is_unauthenticated() {
     let setup = setup().await;
-    let kid = setup.server.tokens.keys().signing_key(Utc::now()).unwrap().kid().to_owned();
-    let public = setup.server.tokens.keys().published(Utc::now())[0].public_key.clone();
+    let kid = setup
+        .server
+        .tokens
+        .keys()
+        .signing_key(Utc::now())
+        .unwrap()
+        .kid()
+        .to_owned();
+    let public = setup.server.tokens.keys().published(Utc::now())[0]
+        .public_key
+        .clone();
     let claims: serde_json::Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD.decode(setup.token.split('.').nth(1).unwrap()).unwrap(),
+        &URL_SAFE_NO_PAD
+            .decode(setup.token.split('.').nth(1).unwrap())
+            .unwrap(),
     )
     .unwrap();
     // The classic attack: HMAC keyed with the public key, and `alg: none`.
@@ -159,7 +184,11 @@ async fn an_alg_swapped_token_is_unauthenticated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_with_an_unknown_kid_is_unauthenticated() {
     let setup = setup().await;
-    let stranger = token_signed_by(&setup, KeyRing::ephemeral(Utc::now(), Duration::from_secs(60)), Utc::now());
+    let stranger = token_signed_by(
+        &setup,
+        KeyRing::ephemeral(Utc::now(), Duration::from_secs(60)),
+        Utc::now(),
+    );
     assert_unauthenticated(&setup, probe(&stranger)).await;
 }
 
@@ -192,7 +221,11 @@ async fn a_caller_without_the_rpc_permission_is_denied_naming_it() {
     let token = token_of(&channel, &service).await.access_token;
     let status = verify(&channel, &token, &token).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert!(status.message().contains("tokens.verify"), "{}", status.message());
+    assert!(
+        status.message().contains("tokens.verify"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,16 +242,25 @@ async fn a_tenant_bound_service_may_not_inspect_another_tenants_token() {
     let checker_token = token_of(&channel, &checker).await.access_token;
 
     let own_token = token_of(&channel, &own).await.access_token;
-    assert!(verify(&channel, &checker_token, &own_token).await.unwrap().active);
+    assert!(
+        verify(&channel, &checker_token, &own_token)
+            .await
+            .unwrap()
+            .active
+    );
     let foreign_token = token_of(&channel, &foreign).await.access_token;
-    let status = verify(&channel, &checker_token, &foreign_token).await.unwrap_err();
+    let status = verify(&channel, &checker_token, &foreign_token)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_token_answers_inactive_rather_than_an_error_for_a_bad_token() {
     let setup = setup().await;
-    let seen = verify(&setup.channel, &setup.token, "not-a-token").await.unwrap();
+    let seen = verify(&setup.channel, &setup.token, "not-a-token")
+        .await
+        .unwrap();
     assert!(!seen.active);
     assert!(seen.subject_id.is_empty());
 }
@@ -233,14 +275,21 @@ async fn public_rpcs_need_no_token_and_signing_keys_are_a_jwks() {
         .into_inner();
     let jwks: serde_json::Value = serde_json::from_str(&keys.jwks_json).unwrap();
     let jwk = &jwks["keys"][0];
-    assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
     let header = jsonwebtoken::decode_header(&setup.token).unwrap();
     assert_eq!(jwk["kid"].as_str(), header.kid.as_deref());
     assert_eq!(keys.keys[0].kid, header.kid.unwrap());
-    assert!(keys.keys[0].not_after.is_none(), "the current key does not retire");
+    assert!(
+        keys.keys[0].not_after.is_none(),
+        "the current key does not retire"
+    );
 
     // Anyone can verify offline with the published key.
-    let decoding = jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+    let decoding =
+        jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.set_audience(&["portcullis"]);
     jsonwebtoken::decode::<serde_json::Value>(&setup.token, &decoding, &validation).unwrap();

@@ -9,6 +9,7 @@ mod support;
 
 mod caller_auth;
 mod closure;
+mod logs;
 mod migrations;
 mod provision;
 mod rls;

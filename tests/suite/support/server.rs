@@ -30,7 +30,10 @@ pub fn test_settings() -> ServerSettings {
 /// A token service with a fresh in-memory key.
 pub fn test_tokens() -> Arc<Tokens> {
     // Active since yesterday, so tests can mint tokens issued in the past.
-    test_tokens_with(KeyRing::ephemeral(Utc::now() - chrono::Duration::days(1), Duration::from_secs(660)))
+    test_tokens_with(KeyRing::ephemeral(
+        Utc::now() - chrono::Duration::days(1),
+        Duration::from_secs(660),
+    ))
 }
 
 pub fn test_tokens_with(keys: KeyRing) -> Arc<Tokens> {
