@@ -279,6 +279,9 @@ pub struct ServerArgs {
         default_value = "1s"
     )]
     pub revocation_poll_interval: humantime::Duration,
+    /// Most checks one CheckCapabilities call may carry.
+    #[arg(long, env = "PORTCULLIS_MAX_BATCH_CHECKS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch_checks: u32,
 }
 
 impl ServerArgs {
@@ -288,6 +291,7 @@ impl ServerArgs {
             shutdown_grace: self.shutdown_grace.into(),
             service_token_lifetime: self.service_token_lifetime.into(),
             revocation_poll_interval: self.revocation_poll_interval.into(),
+            max_batch_checks: self.max_batch_checks as usize,
         }
     }
 

@@ -5,6 +5,7 @@
 //! door to the database: every access runs in an RLS-scoped transaction.
 
 pub mod audit;
+pub mod authz;
 pub mod cli;
 pub mod db;
 pub mod dev;

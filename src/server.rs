@@ -34,6 +34,8 @@ pub struct ServerSettings {
     pub service_token_lifetime: Duration,
     /// How often the revoked-session list is refreshed from the database.
     pub revocation_poll_interval: Duration,
+    /// Most checks one `CheckCapabilities` call may carry.
+    pub max_batch_checks: usize,
 }
 
 impl Default for ServerSettings {
@@ -43,6 +45,7 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(30),
             service_token_lifetime: Duration::from_secs(600),
             revocation_poll_interval: Duration::from_secs(1),
+            max_batch_checks: 1000,
         }
     }
 }
@@ -118,7 +121,11 @@ pub async fn serve(
         .add_service(AuthenticationServer::new(AuthenticationService::new(
             tokens.clone(),
         )))
-        .add_service(AuthorizationServer::new(AuthorizationService))
+        .add_service(AuthorizationServer::new(AuthorizationService::new(
+            db.clone(),
+            tokens.clone(),
+            settings.max_batch_checks,
+        )))
         .add_service(ServiceCredentialsServer::new(
             ServiceCredentialsService::new(db.clone(), tokens, settings.service_token_lifetime),
         ));

@@ -1,34 +1,233 @@
-//! `portcullis.v1.Authorization`.
+//! `portcullis.v1.Authorization`: parse, resolve the subject, ask the domain.
 
+use std::sync::Arc;
+
+use chrono::Utc;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
-use super::status::not_implemented;
+use super::request::{caller, invalid, request_id};
+use crate::authz::{self, CapabilityKey, Check, Decision, ListingQuery, Reason, Scope, SubjectRef};
+use crate::db::Db;
+use crate::proto::v1 as pb;
 use crate::proto::v1::authorization_server::Authorization;
-use crate::proto::v1::*;
+use crate::tokens::{MAX_TOKEN_LEN, Tokens};
 
-#[derive(Debug, Default)]
-pub struct AuthorizationService;
+pub struct AuthorizationService {
+    db: Db,
+    tokens: Arc<Tokens>,
+    max_batch_checks: usize,
+}
+
+impl AuthorizationService {
+    pub fn new(db: Db, tokens: Arc<Tokens>, max_batch_checks: usize) -> Self {
+        Self {
+            db,
+            tokens,
+            max_batch_checks,
+        }
+    }
+
+    /// The subject named by the request, after checking the caller may ask.
+    fn subject<T>(&self, request: &Request<T>, subject: Option<&pb::Subject>) -> Result<authz::Subject, Status> {
+        let caller = caller(request)?;
+        let subject = parse_subject(subject)?;
+        Ok(authz::resolve_subject(&self.tokens, &caller, subject, Utc::now())?)
+    }
+}
+
+pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Status> {
+    if value.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    Uuid::try_parse(value).map_err(|_| invalid(field, "must be a UUID"))
+}
+
+fn parse_subject(subject: Option<&pb::Subject>) -> Result<SubjectRef<'_>, Status> {
+    match subject.and_then(|s| s.kind.as_ref()) {
+        None => Err(invalid("subject", "give access_token or user")),
+        Some(pb::subject::Kind::AccessToken(token)) => {
+            if token.is_empty() {
+                Err(invalid("subject.access_token", "is required"))
+            } else if token.len() > MAX_TOKEN_LEN {
+                Err(invalid("subject.access_token", format!("is longer than {MAX_TOKEN_LEN} characters")))
+            } else {
+                Ok(SubjectRef::AccessToken(token))
+            }
+        }
+        Some(pb::subject::Kind::User(user)) => Ok(SubjectRef::User(authz::Subject {
+            tenant_id: parse_uuid("subject.user.tenant_id", &user.tenant_id)?,
+            user_id: parse_uuid("subject.user.user_id", &user.user_id)?,
+        })),
+    }
+}
+
+fn parse_check(prefix: &str, capability: &str, org_node_id: &str) -> Result<Check, Status> {
+    Ok(Check {
+        capability: CapabilityKey::parse(capability).map_err(|e| invalid(&format!("{prefix}capability"), e))?,
+        org_node_id: parse_uuid(&format!("{prefix}org_node_id"), org_node_id)?,
+    })
+}
+
+fn reason(reason: Reason) -> pb::DecisionReason {
+    match reason {
+        Reason::Allowed => pb::DecisionReason::Allowed,
+        Reason::NoMatchingAssignment => pb::DecisionReason::NoMatchingAssignment,
+        Reason::UnknownCapability => pb::DecisionReason::UnknownCapability,
+        Reason::UnknownOrgNode => pb::DecisionReason::UnknownOrgNode,
+        Reason::NodeInactive => pb::DecisionReason::NodeInactive,
+        Reason::UserInactive => pb::DecisionReason::UserInactive,
+        Reason::TenantSuspended => pb::DecisionReason::TenantSuspended,
+        Reason::UnknownUser => pb::DecisionReason::UnknownUser,
+    }
+}
+
+fn response(decision: Decision) -> pb::CheckCapabilityResponse {
+    pb::CheckCapabilityResponse {
+        allowed: decision.allowed(),
+        reason: reason(decision.reason) as i32,
+        grants: decision
+            .grants
+            .into_iter()
+            .map(|g| pb::Grant {
+                assignment_id: g.assignment_id.to_string(),
+                role_id: g.role_id.to_string(),
+                role_label: g.role_label,
+                org_node_id: g.org_node_id.to_string(),
+                depth: g.depth,
+            })
+            .collect(),
+    }
+}
+
+fn access(access: authz::Access) -> pb::NodeAccess {
+    let source = match access {
+        authz::Access::Assignment {
+            assignment_id,
+            role_id,
+            role_label,
+            org_node_id,
+        } => pb::node_access::Source::Assignment(pb::AssignmentAccess {
+            assignment_id: assignment_id.to_string(),
+            role_id: role_id.to_string(),
+            role_label,
+            org_node_id: org_node_id.to_string(),
+        }),
+        authz::Access::Grant {
+            grant_id,
+            scope,
+            org_node_id,
+        } => pb::node_access::Source::Grant(pb::GrantAccess {
+            grant_id: grant_id.to_string(),
+            scope: match scope {
+                authz::GrantScope::Read => pb::VisibilityScope::Read,
+                authz::GrantScope::Analyze => pb::VisibilityScope::Analyze,
+            } as i32,
+            org_node_id: org_node_id.to_string(),
+        }),
+    };
+    pb::NodeAccess { source: Some(source) }
+}
 
 #[tonic::async_trait]
 impl Authorization for AuthorizationService {
     async fn check_capability(
         &self,
-        _request: Request<CheckCapabilityRequest>,
-    ) -> Result<Response<CheckCapabilityResponse>, Status> {
-        Err(not_implemented("Authorization/CheckCapability"))
+        request: Request<pb::CheckCapabilityRequest>,
+    ) -> Result<Response<pb::CheckCapabilityResponse>, Status> {
+        let body = request.get_ref();
+        let check = parse_check("", &body.capability, &body.org_node_id)?;
+        let subject = self.subject(&request, body.subject.as_ref())?;
+        let request_id = request_id(&request);
+        let mut decisions =
+            authz::check(&self.db, subject, std::slice::from_ref(&check), body.explain, request_id.as_deref()).await?;
+        let decision = decisions.pop().ok_or_else(|| Status::internal("internal error"))?;
+        Ok(Response::new(response(decision)))
     }
 
     async fn check_capabilities(
         &self,
-        _request: Request<CheckCapabilitiesRequest>,
-    ) -> Result<Response<CheckCapabilitiesResponse>, Status> {
-        Err(not_implemented("Authorization/CheckCapabilities"))
+        request: Request<pb::CheckCapabilitiesRequest>,
+    ) -> Result<Response<pb::CheckCapabilitiesResponse>, Status> {
+        let body = request.get_ref();
+        if body.checks.len() > self.max_batch_checks {
+            return Err(invalid("checks", format!("at most {} checks per call", self.max_batch_checks)));
+        }
+        let checks = body
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| parse_check(&format!("checks[{i}]."), &c.capability, &c.org_node_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let subject = self.subject(&request, body.subject.as_ref())?;
+        let request_id = request_id(&request);
+        let decisions = authz::check(&self.db, subject, &checks, body.explain, request_id.as_deref()).await?;
+        Ok(Response::new(pb::CheckCapabilitiesResponse {
+            results: decisions.into_iter().map(response).collect(),
+        }))
     }
 
     async fn list_visible_org_nodes(
         &self,
-        _request: Request<ListVisibleOrgNodesRequest>,
-    ) -> Result<Response<ListVisibleOrgNodesResponse>, Status> {
-        Err(not_implemented("Authorization/ListVisibleOrgNodes"))
+        request: Request<pb::ListVisibleOrgNodesRequest>,
+    ) -> Result<Response<pb::ListVisibleOrgNodesResponse>, Status> {
+        let body = request.get_ref();
+        let scope = match pb::VisibilityScope::try_from(body.scope) {
+            Ok(pb::VisibilityScope::Any) => Scope::Any,
+            Ok(pb::VisibilityScope::Read) => Scope::Read,
+            Ok(pb::VisibilityScope::Analyze) => Scope::Analyze,
+            Err(_) => return Err(invalid("scope", "unknown value")),
+        };
+        let node_type = match body.node_type.as_str() {
+            "" => None,
+            value if value.len() <= 63 && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') => {
+                Some(value.to_owned())
+            }
+            _ => return Err(invalid("node_type", "must be up to 63 characters of a-z, 0-9 and '_'")),
+        };
+        let under = match body.under_org_node_id.as_str() {
+            "" => None,
+            value => Some(parse_uuid("under_org_node_id", value)?),
+        };
+        let page_size = match body.page_size {
+            0 => authz::DEFAULT_PAGE_SIZE,
+            // Larger pages are served at the maximum (AIP-158).
+            size => size.min(authz::MAX_PAGE_SIZE),
+        };
+        let page_token = match body.page_token.as_str() {
+            "" => None,
+            token => Some(token.to_owned()),
+        };
+        let subject = self.subject(&request, body.subject.as_ref())?;
+        let request_id = request_id(&request);
+        let listing = authz::list_visible(
+            &self.db,
+            self.tokens.keys(),
+            subject,
+            &ListingQuery {
+                scope,
+                node_type,
+                under,
+                page_size,
+                page_token,
+            },
+            request_id.as_deref(),
+            Utc::now(),
+        )
+        .await?;
+        Ok(Response::new(pb::ListVisibleOrgNodesResponse {
+            nodes: listing
+                .nodes
+                .into_iter()
+                .map(|node| pb::VisibleOrgNode {
+                    org_node_id: node.id.to_string(),
+                    parent_org_node_id: node.parent_id.map(|id| id.to_string()).unwrap_or_default(),
+                    node_type: node.node_type,
+                    label: node.label,
+                    access: node.access.into_iter().map(access).collect(),
+                })
+                .collect(),
+            next_page_token: listing.next_page_token.unwrap_or_default(),
+        }))
     }
 }

@@ -2,6 +2,7 @@
 
 use tonic::Status;
 
+use crate::authz::AuthzError;
 use crate::db::DbError;
 use crate::service_accounts::ServiceError;
 
@@ -40,6 +41,24 @@ impl From<ServiceError> for Status {
                 Status::internal("internal error")
             }
             ServiceError::Db(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<AuthzError> for Status {
+    fn from(error: AuthzError) -> Self {
+        match error {
+            AuthzError::InvalidSubjectToken => Status::unauthenticated(error.to_string()),
+            AuthzError::RevocationUnknown => {
+                Status::unavailable("cannot confirm that the subject token is not revoked; retry shortly")
+            }
+            AuthzError::Forbidden(message) => Status::permission_denied(message),
+            AuthzError::BadPageToken => Status::invalid_argument(error.to_string()),
+            AuthzError::Unexpected(cause) => {
+                tracing::error!(%cause, "unexpected authorization answer");
+                Status::internal("internal error")
+            }
+            AuthzError::Db(cause) => cause.into(),
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct RingKey {
     public_x: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Key for MACs of opaque tokens this server hands out (page tokens),
+    /// derived from the private key so every replica holding it agrees.
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for RingKey {
@@ -62,12 +65,16 @@ impl RingKey {
         let public = key.verifying_key().to_bytes();
         let public_x = URL_SAFE_NO_PAD.encode(public);
         let der = key.to_pkcs8_der().ok()?;
+        let mut mac = Sha256::new();
+        mac.update(b"portcullis.mac_key.v1:");
+        mac.update(key.to_bytes());
         Some(Self {
             kid: thumbprint(&public_x),
             activates_at,
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
             decoding: DecodingKey::from_ed_der(&public),
             public_x,
+            mac_key: mac.finalize().into(),
         })
     }
 
@@ -81,6 +88,10 @@ impl RingKey {
 
     pub(crate) fn decoding(&self) -> &DecodingKey {
         &self.decoding
+    }
+
+    pub(crate) fn mac_key(&self) -> &[u8; 32] {
+        &self.mac_key
     }
 }
 

@@ -24,6 +24,7 @@ pub fn test_settings() -> ServerSettings {
         shutdown_grace: Duration::from_secs(5),
         service_token_lifetime: Duration::from_secs(600),
         revocation_poll_interval: Duration::from_millis(100),
+        max_batch_checks: 1000,
     }
 }
 

@@ -1,0 +1,231 @@
+//! `ListVisibleOrgNodes`: every node the subject can see, each once with all
+//! the sources that make it visible, in keyset pages.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use super::queries::VisiblePage;
+use super::{AuthzError, Subject, page_token};
+use crate::db::Db;
+use crate::db::schema::auth::{
+    org_assignments as oa, org_node_paths as p, roles as r, tenants as t, users as u, visibility_grants as vg,
+};
+use crate::tokens::KeyRing;
+
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Which visibility the listing asks for. Assignments give both `read` and
+/// `analyze`; a grant gives its scope, and `analyze` implies `read`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Any,
+    Read,
+    Analyze,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantScope {
+    Read,
+    Analyze,
+}
+
+/// One source that makes a node visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    Assignment {
+        assignment_id: Uuid,
+        role_id: Uuid,
+        role_label: String,
+        /// Where the assignment is held (the node or an ancestor).
+        org_node_id: Uuid,
+    },
+    Grant {
+        grant_id: Uuid,
+        scope: GrantScope,
+        org_node_id: Uuid,
+    },
+}
+
+impl Access {
+    fn held_at(&self) -> Uuid {
+        match self {
+            Self::Assignment { org_node_id, .. } | Self::Grant { org_node_id, .. } => *org_node_id,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VisibleNode {
+    pub id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub node_type: String,
+    pub label: String,
+    pub access: Vec<Access>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListingQuery {
+    pub scope: Scope,
+    pub node_type: Option<String>,
+    pub under: Option<Uuid>,
+    /// 1 to [`MAX_PAGE_SIZE`].
+    pub page_size: u32,
+    pub page_token: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub nodes: Vec<VisibleNode>,
+    pub next_page_token: Option<String>,
+}
+
+impl ListingQuery {
+    /// Everything a page token is bound to.
+    fn binding(&self, subject: Subject) -> [u8; 16] {
+        let scope = match self.scope {
+            Scope::Any => b"any".as_slice(),
+            Scope::Read => b"read".as_slice(),
+            Scope::Analyze => b"analyze".as_slice(),
+        };
+        let under = self.under.map(|id| *id.as_bytes()).unwrap_or_default();
+        page_token::binding(&[
+            subject.tenant_id.as_bytes(),
+            subject.user_id.as_bytes(),
+            scope,
+            self.node_type.as_deref().unwrap_or_default().as_bytes(),
+            &under,
+        ])
+    }
+}
+
+pub async fn list_visible(
+    db: &Db,
+    keys: &KeyRing,
+    subject: Subject,
+    query: &ListingQuery,
+    request_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Listing, AuthzError> {
+    let bound_to = query.binding(subject);
+    let after = match &query.page_token {
+        Some(token) => Some(page_token::decode(keys, token, bound_to, now).ok_or(AuthzError::BadPageToken)?),
+        None => None,
+    };
+    let page_size = query.page_size.clamp(1, MAX_PAGE_SIZE);
+    let mut nodes = db
+        .read(&subject.rls_context(request_id), |conn| {
+            async move {
+                if !subject_is_active(conn, subject).await? {
+                    return Ok::<_, AuthzError>(Vec::new());
+                }
+                let sources = sources(conn, subject.user_id, query.scope).await?;
+                let covering: Vec<Uuid> =
+                    sources.iter().map(Access::held_at).collect::<BTreeSet<_>>().into_iter().collect();
+                if covering.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(Uuid, Option<Uuid>, String, String)> = VisiblePage {
+                    covering: &covering,
+                    after,
+                    node_type: query.node_type.as_deref(),
+                    under: query.under,
+                    limit: page_size as i32 + 1,
+                }
+                .load(conn)
+                .await?;
+                let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+                // Which covering nodes each listed node lies under.
+                let pairs: Vec<(Uuid, Uuid)> = p::table
+                    .filter(p::descendant_id.eq_any(&ids))
+                    .filter(p::ancestor_id.eq_any(&covering))
+                    .select((p::descendant_id, p::ancestor_id))
+                    .load(conn)
+                    .await?;
+                let mut under: BTreeMap<Uuid, BTreeSet<Uuid>> = BTreeMap::new();
+                for (node, ancestor) in pairs {
+                    under.entry(node).or_default().insert(ancestor);
+                }
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, parent_id, node_type, label)| {
+                        let holders = under.remove(&id).unwrap_or_default();
+                        VisibleNode {
+                            id,
+                            parent_id,
+                            node_type,
+                            label,
+                            access: sources.iter().filter(|s| holders.contains(&s.held_at())).cloned().collect(),
+                        }
+                    })
+                    .collect())
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let next_page_token = if nodes.len() > page_size as usize {
+        nodes.truncate(page_size as usize);
+        let last = nodes.last().map(|n| n.id);
+        last.and_then(|after| page_token::encode(keys, after, bound_to, now))
+    } else {
+        None
+    };
+    Ok(Listing { nodes, next_page_token })
+}
+
+/// An inactive user or a suspended tenant sees nothing.
+async fn subject_is_active(conn: &mut AsyncPgConnection, subject: Subject) -> Result<bool, AuthzError> {
+    let statuses: Option<(String, String)> = u::table
+        .inner_join(t::table)
+        .filter(u::id.eq(subject.user_id))
+        .select((u::status, t::status))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(statuses.is_some_and(|(user, tenant)| user == "active" && tenant == "active"))
+}
+
+/// The subject's in-force assignments and grants that give `scope`.
+async fn sources(conn: &mut AsyncPgConnection, user: Uuid, scope: Scope) -> Result<Vec<Access>, AuthzError> {
+    let now = diesel::dsl::now;
+    let assignments: Vec<(Uuid, Uuid, String, Uuid)> = oa::table
+        .inner_join(r::table)
+        .filter(oa::user_id.eq(user))
+        .filter(oa::start_utc.le(now))
+        .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
+        .select((oa::id, r::id, r::label, oa::org_node_id))
+        .order(oa::id)
+        .load(conn)
+        .await?;
+    let mut grants = vg::table
+        .filter(vg::user_id.eq(user))
+        .filter(vg::start_utc.le(now))
+        .filter(vg::end_utc.is_null().or(vg::end_utc.gt(now)))
+        .select((vg::id, vg::scope, vg::org_node_id))
+        .order(vg::id)
+        .into_boxed();
+    if scope == Scope::Analyze {
+        grants = grants.filter(vg::scope.eq("analyze"));
+    }
+    let grants: Vec<(Uuid, String, Uuid)> = grants.load(conn).await?;
+    let mut out: Vec<Access> = assignments
+        .into_iter()
+        .map(|(assignment_id, role_id, role_label, org_node_id)| Access::Assignment {
+            assignment_id,
+            role_id,
+            role_label,
+            org_node_id,
+        })
+        .collect();
+    out.extend(grants.into_iter().map(|(grant_id, scope, org_node_id)| Access::Grant {
+        grant_id,
+        scope: if scope == "analyze" { GrantScope::Analyze } else { GrantScope::Read },
+        org_node_id,
+    }));
+    Ok(out)
+}

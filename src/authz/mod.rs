@@ -1,0 +1,43 @@
+//! Authorization: may user U exercise capability C at org node N, and which
+//! nodes may U see. Every call runs in one read-only transaction scoped to
+//! the subject's tenant and user.
+
+mod capability;
+mod check;
+mod listing;
+pub mod page_token;
+mod queries;
+mod subject;
+
+pub use capability::CapabilityKey;
+pub use check::{Check, Decision, GrantExplanation, Reason, check};
+pub use listing::{Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope, VisibleNode, list_visible};
+pub use subject::{Subject, SubjectRef, resolve_subject};
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthzError {
+    /// The subject's access token is not usable.
+    #[error("invalid subject access token")]
+    InvalidSubjectToken,
+    /// The subject's token cannot be checked for revocation right now.
+    #[error("cannot confirm the subject token is not revoked")]
+    RevocationUnknown,
+    /// The caller may not ask about this subject.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The page token is not one this query handed out.
+    #[error("page_token: not a token of this listing")]
+    BadPageToken,
+    #[error("unexpected answer from the database: {0}")]
+    Unexpected(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for AuthzError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(error))
+    }
+}

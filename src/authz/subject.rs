@@ -1,0 +1,66 @@
+//! Whose permissions a call is about, and whether the caller may ask.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::AuthzError;
+use crate::db::RlsContext;
+use crate::tokens::{Principal, TokenError, Tokens};
+
+/// A user, in their tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subject {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+}
+
+impl Subject {
+    /// The transaction context of a call about this subject.
+    pub fn rls_context(&self, request_id: Option<&str>) -> RlsContext {
+        let ctx = RlsContext::tenant(self.tenant_id).with_user(self.user_id);
+        match request_id {
+            Some(id) => ctx.with_request_id(id),
+            None => ctx,
+        }
+    }
+}
+
+/// The subject as the request names it.
+pub enum SubjectRef<'a> {
+    AccessToken(&'a str),
+    User(Subject),
+}
+
+/// Turns the request's subject into a user and checks, before any SQL, that
+/// the caller may ask about them: a user only about themselves, a
+/// tenant-bound service only within its tenant.
+pub fn resolve_subject(
+    tokens: &Tokens,
+    caller: &Principal,
+    subject: SubjectRef<'_>,
+    now: DateTime<Utc>,
+) -> Result<Subject, AuthzError> {
+    let subject = match subject {
+        SubjectRef::User(subject) => subject,
+        SubjectRef::AccessToken(token) => match tokens.verify(token, now) {
+            Ok(verified) => match verified.principal {
+                Principal::User(user) => Subject {
+                    tenant_id: user.tenant_id,
+                    user_id: user.user_id,
+                },
+                Principal::Service(_) => return Err(AuthzError::InvalidSubjectToken),
+            },
+            Err(TokenError::RevocationUnknown) => return Err(AuthzError::RevocationUnknown),
+            Err(_) => return Err(AuthzError::InvalidSubjectToken),
+        },
+    };
+    match caller {
+        Principal::User(user) if user.user_id != subject.user_id || user.tenant_id != subject.tenant_id => Err(
+            AuthzError::Forbidden("a user token may ask about its own user only".into()),
+        ),
+        Principal::Service(_) if !caller.may_act_in(subject.tenant_id) => Err(AuthzError::Forbidden(
+            "this service may not act in the subject's tenant".into(),
+        )),
+        _ => Ok(subject),
+    }
+}
