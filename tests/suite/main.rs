@@ -7,6 +7,7 @@
 
 mod support;
 
+mod authorization;
 mod caller_auth;
 mod closure;
 mod logs;

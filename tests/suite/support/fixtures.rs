@@ -124,3 +124,16 @@ pub fn refused(result: &Result<usize, DbError>) -> bool {
         _ => false,
     }
 }
+
+/// Runs several statements (simple protocol) in one write scope with `ctx`.
+pub async fn batch(db: &Db, ctx: &RlsContext, sql: &str) -> Result<(), DbError> {
+    let sql = sql.to_owned();
+    db.write(ctx, |conn| {
+        async move {
+            conn.batch_execute(&sql).await?;
+            Ok::<_, DbError>(())
+        }
+        .scope_boxed()
+    })
+    .await
+}

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod org;
 pub mod proxy;
 pub mod server;
 pub mod services;

@@ -1,0 +1,117 @@
+//! A small organisation to ask questions about.
+//!
+//! ```text
+//! root
+//! ├── a            u: rx here (in force)
+//! │   └── a1
+//! │       └── a1x
+//! ├── b            u: ry here from tomorrow; w: read grant here
+//! └── c (inactive)
+//!     └── c1
+//! ```
+//! u also held ry at root until yesterday; v (inactive) holds rx at root.
+//! rx grants cap.x, ry grants cap.y; cap.z exists but no role grants it.
+
+use portcullis::db::{Db, RlsContext};
+use uuid::Uuid;
+
+use super::fixtures::{batch, execute};
+
+pub struct Org {
+    pub tenant: Uuid,
+    pub root: Uuid,
+    pub a: Uuid,
+    pub a1: Uuid,
+    pub a1x: Uuid,
+    pub b: Uuid,
+    pub c: Uuid,
+    pub c1: Uuid,
+    pub u: Uuid,
+    pub v: Uuid,
+    pub w: Uuid,
+    pub rx: Uuid,
+    pub ry: Uuid,
+    pub u_rx_at_a: Uuid,
+    pub w_read_at_b: Uuid,
+}
+
+impl Org {
+    pub async fn create(db: &Db) -> Self {
+        let id = Uuid::new_v4;
+        let org = Self {
+            tenant: id(),
+            root: id(),
+            a: id(),
+            a1: id(),
+            a1x: id(),
+            b: id(),
+            c: id(),
+            c1: id(),
+            u: id(),
+            v: id(),
+            w: id(),
+            rx: id(),
+            ry: id(),
+            u_rx_at_a: id(),
+            w_read_at_b: id(),
+        };
+        let Org {
+            tenant: t,
+            root,
+            a,
+            a1,
+            a1x,
+            b,
+            c,
+            c1,
+            u,
+            v,
+            w,
+            rx,
+            ry,
+            u_rx_at_a,
+            w_read_at_b,
+        } = org;
+        let short = &t.simple().to_string()[..12];
+        execute(
+            db,
+            &RlsContext::operator(),
+            "INSERT INTO auth.capabilities (key) VALUES ('cap.x'), ('cap.y'), ('cap.z') ON CONFLICT DO NOTHING",
+        )
+        .await
+        .unwrap();
+        let sql = format!(
+            r#"
+            INSERT INTO auth.tenants (id, slug, name) VALUES ('{t}', 'org-{short}', 'Org');
+            INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label, status) VALUES
+                ('{root}', '{t}', NULL, 'company', 'root', 'active'),
+                ('{a}', '{t}', '{root}', 'region', 'a', 'active'),
+                ('{a1}', '{t}', '{a}', 'site', 'a1', 'active'),
+                ('{a1x}', '{t}', '{a1}', 'team', 'a1x', 'active'),
+                ('{b}', '{t}', '{root}', 'region', 'b', 'active'),
+                ('{c}', '{t}', '{root}', 'region', 'c', 'inactive'),
+                ('{c1}', '{t}', '{c}', 'site', 'c1', 'active');
+            INSERT INTO auth.users (id, tenant_id, display_name, status) VALUES
+                ('{u}', '{t}', 'u', 'active'), ('{v}', '{t}', 'v', 'inactive'), ('{w}', '{t}', 'w', 'active');
+            INSERT INTO auth.roles (id, tenant_id, key, label) VALUES
+                ('{rx}', '{t}', 'rx', 'Role X'), ('{ry}', '{t}', 'ry', 'Role Y');
+            INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
+                SELECT '{t}'::uuid, '{rx}'::uuid, id FROM auth.capabilities WHERE key = 'cap.x'
+                UNION ALL SELECT '{t}'::uuid, '{ry}'::uuid, id FROM auth.capabilities WHERE key = 'cap.y';
+            INSERT INTO auth.org_assignments (id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc) VALUES
+                ('{u_rx_at_a}', '{t}', '{u}', '{rx}', '{a}', now() - interval '1 day', NULL),
+                (gen_random_uuid(), '{t}', '{u}', '{ry}', '{b}', now() + interval '1 day', NULL),
+                (gen_random_uuid(), '{t}', '{u}', '{ry}', '{root}', now() - interval '10 days', now() - interval '1 day'),
+                (gen_random_uuid(), '{t}', '{v}', '{rx}', '{root}', now() - interval '1 day', NULL);
+            INSERT INTO auth.visibility_grants (id, tenant_id, user_id, org_node_id, scope) VALUES
+                ('{w_read_at_b}', '{t}', '{w}', '{b}', 'read');
+            "#
+        );
+        batch(db, &RlsContext::operator().with_tenant(t), &sql).await.unwrap();
+        org
+    }
+
+    pub fn ctx(&self) -> RlsContext {
+        RlsContext::tenant(self.tenant)
+    }
+}
