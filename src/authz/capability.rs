@@ -57,9 +57,15 @@ mod tests {
     fn capability_keys_are_dot_separated_lower_case_segments() {
         assert!(CapabilityKey::parse("payment.ledger.download").is_ok());
         assert_eq!(CapabilityKey::parse(""), Err(CapabilityKeyError::Empty));
-        assert_eq!(CapabilityKey::parse("Payment.x"), Err(CapabilityKeyError::Shape));
+        assert_eq!(
+            CapabilityKey::parse("Payment.x"),
+            Err(CapabilityKeyError::Shape)
+        );
         assert_eq!(CapabilityKey::parse("a..b"), Err(CapabilityKeyError::Shape));
         assert_eq!(CapabilityKey::parse("a.b "), Err(CapabilityKeyError::Shape));
-        assert_eq!(CapabilityKey::parse(&"a".repeat(201)), Err(CapabilityKeyError::TooLong));
+        assert_eq!(
+            CapabilityKey::parse(&"a".repeat(201)),
+            Err(CapabilityKeyError::TooLong)
+        );
     }
 }

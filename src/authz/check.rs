@@ -120,8 +120,12 @@ pub async fn check(
                 .load(conn)
                 .await?;
                 for (ordinal, assignment_id, role_id, role_label, org_node_id, depth) in rows {
-                    let Some(decision) = ordinal_index(ordinal, checks.len()).map(|i| &mut decisions[i]) else {
-                        return Err(AuthzError::Unexpected(format!("explanation for check #{ordinal}")));
+                    let Some(decision) =
+                        ordinal_index(ordinal, checks.len()).map(|i| &mut decisions[i])
+                    else {
+                        return Err(AuthzError::Unexpected(format!(
+                            "explanation for check #{ordinal}"
+                        )));
                     };
                     if decision.allowed() {
                         decision.grants.push(GrantExplanation {
@@ -143,20 +147,29 @@ pub async fn check(
 
 /// 1-based ordinal from the database → index into the request.
 fn ordinal_index(ordinal: i32, len: usize) -> Option<usize> {
-    usize::try_from(ordinal).ok().filter(|o| (1..=len).contains(o)).map(|o| o - 1)
+    usize::try_from(ordinal)
+        .ok()
+        .filter(|o| (1..=len).contains(o))
+        .map(|o| o - 1)
 }
 
 fn decisions_in_order(rows: Vec<(i32, String)>, len: usize) -> Result<Vec<Decision>, AuthzError> {
     if rows.len() != len {
-        return Err(AuthzError::Unexpected(format!("{} answers to {len} checks", rows.len())));
+        return Err(AuthzError::Unexpected(format!(
+            "{} answers to {len} checks",
+            rows.len()
+        )));
     }
     rows.into_iter()
         .enumerate()
         .map(|(index, (ordinal, reason))| {
             if ordinal_index(ordinal, len) != Some(index) {
-                return Err(AuthzError::Unexpected(format!("answer #{ordinal} out of order")));
+                return Err(AuthzError::Unexpected(format!(
+                    "answer #{ordinal} out of order"
+                )));
             }
-            let reason = Reason::from_db(&reason).ok_or_else(|| AuthzError::Unexpected(reason.clone()))?;
+            let reason =
+                Reason::from_db(&reason).ok_or_else(|| AuthzError::Unexpected(reason.clone()))?;
             Ok(Decision {
                 reason,
                 grants: Vec::new(),

@@ -13,7 +13,8 @@ use super::queries::VisiblePage;
 use super::{AuthzError, Subject, page_token};
 use crate::db::Db;
 use crate::db::schema::auth::{
-    org_assignments as oa, org_node_paths as p, roles as r, tenants as t, users as u, visibility_grants as vg,
+    org_assignments as oa, org_node_paths as p, roles as r, tenants as t, users as u,
+    visibility_grants as vg,
 };
 use crate::tokens::KeyRing;
 
@@ -114,7 +115,9 @@ pub async fn list_visible(
 ) -> Result<Listing, AuthzError> {
     let bound_to = query.binding(subject);
     let after = match &query.page_token {
-        Some(token) => Some(page_token::decode(keys, token, bound_to, now).ok_or(AuthzError::BadPageToken)?),
+        Some(token) => {
+            Some(page_token::decode(keys, token, bound_to, now).ok_or(AuthzError::BadPageToken)?)
+        }
         None => None,
     };
     let page_size = query.page_size.clamp(1, MAX_PAGE_SIZE);
@@ -125,8 +128,12 @@ pub async fn list_visible(
                     return Ok::<_, AuthzError>(Vec::new());
                 }
                 let sources = sources(conn, subject.user_id, query.scope).await?;
-                let covering: Vec<Uuid> =
-                    sources.iter().map(Access::held_at).collect::<BTreeSet<_>>().into_iter().collect();
+                let covering: Vec<Uuid> = sources
+                    .iter()
+                    .map(Access::held_at)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 if covering.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -160,7 +167,11 @@ pub async fn list_visible(
                             parent_id,
                             node_type,
                             label,
-                            access: sources.iter().filter(|s| holders.contains(&s.held_at())).cloned().collect(),
+                            access: sources
+                                .iter()
+                                .filter(|s| holders.contains(&s.held_at()))
+                                .cloned()
+                                .collect(),
                         }
                     })
                     .collect())
@@ -175,11 +186,17 @@ pub async fn list_visible(
     } else {
         None
     };
-    Ok(Listing { nodes, next_page_token })
+    Ok(Listing {
+        nodes,
+        next_page_token,
+    })
 }
 
 /// An inactive user or a suspended tenant sees nothing.
-async fn subject_is_active(conn: &mut AsyncPgConnection, subject: Subject) -> Result<bool, AuthzError> {
+async fn subject_is_active(
+    conn: &mut AsyncPgConnection,
+    subject: Subject,
+) -> Result<bool, AuthzError> {
     let statuses: Option<(String, String)> = u::table
         .inner_join(t::table)
         .filter(u::id.eq(subject.user_id))
@@ -191,7 +208,11 @@ async fn subject_is_active(conn: &mut AsyncPgConnection, subject: Subject) -> Re
 }
 
 /// The subject's in-force assignments and grants that give `scope`.
-async fn sources(conn: &mut AsyncPgConnection, user: Uuid, scope: Scope) -> Result<Vec<Access>, AuthzError> {
+async fn sources(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    scope: Scope,
+) -> Result<Vec<Access>, AuthzError> {
     let now = diesel::dsl::now;
     let assignments: Vec<(Uuid, Uuid, String, Uuid)> = oa::table
         .inner_join(r::table)
@@ -215,17 +236,27 @@ async fn sources(conn: &mut AsyncPgConnection, user: Uuid, scope: Scope) -> Resu
     let grants: Vec<(Uuid, String, Uuid)> = grants.load(conn).await?;
     let mut out: Vec<Access> = assignments
         .into_iter()
-        .map(|(assignment_id, role_id, role_label, org_node_id)| Access::Assignment {
-            assignment_id,
-            role_id,
-            role_label,
-            org_node_id,
-        })
+        .map(
+            |(assignment_id, role_id, role_label, org_node_id)| Access::Assignment {
+                assignment_id,
+                role_id,
+                role_label,
+                org_node_id,
+            },
+        )
         .collect();
-    out.extend(grants.into_iter().map(|(grant_id, scope, org_node_id)| Access::Grant {
-        grant_id,
-        scope: if scope == "analyze" { GrantScope::Analyze } else { GrantScope::Read },
-        org_node_id,
-    }));
+    out.extend(
+        grants
+            .into_iter()
+            .map(|(grant_id, scope, org_node_id)| Access::Grant {
+                grant_id,
+                scope: if scope == "analyze" {
+                    GrantScope::Analyze
+                } else {
+                    GrantScope::Read
+                },
+                org_node_id,
+            }),
+    );
     Ok(out)
 }

@@ -11,7 +11,10 @@ mod subject;
 
 pub use capability::CapabilityKey;
 pub use check::{Check, Decision, GrantExplanation, Reason, check};
-pub use listing::{Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope, VisibleNode, list_visible};
+pub use listing::{
+    Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope,
+    VisibleNode, list_visible,
+};
 pub use subject::{Subject, SubjectRef, resolve_subject};
 
 use crate::db::DbError;

@@ -42,12 +42,19 @@ fn mac(key: &[u8; 32], kid: &str, payload: &[u8]) -> Option<HmacSha256> {
 }
 
 /// `None` only when no key is active (a server that cannot sign anything).
-pub fn encode(keys: &KeyRing, after: Uuid, bound_to: [u8; 16], now: DateTime<Utc>) -> Option<String> {
+pub fn encode(
+    keys: &KeyRing,
+    after: Uuid,
+    bound_to: [u8; 16],
+    now: DateTime<Utc>,
+) -> Option<String> {
     let key = keys.signing_key(now)?;
     let mut payload = Vec::with_capacity(32);
     payload.extend_from_slice(after.as_bytes());
     payload.extend_from_slice(&bound_to);
-    let tag = mac(key.mac_key(), key.kid(), &payload)?.finalize().into_bytes();
+    let tag = mac(key.mac_key(), key.kid(), &payload)?
+        .finalize()
+        .into_bytes();
     Some(format!(
         "{}.{}.{}",
         key.kid(),
@@ -72,7 +79,9 @@ pub fn decode(keys: &KeyRing, token: &str, bound_to: [u8; 16], now: DateTime<Utc
     if tag.len() != MAC_LEN || payload.len() != 32 {
         return None;
     }
-    mac(key.mac_key(), kid, &payload)?.verify_truncated_left(&tag).ok()?;
+    mac(key.mac_key(), kid, &payload)?
+        .verify_truncated_left(&tag)
+        .ok()?;
     if payload[16..] != bound_to {
         return None;
     }
@@ -85,7 +94,10 @@ mod tests {
     use std::time::Duration;
 
     fn ring() -> KeyRing {
-        KeyRing::ephemeral(Utc::now() - chrono::Duration::hours(1), Duration::from_secs(60))
+        KeyRing::ephemeral(
+            Utc::now() - chrono::Duration::hours(1),
+            Duration::from_secs(60),
+        )
     }
 
     #[test]
@@ -114,6 +126,10 @@ mod tests {
         let tampered = format!("{head}{flipped}{}", &tail[1..]);
         assert_eq!(decode(&keys, &tampered, bound, Utc::now()), None);
         assert_eq!(decode(&keys, "garbage", bound, Utc::now()), None);
-        assert_eq!(decode(&ring(), &token, bound, Utc::now()), None, "another server's key");
+        assert_eq!(
+            decode(&ring(), &token, bound, Utc::now()),
+            None,
+            "another server's key"
+        );
     }
 }

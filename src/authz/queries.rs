@@ -4,10 +4,10 @@
 
 use std::marker::PhantomData;
 
+use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, Integer, Nullable, Text, Uuid as SqlUuid};
-use diesel::QueryResult;
 use uuid::Uuid;
 
 /// A batch function of `auth`: `(user, capabilities[], nodes[])`.
@@ -26,8 +26,7 @@ impl BatchFunction for Checks {
 /// `auth.explain_capabilities`: the assignments behind each allowed check.
 pub struct Explanations;
 impl BatchFunction for Explanations {
-    const CALL: &'static str =
-        "SELECT ordinal, assignment_id, role_id, role_label, org_node_id, depth FROM auth.explain_capabilities(";
+    const CALL: &'static str = "SELECT ordinal, assignment_id, role_id, role_label, org_node_id, depth FROM auth.explain_capabilities(";
     type Row = (Integer, SqlUuid, SqlUuid, Text, SqlUuid, Integer);
 }
 
@@ -81,7 +80,9 @@ impl Query for VisiblePage<'_> {
 
 impl QueryFragment<Pg> for VisiblePage<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT n.id, n.parent_id, n.node_type, n.label FROM auth.org_nodes n WHERE (");
+        out.push_sql(
+            "SELECT n.id, n.parent_id, n.node_type, n.label FROM auth.org_nodes n WHERE (",
+        );
         out.push_bind_param::<Nullable<SqlUuid>, _>(&self.after)?;
         out.push_sql("::uuid IS NULL OR n.id > ");
         out.push_bind_param::<Nullable<SqlUuid>, _>(&self.after)?;

@@ -55,12 +55,16 @@ pub fn resolve_subject(
         },
     };
     match caller {
-        Principal::User(user) if user.user_id != subject.user_id || user.tenant_id != subject.tenant_id => Err(
-            AuthzError::Forbidden("a user token may ask about its own user only".into()),
+        Principal::User(user)
+            if user.user_id != subject.user_id || user.tenant_id != subject.tenant_id =>
+        {
+            Err(AuthzError::Forbidden(
+                "a user token may ask about its own user only".into(),
+            ))
+        }
+        Principal::Service(_) if !caller.may_act_in(subject.tenant_id) => Err(
+            AuthzError::Forbidden("this service may not act in the subject's tenant".into()),
         ),
-        Principal::Service(_) if !caller.may_act_in(subject.tenant_id) => Err(AuthzError::Forbidden(
-            "this service may not act in the subject's tenant".into(),
-        )),
         _ => Ok(subject),
     }
 }

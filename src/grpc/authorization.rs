@@ -29,10 +29,19 @@ impl AuthorizationService {
     }
 
     /// The subject named by the request, after checking the caller may ask.
-    fn subject<T>(&self, request: &Request<T>, subject: Option<&pb::Subject>) -> Result<authz::Subject, Status> {
+    fn subject<T>(
+        &self,
+        request: &Request<T>,
+        subject: Option<&pb::Subject>,
+    ) -> Result<authz::Subject, Status> {
         let caller = caller(request)?;
         let subject = parse_subject(subject)?;
-        Ok(authz::resolve_subject(&self.tokens, &caller, subject, Utc::now())?)
+        Ok(authz::resolve_subject(
+            &self.tokens,
+            &caller,
+            subject,
+            Utc::now(),
+        )?)
     }
 }
 
@@ -50,7 +59,10 @@ fn parse_subject(subject: Option<&pb::Subject>) -> Result<SubjectRef<'_>, Status
             if token.is_empty() {
                 Err(invalid("subject.access_token", "is required"))
             } else if token.len() > MAX_TOKEN_LEN {
-                Err(invalid("subject.access_token", format!("is longer than {MAX_TOKEN_LEN} characters")))
+                Err(invalid(
+                    "subject.access_token",
+                    format!("is longer than {MAX_TOKEN_LEN} characters"),
+                ))
             } else {
                 Ok(SubjectRef::AccessToken(token))
             }
@@ -64,7 +76,8 @@ fn parse_subject(subject: Option<&pb::Subject>) -> Result<SubjectRef<'_>, Status
 
 fn parse_check(prefix: &str, capability: &str, org_node_id: &str) -> Result<Check, Status> {
     Ok(Check {
-        capability: CapabilityKey::parse(capability).map_err(|e| invalid(&format!("{prefix}capability"), e))?,
+        capability: CapabilityKey::parse(capability)
+            .map_err(|e| invalid(&format!("{prefix}capability"), e))?,
         org_node_id: parse_uuid(&format!("{prefix}org_node_id"), org_node_id)?,
     })
 }
@@ -126,7 +139,9 @@ fn access(access: authz::Access) -> pb::NodeAccess {
             org_node_id: org_node_id.to_string(),
         }),
     };
-    pb::NodeAccess { source: Some(source) }
+    pb::NodeAccess {
+        source: Some(source),
+    }
 }
 
 #[tonic::async_trait]
@@ -139,9 +154,17 @@ impl Authorization for AuthorizationService {
         let check = parse_check("", &body.capability, &body.org_node_id)?;
         let subject = self.subject(&request, body.subject.as_ref())?;
         let request_id = request_id(&request);
-        let mut decisions =
-            authz::check(&self.db, subject, std::slice::from_ref(&check), body.explain, request_id.as_deref()).await?;
-        let decision = decisions.pop().ok_or_else(|| Status::internal("internal error"))?;
+        let mut decisions = authz::check(
+            &self.db,
+            subject,
+            std::slice::from_ref(&check),
+            body.explain,
+            request_id.as_deref(),
+        )
+        .await?;
+        let decision = decisions
+            .pop()
+            .ok_or_else(|| Status::internal("internal error"))?;
         Ok(Response::new(response(decision)))
     }
 
@@ -151,7 +174,10 @@ impl Authorization for AuthorizationService {
     ) -> Result<Response<pb::CheckCapabilitiesResponse>, Status> {
         let body = request.get_ref();
         if body.checks.len() > self.max_batch_checks {
-            return Err(invalid("checks", format!("at most {} checks per call", self.max_batch_checks)));
+            return Err(invalid(
+                "checks",
+                format!("at most {} checks per call", self.max_batch_checks),
+            ));
         }
         let checks = body
             .checks
@@ -161,7 +187,14 @@ impl Authorization for AuthorizationService {
             .collect::<Result<Vec<_>, _>>()?;
         let subject = self.subject(&request, body.subject.as_ref())?;
         let request_id = request_id(&request);
-        let decisions = authz::check(&self.db, subject, &checks, body.explain, request_id.as_deref()).await?;
+        let decisions = authz::check(
+            &self.db,
+            subject,
+            &checks,
+            body.explain,
+            request_id.as_deref(),
+        )
+        .await?;
         Ok(Response::new(pb::CheckCapabilitiesResponse {
             results: decisions.into_iter().map(response).collect(),
         }))
@@ -180,10 +213,20 @@ impl Authorization for AuthorizationService {
         };
         let node_type = match body.node_type.as_str() {
             "" => None,
-            value if value.len() <= 63 && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') => {
+            value
+                if value.len() <= 63
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
+            {
                 Some(value.to_owned())
             }
-            _ => return Err(invalid("node_type", "must be up to 63 characters of a-z, 0-9 and '_'")),
+            _ => {
+                return Err(invalid(
+                    "node_type",
+                    "must be up to 63 characters of a-z, 0-9 and '_'",
+                ));
+            }
         };
         let under = match body.under_org_node_id.as_str() {
             "" => None,

@@ -49,9 +49,9 @@ impl From<AuthzError> for Status {
     fn from(error: AuthzError) -> Self {
         match error {
             AuthzError::InvalidSubjectToken => Status::unauthenticated(error.to_string()),
-            AuthzError::RevocationUnknown => {
-                Status::unavailable("cannot confirm that the subject token is not revoked; retry shortly")
-            }
+            AuthzError::RevocationUnknown => Status::unavailable(
+                "cannot confirm that the subject token is not revoked; retry shortly",
+            ),
             AuthzError::Forbidden(message) => Status::permission_denied(message),
             AuthzError::BadPageToken => Status::invalid_argument(error.to_string()),
             AuthzError::Unexpected(cause) => {

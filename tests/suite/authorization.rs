@@ -9,8 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 use portcullis::proto::v1::authorization_client::AuthorizationClient;
 use portcullis::proto::v1::{
-    CapabilityCheck, CheckCapabilitiesRequest, CheckCapabilityRequest, CheckCapabilityResponse, DecisionReason,
-    ListVisibleOrgNodesRequest, ListVisibleOrgNodesResponse, Subject, UserRef, VisibilityScope, node_access, subject,
+    CapabilityCheck, CheckCapabilitiesRequest, CheckCapabilityRequest, CheckCapabilityResponse,
+    DecisionReason, ListVisibleOrgNodesRequest, ListVisibleOrgNodesResponse, Subject, UserRef,
+    VisibilityScope, node_access, subject,
 };
 use portcullis::tokens::{NewToken, TokenType};
 use secrecy::ExposeSecret;
@@ -61,7 +62,13 @@ fn user(tenant: Uuid, user: Uuid) -> Option<Subject> {
 }
 
 impl Setup {
-    async fn check_as(&self, caller: &str, subject: Option<Subject>, capability: &str, node: Uuid) -> Result<CheckCapabilityResponse, tonic::Status> {
+    async fn check_as(
+        &self,
+        caller: &str,
+        subject: Option<Subject>,
+        capability: &str,
+        node: Uuid,
+    ) -> Result<CheckCapabilityResponse, tonic::Status> {
         self.client
             .clone()
             .check_capability(bearer(
@@ -78,12 +85,18 @@ impl Setup {
     }
 
     async fn reason(&self, who: Uuid, capability: &str, node: Uuid) -> DecisionReason {
-        let answer = self.check_as(&self.token, user(self.org.tenant, who), capability, node).await.unwrap();
+        let answer = self
+            .check_as(&self.token, user(self.org.tenant, who), capability, node)
+            .await
+            .unwrap();
         assert_eq!(answer.allowed, answer.reason() == DecisionReason::Allowed);
         answer.reason()
     }
 
-    async fn list(&self, request: ListVisibleOrgNodesRequest) -> Result<ListVisibleOrgNodesResponse, tonic::Status> {
+    async fn list(
+        &self,
+        request: ListVisibleOrgNodesRequest,
+    ) -> Result<ListVisibleOrgNodesResponse, tonic::Status> {
         self.client
             .clone()
             .list_visible_org_nodes(bearer(request, &self.token))
@@ -130,7 +143,10 @@ async fn an_assignment_is_inherited_down_the_tree_but_not_up_nor_sideways() {
 async fn explain_lists_the_assignment_and_its_distance() {
     let s = setup().await;
     let o = &s.org;
-    let answer = s.check_as(&s.token, user(o.tenant, o.u), "cap.x", o.a1x).await.unwrap();
+    let answer = s
+        .check_as(&s.token, user(o.tenant, o.u), "cap.x", o.a1x)
+        .await
+        .unwrap();
     assert_eq!(answer.grants.len(), 1);
     let grant = &answer.grants[0];
     assert_eq!(grant.assignment_id, o.u_rx_at_a.to_string());
@@ -145,8 +161,14 @@ async fn assignments_count_only_inside_their_time_window() {
     let s = setup().await;
     let o = &s.org;
     // ry at b starts tomorrow; ry at root ended yesterday.
-    assert_eq!(s.reason(o.u, "cap.y", o.b).await, DecisionReason::NoMatchingAssignment);
-    assert_eq!(s.reason(o.u, "cap.y", o.a).await, DecisionReason::NoMatchingAssignment);
+    assert_eq!(
+        s.reason(o.u, "cap.y", o.b).await,
+        DecisionReason::NoMatchingAssignment
+    );
+    assert_eq!(
+        s.reason(o.u, "cap.y", o.a).await,
+        DecisionReason::NoMatchingAssignment
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,7 +186,10 @@ async fn a_window_includes_its_start_and_excludes_its_end() {
     let o = &s.org;
     // now() is fixed within a transaction: an assignment starting at now()
     // is in force, one ending at now() is not.
-    for (window, expected) in [("now(), NULL", "ALLOWED"), ("now() - interval '1 hour', now()", "NO_MATCHING_ASSIGNMENT")] {
+    for (window, expected) in [
+        ("now(), NULL", "ALLOWED"),
+        ("now() - interval '1 hour', now()", "NO_MATCHING_ASSIGNMENT"),
+    ] {
         let sql = format!(
             "INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id, start_utc, end_utc) \
              VALUES ('{}', '{}', '{}', '{}', {window})",
@@ -174,9 +199,8 @@ async fn a_window_includes_its_start_and_excludes_its_end() {
             "SELECT reason FROM auth.check_capabilities('{}', ARRAY['cap.y'], ARRAY['{}'::uuid])",
             o.w, o.b
         );
-        let reason = s
-            .db
-            .write(&o.ctx(), |conn| {
+        let reason =
+            s.db.write(&o.ctx(), |conn| {
                 async move {
                     conn.batch_execute(&sql).await?;
                     let row: Row = diesel::sql_query(query).get_result(conn).await?;
@@ -187,21 +211,37 @@ async fn a_window_includes_its_start_and_excludes_its_end() {
             })
             .await
             .unwrap_err();
-        assert_eq!(reason.to_string(), format!("database unavailable: {expected}"), "window {window}");
+        assert_eq!(
+            reason.to_string(),
+            format!("database unavailable: {expected}"),
+            "window {window}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_inactive_user_is_denied() {
     let s = setup().await;
-    assert_eq!(s.reason(s.org.v, "cap.x", s.org.a).await, DecisionReason::UserInactive);
+    assert_eq!(
+        s.reason(s.org.v, "cap.x", s.org.a).await,
+        DecisionReason::UserInactive
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_suspended_tenant_is_denied() {
     let s = setup().await;
-    execute(&s.db, &s.org.ctx(), "UPDATE auth.tenants SET status = 'suspended'").await.unwrap();
-    assert_eq!(s.reason(s.org.u, "cap.x", s.org.a).await, DecisionReason::TenantSuspended);
+    execute(
+        &s.db,
+        &s.org.ctx(),
+        "UPDATE auth.tenants SET status = 'suspended'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.reason(s.org.u, "cap.x", s.org.a).await,
+        DecisionReason::TenantSuspended
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -221,28 +261,51 @@ async fn an_inactive_node_or_ancestor_grants_nothing() {
     .await
     .unwrap();
     assert_eq!(s.reason(o.w, "cap.x", o.b).await, DecisionReason::Allowed);
-    assert_eq!(s.reason(o.w, "cap.x", o.c).await, DecisionReason::NodeInactive);
-    assert_eq!(s.reason(o.w, "cap.x", o.c1).await, DecisionReason::NodeInactive);
+    assert_eq!(
+        s.reason(o.w, "cap.x", o.c).await,
+        DecisionReason::NodeInactive
+    );
+    assert_eq!(
+        s.reason(o.w, "cap.x", o.c1).await,
+        DecisionReason::NodeInactive
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_without_the_capability_grants_nothing() {
     let s = setup().await;
-    assert_eq!(s.reason(s.org.u, "cap.z", s.org.a).await, DecisionReason::NoMatchingAssignment);
+    assert_eq!(
+        s.reason(s.org.u, "cap.z", s.org.a).await,
+        DecisionReason::NoMatchingAssignment
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_capability_is_named_as_such() {
     let s = setup().await;
-    assert_eq!(s.reason(s.org.u, "cap.nowhere", s.org.a).await, DecisionReason::UnknownCapability);
+    assert_eq!(
+        s.reason(s.org.u, "cap.nowhere", s.org.a).await,
+        DecisionReason::UnknownCapability
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_of_another_tenant_answers_exactly_as_an_unknown_node() {
     let s = setup().await;
     let other = populate(&s.db).await;
-    let foreign = s.check_as(&s.token, user(s.org.tenant, s.org.u), "cap.x", other.root).await.unwrap();
-    let unknown = s.check_as(&s.token, user(s.org.tenant, s.org.u), "cap.x", Uuid::new_v4()).await.unwrap();
+    let foreign = s
+        .check_as(&s.token, user(s.org.tenant, s.org.u), "cap.x", other.root)
+        .await
+        .unwrap();
+    let unknown = s
+        .check_as(
+            &s.token,
+            user(s.org.tenant, s.org.u),
+            "cap.x",
+            Uuid::new_v4(),
+        )
+        .await
+        .unwrap();
     assert_eq!(foreign, unknown);
     assert_eq!(foreign.reason(), DecisionReason::UnknownOrgNode);
 }
@@ -251,7 +314,10 @@ async fn a_node_of_another_tenant_answers_exactly_as_an_unknown_node() {
 async fn a_user_of_another_tenant_is_unknown() {
     let s = setup().await;
     let other = populate(&s.db).await;
-    let answer = s.check_as(&s.token, user(s.org.tenant, other.user), "cap.x", s.org.a).await.unwrap();
+    let answer = s
+        .check_as(&s.token, user(s.org.tenant, other.user), "cap.x", s.org.a)
+        .await
+        .unwrap();
     assert_eq!(answer.reason(), DecisionReason::UnknownUser);
 }
 
@@ -259,7 +325,10 @@ async fn a_user_of_another_tenant_is_unknown() {
 async fn visibility_grants_give_no_capability() {
     let s = setup().await;
     // w can see b (read grant) but holds no role.
-    assert_eq!(s.reason(s.org.w, "cap.x", s.org.b).await, DecisionReason::NoMatchingAssignment);
+    assert_eq!(
+        s.reason(s.org.w, "cap.x", s.org.b).await,
+        DecisionReason::NoMatchingAssignment
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,7 +341,10 @@ async fn a_user_token_may_ask_about_itself_only() {
     });
     let answer = s.check_as(&own, by_token, "cap.x", o.a).await.unwrap();
     assert!(answer.allowed);
-    let status = s.check_as(&own, user(o.tenant, o.w), "cap.x", o.a).await.unwrap_err();
+    let status = s
+        .check_as(&own, user(o.tenant, o.w), "cap.x", o.a)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
 
@@ -282,7 +354,10 @@ async fn an_invalid_subject_token_is_unauthenticated() {
     let subject = Some(Subject {
         kind: Some(subject::Kind::AccessToken("not-a-token".into())),
     });
-    let status = s.check_as(&s.token, subject, "cap.x", s.org.a).await.unwrap_err();
+    let status = s
+        .check_as(&s.token, subject, "cap.x", s.org.a)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 }
 
@@ -291,10 +366,18 @@ async fn a_tenant_bound_service_may_not_ask_about_another_tenant() {
     let s = setup().await;
     let other = populate(&s.db).await;
     let bound = create_service(&s.db, Some(other.tenant), &["authz.check"]).await;
-    let token = token_of(&s.server.channel().await, &bound).await.access_token;
-    let status = s.check_as(&token, user(s.org.tenant, s.org.u), "cap.x", s.org.a).await.unwrap_err();
+    let token = token_of(&s.server.channel().await, &bound)
+        .await
+        .access_token;
+    let status = s
+        .check_as(&token, user(s.org.tenant, s.org.u), "cap.x", s.org.a)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    let own_tenant = s.check_as(&token, user(other.tenant, other.user), "cap.x", other.root).await.unwrap();
+    let own_tenant = s
+        .check_as(&token, user(other.tenant, other.user), "cap.x", other.root)
+        .await
+        .unwrap();
     assert!(!own_tenant.allowed);
 }
 
@@ -306,7 +389,12 @@ async fn malformed_fields_name_themselves() {
         (None, "cap.x", o.a.to_string(), "subject"),
         (user(o.tenant, o.u), "Cap X", o.a.to_string(), "capability"),
         (user(o.tenant, o.u), "", o.a.to_string(), "capability"),
-        (user(o.tenant, o.u), "cap.x", "not-a-uuid".to_owned(), "org_node_id"),
+        (
+            user(o.tenant, o.u),
+            "cap.x",
+            "not-a-uuid".to_owned(),
+            "org_node_id",
+        ),
     ];
     for (subject, capability, node, field) in cases {
         let status = s
@@ -324,7 +412,11 @@ async fn malformed_fields_name_themselves() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().starts_with(field), "{field}: {}", status.message());
+        assert!(
+            status.message().starts_with(field),
+            "{field}: {}",
+            status.message()
+        );
     }
     let bad_subject = Some(Subject {
         kind: Some(subject::Kind::User(UserRef {
@@ -332,8 +424,15 @@ async fn malformed_fields_name_themselves() {
             user_id: o.u.to_string(),
         })),
     });
-    let status = s.check_as(&s.token, bad_subject, "cap.x", o.a).await.unwrap_err();
-    assert!(status.message().starts_with("subject.user.tenant_id"), "{}", status.message());
+    let status = s
+        .check_as(&s.token, bad_subject, "cap.x", o.a)
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("subject.user.tenant_id"),
+        "{}",
+        status.message()
+    );
 }
 
 fn batch(subject: Option<Subject>, checks: Vec<(&str, String)>) -> CheckCapabilitiesRequest {
@@ -365,7 +464,14 @@ async fn a_batch_answers_in_request_order() {
             ("cap.x", o.a.to_string()),
         ],
     );
-    let results = s.client.clone().check_capabilities(bearer(request, &s.token)).await.unwrap().into_inner().results;
+    let results = s
+        .client
+        .clone()
+        .check_capabilities(bearer(request, &s.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
     let reasons: Vec<DecisionReason> = results.iter().map(|r| r.reason()).collect();
     assert_eq!(
         reasons,
@@ -385,14 +491,30 @@ async fn a_batch_of_a_thousand_is_served_and_one_more_is_refused() {
     let s = setup().await;
     let o = &s.org;
     let full = batch(user(o.tenant, o.u), vec![("cap.x", o.a1.to_string()); 1000]);
-    let results = s.client.clone().check_capabilities(bearer(full, &s.token)).await.unwrap().into_inner().results;
+    let results = s
+        .client
+        .clone()
+        .check_capabilities(bearer(full, &s.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
     assert_eq!(results.len(), 1000);
     assert!(results.iter().all(|r| r.allowed));
 
     let over = batch(user(o.tenant, o.u), vec![("cap.x", o.a1.to_string()); 1001]);
-    let status = s.client.clone().check_capabilities(bearer(over, &s.token)).await.unwrap_err();
+    let status = s
+        .client
+        .clone()
+        .check_capabilities(bearer(over, &s.token))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().starts_with("checks:"), "{}", status.message());
+    assert!(
+        status.message().starts_with("checks:"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -401,11 +523,24 @@ async fn a_malformed_batch_item_fails_the_call_naming_its_index() {
     let o = &s.org;
     let request = batch(
         user(o.tenant, o.u),
-        vec![("cap.x", o.a.to_string()), ("cap.x", o.a.to_string()), ("cap.x", "nope".into())],
+        vec![
+            ("cap.x", o.a.to_string()),
+            ("cap.x", o.a.to_string()),
+            ("cap.x", "nope".into()),
+        ],
     );
-    let status = s.client.clone().check_capabilities(bearer(request, &s.token)).await.unwrap_err();
+    let status = s
+        .client
+        .clone()
+        .check_capabilities(bearer(request, &s.token))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().starts_with("checks[2].org_node_id"), "{}", status.message());
+    assert!(
+        status.message().starts_with("checks[2].org_node_id"),
+        "{}",
+        status.message()
+    );
 }
 
 fn listing(subject: Option<Subject>) -> ListVisibleOrgNodesRequest {
@@ -416,7 +551,11 @@ fn listing(subject: Option<Subject>) -> ListVisibleOrgNodesRequest {
 }
 
 fn ids(response: &ListVisibleOrgNodesResponse) -> HashSet<String> {
-    response.nodes.iter().map(|n| n.org_node_id.clone()).collect()
+    response
+        .nodes
+        .iter()
+        .map(|n| n.org_node_id.clone())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -435,12 +574,23 @@ async fn a_listing_shows_each_visible_node_once_with_all_its_sources() {
     .await
     .unwrap();
     let page = s.list(listing(user(o.tenant, o.u))).await.unwrap();
-    assert_eq!(ids(&page), HashSet::from([o.a.to_string(), o.a1.to_string(), o.a1x.to_string()]));
-    let a1 = page.nodes.iter().find(|n| n.org_node_id == o.a1.to_string()).unwrap();
+    assert_eq!(
+        ids(&page),
+        HashSet::from([o.a.to_string(), o.a1.to_string(), o.a1x.to_string()])
+    );
+    let a1 = page
+        .nodes
+        .iter()
+        .find(|n| n.org_node_id == o.a1.to_string())
+        .unwrap();
     assert_eq!(a1.access.len(), 2);
     assert!(a1.access.iter().any(|a| matches!(&a.source, Some(node_access::Source::Assignment(x)) if x.org_node_id == o.a.to_string())));
     assert!(a1.access.iter().any(|a| matches!(&a.source, Some(node_access::Source::Grant(g)) if g.scope() == VisibilityScope::Read)));
-    let a = page.nodes.iter().find(|n| n.org_node_id == o.a.to_string()).unwrap();
+    let a = page
+        .nodes
+        .iter()
+        .find(|n| n.org_node_id == o.a.to_string())
+        .unwrap();
     assert_eq!(a.access.len(), 1);
     assert_eq!(a.parent_org_node_id, o.root.to_string());
 }
@@ -480,7 +630,10 @@ async fn node_type_and_subtree_filters_narrow_the_listing() {
         })
         .await
         .unwrap();
-    assert_eq!(ids(&under), HashSet::from([o.a1.to_string(), o.a1x.to_string()]));
+    assert_eq!(
+        ids(&under),
+        HashSet::from([o.a1.to_string(), o.a1x.to_string()])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -521,7 +674,10 @@ async fn paging_covers_every_node_exactly_once_while_nodes_are_added() {
     execute(
         &s.db,
         &o.ctx(),
-        &format!("INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label) VALUES {}", values.join(",")),
+        &format!(
+            "INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label) VALUES {}",
+            values.join(",")
+        ),
     )
     .await
     .unwrap();
@@ -563,7 +719,10 @@ async fn paging_covers_every_node_exactly_once_while_nodes_are_added() {
     writer.await.unwrap();
     let unique: HashSet<String> = seen.iter().cloned().collect();
     assert_eq!(unique.len(), seen.len(), "a node was listed twice");
-    assert!(existing.is_subset(&unique), "a node that existed throughout was skipped");
+    assert!(
+        existing.is_subset(&unique),
+        "a node that existed throughout was skipped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -595,7 +754,11 @@ async fn a_tampered_or_foreign_page_token_is_invalid_argument() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().starts_with("page_token"), "{}", status.message());
+        assert!(
+            status.message().starts_with("page_token"),
+            "{}",
+            status.message()
+        );
     }
     // The same token with a different filter is foreign too.
     let status = s

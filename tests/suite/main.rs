@@ -8,6 +8,7 @@
 mod support;
 
 mod authorization;
+mod authz_model;
 mod caller_auth;
 mod closure;
 mod logs;

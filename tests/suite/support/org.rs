@@ -107,7 +107,9 @@ impl Org {
                 ('{w_read_at_b}', '{t}', '{w}', '{b}', 'read');
             "#
         );
-        batch(db, &RlsContext::operator().with_tenant(t), &sql).await.unwrap();
+        batch(db, &RlsContext::operator().with_tenant(t), &sql)
+            .await
+            .unwrap();
         org
     }
 
