@@ -40,11 +40,21 @@ pub async fn seed_demo(db: &Db) -> Result<SecretString, ServiceError> {
 /// grpcurl lines that work against a server on `addr` seeded by [`seed_demo`].
 pub fn try_it(secret: &SecretString, addr: &str) -> String {
     let secret = secret.expose_secret();
+    let user = |id: Uuid| {
+        format!(r#""subject":{{"user":{{"tenant_id":"{DEMO_TENANT_ID}","user_id":"{id}"}}}}"#)
+    };
+    let (alice, bob) = (user(DEMO_ALICE_ID), user(DEMO_BOB_ID));
+    let bearer = r#"-H "authorization: Bearer $TOKEN""#;
     format!(
         r#"Exchange the demo service's secret for a token, then use it:
   TOKEN=$(grpcurl -plaintext -d '{{"service_key":"{DEMO_SERVICE_KEY}","secret":"{secret}"}}' {addr} portcullis.v1.ServiceCredentials/ExchangeServiceCredential | grep -o '"accessToken": "[^"]*"' | cut -d'"' -f4)
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"subject":{{"user":{{"tenant_id":"{DEMO_TENANT_ID}","user_id":"{DEMO_ALICE_ID}"}}}},"capability":"payment.ledger.download","org_node_id":"{DEMO_PARIS_NODE_ID}"}}' {addr} portcullis.v1.Authorization/CheckCapability
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d "{{\"token\":\"$TOKEN\"}}" {addr} portcullis.v1.Authentication/VerifyToken
+  # allowed, explained: alice is treasurer for Europe, Paris is in Europe
+  grpcurl -plaintext {bearer} -d '{{{alice},"capability":"payment.ledger.download","org_node_id":"{DEMO_PARIS_NODE_ID}","explain":true}}' {addr} portcullis.v1.Authorization/CheckCapability
+  # denied with its reason: bob's treasurer assignment has expired
+  grpcurl -plaintext {bearer} -d '{{{bob},"capability":"payment.ledger.download","org_node_id":"{DEMO_PARIS_NODE_ID}"}}' {addr} portcullis.v1.Authorization/CheckCapability
+  # what bob may see, and why
+  grpcurl -plaintext {bearer} -d '{{{bob},"page_size":10}}' {addr} portcullis.v1.Authorization/ListVisibleOrgNodes
+  grpcurl -plaintext {bearer} -d "{{\"token\":\"$TOKEN\"}}" {addr} portcullis.v1.Authentication/VerifyToken
   grpcurl -plaintext -d '{{}}' {addr} portcullis.v1.Authentication/GetSigningKeys"#
     )
 }
