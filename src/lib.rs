@@ -10,6 +10,7 @@ pub mod cli;
 pub mod db;
 pub mod dev;
 pub mod grpc;
+mod names;
 pub mod proto;
 pub mod seed;
 pub mod server;

@@ -26,12 +26,7 @@ impl CapabilityKey {
         if raw.len() > Self::MAX_LEN {
             return Err(CapabilityKeyError::TooLong);
         }
-        let segment_ok = |segment: &str| {
-            let mut chars = segment.chars();
-            chars.next().is_some_and(|c| c.is_ascii_lowercase())
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
-        if raw.split('.').all(segment_ok) {
+        if crate::names::is_dotted_lowercase(raw) {
             Ok(Self(raw.to_owned()))
         } else {
             Err(CapabilityKeyError::Shape)

@@ -66,12 +66,7 @@ impl Permission {
         if raw.len() > Self::MAX_LEN {
             return Err(NameError::TooLong(Self::MAX_LEN));
         }
-        let segment_ok = |segment: &str| {
-            let mut chars = segment.chars();
-            chars.next().is_some_and(|c| c.is_ascii_lowercase())
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
-        if raw.split('.').all(segment_ok) {
+        if crate::names::is_dotted_lowercase(raw) {
             Ok(Self(raw.to_owned()))
         } else {
             Err(NameError::Shape(

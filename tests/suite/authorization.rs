@@ -249,17 +249,7 @@ async fn an_inactive_node_or_ancestor_grants_nothing() {
     let s = setup().await;
     let o = &s.org;
     // v's inactive account aside, an active user assigned at the root:
-    execute(
-        &s.db,
-        &o.ctx(),
-        &format!(
-            "INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id, start_utc) \
-             VALUES ('{}', '{}', '{}', '{}', now() - interval '1 hour')",
-            o.tenant, o.w, o.rx, o.root
-        ),
-    )
-    .await
-    .unwrap();
+    o.assign(&s.db, o.w, o.rx, o.root).await;
     assert_eq!(s.reason(o.w, "cap.x", o.b).await, DecisionReason::Allowed);
     assert_eq!(
         s.reason(o.w, "cap.x", o.c).await,
@@ -642,17 +632,7 @@ async fn inactive_subtrees_and_inactive_users_see_nothing_there() {
     let o = &s.org;
     let v = s.list(listing(user(o.tenant, o.v))).await.unwrap();
     assert!(v.nodes.is_empty(), "an inactive user sees nothing");
-    execute(
-        &s.db,
-        &o.ctx(),
-        &format!(
-            "INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id, start_utc) \
-             VALUES ('{}', '{}', '{}', '{}', now() - interval '1 hour')",
-            o.tenant, o.w, o.rx, o.root
-        ),
-    )
-    .await
-    .unwrap();
+    o.assign(&s.db, o.w, o.rx, o.root).await;
     let w = s.list(listing(user(o.tenant, o.w))).await.unwrap();
     assert!(!ids(&w).contains(&o.c.to_string()) && !ids(&w).contains(&o.c1.to_string()));
     assert_eq!(w.nodes.len(), 5);

@@ -116,4 +116,19 @@ impl Org {
     pub fn ctx(&self) -> RlsContext {
         RlsContext::tenant(self.tenant)
     }
+
+    /// Gives `user` the role `role` at `node`, in force since an hour ago.
+    pub async fn assign(&self, db: &Db, user: Uuid, role: Uuid, node: Uuid) {
+        execute(
+            db,
+            &self.ctx(),
+            &format!(
+                "INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id, start_utc) \
+                 VALUES ('{}', '{user}', '{role}', '{node}', now() - interval '1 hour')",
+                self.tenant
+            ),
+        )
+        .await
+        .unwrap();
+    }
 }
