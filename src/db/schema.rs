@@ -53,6 +53,32 @@ pub mod auth {
             expires_at -> Timestamptz,
             revoked_at -> Nullable<Timestamptz>,
             revoked_reason -> Nullable<Text>,
+            retired_token_hashes -> Array<Bytea>,
+        }
+    }
+
+    diesel::table! {
+        auth.login_throttles (tenant_id, key) {
+            tenant_id -> Uuid,
+            key -> Text,
+            failures -> Int4,
+            window_started_at -> Timestamptz,
+            locked_until -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        auth.otp_outbox (id) {
+            id -> Uuid,
+            tenant_id -> Uuid,
+            otp_id -> Uuid,
+            channel -> Text,
+            destination -> Text,
+            purpose -> Text,
+            code -> Text,
+            created_at -> Timestamptz,
+            expires_at -> Timestamptz,
+            sent_at -> Nullable<Timestamptz>,
         }
     }
 
@@ -251,6 +277,8 @@ pub mod auth {
         service_permissions,
         service_sessions,
         token_revocations,
+        login_throttles,
+        otp_outbox,
     );
 }
 

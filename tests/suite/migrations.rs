@@ -86,6 +86,8 @@ async fn every_column_of_the_diesel_schema_exists_in_the_migrated_database() {
         auth::service_permissions,
         auth::service_sessions,
         auth::token_revocations,
+        auth::login_throttles,
+        auth::otp_outbox,
         audit::audit_events,
     );
 }

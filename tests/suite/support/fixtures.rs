@@ -46,8 +46,11 @@ pub async fn populate(db: &Db) -> TenantWorld {
         INSERT INTO auth.users (id, tenant_id, display_name) VALUES ('{u}', '{t}', 'User');
         INSERT INTO auth.user_identities (tenant_id, user_id, kind, login) VALUES ('{t}', '{u}', 'email', 'u-{short}@example.test');
         INSERT INTO auth.refresh_sessions (tenant_id, user_id, token_hash, expires_at) VALUES ('{t}', '{u}', '\x01', now() + interval '1 day');
-        INSERT INTO auth.otp_codes (tenant_id, user_id, destination, channel, purpose, code_hash, expires_at)
-            VALUES ('{t}', '{u}', 'u-{short}@example.test', 'email', 'login', '\x02', now() + interval '10 minutes');
+        INSERT INTO auth.otp_codes (id, tenant_id, user_id, destination, channel, purpose, code_hash, expires_at)
+            VALUES ('{otp}', '{t}', '{u}', 'u-{short}@example.test', 'email', 'login', '\x02', now() + interval '10 minutes');
+        INSERT INTO auth.otp_outbox (tenant_id, otp_id, channel, destination, purpose, code, expires_at)
+            VALUES ('{t}', '{otp}', 'email', 'u-{short}@example.test', 'login', '123456', now() + interval '10 minutes');
+        INSERT INTO auth.login_throttles (tenant_id, key, failures) VALUES ('{t}', 'addr:192.0.2.1', 1);
         INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label) VALUES
             ('{root}', '{t}', NULL, 'company', 'Root'),
             ('{child}', '{t}', '{root}', 'site', 'Child');
@@ -73,6 +76,7 @@ pub async fn populate(db: &Db) -> TenantWorld {
         role = w.role,
         svc = w.service,
         sess = w.service_session,
+        otp = Uuid::new_v4(),
     );
     db.write(&RlsContext::operator().with_tenant(w.tenant), |conn| {
         async move {
