@@ -5,6 +5,7 @@
 //! door to the database: every access runs in an RLS-scoped transaction.
 
 pub mod audit;
+pub mod authn;
 pub mod authz;
 pub mod cli;
 pub mod db;
@@ -12,6 +13,7 @@ pub mod dev;
 pub mod grpc;
 mod names;
 pub mod proto;
+pub mod secrets;
 pub mod seed;
 pub mod server;
 pub mod service_accounts;

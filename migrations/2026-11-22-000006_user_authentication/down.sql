@@ -1,3 +1,4 @@
+DROP POLICY refresh_token_lookup ON auth.refresh_sessions;
 DROP INDEX auth.otp_codes_live_idx;
 DROP TABLE auth.otp_outbox;
 DROP TABLE auth.login_throttles;

@@ -51,3 +51,9 @@ GRANT SELECT, INSERT, UPDATE ON auth.login_throttles, auth.otp_outbox TO portcul
 
 CREATE INDEX otp_codes_live_idx ON auth.otp_codes (tenant_id, destination, purpose, created_at DESC)
     WHERE consumed_at IS NULL;
+
+-- A refresh token names its session but not its tenant: before the tenant
+-- is known, a transaction may see exactly the session the presented token
+-- names (and learn its tenant), nothing else.
+CREATE POLICY refresh_token_lookup ON auth.refresh_sessions FOR SELECT
+    USING (id = (SELECT auth.ctx_uuid('app.refresh_session_id')));

@@ -11,6 +11,7 @@ pub struct RlsContext {
     user_id: Option<Uuid>,
     service_id: Option<Uuid>,
     service_key: Option<String>,
+    refresh_session_id: Option<Uuid>,
     request_id: Option<String>,
     purpose: Option<&'static str>,
     global_admin: bool,
@@ -71,6 +72,13 @@ impl RlsContext {
         self
     }
 
+    /// The narrow pre-authentication context of a refresh: it lets the
+    /// transaction see exactly the session a presented refresh token names.
+    pub fn with_refresh_session(mut self, session_id: Uuid) -> Self {
+        self.refresh_session_id = Some(session_id);
+        self
+    }
+
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
         self.request_id = Some(request_id.into());
         self
@@ -82,7 +90,7 @@ impl RlsContext {
 
     /// The values bound to the `set_config` statement, in the order of
     /// `CONTEXT_KEYS` in `scope.rs`. Empty strings stand for "not set".
-    pub(crate) fn settings(&self) -> [String; 7] {
+    pub(crate) fn settings(&self) -> [String; 8] {
         fn uuid(value: Option<Uuid>) -> String {
             value.map(|id| id.to_string()).unwrap_or_default()
         }
@@ -91,6 +99,7 @@ impl RlsContext {
             uuid(self.user_id),
             uuid(self.service_id),
             self.service_key.clone().unwrap_or_default(),
+            uuid(self.refresh_session_id),
             self.request_id.clone().unwrap_or_default(),
             self.purpose.unwrap_or_default().to_owned(),
             if self.global_admin { "on" } else { "" }.to_owned(),

@@ -13,11 +13,12 @@ diesel::define_sql_function! {
 }
 
 /// The `app.*` keys, in the order of [`RlsContext::settings`].
-pub(crate) const CONTEXT_KEYS: [&str; 7] = [
+pub(crate) const CONTEXT_KEYS: [&str; 8] = [
     "app.tenant_id",
     "app.user_id",
     "app.service_id",
     "app.service_key",
+    "app.refresh_session_id",
     "app.request_id",
     "app.purpose",
     "app.global_admin",
@@ -141,12 +142,13 @@ impl Db {
 /// connection returned to the pool (or shared through PgBouncer in
 /// transaction mode) carries nothing to the next request.
 async fn set_context(conn: &mut AsyncPgConnection, ctx: &RlsContext) -> Result<(), DbError> {
-    let [tenant, user, service, service_key, request, purpose, admin] = ctx.settings();
+    let [tenant, user, service, service_key, refresh_session, request, purpose, admin] = ctx.settings();
     let [
         k_tenant,
         k_user,
         k_service,
         k_service_key,
+        k_refresh_session,
         k_request,
         k_purpose,
         k_admin,
@@ -156,6 +158,7 @@ async fn set_context(conn: &mut AsyncPgConnection, ctx: &RlsContext) -> Result<(
         set_config(k_user, user, true),
         set_config(k_service, service, true),
         set_config(k_service_key, service_key, true),
+        set_config(k_refresh_session, refresh_session, true),
         set_config(k_request, request, true),
         set_config(k_purpose, purpose, true),
         set_config(k_admin, admin, true),

@@ -14,7 +14,7 @@ use crate::proto::v1::revoke_service_token_request::Target;
 use crate::proto::v1::service_credentials_server::ServiceCredentials;
 use crate::proto::v1::*;
 use crate::service_accounts::names::{Permission, ServiceKey};
-use crate::service_accounts::secret::PresentedSecret;
+use crate::secrets::{PresentedSecret, SecretKind};
 use crate::service_accounts::{self, ExchangeRequest};
 use crate::tokens::{MAX_TOKEN_LEN, Tokens};
 
@@ -79,7 +79,7 @@ impl ServiceCredentials for ServiceCredentialsService {
             &self.tokens,
             ExchangeRequest {
                 key,
-                secret: PresentedSecret::parse(&body.secret),
+                secret: PresentedSecret::parse(SecretKind::ServiceSecret, &body.secret),
                 requested,
                 lifetime: self.token_lifetime,
                 request_id,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::names::{Permission, ServiceKey};
-use super::secret::{PresentedSecret, unmatched_hash};
+use crate::secrets::{PresentedSecret, unmatched_hash};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::names::{Permission, ServiceKey};
-use super::secret;
+use crate::secrets::{self, SecretKind};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
@@ -126,7 +126,7 @@ pub async fn issue_secret(
             } else {
                 Vec::new()
             };
-            let new = secret::generate();
+            let new = secrets::generate(SecretKind::ServiceSecret, Uuid::new_v4());
             diesel::insert_into(ss::table)
                 .values((
                     ss::id.eq(new.id),

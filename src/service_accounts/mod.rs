@@ -5,7 +5,6 @@ mod exchange;
 mod manage;
 pub mod names;
 mod revoke;
-pub mod secret;
 
 pub use exchange::{ExchangeRequest, Exchanged, exchange};
 pub use manage::{NewService, create, disable, issue_secret, revoke_secret, set_permissions};

@@ -1,0 +1,95 @@
+//! User authentication: password and one-time-code login, rotating refresh
+//! sessions, password reset, brute-force protection.
+
+pub mod identity;
+mod login;
+pub mod otp;
+pub mod password;
+mod sessions;
+pub mod throttle;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use identity::{Email, Login, LoginError, Phone};
+pub use otp::{Channel, DevLogDelivery, OtpDelivery, OtpIssued, OutboxDelivery, Purpose};
+pub use password::{HashCost, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, Passwords};
+pub use sessions::{SessionTokens, refresh, revoke_by_id, revoke_by_refresh_token};
+pub use throttle::ThrottlePolicy;
+
+use crate::db::{Db, DbError};
+use crate::tokens::{TokenError, Tokens};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthnError {
+    /// The one answer to every failed login, whatever failed.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error("too many failed attempts; retry in {} s", retry_after.as_secs().max(1))]
+    Locked { retry_after: Duration },
+    #[error("too many codes requested for this destination; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyCodes { retry_after: Duration },
+    #[error("no such session")]
+    UnknownSession,
+    #[error("no user logs in as {0}")]
+    UnknownLogin(String),
+    #[error("{0} is already the login of another user")]
+    LoginTaken(String),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error("cannot sign a token: {0}")]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for AuthnError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(error))
+    }
+}
+
+/// Who is on the other end, as far as we can tell.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthnSettings {
+    pub access_lifetime: Duration,
+    pub refresh_lifetime: Duration,
+    pub otp_lifetime: Duration,
+    pub otp_attempt_max: i32,
+    /// Codes per destination per window.
+    pub otp_requests_per_window: u32,
+    pub otp_request_window: Duration,
+    pub throttle: ThrottlePolicy,
+}
+
+impl Default for AuthnSettings {
+    fn default() -> Self {
+        Self {
+            access_lifetime: Duration::from_secs(15 * 60),
+            refresh_lifetime: Duration::from_secs(30 * 24 * 3600),
+            otp_lifetime: Duration::from_secs(10 * 60),
+            otp_attempt_max: 5,
+            otp_requests_per_window: 5,
+            otp_request_window: Duration::from_secs(15 * 60),
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
+/// Everything login needs, shared by the gRPC service.
+pub struct Authenticator {
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    pub passwords: Arc<Passwords>,
+    pub delivery: Arc<dyn OtpDelivery>,
+    pub settings: AuthnSettings,
+}

@@ -1,0 +1,372 @@
+//! One-time codes: six digits from the OS's CSPRNG, stored hashed with an
+//! expiry and an attempt budget, handed to a delivery, consumed atomically.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rand::Rng;
+use scoped_futures::ScopedFutureExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::identity::Login;
+use super::sessions;
+use super::{AuthnError, Authenticator};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::db::schema::auth::{otp_codes as oc, otp_outbox as ob, tenants as t, user_identities as ui};
+use crate::db::{DbError, RlsContext};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Sms,
+    Whatsapp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+            Self::Whatsapp => "whatsapp",
+        }
+    }
+
+    /// Whether codes on this channel can go to `destination`.
+    pub fn reaches(self, destination: &Login) -> bool {
+        matches!((self, destination), (Self::Email, Login::Email(_)) | (Self::Sms | Self::Whatsapp, Login::Phone(_)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Login,
+    VerifyEmail,
+    VerifyPhone,
+    ResetPassword,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::VerifyEmail => "verify_email",
+            Self::VerifyPhone => "verify_phone",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// A code on its way to its destination.
+pub struct OtpMessage<'a> {
+    pub tenant_id: Uuid,
+    pub otp_id: Uuid,
+    pub channel: Channel,
+    pub destination: &'a Login,
+    pub purpose: Purpose,
+    pub code: &'a SecretString,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DbError>> + Send + 'a>>;
+
+/// Hands a code to whatever sends it. Runs inside the request's
+/// transaction, so a delivery that writes (the outbox) commits with the code.
+pub trait OtpDelivery: Send + Sync {
+    fn deliver<'a>(&'a self, conn: &'a mut AsyncPgConnection, message: &'a OtpMessage<'a>) -> DeliveryFuture<'a>;
+}
+
+/// Writes codes to `auth.otp_outbox` for a sender process to pick up.
+pub struct OutboxDelivery;
+
+impl OtpDelivery for OutboxDelivery {
+    fn deliver<'a>(&'a self, conn: &'a mut AsyncPgConnection, message: &'a OtpMessage<'a>) -> DeliveryFuture<'a> {
+        Box::pin(async move {
+            diesel::insert_into(ob::table)
+                .values((
+                    ob::tenant_id.eq(message.tenant_id),
+                    ob::otp_id.eq(message.otp_id),
+                    ob::channel.eq(message.channel.as_str()),
+                    ob::destination.eq(message.destination.value()),
+                    ob::purpose.eq(message.purpose.as_str()),
+                    ob::code.eq(message.code.expose_secret()),
+                    ob::expires_at.eq(message.expires_at),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// For `dev` only: prints the code in the server log, so a developer can
+/// log in without a mail or SMS provider.
+pub struct DevLogDelivery;
+
+impl OtpDelivery for DevLogDelivery {
+    fn deliver<'a>(&'a self, _conn: &'a mut AsyncPgConnection, message: &'a OtpMessage<'a>) -> DeliveryFuture<'a> {
+        Box::pin(async move {
+            tracing::warn!(
+                destination = %message.destination,
+                purpose = message.purpose.as_str(),
+                code = message.code.expose_secret(),
+                "dev delivery of a one-time code (never used outside dev)"
+            );
+            Ok(())
+        })
+    }
+}
+
+fn code_hash(otp_id: Uuid, code: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"portcullis.otp.v1:");
+    hasher.update(otp_id.as_bytes());
+    hasher.update(code.as_bytes());
+    hasher.finalize().to_vec()
+}
+
+/// The answer to `RequestOtp`, the same whether or not the destination is known.
+pub struct OtpIssued {
+    pub otp_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Authenticator {
+    pub async fn request_otp(
+        &self,
+        tenant: Uuid,
+        destination: &Login,
+        channel: Channel,
+        purpose: Purpose,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<OtpIssued, AuthnError> {
+        let otp_id = Uuid::new_v4();
+        let expires_at = now + chrono::Duration::from_std(self.settings.otp_lifetime).unwrap_or_default();
+        let code = SecretString::from(format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32)));
+        let ctx = RlsContext::tenant(tenant);
+        let ctx = match request_id {
+            Some(id) => ctx.with_request_id(id),
+            None => ctx,
+        };
+        let (settings, delivery, code) = (&self.settings, &self.delivery, &code);
+        self.db
+            .write(&ctx, |conn| {
+                async move {
+                    if t::table.find(tenant).select(t::id).first::<Uuid>(conn).await.optional()?.is_none() {
+                        // Nothing can be stored for a tenant that does not exist;
+                        // the answer looks the same.
+                        return Ok::<_, AuthnError>(());
+                    }
+                    let window_start = now - chrono::Duration::from_std(settings.otp_request_window).unwrap_or_default();
+                    let recent: i64 = oc::table
+                        .filter(oc::destination.eq(destination.value()))
+                        .filter(oc::created_at.gt(window_start))
+                        .count()
+                        .get_result(conn)
+                        .await?;
+                    if recent >= i64::from(settings.otp_requests_per_window) {
+                        return Err(AuthnError::TooManyCodes {
+                            retry_after: settings.otp_request_window,
+                        });
+                    }
+                    let user: Option<Uuid> = ui::table
+                        .filter(ui::kind.eq(destination.kind()))
+                        .filter(ui::login.eq(destination.value()))
+                        .select(ui::user_id)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    // A row even for an unknown destination: the same work, and
+                    // the per-destination limit counts it too. It can never be
+                    // used: no user.
+                    diesel::insert_into(oc::table)
+                        .values((
+                            oc::id.eq(otp_id),
+                            oc::tenant_id.eq(tenant),
+                            oc::user_id.eq(user),
+                            oc::destination.eq(destination.value()),
+                            oc::channel.eq(channel.as_str()),
+                            oc::purpose.eq(purpose.as_str()),
+                            oc::code_hash.eq(code_hash(otp_id, code.expose_secret())),
+                            oc::attempt_max.eq(settings.otp_attempt_max),
+                            oc::created_at.eq(now),
+                            oc::expires_at.eq(expires_at),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    if user.is_some() {
+                        let message = OtpMessage {
+                            tenant_id: tenant,
+                            otp_id,
+                            channel,
+                            destination,
+                            purpose,
+                            code,
+                            expires_at,
+                        };
+                        delivery.deliver(conn, &message).await?;
+                    }
+                    audit::record(
+                        conn,
+                        AuditEvent {
+                            tenant_id: Some(tenant),
+                            actor: Actor::Anonymous,
+                            action: "auth.otp_requested",
+                            entity_kind: "otp_code",
+                            entity_id: Some(otp_id.to_string()),
+                            request_id,
+                            payload: json!({ "channel": channel.as_str(), "purpose": purpose.as_str(), "known": user.is_some() }),
+                        },
+                    )
+                    .await?;
+                    Ok(())
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(OtpIssued { otp_id, expires_at })
+    }
+
+    /// `ResetPassword`: consumes a `reset_password` code, sets the new
+    /// password on the user's identities and revokes every session.
+    pub async fn reset_password(
+        &self,
+        tenant: Uuid,
+        destination: &Login,
+        code: &SecretString,
+        new_password: &SecretString,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthnError> {
+        // Hash first, outside the transaction: a connection is not held
+        // while a hashing thread works.
+        let hash = self.passwords.hash(new_password).await?;
+        let ctx = RlsContext::tenant(tenant);
+        let (settings, hash) = (&self.settings, &hash);
+        let revoked = self
+            .db
+            .write(&ctx, |conn| {
+                async move {
+                    let Some(user) = consume(conn, tenant, destination, code, CodeUse::ResetPassword, now).await? else {
+                        return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
+                    };
+                    if !sessions::user_may_log_in(conn, tenant, user).await? {
+                        return Ok(Err(AuthnError::InvalidCredentials));
+                    }
+                    diesel::update(ui::table.filter(ui::user_id.eq(user)))
+                        .set((ui::password_hash.eq(hash), ui::updated_at.eq(now)))
+                        .execute(conn)
+                        .await?;
+                    let revoked = sessions::revoke_all(conn, settings, user, now).await?;
+                    audit::record(
+                        conn,
+                        AuditEvent {
+                            tenant_id: Some(tenant),
+                            actor: Actor::User(user),
+                            action: "auth.password_reset",
+                            entity_kind: "user",
+                            entity_id: Some(user.to_string()),
+                            request_id,
+                            payload: json!({ "revoked_sessions": revoked.len() }),
+                        },
+                    )
+                    .await?;
+                    Ok(Ok(revoked))
+                }
+                .scope_boxed()
+            })
+            .await??;
+        let until = now + chrono::Duration::from_std(self.settings.access_lifetime).unwrap_or_default();
+        for session in revoked {
+            self.tokens.revocations().insert(session, until);
+        }
+        Ok(())
+    }
+}
+
+/// What a consumed code may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeUse {
+    /// `Authenticate`: login codes, and verification codes (which also mark
+    /// the identity verified).
+    Login,
+    ResetPassword,
+}
+
+#[derive(Queryable)]
+struct LiveCode {
+    id: Uuid,
+    user_id: Option<Uuid>,
+    purpose: String,
+    code_hash: Vec<u8>,
+    attempt_count: i32,
+    attempt_max: i32,
+}
+
+/// Consumes the newest live code for `destination` if `code` is it: at most
+/// once, even concurrently (the row is locked). A wrong code spends one
+/// attempt; at `attempt_max` the code is dead. Returns the code's user.
+pub(super) async fn consume(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    destination: &Login,
+    code: &SecretString,
+    usage: CodeUse,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, AuthnError> {
+    let purposes: &[&str] = match usage {
+        CodeUse::Login => &["login", "verify_email", "verify_phone"],
+        CodeUse::ResetPassword => &["reset_password"],
+    };
+    let live: Option<LiveCode> = oc::table
+        .filter(oc::tenant_id.eq(tenant))
+        .filter(oc::destination.eq(destination.value()))
+        .filter(oc::purpose.eq_any(purposes))
+        .filter(oc::consumed_at.is_null())
+        .filter(oc::expires_at.gt(now))
+        .order(oc::created_at.desc())
+        .select((oc::id, oc::user_id, oc::purpose, oc::code_hash, oc::attempt_count, oc::attempt_max))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(live) = live else {
+        return Ok(None);
+    };
+    if live.attempt_count >= live.attempt_max {
+        return Ok(None);
+    }
+    let matches: bool = code_hash(live.id, code.expose_secret()).ct_eq(&live.code_hash).into();
+    if !matches {
+        diesel::update(oc::table.find(live.id))
+            .set(oc::attempt_count.eq(oc::attempt_count + 1))
+            .execute(conn)
+            .await?;
+        return Ok(None);
+    }
+    diesel::update(oc::table.find(live.id))
+        .set(oc::consumed_at.eq(now))
+        .execute(conn)
+        .await?;
+    if let Some(user) = live.user_id
+        && (live.purpose == "verify_email" || live.purpose == "verify_phone")
+    {
+        diesel::update(
+            ui::table
+                .filter(ui::user_id.eq(user))
+                .filter(ui::kind.eq(destination.kind()))
+                .filter(ui::login.eq(destination.value())),
+        )
+        .set((ui::verified_at.eq(now), ui::updated_at.eq(now)))
+        .execute(conn)
+        .await?;
+    }
+    Ok(live.user_id)
+}

@@ -1,0 +1,130 @@
+//! Operator tasks on users, run from the CLI (and the demo seed).
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::identity::Login;
+use super::password::Passwords;
+use super::AuthnError;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::db::schema::auth::{user_identities as ui, users as u};
+use crate::db::{Db, RlsContext};
+
+pub struct NewUser {
+    pub tenant_id: Uuid,
+    pub display_name: String,
+    pub logins: Vec<Login>,
+    /// `None`: the user cannot log in with a password (codes only).
+    pub password: Option<SecretString>,
+}
+
+pub async fn create_user(db: &Db, passwords: &Passwords, new: &NewUser) -> Result<Uuid, AuthnError> {
+    let hash = match &new.password {
+        Some(password) => Some(passwords.hash(password).await?),
+        None => None,
+    };
+    let hash = &hash;
+    db.write(&RlsContext::operator().with_tenant(new.tenant_id), |conn| {
+        async move {
+            let id = Uuid::new_v4();
+            diesel::insert_into(u::table)
+                .values((u::id.eq(id), u::tenant_id.eq(new.tenant_id), u::display_name.eq(&new.display_name)))
+                .execute(conn)
+                .await?;
+            for login in &new.logins {
+                let inserted = diesel::insert_into(ui::table)
+                    .values((
+                        ui::tenant_id.eq(new.tenant_id),
+                        ui::user_id.eq(id),
+                        ui::kind.eq(login.kind()),
+                        ui::login.eq(login.value()),
+                        ui::password_hash.eq(hash),
+                    ))
+                    .execute(conn)
+                    .await;
+                match inserted {
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                        return Err(AuthnError::LoginTaken(login.to_string()));
+                    }
+                    other => other?,
+                };
+            }
+            let logins: Vec<String> = new.logins.iter().map(ToString::to_string).collect();
+            audit::record(
+                conn,
+                AuditEvent {
+                    tenant_id: Some(new.tenant_id),
+                    actor: Actor::System,
+                    action: "user.created",
+                    entity_kind: "user",
+                    entity_id: Some(id.to_string()),
+                    request_id: None,
+                    payload: json!({ "display_name": &new.display_name, "logins": logins, "password": hash.is_some() }),
+                },
+            )
+            .await?;
+            Ok(id)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Sets the password of the user who logs in as `login`; `only_if_unset`
+/// leaves an existing password alone (for idempotent seeding).
+pub async fn set_password(
+    db: &Db,
+    passwords: &Passwords,
+    tenant: Uuid,
+    login: &Login,
+    password: &SecretString,
+    only_if_unset: bool,
+) -> Result<bool, AuthnError> {
+    let hash = passwords.hash(password).await?;
+    let hash = &hash;
+    db.write(&RlsContext::operator().with_tenant(tenant), |conn| {
+        async move {
+            let user: Uuid = ui::table
+                .filter(ui::kind.eq(login.kind()))
+                .filter(ui::login.eq(login.value()))
+                .select(ui::user_id)
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| AuthnError::UnknownLogin(login.to_string()))?;
+            let mut target = ui::table.filter(ui::user_id.eq(user)).into_boxed();
+            if only_if_unset {
+                target = target.filter(ui::password_hash.is_null());
+            }
+            let ids: Vec<Uuid> = target.select(ui::id).load(conn).await?;
+            if ids.is_empty() {
+                return Ok(false);
+            }
+            diesel::update(ui::table.filter(ui::id.eq_any(&ids)))
+                .set((ui::password_hash.eq(hash), ui::updated_at.eq(diesel::dsl::now)))
+                .execute(conn)
+                .await?;
+            audit::record(
+                conn,
+                AuditEvent {
+                    tenant_id: Some(tenant),
+                    actor: Actor::System,
+                    action: "user.password_set",
+                    entity_kind: "user",
+                    entity_id: Some(user.to_string()),
+                    request_id: None,
+                    payload: json!({}),
+                },
+            )
+            .await?;
+            Ok(true)
+        }
+        .scope_boxed()
+    })
+    .await
+}
