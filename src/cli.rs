@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::authn::{
+    Authenticator, AuthnSettings, DevLogDelivery, HashCost, OtpDelivery, OutboxDelivery,
+    PasswordError, Passwords, ThrottlePolicy,
+};
+use crate::db::Db;
 use crate::db::PoolSettings;
 use crate::db::admin::AdminError;
 use crate::db::cluster;
@@ -38,6 +43,149 @@ pub enum Command {
     /// Service accounts.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; with --with-password, the password is read from
+    /// standard input (or asked for twice on a terminal), never an argument.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// E.164, e.g. +33612345678.
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        with_password: bool,
+        #[command(flatten)]
+        hashing: HashArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Set the password of the user who logs in with --email or --phone
+    /// (read from standard input, or asked for twice on a terminal).
+    SetPassword {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[command(flatten)]
+        hashing: HashArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Argon2id memory cost in KiB (at least OWASP's 19456).
+    #[arg(long, env = "PORTCULLIS_ARGON2_MEMORY_KIB", default_value_t = HashCost::OWASP.memory_kib,
+          value_parser = clap::value_parser!(u32).range(i64::from(HashCost::OWASP.memory_kib)..=4_194_304))]
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (at least 2).
+    #[arg(long, env = "PORTCULLIS_ARGON2_ITERATIONS", default_value_t = HashCost::OWASP.iterations,
+          value_parser = clap::value_parser!(u32).range(i64::from(HashCost::OWASP.iterations)..=100))]
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    #[arg(long, env = "PORTCULLIS_ARGON2_PARALLELISM", default_value_t = HashCost::OWASP.parallelism,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub argon2_parallelism: u32,
+    /// Threads that hash passwords [default: one less than the CPUs, at least 1].
+    #[arg(long, env = "PORTCULLIS_HASHING_THREADS")]
+    pub hashing_threads: Option<usize>,
+    /// How long a login waits for a hashing thread before UNAVAILABLE.
+    #[arg(long, env = "PORTCULLIS_HASHING_QUEUE_TIMEOUT", default_value = "5s")]
+    pub hashing_queue_timeout: humantime::Duration,
+}
+
+impl HashArgs {
+    pub fn passwords(&self) -> Result<Passwords, PasswordError> {
+        let threads = self.hashing_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        });
+        Passwords::new(
+            HashCost {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+            threads,
+            self.hashing_queue_timeout.into(),
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtpDeliveryKind {
+    /// Write codes to auth.otp_outbox for a sender process.
+    Outbox,
+    /// Print codes in the log: for dev only.
+    Log,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthnArgs {
+    /// Lifetime of user access tokens.
+    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_LIFETIME", default_value = "15m")]
+    pub access_token_lifetime: humantime::Duration,
+    /// Lifetime of a login session (its refresh token rotates within it).
+    #[arg(
+        long,
+        env = "PORTCULLIS_REFRESH_TOKEN_LIFETIME",
+        default_value = "30days"
+    )]
+    pub refresh_token_lifetime: humantime::Duration,
+    /// Where one-time codes go [default: outbox for serve, log for dev].
+    #[arg(long, env = "PORTCULLIS_OTP_DELIVERY", value_enum)]
+    pub otp_delivery: Option<OtpDeliveryKind>,
+    /// Failed logins per login name before it locks.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_FAILURES_BEFORE_LOCK",
+        default_value_t = 5
+    )]
+    pub login_failures_before_lock: i32,
+    /// Failed logins per client address before it locks.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ADDRESS_FAILURES_BEFORE_LOCK",
+        default_value_t = 50
+    )]
+    pub address_failures_before_lock: i32,
+    /// Failures older than this are forgotten.
+    #[arg(long, env = "PORTCULLIS_LOGIN_FAILURE_WINDOW", default_value = "15m")]
+    pub login_failure_window: humantime::Duration,
+    /// Take the client address from `x-forwarded-for` (only behind a proxy
+    /// that sets it) instead of the TCP peer.
+    #[arg(long, env = "PORTCULLIS_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    #[command(flatten)]
+    pub hashing: HashArgs,
+}
+
+impl AuthnArgs {
+    pub fn settings(&self) -> AuthnSettings {
+        AuthnSettings {
+            access_lifetime: self.access_token_lifetime.into(),
+            refresh_lifetime: self.refresh_token_lifetime.into(),
+            throttle: ThrottlePolicy {
+                login_threshold: self.login_failures_before_lock,
+                address_threshold: self.address_failures_before_lock,
+                window: self.login_failure_window.into(),
+                ..ThrottlePolicy::default()
+            },
+            ..AuthnSettings::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +430,8 @@ pub struct ServerArgs {
     /// Most checks one CheckCapabilities call may carry.
     #[arg(long, env = "PORTCULLIS_MAX_BATCH_CHECKS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_batch_checks: u32,
+    #[command(flatten)]
+    pub authn: AuthnArgs,
 }
 
 impl ServerArgs {
@@ -292,6 +442,7 @@ impl ServerArgs {
             service_token_lifetime: self.service_token_lifetime.into(),
             revocation_poll_interval: self.revocation_poll_interval.into(),
             max_batch_checks: self.max_batch_checks as usize,
+            trust_forwarded_for: self.authn.trust_forwarded_for,
         }
     }
 
@@ -303,22 +454,41 @@ impl ServerArgs {
         }
     }
 
-    /// The token service over `keys`, with an empty revocation list that the
-    /// server keeps in sync.
-    pub fn tokens(&self, keys: KeyRing) -> std::sync::Arc<Tokens> {
-        std::sync::Arc::new(Tokens::new(
+    /// Everything the server needs to authenticate anyone: tokens over
+    /// `keys` (with an empty revocation list the server keeps in sync), the
+    /// hashing pool and the code delivery.
+    pub fn authenticator(
+        &self,
+        db: Db,
+        keys: KeyRing,
+        default_delivery: OtpDeliveryKind,
+    ) -> Result<std::sync::Arc<Authenticator>, PasswordError> {
+        let tokens = std::sync::Arc::new(Tokens::new(
             keys,
             self.token_settings(),
             std::sync::Arc::new(RevocationList::default()),
-        ))
+        ));
+        let delivery: std::sync::Arc<dyn OtpDelivery> =
+            match self.authn.otp_delivery.unwrap_or(default_delivery) {
+                OtpDeliveryKind::Outbox => std::sync::Arc::new(OutboxDelivery),
+                OtpDeliveryKind::Log => std::sync::Arc::new(DevLogDelivery),
+            };
+        Ok(std::sync::Arc::new(Authenticator {
+            db,
+            tokens,
+            passwords: std::sync::Arc::new(self.authn.hashing.passwords()?),
+            delivery,
+            settings: self.authn.settings(),
+        }))
     }
 
     /// How long a superseded signing key keeps verifying: long enough for
     /// every token it signed to expire.
     pub fn key_retirement_grace(&self) -> std::time::Duration {
-        let lifetime: std::time::Duration = self.service_token_lifetime.into();
+        let service: std::time::Duration = self.service_token_lifetime.into();
+        let user: std::time::Duration = self.authn.access_token_lifetime.into();
         let leeway: std::time::Duration = self.token_leeway.into();
-        lifetime + leeway
+        service.max(user) + leeway
     }
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::cli::DevArgs;
+use crate::cli::{DevArgs, OtpDeliveryKind};
 use crate::db::admin::redact;
 use crate::db::cluster::{self, AdminServer};
 use crate::db::provision::{self, Environment, Names, Passwords};
@@ -40,10 +40,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let demo_secret = seed::seed_demo(&db).await.context("seeding demo data")?;
 
     tracing::warn!("dev signs tokens with an ephemeral key: they stop verifying when dev stops");
-    let tokens = args.server.tokens(KeyRing::ephemeral(
-        chrono::Utc::now(),
-        args.server.key_retirement_grace(),
-    ));
+    let keys = KeyRing::ephemeral(chrono::Utc::now(), args.server.key_retirement_grace());
+    let authn = args.server.authenticator(db, keys, OtpDeliveryKind::Log)?;
+    seed::set_demo_passwords(&authn.db, &authn.passwords)
+        .await
+        .context("setting the demo passwords")?;
 
     let listener = server::bind(args.server.listen).await?;
     let addr = listener
@@ -53,8 +54,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
     server::serve(
-        db,
-        tokens,
+        authn,
         listener,
         args.server.settings(),
         server::shutdown_signal(),

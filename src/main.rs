@@ -4,9 +4,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Parser;
 
+use portcullis::authn::users::{self, NewUser};
+use portcullis::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
 use portcullis::cli::{
-    Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, PermissionsCommand,
-    ProvisionArgs, SecretCommand, ServiceCommand,
+    Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, OtpDeliveryKind,
+    PermissionsCommand, ProvisionArgs, SecretCommand, ServiceCommand, UserCommand,
 };
 use portcullis::db::provision::{self, Environment, Passwords};
 use portcullis::db::{Db, admin, cluster, migrate};
@@ -35,13 +37,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let keys =
                 KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
-            let tokens = args.server.tokens(keys);
             let db = Db::new(&args.database.database_url, &args.database.pool.settings());
+            let authn = args
+                .server
+                .authenticator(db, keys, OtpDeliveryKind::Outbox)?;
             let listener = server::bind(args.server.listen).await?;
             tracing::info!(listen = %args.server.listen, "serving");
             server::serve(
-                db,
-                tokens,
+                authn,
                 listener,
                 args.server.settings(),
                 server::shutdown_signal(),
@@ -71,6 +74,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Service(command) => service_command(command).await,
+        Command::User(command) => user_command(command).await,
     }
 }
 
@@ -206,6 +210,92 @@ async fn migrate_command(args: MigrateArgs) -> anyhow::Result<()> {
     }
     for version in applied {
         println!("applied migration {version}");
+    }
+    Ok(())
+}
+
+fn logins(email: Option<&str>, phone: Option<&str>) -> anyhow::Result<Vec<Login>> {
+    let mut out = Vec::new();
+    if let Some(email) = email {
+        out.push(Login::Email(
+            Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?,
+        ));
+    }
+    if let Some(phone) = phone {
+        out.push(Login::Phone(
+            Phone::parse(phone).map_err(|e| anyhow::anyhow!("--phone: {e}"))?,
+        ));
+    }
+    if out.is_empty() {
+        bail!("give --email or --phone");
+    }
+    Ok(out)
+}
+
+/// A new password from standard input, or asked for twice on a terminal.
+fn read_new_password() -> anyhow::Result<secrecy::SecretString> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ")?;
+        let second = rpassword::prompt_password("Repeat it: ")?;
+        if first != second {
+            bail!("the two passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("a password needs at least {MIN_PASSWORD_CHARS} characters");
+    }
+    Ok(secrecy::SecretString::from(password))
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
+            tenant,
+            display_name,
+            email,
+            phone,
+            with_password,
+            hashing,
+            database: args,
+        } => {
+            let new = NewUser {
+                tenant_id: tenant,
+                display_name,
+                logins: logins(email.as_deref(), phone.as_deref())?,
+                password: if with_password {
+                    Some(read_new_password()?)
+                } else {
+                    None
+                },
+            };
+            let id = users::create_user(&database(&args), &hashing.passwords()?, &new).await?;
+            println!("created user {id}");
+        }
+        UserCommand::SetPassword {
+            tenant,
+            email,
+            phone,
+            hashing,
+            database: args,
+        } => {
+            let login = logins(email.as_deref(), phone.as_deref())?.remove(0);
+            let password = read_new_password()?;
+            users::set_password(
+                &database(&args),
+                &hashing.passwords()?,
+                tenant,
+                &login,
+                &password,
+                false,
+            )
+            .await?;
+            println!("password of {login} set");
+        }
     }
     Ok(())
 }

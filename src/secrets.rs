@@ -101,7 +101,12 @@ pub struct NewSecret {
 pub fn generate(kind: SecretKind, id: Uuid) -> NewSecret {
     let mut random = [0u8; RANDOM_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut random);
-    let whole = format!("{}{}_{}", kind.prefix(), id.simple(), URL_SAFE_NO_PAD.encode(random));
+    let whole = format!(
+        "{}{}_{}",
+        kind.prefix(),
+        id.simple(),
+        URL_SAFE_NO_PAD.encode(random)
+    );
     NewSecret {
         id,
         hash: hash(kind, &whole),

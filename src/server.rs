@@ -11,7 +11,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::db::Db;
+use crate::authn::Authenticator;
 use crate::grpc::authentication::AuthenticationService;
 use crate::grpc::authorization::AuthorizationService;
 use crate::grpc::caller_auth::CallerAuthLayer;
@@ -22,7 +22,6 @@ use crate::proto;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
-use crate::tokens::Tokens;
 
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
@@ -36,6 +35,8 @@ pub struct ServerSettings {
     pub revocation_poll_interval: Duration,
     /// Most checks one `CheckCapabilities` call may carry.
     pub max_batch_checks: usize,
+    /// Take the client address from `x-forwarded-for` rather than the peer.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServerSettings {
@@ -46,6 +47,7 @@ impl Default for ServerSettings {
             service_token_lifetime: Duration::from_secs(600),
             revocation_poll_interval: Duration::from_secs(1),
             max_batch_checks: 1000,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -72,12 +74,12 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 /// Serves until `shutdown` completes, then stops accepting calls, reports
 /// `NOT_SERVING`, and lets in-flight calls finish within the grace period.
 pub async fn serve(
-    db: Db,
-    tokens: Arc<Tokens>,
+    authn: Arc<Authenticator>,
     listener: TcpListener,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let (db, tokens) = (authn.db.clone(), authn.tokens.clone());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // Not serving until the first database probe answers.
     health::set_all(&reporter, ServingStatus::NotServing).await;
@@ -119,7 +121,8 @@ pub async fn serve(
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(AuthenticationServer::new(AuthenticationService::new(
-            tokens.clone(),
+            authn,
+            settings.trust_forwarded_for,
         )))
         .add_service(AuthorizationServer::new(AuthorizationService::new(
             db.clone(),

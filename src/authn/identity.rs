@@ -43,7 +43,11 @@ impl Phone {
         let valid = (2..=15).contains(&digits.len())
             && digits.bytes().all(|b| b.is_ascii_digit())
             && !digits.starts_with('0');
-        if valid { Ok(Self(trimmed.to_owned())) } else { Err(LoginError::Phone) }
+        if valid {
+            Ok(Self(trimmed.to_owned()))
+        } else {
+            Err(LoginError::Phone)
+        }
     }
 }
 
@@ -91,7 +95,10 @@ mod tests {
 
     #[test]
     fn emails_compare_case_insensitively() {
-        assert_eq!(Email::parse(" Alice@Demo.Example "), Email::parse("alice@demo.example"));
+        assert_eq!(
+            Email::parse(" Alice@Demo.Example "),
+            Email::parse("alice@demo.example")
+        );
         assert_eq!(Email::parse("no-at-sign"), Err(LoginError::Email));
         assert_eq!(Email::parse(""), Err(LoginError::Empty));
     }
@@ -107,7 +114,13 @@ mod tests {
 
     #[test]
     fn a_destination_is_an_email_or_a_phone() {
-        assert_eq!(Login::parse_destination("a@b.example").unwrap().kind(), "email");
-        assert_eq!(Login::parse_destination("+33612345678").unwrap().kind(), "phone");
+        assert_eq!(
+            Login::parse_destination("a@b.example").unwrap().kind(),
+            "email"
+        );
+        assert_eq!(
+            Login::parse_destination("+33612345678").unwrap().kind(),
+            "phone"
+        );
     }
 }

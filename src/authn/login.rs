@@ -13,10 +13,10 @@ use super::identity::Login;
 use super::otp::{self, CodeUse};
 use super::sessions::{self, SessionTokens};
 use super::throttle::{self, ThrottleKey};
-use super::{AuthnError, Authenticator, ClientInfo};
+use super::{Authenticator, AuthnError, ClientInfo};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
 use crate::db::RlsContext;
+use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
 
 /// What the first transaction of a password login finds.
 struct Candidate {
@@ -42,7 +42,13 @@ fn login_context(tenant: Uuid, request_id: Option<&str>) -> RlsContext {
     }
 }
 
-fn failure_event<'a>(tenant: Uuid, action: &'a str, login: &Login, request_id: Option<&'a str>, reason: &str) -> AuditEvent<'a> {
+fn failure_event<'a>(
+    tenant: Uuid,
+    action: &'a str,
+    login: &Login,
+    request_id: Option<&'a str>,
+    reason: &str,
+) -> AuditEvent<'a> {
     AuditEvent {
         tenant_id: Some(tenant),
         actor: Actor::Anonymous,
@@ -64,17 +70,23 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
-        let keys = self
-            .settings
-            .throttle
-            .keys(Some(&format!("{}:{}", login.kind(), login.value())), client.address.as_deref());
+        let keys = self.settings.throttle.keys(
+            Some(&format!("{}:{}", login.kind(), login.value())),
+            client.address.as_deref(),
+        );
         let ctx = login_context(tenant, request_id);
         let keys_ref = &keys;
         let candidate = self
             .db
             .read(&ctx, |conn| {
                 async move {
-                    let tenant_exists = t::table.find(tenant).select(t::id).first::<Uuid>(conn).await.optional()?.is_some();
+                    let tenant_exists = t::table
+                        .find(tenant)
+                        .select(t::id)
+                        .first::<Uuid>(conn)
+                        .await
+                        .optional()?
+                        .is_some();
                     let identity: Option<IdentityRow> = ui::table
                         .inner_join(u::table.on(u::id.eq(ui::user_id)))
                         .inner_join(t::table.on(t::id.eq(u::tenant_id)))
@@ -100,7 +112,17 @@ impl Authenticator {
                 self.db
                     .write(&ctx, |conn| {
                         async move {
-                            audit::record(conn, failure_event(tenant, "auth.login_locked", login, request_id, "locked")).await?;
+                            audit::record(
+                                conn,
+                                failure_event(
+                                    tenant,
+                                    "auth.login_locked",
+                                    login,
+                                    request_id,
+                                    "locked",
+                                ),
+                            )
+                            .await?;
                             Ok::<_, AuthnError>(())
                         }
                         .scope_boxed()
@@ -111,11 +133,14 @@ impl Authenticator {
         }
 
         // The same hashing work whether or not there is a hash to check.
-        let stored = candidate.identity.as_ref().and_then(|i| i.password_hash.as_deref());
-        let verified = self.passwords.verify(password, stored).await?;
-        let identity = candidate
+        let stored = candidate
             .identity
-            .filter(|i| verified.matches && i.user_status == "active" && i.tenant_status == "active");
+            .as_ref()
+            .and_then(|i| i.password_hash.as_deref());
+        let verified = self.passwords.verify(password, stored).await?;
+        let identity = candidate.identity.filter(|i| {
+            verified.matches && i.user_status == "active" && i.tenant_status == "active"
+        });
         let rehash = match &identity {
             Some(_) if verified.needs_rehash => Some(self.passwords.hash(password).await?),
             _ => None,
@@ -123,20 +148,44 @@ impl Authenticator {
 
         let (settings, tokens) = (&self.settings, &self.tokens);
         let rehash = &rehash;
-        let outcome = self
-            .db
+        self.db
             .write(&ctx, |conn| {
                 async move {
                     let Some(identity) = identity else {
                         if !candidate.tenant_exists {
                             return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
                         }
-                        let locked = throttle::record_failure(conn, &settings.throttle, tenant, keys_ref, now).await?;
-                        audit::record(conn, failure_event(tenant, "auth.login_failed", login, request_id, "invalid_credentials"))
-                            .await?;
+                        let locked = throttle::record_failure(
+                            conn,
+                            &settings.throttle,
+                            tenant,
+                            keys_ref,
+                            now,
+                        )
+                        .await?;
+                        audit::record(
+                            conn,
+                            failure_event(
+                                tenant,
+                                "auth.login_failed",
+                                login,
+                                request_id,
+                                "invalid_credentials",
+                            ),
+                        )
+                        .await?;
                         if locked.is_some() {
-                            audit::record(conn, failure_event(tenant, "auth.login_locked", login, request_id, "too_many_failures"))
-                                .await?;
+                            audit::record(
+                                conn,
+                                failure_event(
+                                    tenant,
+                                    "auth.login_locked",
+                                    login,
+                                    request_id,
+                                    "too_many_failures",
+                                ),
+                            )
+                            .await?;
                         }
                         return Ok(Err(AuthnError::InvalidCredentials));
                     };
@@ -149,12 +198,22 @@ impl Authenticator {
                             .execute(conn)
                             .await?;
                     }
-                    Ok(Ok(login_succeeded(conn, tokens, settings, tenant, identity.user_id, client, "password", request_id, now).await?))
+                    Ok(Ok(login_succeeded(
+                        conn,
+                        tokens,
+                        settings,
+                        tenant,
+                        identity.user_id,
+                        client,
+                        "password",
+                        request_id,
+                        now,
+                    )
+                    .await?))
                 }
                 .scope_boxed()
             })
-            .await?;
-        outcome
+            .await?
     }
 
     pub async fn authenticate_otp(
@@ -172,25 +231,50 @@ impl Authenticator {
         self.db
             .write(&ctx, |conn| {
                 async move {
-                    if let Some(retry_after) = throttle::locked_for(conn, tenant, keys, now).await? {
+                    if let Some(retry_after) = throttle::locked_for(conn, tenant, keys, now).await?
+                    {
                         return Ok::<_, AuthnError>(Err(AuthnError::Locked { retry_after }));
                     }
-                    let consumed = otp::consume(conn, tenant, destination, code, CodeUse::Login, now).await?;
+                    let consumed =
+                        otp::consume(conn, tenant, destination, code, CodeUse::Login, now).await?;
                     let user = match consumed {
                         Some(user) if sessions::user_may_log_in(conn, tenant, user).await? => user,
                         _ => {
-                            if t::table.find(tenant).select(t::id).first::<Uuid>(conn).await.optional()?.is_some() {
-                                throttle::record_failure(conn, &settings.throttle, tenant, keys, now).await?;
+                            if t::table
+                                .find(tenant)
+                                .select(t::id)
+                                .first::<Uuid>(conn)
+                                .await
+                                .optional()?
+                                .is_some()
+                            {
+                                throttle::record_failure(
+                                    conn,
+                                    &settings.throttle,
+                                    tenant,
+                                    keys,
+                                    now,
+                                )
+                                .await?;
                                 audit::record(
                                     conn,
-                                    failure_event(tenant, "auth.login_failed", destination, request_id, "invalid_code"),
+                                    failure_event(
+                                        tenant,
+                                        "auth.login_failed",
+                                        destination,
+                                        request_id,
+                                        "invalid_code",
+                                    ),
                                 )
                                 .await?;
                             }
                             return Ok(Err(AuthnError::InvalidCredentials));
                         }
                     };
-                    Ok(Ok(login_succeeded(conn, tokens, settings, tenant, user, client, "otp", request_id, now).await?))
+                    Ok(Ok(login_succeeded(
+                        conn, tokens, settings, tenant, user, client, "otp", request_id, now,
+                    )
+                    .await?))
                 }
                 .scope_boxed()
             })

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use identity::{Email, Login, LoginError, Phone};
 pub use otp::{Channel, DevLogDelivery, OtpDelivery, OtpIssued, OutboxDelivery, Purpose};
 pub use password::{HashCost, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, Passwords};
-pub use sessions::{SessionTokens, refresh, revoke_by_id, revoke_by_refresh_token};
+pub use sessions::{SessionScope, SessionTokens};
 pub use throttle::ThrottlePolicy;
 
 use crate::db::{Db, DbError};

@@ -17,9 +17,11 @@ use uuid::Uuid;
 
 use super::identity::Login;
 use super::sessions;
-use super::{AuthnError, Authenticator};
+use super::{Authenticator, AuthnError};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{otp_codes as oc, otp_outbox as ob, tenants as t, user_identities as ui};
+use crate::db::schema::auth::{
+    otp_codes as oc, otp_outbox as ob, tenants as t, user_identities as ui,
+};
 use crate::db::{DbError, RlsContext};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +42,10 @@ impl Channel {
 
     /// Whether codes on this channel can go to `destination`.
     pub fn reaches(self, destination: &Login) -> bool {
-        matches!((self, destination), (Self::Email, Login::Email(_)) | (Self::Sms | Self::Whatsapp, Login::Phone(_)))
+        matches!(
+            (self, destination),
+            (Self::Email, Login::Email(_)) | (Self::Sms | Self::Whatsapp, Login::Phone(_))
+        )
     }
 }
 
@@ -79,14 +84,22 @@ pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DbError>> +
 /// Hands a code to whatever sends it. Runs inside the request's
 /// transaction, so a delivery that writes (the outbox) commits with the code.
 pub trait OtpDelivery: Send + Sync {
-    fn deliver<'a>(&'a self, conn: &'a mut AsyncPgConnection, message: &'a OtpMessage<'a>) -> DeliveryFuture<'a>;
+    fn deliver<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        message: &'a OtpMessage<'a>,
+    ) -> DeliveryFuture<'a>;
 }
 
 /// Writes codes to `auth.otp_outbox` for a sender process to pick up.
 pub struct OutboxDelivery;
 
 impl OtpDelivery for OutboxDelivery {
-    fn deliver<'a>(&'a self, conn: &'a mut AsyncPgConnection, message: &'a OtpMessage<'a>) -> DeliveryFuture<'a> {
+    fn deliver<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        message: &'a OtpMessage<'a>,
+    ) -> DeliveryFuture<'a> {
         Box::pin(async move {
             diesel::insert_into(ob::table)
                 .values((
@@ -110,7 +123,11 @@ impl OtpDelivery for OutboxDelivery {
 pub struct DevLogDelivery;
 
 impl OtpDelivery for DevLogDelivery {
-    fn deliver<'a>(&'a self, _conn: &'a mut AsyncPgConnection, message: &'a OtpMessage<'a>) -> DeliveryFuture<'a> {
+    fn deliver<'a>(
+        &'a self,
+        _conn: &'a mut AsyncPgConnection,
+        message: &'a OtpMessage<'a>,
+    ) -> DeliveryFuture<'a> {
         Box::pin(async move {
             tracing::warn!(
                 destination = %message.destination,
@@ -148,8 +165,12 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<OtpIssued, AuthnError> {
         let otp_id = Uuid::new_v4();
-        let expires_at = now + chrono::Duration::from_std(self.settings.otp_lifetime).unwrap_or_default();
-        let code = SecretString::from(format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32)));
+        let expires_at =
+            now + chrono::Duration::from_std(self.settings.otp_lifetime).unwrap_or_default();
+        let code = SecretString::from(format!(
+            "{:06}",
+            rand::rngs::OsRng.gen_range(0..1_000_000u32)
+        ));
         let ctx = RlsContext::tenant(tenant);
         let ctx = match request_id {
             Some(id) => ctx.with_request_id(id),
@@ -254,7 +275,10 @@ impl Authenticator {
             .db
             .write(&ctx, |conn| {
                 async move {
-                    let Some(user) = consume(conn, tenant, destination, code, CodeUse::ResetPassword, now).await? else {
+                    let Some(user) =
+                        consume(conn, tenant, destination, code, CodeUse::ResetPassword, now)
+                            .await?
+                    else {
                         return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
                     };
                     if !sessions::user_may_log_in(conn, tenant, user).await? {
@@ -283,7 +307,8 @@ impl Authenticator {
                 .scope_boxed()
             })
             .await??;
-        let until = now + chrono::Duration::from_std(self.settings.access_lifetime).unwrap_or_default();
+        let until =
+            now + chrono::Duration::from_std(self.settings.access_lifetime).unwrap_or_default();
         for session in revoked {
             self.tokens.revocations().insert(session, until);
         }
@@ -332,7 +357,14 @@ pub(super) async fn consume(
         .filter(oc::consumed_at.is_null())
         .filter(oc::expires_at.gt(now))
         .order(oc::created_at.desc())
-        .select((oc::id, oc::user_id, oc::purpose, oc::code_hash, oc::attempt_count, oc::attempt_max))
+        .select((
+            oc::id,
+            oc::user_id,
+            oc::purpose,
+            oc::code_hash,
+            oc::attempt_count,
+            oc::attempt_max,
+        ))
         .for_update()
         .first(conn)
         .await
@@ -343,7 +375,9 @@ pub(super) async fn consume(
     if live.attempt_count >= live.attempt_max {
         return Ok(None);
     }
-    let matches: bool = code_hash(live.id, code.expose_secret()).ct_eq(&live.code_hash).into();
+    let matches: bool = code_hash(live.id, code.expose_secret())
+        .ct_eq(&live.code_hash)
+        .into();
     if !matches {
         diesel::update(oc::table.find(live.id))
             .set(oc::attempt_count.eq(oc::attempt_count + 1))

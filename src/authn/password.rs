@@ -48,7 +48,9 @@ impl HashCost {
     }
 
     fn weaker_than(self, other: Self) -> bool {
-        self.memory_kib < other.memory_kib || self.iterations < other.iterations || self.parallelism < other.parallelism
+        self.memory_kib < other.memory_kib
+            || self.iterations < other.iterations
+            || self.parallelism < other.parallelism
     }
 }
 
@@ -83,7 +85,11 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub fn new(cost: HashCost, threads: usize, queue_timeout: Duration) -> Result<Self, PasswordError> {
+    pub fn new(
+        cost: HashCost,
+        threads: usize,
+        queue_timeout: Duration,
+    ) -> Result<Self, PasswordError> {
         let dummy = SecretString::from(uuid::Uuid::new_v4().to_string());
         let dummy_hash = hash_blocking(cost, &dummy)?;
         Ok(Self {
@@ -119,27 +125,39 @@ impl Passwords {
 
     /// Verifies `password` against `stored` (a PHC string), or against the
     /// dummy hash when there is none: the work is the same either way.
-    pub async fn verify(&self, password: &SecretString, stored: Option<&str>) -> Result<Verified, PasswordError> {
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verified, PasswordError> {
         let has_real = stored.is_some();
         let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.clone();
         let cost = self.cost;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let verified = self.run(move || verify_blocking(cost, &password, &stored)).await?;
+        let verified = self
+            .run(move || verify_blocking(cost, &password, &stored))
+            .await?;
         Ok(Verified {
             matches: verified.matches && has_real,
             needs_rehash: verified.needs_rehash && has_real,
         })
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
+        let permit =
+            tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let permit = permit.map_err(|_| PasswordError::Busy)?.map_err(|_| PasswordError::Busy)?;
-        let _span = tracing::debug_span!("password_hashing").entered();
+        let permit = permit
+            .map_err(|_| PasswordError::Busy)?
+            .map_err(|_| PasswordError::Busy)?;
+        let span = tracing::debug_span!("password_hashing");
         tokio::task::spawn_blocking(move || {
-            let out = work();
+            let out = span.in_scope(work);
             drop(permit);
             out
         })
@@ -149,7 +167,11 @@ impl Passwords {
 }
 
 fn argon2(cost: HashCost) -> Result<Argon2<'static>, PasswordError> {
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, cost.params()?))
+    Ok(Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        cost.params()?,
+    ))
 }
 
 fn hash_blocking(cost: HashCost, password: &SecretString) -> Result<String, PasswordError> {
@@ -185,7 +207,8 @@ fn verify_blocking(cost: HashCost, password: &SecretString, stored: &str) -> Ver
     let weak_algorithm = parsed.algorithm.as_str() != "argon2id";
     Verified {
         matches,
-        needs_rehash: matches && (weak_algorithm || stored_cost.is_none_or(|c| c.weaker_than(cost))),
+        needs_rehash: matches
+            && (weak_algorithm || stored_cost.is_none_or(|c| c.weaker_than(cost))),
     }
 }
 
@@ -212,7 +235,10 @@ mod tests {
     async fn no_stored_hash_costs_one_verification_and_never_matches() {
         let h = hasher(HashCost::INSECURE_FAST_FOR_TESTS);
         let before = h.verifications();
-        let verified = h.verify(&SecretString::from("anything"), None).await.unwrap();
+        let verified = h
+            .verify(&SecretString::from("anything"), None)
+            .await
+            .unwrap();
         assert!(!verified.matches);
         assert_eq!(h.verifications(), before + 1);
     }
@@ -228,13 +254,22 @@ mod tests {
         });
         let verified = stronger.verify(&password, Some(&stored)).await.unwrap();
         assert!(verified.matches && verified.needs_rehash);
-        assert!(!weak.verify(&password, Some(&stored)).await.unwrap().needs_rehash);
+        assert!(
+            !weak
+                .verify(&password, Some(&stored))
+                .await
+                .unwrap()
+                .needs_rehash
+        );
     }
 
     #[tokio::test]
     async fn a_garbage_stored_hash_is_a_mismatch() {
         let h = hasher(HashCost::INSECURE_FAST_FOR_TESTS);
-        let verified = h.verify(&SecretString::from("x"), Some("not a phc string")).await.unwrap();
+        let verified = h
+            .verify(&SecretString::from("x"), Some("not a phc string"))
+            .await
+            .unwrap();
         assert!(!verified.matches);
     }
 }

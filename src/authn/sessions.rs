@@ -9,9 +9,11 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AuthnError, AuthnSettings, ClientInfo};
+use super::{Authenticator, AuthnError, AuthnSettings, ClientInfo};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{refresh_sessions as rs, tenants as t, token_revocations as tr, users as u};
+use crate::db::schema::auth::{
+    refresh_sessions as rs, tenants as t, token_revocations as tr, users as u,
+};
 use crate::db::{Db, RlsContext};
 use crate::secrets::{self, PresentedSecret, SecretKind};
 use crate::tokens::{NewToken, TokenType, Tokens};
@@ -65,7 +67,8 @@ pub(super) async fn open(
 ) -> Result<SessionTokens, AuthnError> {
     let session = Uuid::new_v4();
     let refresh = secrets::generate(SecretKind::RefreshToken, session);
-    let refresh_expires_at = now + chrono::Duration::from_std(settings.refresh_lifetime).unwrap_or_default();
+    let refresh_expires_at =
+        now + chrono::Duration::from_std(settings.refresh_lifetime).unwrap_or_default();
     diesel::insert_into(rs::table)
         .values((
             rs::id.eq(session),
@@ -94,19 +97,22 @@ pub(super) async fn open(
 /// The tenant of the session a refresh token names, read under the narrow
 /// context that shows exactly that session.
 async fn tenant_of(db: &Db, session: Uuid) -> Result<Option<Uuid>, AuthnError> {
-    db.read(&RlsContext::anonymous().with_refresh_session(session), |conn| {
-        async move {
-            Ok::<_, AuthnError>(
-                rs::table
-                    .find(session)
-                    .select(rs::tenant_id)
-                    .first(conn)
-                    .await
-                    .optional()?,
-            )
-        }
-        .scope_boxed()
-    })
+    db.read(
+        &RlsContext::anonymous().with_refresh_session(session),
+        |conn| {
+            async move {
+                Ok::<_, AuthnError>(
+                    rs::table
+                        .find(session)
+                        .select(rs::tenant_id)
+                        .first(conn)
+                        .await
+                        .optional()?,
+                )
+            }
+            .scope_boxed()
+        },
+    )
     .await
 }
 
@@ -119,10 +125,19 @@ struct SessionRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-async fn lock_session(conn: &mut AsyncPgConnection, session: Uuid) -> Result<Option<SessionRow>, AuthnError> {
+async fn lock_session(
+    conn: &mut AsyncPgConnection,
+    session: Uuid,
+) -> Result<Option<SessionRow>, AuthnError> {
     Ok(rs::table
         .find(session)
-        .select((rs::user_id, rs::token_hash, rs::retired_token_hashes, rs::expires_at, rs::revoked_at))
+        .select((
+            rs::user_id,
+            rs::token_hash,
+            rs::retired_token_hashes,
+            rs::expires_at,
+            rs::revoked_at,
+        ))
         .for_update()
         .first(conn)
         .await
@@ -145,7 +160,11 @@ pub(super) async fn revoke_in(
         // Access tokens of the session live at most this long from now.
         let until = now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default();
         diesel::insert_into(tr::table)
-            .values((tr::session_id.eq(session), tr::token_kind.eq("user"), tr::expires_at.eq(until)))
+            .values((
+                tr::session_id.eq(session),
+                tr::token_kind.eq("user"),
+                tr::expires_at.eq(until),
+            ))
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
@@ -153,7 +172,13 @@ pub(super) async fn revoke_in(
     Ok(updated > 0)
 }
 
-fn event<'a>(tenant: Uuid, user: Uuid, action: &'a str, session: Uuid, request_id: Option<&'a str>) -> AuditEvent<'a> {
+fn event<'a>(
+    tenant: Uuid,
+    user: Uuid,
+    action: &'a str,
+    session: Uuid,
+    request_id: Option<&'a str>,
+) -> AuditEvent<'a> {
     AuditEvent {
         tenant_id: Some(tenant),
         actor: Actor::User(user),
@@ -165,84 +190,108 @@ fn event<'a>(tenant: Uuid, user: Uuid, action: &'a str, session: Uuid, request_i
     }
 }
 
-/// `RefreshSession`: rotates the refresh token. Presenting a token the
-/// session already rotated away from is reuse: the session is revoked.
-pub async fn refresh(
-    db: &Db,
-    tokens: &Tokens,
-    settings: &AuthnSettings,
-    presented: &str,
-    request_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<SessionTokens, AuthnError> {
-    let presented = PresentedSecret::parse(SecretKind::RefreshToken, presented).ok_or(AuthnError::InvalidRefreshToken)?;
-    let session = presented.id();
-    let tenant = tenant_of(db, session).await?.ok_or(AuthnError::InvalidRefreshToken)?;
-    let ctx = RlsContext::tenant(tenant).with_refresh_session(session);
-    let ctx = match request_id {
-        Some(id) => ctx.with_request_id(id),
-        None => ctx,
-    };
-    let presented = &presented;
-    // Refusals commit too: reuse detection's revocation and audit must stay.
-    let outcome = db
-        .write(&ctx, |conn| {
-            async move {
-                let Some(row) = lock_session(conn, session).await? else {
-                    return Ok::<_, AuthnError>(Err(Refused::Invalid));
-                };
-                if row.revoked_at.is_some() {
-                    return Ok(Err(Refused::Invalid));
-                }
-                if !presented.matches(&row.token_hash) {
-                    let hash = presented.hash();
-                    if !row.retired.iter().any(|old| old == &hash) {
+impl Authenticator {
+    /// `RefreshSession`: rotates the refresh token. Presenting a token the
+    /// session already rotated away from is reuse: the session is revoked.
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<SessionTokens, AuthnError> {
+        let (db, tokens, settings) = (&self.db, &*self.tokens, &self.settings);
+        let presented = PresentedSecret::parse(SecretKind::RefreshToken, presented)
+            .ok_or(AuthnError::InvalidRefreshToken)?;
+        let session = presented.id();
+        let tenant = tenant_of(db, session)
+            .await?
+            .ok_or(AuthnError::InvalidRefreshToken)?;
+        let ctx = RlsContext::tenant(tenant).with_refresh_session(session);
+        let ctx = match request_id {
+            Some(id) => ctx.with_request_id(id),
+            None => ctx,
+        };
+        let presented = &presented;
+        // Refusals commit too: reuse detection's revocation and audit must stay.
+        let outcome = db
+            .write(&ctx, |conn| {
+                async move {
+                    let Some(row) = lock_session(conn, session).await? else {
+                        return Ok::<_, AuthnError>(Err(Refused::Invalid));
+                    };
+                    if row.revoked_at.is_some() {
                         return Ok(Err(Refused::Invalid));
                     }
-                    revoke_in(conn, settings, session, "refresh_token_reuse", now).await?;
-                    audit::record(conn, event(tenant, row.user_id, "auth.refresh_reuse_detected", session, request_id))
+                    if !presented.matches(&row.token_hash) {
+                        let hash = presented.hash();
+                        if !row.retired.iter().any(|old| old == &hash) {
+                            return Ok(Err(Refused::Invalid));
+                        }
+                        revoke_in(conn, settings, session, "refresh_token_reuse", now).await?;
+                        audit::record(
+                            conn,
+                            event(
+                                tenant,
+                                row.user_id,
+                                "auth.refresh_reuse_detected",
+                                session,
+                                request_id,
+                            ),
+                        )
                         .await?;
-                    return Ok(Err(Refused::Reused));
-                }
-                if row.expires_at <= now || !user_may_log_in(conn, tenant, row.user_id).await? {
-                    return Ok(Err(Refused::Invalid));
-                }
-                let next = secrets::generate(SecretKind::RefreshToken, session);
-                let mut retired = row.retired;
-                retired.push(row.token_hash);
-                let keep_from = retired.len().saturating_sub(RETIRED_KEPT);
-                diesel::update(rs::table.find(session))
-                    .set((
-                        rs::token_hash.eq(&next.hash),
-                        rs::retired_token_hashes.eq(&retired[keep_from..]),
-                        rs::generation.eq(rs::generation + 1),
-                        rs::last_refreshed_at.eq(now),
-                    ))
-                    .execute(conn)
+                        return Ok(Err(Refused::Reused));
+                    }
+                    if row.expires_at <= now || !user_may_log_in(conn, tenant, row.user_id).await? {
+                        return Ok(Err(Refused::Invalid));
+                    }
+                    let next = secrets::generate(SecretKind::RefreshToken, session);
+                    let mut retired = row.retired;
+                    retired.push(row.token_hash);
+                    let keep_from = retired.len().saturating_sub(RETIRED_KEPT);
+                    diesel::update(rs::table.find(session))
+                        .set((
+                            rs::token_hash.eq(&next.hash),
+                            rs::retired_token_hashes.eq(&retired[keep_from..]),
+                            rs::generation.eq(rs::generation + 1),
+                            rs::last_refreshed_at.eq(now),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    audit::record(
+                        conn,
+                        event(
+                            tenant,
+                            row.user_id,
+                            "auth.session_refreshed",
+                            session,
+                            request_id,
+                        ),
+                    )
                     .await?;
-                audit::record(conn, event(tenant, row.user_id, "auth.session_refreshed", session, request_id)).await?;
-                let access = access_token(tokens, settings, tenant, row.user_id, session, now)?;
-                Ok(Ok(SessionTokens {
-                    access_token: access.token,
-                    access_expires_at: access.expires_at,
-                    refresh_token: next.shown_once,
-                    refresh_expires_at: row.expires_at,
-                    session_id: session,
-                    user_id: row.user_id,
-                    tenant_id: tenant,
-                }))
+                    let access = access_token(tokens, settings, tenant, row.user_id, session, now)?;
+                    Ok(Ok(SessionTokens {
+                        access_token: access.token,
+                        access_expires_at: access.expires_at,
+                        refresh_token: next.shown_once,
+                        refresh_expires_at: row.expires_at,
+                        session_id: session,
+                        user_id: row.user_id,
+                        tenant_id: tenant,
+                    }))
+                }
+                .scope_boxed()
+            })
+            .await?;
+        match outcome {
+            Ok(tokens) => Ok(tokens),
+            Err(Refused::Invalid) => Err(AuthnError::InvalidRefreshToken),
+            Err(Refused::Reused) => {
+                // Effective on this replica at once; the others within the poll.
+                let until =
+                    now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default();
+                tokens.revocations().insert(session, until);
+                Err(AuthnError::InvalidRefreshToken)
             }
-            .scope_boxed()
-        })
-        .await?;
-    match outcome {
-        Ok(tokens) => Ok(tokens),
-        Err(Refused::Invalid) => Err(AuthnError::InvalidRefreshToken),
-        Err(Refused::Reused) => {
-            // Effective on this replica at once; the others within the poll.
-            let until = now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default();
-            tokens.revocations().insert(session, until);
-            Err(AuthnError::InvalidRefreshToken)
         }
     }
 }
@@ -254,7 +303,11 @@ enum Refused {
 }
 
 /// Whether the user and the tenant are still active.
-pub(super) async fn user_may_log_in(conn: &mut AsyncPgConnection, tenant: Uuid, user: Uuid) -> Result<bool, AuthnError> {
+pub(super) async fn user_may_log_in(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    user: Uuid,
+) -> Result<bool, AuthnError> {
     let statuses: Option<(String, String)> = u::table
         .inner_join(t::table)
         .filter(u::id.eq(user))
@@ -269,85 +322,114 @@ pub(super) async fn user_may_log_in(conn: &mut AsyncPgConnection, tenant: Uuid, 
 /// `RevokeSession` by refresh token: holding any genuine token of the
 /// session is enough to end it. Anything else revokes nothing and is not an
 /// error (RFC 7009).
-pub async fn revoke_by_refresh_token(
-    db: &Db,
-    tokens: &Tokens,
-    settings: &AuthnSettings,
-    presented: &str,
-    request_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<(), AuthnError> {
-    let Some(presented) = PresentedSecret::parse(SecretKind::RefreshToken, presented) else {
-        return Ok(());
-    };
-    let session = presented.id();
-    let Some(tenant) = tenant_of(db, session).await? else {
-        return Ok(());
-    };
-    let ctx = RlsContext::tenant(tenant).with_refresh_session(session);
-    let presented = &presented;
-    let revoked = db
-        .write(&ctx, |conn| {
-            async move {
-                let Some(row) = lock_session(conn, session).await? else {
-                    return Ok::<_, AuthnError>(false);
-                };
-                let hash = presented.hash();
-                let genuine = presented.matches(&row.token_hash) || row.retired.iter().any(|old| old == &hash);
-                if !genuine || !revoke_in(conn, settings, session, "logout", now).await? {
-                    return Ok(false);
+impl Authenticator {
+    pub async fn revoke_by_refresh_token(
+        &self,
+        presented: &str,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthnError> {
+        let (db, tokens, settings) = (&self.db, &*self.tokens, &self.settings);
+        let Some(presented) = PresentedSecret::parse(SecretKind::RefreshToken, presented) else {
+            return Ok(());
+        };
+        let session = presented.id();
+        let Some(tenant) = tenant_of(db, session).await? else {
+            return Ok(());
+        };
+        let ctx = RlsContext::tenant(tenant).with_refresh_session(session);
+        let presented = &presented;
+        let revoked = db
+            .write(&ctx, |conn| {
+                async move {
+                    let Some(row) = lock_session(conn, session).await? else {
+                        return Ok::<_, AuthnError>(false);
+                    };
+                    let hash = presented.hash();
+                    let genuine = presented.matches(&row.token_hash)
+                        || row.retired.iter().any(|old| old == &hash);
+                    if !genuine || !revoke_in(conn, settings, session, "logout", now).await? {
+                        return Ok(false);
+                    }
+                    audit::record(
+                        conn,
+                        event(
+                            tenant,
+                            row.user_id,
+                            "auth.session_revoked",
+                            session,
+                            request_id,
+                        ),
+                    )
+                    .await?;
+                    Ok(true)
                 }
-                audit::record(conn, event(tenant, row.user_id, "auth.session_revoked", session, request_id)).await?;
-                Ok(true)
-            }
-            .scope_boxed()
-        })
-        .await?;
-    if revoked {
-        tokens.revocations().insert(session, now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default());
+                .scope_boxed()
+            })
+            .await?;
+        if revoked {
+            tokens.revocations().insert(
+                session,
+                now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default(),
+            );
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// `RevokeSession` by id, for a caller allowed to act on the sessions of
+    /// `scope`. An id the caller cannot see is `UnknownSession`.
+    pub async fn revoke_by_id(
+        &self,
+        scope: SessionScope,
+        session: Uuid,
+        request_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthnError> {
+        let (db, tokens, settings) = (&self.db, &*self.tokens, &self.settings);
+        let SessionScope {
+            tenant,
+            user,
+            actor,
+        } = scope;
+        let ctx = RlsContext::tenant(tenant);
+        let found = db
+            .write(&ctx, |conn| {
+                async move {
+                    let mut query = rs::table.find(session).select(rs::user_id).into_boxed();
+                    if let Some(user) = user {
+                        query = query.filter(rs::user_id.eq(user));
+                    }
+                    let Some(owner) = query.first::<Uuid>(conn).await.optional()? else {
+                        return Ok::<_, AuthnError>(false);
+                    };
+                    if revoke_in(conn, settings, session, "revoked", now).await? {
+                        let mut event =
+                            event(tenant, owner, "auth.session_revoked", session, request_id);
+                        event.actor = actor;
+                        audit::record(conn, event).await?;
+                    }
+                    Ok(true)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        if !found {
+            return Err(AuthnError::UnknownSession);
+        }
+        tokens.revocations().insert(
+            session,
+            now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default(),
+        );
+        Ok(())
+    }
 }
 
-/// `RevokeSession` by id, for a caller allowed to act on `user`'s sessions
-/// in `tenant`. An id the caller cannot see is `UnknownSession`.
-pub async fn revoke_by_id(
-    db: &Db,
-    tokens: &Tokens,
-    settings: &AuthnSettings,
-    tenant: Uuid,
-    user: Option<Uuid>,
-    actor: Actor,
-    session: Uuid,
-    request_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<(), AuthnError> {
-    let ctx = RlsContext::tenant(tenant);
-    let found = db
-        .write(&ctx, |conn| {
-            async move {
-                let mut query = rs::table.find(session).select(rs::user_id).into_boxed();
-                if let Some(user) = user {
-                    query = query.filter(rs::user_id.eq(user));
-                }
-                let Some(owner) = query.first::<Uuid>(conn).await.optional()? else {
-                    return Ok::<_, AuthnError>(false);
-                };
-                if revoke_in(conn, settings, session, "revoked", now).await? {
-                    let mut event = event(tenant, owner, "auth.session_revoked", session, request_id);
-                    event.actor = actor;
-                    audit::record(conn, event).await?;
-                }
-                Ok(true)
-            }
-            .scope_boxed()
-        })
-        .await?;
-    if !found {
-        return Err(AuthnError::UnknownSession);
-    }
-    tokens.revocations().insert(session, now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default());
-    Ok(())
+/// Whose sessions a caller may revoke by id.
+pub struct SessionScope {
+    pub tenant: Uuid,
+    /// `None`: any user's of the tenant.
+    pub user: Option<Uuid>,
+    pub actor: Actor,
 }
 
 /// Revokes every live session of a user (after a password reset).

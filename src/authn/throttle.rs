@@ -67,7 +67,9 @@ impl ThrottlePolicy {
     /// The lock after `failures` failures (none below the threshold).
     fn delay(&self, failures: i32, threshold: i32) -> Option<Duration> {
         let over = failures.checked_sub(threshold)?;
-        let factor = 2u32.checked_pow(u32::try_from(over).ok()?.min(30)).unwrap_or(u32::MAX);
+        let factor = 2u32
+            .checked_pow(u32::try_from(over).ok()?.min(30))
+            .unwrap_or(u32::MAX);
         Some(self.base_delay.saturating_mul(factor).min(self.max_delay))
     }
 }
@@ -88,7 +90,9 @@ pub async fn locked_for(
         .first(conn)
         .await
         .optional()?;
-    Ok(until.flatten().map(|until| (until - now).to_std().unwrap_or_default()))
+    Ok(until
+        .flatten()
+        .map(|until| (until - now).to_std().unwrap_or_default()))
 }
 
 #[derive(QueryableByName)]
@@ -124,10 +128,14 @@ pub async fn record_failure(
         .await?;
         if let Some(delay) = policy.delay(counted.failures, key.threshold) {
             let until = now + chrono::Duration::from_std(delay).unwrap_or_default();
-            diesel::update(lt::table.filter(lt::tenant_id.eq(tenant)).filter(lt::key.eq(&key.key)))
-                .set(lt::locked_until.eq(until))
-                .execute(conn)
-                .await?;
+            diesel::update(
+                lt::table
+                    .filter(lt::tenant_id.eq(tenant))
+                    .filter(lt::key.eq(&key.key)),
+            )
+            .set(lt::locked_until.eq(until))
+            .execute(conn)
+            .await?;
             longest = longest.max(Some(delay));
         }
     }
@@ -135,11 +143,22 @@ pub async fn record_failure(
 }
 
 /// A successful login clears its login key (not the address key).
-pub async fn reset(conn: &mut AsyncPgConnection, tenant: Uuid, key: &ThrottleKey) -> Result<(), DbError> {
-    diesel::update(lt::table.filter(lt::tenant_id.eq(tenant)).filter(lt::key.eq(&key.key)))
-        .set((lt::failures.eq(0), lt::locked_until.eq(None::<DateTime<Utc>>)))
-        .execute(conn)
-        .await?;
+pub async fn reset(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    key: &ThrottleKey,
+) -> Result<(), DbError> {
+    diesel::update(
+        lt::table
+            .filter(lt::tenant_id.eq(tenant))
+            .filter(lt::key.eq(&key.key)),
+    )
+    .set((
+        lt::failures.eq(0),
+        lt::locked_until.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

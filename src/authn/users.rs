@@ -8,9 +8,9 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::AuthnError;
 use super::identity::Login;
 use super::password::Passwords;
-use super::AuthnError;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{user_identities as ui, users as u};
 use crate::db::{Db, RlsContext};
@@ -23,7 +23,11 @@ pub struct NewUser {
     pub password: Option<SecretString>,
 }
 
-pub async fn create_user(db: &Db, passwords: &Passwords, new: &NewUser) -> Result<Uuid, AuthnError> {
+pub async fn create_user(
+    db: &Db,
+    passwords: &Passwords,
+    new: &NewUser,
+) -> Result<Uuid, AuthnError> {
     let hash = match &new.password {
         Some(password) => Some(passwords.hash(password).await?),
         None => None,
@@ -106,7 +110,10 @@ pub async fn set_password(
                 return Ok(false);
             }
             diesel::update(ui::table.filter(ui::id.eq_any(&ids)))
-                .set((ui::password_hash.eq(hash), ui::updated_at.eq(diesel::dsl::now)))
+                .set((
+                    ui::password_hash.eq(hash),
+                    ui::updated_at.eq(diesel::dsl::now),
+                ))
                 .execute(conn)
                 .await?;
             audit::record(

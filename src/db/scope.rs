@@ -142,7 +142,16 @@ impl Db {
 /// connection returned to the pool (or shared through PgBouncer in
 /// transaction mode) carries nothing to the next request.
 async fn set_context(conn: &mut AsyncPgConnection, ctx: &RlsContext) -> Result<(), DbError> {
-    let [tenant, user, service, service_key, refresh_session, request, purpose, admin] = ctx.settings();
+    let [
+        tenant,
+        user,
+        service,
+        service_key,
+        refresh_session,
+        request,
+        purpose,
+        admin,
+    ] = ctx.settings();
     let [
         k_tenant,
         k_user,

@@ -1,24 +1,99 @@
-//! `portcullis.v1.Authentication`. Login and sessions come with the user
-//! authentication issue; token verification and signing keys are here.
+//! `portcullis.v1.Authentication`: login, sessions, codes, token
+//! verification and signing keys.
 
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use tonic::{Request, Response, Status};
 
-use super::request::{caller, invalid, timestamp};
-use super::status::not_implemented;
+use super::authorization::parse_uuid;
+use super::request::{caller, invalid, request_id, timestamp};
+use crate::audit::Actor;
+use crate::authn::{
+    Authenticator, Channel, ClientInfo, Email, Login, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+    Phone, Purpose, SessionScope, SessionTokens,
+};
+use crate::proto::v1 as pb;
 use crate::proto::v1::authentication_server::Authentication;
-use crate::proto::v1::*;
-use crate::tokens::{MAX_TOKEN_LEN, Tokens};
+use crate::tokens::{MAX_TOKEN_LEN, Principal};
+
+/// Refresh tokens are 80 characters; anything much longer is not one.
+const MAX_REFRESH_TOKEN_LEN: usize = 200;
+const MAX_USER_AGENT_LEN: usize = 256;
 
 pub struct AuthenticationService {
-    tokens: Arc<Tokens>,
+    authn: Arc<Authenticator>,
+    /// Take the client address from `x-forwarded-for` (set by a proxy we
+    /// trust) rather than the TCP peer.
+    trust_forwarded_for: bool,
 }
 
 impl AuthenticationService {
-    pub fn new(tokens: Arc<Tokens>) -> Self {
-        Self { tokens }
+    pub fn new(authn: Arc<Authenticator>, trust_forwarded_for: bool) -> Self {
+        Self {
+            authn,
+            trust_forwarded_for,
+        }
+    }
+
+    fn client<T>(&self, request: &Request<T>) -> ClientInfo {
+        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok());
+        let forwarded = self
+            .trust_forwarded_for
+            .then(|| header("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+        ClientInfo {
+            user_agent: header("user-agent")
+                .map(|ua| ua.chars().take(MAX_USER_AGENT_LEN).collect()),
+            address: forwarded.or_else(|| request.remote_addr().map(|addr| addr.ip().to_string())),
+        }
+    }
+}
+
+fn password_field(field: &str, password: &str, new: bool) -> Result<SecretString, Status> {
+    if password.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(invalid(
+            field,
+            format!("is longer than {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    if new && password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(invalid(
+            field,
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(SecretString::from(password.to_owned()))
+}
+
+fn code_field(field: &str, code: &str) -> Result<SecretString, Status> {
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(SecretString::from(code.to_owned()))
+    } else {
+        Err(invalid(field, "must be 6 digits"))
+    }
+}
+
+fn destination_field(field: &str, value: &str) -> Result<Login, Status> {
+    Login::parse_destination(value).map_err(|e| invalid(field, e))
+}
+
+fn session_response(tokens: SessionTokens) -> pb::AuthenticateResponse {
+    pb::AuthenticateResponse {
+        access_token: tokens.access_token.expose_secret().to_owned(),
+        refresh_token: tokens.refresh_token.expose_secret().to_owned(),
+        access_expires_at: Some(timestamp(tokens.access_expires_at)),
+        refresh_expires_at: Some(timestamp(tokens.refresh_expires_at)),
+        session_id: tokens.session_id.to_string(),
+        user_id: tokens.user_id.to_string(),
+        tenant_id: tokens.tenant_id.to_string(),
     }
 }
 
@@ -26,44 +101,203 @@ impl AuthenticationService {
 impl Authentication for AuthenticationService {
     async fn authenticate(
         &self,
-        _request: Request<AuthenticateRequest>,
-    ) -> Result<Response<AuthenticateResponse>, Status> {
-        Err(not_implemented("Authentication/Authenticate"))
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let (client, request_id) = (self.client(&request), request_id(&request));
+        let body = request.into_inner();
+        let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
+        let now = Utc::now();
+        let tokens = match body.method {
+            Some(pb::authenticate_request::Method::Password(credentials)) => {
+                let login = match &credentials.login {
+                    Some(pb::password_credentials::Login::Email(email)) => {
+                        Login::Email(Email::parse(email).map_err(|e| invalid("password.email", e))?)
+                    }
+                    Some(pb::password_credentials::Login::PhoneE164(phone)) => Login::Phone(
+                        Phone::parse(phone).map_err(|e| invalid("password.phone_e164", e))?,
+                    ),
+                    None => return Err(invalid("password", "give email or phone_e164")),
+                };
+                let password = password_field("password.password", &credentials.password, false)?;
+                self.authn
+                    .authenticate_password(
+                        tenant,
+                        &login,
+                        &password,
+                        &client,
+                        request_id.as_deref(),
+                        now,
+                    )
+                    .await?
+            }
+            Some(pb::authenticate_request::Method::Otp(credentials)) => {
+                let destination = destination_field("otp.destination", &credentials.destination)?;
+                let code = code_field("otp.code", &credentials.code)?;
+                self.authn
+                    .authenticate_otp(
+                        tenant,
+                        &destination,
+                        &code,
+                        &client,
+                        request_id.as_deref(),
+                        now,
+                    )
+                    .await?
+            }
+            None => return Err(invalid("method", "give password or otp")),
+        };
+        Ok(Response::new(session_response(tokens)))
     }
 
     async fn request_otp(
         &self,
-        _request: Request<RequestOtpRequest>,
-    ) -> Result<Response<RequestOtpResponse>, Status> {
-        Err(not_implemented("Authentication/RequestOtp"))
+        request: Request<pb::RequestOtpRequest>,
+    ) -> Result<Response<pb::RequestOtpResponse>, Status> {
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
+        let destination = destination_field("destination", &body.destination)?;
+        let channel = match body.channel() {
+            pb::OtpChannel::Unspecified => return Err(invalid("channel", "is required")),
+            pb::OtpChannel::Email => Channel::Email,
+            pb::OtpChannel::Sms => Channel::Sms,
+            pb::OtpChannel::Whatsapp => Channel::Whatsapp,
+        };
+        if !channel.reaches(&destination) {
+            return Err(invalid(
+                "channel",
+                format!("{} cannot reach {}", channel.as_str(), destination.kind()),
+            ));
+        }
+        let purpose = match body.purpose() {
+            pb::OtpPurpose::Unspecified => return Err(invalid("purpose", "is required")),
+            pb::OtpPurpose::Login => Purpose::Login,
+            pb::OtpPurpose::VerifyEmail => Purpose::VerifyEmail,
+            pb::OtpPurpose::VerifyPhone => Purpose::VerifyPhone,
+            pb::OtpPurpose::ResetPassword => Purpose::ResetPassword,
+        };
+        let issued = self
+            .authn
+            .request_otp(
+                tenant,
+                &destination,
+                channel,
+                purpose,
+                request_id.as_deref(),
+                Utc::now(),
+            )
+            .await?;
+        Ok(Response::new(pb::RequestOtpResponse {
+            otp_id: issued.otp_id.to_string(),
+            expires_at: Some(timestamp(issued.expires_at)),
+        }))
     }
 
     async fn refresh_session(
         &self,
-        _request: Request<RefreshSessionRequest>,
-    ) -> Result<Response<AuthenticateResponse>, Status> {
-        Err(not_implemented("Authentication/RefreshSession"))
+        request: Request<pb::RefreshSessionRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let request_id = request_id(&request);
+        let token = request.into_inner().refresh_token;
+        if token.is_empty() {
+            return Err(invalid("refresh_token", "is required"));
+        }
+        if token.len() > MAX_REFRESH_TOKEN_LEN {
+            return Err(invalid(
+                "refresh_token",
+                format!("is longer than {MAX_REFRESH_TOKEN_LEN} characters"),
+            ));
+        }
+        let tokens = self
+            .authn
+            .refresh(&token, request_id.as_deref(), Utc::now())
+            .await?;
+        Ok(Response::new(session_response(tokens)))
     }
 
     async fn revoke_session(
         &self,
-        _request: Request<RevokeSessionRequest>,
-    ) -> Result<Response<RevokeSessionResponse>, Status> {
-        Err(not_implemented("Authentication/RevokeSession"))
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let caller = request.extensions().get::<Principal>().cloned();
+        let request_id = request_id(&request);
+        let now = Utc::now();
+        match request.into_inner().target {
+            Some(pb::revoke_session_request::Target::RefreshToken(token)) => {
+                if token.is_empty() || token.len() > MAX_REFRESH_TOKEN_LEN {
+                    return Err(invalid(
+                        "refresh_token",
+                        "is required and at most 200 characters",
+                    ));
+                }
+                self.authn
+                    .revoke_by_refresh_token(&token, request_id.as_deref(), now)
+                    .await?;
+            }
+            Some(pb::revoke_session_request::Target::SessionId(id)) => {
+                let session = parse_uuid("session_id", &id)?;
+                let scope = match caller {
+                    None => return Err(Status::unauthenticated(super::access::UNAUTHENTICATED)),
+                    Some(Principal::User(user)) => SessionScope {
+                        tenant: user.tenant_id,
+                        user: Some(user.user_id),
+                        actor: Actor::User(user.user_id),
+                    },
+                    Some(Principal::Service(service)) => {
+                        if !service.permissions.iter().any(|p| p == "sessions.revoke") {
+                            return Err(Status::permission_denied(
+                                "RevokeSession by id needs the permission sessions.revoke",
+                            ));
+                        }
+                        let Some(tenant) = service.tenant_id else {
+                            return Err(Status::permission_denied(
+                                "only a service bound to a tenant may revoke user sessions by id",
+                            ));
+                        };
+                        SessionScope {
+                            tenant,
+                            user: None,
+                            actor: Actor::Service(service.service_id),
+                        }
+                    }
+                };
+                self.authn
+                    .revoke_by_id(scope, session, request_id.as_deref(), now)
+                    .await?;
+            }
+            None => return Err(invalid("target", "give session_id or refresh_token")),
+        }
+        Ok(Response::new(pb::RevokeSessionResponse {}))
     }
 
     async fn reset_password(
         &self,
-        _request: Request<ResetPasswordRequest>,
-    ) -> Result<Response<ResetPasswordResponse>, Status> {
-        Err(not_implemented("Authentication/ResetPassword"))
+        request: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
+        let destination = destination_field("destination", &body.destination)?;
+        let code = code_field("code", &body.code)?;
+        let password = password_field("new_password", &body.new_password, true)?;
+        self.authn
+            .reset_password(
+                tenant,
+                &destination,
+                &code,
+                &password,
+                request_id.as_deref(),
+                Utc::now(),
+            )
+            .await?;
+        Ok(Response::new(pb::ResetPasswordResponse {}))
     }
 
     /// Introspection: an unusable token is `active = false`, not an error.
     async fn verify_token(
         &self,
-        request: Request<VerifyTokenRequest>,
-    ) -> Result<Response<VerifyTokenResponse>, Status> {
+        request: Request<pb::VerifyTokenRequest>,
+    ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
         let caller = caller(&request)?;
         let token = request.into_inner().token;
         if token.is_empty() {
@@ -75,8 +309,8 @@ impl Authentication for AuthenticationService {
                 format!("is longer than {MAX_TOKEN_LEN} characters"),
             ));
         }
-        let Ok(verified) = self.tokens.verify(&token, Utc::now()) else {
-            return Ok(Response::new(VerifyTokenResponse::default()));
+        let Ok(verified) = self.authn.tokens.verify(&token, Utc::now()) else {
+            return Ok(Response::new(pb::VerifyTokenResponse::default()));
         };
         // A tenant-bound caller may not learn about other tenants' tokens.
         let in_reach = match verified.principal.tenant_id() {
@@ -89,11 +323,11 @@ impl Authentication for AuthenticationService {
             ));
         }
         let claims = verified.claims;
-        Ok(Response::new(VerifyTokenResponse {
+        Ok(Response::new(pb::VerifyTokenResponse {
             active: true,
             token_type: match claims.typ {
-                crate::tokens::TokenType::User => TokenType::User,
-                crate::tokens::TokenType::Service => TokenType::Service,
+                crate::tokens::TokenType::User => pb::TokenType::User,
+                crate::tokens::TokenType::Service => pb::TokenType::Service,
             } as i32,
             subject_id: claims.sub,
             tenant_id: claims.tid.unwrap_or_default(),
@@ -105,16 +339,16 @@ impl Authentication for AuthenticationService {
 
     async fn get_signing_keys(
         &self,
-        _request: Request<GetSigningKeysRequest>,
-    ) -> Result<Response<GetSigningKeysResponse>, Status> {
+        _request: Request<pb::GetSigningKeysRequest>,
+    ) -> Result<Response<pb::GetSigningKeysResponse>, Status> {
         let now = Utc::now();
-        let keys = self.tokens.keys();
-        Ok(Response::new(GetSigningKeysResponse {
+        let keys = self.authn.tokens.keys();
+        Ok(Response::new(pb::GetSigningKeysResponse {
             jwks_json: keys.jwks_json(now),
             keys: keys
                 .published(now)
                 .into_iter()
-                .map(|k| SigningKey {
+                .map(|k| pb::SigningKey {
                     kid: k.kid,
                     public_key: k.public_key,
                     not_after: k.not_after.map(timestamp),

@@ -13,8 +13,8 @@ use crate::db::Db;
 use crate::proto::v1::revoke_service_token_request::Target;
 use crate::proto::v1::service_credentials_server::ServiceCredentials;
 use crate::proto::v1::*;
-use crate::service_accounts::names::{Permission, ServiceKey};
 use crate::secrets::{PresentedSecret, SecretKind};
+use crate::service_accounts::names::{Permission, ServiceKey};
 use crate::service_accounts::{self, ExchangeRequest};
 use crate::tokens::{MAX_TOKEN_LEN, Tokens};
 

@@ -2,13 +2,19 @@
 
 use tonic::Status;
 
+use crate::authn::{AuthnError, PasswordError};
 use crate::authz::AuthzError;
 use crate::db::DbError;
 use crate::service_accounts::ServiceError;
 
-/// The answer of an RPC whose issue has not landed yet.
-pub fn not_implemented(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet"))
+/// `RESOURCE_EXHAUSTED` with a retry hint, in the message and in the
+/// `retry-after` trailer (seconds).
+fn exhausted(message: String, retry_after: std::time::Duration) -> Status {
+    let mut status = Status::resource_exhausted(message);
+    if let Ok(value) = retry_after.as_secs().max(1).to_string().parse() {
+        status.metadata_mut().insert("retry-after", value);
+    }
+    status
 }
 
 impl From<DbError> for Status {
@@ -59,6 +65,33 @@ impl From<AuthzError> for Status {
                 Status::internal("internal error")
             }
             AuthzError::Db(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<AuthnError> for Status {
+    fn from(error: AuthnError) -> Self {
+        match error {
+            AuthnError::InvalidCredentials | AuthnError::InvalidRefreshToken => {
+                Status::unauthenticated(error.to_string())
+            }
+            AuthnError::Locked { retry_after } | AuthnError::TooManyCodes { retry_after } => {
+                exhausted(error.to_string(), retry_after)
+            }
+            AuthnError::UnknownSession | AuthnError::UnknownLogin(_) => {
+                Status::not_found(error.to_string())
+            }
+            AuthnError::LoginTaken(_) => Status::already_exists(error.to_string()),
+            AuthnError::Password(PasswordError::Busy) => Status::unavailable(error.to_string()),
+            AuthnError::Password(cause) => {
+                tracing::error!(%cause, "password hashing failed");
+                Status::internal("internal error")
+            }
+            AuthnError::Token(cause) => {
+                tracing::error!(%cause, "cannot sign a token");
+                Status::internal("internal error")
+            }
+            AuthnError::Db(cause) => cause.into(),
         }
     }
 }

@@ -5,6 +5,8 @@ use scoped_futures::ScopedFutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::{Uuid, uuid};
 
+use crate::authn::users::set_password;
+use crate::authn::{AuthnError, Email, Login, Passwords};
 use crate::db::{Db, DbError, RlsContext};
 use crate::service_accounts::names::ServiceKey;
 use crate::service_accounts::{self, ServiceError};
@@ -17,6 +19,32 @@ pub const DEMO_BOB_ID: Uuid = uuid!("d0000000-0000-4000-8003-000000000002");
 pub const DEMO_SERVICE_KEY: &str = "demo-gateway";
 
 const DEMO_SQL: &str = include_str!("demo.sql");
+
+/// Known passwords of the demo users: for a developer's machine only.
+pub const DEMO_PASSWORDS: [(&str, &str); 4] = [
+    ("alice@demo.example", "alice-dev-password"),
+    ("bob@demo.example", "bob-dev-password"),
+    ("carol@demo.example", "carol-dev-password"),
+    ("dave@demo.example", "dave-dev-password"),
+];
+
+/// Gives the demo users their known dev passwords, unless they have one.
+pub async fn set_demo_passwords(db: &Db, passwords: &Passwords) -> Result<(), AuthnError> {
+    for (email, password) in DEMO_PASSWORDS {
+        let login =
+            Login::Email(Email::parse(email).map_err(|_| AuthnError::UnknownLogin(email.into()))?);
+        set_password(
+            db,
+            passwords,
+            DEMO_TENANT_ID,
+            &login,
+            &SecretString::from(password),
+            true,
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 /// Writes the demo data through the application role's RLS-scoped door,
 /// then rotates the demo service's secret and returns the new one (secrets
@@ -46,7 +74,10 @@ pub fn try_it(secret: &SecretString, addr: &str) -> String {
     let (alice, bob) = (user(DEMO_ALICE_ID), user(DEMO_BOB_ID));
     let bearer = r#"-H "authorization: Bearer $TOKEN""#;
     format!(
-        r#"Exchange the demo service's secret for a token, then use it:
+        r#"Log in as alice (the demo users' passwords are <name>-dev-password):
+  grpcurl -plaintext -d '{{"tenant_id":"{DEMO_TENANT_ID}","password":{{"email":"alice@demo.example","password":"alice-dev-password"}}}}' {addr} portcullis.v1.Authentication/Authenticate
+
+Exchange the demo service's secret for a token, then use it:
   TOKEN=$(grpcurl -plaintext -d '{{"service_key":"{DEMO_SERVICE_KEY}","secret":"{secret}"}}' {addr} portcullis.v1.ServiceCredentials/ExchangeServiceCredential | grep -o '"accessToken": "[^"]*"' | cut -d'"' -f4)
   # allowed, explained: alice is treasurer for Europe, Paris is in Europe
   grpcurl -plaintext {bearer} -d '{{{alice},"capability":"payment.ledger.download","org_node_id":"{DEMO_PARIS_NODE_ID}","explain":true}}' {addr} portcullis.v1.Authorization/CheckCapability

@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::names::{Permission, ServiceKey};
-use crate::secrets::{PresentedSecret, unmatched_hash};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
     tenants as t,
 };
 use crate::db::{Db, RlsContext};
+use crate::secrets::{PresentedSecret, unmatched_hash};
 use crate::tokens::{NewToken, TokenType, Tokens};
 
 pub struct ExchangeRequest {

@@ -11,13 +11,13 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::names::{Permission, ServiceKey};
-use crate::secrets::{self, SecretKind};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
     token_revocations as tr,
 };
 use crate::db::{Db, RlsContext};
+use crate::secrets::{self, SecretKind};
 
 pub struct NewService {
     pub key: ServiceKey,

@@ -2,8 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis::proto::v1::AuthenticateRequest;
-use portcullis::proto::v1::authentication_client::AuthenticationClient;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -136,22 +134,6 @@ async fn reflection_v1alpha_lists_the_three_services() {
     let test = TestDb::new().await;
     let server = TestServer::start(test.db()).await;
     assert_lists_our_services(&list_services!(v1alpha, server.channel().await));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_rpc_not_built_yet_answers_unimplemented_naming_itself() {
-    let test = TestDb::new().await;
-    let server = TestServer::start(test.db()).await;
-    let status = AuthenticationClient::new(server.channel().await)
-        .authenticate(AuthenticateRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert!(
-        status.message().contains("Authentication/Authenticate"),
-        "{}",
-        status.message()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use portcullis::authn::{Authenticator, AuthnSettings, HashCost, OutboxDelivery, Passwords};
 use portcullis::db::Db;
 use portcullis::server::{self, ServerSettings};
 use portcullis::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
@@ -14,6 +15,7 @@ use tonic::transport::Channel;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub tokens: Arc<Tokens>,
+    pub passwords: Arc<Passwords>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
 }
@@ -25,7 +27,21 @@ pub fn test_settings() -> ServerSettings {
         service_token_lifetime: Duration::from_secs(600),
         revocation_poll_interval: Duration::from_millis(100),
         max_batch_checks: 1000,
+        trust_forwarded_for: false,
     }
+}
+
+/// Login machinery with the deliberately cheap test hashing cost.
+pub fn test_authn(db: Db, tokens: Arc<Tokens>, settings: AuthnSettings) -> Arc<Authenticator> {
+    Arc::new(Authenticator {
+        db,
+        tokens,
+        passwords: Arc::new(
+            Passwords::new(HashCost::INSECURE_FAST_FOR_TESTS, 2, Duration::from_secs(5)).unwrap(),
+        ),
+        delivery: Arc::new(OutboxDelivery),
+        settings,
+    })
 }
 
 /// A token service with a fresh in-memory key.
@@ -51,21 +67,21 @@ impl TestServer {
     }
 
     pub async fn start_with(db: Db, tokens: Arc<Tokens>, settings: ServerSettings) -> Self {
+        Self::start_authn(test_authn(db, tokens, AuthnSettings::default()), settings).await
+    }
+
+    pub async fn start_authn(authn: Arc<Authenticator>, settings: ServerSettings) -> Self {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(
-            db,
-            tokens.clone(),
-            listener,
-            settings,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (tokens, passwords) = (authn.tokens.clone(), authn.passwords.clone());
+        let task = tokio::spawn(server::serve(authn, listener, settings, async move {
+            let _ = stopped.await;
+        }));
         let server = Self {
             addr,
             tokens,
+            passwords,
             stop: Some(stop),
             task,
         };
