@@ -7,6 +7,15 @@ use portcullis::proto::v1::RevokeServiceTokenRequest;
 use portcullis::proto::v1::revoke_service_token_request::Target;
 use portcullis::proto::v1::service_credentials_client::ServiceCredentialsClient;
 
+use portcullis::authn::users::{NewUser, create_user};
+use portcullis::authn::{Email, HashCost, Login, Passwords};
+use portcullis::proto::v1::authentication_client::AuthenticationClient;
+use portcullis::proto::v1::{
+    AuthenticateRequest, OtpChannel, OtpCredentials, OtpPurpose, PasswordCredentials,
+    RefreshSessionRequest, RequestOtpRequest, authenticate_request, password_credentials,
+};
+use secrecy::SecretString;
+
 use crate::support::TestDb;
 use crate::support::server::TestServer;
 use crate::support::services::{bearer, create_service, exchange, token_of, verify};
@@ -34,6 +43,24 @@ fn no_secret_or_token_reaches_the_logs() {
         .unwrap();
     let test = setup.block_on(TestDb::new());
     let service = setup.block_on(create_service(&test.db(), None, &["tokens.verify"]));
+    let world = setup.block_on(crate::support::fixtures::populate(&test.db()));
+    let password = "a password nobody should ever see";
+    let email = "logged@example.test";
+    setup.block_on(async {
+        let passwords = Passwords::new(
+            HashCost::INSECURE_FAST_FOR_TESTS,
+            1,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let new = NewUser {
+            tenant_id: world.tenant,
+            display_name: "Logged".into(),
+            logins: vec![Login::Email(Email::parse(email).unwrap())],
+            password: Some(SecretString::from(password)),
+        };
+        create_user(&test.db(), &passwords, &new).await.unwrap();
+    });
 
     // Everything below runs on this one thread, so a thread-local subscriber
     // sees the server's logs as well as the client's.
@@ -47,10 +74,45 @@ fn no_secret_or_token_reaches_the_logs() {
         .enable_all()
         .build()
         .unwrap();
-    let token = tracing::subscriber::with_default(subscriber, || {
+    let (token, session, code) = tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async {
             let server = TestServer::start(test.db()).await;
             let channel = server.channel().await;
+            let mut auth = AuthenticationClient::new(channel.clone());
+            let login = |secret: authenticate_request::Method| AuthenticateRequest {
+                tenant_id: world.tenant.to_string(),
+                method: Some(secret),
+            };
+            let session = auth
+                .authenticate(login(authenticate_request::Method::Password(
+                    PasswordCredentials {
+                        login: Some(password_credentials::Login::Email(email.into())),
+                        password: password.into(),
+                    },
+                )))
+                .await
+                .unwrap()
+                .into_inner();
+            auth.refresh_session(RefreshSessionRequest {
+                refresh_token: session.refresh_token.clone(),
+            })
+            .await
+            .unwrap();
+            auth.request_otp(RequestOtpRequest {
+                tenant_id: world.tenant.to_string(),
+                destination: email.into(),
+                channel: OtpChannel::Email as i32,
+                purpose: OtpPurpose::Login as i32,
+            })
+            .await
+            .unwrap();
+            let code = outbox_code(&test.db(), world.tenant).await;
+            auth.authenticate(login(authenticate_request::Method::Otp(OtpCredentials {
+                destination: email.into(),
+                code: code.clone(),
+            })))
+            .await
+            .unwrap();
             let token = token_of(&channel, &service).await.access_token;
             assert!(verify(&channel, &token, &token).await.unwrap().active);
             exchange(
@@ -70,7 +132,7 @@ fn no_secret_or_token_reaches_the_logs() {
                 ))
                 .await
                 .unwrap();
-            token
+            (token, session, code)
         })
     });
 
@@ -83,4 +145,40 @@ fn no_secret_or_token_reaches_the_logs() {
     let signature = token.rsplit('.').next().unwrap();
     assert!(!logs.contains(secret_random), "a service secret was logged");
     assert!(!logs.contains(signature), "an access token was logged");
+    assert!(!logs.contains(password), "a password was logged");
+    assert!(
+        !logs.contains(&session.refresh_token[37..]),
+        "a refresh token was logged"
+    );
+    assert!(
+        !logs.contains(session.access_token.rsplit('.').next().unwrap()),
+        "a user token was logged"
+    );
+    assert!(
+        !logs.contains(&format!("\"{code}\"")) && !logs.contains(&format!("={code}")),
+        "a one-time code was logged"
+    );
+}
+
+async fn outbox_code(db: &portcullis::db::Db, tenant: uuid::Uuid) -> String {
+    use diesel_async::RunQueryDsl;
+    use scoped_futures::ScopedFutureExt;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        code: String,
+    }
+    db.read(&portcullis::db::RlsContext::tenant(tenant), |conn| {
+        async move {
+            let row: Row = diesel::sql_query(
+                "SELECT code FROM auth.otp_outbox ORDER BY created_at DESC LIMIT 1",
+            )
+            .get_result(conn)
+            .await?;
+            Ok::<_, portcullis::db::DbError>(row.code)
+        }
+        .scope_boxed()
+    })
+    .await
+    .unwrap()
 }

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod authentication;
 mod authorization;
 mod authz_model;
 mod caller_auth;
