@@ -155,38 +155,20 @@ impl Authenticator {
                         if !candidate.tenant_exists {
                             return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
                         }
-                        let locked = throttle::record_failure(
+                        let attempt = Attempt {
+                            tenant,
+                            login,
+                            keys: keys_ref,
+                            request_id,
+                            now,
+                        };
+                        record_failed_login(
                             conn,
                             &settings.throttle,
-                            tenant,
-                            keys_ref,
-                            now,
+                            &attempt,
+                            "invalid_credentials",
                         )
                         .await?;
-                        audit::record(
-                            conn,
-                            failure_event(
-                                tenant,
-                                "auth.login_failed",
-                                login,
-                                request_id,
-                                "invalid_credentials",
-                            ),
-                        )
-                        .await?;
-                        if locked.is_some() {
-                            audit::record(
-                                conn,
-                                failure_event(
-                                    tenant,
-                                    "auth.login_locked",
-                                    login,
-                                    request_id,
-                                    "too_many_failures",
-                                ),
-                            )
-                            .await?;
-                        }
                         return Ok(Err(AuthnError::InvalidCredentials));
                     };
                     if let Some(login_key) = <[ThrottleKey]>::first(keys_ref) {
@@ -248,23 +230,18 @@ impl Authenticator {
                                 .optional()?
                                 .is_some()
                             {
-                                throttle::record_failure(
+                                let attempt = Attempt {
+                                    tenant,
+                                    login: destination,
+                                    keys,
+                                    request_id,
+                                    now,
+                                };
+                                record_failed_login(
                                     conn,
                                     &settings.throttle,
-                                    tenant,
-                                    keys,
-                                    now,
-                                )
-                                .await?;
-                                audit::record(
-                                    conn,
-                                    failure_event(
-                                        tenant,
-                                        "auth.login_failed",
-                                        destination,
-                                        request_id,
-                                        "invalid_code",
-                                    ),
+                                    &attempt,
+                                    "invalid_code",
                                 )
                                 .await?;
                             }
@@ -280,6 +257,41 @@ impl Authenticator {
             })
             .await?
     }
+}
+
+/// One login attempt, for the books.
+struct Attempt<'a> {
+    tenant: Uuid,
+    login: &'a Login,
+    keys: &'a [ThrottleKey],
+    request_id: Option<&'a str>,
+    now: DateTime<Utc>,
+}
+
+/// Counts a failure against the attempt's throttle keys and audits it, and
+/// the lock it caused, if any.
+async fn record_failed_login(
+    conn: &mut AsyncPgConnection,
+    policy: &super::ThrottlePolicy,
+    attempt: &Attempt<'_>,
+    reason: &str,
+) -> Result<(), AuthnError> {
+    let locked =
+        throttle::record_failure(conn, policy, attempt.tenant, attempt.keys, attempt.now).await?;
+    let event = |action| {
+        failure_event(
+            attempt.tenant,
+            action,
+            attempt.login,
+            attempt.request_id,
+            reason,
+        )
+    };
+    audit::record(conn, event("auth.login_failed")).await?;
+    if locked.is_some() {
+        audit::record(conn, event("auth.login_locked")).await?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
