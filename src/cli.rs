@@ -46,6 +46,83 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// The benchmark harness.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Provision, migrate and fill the bench database of a profile
+    /// (idempotent; deterministic ids).
+    Seed {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: crate::bench::dataset::Profile,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Drive a running server with a mix of requests and report.
+    Load {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: crate::bench::dataset::Profile,
+        /// The server to drive.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// Scenario=weight pairs, e.g. check=8,login=1.
+        #[arg(long, default_value = "check=1", value_parser = parse_mix)]
+        mix: MixArg,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Start a server on the seeded profile, measure every scenario and the
+    /// pgbench floor in one run, and report (table and JSON).
+    Run {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: crate::bench::dataset::Profile,
+        /// Where the server under test listens.
+        #[arg(long, default_value = "127.0.0.1:50171")]
+        listen: String,
+        /// Threads the server gives to password hashing.
+        #[arg(long, default_value_t = 1)]
+        hashing_threads: usize,
+        /// The server's pool size.
+        #[arg(long, default_value_t = 16)]
+        pool_size: u32,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Measured time per scenario.
+    #[arg(long, default_value = "20s")]
+    pub duration: humantime::Duration,
+    /// Unmeasured time before it.
+    #[arg(long, default_value = "3s")]
+    pub warmup: humantime::Duration,
+}
+
+/// Scenario weights for `bench load --mix`.
+#[derive(Clone, Debug)]
+pub struct MixArg(pub Vec<(crate::bench::load::Scenario, u32)>);
+
+fn parse_mix(raw: &str) -> Result<MixArg, String> {
+    use clap::ValueEnum;
+    raw.split(',')
+        .map(|pair| {
+            let (name, weight) = pair.split_once('=').unwrap_or((pair, "1"));
+            let scenario = crate::bench::load::Scenario::from_str(name.trim(), true)?;
+            let weight = weight
+                .trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{pair}: {e}"))?;
+            Ok((scenario, weight))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(MixArg)
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod bench;
 pub mod cli;
 pub mod db;
 pub mod dev;

@@ -6,8 +6,9 @@ use clap::Parser;
 
 use portcullis::authn::users::{self, NewUser};
 use portcullis::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
+use portcullis::bench::{self, manifest};
 use portcullis::cli::{
-    Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, OtpDeliveryKind,
+    BenchCommand, Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, OtpDeliveryKind,
     PermissionsCommand, ProvisionArgs, SecretCommand, ServiceCommand, UserCommand,
 };
 use portcullis::db::provision::{self, Environment, Passwords};
@@ -75,6 +76,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Service(command) => service_command(command).await,
         Command::User(command) => user_command(command).await,
+        Command::Bench(command) => bench_command(command).await,
     }
 }
 
@@ -295,6 +297,103 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
             )
             .await?;
             println!("password of {login} set");
+        }
+    }
+    Ok(())
+}
+
+/// Where the bench keeps its manifests and reports.
+const BENCH_DIR: &str = "target/bench";
+
+async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
+    let dir = std::path::Path::new(BENCH_DIR);
+    match command {
+        BenchCommand::Seed { profile, admin } => {
+            let server = cluster::locate(
+                admin.admin_url.as_deref(),
+                std::path::Path::new("target/portcullis-pg"),
+            )
+            .await?;
+            let names = manifest::names(profile)?;
+            let passwords = Passwords::from_env();
+            provision::provision(server.url(), Environment::Dev, &names, &passwords).await?;
+            let (owner_url, app_url) = manifest::urls(server.url(), profile)?;
+            migrate::run(&owner_url).await?;
+            let started = std::time::Instant::now();
+            let db = Db::new(app_url.as_str(), &portcullis::db::PoolSettings::default());
+            let hasher = portcullis::authn::Passwords::new(
+                portcullis::authn::HashCost::OWASP,
+                1,
+                std::time::Duration::from_secs(30),
+            )?;
+            let secret = bench::seed::seed(&db, &hasher, profile).await?;
+            // The application role may not ANALYZE; the owner may.
+            admin::AdminConnection::connect(&owner_url)
+                .await?
+                .execute("analysing the bench data", "VACUUM ANALYZE")
+                .await?;
+            let mut shown = app_url.clone();
+            let _ = shown.set_password(None);
+            let path = manifest::write(
+                dir,
+                &manifest::Manifest {
+                    profile,
+                    app_url: shown.to_string(),
+                    service_secret: secret.expose_secret().to_owned(),
+                },
+            )?;
+            println!(
+                "seeded {} in {:.1?}; manifest {}",
+                profile.as_str(),
+                started.elapsed(),
+                path.display()
+            );
+        }
+        BenchCommand::Load {
+            profile,
+            addr,
+            mix,
+            load,
+        } => {
+            let manifest = manifest::read(dir, profile)?;
+            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+                .connect()
+                .await?;
+            let target =
+                bench::load::Target::prepare(channel, profile.shape(), manifest.service_secret)
+                    .await?;
+            let config = bench::load::LoadConfig {
+                concurrency: load.concurrency,
+                warmup: load.warmup.into(),
+                duration: load.duration.into(),
+                mix: mix.0,
+            };
+            let reports = bench::load::run(&target, &config).await;
+            print!("{}", bench::load::table(&reports));
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+        BenchCommand::Run {
+            profile,
+            listen,
+            hashing_threads,
+            pool_size,
+            load,
+        } => {
+            let manifest = manifest::read(dir, profile)?;
+            let report = bench::run::run(bench::run::RunConfig {
+                profile,
+                app_url: manifest.app_url,
+                service_secret: manifest.service_secret,
+                concurrency: load.concurrency,
+                warmup: load.warmup.into(),
+                duration: load.duration.into(),
+                listen,
+                hashing_threads,
+                pool_size,
+                report_dir: dir.to_path_buf(),
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
     Ok(())

@@ -1,0 +1,396 @@
+//! `portcullis bench load`: drives a running server with random but valid
+//! requests from the bench data set and reports throughput and latency.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+use super::dataset::{self, BENCH_PASSWORD, BENCH_SERVICE_KEY, Shape};
+use crate::proto::v1 as pb;
+use crate::proto::v1::authentication_client::AuthenticationClient;
+use crate::proto::v1::authorization_client::AuthorizationClient;
+use crate::proto::v1::service_credentials_client::ServiceCredentialsClient;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// CheckCapability: a random user, node and capability.
+    Check,
+    /// CheckCapabilities: 100 random checks for one user.
+    Batch,
+    /// ListVisibleOrgNodes: the first page of 100 for a user assigned at the root.
+    ListFirst,
+    /// ListVisibleOrgNodes: a page of 100 deep in the same listing.
+    ListDeep,
+    /// ExchangeServiceCredential.
+    Exchange,
+    /// Authenticate with a password.
+    Login,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Check => "check",
+            Self::Batch => "batch",
+            Self::ListFirst => "list_first",
+            Self::ListDeep => "list_deep",
+            Self::Exchange => "exchange",
+            Self::Login => "login",
+        }
+    }
+
+    /// Decisions one request of this kind makes.
+    fn decisions(self) -> u64 {
+        match self {
+            Self::Check => 1,
+            Self::Batch => BATCH,
+            _ => 0,
+        }
+    }
+}
+
+const BATCH: u64 = 100;
+
+/// What one scenario did in the measured part of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioReport {
+    pub scenario: Scenario,
+    pub concurrency: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub decisions_per_second: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The first few distinct error messages, to tell what failed.
+    pub sample_errors: Vec<String>,
+}
+
+pub struct LoadConfig {
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Scenarios with weights; each request picks one.
+    pub mix: Vec<(Scenario, u32)>,
+}
+
+/// What the load needs to know of the data set and the server.
+#[derive(Clone)]
+pub struct Target {
+    pub channel: Channel,
+    pub shape: Shape,
+    pub service_secret: String,
+    /// A page token deep in the root user's listing, per tenant.
+    pub deep_tokens: Arc<Vec<String>>,
+    pub service_token: String,
+}
+
+#[derive(Default)]
+struct Tally {
+    histograms: BTreeMap<Scenario, Histogram<u64>>,
+    errors: BTreeMap<Scenario, u64>,
+    sample_errors: BTreeMap<Scenario, Vec<String>>,
+}
+
+/// Microseconds, up to 60 s, 3 significant digits.
+#[allow(clippy::expect_used)] // constant bounds, valid by construction
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Target {
+    /// Exchanges the bench service's secret and finds a deep page token in
+    /// each tenant's root-user listing.
+    pub async fn prepare(
+        channel: Channel,
+        shape: Shape,
+        service_secret: String,
+    ) -> Result<Self, tonic::Status> {
+        let exchanged = ServiceCredentialsClient::new(channel.clone())
+            .exchange_service_credential(pb::ExchangeServiceCredentialRequest {
+                service_key: BENCH_SERVICE_KEY.into(),
+                secret: service_secret.clone(),
+                requested_permissions: Vec::new(),
+            })
+            .await?
+            .into_inner();
+        let mut target = Self {
+            channel,
+            shape,
+            service_secret,
+            deep_tokens: Arc::new(Vec::new()),
+            service_token: exchanged.access_token,
+        };
+        let mut deep = Vec::new();
+        for tenant in 0..shape.tenants {
+            deep.push(target.deep_token(tenant).await?);
+        }
+        target.deep_tokens = Arc::new(deep);
+        Ok(target)
+    }
+
+    /// The page token after the first half of the root user's listing.
+    async fn deep_token(&self, tenant: u32) -> Result<String, tonic::Status> {
+        let mut token = String::new();
+        let mut seen = 0u32;
+        let half = self.shape.nodes_per_tenant / 2;
+        while seen < half {
+            let page = AuthorizationClient::new(self.channel.clone())
+                .list_visible_org_nodes(self.bearer(list_request(tenant, 1000, token.clone())))
+                .await?
+                .into_inner();
+            seen += page.nodes.len() as u32;
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        Ok(token)
+    }
+
+    fn bearer<T>(&self, body: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(body);
+        if let Ok(value) = format!("Bearer {}", self.service_token).parse() {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+
+    async fn call(&self, scenario: Scenario, rng: &mut SmallRng) -> Result<(), tonic::Status> {
+        let shape = self.shape;
+        let tenant = rng.gen_range(0..shape.tenants);
+        let random_check = |rng: &mut SmallRng| pb::CapabilityCheck {
+            capability: dataset::capability_key(rng.gen_range(0..shape.capabilities)),
+            org_node_id: dataset::node_id(tenant, rng.gen_range(0..shape.nodes_per_tenant))
+                .to_string(),
+        };
+        let user = subject(tenant, rng.gen_range(0..shape.users_per_tenant));
+        match scenario {
+            Scenario::Check => {
+                let check = random_check(rng);
+                AuthorizationClient::new(self.channel.clone())
+                    .check_capability(self.bearer(pb::CheckCapabilityRequest {
+                        subject: Some(user),
+                        capability: check.capability,
+                        org_node_id: check.org_node_id,
+                        explain: false,
+                    }))
+                    .await?;
+            }
+            Scenario::Batch => {
+                let checks = (0..BATCH).map(|_| random_check(rng)).collect();
+                AuthorizationClient::new(self.channel.clone())
+                    .check_capabilities(self.bearer(pb::CheckCapabilitiesRequest {
+                        subject: Some(user),
+                        checks,
+                        explain: false,
+                    }))
+                    .await?;
+            }
+            Scenario::ListFirst | Scenario::ListDeep => {
+                let token = match scenario {
+                    Scenario::ListDeep => self
+                        .deep_tokens
+                        .get(tenant as usize)
+                        .cloned()
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                AuthorizationClient::new(self.channel.clone())
+                    .list_visible_org_nodes(self.bearer(list_request(tenant, 100, token)))
+                    .await?;
+            }
+            Scenario::Exchange => {
+                ServiceCredentialsClient::new(self.channel.clone())
+                    .exchange_service_credential(pb::ExchangeServiceCredentialRequest {
+                        service_key: BENCH_SERVICE_KEY.into(),
+                        secret: self.service_secret.clone(),
+                        requested_permissions: Vec::new(),
+                    })
+                    .await?;
+            }
+            Scenario::Login => {
+                let user = rng.gen_range(0..shape.password_users_per_tenant.max(1));
+                AuthenticationClient::new(self.channel.clone())
+                    .authenticate(pb::AuthenticateRequest {
+                        tenant_id: dataset::tenant_id(tenant).to_string(),
+                        method: Some(pb::authenticate_request::Method::Password(
+                            pb::PasswordCredentials {
+                                login: Some(pb::password_credentials::Login::Email(
+                                    dataset::user_email(tenant, user),
+                                )),
+                                password: BENCH_PASSWORD.into(),
+                            },
+                        )),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn subject(tenant: u32, user: u32) -> pb::Subject {
+    pb::Subject {
+        kind: Some(pb::subject::Kind::User(pb::UserRef {
+            tenant_id: dataset::tenant_id(tenant).to_string(),
+            user_id: dataset::user_id(tenant, user).to_string(),
+        })),
+    }
+}
+
+fn list_request(tenant: u32, page_size: u32, page_token: String) -> pb::ListVisibleOrgNodesRequest {
+    pb::ListVisibleOrgNodesRequest {
+        subject: Some(subject(tenant, 0)),
+        page_size,
+        page_token,
+        ..Default::default()
+    }
+}
+
+/// Runs `config` against `target`: `concurrency` workers for warm-up plus
+/// duration; only the measured part is reported, per scenario.
+pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let total: u32 = config.mix.iter().map(|(_, w)| *w).sum::<u32>().max(1);
+    let started = Instant::now();
+    let measure_from = started + config.warmup;
+    let end = measure_from + config.duration;
+    let mut workers = Vec::new();
+    for worker in 0..config.concurrency {
+        let (target, tally, mix) = (target.clone(), tally.clone(), config.mix.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(0x5eed + worker as u64);
+            let mut local = Tally::default();
+            while Instant::now() < end {
+                let mut pick = rng.gen_range(0..total);
+                let scenario = mix
+                    .iter()
+                    .find(|(_, weight)| {
+                        let hit = pick < *weight;
+                        pick = pick.saturating_sub(*weight);
+                        hit
+                    })
+                    .map_or(Scenario::Check, |(s, _)| *s);
+                let sent = Instant::now();
+                let result = target.call(scenario, &mut rng).await;
+                if sent < measure_from {
+                    continue;
+                }
+                let micros = sent.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+                match result {
+                    Ok(()) => {
+                        let _ = local
+                            .histograms
+                            .entry(scenario)
+                            .or_insert_with(histogram)
+                            .record(micros.max(1));
+                    }
+                    Err(status) => {
+                        *local.errors.entry(scenario).or_default() += 1;
+                        let samples = local.sample_errors.entry(scenario).or_default();
+                        let message = format!("{:?}: {}", status.code(), status.message());
+                        if samples.len() < 3 && !samples.contains(&message) {
+                            samples.push(message);
+                        }
+                    }
+                }
+            }
+            let mut shared = tally.lock().await;
+            for (scenario, histogram) in local.histograms {
+                let _ = shared
+                    .histograms
+                    .entry(scenario)
+                    .or_insert_with(self::histogram)
+                    .add(&histogram);
+            }
+            for (scenario, errors) in local.errors {
+                *shared.errors.entry(scenario).or_default() += errors;
+            }
+            for (scenario, samples) in local.sample_errors {
+                shared
+                    .sample_errors
+                    .entry(scenario)
+                    .or_default()
+                    .extend(samples);
+            }
+        }));
+    }
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let seconds = config.duration.as_secs_f64();
+    let tally = tally.lock().await;
+    config
+        .mix
+        .iter()
+        .map(|(scenario, _)| {
+            let empty = histogram();
+            let h = tally.histograms.get(scenario).unwrap_or(&empty);
+            let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            let requests = h.len();
+            ScenarioReport {
+                scenario: *scenario,
+                concurrency: config.concurrency,
+                requests,
+                errors: tally.errors.get(scenario).copied().unwrap_or_default(),
+                seconds,
+                per_second: requests as f64 / seconds,
+                decisions_per_second: (requests * scenario.decisions()) as f64 / seconds,
+                p50_ms: ms(0.50),
+                p90_ms: ms(0.90),
+                p99_ms: ms(0.99),
+                max_ms: h.max() as f64 / 1000.0,
+                sample_errors: tally
+                    .sample_errors
+                    .get(scenario)
+                    .cloned()
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// A plain-text table of reports.
+pub fn table(reports: &[ScenarioReport]) -> String {
+    let mut out = format!(
+        "{:<11} {:>4} {:>9} {:>7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8}\n",
+        "scenario",
+        "conc",
+        "requests",
+        "errors",
+        "req/s",
+        "decisions/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms"
+    );
+    for r in reports {
+        out += &format!(
+            "{:<11} {:>4} {:>9} {:>7} {:>10.0} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            r.scenario.name(),
+            r.concurrency,
+            r.requests,
+            r.errors,
+            r.per_second,
+            r.decisions_per_second,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.max_ms
+        );
+    }
+    out
+}

@@ -1,0 +1,8 @@
+//! The benchmark harness: a deterministic data set, a load generator, the
+//! pgbench floor, and `bench run`, which measures them side by side.
+
+pub mod dataset;
+pub mod load;
+pub mod manifest;
+pub mod run;
+pub mod seed;

@@ -1,0 +1,285 @@
+//! `portcullis bench run`: starts a server process on the seeded bench
+//! database, drives each scenario, runs the pgbench floor at the same
+//! concurrency in the same run, and reports the ratios the targets name.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use super::dataset::{Profile, Shape};
+use super::load::{self, LoadConfig, Scenario, ScenarioReport, Target};
+use crate::authn::{HashCost, Passwords};
+
+const FLOOR_SQL: &str = include_str!("floor.sql");
+
+pub struct RunConfig {
+    pub profile: Profile,
+    pub app_url: String,
+    pub service_secret: String,
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub listen: String,
+    pub hashing_threads: usize,
+    pub pool_size: u32,
+    pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Floor {
+    pub concurrency: usize,
+    pub transactions_per_second: f64,
+    pub latency_avg_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub profile: Profile,
+    pub machine: String,
+    pub scenarios: Vec<ScenarioReport>,
+    /// CheckCapability while logins saturate the hashing pool.
+    pub check_during_login_storm: Option<ScenarioReport>,
+    pub login_storm: Option<ScenarioReport>,
+    pub floor: Option<Floor>,
+    pub check_to_floor: Option<f64>,
+    pub server_rss_mb: Option<f64>,
+    pub argon2_logins_per_second_capacity: f64,
+    pub login_to_capacity: Option<f64>,
+}
+
+pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
+    let shape = config.profile.shape();
+    let keys = std::env::temp_dir().join(format!(
+        "portcullis-bench-keys-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    crate::tokens::keys::generate_key_file(
+        &keys,
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    )?;
+    let mut server = spawn_server(&config, &keys)?;
+    let outcome = measure(&config, shape, &mut server).await;
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+    let _ = std::fs::remove_dir_all(&keys);
+    let report = outcome?;
+    std::fs::create_dir_all(&config.report_dir)?;
+    let path = config
+        .report_dir
+        .join(format!("report-{}.json", config.profile.as_str()));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!("report written to {}", path.display());
+    Ok(report)
+}
+
+fn spawn_server(config: &RunConfig, keys: &Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("finding the portcullis binary")?;
+    Command::new(exe)
+        .arg("serve")
+        .env("PORTCULLIS_DATABASE_URL", &config.app_url)
+        .env("PORTCULLIS_SIGNING_KEYS_DIR", keys)
+        .env("PORTCULLIS_LISTEN", &config.listen)
+        .env("PORTCULLIS_POOL_SIZE", config.pool_size.to_string())
+        .env(
+            "PORTCULLIS_HASHING_THREADS",
+            config.hashing_threads.to_string(),
+        )
+        .env("PORTCULLIS_HASHING_QUEUE_TIMEOUT", "60s")
+        // The load logs in as the same few users over and over.
+        .env("PORTCULLIS_LOGIN_FAILURES_BEFORE_LOCK", "1000000")
+        .env("PORTCULLIS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting portcullis serve")
+}
+
+async fn connect(listen: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let endpoint = tonic::transport::Channel::from_shared(format!("http://{listen}"))?;
+        match endpoint.connect().await {
+            Ok(channel) => {
+                let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await;
+                if health.is_ok_and(|h| h.into_inner().status == 1) {
+                    // Let the revocation list make its first sync.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    return Ok(channel);
+                }
+            }
+            Err(_) if Instant::now() < deadline => {}
+            Err(error) => return Err(error.into()),
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not become healthy");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn measure(
+    config: &RunConfig,
+    shape: Shape,
+    server: &mut Child,
+) -> anyhow::Result<RunReport> {
+    let channel = connect(&config.listen).await?;
+    println!("preparing (service token, deep page tokens)…");
+    let target = Target::prepare(channel, shape, config.service_secret.clone()).await?;
+    let load = |scenario, concurrency| LoadConfig {
+        concurrency,
+        warmup: config.warmup,
+        duration: config.duration,
+        mix: vec![(scenario, 1)],
+    };
+    let mut scenarios = Vec::new();
+    for scenario in [
+        Scenario::Check,
+        Scenario::Batch,
+        Scenario::ListFirst,
+        Scenario::ListDeep,
+        Scenario::Exchange,
+    ] {
+        let report = load::run(&target, &load(scenario, config.concurrency)).await;
+        print!("{}", load::table(&report));
+        scenarios.extend(report);
+    }
+
+    // Logins saturating the hashing pool, with checks running beside them.
+    let storm_config = load(Scenario::Login, config.hashing_threads * 4);
+    let checks_config = load(Scenario::Check, config.concurrency);
+    let (storm, checks) = tokio::join!(
+        load::run(&target, &storm_config),
+        load::run(&target, &checks_config)
+    );
+    print!("{}", load::table(&[storm.clone(), checks.clone()].concat()));
+
+    let rss = server.id().and_then(resident_mb);
+    let floor = floor(config, shape).await;
+    if let Err(error) = &floor {
+        eprintln!("pgbench floor not measured: {error:#}");
+    }
+    let floor = floor.ok();
+
+    let capacity = argon2_capacity(config.hashing_threads).await?;
+    let check_rps = scenarios
+        .iter()
+        .find(|r| r.scenario == Scenario::Check)
+        .map(|r| r.per_second);
+    let login = storm.into_iter().next();
+    Ok(RunReport {
+        profile: config.profile,
+        machine: machine(),
+        check_to_floor: check_rps
+            .zip(floor.as_ref())
+            .map(|(rps, f)| rps / f.transactions_per_second),
+        login_to_capacity: login.as_ref().map(|l| l.per_second / capacity),
+        argon2_logins_per_second_capacity: capacity,
+        check_during_login_storm: checks.into_iter().next(),
+        login_storm: login,
+        scenarios,
+        floor,
+        server_rss_mb: rss,
+    })
+}
+
+/// What the argon2 parameters allow: one thread's hashing rate measured
+/// here, times the threads given to hashing.
+async fn argon2_capacity(threads: usize) -> anyhow::Result<f64> {
+    let passwords = Passwords::new(HashCost::OWASP, 1, Duration::from_secs(60))?;
+    let password = secrecy::SecretString::from("calibration password");
+    let stored = passwords.hash(&password).await?;
+    let rounds = 10;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        passwords.verify(&password, Some(&stored)).await?;
+    }
+    let per_hash = started.elapsed().as_secs_f64() / f64::from(rounds);
+    Ok(threads as f64 / per_hash)
+}
+
+async fn floor(config: &RunConfig, shape: Shape) -> anyhow::Result<Floor> {
+    let script = std::env::temp_dir().join(format!(
+        "portcullis-floor-{}.sql",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&script, FLOOR_SQL)?;
+    let seconds = config.duration.as_secs().max(1);
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg("-c")
+        .arg(config.concurrency.to_string())
+        .arg("-T")
+        .arg(seconds.to_string())
+        .arg("-D")
+        .arg(format!("tenants={}", shape.tenants))
+        .arg("-D")
+        .arg(format!("users={}", shape.users_per_tenant))
+        .arg("-D")
+        .arg(format!("nodes={}", shape.nodes_per_tenant))
+        .arg("-D")
+        .arg(format!("capabilities={}", shape.capabilities))
+        .arg("-f")
+        .arg(&script)
+        .arg(&config.app_url)
+        .output()
+        .await
+        .context("running pgbench (install the Debian package postgresql-client)")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let number_after = |prefix: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    let floor = Floor {
+        concurrency: config.concurrency,
+        transactions_per_second: number_after("tps = ").context("no tps in pgbench's output")?,
+        latency_avg_ms: number_after("latency average = ").unwrap_or_default(),
+    };
+    println!(
+        "floor (pgbench, pipelined): {:.0} tps, average latency {:.2} ms",
+        floor.transactions_per_second, floor.latency_avg_ms
+    );
+    Ok(floor)
+}
+
+fn resident_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_default();
+    format!("{cpus} CPUs ({model}); client, server and PostgreSQL on the same machine")
+}

@@ -1,0 +1,176 @@
+//! `portcullis bench seed`: builds a profile's data set through the real
+//! schema, its triggers and row-level security, with set-based
+//! `INSERT … SELECT generate_series` statements (COPY FROM is refused on
+//! tables with row-level security, and the application role must not
+//! bypass it). Deterministic: the same profile always yields the same ids.
+
+use diesel_async::SimpleAsyncConnection;
+use scoped_futures::ScopedFutureExt;
+use secrecy::SecretString;
+
+use super::dataset::{BENCH_PASSWORD, BENCH_SERVICE_KEY, Profile, Shape, tenant_id};
+use crate::authn::Passwords;
+use crate::db::{Db, DbError, RlsContext};
+use crate::service_accounts::names::{Permission, ServiceKey};
+use crate::service_accounts::{self, NewService, ServiceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Password(#[from] crate::authn::PasswordError),
+}
+
+/// Seeds `profile` (idempotently: a tenant already seeded is skipped) and
+/// returns a fresh secret of the bench service account.
+pub async fn seed(
+    db: &Db,
+    passwords: &Passwords,
+    profile: Profile,
+) -> Result<SecretString, SeedError> {
+    let shape = profile.shape();
+    let catalogue = format!(
+        "INSERT INTO auth.capabilities (key, description) \
+         SELECT 'bench.cap_' || c, 'bench capability' FROM generate_series(0, {}) c ON CONFLICT DO NOTHING",
+        shape.capabilities - 1
+    );
+    run(db, &RlsContext::operator(), catalogue).await?;
+    let password_hash = passwords.hash(&SecretString::from(BENCH_PASSWORD)).await?;
+    for tenant in 0..shape.tenants {
+        let started = std::time::Instant::now();
+        let sql = tenant_sql(shape, tenant, &password_hash);
+        run(
+            db,
+            &RlsContext::operator().with_tenant(tenant_id(tenant)),
+            sql,
+        )
+        .await?;
+        tracing::info!(tenant, elapsed = ?started.elapsed(), "bench tenant seeded");
+    }
+    let key = ServiceKey::parse(BENCH_SERVICE_KEY)
+        .map_err(|e| ServiceError::UnknownService(e.to_string()))?;
+    let permissions = ["authz.check", "authz.list_visible", "tokens.verify"]
+        .iter()
+        .filter_map(|p| Permission::parse(p).ok())
+        .collect();
+    let created = service_accounts::create(
+        db,
+        &NewService {
+            key: key.clone(),
+            label: "Benchmark load generator".into(),
+            tenant_id: None,
+            permissions,
+        },
+    )
+    .await;
+    match created {
+        Ok(_) | Err(ServiceError::DuplicateKey(_)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    let (_, secret) = service_accounts::issue_secret(db, &key, true).await?;
+    Ok(secret)
+}
+
+async fn run(db: &Db, ctx: &RlsContext, sql: String) -> Result<(), DbError> {
+    db.write(ctx, |conn| {
+        async move {
+            conn.batch_execute(&sql).await?;
+            Ok::<_, DbError>(())
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Everything of one tenant, in one transaction. Nodes are inserted parents
+/// first (a node's parent has index `(i - 1) / 10`), so the closure triggers
+/// build `org_node_paths` row by row exactly as for any other insert.
+fn tenant_sql(shape: Shape, tenant: u32, password_hash: &str) -> String {
+    let t = tenant;
+    let nodes = shape.nodes_per_tenant;
+    let users = shape.users_per_tenant;
+    let roles = shape.roles_per_tenant;
+    let per_role = shape.capabilities_per_role;
+    let capabilities = shape.capabilities;
+    let password_users = shape.password_users_per_tenant;
+    let node = |expr: &str| format!("md5('bench:node:{t}:' || ({expr}))::uuid");
+    let user = |expr: &str| format!("md5('bench:user:{t}:' || ({expr}))::uuid");
+    let role = |expr: &str| format!("md5('bench:role:{t}:' || ({expr}))::uuid");
+    let tenant_uuid = format!("md5('bench:tenant:{t}')::uuid");
+    let hash = password_hash.replace('\'', "''");
+    format!(
+        r#"
+INSERT INTO auth.tenants (id, slug, name)
+SELECT {tenant_uuid}, 'bench-{t}', 'Bench tenant {t}'
+WHERE NOT EXISTS (SELECT 1 FROM auth.tenants WHERE id = {tenant_uuid});
+
+INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label)
+SELECT {node_i}, {tenant_uuid},
+       CASE WHEN i = 0 THEN NULL ELSE {node_parent} END,
+       CASE WHEN i = 0 THEN 'company' WHEN i < 11 THEN 'region' WHEN i < 111 THEN 'area'
+            WHEN i < 1111 THEN 'site' ELSE 'team' END,
+       'node ' || i
+  FROM generate_series(0, {last_node}) AS i
+ WHERE NOT EXISTS (SELECT 1 FROM auth.org_nodes WHERE tenant_id = {tenant_uuid})
+ ORDER BY i;
+
+INSERT INTO auth.users (id, tenant_id, display_name)
+SELECT {user_i}, {tenant_uuid}, 'user ' || i
+  FROM generate_series(0, {last_user}) AS i
+ON CONFLICT DO NOTHING;
+
+INSERT INTO auth.user_identities (tenant_id, user_id, kind, login, password_hash, verified_at)
+SELECT {tenant_uuid}, {user_i}, 'email', 'bench-' || i || '@t{t}.example', '{hash}', now()
+  FROM generate_series(0, {last_password_user}) AS i
+ON CONFLICT DO NOTHING;
+
+INSERT INTO auth.roles (id, tenant_id, key, label)
+SELECT {role_i}, {tenant_uuid}, 'role_' || i, 'Role ' || i
+  FROM generate_series(0, {last_role}) AS i
+ON CONFLICT DO NOTHING;
+
+INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
+SELECT {tenant_uuid}, {role_r}, c.id
+  FROM generate_series(0, {last_role}) AS r
+ CROSS JOIN generate_series(0, {last_per_role}) AS j
+  JOIN auth.capabilities c ON c.key = 'bench.cap_' || ((r * 7 + j * 13) % {capabilities})
+ON CONFLICT DO NOTHING;
+
+-- Two assignments per user at pseudo-random nodes; one in ten is expired.
+-- User 0 holds role 0 at the root, for listings of a whole tenant.
+INSERT INTO auth.org_assignments (id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc)
+SELECT md5('bench:assignment:{t}:' || u || ':' || k)::uuid, {tenant_uuid}, {user_u},
+       {role_assigned},
+       CASE WHEN u = 0 AND k = 0 THEN {root} ELSE {node_assigned} END,
+       CASE WHEN (u + k) % 10 = 1 THEN now() - interval '60 days' ELSE now() - interval '30 days' END,
+       CASE WHEN (u + k) % 10 = 1 THEN now() - interval '30 days' END
+  FROM generate_series(0, {last_user}) AS u
+ CROSS JOIN generate_series(0, 1) AS k
+ON CONFLICT DO NOTHING;
+
+-- An analyze grant for every fifth user.
+INSERT INTO auth.visibility_grants (id, tenant_id, user_id, org_node_id, scope, start_utc)
+SELECT md5('bench:grant:{t}:' || u)::uuid, {tenant_uuid}, {user_u}, {node_granted}, 'analyze', now() - interval '30 days'
+  FROM generate_series(0, {last_user}, 5) AS u
+ON CONFLICT DO NOTHING;
+"#,
+        node_i = node("i"),
+        node_parent = node("(i - 1) / 10"),
+        last_node = nodes - 1,
+        user_i = user("i"),
+        user_u = user("u"),
+        last_user = users - 1,
+        last_password_user = password_users.saturating_sub(1),
+        role_i = role("i"),
+        role_r = role("r"),
+        last_role = roles - 1,
+        last_per_role = per_role - 1,
+        role_assigned = role(&format!("(u + k * 7) % {roles}")),
+        root = node("0"),
+        node_assigned = node(&format!("(u::bigint * 7919 + k * 104729 + 1) % {nodes}")),
+        node_granted = node(&format!("(u::bigint * 31) % {nodes}")),
+    )
+}
