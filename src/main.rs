@@ -356,11 +356,9 @@ async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
             load,
         } => {
             let manifest = manifest::read(dir, profile)?;
-            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
-                .connect()
-                .await?;
+            let endpoint = tonic::transport::Channel::from_shared(format!("http://{addr}"))?;
             let target =
-                bench::load::Target::prepare(channel, profile.shape(), manifest.service_secret)
+                bench::load::Target::prepare(endpoint, profile.shape(), manifest.service_secret)
                     .await?;
             let config = bench::load::LoadConfig {
                 concurrency: load.concurrency,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -134,10 +134,12 @@ pub async fn serve(
         ));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving =
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = stop_rx.await;
-        });
+    // Small gRPC responses must not wait for Nagle's algorithm (a 40 ms stall
+    // against delayed ACKs): set TCP_NODELAY on every accepted connection.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serving = router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop_rx.await;
+    });
     tokio::pin!(serving);
 
     let result = tokio::select! {

@@ -1,7 +1,7 @@
 //! `ListVisibleOrgNodes`: every node the subject can see, each once with all
 //! the sources that make it visible, in keyset pages.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -9,16 +9,19 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::queries::VisiblePage;
+use super::queries::{PreferOrderedIndexScans, VisiblePage};
 use super::{AuthzError, Subject, page_token};
 use crate::db::Db;
 use crate::db::schema::auth::{
-    org_assignments as oa, org_node_paths as p, roles as r, tenants as t, users as u,
+    org_assignments as oa, org_nodes as n, roles as r, tenants as t, users as u,
     visibility_grants as vg,
 };
 use crate::tokens::KeyRing;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// A listed node: id, parent, type, label, the covering nodes above it.
+type PageRow = (Uuid, Option<Uuid>, String, String, Vec<Uuid>);
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// Which visibility the listing asks for. Assignments give both `read` and
@@ -124,10 +127,37 @@ pub async fn list_visible(
     let mut nodes = db
         .read(&subject.rls_context(request_id), |conn| {
             async move {
-                if !subject_is_active(conn, subject).await? {
+                // Four independent reads, pipelined in one round trip.
+                let c: &AsyncPgConnection = conn;
+                // Usually none; a listing skips whatever lies under them.
+                // (A literal, not a bind parameter, so the partial index
+                // `org_nodes_inactive_idx` matches.)
+                let inactive = async {
+                    let rows = n::table
+                        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                            "status <> 'active'",
+                        ))
+                        .select(n::id)
+                        .load::<Uuid>(&mut { c })
+                        .await?;
+                    Ok::<_, AuthzError>(rows)
+                };
+                let plan = async {
+                    PreferOrderedIndexScans.execute(&mut { c }).await?;
+                    Ok::<_, AuthzError>(())
+                };
+                let (active, assignments, grants, inactive, ()) = futures_util::future::try_join5(
+                    subject_is_active(c, subject),
+                    assignments(c, subject.user_id),
+                    grants(c, subject.user_id, query.scope),
+                    inactive,
+                    plan,
+                )
+                .await?;
+                if !active {
                     return Ok::<_, AuthzError>(Vec::new());
                 }
-                let sources = sources(conn, subject.user_id, query.scope).await?;
+                let sources: Vec<Access> = assignments.into_iter().chain(grants).collect();
                 let covering: Vec<Uuid> = sources
                     .iter()
                     .map(Access::held_at)
@@ -137,42 +167,28 @@ pub async fn list_visible(
                 if covering.is_empty() {
                     return Ok(Vec::new());
                 }
-                let rows: Vec<(Uuid, Option<Uuid>, String, String)> = VisiblePage {
+                let rows: Vec<PageRow> = VisiblePage {
                     covering: &covering,
-                    after,
+                    inactive: &inactive,
+                    after: after.unwrap_or(Uuid::nil()),
                     node_type: query.node_type.as_deref(),
                     under: query.under,
                     limit: page_size as i32 + 1,
                 }
                 .load(conn)
                 .await?;
-                let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
-                // Which covering nodes each listed node lies under.
-                let pairs: Vec<(Uuid, Uuid)> = p::table
-                    .filter(p::descendant_id.eq_any(&ids))
-                    .filter(p::ancestor_id.eq_any(&covering))
-                    .select((p::descendant_id, p::ancestor_id))
-                    .load(conn)
-                    .await?;
-                let mut under: BTreeMap<Uuid, BTreeSet<Uuid>> = BTreeMap::new();
-                for (node, ancestor) in pairs {
-                    under.entry(node).or_default().insert(ancestor);
-                }
                 Ok(rows
                     .into_iter()
-                    .map(|(id, parent_id, node_type, label)| {
-                        let holders = under.remove(&id).unwrap_or_default();
-                        VisibleNode {
-                            id,
-                            parent_id,
-                            node_type,
-                            label,
-                            access: sources
-                                .iter()
-                                .filter(|s| holders.contains(&s.held_at()))
-                                .cloned()
-                                .collect(),
-                        }
+                    .map(|(id, parent_id, node_type, label, holders)| VisibleNode {
+                        id,
+                        parent_id,
+                        node_type,
+                        label,
+                        access: sources
+                            .iter()
+                            .filter(|s| holders.contains(&s.held_at()))
+                            .cloned()
+                            .collect(),
                     })
                     .collect())
             }
@@ -193,36 +209,49 @@ pub async fn list_visible(
 }
 
 /// An inactive user or a suspended tenant sees nothing.
-async fn subject_is_active(
-    conn: &mut AsyncPgConnection,
-    subject: Subject,
-) -> Result<bool, AuthzError> {
+async fn subject_is_active(conn: &AsyncPgConnection, subject: Subject) -> Result<bool, AuthzError> {
     let statuses: Option<(String, String)> = u::table
         .inner_join(t::table)
         .filter(u::id.eq(subject.user_id))
         .select((u::status, t::status))
-        .first(conn)
+        .first(&mut { conn })
         .await
         .optional()?;
     Ok(statuses.is_some_and(|(user, tenant)| user == "active" && tenant == "active"))
 }
 
-/// The subject's in-force assignments and grants that give `scope`.
-async fn sources(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-    scope: Scope,
-) -> Result<Vec<Access>, AuthzError> {
+/// The subject's in-force assignments (they give every scope).
+async fn assignments(conn: &AsyncPgConnection, user: Uuid) -> Result<Vec<Access>, AuthzError> {
     let now = diesel::dsl::now;
-    let assignments: Vec<(Uuid, Uuid, String, Uuid)> = oa::table
+    let rows: Vec<(Uuid, Uuid, String, Uuid)> = oa::table
         .inner_join(r::table)
         .filter(oa::user_id.eq(user))
         .filter(oa::start_utc.le(now))
         .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
         .select((oa::id, r::id, r::label, oa::org_node_id))
         .order(oa::id)
-        .load(conn)
+        .load(&mut { conn })
         .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(assignment_id, role_id, role_label, org_node_id)| Access::Assignment {
+                assignment_id,
+                role_id,
+                role_label,
+                org_node_id,
+            },
+        )
+        .collect())
+}
+
+/// The subject's in-force visibility grants that give `scope`.
+async fn grants(
+    conn: &AsyncPgConnection,
+    user: Uuid,
+    scope: Scope,
+) -> Result<Vec<Access>, AuthzError> {
+    let now = diesel::dsl::now;
     let mut grants = vg::table
         .filter(vg::user_id.eq(user))
         .filter(vg::start_utc.le(now))
@@ -233,30 +262,17 @@ async fn sources(
     if scope == Scope::Analyze {
         grants = grants.filter(vg::scope.eq("analyze"));
     }
-    let grants: Vec<(Uuid, String, Uuid)> = grants.load(conn).await?;
-    let mut out: Vec<Access> = assignments
+    let rows: Vec<(Uuid, String, Uuid)> = grants.load(&mut { conn }).await?;
+    Ok(rows
         .into_iter()
-        .map(
-            |(assignment_id, role_id, role_label, org_node_id)| Access::Assignment {
-                assignment_id,
-                role_id,
-                role_label,
-                org_node_id,
+        .map(|(grant_id, scope, org_node_id)| Access::Grant {
+            grant_id,
+            scope: if scope == "analyze" {
+                GrantScope::Analyze
+            } else {
+                GrantScope::Read
             },
-        )
-        .collect();
-    out.extend(
-        grants
-            .into_iter()
-            .map(|(grant_id, scope, org_node_id)| Access::Grant {
-                grant_id,
-                scope: if scope == "analyze" {
-                    GrantScope::Analyze
-                } else {
-                    GrantScope::Read
-                },
-                org_node_id,
-            }),
-    );
-    Ok(out)
+            org_node_id,
+        })
+        .collect())
 }

@@ -69,15 +69,15 @@ fn md5_uuid(text: &str) -> Uuid {
 }
 
 pub fn tenant_id(tenant: u32) -> Uuid {
-    md5_uuid(&format!("bench:tenant:{tenant}"))
+    md5_uuid(&format!("bench/tenant/{tenant}"))
 }
 
 pub fn node_id(tenant: u32, node: u32) -> Uuid {
-    md5_uuid(&format!("bench:node:{tenant}:{node}"))
+    md5_uuid(&format!("bench/node/{tenant}/{node}"))
 }
 
 pub fn user_id(tenant: u32, user: u32) -> Uuid {
-    md5_uuid(&format!("bench:user:{tenant}:{user}"))
+    md5_uuid(&format!("bench/user/{tenant}/{user}"))
 }
 
 pub fn capability_key(capability: u32) -> String {
@@ -98,10 +98,10 @@ mod tests {
 
     #[test]
     fn ids_match_postgres_md5_casts() {
-        // SELECT md5('bench:tenant:0')::uuid
+        // SELECT md5('bench/tenant/0')::uuid
         assert_eq!(
             tenant_id(0).to_string(),
-            format!("{:x}", Md5::digest(b"bench:tenant:0"))
+            format!("{:x}", Md5::digest(b"bench/tenant/0"))
                 .chars()
                 .enumerate()
                 .flat_map(|(i, c)| if [8, 12, 16, 20].contains(&i) {

@@ -8,7 +8,7 @@
 \set c random(0, :capabilities - 1)
 \startpipeline
 BEGIN READ ONLY;
-SELECT set_config('app.tenant_id', md5('bench:tenant:' || :t)::uuid::text, true), set_config('app.user_id', md5('bench:user:' || :t || ':' || :u)::uuid::text, true);
-SELECT ordinal, reason FROM auth.check_capabilities(md5('bench:user:' || :t || ':' || :u)::uuid, ARRAY['bench.cap_' || :c], ARRAY[md5('bench:node:' || :t || ':' || :n)::uuid]);
+SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('app.tenant_id', md5('bench/tenant/' || (:t)::text)::uuid::text, true), set_config('app.user_id', md5('bench/user/' || (:t)::text || '/' || (:u)::text)::uuid::text, true);
+SELECT ordinal, reason FROM auth.check_capabilities(md5('bench/user/' || (:t)::text || '/' || (:u)::text)::uuid, ARRAY['bench.cap_' || (:c)::text], ARRAY[md5('bench/node/' || (:t)::text || '/' || (:n)::text)::uuid]);
 COMMIT;
 \endpipeline

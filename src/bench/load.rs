@@ -89,6 +89,8 @@ pub struct LoadConfig {
 #[derive(Clone)]
 pub struct Target {
     pub channel: Channel,
+    /// Where to open each worker's own connection.
+    pub endpoint: Option<tonic::transport::Endpoint>,
     pub shape: Shape,
     pub service_secret: String,
     /// A page token deep in the root user's listing, per tenant.
@@ -113,10 +115,14 @@ impl Target {
     /// Exchanges the bench service's secret and finds a deep page token in
     /// each tenant's root-user listing.
     pub async fn prepare(
-        channel: Channel,
+        endpoint: tonic::transport::Endpoint,
         shape: Shape,
         service_secret: String,
     ) -> Result<Self, tonic::Status> {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {e}")))?;
         let exchanged = ServiceCredentialsClient::new(channel.clone())
             .exchange_service_credential(pb::ExchangeServiceCredentialRequest {
                 service_key: BENCH_SERVICE_KEY.into(),
@@ -127,6 +133,7 @@ impl Target {
             .into_inner();
         let mut target = Self {
             channel,
+            endpoint: Some(endpoint),
             shape,
             service_secret,
             deep_tokens: Arc::new(Vec::new()),
@@ -269,7 +276,14 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
     let end = measure_from + config.duration;
     let mut workers = Vec::new();
     for worker in 0..config.concurrency {
-        let (target, tally, mix) = (target.clone(), tally.clone(), config.mix.clone());
+        let (mut target, tally, mix) = (target.clone(), tally.clone(), config.mix.clone());
+        // One connection per worker, as pgbench gives each client its own:
+        // a single shared HTTP/2 connection would serialise on its I/O task.
+        if let Some(endpoint) = &target.endpoint
+            && let Ok(channel) = endpoint.connect().await
+        {
+            target.channel = channel;
+        }
         workers.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(0x5eed + worker as u64);
             let mut local = Tally::default();

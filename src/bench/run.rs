@@ -99,6 +99,7 @@ fn spawn_server(config: &RunConfig, keys: &Path) -> anyhow::Result<Child> {
         .context("starting portcullis serve")
 }
 
+/// Waits until the server answers health checks with SERVING.
 async fn connect(listen: &str) -> anyhow::Result<tonic::transport::Channel> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -129,9 +130,10 @@ async fn measure(
     shape: Shape,
     server: &mut Child,
 ) -> anyhow::Result<RunReport> {
-    let channel = connect(&config.listen).await?;
+    connect(&config.listen).await?;
     println!("preparing (service token, deep page tokens)…");
-    let target = Target::prepare(channel, shape, config.service_secret.clone()).await?;
+    let endpoint = tonic::transport::Channel::from_shared(format!("http://{}", config.listen))?;
+    let target = Target::prepare(endpoint, shape, config.service_secret.clone()).await?;
     let load = |scenario, concurrency| LoadConfig {
         concurrency,
         warmup: config.warmup,

@@ -96,10 +96,10 @@ fn tenant_sql(shape: Shape, tenant: u32, password_hash: &str) -> String {
     let per_role = shape.capabilities_per_role;
     let capabilities = shape.capabilities;
     let password_users = shape.password_users_per_tenant;
-    let node = |expr: &str| format!("md5('bench:node:{t}:' || ({expr}))::uuid");
-    let user = |expr: &str| format!("md5('bench:user:{t}:' || ({expr}))::uuid");
-    let role = |expr: &str| format!("md5('bench:role:{t}:' || ({expr}))::uuid");
-    let tenant_uuid = format!("md5('bench:tenant:{t}')::uuid");
+    let node = |expr: &str| format!("md5('bench/node/{t}/' || ({expr}))::uuid");
+    let user = |expr: &str| format!("md5('bench/user/{t}/' || ({expr}))::uuid");
+    let role = |expr: &str| format!("md5('bench/role/{t}/' || ({expr}))::uuid");
+    let tenant_uuid = format!("md5('bench/tenant/{t}')::uuid");
     let hash = password_hash.replace('\'', "''");
     format!(
         r#"
@@ -142,7 +142,7 @@ ON CONFLICT DO NOTHING;
 -- Two assignments per user at pseudo-random nodes; one in ten is expired.
 -- User 0 holds role 0 at the root, for listings of a whole tenant.
 INSERT INTO auth.org_assignments (id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc)
-SELECT md5('bench:assignment:{t}:' || u || ':' || k)::uuid, {tenant_uuid}, {user_u},
+SELECT md5('bench/assignment/{t}/' || u || '/' || k)::uuid, {tenant_uuid}, {user_u},
        {role_assigned},
        CASE WHEN u = 0 AND k = 0 THEN {root} ELSE {node_assigned} END,
        CASE WHEN (u + k) % 10 = 1 THEN now() - interval '60 days' ELSE now() - interval '30 days' END,
@@ -153,7 +153,7 @@ ON CONFLICT DO NOTHING;
 
 -- An analyze grant for every fifth user.
 INSERT INTO auth.visibility_grants (id, tenant_id, user_id, org_node_id, scope, start_utc)
-SELECT md5('bench:grant:{t}:' || u)::uuid, {tenant_uuid}, {user_u}, {node_granted}, 'analyze', now() - interval '30 days'
+SELECT md5('bench/grant/{t}/' || u)::uuid, {tenant_uuid}, {user_u}, {node_granted}, 'analyze', now() - interval '30 days'
   FROM generate_series(0, {last_user}, 5) AS u
 ON CONFLICT DO NOTHING;
 "#,

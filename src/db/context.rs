@@ -79,8 +79,15 @@ impl RlsContext {
         self
     }
 
+    /// Request ids come from clients: only `[A-Za-z0-9._:-]`, at most 128
+    /// characters, reach the database; anything else is dropped.
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
-        self.request_id = Some(request_id.into());
+        let id: String = request_id.into();
+        let safe = id.len() <= 128
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+        self.request_id = safe.then_some(id);
         self
     }
 
