@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -72,9 +72,16 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// Hashes and verifies passwords on a bounded set of blocking threads.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on a fixed set of dedicated threads.
+/// Dedicated, not tokio's blocking pool: each argon2 call allocates its
+/// memory cost (19 MiB), and the allocator keeps that per thread; a few
+/// long-lived threads keep the resident size flat, a churning pool of
+/// short-lived ones does not.
 pub struct Passwords {
     cost: HashCost,
+    jobs: std::sync::mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue_timeout: Duration,
@@ -91,10 +98,38 @@ impl Passwords {
         queue_timeout: Duration,
     ) -> Result<Self, PasswordError> {
         let dummy = SecretString::from(uuid::Uuid::new_v4().to_string());
-        let dummy_hash = hash_blocking(cost, &dummy)?;
+        // On a thread of its own, so its working memory goes with it.
+        let dummy_hash =
+            std::thread::scope(|scope| scope.spawn(|| hash_blocking(cost, &dummy)).join())
+                .map_err(|_| PasswordError::Hash("the dummy hash panicked".into()))??;
+        let threads = threads.max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for index in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hashing-{index}"))
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            // Every sender is gone: the hasher was dropped.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| {
+                    PasswordError::Config(format!("cannot start a hashing thread: {e}"))
+                })?;
+        }
         Ok(Self {
             cost,
-            permits: Arc::new(Semaphore::new(threads.max(1))),
+            jobs,
+            permits: Arc::new(Semaphore::new(threads)),
             waiting: AtomicUsize::new(0),
             queue_timeout,
             dummy_hash,
@@ -156,59 +191,121 @@ impl Passwords {
             .map_err(|_| PasswordError::Busy)?
             .map_err(|_| PasswordError::Busy)?;
         let span = tracing::debug_span!("password_hashing");
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let out = span.in_scope(work);
             drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+            let _ = done.send(out);
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| PasswordError::Hash("the hashing threads are gone".into()))?;
+        result
+            .await
+            .map_err(|_| PasswordError::Hash("a hashing thread dropped its job".into()))
     }
 }
 
-fn argon2(cost: HashCost) -> Result<Argon2<'static>, PasswordError> {
-    Ok(Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        cost.params()?,
-    ))
+thread_local! {
+    /// Each hashing thread's argon2 working memory, allocated once and
+    /// reused: allocating the memory cost anew on every call makes the
+    /// allocator hoard it.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2id of `password` with `salt` and `params` into `out`.
+fn compute(
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        let needed = params.block_count();
+        if blocks.len() < needed {
+            blocks.resize(needed, argon2::Block::default());
+        }
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password_into_with_memory(
+            password,
+            salt,
+            out,
+            &mut blocks[..needed],
+        )
+    })
 }
 
 fn hash_blocking(cost: HashCost, password: &SecretString) -> Result<String, PasswordError> {
+    let params = cost.params()?;
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2(cost)?
-        .hash_password(password.expose_secret().as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let mut out = [0u8; 32];
+    compute(
+        params.clone(),
+        password.expose_secret().as_bytes(),
+        salt_bytes,
+        &mut out,
+    )
+    .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let hash = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: argon2::password_hash::ParamsString::try_from(&params)
+            .map_err(|e| PasswordError::Hash(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(
+            argon2::password_hash::Output::new(&out)
+                .map_err(|e| PasswordError::Hash(e.to_string()))?,
+        ),
+    };
+    Ok(hash.to_string())
 }
 
 fn verify_blocking(cost: HashCost, password: &SecretString, stored: &str) -> Verified {
-    // A stored hash we cannot parse counts as a mismatch, never a pass.
+    let mismatch = Verified {
+        matches: false,
+        needs_rehash: false,
+    };
+    // A stored hash we cannot parse or use counts as a mismatch, never a pass.
     let Ok(parsed) = PasswordHash::new(stored) else {
-        return Verified {
-            matches: false,
-            needs_rehash: false,
-        };
+        return mismatch;
     };
-    let Ok(verifier) = argon2(cost) else {
-        return Verified {
-            matches: false,
-            needs_rehash: false,
-        };
+    let (Ok(params), Some(salt), Some(expected)) =
+        (Params::try_from(&parsed), parsed.salt, parsed.hash)
+    else {
+        return mismatch;
     };
-    let matches = verifier
-        .verify_password(password.expose_secret().as_bytes(), &parsed)
-        .is_ok();
-    let stored_cost = Params::try_from(&parsed).ok().map(|p| HashCost {
-        memory_kib: p.m_cost(),
-        iterations: p.t_cost(),
-        parallelism: p.p_cost(),
-    });
-    let weak_algorithm = parsed.algorithm.as_str() != "argon2id";
+    let weak_algorithm = parsed.algorithm != argon2::ARGON2ID_IDENT;
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else {
+        return mismatch;
+    };
+    let mut out = vec![0u8; expected.len()];
+    if weak_algorithm
+        || compute(
+            params.clone(),
+            password.expose_secret().as_bytes(),
+            salt_bytes,
+            &mut out,
+        )
+        .is_err()
+    {
+        return mismatch;
+    }
+    // `Output` compares in constant time.
+    let matches =
+        argon2::password_hash::Output::new(&out).is_ok_and(|computed| computed == expected);
+    let stored_cost = HashCost {
+        memory_kib: params.m_cost(),
+        iterations: params.t_cost(),
+        parallelism: params.p_cost(),
+    };
     Verified {
         matches,
-        needs_rehash: matches
-            && (weak_algorithm || stored_cost.is_none_or(|c| c.weaker_than(cost))),
+        needs_rehash: matches && stored_cost.weaker_than(cost),
     }
 }
 
