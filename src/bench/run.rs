@@ -44,6 +44,8 @@ pub struct RunReport {
     /// CheckCapability while logins saturate the hashing pool.
     pub check_during_login_storm: Option<ScenarioReport>,
     pub login_storm: Option<ScenarioReport>,
+    /// Logins with nothing else running.
+    pub login_alone: Option<ScenarioReport>,
     pub floor: Option<Floor>,
     pub check_to_floor: Option<f64>,
     pub server_rss_mb: Option<f64>,
@@ -153,6 +155,10 @@ async fn measure(
         scenarios.extend(report);
     }
 
+    // Logins alone: what the hashing threads deliver against what argon2
+    // allows on them.
+    let logins = load::run(&target, &load(Scenario::Login, config.hashing_threads * 4)).await;
+    print!("{}", load::table(&logins));
     // Logins saturating the hashing pool, with checks running beside them.
     let storm_config = load(Scenario::Login, config.hashing_threads * 4);
     let checks_config = load(Scenario::Check, config.concurrency);
@@ -174,7 +180,7 @@ async fn measure(
         .iter()
         .find(|r| r.scenario == Scenario::Check)
         .map(|r| r.per_second);
-    let login = storm.into_iter().next();
+    let login = logins.into_iter().next();
     Ok(RunReport {
         profile: config.profile,
         machine: machine(),
@@ -184,7 +190,8 @@ async fn measure(
         login_to_capacity: login.as_ref().map(|l| l.per_second / capacity),
         argon2_logins_per_second_capacity: capacity,
         check_during_login_storm: checks.into_iter().next(),
-        login_storm: login,
+        login_storm: storm.into_iter().next(),
+        login_alone: login,
         scenarios,
         floor,
         server_rss_mb: rss,
