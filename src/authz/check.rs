@@ -1,8 +1,6 @@
 //! `CheckCapability` and `CheckCapabilities`: one statement for a whole
 //! batch, however long.
 
-use std::marker::PhantomData;
-
 use diesel_async::RunQueryDsl;
 use futures_util::FutureExt;
 use scoped_futures::ScopedFutureExt;
@@ -106,14 +104,9 @@ pub async fn check(
             .read_pipelined(&ctx, move |conn| {
                 let mut conn = conn;
                 async move {
-                    BatchQuery::<Checks> {
-                        user: subject.user_id,
-                        capabilities: &capabilities,
-                        nodes: &nodes,
-                        function: PhantomData,
-                    }
-                    .load(&mut conn)
-                    .await
+                    BatchQuery::<Checks>::new(subject.user_id, &capabilities, &nodes)
+                        .load(&mut conn)
+                        .await
                 }
                 .boxed()
             })
@@ -123,24 +116,16 @@ pub async fn check(
     let (capabilities, nodes) = (&capabilities, &nodes);
     db.read(&ctx, |conn| {
         async move {
-            let rows: Vec<(i32, String)> = BatchQuery::<Checks> {
-                user: subject.user_id,
-                capabilities,
-                nodes,
-                function: PhantomData,
-            }
-            .load(conn)
-            .await?;
+            let rows: Vec<(i32, String)> =
+                BatchQuery::<Checks>::new(subject.user_id, capabilities, nodes)
+                    .load(conn)
+                    .await?;
             let mut decisions = decisions_in_order(rows, checks.len())?;
             if decisions.iter().any(Decision::allowed) {
-                let rows: Vec<(i32, Uuid, Uuid, String, Uuid, i32)> = BatchQuery::<Explanations> {
-                    user: subject.user_id,
-                    capabilities,
-                    nodes,
-                    function: PhantomData,
-                }
-                .load(conn)
-                .await?;
+                let rows: Vec<(i32, Uuid, Uuid, String, Uuid, i32)> =
+                    BatchQuery::<Explanations>::new(subject.user_id, capabilities, nodes)
+                        .load(conn)
+                        .await?;
                 for (ordinal, assignment_id, role_id, role_label, org_node_id, depth) in rows {
                     let Some(decision) =
                         ordinal_index(ordinal, checks.len()).map(|i| &mut decisions[i])

@@ -37,6 +37,17 @@ pub struct BatchQuery<'a, F> {
     pub function: PhantomData<F>,
 }
 
+impl<'a, F> BatchQuery<'a, F> {
+    pub fn new(user: Uuid, capabilities: &'a Vec<String>, nodes: &'a Vec<Uuid>) -> Self {
+        Self {
+            user,
+            capabilities,
+            nodes,
+            function: PhantomData,
+        }
+    }
+}
+
 impl<F: BatchFunction> QueryId for BatchQuery<'_, F> {
     type QueryId = F;
     const HAS_STATIC_QUERY_ID: bool = true;

@@ -4,8 +4,6 @@
 //! tables with row-level security, and the application role must not
 //! bypass it). Deterministic: the same profile always yields the same ids.
 
-use diesel_async::SimpleAsyncConnection;
-use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
 
 use super::dataset::{BENCH_PASSWORD, BENCH_SERVICE_KEY, Profile, Shape, tenant_id};
@@ -37,17 +35,13 @@ pub async fn seed(
          SELECT 'bench.cap_' || c, 'bench capability' FROM generate_series(0, {}) c ON CONFLICT DO NOTHING",
         shape.capabilities - 1
     );
-    run(db, &RlsContext::operator(), catalogue).await?;
+    db.write_script(&RlsContext::operator(), &catalogue).await?;
     let password_hash = passwords.hash(&SecretString::from(BENCH_PASSWORD)).await?;
     for tenant in 0..shape.tenants {
         let started = std::time::Instant::now();
         let sql = tenant_sql(shape, tenant, &password_hash);
-        run(
-            db,
-            &RlsContext::operator().with_tenant(tenant_id(tenant)),
-            sql,
-        )
-        .await?;
+        db.write_script(&RlsContext::operator().with_tenant(tenant_id(tenant)), &sql)
+            .await?;
         tracing::info!(tenant, elapsed = ?started.elapsed(), "bench tenant seeded");
     }
     let key = ServiceKey::parse(BENCH_SERVICE_KEY)
@@ -72,17 +66,6 @@ pub async fn seed(
     }
     let (_, secret) = service_accounts::issue_secret(db, &key, true).await?;
     Ok(secret)
-}
-
-async fn run(db: &Db, ctx: &RlsContext, sql: String) -> Result<(), DbError> {
-    db.write(ctx, |conn| {
-        async move {
-            conn.batch_execute(&sql).await?;
-            Ok::<_, DbError>(())
-        }
-        .scope_boxed()
-    })
-    .await
 }
 
 /// Everything of one tenant, in one transaction. Nodes are inserted parents

@@ -78,6 +78,21 @@ impl Db {
         self.scoped(Access::ReadWrite, ctx, work).await
     }
 
+    /// Runs a SQL script (several statements, no parameters) in a
+    /// read-write transaction scoped by `ctx`: for seeding and fixtures.
+    pub async fn write_script(&self, ctx: &RlsContext, script: &str) -> Result<(), DbError> {
+        use diesel_async::SimpleAsyncConnection;
+        use scoped_futures::ScopedFutureExt;
+        self.write(ctx, |conn| {
+            async move {
+                conn.batch_execute(script).await?;
+                Ok::<_, DbError>(())
+            }
+            .scope_boxed()
+        })
+        .await
+    }
+
     /// Runs one read in a `READ ONLY` transaction scoped by `ctx`, with
     /// `BEGIN`, the context and the read sent together (pipelined: one
     /// round trip), then `COMMIT`. For the hot path, where a request is a

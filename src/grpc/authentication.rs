@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tonic::{Request, Response, Status};
 
 use super::authorization::parse_uuid;
-use super::request::{caller, invalid, request_id, timestamp};
+use super::request::{caller, invalid, request_id, timestamp, token_field};
 use crate::audit::Actor;
 use crate::authn::{
     Authenticator, Channel, ClientInfo, Email, Login, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
@@ -16,7 +16,7 @@ use crate::authn::{
 };
 use crate::proto::v1 as pb;
 use crate::proto::v1::authentication_server::Authentication;
-use crate::tokens::{MAX_TOKEN_LEN, Principal};
+use crate::tokens::Principal;
 
 /// Refresh tokens are 80 characters; anything much longer is not one.
 const MAX_REFRESH_TOKEN_LEN: usize = 200;
@@ -300,15 +300,7 @@ impl Authentication for AuthenticationService {
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
         let caller = caller(&request)?;
         let token = request.into_inner().token;
-        if token.is_empty() {
-            return Err(invalid("token", "is required"));
-        }
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(invalid(
-                "token",
-                format!("is longer than {MAX_TOKEN_LEN} characters"),
-            ));
-        }
+        token_field("token", &token)?;
         let Ok(verified) = self.authn.tokens.verify(&token, Utc::now()) else {
             return Ok(Response::new(pb::VerifyTokenResponse::default()));
         };

@@ -6,12 +6,12 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::request::{caller, invalid, request_id};
+use super::request::{caller, invalid, request_id, token_field};
 use crate::authz::{self, CapabilityKey, Check, Decision, ListingQuery, Reason, Scope, SubjectRef};
 use crate::db::Db;
 use crate::proto::v1 as pb;
 use crate::proto::v1::authorization_server::Authorization;
-use crate::tokens::{MAX_TOKEN_LEN, Tokens};
+use crate::tokens::Tokens;
 
 pub struct AuthorizationService {
     db: Db,
@@ -55,18 +55,10 @@ pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Status> {
 fn parse_subject(subject: Option<&pb::Subject>) -> Result<SubjectRef<'_>, Status> {
     match subject.and_then(|s| s.kind.as_ref()) {
         None => Err(invalid("subject", "give access_token or user")),
-        Some(pb::subject::Kind::AccessToken(token)) => {
-            if token.is_empty() {
-                Err(invalid("subject.access_token", "is required"))
-            } else if token.len() > MAX_TOKEN_LEN {
-                Err(invalid(
-                    "subject.access_token",
-                    format!("is longer than {MAX_TOKEN_LEN} characters"),
-                ))
-            } else {
-                Ok(SubjectRef::AccessToken(token))
-            }
-        }
+        Some(pb::subject::Kind::AccessToken(token)) => Ok(SubjectRef::AccessToken(token_field(
+            "subject.access_token",
+            token,
+        )?)),
         Some(pb::subject::Kind::User(user)) => Ok(SubjectRef::User(authz::Subject {
             tenant_id: parse_uuid("subject.user.tenant_id", &user.tenant_id)?,
             user_id: parse_uuid("subject.user.user_id", &user.user_id)?,

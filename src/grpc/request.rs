@@ -38,3 +38,18 @@ pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
         nanos: time.timestamp_subsec_nanos() as i32,
     }
 }
+
+/// A required token field, refused before any parsing when oversized.
+pub fn token_field<'a>(field: &str, token: &'a str) -> Result<&'a str, Status> {
+    use crate::tokens::MAX_TOKEN_LEN;
+    if token.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(invalid(
+            field,
+            format!("is longer than {MAX_TOKEN_LEN} characters"),
+        ));
+    }
+    Ok(token)
+}

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::request::{caller, invalid, request_id, timestamp};
+use super::request::{caller, invalid, request_id, timestamp, token_field};
 use crate::db::Db;
 use crate::proto::v1::revoke_service_token_request::Target;
 use crate::proto::v1::service_credentials_server::ServiceCredentials;
@@ -16,7 +16,7 @@ use crate::proto::v1::*;
 use crate::secrets::{PresentedSecret, SecretKind};
 use crate::service_accounts::names::{Permission, ServiceKey};
 use crate::service_accounts::{self, ExchangeRequest};
-use crate::tokens::{MAX_TOKEN_LEN, Tokens};
+use crate::tokens::Tokens;
 
 /// More than any service needs; bounds the work one request can ask for.
 const MAX_REQUESTED_PERMISSIONS: usize = 64;
@@ -103,15 +103,7 @@ impl ServiceCredentials for ServiceCredentialsService {
         let request_id = request_id(&request);
         match request.into_inner().target {
             Some(Target::Token(token)) => {
-                if token.is_empty() {
-                    return Err(invalid("token", "is required"));
-                }
-                if token.len() > MAX_TOKEN_LEN {
-                    return Err(invalid(
-                        "token",
-                        format!("is longer than {MAX_TOKEN_LEN} characters"),
-                    ));
-                }
+                token_field("token", &token)?;
                 service_accounts::revoke_by_token(
                     &self.db,
                     &self.tokens,

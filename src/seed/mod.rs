@@ -1,13 +1,11 @@
 //! `portcullis seed-demo`: a small, idempotent demo world for newcomers.
 
-use diesel_async::SimpleAsyncConnection;
-use scoped_futures::ScopedFutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::{Uuid, uuid};
 
 use crate::authn::users::set_password;
 use crate::authn::{AuthnError, Email, Login, Passwords};
-use crate::db::{Db, DbError, RlsContext};
+use crate::db::{Db, RlsContext};
 use crate::service_accounts::names::ServiceKey;
 use crate::service_accounts::{self, ServiceError};
 
@@ -50,14 +48,10 @@ pub async fn set_demo_passwords(db: &Db, passwords: &Passwords) -> Result<(), Au
 /// then rotates the demo service's secret and returns the new one (secrets
 /// are stored hashed, so each run shows a fresh one).
 pub async fn seed_demo(db: &Db) -> Result<SecretString, ServiceError> {
-    let ctx = RlsContext::operator().with_tenant(DEMO_TENANT_ID);
-    db.write(&ctx, |conn| {
-        async move {
-            conn.batch_execute(DEMO_SQL).await?;
-            Ok::<_, DbError>(())
-        }
-        .scope_boxed()
-    })
+    db.write_script(
+        &RlsContext::operator().with_tenant(DEMO_TENANT_ID),
+        DEMO_SQL,
+    )
     .await?;
     let key = ServiceKey::parse(DEMO_SERVICE_KEY)
         .map_err(|e| ServiceError::UnknownService(e.to_string()))?;

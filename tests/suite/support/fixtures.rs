@@ -1,7 +1,7 @@
 //! Data fixtures, written through the application role's scoped door.
 
 use diesel::sql_types::BigInt;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::RunQueryDsl;
 use portcullis::db::{Db, DbError, RlsContext};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
@@ -78,15 +78,9 @@ pub async fn populate(db: &Db) -> TenantWorld {
         sess = w.service_session,
         otp = Uuid::new_v4(),
     );
-    db.write(&RlsContext::operator().with_tenant(w.tenant), |conn| {
-        async move {
-            conn.batch_execute(&sql).await?;
-            Ok::<_, DbError>(())
-        }
-        .scope_boxed()
-    })
-    .await
-    .expect("populating a tenant");
+    db.write_script(&RlsContext::operator().with_tenant(w.tenant), &sql)
+        .await
+        .expect("populating a tenant");
     w
 }
 
@@ -131,13 +125,5 @@ pub fn refused(result: &Result<usize, DbError>) -> bool {
 
 /// Runs several statements (simple protocol) in one write scope with `ctx`.
 pub async fn batch(db: &Db, ctx: &RlsContext, sql: &str) -> Result<(), DbError> {
-    let sql = sql.to_owned();
-    db.write(ctx, |conn| {
-        async move {
-            conn.batch_execute(&sql).await?;
-            Ok::<_, DbError>(())
-        }
-        .scope_boxed()
-    })
-    .await
+    db.write_script(ctx, sql).await
 }
