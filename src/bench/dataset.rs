@@ -1,6 +1,7 @@
 //! The benchmark data set: its shape per profile, and the deterministic ids
 //! that the generator (in SQL), the load generator and the pgbench floor
-//! all derive the same way: `md5('bench:<kind>:<tenant>[:<index>]')::uuid`.
+//! all derive the same way: `md5('bench/<kind>/<tenant>[/<index>]')::uuid` (slashes, not
+//! colons: pgbench would read `:name` inside a literal as a variable).
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
