@@ -453,6 +453,16 @@ pub struct PoolArgs {
     /// Connections are replaced after this long.
     #[arg(long, env = "PORTCULLIS_POOL_MAX_LIFETIME", default_value = "30m")]
     pub pool_max_lifetime: humantime::Duration,
+    /// Longest a database statement may run (statement_timeout).
+    #[arg(long, env = "PORTCULLIS_DB_STATEMENT_TIMEOUT", default_value = "5s")]
+    pub db_statement_timeout: humantime::Duration,
+    /// Longest a transaction may sit idle (idle_in_transaction_session_timeout).
+    #[arg(
+        long,
+        env = "PORTCULLIS_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+        default_value = "10s"
+    )]
+    pub db_idle_in_transaction_timeout: humantime::Duration,
 }
 
 impl PoolArgs {
@@ -462,6 +472,8 @@ impl PoolArgs {
             acquire_timeout: self.pool_acquire_timeout.into(),
             idle_timeout: Some(self.pool_idle_timeout.into()),
             max_lifetime: Some(self.pool_max_lifetime.into()),
+            statement_timeout: self.db_statement_timeout.into(),
+            idle_in_transaction_timeout: self.db_idle_in_transaction_timeout.into(),
         }
     }
 }

@@ -320,7 +320,14 @@ async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
             let (owner_url, app_url) = manifest::urls(server.url(), profile)?;
             migrate::run(&owner_url).await?;
             let started = std::time::Instant::now();
-            let db = Db::new(app_url.as_str(), &portcullis::db::PoolSettings::default());
+            // Seeding a large profile runs single statements for minutes.
+            let db = Db::new(
+                app_url.as_str(),
+                &portcullis::db::PoolSettings {
+                    statement_timeout: std::time::Duration::from_secs(3600),
+                    ..portcullis::db::PoolSettings::default()
+                },
+            );
             let hasher = portcullis::authn::Passwords::new(
                 portcullis::authn::HashCost::OWASP,
                 1,

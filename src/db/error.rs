@@ -9,6 +9,9 @@ pub enum DbError {
     /// database does not answer.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A statement ran past `statement_timeout`.
+    #[error("database statement timed out")]
+    Timeout,
     #[error("database query failed: {0}")]
     Query(DieselError),
 }
@@ -18,6 +21,9 @@ impl From<DieselError> for DbError {
         match error {
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 Self::Unavailable(format!("connection closed: {}", info.message()))
+            }
+            DieselError::DatabaseError(_, info) if info.message().contains("statement timeout") => {
+                Self::Timeout
             }
             other => Self::Query(other),
         }

@@ -18,6 +18,12 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     pub idle_timeout: Option<Duration>,
     pub max_lifetime: Option<Duration>,
+    /// Longest a statement may run (`statement_timeout`, per transaction),
+    /// so a stuck query cannot hold a connection.
+    pub statement_timeout: Duration,
+    /// Longest a transaction may sit idle
+    /// (`idle_in_transaction_session_timeout`, per transaction).
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -27,6 +33,8 @@ impl Default for PoolSettings {
             acquire_timeout: Duration::from_secs(2),
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
+            statement_timeout: Duration::from_secs(5),
+            idle_in_transaction_timeout: Duration::from_secs(10),
         }
     }
 }

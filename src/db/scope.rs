@@ -41,6 +41,9 @@ enum Access {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// `statement_timeout` and `idle_in_transaction_session_timeout`, in
+    /// milliseconds, as set in every transaction.
+    limits: [String; 2],
 }
 
 /// A snapshot of the pool for health and metrics.
@@ -53,8 +56,13 @@ pub struct PoolStatus {
 impl Db {
     /// Builds the pool; no connection is made until the first request.
     pub fn new(database_url: &str, settings: &PoolSettings) -> Self {
+        let millis = |d: std::time::Duration| d.as_millis().max(1).to_string();
         Self {
             pool: pool::build(database_url, settings),
+            limits: [
+                millis(settings.statement_timeout),
+                millis(settings.idle_in_transaction_timeout),
+            ],
         }
     }
 
@@ -117,8 +125,11 @@ impl Db {
         ] = ctx.settings();
         let (mut c1, mut c2) = (conn, conn);
         let begin = BeginReadOnly.execute(&mut c1);
+        let [statement_timeout, idle_timeout] = self.limits.clone();
         let context = diesel::select((
             set_config("plan_cache_mode", "force_generic_plan", true),
+            set_config("statement_timeout", statement_timeout, true),
+            set_config("idle_in_transaction_session_timeout", idle_timeout, true),
             set_config(CONTEXT_KEYS[0], tenant, true),
             set_config(CONTEXT_KEYS[1], user, true),
             set_config(CONTEXT_KEYS[2], service, true),
@@ -176,7 +187,7 @@ impl Db {
         let conn: &mut AsyncPgConnection = &mut conn;
         // BEGIN and the context travel in one simple-query batch: one round
         // trip instead of two, on every request.
-        let begin = begin_sql(access, ctx);
+        let begin = begin_sql(access, ctx, &self.limits);
         AnsiTransactionManager::begin_transaction_sql(conn, &begin)
             .await
             .map_err(DbError::from)?;
@@ -206,7 +217,7 @@ impl Db {
 /// the pool, or shared through PgBouncer in transaction mode, carries nothing
 /// to the next request. The values are UUIDs, validated names and sanitised
 /// request ids, quoted as SQL literals.
-fn begin_sql(access: Access, ctx: &RlsContext) -> String {
+fn begin_sql(access: Access, ctx: &RlsContext, limits: &[String; 2]) -> String {
     // Every statement we prepare is a short index walk whose plan does not
     // depend on its parameters; left to itself PostgreSQL re-plans the
     // inlined check function on every execution (about 0.9 ms, most of a
@@ -219,9 +230,14 @@ fn begin_sql(access: Access, ctx: &RlsContext) -> String {
             "BEGIN; SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
         }
     });
+    let limits = ["statement_timeout", "idle_in_transaction_session_timeout"]
+        .into_iter()
+        .zip(limits.iter().cloned());
     let settings: Vec<String> = CONTEXT_KEYS
         .iter()
+        .copied()
         .zip(ctx.settings())
+        .chain(limits)
         .map(|(key, value)| format!("set_config('{key}', {}, true)", literal(&value)))
         .collect();
     sql.push_str(&settings.join(", "));
@@ -241,13 +257,12 @@ mod tests {
     #[test]
     fn the_begin_batch_sets_every_key_transaction_locally() {
         let tenant = Uuid::new_v4();
-        let sql = begin_sql(
-            Access::ReadOnly,
-            &RlsContext::tenant(tenant).with_request_id("it's"),
-        );
+        let limits = ["5000".to_owned(), "10000".to_owned()];
+        let sql = begin_sql(Access::ReadOnly, &RlsContext::tenant(tenant), &limits);
         assert!(sql.starts_with("BEGIN READ ONLY; SELECT "));
         assert!(sql.contains(&format!("set_config('app.tenant_id', '{tenant}', true)")));
-        assert_eq!(sql.matches(", true)").count(), CONTEXT_KEYS.len() + 1);
+        assert_eq!(sql.matches(", true)").count(), CONTEXT_KEYS.len() + 3);
+        assert!(sql.contains("set_config('statement_timeout', '5000', true)"));
         assert!(!sql.contains("false"));
     }
 

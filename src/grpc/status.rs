@@ -24,6 +24,10 @@ impl From<DbError> for Status {
                 tracing::warn!(%cause, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
             }
+            DbError::Timeout => {
+                tracing::warn!("a database statement timed out");
+                Status::deadline_exceeded("the database did not answer in time")
+            }
             DbError::Query(cause) => {
                 // The cause may quote SQL or data: log it, never return it.
                 tracing::error!(%cause, "database error");

@@ -45,6 +45,7 @@ fn single_connection(test: &TestDb, acquire_timeout: Duration) -> Db {
             acquire_timeout,
             idle_timeout: None,
             max_lifetime: None,
+            ..PoolSettings::default()
         },
     )
 }
@@ -195,5 +196,39 @@ fn database_errors_map_to_grpc_codes_without_leaking_sql() {
         !internal.message().contains("SELECT"),
         "{}",
         internal.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_past_the_timeout_is_cancelled_and_reported() {
+    let test = TestDb::new().await;
+    let db = Db::new(
+        test.app_url.as_str(),
+        &PoolSettings {
+            statement_timeout: Duration::from_millis(200),
+            ..PoolSettings::default()
+        },
+    );
+    let started = Instant::now();
+    let result = db
+        .read(&RlsContext::anonymous(), |conn| {
+            async move {
+                diesel::sql_query("SELECT pg_sleep(5)")
+                    .execute(conn)
+                    .await?;
+                Ok::<_, DbError>(())
+            }
+            .scope_boxed()
+        })
+        .await;
+    assert!(matches!(result, Err(DbError::Timeout)), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        tonic::Status::from(DbError::Timeout).code(),
+        tonic::Code::DeadlineExceeded
     );
 }

@@ -262,6 +262,7 @@ pub fn test_pool() -> PoolSettings {
         acquire_timeout: Duration::from_secs(5),
         idle_timeout: None,
         max_lifetime: None,
+        ..PoolSettings::default()
     }
 }
 
