@@ -21,6 +21,9 @@ use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Log lines as JSON or text [default: json for serve, text otherwise].
+    #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }

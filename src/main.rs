@@ -23,7 +23,11 @@ use secrecy::ExposeSecret;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let default_format = match cli.command {
+        Command::Serve(_) => telemetry::LogFormat::Json,
+        _ => telemetry::LogFormat::Text,
+    };
+    telemetry::init(cli.log_format.unwrap_or(default_format));
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

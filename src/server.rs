@@ -17,6 +17,7 @@ use crate::grpc::authorization::AuthorizationService;
 use crate::grpc::caller_auth::CallerAuthLayer;
 use crate::grpc::health;
 use crate::grpc::request::REQUEST_ID_HEADER;
+use crate::grpc::rpc_log::RpcLogLayer;
 use crate::grpc::service_credentials::ServiceCredentialsService;
 use crate::proto;
 use crate::proto::v1::authentication_server::AuthenticationServer;
@@ -103,7 +104,8 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
 
-    // Outermost first: request id, then the caller's authentication.
+    // Outermost first: request id, the per-RPC log line, then the caller's
+    // authentication.
     let layers = tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(
             http::HeaderName::from_static(REQUEST_ID_HEADER),
@@ -112,6 +114,7 @@ pub async fn serve(
         .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(
             REQUEST_ID_HEADER,
         )))
+        .layer(RpcLogLayer)
         .layer(CallerAuthLayer::new(tokens.clone()))
         .into_inner();
     let router = Server::builder()

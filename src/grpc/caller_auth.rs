@@ -9,6 +9,7 @@ use futures_util::future::{Either, Ready, ready};
 use tower::{Layer, Service};
 
 use super::access;
+use super::rpc_log::CallerSlot;
 use crate::tokens::Tokens;
 
 #[derive(Clone)]
@@ -65,6 +66,10 @@ where
         ) {
             Ok(principal) => {
                 if let Some(principal) = principal {
+                    if let Some(slot) = request.extensions().get::<CallerSlot>() {
+                        let (kind, id) = principal.actor();
+                        let _ = slot.0.set(format!("{kind}:{id}"));
+                    }
                     request.extensions_mut().insert(principal);
                 }
                 Either::Left(self.inner.call(request))

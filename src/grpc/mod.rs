@@ -7,5 +7,6 @@ pub mod authorization;
 pub mod caller_auth;
 pub mod health;
 pub mod request;
+pub mod rpc_log;
 pub mod service_credentials;
 pub mod status;
