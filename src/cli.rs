@@ -523,6 +523,10 @@ pub struct ServerArgs {
     /// Most checks one CheckCapabilities call may carry.
     #[arg(long, env = "PORTCULLIS_MAX_BATCH_CHECKS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_batch_checks: u32,
+    /// Serve Prometheus metrics (GET /metrics) on this address [default:
+    /// off for serve, 127.0.0.1:9464 for dev].
+    #[arg(long, env = "PORTCULLIS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
@@ -536,6 +540,7 @@ impl ServerArgs {
             revocation_poll_interval: self.revocation_poll_interval.into(),
             max_batch_checks: self.max_batch_checks as usize,
             trust_forwarded_for: self.authn.trust_forwarded_for,
+            metrics_listen: self.metrics_listen,
         }
     }
 

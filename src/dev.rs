@@ -53,13 +53,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .to_string();
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
-    server::serve(
-        authn,
-        listener,
-        args.server.settings(),
-        server::shutdown_signal(),
-    )
-    .await?;
+    let mut settings = args.server.settings();
+    settings.metrics_listen = settings
+        .metrics_listen
+        .or(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))));
+    server::serve(authn, listener, settings, server::shutdown_signal()).await?;
     Ok(())
 }
 

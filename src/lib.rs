@@ -12,6 +12,7 @@ pub mod cli;
 pub mod db;
 pub mod dev;
 pub mod grpc;
+pub mod metrics;
 mod names;
 pub mod proto;
 pub mod secrets;

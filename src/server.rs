@@ -38,6 +38,8 @@ pub struct ServerSettings {
     pub max_batch_checks: usize,
     /// Take the client address from `x-forwarded-for` rather than the peer.
     pub trust_forwarded_for: bool,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +51,7 @@ impl Default for ServerSettings {
             revocation_poll_interval: Duration::from_secs(1),
             max_batch_checks: 1000,
             trust_forwarded_for: false,
+            metrics_listen: None,
         }
     }
 }
@@ -90,6 +93,18 @@ pub async fn serve(
         settings.health_interval,
     ));
 
+    let metrics = match settings.metrics_listen {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                db.clone(),
+                authn.passwords.clone(),
+            )))
+        }
+        None => None,
+    };
     let revocations = tokens.revocations().clone();
     let revocation_db = db.clone();
     let revocation_sync = tokio::spawn(async move {
@@ -163,6 +178,9 @@ pub async fn serve(
     };
     watcher.abort();
     revocation_sync.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     result
 }
 

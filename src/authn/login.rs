@@ -289,6 +289,7 @@ async fn record_failed_login(
     };
     audit::record(conn, event("auth.login_failed")).await?;
     if locked.is_some() {
+        metrics::counter!("portcullis_login_lockouts_total").increment(1);
         audit::record(conn, event("auth.login_locked")).await?;
     }
     Ok(())

@@ -51,6 +51,8 @@ pub struct Db {
 pub struct PoolStatus {
     pub connections: u32,
     pub idle: u32,
+    /// Calls waiting for a connection right now.
+    pub waiting: u64,
 }
 
 impl Db {
@@ -174,6 +176,7 @@ impl Db {
         PoolStatus {
             connections: state.connections,
             idle: state.idle_connections,
+            waiting: state.statistics.pending_gets(),
         }
     }
 

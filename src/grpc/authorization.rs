@@ -88,6 +88,8 @@ fn reason(reason: Reason) -> pb::DecisionReason {
 }
 
 fn response(decision: Decision) -> pb::CheckCapabilityResponse {
+    metrics::counter!("portcullis_check_decisions_total", "reason" => decision.reason.as_str())
+        .increment(1);
     pb::CheckCapabilityResponse {
         allowed: decision.allowed(),
         reason: reason(decision.reason) as i32,

@@ -74,6 +74,10 @@ where
                         .and_then(|v| v.parse::<i32>().ok())
                         .map_or(tonic::Code::Ok, tonic::Code::from_i32);
                     tracing::info!(target: "portcullis::rpc", %method, code = ?code, duration_ms, %request_id, %caller, "rpc");
+                    let labels = [("method", method.clone()), ("code", format!("{code:?}"))];
+                    metrics::counter!("portcullis_rpc_requests_total", &labels).increment(1);
+                    metrics::histogram!("portcullis_rpc_duration_seconds", "method" => method)
+                        .record(duration_ms / 1000.0);
                 }
                 Err(error) => {
                     tracing::warn!(target: "portcullis::rpc", %method, %error, duration_ms, %request_id, %caller, "rpc failed");

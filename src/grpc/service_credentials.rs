@@ -86,7 +86,12 @@ impl ServiceCredentials for ServiceCredentialsService {
             },
             Utc::now(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| {
+            metrics::counter!("portcullis_token_exchanges_total", "outcome" => "refused")
+                .increment(1)
+        })?;
+        metrics::counter!("portcullis_token_exchanges_total", "outcome" => "issued").increment(1);
         Ok(Response::new(ExchangeServiceCredentialResponse {
             access_token: exchanged.token.expose_secret().to_owned(),
             expires_at: Some(timestamp(exchanged.expires_at)),

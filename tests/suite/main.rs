@@ -13,6 +13,7 @@ mod authz_model;
 mod caller_auth;
 mod closure;
 mod logs;
+mod metrics;
 mod migrations;
 mod provision;
 mod rls;

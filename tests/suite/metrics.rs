@@ -1,0 +1,85 @@
+//! The Prometheus endpoint: counters move with the calls made.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::TestDb;
+use crate::support::server::{TestServer, test_settings, test_tokens};
+use crate::support::services::{create_service, exchange, token_of, verify};
+
+async fn scrape(addr: SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the first sample whose line starts with `series`.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_move_with_the_calls_made() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let service = create_service(&db, None, &["tokens.verify"]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut settings = test_settings();
+    settings.metrics_listen = Some(metrics_addr);
+    let server = TestServer::start_with(db, test_tokens(), settings).await;
+    let channel = server.channel().await;
+    let token = token_of(&channel, &service).await.access_token;
+
+    let exchange_series = "portcullis_rpc_requests_total{method=\"/portcullis.v1.ServiceCredentials/ExchangeServiceCredential\",code=\"Ok\"}";
+    let before = scrape(metrics_addr).await;
+    token_of(&channel, &service).await;
+    exchange(&channel, service.key.as_str(), "wrong", &[])
+        .await
+        .unwrap_err();
+    verify(&channel, &token, &token).await.unwrap();
+    let after = scrape(metrics_addr).await;
+
+    assert!(
+        value(&after, exchange_series) >= value(&before, exchange_series) + 1.0,
+        "{after}"
+    );
+    assert!(
+        value(
+            &after,
+            "portcullis_token_exchanges_total{outcome=\"refused\"}"
+        ) >= value(
+            &before,
+            "portcullis_token_exchanges_total{outcome=\"refused\"}"
+        ) + 1.0
+    );
+    assert!(
+        value(&after, "portcullis_rpc_duration_seconds_count")
+            > value(&before, "portcullis_rpc_duration_seconds_count")
+    );
+    for gauge in [
+        "portcullis_db_pool_connections",
+        "portcullis_db_pool_in_use",
+        "portcullis_db_pool_waiting",
+        "portcullis_password_hashing_queue",
+    ] {
+        assert!(
+            after.lines().any(|l| l.starts_with(gauge)),
+            "{gauge} missing"
+        );
+    }
+}
