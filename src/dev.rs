@@ -54,9 +54,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
     let mut settings = args.server.settings();
-    settings.metrics_listen = settings
-        .metrics_listen
-        .or(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))));
+    if settings.metrics_listen.is_none() {
+        // Metrics on by default in dev, unless the port is taken (by another dev).
+        let default = std::net::SocketAddr::from(([127, 0, 0, 1], 9464));
+        match std::net::TcpListener::bind(default) {
+            Ok(probe) => {
+                drop(probe);
+                settings.metrics_listen = Some(default);
+            }
+            Err(_) => tracing::warn!(%default, "metrics port taken; dev runs without /metrics"),
+        }
+    }
     server::serve(authn, listener, settings, server::shutdown_signal()).await?;
     Ok(())
 }
