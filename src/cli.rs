@@ -24,6 +24,20 @@ pub struct Cli {
     /// Log lines as JSON or text [default: json for serve, text otherwise].
     #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
     pub log_format: Option<crate::telemetry::LogFormat>,
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://collector:4317).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces exported, 0 to 1 (a caller's `traceparent` decision is followed).
+    #[arg(long, global = true, env = "PORTCULLIS_TRACE_SAMPLE_RATIO", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+    /// `deployment.environment` on exported traces.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_ENVIRONMENT",
+        default_value = "unknown"
+    )]
+    pub environment: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -112,6 +126,14 @@ pub struct LoadArgs {
 /// Scenario weights for `bench load --mix`.
 #[derive(Clone, Debug)]
 pub struct MixArg(pub Vec<(crate::bench::load::Scenario, u32)>);
+
+fn parse_ratio(raw: &str) -> Result<f64, String> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| "expected a number from 0 to 1".to_owned())
+}
 
 fn parse_mix(raw: &str) -> Result<MixArg, String> {
     use clap::ValueEnum;

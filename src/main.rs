@@ -27,7 +27,19 @@ async fn main() -> ExitCode {
         Command::Serve(_) => telemetry::LogFormat::Json,
         _ => telemetry::LogFormat::Text,
     };
-    telemetry::init(cli.log_format.unwrap_or(default_format));
+    let settings = telemetry::TelemetrySettings {
+        format: cli.log_format.unwrap_or(default_format),
+        otlp_endpoint: cli.otlp_endpoint.clone(),
+        sample_ratio: cli.trace_sample_ratio,
+        environment: cli.environment.clone(),
+    };
+    let _telemetry = match telemetry::init(&settings) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

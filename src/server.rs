@@ -133,7 +133,7 @@ pub async fn serve(
         .layer(CallerAuthLayer::new(tokens.clone()))
         .into_inner();
     let router = Server::builder()
-        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+        .trace_fn(rpc_span)
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
@@ -182,6 +182,25 @@ pub async fn serve(
         metrics.abort();
     }
     result
+}
+
+/// The span of one RPC, a child of the caller's trace when the request
+/// carries W3C `traceparent`. The RPC log layer fills in the outcome.
+fn rpc_span(request: &http::Request<()>) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let method = request.uri().path();
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        method = %method,
+        caller = tracing::field::Empty,
+        rpc.grpc.status_code = tracing::field::Empty,
+        decision = tracing::field::Empty,
+    );
+    let _ = span.set_parent(crate::telemetry::caller_context(request.headers()));
+    span
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -190,7 +190,7 @@ impl Passwords {
         let permit = permit
             .map_err(|_| PasswordError::Busy)?
             .map_err(|_| PasswordError::Busy)?;
-        let span = tracing::debug_span!("password_hashing");
+        let span = tracing::info_span!("password_hashing");
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let out = span.in_scope(work);

@@ -43,6 +43,15 @@ impl Default for PoolSettings {
 /// `NOT_SERVING`) while the database is still down.
 pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Pool {
     let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(|url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            use diesel_async::AsyncConnection;
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.set_instrumentation(StatementSpans::default());
+            Ok(conn)
+        })
+    });
     // Checkout only checks that no transaction was left open: a query per
     // checkout would cost a round trip on every request. A dead connection
     // fails its query, is marked broken and is dropped on return.
@@ -68,5 +77,45 @@ fn with_application_name(database_url: &str) -> String {
             url.into()
         }
         _ => database_url.to_owned(),
+    }
+}
+
+/// One `db.statement` span per statement, a child of whatever span the
+/// request is in (statements pipelined together finish in the order they
+/// were sent). The SQL is recorded without its bind values.
+#[derive(Default)]
+struct StatementSpans {
+    open: std::collections::VecDeque<tracing::Span>,
+}
+
+impl diesel::connection::Instrumentation for StatementSpans {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::connection::InstrumentationEvent;
+        // Formatting every statement costs the hot path; only when exported.
+        if !crate::telemetry::exporting_spans() {
+            return;
+        }
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let text = query.to_string();
+                let sql = text.split(" -- binds:").next().unwrap_or_default();
+                let sql: String = sql.chars().take(200).collect();
+                self.open.push_back(tracing::info_span!(
+                    "db.statement",
+                    otel.kind = "client",
+                    otel.status_code = tracing::field::Empty,
+                    db.system = "postgresql",
+                    db.statement = %sql
+                ));
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                if let Some(span) = self.open.pop_front()
+                    && error.is_some()
+                {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            _ => {}
+        }
     }
 }

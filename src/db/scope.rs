@@ -6,6 +6,7 @@ use diesel::sql_types::{Bool, Text};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use futures_util::future::BoxFuture;
 use scoped_futures::ScopedBoxFuture;
+use tracing::Instrument;
 
 use super::pool::{self, Pool, PoolSettings};
 use super::{DbError, RlsContext};
@@ -112,7 +113,12 @@ impl Db {
         F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>>,
         T: Send,
     {
-        let pooled = self.pool.get().await.map_err(DbError::from)?;
+        let pooled = self
+            .pool
+            .get()
+            .instrument(pool_wait_span())
+            .await
+            .map_err(DbError::from)?;
         let mut guard = Unfinished { conn: Some(pooled) };
         let conn: &AsyncPgConnection = guard.conn()?;
         let [
@@ -186,7 +192,12 @@ impl Db {
         E: From<DbError> + Send + 'a,
         T: Send + 'a,
     {
-        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let mut conn = self
+            .pool
+            .get()
+            .instrument(pool_wait_span())
+            .await
+            .map_err(DbError::from)?;
         let conn: &mut AsyncPgConnection = &mut conn;
         // BEGIN and the context travel in one simple-query batch: one round
         // trip instead of two, on every request.
@@ -334,3 +345,13 @@ macro_rules! static_statement {
 
 static_statement!(BeginReadOnly, "BEGIN READ ONLY");
 static_statement!(Commit, "COMMIT");
+
+/// A span for the wait on the pool, made only while spans are exported: the
+/// hot path should not pay for a span nobody sees.
+fn pool_wait_span() -> tracing::Span {
+    if crate::telemetry::exporting_spans() {
+        tracing::info_span!("db.pool_wait")
+    } else {
+        tracing::Span::none()
+    }
+}

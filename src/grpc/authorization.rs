@@ -159,6 +159,7 @@ impl Authorization for AuthorizationService {
         let decision = decisions
             .pop()
             .ok_or_else(|| Status::internal("internal error"))?;
+        tracing::Span::current().record("decision", decision.reason.as_str());
         Ok(Response::new(response(decision)))
     }
 

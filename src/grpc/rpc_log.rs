@@ -63,6 +63,8 @@ where
             let result = response.await;
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             let caller = caller.0.get().map_or("-", String::as_str);
+            let span = tracing::Span::current();
+            span.record("caller", caller);
             match &result {
                 Ok(response) => {
                     // Errors travel in the headers of a trailers-only
@@ -73,6 +75,7 @@ where
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<i32>().ok())
                         .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                    span.record("rpc.grpc.status_code", code as i64);
                     tracing::info!(target: "portcullis::rpc", %method, code = ?code, duration_ms, %request_id, %caller, "rpc");
                     let labels = [("method", method.clone()), ("code", format!("{code:?}"))];
                     metrics::counter!("portcullis_rpc_requests_total", &labels).increment(1);

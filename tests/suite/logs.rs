@@ -36,6 +36,9 @@ impl Write for Capture {
 
 #[test]
 fn no_secret_or_token_reaches_the_logs() {
+    let _alone = crate::support::SCOPED_SUBSCRIBER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     // Set-up (template, service account) outside the captured section.
     let setup = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

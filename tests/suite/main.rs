@@ -15,6 +15,7 @@ mod closure;
 mod logs;
 mod metrics;
 mod migrations;
+mod otel_traces;
 mod provision;
 mod rls;
 mod scoped_transaction;

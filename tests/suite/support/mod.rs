@@ -33,6 +33,11 @@ const TEMPLATE_PREFIX: &str = "portcullis_tpl_";
 const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
 const TEMPLATE_LOCK: i64 = 0x706f_7274_0003;
 
+/// Tests that install a thread-local subscriber take this first: tracing
+/// caches each callsite's interest process-wide, so two such subscribers
+/// alive at once can hide events from each other.
+pub static SCOPED_SUBSCRIBER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
