@@ -8,6 +8,8 @@ use diesel_async::pooled_connection::{
 };
 
 pub(crate) type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub(crate) type Pooled<'p> =
+    bb8::PooledConnection<'p, AsyncDieselConnectionManager<AsyncPgConnection>>;
 
 /// Pool sizing and timeouts.
 #[derive(Clone, Debug)]

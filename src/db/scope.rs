@@ -113,12 +113,7 @@ impl Db {
         F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>>,
         T: Send,
     {
-        let pooled = self
-            .pool
-            .get()
-            .instrument(pool_wait_span())
-            .await
-            .map_err(DbError::from)?;
+        let pooled = self.checkout().await?;
         let mut guard = Unfinished { conn: Some(pooled) };
         let conn: &AsyncPgConnection = guard.conn()?;
         let [
@@ -192,12 +187,7 @@ impl Db {
         E: From<DbError> + Send + 'a,
         T: Send + 'a,
     {
-        let mut conn = self
-            .pool
-            .get()
-            .instrument(pool_wait_span())
-            .await
-            .map_err(DbError::from)?;
+        let mut conn = self.checkout().await?;
         let conn: &mut AsyncPgConnection = &mut conn;
         // BEGIN and the context travel in one simple-query batch: one round
         // trip instead of two, on every request.
@@ -292,12 +282,7 @@ mod tests {
 /// the connection is marked broken on drop, so the pool discards it rather
 /// than hand out a connection with a transaction (and a context) open.
 struct Unfinished<'p> {
-    conn: Option<
-        bb8::PooledConnection<
-            'p,
-            diesel_async::pooled_connection::AsyncDieselConnectionManager<AsyncPgConnection>,
-        >,
-    >,
+    conn: Option<pool::Pooled<'p>>,
 }
 
 impl Unfinished<'_> {
@@ -346,12 +331,19 @@ macro_rules! static_statement {
 static_statement!(BeginReadOnly, "BEGIN READ ONLY");
 static_statement!(Commit, "COMMIT");
 
-/// A span for the wait on the pool, made only while spans are exported: the
-/// hot path should not pay for a span nobody sees.
-fn pool_wait_span() -> tracing::Span {
-    if crate::telemetry::exporting_spans() {
-        tracing::info_span!("db.pool_wait")
-    } else {
-        tracing::Span::none()
+impl Db {
+    /// A connection from the pool. The wait gets a span only while spans are
+    /// exported: the hot path should not pay for a span nobody sees.
+    async fn checkout(&self) -> Result<pool::Pooled<'_>, DbError> {
+        let wait = if crate::telemetry::exporting_spans() {
+            tracing::info_span!("db.pool_wait")
+        } else {
+            tracing::Span::none()
+        };
+        self.pool
+            .get()
+            .instrument(wait)
+            .await
+            .map_err(DbError::from)
     }
 }
