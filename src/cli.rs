@@ -16,6 +16,7 @@ use crate::db::admin::AdminError;
 use crate::db::cluster;
 use crate::db::provision::{Environment, Names};
 use crate::server::ServerSettings;
+use crate::tls::{ServerTls, TlsFileError};
 use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 
 #[derive(Debug, Parser)]
@@ -488,6 +489,17 @@ pub struct PoolArgs {
         default_value = "10s"
     )]
     pub db_idle_in_transaction_timeout: humantime::Duration,
+    /// Keep prepared statements across transactions. Set false behind
+    /// PgBouncer older than 1.21 in transaction pooling mode (or without
+    /// max_prepared_statements): statements are then prepared inside each
+    /// transaction, at a cost on the hot path (see README, Operations).
+    #[arg(
+        long,
+        env = "PORTCULLIS_DB_STATEMENT_CACHE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub db_statement_cache: bool,
 }
 
 impl PoolArgs {
@@ -499,6 +511,7 @@ impl PoolArgs {
             max_lifetime: Some(self.pool_max_lifetime.into()),
             statement_timeout: self.db_statement_timeout.into(),
             idle_in_transaction_timeout: self.db_idle_in_transaction_timeout.into(),
+            statement_cache: self.db_statement_cache,
         }
     }
 }
@@ -549,13 +562,29 @@ pub struct ServerArgs {
     /// off for serve, 127.0.0.1:9464 for dev].
     #[arg(long, env = "PORTCULLIS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this PEM CA (mutual TLS).
+    #[arg(long, env = "PORTCULLIS_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
 
 impl ServerArgs {
-    pub fn settings(&self) -> ServerSettings {
-        ServerSettings {
+    /// The server settings; TLS files are read and checked here.
+    pub fn settings(&self) -> Result<ServerSettings, TlsFileError> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(ServerTls::load(cert, key, self.tls_client_ca.as_deref())?)
+            }
+            _ => None,
+        };
+        Ok(ServerSettings {
             health_interval: self.health_interval.into(),
             shutdown_grace: self.shutdown_grace.into(),
             service_token_lifetime: self.service_token_lifetime.into(),
@@ -563,7 +592,8 @@ impl ServerArgs {
             max_batch_checks: self.max_batch_checks as usize,
             trust_forwarded_for: self.authn.trust_forwarded_for,
             metrics_listen: self.metrics_listen,
-        }
+            tls,
+        })
     }
 
     pub fn token_settings(&self) -> TokenSettings {

@@ -36,7 +36,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let applied = migrate::run(&owner_url).await.context("migrating")?;
     tracing::info!(applied = applied.len(), "migrations are current");
 
-    let db = Db::new(app_url.as_str(), &args.pool.settings());
+    let db = Db::new(app_url.as_str(), &args.pool.settings())?;
     let demo_secret = seed::seed_demo(&db).await.context("seeding demo data")?;
 
     tracing::warn!("dev signs tokens with an ephemeral key: they stop verifying when dev stops");
@@ -53,7 +53,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .to_string();
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
-    let mut settings = args.server.settings();
+    let mut settings = args.server.settings()?;
     if settings.metrics_listen.is_none() {
         // Metrics on by default in dev, unless the port is taken (by another dev).
         let default = std::net::SocketAddr::from(([127, 0, 0, 1], 9464));

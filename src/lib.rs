@@ -20,4 +20,5 @@ pub mod seed;
 pub mod server;
 pub mod service_accounts;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;

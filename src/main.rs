@@ -54,26 +54,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let keys =
                 KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
-            let db = Db::new(&args.database.database_url, &args.database.pool.settings());
+            let db = database(&args.database)?;
+            let settings = args.server.settings()?;
             let authn = args
                 .server
                 .authenticator(db, keys, OtpDeliveryKind::Outbox)?;
             let listener = server::bind(args.server.listen).await?;
-            tracing::info!(listen = %args.server.listen, "serving");
-            server::serve(
-                authn,
-                listener,
-                args.server.settings(),
-                server::shutdown_signal(),
-            )
-            .await?;
+            tracing::info!(
+                listen = %args.server.listen,
+                tls = settings.tls.is_some(),
+                mutual_tls = settings.tls.as_ref().is_some_and(|tls| tls.mutual),
+                "serving"
+            );
+            server::serve(authn, listener, settings, server::shutdown_signal()).await?;
             Ok(())
         }
         Command::Dev(args) => dev::run(args).await,
         Command::Db(DbCommand::Provision(args)) => provision_command(args).await,
         Command::Db(DbCommand::Migrate(args)) => migrate_command(args).await,
         Command::SeedDemo(args) => {
-            let db = Db::new(&args.database_url, &args.pool.settings());
+            let db =
+                Db::new(&args.database_url, &args.pool.settings()).context("--database-url")?;
             let secret = seed::seed_demo(&db)
                 .await
                 .context("seeding the demo tenant")?;
@@ -106,8 +107,8 @@ fn permissions(raw: &[String]) -> anyhow::Result<Vec<Permission>> {
         .collect()
 }
 
-fn database(args: &DatabaseArgs) -> Db {
-    Db::new(&args.database_url, &args.pool.settings())
+fn database(args: &DatabaseArgs) -> anyhow::Result<Db> {
+    Db::new(&args.database_url, &args.pool.settings()).context("--database-url")
 }
 
 async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
@@ -125,7 +126,7 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
                 tenant_id: tenant,
                 permissions: permissions(&granted)?,
             };
-            let id = service_accounts::create(&database(&args), &new).await?;
+            let id = service_accounts::create(&database(&args)?, &new).await?;
             println!("created service {key} ({id})");
         }
         ServiceCommand::Secret(SecretCommand::Issue {
@@ -134,7 +135,7 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             database: args,
         }) => {
             let (id, secret) = service_accounts::issue_secret(
-                &database(&args),
+                &database(&args)?,
                 &service_key(&key)?,
                 revoke_others,
             )
@@ -147,7 +148,7 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             secret_id,
             database: args,
         }) => {
-            service_accounts::revoke_secret(&database(&args), &service_key(&key)?, secret_id)
+            service_accounts::revoke_secret(&database(&args)?, &service_key(&key)?, secret_id)
                 .await?;
             println!("revoked secret {secret_id} of {key}");
         }
@@ -155,7 +156,7 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             key,
             database: args,
         } => {
-            let revoked = service_accounts::disable(&database(&args), &service_key(&key)?).await?;
+            let revoked = service_accounts::disable(&database(&args)?, &service_key(&key)?).await?;
             println!("disabled {key}; revoked {revoked} live token(s)");
         }
         ServiceCommand::Permissions(PermissionsCommand::Set {
@@ -164,7 +165,7 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             database: args,
         }) => {
             service_accounts::set_permissions(
-                &database(&args),
+                &database(&args)?,
                 &service_key(&key)?,
                 &permissions(&granted)?,
             )
@@ -291,7 +292,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
                     None
                 },
             };
-            let id = users::create_user(&database(&args), &hashing.passwords()?, &new).await?;
+            let id = users::create_user(&database(&args)?, &hashing.passwords()?, &new).await?;
             println!("created user {id}");
         }
         UserCommand::SetPassword {
@@ -304,7 +305,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
             let login = logins(email.as_deref(), phone.as_deref())?.remove(0);
             let password = read_new_password()?;
             users::set_password(
-                &database(&args),
+                &database(&args)?,
                 &hashing.passwords()?,
                 tenant,
                 &login,
@@ -343,7 +344,7 @@ async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
                     statement_timeout: std::time::Duration::from_secs(3600),
                     ..portcullis::db::PoolSettings::default()
                 },
-            );
+            )?;
             let hasher = portcullis::authn::Passwords::new(
                 portcullis::authn::HashCost::OWASP,
                 1,

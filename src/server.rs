@@ -23,6 +23,7 @@ use crate::proto;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
+use crate::tls::ServerTls;
 
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
@@ -40,6 +41,9 @@ pub struct ServerSettings {
     pub trust_forwarded_for: bool,
     /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC over TLS (and require client certificates if it says so);
+    /// plaintext when `None`.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +56,7 @@ impl Default for ServerSettings {
             max_batch_checks: 1000,
             trust_forwarded_for: false,
             metrics_listen: None,
+            tls: None,
         }
     }
 }
@@ -132,7 +137,11 @@ pub async fn serve(
         .layer(RpcLogLayer)
         .layer(CallerAuthLayer::new(tokens.clone()))
         .into_inner();
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &settings.tls {
+        builder = builder.tls_config(tls.config())?;
+    }
+    let router = builder
         .trace_fn(rpc_span)
         .layer(layers)
         .add_service(health_service)

@@ -3,8 +3,10 @@
 //! ever runs on behalf of a network request.
 
 use diesel::sql_types::{BigInt, Bool, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use url::Url;
+
+use super::connect::ConnectTarget;
 
 /// An error of an operator task, with a message meant for a person.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,10 @@ pub struct AdminConnection {
 
 impl AdminConnection {
     pub async fn connect(url: &Url) -> Result<Self, AdminError> {
-        let conn = AsyncPgConnection::establish(url.as_str())
+        let target = ConnectTarget::parse(url.as_str())
+            .map_err(|cause| AdminError::Invalid(cause.to_string()))?;
+        let conn = target
+            .establish()
             .await
             .map_err(|cause| AdminError::Connect {
                 target: redact(url),

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cluster;
+mod connect;
 mod context;
 mod error;
 pub mod migrate;
@@ -12,7 +13,8 @@ pub mod provision;
 pub mod schema;
 mod scope;
 
+pub use connect::DatabaseUrlError;
 pub use context::RlsContext;
 pub use error::DbError;
-pub use pool::PoolSettings;
-pub use scope::{Db, PoolStatus, Work};
+pub use pool::{PoolSettings, PoolStatus};
+pub use scope::{Db, Work};

@@ -1,15 +1,98 @@
 //! The connection pool. Only [`super::Db`] holds it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
 };
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-pub(crate) type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
-pub(crate) type Pooled<'p> =
-    bb8::PooledConnection<'p, AsyncDieselConnectionManager<AsyncPgConnection>>;
+use super::DbError;
+use super::connect::{ConnectTarget, DatabaseUrlError};
+
+type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
+
+/// bb8's pool behind a first-come, first-served gate. bb8 alone lets a
+/// caller that just returned a connection take it straight back while
+/// earlier callers wait to be woken, so under saturation a few requests
+/// starve for seconds; the gate (a fair semaphore with one permit per
+/// connection) makes them queue in arrival order.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    connections: bb8::Pool<Manager>,
+    gate: Arc<Semaphore>,
+    queued: Arc<AtomicU64>,
+    acquire_timeout: Duration,
+    failures: ConnectFailures,
+}
+
+/// A pooled connection and the caller's turn at the gate, released after
+/// the connection is back in the pool (fields drop in order).
+pub(crate) struct Pooled<'p> {
+    conn: bb8::PooledConnection<'p, Manager>,
+    _turn: SemaphorePermit<'p>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+}
+
+/// A snapshot of the pool for health and metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStatus {
+    pub connections: u32,
+    pub idle: u32,
+    /// Calls waiting for a connection right now.
+    pub waiting: u64,
+}
+
+impl Pool {
+    /// A connection, in arrival order, within the acquire timeout. When
+    /// none can be had and opening one failed, the error says why.
+    pub(crate) async fn get(&self) -> Result<Pooled<'_>, DbError> {
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let turn = tokio::time::timeout_at(deadline, self.gate.acquire()).await;
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        let outcome = match turn {
+            Ok(Ok(turn)) => match tokio::time::timeout_at(deadline, self.connections.get()).await {
+                Ok(Ok(conn)) => return Ok(Pooled { conn, _turn: turn }),
+                Ok(Err(error)) => DbError::from(error),
+                Err(_) => DbError::from(bb8::RunError::<PoolError>::TimedOut),
+            },
+            Ok(Err(_closed)) => DbError::Unavailable("the pool is closed".into()),
+            Err(_) => DbError::from(bb8::RunError::<PoolError>::TimedOut),
+        };
+        Err(match (outcome, self.failures.last()) {
+            (DbError::Unavailable(cause), Some(last)) => {
+                DbError::Unavailable(format!("{cause}; last connection attempt: {last}"))
+            }
+            (other, _) => other,
+        })
+    }
+
+    pub(crate) fn status(&self) -> PoolStatus {
+        let state = self.connections.state();
+        PoolStatus {
+            connections: state.connections,
+            idle: state.idle_connections,
+            waiting: self.queued.load(Ordering::Relaxed) + state.statistics.pending_gets(),
+        }
+    }
+}
 
 /// Pool sizing and timeouts.
 #[derive(Clone, Debug)]
@@ -26,6 +109,12 @@ pub struct PoolSettings {
     /// Longest a transaction may sit idle
     /// (`idle_in_transaction_session_timeout`, per transaction).
     pub idle_in_transaction_timeout: Duration,
+    /// Keep prepared statements across transactions (the default). Off for
+    /// PgBouncer older than 1.21 in transaction pooling mode, where the
+    /// next transaction may run on another server connection: statements
+    /// are then prepared and closed inside each transaction, and the hot
+    /// path sends `BEGIN` as a simple query instead of pipelining it.
+    pub statement_cache: bool,
 }
 
 impl Default for PoolSettings {
@@ -37,20 +126,30 @@ impl Default for PoolSettings {
             max_lifetime: Some(Duration::from_secs(1800)),
             statement_timeout: Duration::from_secs(5),
             idle_in_transaction_timeout: Duration::from_secs(10),
+            statement_cache: true,
         }
     }
 }
 
 /// Builds the pool without connecting, so the server can start (and report
-/// `NOT_SERVING`) while the database is still down.
-pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Pool {
+/// `NOT_SERVING`) while the database is still down. Only a URL that cannot
+/// be used (a bad `sslmode`, an unreadable CA file) fails here.
+pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool, DatabaseUrlError> {
+    let target = ConnectTarget::parse(&with_application_name(database_url))?;
+    let statement_cache = settings.statement_cache;
+    let failures = ConnectFailures::default();
+    let succeeded = failures.clone();
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(|url| {
-        let url = url.to_owned();
+    config.custom_setup = Box::new(move |_url| {
+        let (target, succeeded) = (target.clone(), succeeded.clone());
         Box::pin(async move {
             use diesel_async::AsyncConnection;
-            let mut conn = AsyncPgConnection::establish(&url).await?;
+            let mut conn = target.establish().await?;
+            succeeded.clear();
             conn.set_instrumentation(StatementSpans::default());
+            if !statement_cache {
+                conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+            }
             Ok(conn)
         })
     });
@@ -58,16 +157,55 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Pool {
     // checkout would cost a round trip on every request. A dead connection
     // fails its query, is marked broken and is dropped on return.
     config.recycling_method = RecyclingMethod::Fast;
-    let manager =
-        AsyncDieselConnectionManager::new_with_config(with_application_name(database_url), config);
-    bb8::Pool::builder()
+    let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
+    let connections = bb8::Pool::builder()
         .max_size(settings.max_size)
         .min_idle(None)
         .connection_timeout(settings.acquire_timeout)
         .idle_timeout(settings.idle_timeout)
         .max_lifetime(settings.max_lifetime)
         .retry_connection(false)
-        .build_unchecked(manager)
+        .error_sink(Box::new(failures.clone()))
+        .build_unchecked(manager);
+    Ok(Pool {
+        connections,
+        gate: Arc::new(Semaphore::new(settings.max_size as usize)),
+        queued: Arc::default(),
+        acquire_timeout: settings.acquire_timeout,
+        failures,
+    })
+}
+
+/// The last failed attempt to open a connection, kept until one succeeds:
+/// a request that times out waiting for a connection can then say why
+/// (refused, bad password, certificate not trusted…). Each failure is also
+/// logged.
+#[derive(Clone, Debug, Default)]
+struct ConnectFailures(Arc<Mutex<Option<String>>>);
+
+impl ConnectFailures {
+    fn last(&self) -> Option<String> {
+        self.0.lock().map(|last| last.clone()).unwrap_or_default()
+    }
+
+    fn clear(&self) {
+        if let Ok(mut last) = self.0.lock() {
+            last.take();
+        }
+    }
+}
+
+impl bb8::ErrorSink<PoolError> for ConnectFailures {
+    fn sink(&self, error: PoolError) {
+        tracing::warn!(%error, "cannot open a database connection");
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(error.to_string());
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
+        Box::new(self.clone())
+    }
 }
 
 /// Names our connections in `pg_stat_activity` unless the URL already does.

@@ -8,8 +8,8 @@ use futures_util::future::BoxFuture;
 use scoped_futures::ScopedBoxFuture;
 use tracing::Instrument;
 
-use super::pool::{self, Pool, PoolSettings};
-use super::{DbError, RlsContext};
+use super::pool::{self, Pool, PoolSettings, PoolStatus};
+use super::{DatabaseUrlError, DbError, RlsContext};
 
 diesel::define_sql_function! {
     /// PostgreSQL's `set_config(setting, value, is_local)`.
@@ -45,28 +45,23 @@ pub struct Db {
     /// `statement_timeout` and `idle_in_transaction_session_timeout`, in
     /// milliseconds, as set in every transaction.
     limits: [String; 2],
-}
-
-/// A snapshot of the pool for health and metrics.
-#[derive(Clone, Copy, Debug)]
-pub struct PoolStatus {
-    pub connections: u32,
-    pub idle: u32,
-    /// Calls waiting for a connection right now.
-    pub waiting: u64,
+    /// Whether prepared statements outlive a transaction; when not, the
+    /// hot path cannot prepare its `BEGIN` (see [`PoolSettings`]).
+    statement_cache: bool,
 }
 
 impl Db {
     /// Builds the pool; no connection is made until the first request.
-    pub fn new(database_url: &str, settings: &PoolSettings) -> Self {
+    pub fn new(database_url: &str, settings: &PoolSettings) -> Result<Self, DatabaseUrlError> {
         let millis = |d: std::time::Duration| d.as_millis().max(1).to_string();
-        Self {
-            pool: pool::build(database_url, settings),
+        Ok(Self {
+            pool: pool::build(database_url, settings)?,
             limits: [
                 millis(settings.statement_timeout),
                 millis(settings.idle_in_transaction_timeout),
             ],
-        }
+            statement_cache: settings.statement_cache,
+        })
     }
 
     /// Runs `work` in a `READ ONLY` transaction scoped by `ctx`.
@@ -110,9 +105,17 @@ impl Db {
     /// single query; everything else uses [`Db::read`].
     pub async fn read_pipelined<T, F>(&self, ctx: &RlsContext, work: F) -> Result<T, DbError>
     where
-        F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>>,
+        F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>> + Send,
         T: Send,
     {
+        if !self.statement_cache {
+            use scoped_futures::ScopedFutureExt;
+            return self
+                .read(ctx, |conn| {
+                    async move { work(conn).await.map_err(DbError::from) }.scope_boxed()
+                })
+                .await;
+        }
         let pooled = self.checkout().await?;
         let mut guard = Unfinished { conn: Some(pooled) };
         let conn: &AsyncPgConnection = guard.conn()?;
@@ -173,12 +176,7 @@ impl Db {
     }
 
     pub fn status(&self) -> PoolStatus {
-        let state = self.pool.state();
-        PoolStatus {
-            connections: state.connections,
-            idle: state.idle_connections,
-            waiting: state.statistics.pending_gets(),
-        }
+        self.pool.status()
     }
 
     async fn scoped<'a, T, E, F>(&self, access: Access, ctx: &RlsContext, work: F) -> Result<T, E>
@@ -340,10 +338,6 @@ impl Db {
         } else {
             tracing::Span::none()
         };
-        self.pool
-            .get()
-            .instrument(wait)
-            .await
-            .map_err(DbError::from)
+        self.pool.get().instrument(wait).await
     }
 }

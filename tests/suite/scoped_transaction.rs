@@ -8,8 +8,8 @@ use portcullis::db::{Db, DbError, PoolSettings, RlsContext};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use crate::support::TestDb;
 use crate::support::fixtures::{count, execute};
+use crate::support::{TestDb, test_pool};
 
 #[derive(diesel::QueryableByName)]
 struct Setting {
@@ -45,9 +45,10 @@ fn single_connection(test: &TestDb, acquire_timeout: Duration) -> Db {
             acquire_timeout,
             idle_timeout: None,
             max_lifetime: None,
-            ..PoolSettings::default()
+            ..test_pool()
         },
     )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,9 +207,10 @@ async fn a_statement_past_the_timeout_is_cancelled_and_reported() {
         test.app_url.as_str(),
         &PoolSettings {
             statement_timeout: Duration::from_millis(200),
-            ..PoolSettings::default()
+            ..test_pool()
         },
-    );
+    )
+    .unwrap();
     let started = Instant::now();
     let result = db
         .read(&RlsContext::anonymous(), |conn| {
@@ -231,4 +233,64 @@ async fn a_statement_past_the_timeout_is_cancelled_and_reported() {
         tonic::Status::from(DbError::Timeout).code(),
         tonic::Code::DeadlineExceeded
     );
+}
+
+/// Waits until `n` callers are queued for a connection.
+async fn until_waiting(db: &Db, n: u64) {
+    while db.status().waiting != n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_waiting_for_a_connection_are_served_in_arrival_order() {
+    let test = TestDb::new().await;
+    let db = single_connection(&test, Duration::from_secs(5));
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let served = |name: &'static str| {
+        let (db, order) = (db.clone(), order.clone());
+        async move {
+            db.read(&RlsContext::anonymous(), |_conn| {
+                async move {
+                    order.lock().unwrap().push(name);
+                    Ok::<_, DbError>(())
+                }
+                .scope_boxed()
+            })
+            .await
+            .unwrap();
+        }
+    };
+
+    // A holds the only connection until told to let go, then asks again at
+    // once: it must queue behind B and C, who asked while it held it.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (entered, holding) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let db = db.clone();
+        let again = served("A again");
+        tokio::spawn(async move {
+            db.read(&RlsContext::anonymous(), |_conn| {
+                async move {
+                    entered.send(()).unwrap();
+                    released.await.unwrap();
+                    Ok::<_, DbError>(())
+                }
+                .scope_boxed()
+            })
+            .await
+            .unwrap();
+            again.await;
+        })
+    };
+    holding.await.unwrap();
+    let b = tokio::spawn(served("B"));
+    until_waiting(&db, 1).await;
+    let c = tokio::spawn(served("C"));
+    until_waiting(&db, 2).await;
+    release.send(()).unwrap();
+    for task in [holder, b, c] {
+        task.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), ["B", "C", "A again"]);
 }

@@ -5,14 +5,20 @@
 //! Server: `PORTCULLIS_ADMIN_URL` or `DATABASE_URL` (a superuser URL) when
 //! set, else the local server on 127.0.0.1:5432, else a private cluster
 //! started from the installed PostgreSQL binaries under `target/`.
+//!
+//! `PORTCULLIS_TEST_PGBOUNCER=host:port` sends every application-role
+//! connection through that PgBouncer (transaction pooling, any version:
+//! the statement cache is then off); operator connections stay direct.
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fixtures;
 pub mod org;
 pub mod proxy;
 pub mod server;
 pub mod services;
+pub mod tls_front;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
@@ -235,9 +241,14 @@ impl TestDb {
         })
         .await
         .unwrap();
+        let mut app_url = derive_url(&template.admin_url, APP_ROLE, None, &name).unwrap();
+        if let Some((host, port)) = pgbouncer() {
+            app_url.set_host(Some(&host)).unwrap();
+            app_url.set_port(Some(port)).unwrap();
+        }
         Self {
             owner_url: derive_url(&template.admin_url, OWNER_ROLE, None, &name).unwrap(),
-            app_url: derive_url(&template.admin_url, APP_ROLE, None, &name).unwrap(),
+            app_url,
             admin_url: template.admin_url.clone(),
             name,
         }
@@ -245,7 +256,7 @@ impl TestDb {
 
     /// The application role's door: RLS-scoped transactions only.
     pub fn db(&self) -> Db {
-        Db::new(self.app_url.as_str(), &test_pool())
+        Db::new(self.app_url.as_str(), &test_pool()).unwrap()
     }
 
     /// The same, through another URL (a proxy in front of the server).
@@ -253,7 +264,7 @@ impl TestDb {
         let mut url = self.app_url.clone();
         url.set_host(Some(host)).unwrap();
         url.set_port(Some(port)).unwrap();
-        Db::new(url.as_str(), &test_pool())
+        Db::new(url.as_str(), &test_pool()).unwrap()
     }
 
     pub fn app_role(&self) -> &'static str {
@@ -267,8 +278,19 @@ pub fn test_pool() -> PoolSettings {
         acquire_timeout: Duration::from_secs(5),
         idle_timeout: None,
         max_lifetime: None,
+        statement_cache: pgbouncer().is_none(),
         ..PoolSettings::default()
     }
+}
+
+/// The PgBouncer the application role connects through, if the run asks
+/// for one (`PORTCULLIS_TEST_PGBOUNCER=host:port`).
+pub fn pgbouncer() -> Option<(String, u16)> {
+    let value = std::env::var("PORTCULLIS_TEST_PGBOUNCER").ok()?;
+    let (host, port) = value
+        .rsplit_once(':')
+        .expect("PORTCULLIS_TEST_PGBOUNCER is host:port");
+    Some((host.to_owned(), port.parse().expect("a port number")))
 }
 
 impl Drop for TestDb {

@@ -29,6 +29,7 @@ pub fn test_settings() -> ServerSettings {
         max_batch_checks: 1000,
         trust_forwarded_for: false,
         metrics_listen: None,
+        tls: None,
     }
 }
 
