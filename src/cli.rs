@@ -521,6 +521,11 @@ pub struct DatabaseArgs {
     /// PostgreSQL URL of the application role (not a superuser, not the owner).
     #[arg(long, env = "PORTCULLIS_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// URL of a read replica (a hot standby, same application role) that
+    /// answers CheckCapability, CheckCapabilities and ListVisibleOrgNodes;
+    /// their answers may then trail changes by the replication lag.
+    #[arg(long, env = "PORTCULLIS_DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
     #[command(flatten)]
     pub pool: PoolArgs,
 }

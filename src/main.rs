@@ -108,7 +108,14 @@ fn permissions(raw: &[String]) -> anyhow::Result<Vec<Permission>> {
 }
 
 fn database(args: &DatabaseArgs) -> anyhow::Result<Db> {
-    Db::new(&args.database_url, &args.pool.settings()).context("--database-url")
+    let settings = args.pool.settings();
+    let db = Db::new(&args.database_url, &settings).context("--database-url")?;
+    match &args.database_read_url {
+        Some(url) => db
+            .with_read_replica(url, &settings)
+            .context("--database-read-url"),
+        None => Ok(db),
+    }
 }
 
 async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {

@@ -152,7 +152,7 @@ pub async fn serve(
             settings.trust_forwarded_for,
         )))
         .add_service(AuthorizationServer::new(AuthorizationService::new(
-            db.clone(),
+            db.for_reads(),
             tokens.clone(),
             settings.max_batch_checks,
         )))

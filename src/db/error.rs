@@ -19,9 +19,10 @@ pub enum DbError {
 impl From<DieselError> for DbError {
     fn from(error: DieselError) -> Self {
         match error {
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                Self::Unavailable(format!("connection closed: {}", info.message()))
-            }
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => Self::Unavailable(format!("connection closed: {}", info.message())),
             DieselError::DatabaseError(_, info) if info.message().contains("statement timeout") => {
                 Self::Timeout
             }

@@ -48,6 +48,8 @@ pub struct Db {
     /// Whether prepared statements outlive a transaction; when not, the
     /// hot path cannot prepare its `BEGIN` (see [`PoolSettings`]).
     statement_cache: bool,
+    /// A hot standby for the read-only RPCs, if one is configured.
+    replica: Option<Pool>,
 }
 
 impl Db {
@@ -61,7 +63,32 @@ impl Db {
                 millis(settings.idle_in_transaction_timeout),
             ],
             statement_cache: settings.statement_cache,
+            replica: None,
         })
+    }
+
+    /// Adds a read replica (a hot standby, reached as the same application
+    /// role) that [`Db::for_reads`] hands to the read-only RPCs.
+    pub fn with_read_replica(
+        mut self,
+        replica_url: &str,
+        settings: &PoolSettings,
+    ) -> Result<Self, DatabaseUrlError> {
+        self.replica = Some(pool::build(replica_url, settings)?);
+        Ok(self)
+    }
+
+    /// The door for calls that only read and may trail the primary by the
+    /// replication lag: the replica if one is configured, else this.
+    pub fn for_reads(&self) -> Db {
+        match &self.replica {
+            Some(replica) => Db {
+                pool: replica.clone(),
+                replica: None,
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
     }
 
     /// Runs `work` in a `READ ONLY` transaction scoped by `ctx`.
@@ -159,9 +186,18 @@ impl Db {
         Ok(value)
     }
 
-    /// Whether the database answers a trivial statement through the normal
-    /// door (an empty context, so it can read nothing).
+    /// Whether the database, and the replica if there is one, answer a
+    /// trivial statement through the normal door (an empty context, so it
+    /// can read nothing).
     pub async fn ping(&self) -> Result<(), DbError> {
+        self.ping_pool().await?;
+        if self.replica.is_some() {
+            self.for_reads().ping_pool().await?;
+        }
+        Ok(())
+    }
+
+    async fn ping_pool(&self) -> Result<(), DbError> {
         use scoped_futures::ScopedFutureExt;
         self.read(&RlsContext::anonymous(), |conn| {
             async move {

@@ -19,6 +19,7 @@ mod migrations;
 mod otel_traces;
 mod pooled_isolation;
 mod provision;
+mod read_replica;
 mod rls;
 mod scoped_transaction;
 mod server;

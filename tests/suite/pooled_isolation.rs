@@ -195,41 +195,40 @@ async fn every_transaction_sees_exactly_its_own_context_on_a_shared_pool() {
                         )
                     }
                 };
-                let seen =
-                    match call % 3 {
-                        0 => db
-                            .read_pipelined(&ctx, |conn| {
-                                let mut conn = conn;
-                                async move {
+                let seen = match call % 3 {
+                    0 => db
+                        .read_pipelined(&ctx, |conn| {
+                            let mut conn = conn;
+                            async move {
                                     diesel::sql_query(SEEN).get_result::<Seen>(&mut conn).await
                                 }
                                 .boxed()
-                            })
-                            .await
-                            .unwrap(),
-                        1 => db
-                            .read(&ctx, |conn| {
-                                async move {
-                                    Ok::<_, portcullis::db::DbError>(
-                                        diesel::sql_query(SEEN).get_result::<Seen>(conn).await?,
-                                    )
-                                }
-                                .scope_boxed()
-                            })
-                            .await
-                            .unwrap(),
-                        _ => db
-                            .write(&ctx, |conn| {
-                                async move {
-                                    Ok::<_, portcullis::db::DbError>(
-                                        diesel::sql_query(SEEN).get_result::<Seen>(conn).await?,
-                                    )
-                                }
-                                .scope_boxed()
-                            })
-                            .await
-                            .unwrap(),
-                    };
+                        })
+                        .await
+                        .unwrap(),
+                    1 => db
+                        .read(&ctx, |conn| {
+                            async move {
+                                Ok::<_, portcullis::db::DbError>(
+                                    diesel::sql_query(SEEN).get_result::<Seen>(conn).await?,
+                                )
+                            }
+                            .scope_boxed()
+                        })
+                        .await
+                        .unwrap(),
+                    _ => db
+                        .write(&ctx, |conn| {
+                            async move {
+                                Ok::<_, portcullis::db::DbError>(
+                                    diesel::sql_query(SEEN).get_result::<Seen>(conn).await?,
+                                )
+                            }
+                            .scope_boxed()
+                        })
+                        .await
+                        .unwrap(),
+                };
                 assert_eq!((seen.tenant, seen.user_id, seen.tenants), expected);
             }
         }));
