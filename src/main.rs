@@ -73,8 +73,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Db(DbCommand::Provision(args)) => provision_command(args).await,
         Command::Db(DbCommand::Migrate(args)) => migrate_command(args).await,
         Command::SeedDemo(args) => {
-            let db =
-                Db::new(&args.database_url, &args.pool.settings()).context("--database-url")?;
+            let db = database(&args)?;
             let secret = seed::seed_demo(&db)
                 .await
                 .context("seeding the demo tenant")?;
