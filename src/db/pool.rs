@@ -153,10 +153,22 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
             Ok(conn)
         })
     });
-    // Checkout only checks that no transaction was left open: a query per
-    // checkout would cost a round trip on every request. A dead connection
-    // fails its query, is marked broken and is dropped on return.
-    config.recycling_method = RecyclingMethod::Fast;
+    // Checkout sends no query (that would cost a round trip per request);
+    // it skips connections whose socket has closed (server restart,
+    // failover, PgBouncer restart), which the driver already knows, so
+    // they do not fail a request each. `PoolableConnection` is diesel-async's
+    // own (doc-hidden) check: an open transaction or a closed socket.
+    config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+        use diesel_async::pooled_connection::PoolableConnection;
+        let closed = PoolableConnection::is_broken(conn);
+        Box::pin(async move {
+            if closed {
+                Err(diesel::result::Error::BrokenTransactionManager)
+            } else {
+                Ok(())
+            }
+        })
+    }));
     let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
     let connections = bb8::Pool::builder()
         .max_size(settings.max_size)
@@ -197,9 +209,17 @@ impl ConnectFailures {
 
 impl bb8::ErrorSink<PoolError> for ConnectFailures {
     fn sink(&self, error: PoolError) {
-        tracing::warn!(%error, "cannot open a database connection");
-        if let Ok(mut last) = self.0.lock() {
-            *last = Some(error.to_string());
+        match error {
+            PoolError::ConnectionError(_) => {
+                tracing::warn!(%error, "cannot open a database connection");
+                if let Ok(mut last) = self.0.lock() {
+                    *last = Some(error.to_string());
+                }
+            }
+            // A pooled connection found closed at checkout; another is used.
+            PoolError::QueryError(_) => {
+                tracing::info!("discarded a pooled database connection that had closed");
+            }
         }
     }
 

@@ -85,14 +85,10 @@ async fn checks_go_to_the_replica_and_credential_exchanges_to_the_primary() {
     // The primary still exchanges secrets.
     token_of(&channel, &service).await;
 
-    // Back: each connection that died with the cut fails one call at most.
+    // Back: connections that closed with the cut are skipped, not used.
     replica.restore();
-    let mut answer = Err(Code::Unavailable);
-    for _ in 0..=test_pool().max_size {
-        answer = check(&channel, &token, &world).await;
-        if answer.is_ok() {
-            break;
-        }
-    }
-    assert_eq!(answer, Ok(DecisionReason::Allowed));
+    assert_eq!(
+        check(&channel, &token, &world).await,
+        Ok(DecisionReason::Allowed)
+    );
 }
