@@ -9,6 +9,7 @@ const PROTO_FILES: &[&str] = &[
     "portcullis/v1/authentication.proto",
     "portcullis/v1/authorization.proto",
     "portcullis/v1/service_credentials.proto",
+    "portcullis/v1/administration.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -4,6 +4,7 @@
 //! `tonic::Status`), the domain modules (no tonic types), and [`db`], the only
 //! door to the database: every access runs in an RLS-scoped transaction.
 
+pub mod admin;
 pub mod audit;
 pub mod authn;
 pub mod authz;

@@ -12,6 +12,7 @@ use tonic_health::ServingStatus;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::authn::Authenticator;
+use crate::grpc::administration::AdministrationService;
 use crate::grpc::authentication::AuthenticationService;
 use crate::grpc::authorization::AuthorizationService;
 use crate::grpc::caller_auth::CallerAuthLayer;
@@ -20,6 +21,7 @@ use crate::grpc::request::REQUEST_ID_HEADER;
 use crate::grpc::rpc_log::RpcLogLayer;
 use crate::grpc::service_credentials::ServiceCredentialsService;
 use crate::proto;
+use crate::proto::v1::administration_server::AdministrationServer;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
@@ -147,6 +149,9 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
+        .add_service(AdministrationServer::new(AdministrationService::new(
+            db.clone(),
+        )))
         .add_service(AuthenticationServer::new(AuthenticationService::new(
             authn,
             settings.trust_forwarded_for,

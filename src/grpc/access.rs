@@ -49,6 +49,12 @@ pub fn rule(path: &str) -> Access {
             caller(Some("authz.check"), true)
         }
         "Authorization/ListVisibleOrgNodes" => caller(Some("authz.list_visible"), true),
+        "Administration/CreateOrgNode"
+        | "Administration/RenameOrgNode"
+        | "Administration/MoveOrgNode"
+        | "Administration/DeactivateOrgNode"
+        | "Administration/ReactivateOrgNode" => caller(Some("admin.org.write"), true),
+        "Administration/GetOrgSubtree" => caller(Some("admin.org.read"), true),
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
         _ => DENY_ALL,

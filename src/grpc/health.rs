@@ -8,7 +8,8 @@ use tonic_health::server::HealthReporter;
 use crate::db::Db;
 
 /// Services whose health is reported, besides the server as a whole ("").
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
+    "portcullis.v1.Administration",
     "portcullis.v1.Authentication",
     "portcullis.v1.Authorization",
     "portcullis.v1.ServiceCredentials",

@@ -2,6 +2,7 @@
 //! maps its errors through [`status`]; no business logic lives here.
 
 pub mod access;
+pub mod administration;
 pub mod authentication;
 pub mod authorization;
 pub mod caller_auth;

@@ -2,6 +2,7 @@
 
 use tonic::Status;
 
+use crate::admin::AdminError;
 use crate::authn::{AuthnError, PasswordError};
 use crate::authz::AuthzError;
 use crate::db::DbError;
@@ -96,6 +97,17 @@ impl From<AuthnError> for Status {
                 Status::internal("internal error")
             }
             AuthnError::Db(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<AdminError> for Status {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NotFound(_) => Status::not_found(error.to_string()),
+            AdminError::Forbidden(message) => Status::permission_denied(message),
+            AdminError::Conflict(message) => Status::failed_precondition(message),
+            AdminError::Db(db) => db.into(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod administration;
 mod authentication;
 mod authorization;
 mod authz_model;

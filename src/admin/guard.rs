@@ -1,0 +1,122 @@
+//! Who is changing the tree, and whether they may do it here.
+
+use uuid::Uuid;
+
+use super::AdminError;
+use crate::audit::Actor;
+use crate::authz::{self, CapabilityKey, Check, Reason};
+use crate::db::{Db, RlsContext};
+use crate::tokens::Principal;
+
+/// The capabilities administration asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    OrgRead,
+    OrgWrite,
+}
+
+impl Capability {
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::OrgRead => "admin.org.read",
+            Self::OrgWrite => "admin.org.write",
+        }
+    }
+}
+
+/// A caller acting in one tenant. The transport's rule table has already
+/// checked a service's permission; users are checked here, node by node.
+#[derive(Clone, Debug)]
+pub struct Administrator {
+    principal: Principal,
+    pub tenant_id: Uuid,
+    request_id: Option<String>,
+}
+
+impl Administrator {
+    /// `Err(NotFound)` when the caller may not act in `tenant_id` at all:
+    /// the answer for a node of another tenant is the answer for no node.
+    pub fn in_tenant(
+        principal: Principal,
+        tenant_id: Uuid,
+        request_id: Option<String>,
+        field: &'static str,
+    ) -> Result<Self, AdminError> {
+        if !principal.may_act_in(tenant_id) {
+            return Err(AdminError::NotFound(field));
+        }
+        Ok(Self {
+            principal,
+            tenant_id,
+            request_id,
+        })
+    }
+
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::Service(service) => Actor::Service(service.service_id),
+            Principal::User(user) => Actor::User(user.user_id),
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// The transaction context of the change: the tenant, and the caller.
+    pub fn context(&self) -> RlsContext {
+        let ctx = RlsContext::tenant(self.tenant_id);
+        let ctx = match &self.principal {
+            Principal::Service(service) => ctx.with_service(service.service_id),
+            Principal::User(user) => ctx.with_user(user.user_id),
+        };
+        match &self.request_id {
+            Some(id) => ctx.with_request_id(id),
+            None => ctx,
+        }
+    }
+
+    /// Whether the caller may use `capability` at `node` (named `field` in
+    /// errors). Services: granted by their permission. Users: the check
+    /// engine must allow it; a node it does not know is not found.
+    pub async fn require(
+        &self,
+        db: &Db,
+        capability: Capability,
+        node: Uuid,
+        field: &'static str,
+    ) -> Result<(), AdminError> {
+        let Principal::User(user) = &self.principal else {
+            return Ok(());
+        };
+        let key = CapabilityKey::parse(capability.key())
+            .map_err(|e| AdminError::Forbidden(e.to_string()))?;
+        let subject = authz::Subject {
+            tenant_id: user.tenant_id,
+            user_id: user.user_id,
+        };
+        let checks = [Check {
+            capability: key,
+            org_node_id: node,
+        }];
+        let decisions = authz::check(db, subject, &checks, false, self.request_id()).await?;
+        match decisions.first().map(|d| d.reason) {
+            Some(Reason::Allowed) => Ok(()),
+            Some(Reason::UnknownOrgNode) => Err(AdminError::NotFound(field)),
+            _ => Err(AdminError::Forbidden(format!(
+                "{} is not granted to this user at {field}",
+                capability.key()
+            ))),
+        }
+    }
+
+    /// Users may not create roots: a capability is always held at a node.
+    pub fn require_root_creation(&self) -> Result<(), AdminError> {
+        match self.principal {
+            Principal::Service(_) => Ok(()),
+            Principal::User(_) => Err(AdminError::Forbidden(
+                "parent_org_node_id: only a service may create a root node".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Administration: changes to the data every check reads, each guarded by
+//! the caller's permission or capability and recorded in the audit trail in
+//! the same transaction.
+
+mod guard;
+mod names;
+pub mod org;
+
+pub use guard::{Administrator, Capability};
+pub use names::{Label, NodeType};
+
+use crate::authz::AuthzError;
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Absent, or in a tenant the caller may not see: the same answer, so a
+    /// caller learns nothing about other tenants.
+    #[error("{0}: no such org node")]
+    NotFound(&'static str),
+    /// The caller is known but lacks the capability here.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The change would break an invariant (a cycle in the tree).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for AdminError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(error))
+    }
+}
+
+impl From<AuthzError> for AdminError {
+    fn from(error: AuthzError) -> Self {
+        match error {
+            AuthzError::Db(db) => Self::Db(db),
+            other => Self::Forbidden(other.to_string()),
+        }
+    }
+}

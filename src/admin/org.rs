@@ -1,0 +1,289 @@
+//! The org tree: create, rename, move, deactivate, reactivate, read a
+//! subtree. The closure table follows by trigger (cycles refused, moves
+//! serialised per tenant); every change writes its audit row with the node
+//! before and after, in the same transaction.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{AdminError, Administrator, Capability, Label, NodeType};
+use crate::audit::{self, AuditEvent};
+use crate::db::Db;
+use crate::db::schema::auth::{org_node_paths, org_nodes};
+
+/// Most nodes `subtree` returns when asked for no limit.
+pub const DEFAULT_SUBTREE_NODES: u32 = 1000;
+pub const MAX_SUBTREE_NODES: u32 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = org_nodes)]
+pub struct OrgNode {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub node_type: String,
+    pub label: String,
+    pub status: String,
+}
+
+impl OrgNode {
+    pub fn active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// One change to one node, for the audit trail.
+enum Change {
+    Created,
+    Renamed,
+    Moved,
+    Deactivated,
+    Reactivated,
+}
+
+impl Change {
+    fn action(&self) -> &'static str {
+        match self {
+            Self::Created => "org.node_created",
+            Self::Renamed => "org.node_renamed",
+            Self::Moved => "org.node_moved",
+            Self::Deactivated => "org.node_deactivated",
+            Self::Reactivated => "org.node_reactivated",
+        }
+    }
+}
+
+pub async fn create(
+    db: &Db,
+    admin: &Administrator,
+    parent: Option<Uuid>,
+    node_type: &NodeType,
+    label: &Label,
+) -> Result<OrgNode, AdminError> {
+    match parent {
+        Some(parent) => {
+            admin
+                .require(db, Capability::OrgWrite, parent, "parent_org_node_id")
+                .await?
+        }
+        None => admin.require_root_creation()?,
+    }
+    let tenant = admin.tenant_id;
+    db.write(&admin.context(), |conn| {
+        async move {
+            let created: OrgNode = diesel::insert_into(org_nodes::table)
+                .values((
+                    org_nodes::tenant_id.eq(tenant),
+                    org_nodes::parent_id.eq(parent),
+                    org_nodes::node_type.eq(node_type.as_str()),
+                    org_nodes::label.eq(label.as_str()),
+                ))
+                .returning(OrgNode::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|e| tree_error(e, "parent_org_node_id"))?;
+            record(conn, admin, Change::Created, None, &created).await?;
+            Ok(created)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+pub async fn rename(
+    db: &Db,
+    admin: &Administrator,
+    node: Uuid,
+    label: &Label,
+) -> Result<OrgNode, AdminError> {
+    admin
+        .require(db, Capability::OrgWrite, node, "org_node_id")
+        .await?;
+    change(db, admin, node, Change::Renamed, Update::Label(label)).await
+}
+
+pub async fn move_under(
+    db: &Db,
+    admin: &Administrator,
+    node: Uuid,
+    new_parent: Uuid,
+) -> Result<OrgNode, AdminError> {
+    admin
+        .require(db, Capability::OrgWrite, node, "org_node_id")
+        .await?;
+    admin
+        .require(
+            db,
+            Capability::OrgWrite,
+            new_parent,
+            "new_parent_org_node_id",
+        )
+        .await?;
+    change(db, admin, node, Change::Moved, Update::Parent(new_parent)).await
+}
+
+/// Sets the node's status; setting the status it already has changes
+/// nothing and writes no audit row.
+pub async fn set_active(
+    db: &Db,
+    admin: &Administrator,
+    node: Uuid,
+    active: bool,
+) -> Result<OrgNode, AdminError> {
+    admin
+        .require(db, Capability::OrgWrite, node, "org_node_id")
+        .await?;
+    let (status, kind) = if active {
+        ("active", Change::Reactivated)
+    } else {
+        ("inactive", Change::Deactivated)
+    };
+    change(db, admin, node, kind, Update::Status(status)).await
+}
+
+/// The node and the nodes under it, by depth then id, at most `max_nodes`;
+/// the flag says whether more exist.
+pub async fn subtree(
+    db: &Db,
+    admin: &Administrator,
+    node: Uuid,
+    max_nodes: u32,
+) -> Result<(Vec<OrgNode>, bool), AdminError> {
+    admin
+        .require(db, Capability::OrgRead, node, "org_node_id")
+        .await?;
+    let limit = i64::from(max_nodes.clamp(1, MAX_SUBTREE_NODES));
+    db.read(&admin.context(), |conn| {
+        async move {
+            let mut nodes: Vec<OrgNode> = org_node_paths::table
+                .inner_join(org_nodes::table.on(org_nodes::id.eq(org_node_paths::descendant_id)))
+                .filter(org_node_paths::ancestor_id.eq(node))
+                .order((org_node_paths::depth, org_nodes::id))
+                .limit(limit + 1)
+                .select(OrgNode::as_select())
+                .load(conn)
+                .await?;
+            if nodes.is_empty() {
+                return Err(AdminError::NotFound("org_node_id"));
+            }
+            let truncated = nodes.len() as i64 > limit;
+            nodes.truncate(limit as usize);
+            Ok((nodes, truncated))
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// What a change sets.
+enum Update<'a> {
+    Label(&'a Label),
+    Parent(Uuid),
+    Status(&'static str),
+}
+
+/// Locks the node, applies `update`, records before and after. No row
+/// (absent, or another tenant's, hidden by RLS): not found. A change to the
+/// value the node already has does nothing and records nothing.
+async fn change(
+    db: &Db,
+    admin: &Administrator,
+    node: Uuid,
+    kind: Change,
+    update: Update<'_>,
+) -> Result<OrgNode, AdminError> {
+    db.write(&admin.context(), |conn| {
+        async move {
+            let before: OrgNode = org_nodes::table
+                .find(node)
+                .select(OrgNode::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or(AdminError::NotFound("org_node_id"))?;
+            let unchanged = match &update {
+                Update::Label(label) => before.label == label.as_str(),
+                Update::Parent(parent) => before.parent_id == Some(*parent),
+                Update::Status(status) => before.status == *status,
+            };
+            if unchanged {
+                return Ok(before);
+            }
+            let target = diesel::update(org_nodes::table.find(node));
+            let now = org_nodes::updated_at.eq(diesel::dsl::now);
+            let after: OrgNode = match update {
+                Update::Label(label) => {
+                    target
+                        .set((org_nodes::label.eq(label.as_str()), now))
+                        .returning(OrgNode::as_returning())
+                        .get_result(conn)
+                        .await?
+                }
+                Update::Parent(parent) => target
+                    .set((org_nodes::parent_id.eq(Some(parent)), now))
+                    .returning(OrgNode::as_returning())
+                    .get_result(conn)
+                    .await
+                    .map_err(|e| tree_error(e, "new_parent_org_node_id"))?,
+                Update::Status(status) => {
+                    target
+                        .set((org_nodes::status.eq(status), now))
+                        .returning(OrgNode::as_returning())
+                        .get_result(conn)
+                        .await?
+                }
+            };
+            record(conn, admin, kind, Some(&before), &after).await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+async fn record(
+    conn: &mut diesel_async::AsyncPgConnection,
+    admin: &Administrator,
+    kind: Change,
+    before: Option<&OrgNode>,
+    after: &OrgNode,
+) -> Result<(), AdminError> {
+    audit::record(
+        conn,
+        AuditEvent {
+            tenant_id: Some(admin.tenant_id),
+            actor: admin.actor(),
+            action: kind.action(),
+            entity_kind: "org_node",
+            entity_id: Some(after.id.to_string()),
+            request_id: admin.request_id(),
+            payload: json!({ "before": before, "after": after }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The trigger's and the foreign key's refusals, as the caller should see
+/// them: a parent elsewhere is a parent that does not exist.
+fn tree_error(error: DieselError, parent_field: &'static str) -> AdminError {
+    if let DieselError::DatabaseError(kind, info) = &error {
+        let message = info.message();
+        if matches!(kind, DatabaseErrorKind::ForeignKeyViolation)
+            || message.contains("is not in the tenant of node")
+        {
+            return AdminError::NotFound(parent_field);
+        }
+        if message.contains("cannot move under its own descendant") {
+            return AdminError::Conflict(format!(
+                "{parent_field}: is the node itself or one of its descendants"
+            ));
+        }
+    }
+    AdminError::from(error)
+}

@@ -1,0 +1,466 @@
+//! The Administration API, first part: the org tree. Guarded per caller,
+//! fenced per tenant (another tenant's node is a node that does not exist),
+//! audited per change, and felt by CheckCapability at once.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use portcullis::db::admin::{AdminConnection, derive_url};
+use portcullis::proto::v1::administration_client::AdministrationClient;
+use portcullis::proto::v1::authorization_client::AuthorizationClient;
+use portcullis::proto::v1::{
+    CheckCapabilityRequest, CreateOrgNodeRequest, DecisionReason, GetOrgSubtreeRequest,
+    MoveOrgNodeRequest, OrgNode, OrgNodeRef, RenameOrgNodeRequest, Subject, UserRef, subject,
+};
+use portcullis::tokens::{NewToken, TokenType};
+use secrecy::ExposeSecret;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use uuid::Uuid;
+
+use crate::support::TestDb;
+use crate::support::fixtures::{TenantWorld, batch, populate};
+use crate::support::server::TestServer;
+use crate::support::services::{bearer, create_service, token_of};
+
+struct Setup {
+    test: TestDb,
+    server: TestServer,
+    channel: Channel,
+    /// Tenant A, with a service bound to it holding both admin permissions.
+    a: TenantWorld,
+    b: TenantWorld,
+    token: String,
+}
+
+async fn setup() -> Setup {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let (a, b) = (populate(&db).await, populate(&db).await);
+    let service = create_service(
+        &db,
+        Some(a.tenant),
+        &["admin.org.write", "admin.org.read", "authz.check"],
+    )
+    .await;
+    let server = TestServer::start(db).await;
+    let channel = server.channel().await;
+    let token = token_of(&channel, &service).await.access_token;
+    Setup {
+        test,
+        server,
+        channel,
+        a,
+        b,
+        token,
+    }
+}
+
+impl Setup {
+    fn admin(&self) -> AdministrationClient<Channel> {
+        AdministrationClient::new(self.channel.clone())
+    }
+
+    async fn create(
+        &self,
+        token: &str,
+        tenant: Uuid,
+        parent: Option<Uuid>,
+        label: &str,
+    ) -> Result<OrgNode, Status> {
+        self.admin()
+            .create_org_node(bearer(
+                CreateOrgNodeRequest {
+                    tenant_id: tenant.to_string(),
+                    parent_org_node_id: parent.map(|p| p.to_string()).unwrap_or_default(),
+                    node_type: "site".into(),
+                    label: label.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn rename(
+        &self,
+        token: &str,
+        tenant: Uuid,
+        node: Uuid,
+        label: &str,
+    ) -> Result<OrgNode, Status> {
+        self.admin()
+            .rename_org_node(bearer(
+                RenameOrgNodeRequest {
+                    tenant_id: tenant.to_string(),
+                    org_node_id: node.to_string(),
+                    label: label.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn move_under(&self, node: Uuid, parent: Uuid) -> Result<OrgNode, Status> {
+        self.admin()
+            .move_org_node(bearer(
+                MoveOrgNodeRequest {
+                    tenant_id: self.a.tenant.to_string(),
+                    org_node_id: node.to_string(),
+                    new_parent_org_node_id: parent.to_string(),
+                },
+                &self.token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    fn user_token(&self, world: &TenantWorld) -> String {
+        self.server
+            .tokens
+            .issue(
+                &NewToken {
+                    typ: TokenType::User,
+                    subject: world.user,
+                    tenant: Some(world.tenant),
+                    session: Uuid::new_v4(),
+                    permissions: Vec::new(),
+                    lifetime: Duration::from_secs(600),
+                },
+                Utc::now(),
+            )
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// Whether exactly `rows` audit rows match (read as a superuser: the
+    /// application role may only insert audit rows).
+    async fn audited(&self, rows: u32, condition: &str, params: &[&str]) -> bool {
+        let url = derive_url(
+            &self.test.admin_url,
+            self.test.admin_url.username(),
+            self.test.admin_url.password(),
+            &self.test.name,
+        )
+        .unwrap();
+        let mut admin = AdminConnection::connect(&url).await.unwrap();
+        admin
+            .query_bool(
+                &format!(
+                    "SELECT count(*) = {rows} AS value FROM audit.audit_events WHERE {condition}"
+                ),
+                params,
+            )
+            .await
+            .unwrap()
+    }
+}
+
+fn id(node: &OrgNode) -> Uuid {
+    Uuid::parse_str(&node.org_node_id).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_builds_a_tree_and_reads_it_back() {
+    let s = setup().await;
+    let root = s
+        .create(&s.token, s.a.tenant, None, "Holding")
+        .await
+        .unwrap();
+    let site = s
+        .create(&s.token, s.a.tenant, Some(id(&root)), "Lyon")
+        .await
+        .unwrap();
+    assert_eq!(site.parent_org_node_id, root.org_node_id);
+    assert!(site.active);
+    let subtree = s
+        .admin()
+        .get_org_subtree(bearer(
+            GetOrgSubtreeRequest {
+                tenant_id: s.a.tenant.to_string(),
+                org_node_id: root.org_node_id.clone(),
+                max_nodes: 0,
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(subtree.nodes, vec![root, site]);
+    assert!(!subtree.truncated);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rename_is_audited_with_the_label_before_and_after() {
+    let s = setup().await;
+    let renamed = s
+        .rename(&s.token, s.a.tenant, s.a.child, "Paris Treasury")
+        .await
+        .unwrap();
+    assert_eq!(renamed.label, "Paris Treasury");
+    assert!(
+        s.audited(
+            1,
+            "action = 'org.node_renamed' AND entity_id = $1 AND actor_kind = 'service' \
+             AND payload->'before'->>'label' = 'Child' AND payload->'after'->>'label' = $2",
+            &[&s.a.child.to_string(), "Paris Treasury"],
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setting_what_is_already_set_changes_nothing_and_records_nothing() {
+    let s = setup().await;
+    let request = || {
+        bearer(
+            OrgNodeRef {
+                tenant_id: s.a.tenant.to_string(),
+                org_node_id: s.a.child.to_string(),
+            },
+            &s.token,
+        )
+    };
+    assert!(
+        !s.admin()
+            .deactivate_org_node(request())
+            .await
+            .unwrap()
+            .into_inner()
+            .active
+    );
+    assert!(
+        !s.admin()
+            .deactivate_org_node(request())
+            .await
+            .unwrap()
+            .into_inner()
+            .active
+    );
+    assert!(
+        s.audited(
+            1,
+            "action = 'org.node_deactivated' AND entity_id = $1",
+            &[&s.a.child.to_string()],
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_move_under_its_own_descendant_is_refused() {
+    let s = setup().await;
+    let refused = s.move_under(s.a.root, s.a.child).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().starts_with("new_parent_org_node_id"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_node_answers_exactly_like_a_node_that_does_not_exist() {
+    let s = setup().await;
+    // Naming tenant A, with tenant B's node.
+    let foreign = s
+        .rename(&s.token, s.a.tenant, s.b.child, "x")
+        .await
+        .unwrap_err();
+    let missing = s
+        .rename(&s.token, s.a.tenant, Uuid::new_v4(), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (foreign.code(), foreign.message()),
+        (missing.code(), missing.message())
+    );
+    assert_eq!(foreign.code(), Code::NotFound);
+    // Naming tenant B itself.
+    let foreign = s
+        .rename(&s.token, s.b.tenant, s.b.child, "x")
+        .await
+        .unwrap_err();
+    let missing = s
+        .rename(&s.token, Uuid::new_v4(), s.b.child, "x")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (foreign.code(), foreign.message()),
+        (missing.code(), missing.message())
+    );
+    // A parent in tenant B is a parent that does not exist.
+    let foreign = s
+        .create(&s.token, s.a.tenant, Some(s.b.root), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), Code::NotFound);
+    assert!(
+        s.audited(
+            0,
+            "action LIKE 'org.%' AND tenant_id = $1::uuid",
+            &[&s.b.tenant.to_string()]
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_changes_only_where_admin_org_write_is_granted() {
+    let s = setup().await;
+    // The user of tenant A gets admin.org.write at the child only.
+    batch(
+        &s.test.db(),
+        &portcullis::db::RlsContext::operator().with_tenant(s.a.tenant),
+        &format!(
+            "INSERT INTO auth.capabilities (key) VALUES ('admin.org.write') ON CONFLICT DO NOTHING;
+             INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{t}', 'org_admin', 'Org admin');
+             INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
+                 SELECT '{t}', '{role}', id FROM auth.capabilities WHERE key = 'admin.org.write';
+             INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id)
+                 VALUES ('{t}', '{u}', '{role}', '{child}');",
+            role = Uuid::new_v4(),
+            t = s.a.tenant,
+            u = s.a.user,
+            child = s.a.child,
+        ),
+    )
+    .await
+    .unwrap();
+    let user = s.user_token(&s.a);
+    s.rename(&user, s.a.tenant, s.a.child, "Mine")
+        .await
+        .unwrap();
+    let refused = s
+        .rename(&user, s.a.tenant, s.a.root, "Not mine")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = s
+        .create(&user, s.a.tenant, None, "A root")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        s.audited(
+            1,
+            "action = 'org.node_renamed' AND actor_kind = 'user' AND actor_id = $1",
+            &[&s.a.user.to_string()],
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subtree_move_changes_check_answers_at_once() {
+    let s = setup().await;
+    // The user holds the test capability at the root; a new root elsewhere
+    // is outside it until moved under the child.
+    let other = s
+        .create(&s.token, s.a.tenant, None, "Elsewhere")
+        .await
+        .unwrap();
+    let check = || async {
+        AuthorizationClient::new(s.channel.clone())
+            .check_capability(bearer(
+                CheckCapabilityRequest {
+                    subject: Some(Subject {
+                        kind: Some(subject::Kind::User(UserRef {
+                            tenant_id: s.a.tenant.to_string(),
+                            user_id: s.a.user.to_string(),
+                        })),
+                    }),
+                    capability: format!("test.cap_{}", &s.a.tenant.simple().to_string()[..12]),
+                    org_node_id: other.org_node_id.clone(),
+                    explain: false,
+                },
+                &s.token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .reason()
+    };
+    assert_eq!(check().await, DecisionReason::NoMatchingAssignment);
+    s.move_under(id(&other), s.a.child).await.unwrap();
+    assert_eq!(check().await, DecisionReason::Allowed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_errors_name_their_field() {
+    let s = setup().await;
+    let field_of = |status: Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        status.message().split(':').next().unwrap().to_owned()
+    };
+    let bad_label = s.create(&s.token, s.a.tenant, None, " ").await.unwrap_err();
+    assert_eq!(field_of(bad_label), "label");
+    let bad_type = s
+        .admin()
+        .create_org_node(bearer(
+            CreateOrgNodeRequest {
+                tenant_id: s.a.tenant.to_string(),
+                node_type: "Site".into(),
+                label: "x".into(),
+                ..Default::default()
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(bad_type), "node_type");
+    let bad_tenant = s
+        .admin()
+        .rename_org_node(bearer(
+            RenameOrgNodeRequest {
+                tenant_id: "not-a-uuid".into(),
+                org_node_id: s.a.child.to_string(),
+                label: "x".into(),
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(bad_tenant), "tenant_id");
+    let bad_parent = s
+        .admin()
+        .move_org_node(bearer(
+            MoveOrgNodeRequest {
+                tenant_id: s.a.tenant.to_string(),
+                org_node_id: s.a.child.to_string(),
+                new_parent_org_node_id: String::new(),
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(bad_parent), "new_parent_org_node_id");
+    let too_many = s
+        .admin()
+        .get_org_subtree(bearer(
+            GetOrgSubtreeRequest {
+                tenant_id: s.a.tenant.to_string(),
+                org_node_id: s.a.root.to_string(),
+                max_nodes: 10_001,
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(too_many), "max_nodes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_without_the_permission_is_refused() {
+    let s = setup().await;
+    let reader = create_service(&s.test.db(), Some(s.a.tenant), &["admin.org.read"]).await;
+    let token = token_of(&s.channel, &reader).await.access_token;
+    let refused = s
+        .rename(&token, s.a.tenant, s.a.child, "x")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
