@@ -13,6 +13,8 @@ use crate::tokens::Principal;
 pub enum Capability {
     OrgRead,
     OrgWrite,
+    AssignmentsRead,
+    AssignmentsWrite,
 }
 
 impl Capability {
@@ -20,6 +22,8 @@ impl Capability {
         match self {
             Self::OrgRead => "admin.org.read",
             Self::OrgWrite => "admin.org.write",
+            Self::AssignmentsRead => "admin.assignments.read",
+            Self::AssignmentsWrite => "admin.assignments.write",
         }
     }
 }
@@ -107,6 +111,17 @@ impl Administrator {
                 "{} is not granted to this user at {field}",
                 capability.key()
             ))),
+        }
+    }
+
+    /// A user may ask about themselves only; a service about anyone in its
+    /// tenant.
+    pub fn require_self_or_service(&self, user: Uuid, field: &str) -> Result<(), AdminError> {
+        match &self.principal {
+            Principal::User(me) if me.user_id != user => Err(AdminError::Forbidden(format!(
+                "{field}: a user may list only their own assignments"
+            ))),
+            _ => Ok(()),
         }
     }
 

@@ -2,12 +2,14 @@
 //! the caller's permission or capability and recorded in the audit trail in
 //! the same transaction.
 
+pub mod assignments;
 mod guard;
 mod names;
 pub mod org;
+pub mod roles;
 
 pub use guard::{Administrator, Capability};
-pub use names::{Label, NodeType};
+pub use names::{Label, NodeType, RoleKey};
 
 use crate::authz::AuthzError;
 use crate::db::DbError;
@@ -16,8 +18,13 @@ use crate::db::DbError;
 pub enum AdminError {
     /// Absent, or in a tenant the caller may not see: the same answer, so a
     /// caller learns nothing about other tenants.
-    #[error("{0}: no such org node")]
+    #[error("{0}: not found")]
     NotFound(&'static str),
+    /// A value that names something that does not exist, or clashes.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The caller is known but lacks the capability here.
     #[error("{0}")]
     Forbidden(String),

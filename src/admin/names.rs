@@ -50,6 +50,31 @@ impl Label {
     }
 }
 
+/// A role's key within its tenant: lowercase letters, digits, `_`, `.` and
+/// `-`, starting with a letter, at most 63 characters (`treasurer`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleKey(String);
+
+impl RoleKey {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let mut chars = raw.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+            })
+            && raw.len() <= 63;
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be lowercase letters, digits, _ . and -, starting with a letter, at most 63")
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +84,14 @@ mod tests {
         assert!(NodeType::parse("cost_center2").is_ok());
         for bad in ["", "Site", "2site", "site-a", "site a", &"a".repeat(64)] {
             assert!(NodeType::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn role_keys_are_lowercase_identifiers_with_dots_and_dashes() {
+        assert!(RoleKey::parse("treasury.viewer-2").is_ok());
+        for bad in ["", "Treasurer", "-x", "a b", &"a".repeat(64)] {
+            assert!(RoleKey::parse(bad).is_err(), "{bad}");
         }
     }
 

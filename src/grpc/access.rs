@@ -55,6 +55,15 @@ pub fn rule(path: &str) -> Access {
         | "Administration/DeactivateOrgNode"
         | "Administration/ReactivateOrgNode" => caller(Some("admin.org.write"), true),
         "Administration/GetOrgSubtree" => caller(Some("admin.org.read"), true),
+        // Roles are tenant-wide: no node to hold a user's capability at.
+        "Administration/CreateRole" | "Administration/SetRoleCapabilities" => {
+            caller(Some("admin.roles.write"), false)
+        }
+        "Administration/ListRoles" => caller(Some("admin.roles.read"), false),
+        "Administration/AssignRole" | "Administration/EndAssignment" => {
+            caller(Some("admin.assignments.write"), true)
+        }
+        "Administration/ListAssignments" => caller(Some("admin.assignments.read"), true),
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
         _ => DENY_ALL,

@@ -4,9 +4,13 @@
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use super::authorization::parse_uuid;
-use super::request::{caller, invalid, request_id};
-use crate::admin::{Administrator, Label, NodeType, org};
+use super::request::{caller, invalid, request_id, timestamp};
+use crate::admin::assignments::{self, Holder, NewAssignment};
+use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
+use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::proto::v1 as pb;
 use crate::proto::v1::administration_server::Administration;
@@ -52,6 +56,51 @@ fn node(node: org::OrgNode) -> pb::OrgNode {
         node_type: node.node_type,
         label: node.label,
     }
+}
+
+fn capability_keys(keys: &[String]) -> Result<Vec<CapabilityKey>, Status> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| {
+            CapabilityKey::parse(key).map_err(|e| invalid(&format!("capabilities[{i}]"), e))
+        })
+        .collect()
+}
+
+fn role(role: roles::Role) -> pb::Role {
+    pb::Role {
+        role_id: role.id.to_string(),
+        tenant_id: role.tenant_id.to_string(),
+        key: role.key,
+        label: role.label,
+        capabilities: role.capabilities,
+    }
+}
+
+fn assignment(assignment: assignments::Assignment) -> pb::Assignment {
+    pb::Assignment {
+        assignment_id: assignment.id.to_string(),
+        tenant_id: assignment.tenant_id.to_string(),
+        user_id: assignment.user_id.to_string(),
+        role_id: assignment.role_id.to_string(),
+        org_node_id: assignment.org_node_id.to_string(),
+        start_utc: Some(timestamp(assignment.start_utc)),
+        end_utc: assignment.end_utc.map(timestamp),
+    }
+}
+
+fn time(
+    field: &str,
+    value: Option<prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, Status> {
+    value
+        .map(|t| {
+            u32::try_from(t.nanos)
+                .ok()
+                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+                .ok_or_else(|| invalid(field, "is not a valid time"))
+        })
+        .transpose()
 }
 
 #[tonic::async_trait]
@@ -128,6 +177,93 @@ impl Administration for AdministrationService {
         Ok(Response::new(pb::GetOrgSubtreeResponse {
             nodes: nodes.into_iter().map(node).collect(),
             truncated,
+        }))
+    }
+
+    async fn create_role(
+        &self,
+        request: Request<pb::CreateRoleRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let key = RoleKey::parse(&body.key).map_err(|e| invalid("key", e))?;
+        let label = label(&body.label)?;
+        let granted = capability_keys(&body.capabilities)?;
+        let created = roles::create(&self.db, &admin, &key, &label, &granted).await?;
+        Ok(Response::new(role(created)))
+    }
+
+    async fn set_role_capabilities(
+        &self,
+        request: Request<pb::SetRoleCapabilitiesRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let id = parse_uuid("role_id", &body.role_id)?;
+        let granted = capability_keys(&body.capabilities)?;
+        let changed = roles::set_capabilities(&self.db, &admin, id, &granted).await?;
+        Ok(Response::new(role(changed)))
+    }
+
+    async fn list_roles(
+        &self,
+        request: Request<pb::ListRolesRequest>,
+    ) -> Result<Response<pb::ListRolesResponse>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let listed = roles::list(&self.db, &admin).await?;
+        Ok(Response::new(pb::ListRolesResponse {
+            roles: listed.into_iter().map(role).collect(),
+        }))
+    }
+
+    async fn assign_role(
+        &self,
+        request: Request<pb::AssignRoleRequest>,
+    ) -> Result<Response<pb::Assignment>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let new = NewAssignment {
+            user_id: parse_uuid("user_id", &body.user_id)?,
+            role_id: parse_uuid("role_id", &body.role_id)?,
+            org_node_id: parse_uuid("org_node_id", &body.org_node_id)?,
+            start_utc: time("start_utc", body.start_utc)?,
+            end_utc: time("end_utc", body.end_utc)?,
+        };
+        let created = assignments::assign(&self.db, &admin, &new).await?;
+        Ok(Response::new(assignment(created)))
+    }
+
+    async fn end_assignment(
+        &self,
+        request: Request<pb::EndAssignmentRequest>,
+    ) -> Result<Response<pb::Assignment>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let id = parse_uuid("assignment_id", &body.assignment_id)?;
+        let at = time("end_utc", body.end_utc)?;
+        let ended = assignments::end(&self.db, &admin, id, at).await?;
+        Ok(Response::new(assignment(ended)))
+    }
+
+    async fn list_assignments(
+        &self,
+        request: Request<pb::ListAssignmentsRequest>,
+    ) -> Result<Response<pb::ListAssignmentsResponse>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let holder = match (body.user_id.is_empty(), body.org_node_id.is_empty()) {
+            (false, true) => Holder::User(parse_uuid("user_id", &body.user_id)?),
+            (true, false) => Holder::Node(parse_uuid("org_node_id", &body.org_node_id)?),
+            _ => {
+                return Err(invalid(
+                    "user_id",
+                    "give exactly one of user_id and org_node_id",
+                ));
+            }
+        };
+        let listed = assignments::list(&self.db, &admin, holder).await?;
+        Ok(Response::new(pb::ListAssignmentsResponse {
+            assignments: listed.into_iter().map(assignment).collect(),
         }))
     }
 }

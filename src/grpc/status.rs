@@ -107,6 +107,8 @@ impl From<AdminError> for Status {
             AdminError::NotFound(_) => Status::not_found(error.to_string()),
             AdminError::Forbidden(message) => Status::permission_denied(message),
             AdminError::Conflict(message) => Status::failed_precondition(message),
+            AdminError::Invalid(message) => Status::invalid_argument(message),
+            AdminError::AlreadyExists(message) => Status::already_exists(message),
             AdminError::Db(db) => db.into(),
         }
     }

@@ -92,5 +92,11 @@ ON CONFLICT DO NOTHING;
 INSERT INTO auth.service_permissions (service_id, permission) VALUES
     ('d0000000-0000-4000-8007-000000000001', 'authz.check'),
     ('d0000000-0000-4000-8007-000000000001', 'authz.list_visible'),
-    ('d0000000-0000-4000-8007-000000000001', 'tokens.verify')
+    ('d0000000-0000-4000-8007-000000000001', 'tokens.verify'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.org.read'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.org.write'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.roles.read'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.roles.write'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.assignments.read'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.assignments.write')
 ON CONFLICT DO NOTHING;

@@ -1,167 +1,15 @@
-//! The Administration API, first part: the org tree. Guarded per caller,
-//! fenced per tenant (another tenant's node is a node that does not exist),
-//! audited per change, and felt by CheckCapability at once.
+//! The org tree.
 
-use std::time::Duration;
-
-use chrono::Utc;
-use portcullis::db::admin::{AdminConnection, derive_url};
-use portcullis::proto::v1::administration_client::AdministrationClient;
-use portcullis::proto::v1::authorization_client::AuthorizationClient;
 use portcullis::proto::v1::{
-    CheckCapabilityRequest, CreateOrgNodeRequest, DecisionReason, GetOrgSubtreeRequest,
-    MoveOrgNodeRequest, OrgNode, OrgNodeRef, RenameOrgNodeRequest, Subject, UserRef, subject,
+    CreateOrgNodeRequest, DecisionReason, GetOrgSubtreeRequest, MoveOrgNodeRequest, OrgNodeRef,
+    RenameOrgNodeRequest,
 };
-use portcullis::tokens::{NewToken, TokenType};
-use secrecy::ExposeSecret;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::support::TestDb;
-use crate::support::fixtures::{TenantWorld, batch, populate};
-use crate::support::server::TestServer;
+use super::{id, setup};
+use crate::support::fixtures::batch;
 use crate::support::services::{bearer, create_service, token_of};
-
-struct Setup {
-    test: TestDb,
-    server: TestServer,
-    channel: Channel,
-    /// Tenant A, with a service bound to it holding both admin permissions.
-    a: TenantWorld,
-    b: TenantWorld,
-    token: String,
-}
-
-async fn setup() -> Setup {
-    let test = TestDb::new().await;
-    let db = test.db();
-    let (a, b) = (populate(&db).await, populate(&db).await);
-    let service = create_service(
-        &db,
-        Some(a.tenant),
-        &["admin.org.write", "admin.org.read", "authz.check"],
-    )
-    .await;
-    let server = TestServer::start(db).await;
-    let channel = server.channel().await;
-    let token = token_of(&channel, &service).await.access_token;
-    Setup {
-        test,
-        server,
-        channel,
-        a,
-        b,
-        token,
-    }
-}
-
-impl Setup {
-    fn admin(&self) -> AdministrationClient<Channel> {
-        AdministrationClient::new(self.channel.clone())
-    }
-
-    async fn create(
-        &self,
-        token: &str,
-        tenant: Uuid,
-        parent: Option<Uuid>,
-        label: &str,
-    ) -> Result<OrgNode, Status> {
-        self.admin()
-            .create_org_node(bearer(
-                CreateOrgNodeRequest {
-                    tenant_id: tenant.to_string(),
-                    parent_org_node_id: parent.map(|p| p.to_string()).unwrap_or_default(),
-                    node_type: "site".into(),
-                    label: label.into(),
-                },
-                token,
-            ))
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    async fn rename(
-        &self,
-        token: &str,
-        tenant: Uuid,
-        node: Uuid,
-        label: &str,
-    ) -> Result<OrgNode, Status> {
-        self.admin()
-            .rename_org_node(bearer(
-                RenameOrgNodeRequest {
-                    tenant_id: tenant.to_string(),
-                    org_node_id: node.to_string(),
-                    label: label.into(),
-                },
-                token,
-            ))
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    async fn move_under(&self, node: Uuid, parent: Uuid) -> Result<OrgNode, Status> {
-        self.admin()
-            .move_org_node(bearer(
-                MoveOrgNodeRequest {
-                    tenant_id: self.a.tenant.to_string(),
-                    org_node_id: node.to_string(),
-                    new_parent_org_node_id: parent.to_string(),
-                },
-                &self.token,
-            ))
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    fn user_token(&self, world: &TenantWorld) -> String {
-        self.server
-            .tokens
-            .issue(
-                &NewToken {
-                    typ: TokenType::User,
-                    subject: world.user,
-                    tenant: Some(world.tenant),
-                    session: Uuid::new_v4(),
-                    permissions: Vec::new(),
-                    lifetime: Duration::from_secs(600),
-                },
-                Utc::now(),
-            )
-            .unwrap()
-            .token
-            .expose_secret()
-            .to_owned()
-    }
-
-    /// Whether exactly `rows` audit rows match (read as a superuser: the
-    /// application role may only insert audit rows).
-    async fn audited(&self, rows: u32, condition: &str, params: &[&str]) -> bool {
-        let url = derive_url(
-            &self.test.admin_url,
-            self.test.admin_url.username(),
-            self.test.admin_url.password(),
-            &self.test.name,
-        )
-        .unwrap();
-        let mut admin = AdminConnection::connect(&url).await.unwrap();
-        admin
-            .query_bool(
-                &format!(
-                    "SELECT count(*) = {rows} AS value FROM audit.audit_events WHERE {condition}"
-                ),
-                params,
-            )
-            .await
-            .unwrap()
-    }
-}
-
-fn id(node: &OrgNode) -> Uuid {
-    Uuid::parse_str(&node.org_node_id).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_builds_a_tree_and_reads_it_back() {
@@ -363,30 +211,12 @@ async fn a_subtree_move_changes_check_answers_at_once() {
         .create(&s.token, s.a.tenant, None, "Elsewhere")
         .await
         .unwrap();
-    let check = || async {
-        AuthorizationClient::new(s.channel.clone())
-            .check_capability(bearer(
-                CheckCapabilityRequest {
-                    subject: Some(Subject {
-                        kind: Some(subject::Kind::User(UserRef {
-                            tenant_id: s.a.tenant.to_string(),
-                            user_id: s.a.user.to_string(),
-                        })),
-                    }),
-                    capability: format!("test.cap_{}", &s.a.tenant.simple().to_string()[..12]),
-                    org_node_id: other.org_node_id.clone(),
-                    explain: false,
-                },
-                &s.token,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .reason()
-    };
-    assert_eq!(check().await, DecisionReason::NoMatchingAssignment);
+    assert_eq!(
+        s.check(&s.a, id(&other)).await,
+        DecisionReason::NoMatchingAssignment
+    );
     s.move_under(id(&other), s.a.child).await.unwrap();
-    assert_eq!(check().await, DecisionReason::Allowed);
+    assert_eq!(s.check(&s.a, id(&other)).await, DecisionReason::Allowed);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,212 @@
+//! Assignments: a role held by a user at an org node for a time window.
+//! Ending one sets `end_utc`; nothing is ever deleted, so the audit trail
+//! and the table agree on who could do what, when.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{AdminError, Administrator, Capability};
+use crate::audit::{self, AuditEvent};
+use crate::db::Db;
+use crate::db::schema::auth::org_assignments;
+
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = org_assignments)]
+pub struct Assignment {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub role_id: Uuid,
+    pub org_node_id: Uuid,
+    pub start_utc: DateTime<Utc>,
+    pub end_utc: Option<DateTime<Utc>>,
+}
+
+pub struct NewAssignment {
+    pub user_id: Uuid,
+    pub role_id: Uuid,
+    pub org_node_id: Uuid,
+    pub start_utc: Option<DateTime<Utc>>,
+    pub end_utc: Option<DateTime<Utc>>,
+}
+
+/// Which assignments to list.
+pub enum Holder {
+    User(Uuid),
+    Node(Uuid),
+}
+
+pub async fn assign(
+    db: &Db,
+    admin: &Administrator,
+    new: &NewAssignment,
+) -> Result<Assignment, AdminError> {
+    admin
+        .require(
+            db,
+            Capability::AssignmentsWrite,
+            new.org_node_id,
+            "org_node_id",
+        )
+        .await?;
+    let start = new.start_utc.unwrap_or_else(Utc::now);
+    if new.end_utc.is_some_and(|end| end <= start) {
+        return Err(AdminError::Invalid(
+            "end_utc: must be after start_utc".into(),
+        ));
+    }
+    let tenant = admin.tenant_id;
+    db.write(&admin.context(), |conn| {
+        async move {
+            let created: Assignment = diesel::insert_into(org_assignments::table)
+                .values((
+                    org_assignments::tenant_id.eq(tenant),
+                    org_assignments::user_id.eq(new.user_id),
+                    org_assignments::role_id.eq(new.role_id),
+                    org_assignments::org_node_id.eq(new.org_node_id),
+                    org_assignments::start_utc.eq(start),
+                    org_assignments::end_utc.eq(new.end_utc),
+                ))
+                .returning(Assignment::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(missing_reference)?;
+            record(conn, admin, "assignment.created", None, &created).await?;
+            Ok(created)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Ends the assignment at `at` (now by default). Ending it again, or at a
+/// time after it already ends, changes nothing.
+pub async fn end(
+    db: &Db,
+    admin: &Administrator,
+    assignment: Uuid,
+    at: Option<DateTime<Utc>>,
+) -> Result<Assignment, AdminError> {
+    let node = db
+        .read(&admin.context(), |conn| {
+            async move {
+                org_assignments::table
+                    .find(assignment)
+                    .select(org_assignments::org_node_id)
+                    .first::<Uuid>(conn)
+                    .await
+                    .optional()?
+                    .ok_or(AdminError::NotFound("assignment_id"))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    admin
+        .require(db, Capability::AssignmentsWrite, node, "assignment_id")
+        .await?;
+    let at = at.unwrap_or_else(Utc::now);
+    db.write(&admin.context(), |conn| {
+        async move {
+            let before: Assignment = org_assignments::table
+                .find(assignment)
+                .select(Assignment::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or(AdminError::NotFound("assignment_id"))?;
+            if before.end_utc.is_some_and(|end| end <= at) {
+                return Ok(before);
+            }
+            if at <= before.start_utc {
+                return Err(AdminError::Invalid(
+                    "end_utc: must be after the assignment's start_utc".into(),
+                ));
+            }
+            let after: Assignment = diesel::update(org_assignments::table.find(assignment))
+                .set(org_assignments::end_utc.eq(Some(at)))
+                .returning(Assignment::as_returning())
+                .get_result(conn)
+                .await?;
+            record(conn, admin, "assignment.ended", Some(&before), &after).await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+pub async fn list(
+    db: &Db,
+    admin: &Administrator,
+    holder: Holder,
+) -> Result<Vec<Assignment>, AdminError> {
+    match holder {
+        Holder::Node(node) => {
+            admin
+                .require(db, Capability::AssignmentsRead, node, "org_node_id")
+                .await?
+        }
+        Holder::User(user) => admin.require_self_or_service(user, "user_id")?,
+    }
+    db.read(&admin.context(), |conn| {
+        async move {
+            let query = org_assignments::table
+                .select(Assignment::as_select())
+                .order((org_assignments::start_utc, org_assignments::id))
+                .into_boxed();
+            let query = match holder {
+                Holder::User(user) => query.filter(org_assignments::user_id.eq(user)),
+                Holder::Node(node) => query.filter(org_assignments::org_node_id.eq(node)),
+            };
+            Ok(query.load(conn).await?)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// A user, role or node that is absent or another tenant's: the foreign
+/// key names which, and the caller hears "not found" for that field.
+fn missing_reference(error: DieselError) -> AdminError {
+    if let DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) = &error {
+        let constraint = info.constraint_name().unwrap_or_default();
+        let field = if constraint.contains("user") {
+            "user_id"
+        } else if constraint.contains("role") {
+            "role_id"
+        } else {
+            "org_node_id"
+        };
+        return AdminError::NotFound(field);
+    }
+    AdminError::from(error)
+}
+
+async fn record(
+    conn: &mut AsyncPgConnection,
+    admin: &Administrator,
+    action: &str,
+    before: Option<&Assignment>,
+    after: &Assignment,
+) -> Result<(), AdminError> {
+    audit::record(
+        conn,
+        AuditEvent {
+            tenant_id: Some(admin.tenant_id),
+            actor: admin.actor(),
+            action,
+            entity_kind: "assignment",
+            entity_id: Some(after.id.to_string()),
+            request_id: admin.request_id(),
+            payload: json!({ "before": before, "after": after }),
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Roles: a tenant's named sets of capabilities from the global catalogue.
+//! Tenant-wide, so only services manage them (the rule table refuses users).
+
+use std::collections::BTreeSet;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{AdminError, Administrator, Label, RoleKey};
+use crate::audit::{self, AuditEvent};
+use crate::authz::CapabilityKey;
+use crate::db::Db;
+use crate::db::schema::auth::{capabilities, role_capabilities, roles};
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Role {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub key: String,
+    pub label: String,
+    /// Sorted capability keys.
+    pub capabilities: Vec<String>,
+}
+
+pub async fn create(
+    db: &Db,
+    admin: &Administrator,
+    key: &RoleKey,
+    label: &Label,
+    granted: &[CapabilityKey],
+) -> Result<Role, AdminError> {
+    let tenant = admin.tenant_id;
+    db.write(&admin.context(), |conn| {
+        async move {
+            let id: Uuid = diesel::insert_into(roles::table)
+                .values((
+                    roles::tenant_id.eq(tenant),
+                    roles::key.eq(key.as_str()),
+                    roles::label.eq(label.as_str()),
+                ))
+                .returning(roles::id)
+                .get_result(conn)
+                .await
+                .map_err(|e| match e {
+                    DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                        AdminError::AlreadyExists(format!(
+                            "key: a role {} already exists in this tenant",
+                            key.as_str()
+                        ))
+                    }
+                    other => other.into(),
+                })?;
+            replace_capabilities(conn, tenant, id, granted).await?;
+            let role = load(conn, id).await?;
+            record(conn, admin, "role.created", None, &role).await?;
+            Ok(role)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Makes the role's capabilities exactly `granted`; the same set again
+/// changes nothing and records nothing.
+pub async fn set_capabilities(
+    db: &Db,
+    admin: &Administrator,
+    role: Uuid,
+    granted: &[CapabilityKey],
+) -> Result<Role, AdminError> {
+    let tenant = admin.tenant_id;
+    db.write(&admin.context(), |conn| {
+        async move {
+            roles::table
+                .find(role)
+                .select(roles::id)
+                .for_update()
+                .first::<Uuid>(conn)
+                .await
+                .optional()?
+                .ok_or(AdminError::NotFound("role_id"))?;
+            let before = load(conn, role).await?;
+            let wanted: BTreeSet<&str> = granted.iter().map(CapabilityKey::as_str).collect();
+            let had: BTreeSet<&str> = before.capabilities.iter().map(String::as_str).collect();
+            if wanted == had {
+                return Ok(before);
+            }
+            replace_capabilities(conn, tenant, role, granted).await?;
+            let after = load(conn, role).await?;
+            record(conn, admin, "role.capabilities_set", Some(&before), &after).await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+pub async fn list(db: &Db, admin: &Administrator) -> Result<Vec<Role>, AdminError> {
+    db.read(&admin.context(), |conn| {
+        async move {
+            let rows: Vec<(Uuid, Uuid, String, String)> = roles::table
+                .order(roles::key)
+                .select((roles::id, roles::tenant_id, roles::key, roles::label))
+                .load(conn)
+                .await?;
+            let grants: Vec<(Uuid, String)> = role_capabilities::table
+                .inner_join(capabilities::table)
+                .select((role_capabilities::role_id, capabilities::key))
+                .order(capabilities::key)
+                .load(conn)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, tenant_id, key, label)| Role {
+                    capabilities: grants
+                        .iter()
+                        .filter(|(role, _)| *role == id)
+                        .map(|(_, key)| key.clone())
+                        .collect(),
+                    id,
+                    tenant_id,
+                    key,
+                    label,
+                })
+                .collect())
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError> {
+    let (tenant_id, key, label): (Uuid, String, String) = roles::table
+        .find(id)
+        .select((roles::tenant_id, roles::key, roles::label))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AdminError::NotFound("role_id"))?;
+    let capabilities: Vec<String> = role_capabilities::table
+        .inner_join(capabilities::table)
+        .filter(role_capabilities::role_id.eq(id))
+        .select(capabilities::key)
+        .order(capabilities::key)
+        .load(conn)
+        .await?;
+    Ok(Role {
+        id,
+        tenant_id,
+        key,
+        label,
+        capabilities,
+    })
+}
+
+/// Deletes and inserts the link rows; a key missing from the catalogue is
+/// named by its position in the request.
+async fn replace_capabilities(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    role: Uuid,
+    granted: &[CapabilityKey],
+) -> Result<(), AdminError> {
+    let keys: Vec<&str> = granted.iter().map(CapabilityKey::as_str).collect();
+    let found: Vec<(Uuid, String)> = capabilities::table
+        .filter(capabilities::key.eq_any(&keys))
+        .select((capabilities::id, capabilities::key))
+        .load(conn)
+        .await?;
+    if let Some(index) = keys
+        .iter()
+        .position(|key| !found.iter().any(|(_, k)| k == key))
+    {
+        return Err(AdminError::Invalid(format!(
+            "capabilities[{index}]: no capability {} in the catalogue",
+            keys[index]
+        )));
+    }
+    diesel::delete(role_capabilities::table.filter(role_capabilities::role_id.eq(role)))
+        .execute(conn)
+        .await?;
+    let rows: Vec<_> = found
+        .iter()
+        .map(|(capability, _)| {
+            (
+                role_capabilities::tenant_id.eq(tenant),
+                role_capabilities::role_id.eq(role),
+                role_capabilities::capability_id.eq(*capability),
+            )
+        })
+        .collect();
+    diesel::insert_into(role_capabilities::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn record(
+    conn: &mut AsyncPgConnection,
+    admin: &Administrator,
+    action: &str,
+    before: Option<&Role>,
+    after: &Role,
+) -> Result<(), AdminError> {
+    audit::record(
+        conn,
+        AuditEvent {
+            tenant_id: Some(admin.tenant_id),
+            actor: admin.actor(),
+            action,
+            entity_kind: "role",
+            entity_id: Some(after.id.to_string()),
+            request_id: admin.request_id(),
+            payload: json!({ "before": before, "after": after }),
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The Administration API: guarded per caller, fenced per tenant (another
+//! tenant's thing is a thing that does not exist), audited per change, and
+//! felt by CheckCapability at once.
+
+mod org;
+mod roles;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use portcullis::db::admin::{AdminConnection, derive_url};
+use portcullis::proto::v1::administration_client::AdministrationClient;
+use portcullis::proto::v1::authorization_client::AuthorizationClient;
+use portcullis::proto::v1::{
+    CheckCapabilityRequest, CreateOrgNodeRequest, DecisionReason, MoveOrgNodeRequest, OrgNode,
+    RenameOrgNodeRequest, Subject, UserRef, subject,
+};
+use portcullis::tokens::{NewToken, TokenType};
+use secrecy::ExposeSecret;
+use tonic::Status;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::support::TestDb;
+use crate::support::fixtures::{TenantWorld, populate};
+use crate::support::server::TestServer;
+use crate::support::services::{bearer, create_service, token_of};
+
+pub struct Setup {
+    pub test: TestDb,
+    pub server: TestServer,
+    pub channel: Channel,
+    /// Tenant A, with a service bound to it holding every admin permission.
+    pub a: TenantWorld,
+    pub b: TenantWorld,
+    pub token: String,
+}
+
+pub async fn setup() -> Setup {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let (a, b) = (populate(&db).await, populate(&db).await);
+    let service = create_service(
+        &db,
+        Some(a.tenant),
+        &[
+            "admin.org.write",
+            "admin.org.read",
+            "admin.roles.write",
+            "admin.roles.read",
+            "admin.assignments.write",
+            "admin.assignments.read",
+            "authz.check",
+        ],
+    )
+    .await;
+    let server = TestServer::start(db).await;
+    let channel = server.channel().await;
+    let token = token_of(&channel, &service).await.access_token;
+    Setup {
+        test,
+        server,
+        channel,
+        a,
+        b,
+        token,
+    }
+}
+
+impl Setup {
+    pub fn admin(&self) -> AdministrationClient<Channel> {
+        AdministrationClient::new(self.channel.clone())
+    }
+
+    pub async fn create(
+        &self,
+        token: &str,
+        tenant: Uuid,
+        parent: Option<Uuid>,
+        label: &str,
+    ) -> Result<OrgNode, Status> {
+        self.admin()
+            .create_org_node(bearer(
+                CreateOrgNodeRequest {
+                    tenant_id: tenant.to_string(),
+                    parent_org_node_id: parent.map(|p| p.to_string()).unwrap_or_default(),
+                    node_type: "site".into(),
+                    label: label.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn rename(
+        &self,
+        token: &str,
+        tenant: Uuid,
+        node: Uuid,
+        label: &str,
+    ) -> Result<OrgNode, Status> {
+        self.admin()
+            .rename_org_node(bearer(
+                RenameOrgNodeRequest {
+                    tenant_id: tenant.to_string(),
+                    org_node_id: node.to_string(),
+                    label: label.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn move_under(&self, node: Uuid, parent: Uuid) -> Result<OrgNode, Status> {
+        self.admin()
+            .move_org_node(bearer(
+                MoveOrgNodeRequest {
+                    tenant_id: self.a.tenant.to_string(),
+                    org_node_id: node.to_string(),
+                    new_parent_org_node_id: parent.to_string(),
+                },
+                &self.token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// CheckCapability for `world`'s user and its fixture capability at
+    /// `node`, asked by the admin service.
+    pub async fn check(&self, world: &TenantWorld, node: Uuid) -> DecisionReason {
+        AuthorizationClient::new(self.channel.clone())
+            .check_capability(bearer(
+                CheckCapabilityRequest {
+                    subject: Some(Subject {
+                        kind: Some(subject::Kind::User(UserRef {
+                            tenant_id: world.tenant.to_string(),
+                            user_id: world.user.to_string(),
+                        })),
+                    }),
+                    capability: capability_of(world),
+                    org_node_id: node.to_string(),
+                    explain: false,
+                },
+                &self.token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .reason()
+    }
+
+    pub fn user_token(&self, world: &TenantWorld) -> String {
+        self.server
+            .tokens
+            .issue(
+                &NewToken {
+                    typ: TokenType::User,
+                    subject: world.user,
+                    tenant: Some(world.tenant),
+                    session: Uuid::new_v4(),
+                    permissions: Vec::new(),
+                    lifetime: Duration::from_secs(600),
+                },
+                Utc::now(),
+            )
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// Whether exactly `rows` audit rows match (read as a superuser: the
+    /// application role may only insert audit rows).
+    pub async fn audited(&self, rows: u32, condition: &str, params: &[&str]) -> bool {
+        let url = derive_url(
+            &self.test.admin_url,
+            self.test.admin_url.username(),
+            self.test.admin_url.password(),
+            &self.test.name,
+        )
+        .unwrap();
+        let mut admin = AdminConnection::connect(&url).await.unwrap();
+        admin
+            .query_bool(
+                &format!(
+                    "SELECT count(*) = {rows} AS value FROM audit.audit_events WHERE {condition}"
+                ),
+                params,
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// The capability `populate` puts in `world`'s role.
+pub fn capability_of(world: &TenantWorld) -> String {
+    format!("test.cap_{}", &world.tenant.simple().to_string()[..12])
+}
+
+pub fn id(node: &OrgNode) -> Uuid {
+    Uuid::parse_str(&node.org_node_id).unwrap()
+}

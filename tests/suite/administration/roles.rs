@@ -1,0 +1,289 @@
+//! Roles and assignments.
+
+use chrono::Utc;
+use portcullis::proto::v1::{
+    AssignRoleRequest, Assignment, CreateRoleRequest, DecisionReason, EndAssignmentRequest,
+    ListAssignmentsRequest, ListRolesRequest, Role, SetRoleCapabilitiesRequest,
+};
+use tonic::{Code, Status};
+use uuid::Uuid;
+
+use super::{Setup, capability_of, setup};
+use crate::support::fixtures::TenantWorld;
+use crate::support::services::bearer;
+
+impl Setup {
+    async fn create_role(&self, key: &str, capabilities: &[String]) -> Result<Role, Status> {
+        self.admin()
+            .create_role(bearer(
+                CreateRoleRequest {
+                    tenant_id: self.a.tenant.to_string(),
+                    key: key.into(),
+                    label: "A role".into(),
+                    capabilities: capabilities.to_vec(),
+                },
+                &self.token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn set_capabilities(&self, role: &Role, capabilities: &[String]) -> Result<Role, Status> {
+        self.admin()
+            .set_role_capabilities(bearer(
+                SetRoleCapabilitiesRequest {
+                    tenant_id: self.a.tenant.to_string(),
+                    role_id: role.role_id.clone(),
+                    capabilities: capabilities.to_vec(),
+                },
+                &self.token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn assign(
+        &self,
+        user: &TenantWorld,
+        role: &str,
+        node: Uuid,
+    ) -> Result<Assignment, Status> {
+        self.admin()
+            .assign_role(bearer(
+                AssignRoleRequest {
+                    tenant_id: self.a.tenant.to_string(),
+                    user_id: user.user.to_string(),
+                    role_id: role.into(),
+                    org_node_id: node.to_string(),
+                    start_utc: None,
+                    end_utc: None,
+                },
+                &self.token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn end(&self, assignment: &Assignment) -> Result<Assignment, Status> {
+        self.admin()
+            .end_assignment(bearer(
+                EndAssignmentRequest {
+                    tenant_id: self.a.tenant.to_string(),
+                    assignment_id: assignment.assignment_id.clone(),
+                    end_utc: None,
+                },
+                &self.token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_is_created_with_its_capabilities_and_listed() {
+    let s = setup().await;
+    let created = s
+        .create_role("treasurer", &[capability_of(&s.a)])
+        .await
+        .unwrap();
+    assert_eq!(created.capabilities, vec![capability_of(&s.a)]);
+    let listed = s
+        .admin()
+        .list_roles(bearer(
+            ListRolesRequest {
+                tenant_id: s.a.tenant.to_string(),
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .roles;
+    assert!(listed.contains(&created), "{listed:?}");
+    assert!(
+        s.audited(
+            1,
+            "action = 'role.created' AND entity_id = $1",
+            &[&created.role_id]
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setting_the_same_capabilities_twice_records_one_change() {
+    let s = setup().await;
+    let role = s.create_role("viewer", &[]).await.unwrap();
+    let wanted = [capability_of(&s.a), capability_of(&s.b)];
+    let first = s.set_capabilities(&role, &wanted).await.unwrap();
+    let second = s.set_capabilities(&role, &wanted).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(first.capabilities.len(), 2);
+    assert!(
+        s.audited(
+            1,
+            "action = 'role.capabilities_set' AND entity_id = $1 \
+             AND jsonb_array_length(payload->'after'->'capabilities') = 2",
+            &[&role.role_id],
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_capability_is_named_by_its_position() {
+    let s = setup().await;
+    let refused = s
+        .create_role("x", &[capability_of(&s.a), "no.such.capability".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("capabilities[1]"),
+        "{}",
+        refused.message()
+    );
+    // Nothing of the refused call was written.
+    assert!(s.audited(0, "action = 'role.created'", &[]).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_role_with_the_same_key_already_exists() {
+    let s = setup().await;
+    s.create_role("auditor", &[]).await.unwrap();
+    let refused = s.create_role("auditor", &[]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists);
+    assert!(
+        refused.message().starts_with("key"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_may_not_manage_roles() {
+    let s = setup().await;
+    let refused = s
+        .admin()
+        .create_role(bearer(
+            CreateRoleRequest {
+                tenant_id: s.a.tenant.to_string(),
+                key: "mine".into(),
+                label: "Mine".into(),
+                capabilities: Vec::new(),
+            },
+            &s.user_token(&s.a),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assignment_allows_until_it_is_ended_and_is_kept_after() {
+    let s = setup().await;
+    // A second world's user has nothing in tenant A; use tenant A's user on
+    // a new root outside its fixture assignment.
+    let elsewhere = s
+        .create(&s.token, s.a.tenant, None, "Elsewhere")
+        .await
+        .unwrap();
+    let node = super::id(&elsewhere);
+    let role = s
+        .create_role("treasurer", &[capability_of(&s.a)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.check(&s.a, node).await,
+        DecisionReason::NoMatchingAssignment
+    );
+
+    let assignment = s.assign(&s.a, &role.role_id, node).await.unwrap();
+    assert_eq!(s.check(&s.a, node).await, DecisionReason::Allowed);
+
+    let ended = s.end(&assignment).await.unwrap();
+    assert!(ended.end_utc.is_some());
+    assert_eq!(
+        s.check(&s.a, node).await,
+        DecisionReason::NoMatchingAssignment
+    );
+
+    let kept = s
+        .admin()
+        .list_assignments(bearer(
+            ListAssignmentsRequest {
+                tenant_id: s.a.tenant.to_string(),
+                org_node_id: node.to_string(),
+                ..Default::default()
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .assignments;
+    assert_eq!(kept, vec![ended]);
+    for action in ["assignment.created", "assignment.ended"] {
+        assert!(
+            s.audited(
+                1,
+                "action = $1 AND entity_id = $2",
+                &[action, &assignment.assignment_id]
+            )
+            .await,
+            "{action}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_user_cannot_be_assigned_and_is_not_found() {
+    let s = setup().await;
+    let refused = s
+        .assign(&s.b, &Uuid::new_v4().to_string(), s.a.root)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    let role = s.create_role("r", &[]).await.unwrap();
+    let refused = s.assign(&s.b, &role.role_id, s.a.root).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    assert!(
+        refused.message().starts_with("user_id"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assignment_ending_before_it_starts_is_invalid() {
+    let s = setup().await;
+    let role = s.create_role("r", &[]).await.unwrap();
+    let now = Utc::now();
+    let refused = s
+        .admin()
+        .assign_role(bearer(
+            AssignRoleRequest {
+                tenant_id: s.a.tenant.to_string(),
+                user_id: s.a.user.to_string(),
+                role_id: role.role_id,
+                org_node_id: s.a.root.to_string(),
+                start_utc: Some(prost_types::Timestamp {
+                    seconds: now.timestamp(),
+                    nanos: 0,
+                }),
+                end_utc: Some(prost_types::Timestamp {
+                    seconds: now.timestamp() - 60,
+                    nanos: 0,
+                }),
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("end_utc"),
+        "{}",
+        refused.message()
+    );
+}
