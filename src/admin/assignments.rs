@@ -10,12 +10,15 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability};
 use crate::audit::{self, AuditEvent};
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
 
-#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = org_assignments)]
 pub struct Assignment {
     pub id: Uuid,
@@ -41,10 +44,13 @@ pub enum Holder {
     Node(Uuid),
 }
 
+/// Assigns a role; with an idempotency key, a repeat of the same request
+/// returns the first answer.
 pub async fn assign(
     db: &Db,
     admin: &Administrator,
     new: &NewAssignment,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Assignment, AdminError> {
     admin
         .require(
@@ -61,8 +67,19 @@ pub async fn assign(
         ));
     }
     let tenant = admin.tenant_id;
+    let attempt = Attempt {
+        operation: "assign_role",
+        key,
+        request: format!(
+            "{}|{}|{}|{:?}|{:?}",
+            new.user_id, new.role_id, new.org_node_id, new.start_utc, new.end_utc
+        ),
+    };
     db.write(&admin.context(), |conn| {
         async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
             let created: Assignment = diesel::insert_into(org_assignments::table)
                 .values((
                     org_assignments::tenant_id.eq(tenant),
@@ -77,6 +94,7 @@ pub async fn assign(
                 .await
                 .map_err(missing_reference)?;
             record(conn, admin, "assignment.created", None, &created).await?;
+            attempt.store(conn, admin, &created).await?;
             Ok(created)
         }
         .scope_boxed()

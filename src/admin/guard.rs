@@ -63,6 +63,14 @@ impl Administrator {
         }
     }
 
+    /// The caller as idempotency keys record it (`service:<id>`).
+    pub fn caller_ref(&self) -> String {
+        match &self.principal {
+            Principal::Service(service) => format!("service:{}", service.service_id),
+            Principal::User(user) => format!("user:{}", user.user_id),
+        }
+    }
+
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
     }

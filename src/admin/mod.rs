@@ -4,6 +4,7 @@
 
 pub mod assignments;
 mod guard;
+pub mod idempotency;
 mod names;
 pub mod org;
 pub mod roles;

@@ -10,6 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability, Label, NodeType};
 use crate::audit::{self, AuditEvent};
 use crate::db::Db;
@@ -19,7 +20,9 @@ use crate::db::schema::auth::{org_node_paths, org_nodes};
 pub const DEFAULT_SUBTREE_NODES: u32 = 1000;
 pub const MAX_SUBTREE_NODES: u32 = 10_000;
 
-#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = org_nodes)]
 pub struct OrgNode {
     pub id: Uuid,
@@ -57,12 +60,15 @@ impl Change {
     }
 }
 
+/// Creates a node; with an idempotency key, a repeat of the same request
+/// returns the first answer.
 pub async fn create(
     db: &Db,
     admin: &Administrator,
     parent: Option<Uuid>,
     node_type: &NodeType,
     label: &Label,
+    key: Option<&IdempotencyKey>,
 ) -> Result<OrgNode, AdminError> {
     match parent {
         Some(parent) => {
@@ -73,8 +79,16 @@ pub async fn create(
         None => admin.require_root_creation()?,
     }
     let tenant = admin.tenant_id;
+    let attempt = Attempt {
+        operation: "create_org_node",
+        key,
+        request: format!("{parent:?}|{}|{}", node_type.as_str(), label.as_str()),
+    };
     db.write(&admin.context(), |conn| {
         async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
             let created: OrgNode = diesel::insert_into(org_nodes::table)
                 .values((
                     org_nodes::tenant_id.eq(tenant),
@@ -87,6 +101,7 @@ pub async fn create(
                 .await
                 .map_err(|e| tree_error(e, "parent_org_node_id"))?;
             record(conn, admin, Change::Created, None, &created).await?;
+            attempt.store(conn, admin, &created).await?;
             Ok(created)
         }
         .scope_boxed()

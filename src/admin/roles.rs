@@ -10,13 +10,14 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Label, RoleKey};
 use crate::audit::{self, AuditEvent};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::db::schema::auth::{capabilities, role_capabilities, roles};
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Role {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -26,16 +27,27 @@ pub struct Role {
     pub capabilities: Vec<String>,
 }
 
+/// Creates a role; with an idempotency key, a repeat of the same request
+/// returns the first answer.
 pub async fn create(
     db: &Db,
     admin: &Administrator,
     key: &RoleKey,
     label: &Label,
     granted: &[CapabilityKey],
+    idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<Role, AdminError> {
     let tenant = admin.tenant_id;
+    let attempt = Attempt {
+        operation: "create_role",
+        key: idempotency_key,
+        request: format!("{}|{}|{granted:?}", key.as_str(), label.as_str()),
+    };
     db.write(&admin.context(), |conn| {
         async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
             let id: Uuid = diesel::insert_into(roles::table)
                 .values((
                     roles::tenant_id.eq(tenant),
@@ -57,6 +69,7 @@ pub async fn create(
             replace_capabilities(conn, tenant, id, granted).await?;
             let role = load(conn, id).await?;
             record(conn, admin, "role.created", None, &role).await?;
+            attempt.store(conn, admin, &role).await?;
             Ok(role)
         }
         .scope_boxed()

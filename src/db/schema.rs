@@ -176,6 +176,18 @@ pub mod auth {
     }
 
     diesel::table! {
+        auth.idempotency_keys (tenant_id, caller, operation, key) {
+            tenant_id -> Uuid,
+            caller -> Text,
+            operation -> Text,
+            key -> Text,
+            request_hash -> Bytea,
+            response -> Nullable<Jsonb>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         auth.invitations (id) {
             id -> Uuid,
             tenant_id -> Uuid,

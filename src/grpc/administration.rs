@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::authorization::parse_uuid;
 use super::request::{caller, invalid, request_id, timestamp};
 use crate::admin::assignments::{self, Holder, NewAssignment};
+use crate::admin::idempotency::IdempotencyKey;
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
@@ -34,6 +35,10 @@ fn administrator<T>(request: &Request<T>, tenant_id: &str) -> Result<Administrat
         request_id(request),
         "tenant_id",
     )?)
+}
+
+fn idempotency_key(value: &str) -> Result<Option<IdempotencyKey>, Status> {
+    IdempotencyKey::parse(value).map_err(|e| invalid("idempotency_key", e))
 }
 
 fn label(value: &str) -> Result<Label, Status> {
@@ -114,7 +119,9 @@ impl Administration for AdministrationService {
         let parent = optional_uuid("parent_org_node_id", &body.parent_org_node_id)?;
         let node_type = NodeType::parse(&body.node_type).map_err(|e| invalid("node_type", e))?;
         let label = label(&body.label)?;
-        let created = org::create(&self.db, &admin, parent, &node_type, &label).await?;
+        let key = idempotency_key(&body.idempotency_key)?;
+        let created =
+            org::create(&self.db, &admin, parent, &node_type, &label, key.as_ref()).await?;
         Ok(Response::new(node(created)))
     }
 
@@ -189,7 +196,9 @@ impl Administration for AdministrationService {
         let key = RoleKey::parse(&body.key).map_err(|e| invalid("key", e))?;
         let label = label(&body.label)?;
         let granted = capability_keys(&body.capabilities)?;
-        let created = roles::create(&self.db, &admin, &key, &label, &granted).await?;
+        let once = idempotency_key(&body.idempotency_key)?;
+        let created =
+            roles::create(&self.db, &admin, &key, &label, &granted, once.as_ref()).await?;
         Ok(Response::new(role(created)))
     }
 
@@ -229,7 +238,8 @@ impl Administration for AdministrationService {
             start_utc: time("start_utc", body.start_utc)?,
             end_utc: time("end_utc", body.end_utc)?,
         };
-        let created = assignments::assign(&self.db, &admin, &new).await?;
+        let key = idempotency_key(&body.idempotency_key)?;
+        let created = assignments::assign(&self.db, &admin, &new, key.as_ref()).await?;
         Ok(Response::new(assignment(created)))
     }
 

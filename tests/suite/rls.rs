@@ -40,6 +40,12 @@ const FENCED_TABLES: &[(&str, &str, FencedBy, bool)] = &[
         true,
     ),
     ("auth.invitations", "tenant_id", FencedBy::Tenant, true),
+    (
+        "auth.idempotency_keys",
+        "tenant_id",
+        FencedBy::Tenant,
+        false,
+    ),
     ("auth.login_throttles", "tenant_id", FencedBy::Tenant, false),
     ("auth.otp_outbox", "tenant_id", FencedBy::Tenant, true),
     ("auth.services", "id", FencedBy::Service, true),

@@ -86,6 +86,7 @@ impl Setup {
                     parent_org_node_id: parent.map(|p| p.to_string()).unwrap_or_default(),
                     node_type: "site".into(),
                     label: label.into(),
+                    idempotency_key: String::new(),
                 },
                 token,
             ))

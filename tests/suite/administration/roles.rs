@@ -21,6 +21,7 @@ impl Setup {
                     key: key.into(),
                     label: "A role".into(),
                     capabilities: capabilities.to_vec(),
+                    idempotency_key: String::new(),
                 },
                 &self.token,
             ))
@@ -57,6 +58,7 @@ impl Setup {
                     org_node_id: node.to_string(),
                     start_utc: None,
                     end_utc: None,
+                    idempotency_key: String::new(),
                 },
                 &self.token,
             ))
@@ -171,6 +173,7 @@ async fn users_may_not_manage_roles() {
                 key: "mine".into(),
                 label: "Mine".into(),
                 capabilities: Vec::new(),
+                idempotency_key: String::new(),
             },
             &s.user_token(&s.a),
         ))
@@ -275,6 +278,7 @@ async fn an_assignment_ending_before_it_starts_is_invalid() {
                     seconds: now.timestamp() - 60,
                     nanos: 0,
                 }),
+                idempotency_key: String::new(),
             },
             &s.token,
         ))
@@ -283,6 +287,87 @@ async fn an_assignment_ending_before_it_starts_is_invalid() {
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert!(
         refused.message().starts_with("end_utc"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_create_with_the_same_key_returns_the_first_answer() {
+    let s = setup().await;
+    let request = || {
+        bearer(
+            CreateRoleRequest {
+                tenant_id: s.a.tenant.to_string(),
+                key: "retried".into(),
+                label: "Retried".into(),
+                capabilities: vec![capability_of(&s.a)],
+                idempotency_key: "7d1c-retry".into(),
+            },
+            &s.token,
+        )
+    };
+    let first = s.admin().create_role(request()).await.unwrap().into_inner();
+    let again = s.admin().create_role(request()).await.unwrap().into_inner();
+    assert_eq!(first, again);
+    assert!(s.audited(1, "action = 'role.created'", &[]).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_repeats_with_one_key_create_once() {
+    let s = std::sync::Arc::new(setup().await);
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        calls.push(tokio::spawn(async move {
+            s.admin()
+                .create_org_node(bearer(
+                    portcullis::proto::v1::CreateOrgNodeRequest {
+                        tenant_id: s.a.tenant.to_string(),
+                        parent_org_node_id: s.a.root.to_string(),
+                        node_type: "site".into(),
+                        label: "Once".into(),
+                        idempotency_key: "one-site".into(),
+                    },
+                    &s.token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for call in calls {
+        ids.insert(call.await.unwrap().org_node_id);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(s.audited(1, "action = 'org.node_created'", &[]).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_reused_for_a_different_request_is_refused() {
+    let s = setup().await;
+    let request = |label: &str| {
+        bearer(
+            portcullis::proto::v1::CreateOrgNodeRequest {
+                tenant_id: s.a.tenant.to_string(),
+                parent_org_node_id: s.a.root.to_string(),
+                node_type: "site".into(),
+                label: label.into(),
+                idempotency_key: "same-key".into(),
+            },
+            &s.token,
+        )
+    };
+    s.admin().create_org_node(request("First")).await.unwrap();
+    let refused = s
+        .admin()
+        .create_org_node(request("Second"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("idempotency_key"),
         "{}",
         refused.message()
     );

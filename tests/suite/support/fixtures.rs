@@ -67,6 +67,8 @@ pub async fn populate(db: &Db) -> TenantWorld {
         INSERT INTO auth.service_sessions (id, service_id, token_hash, expires_at) VALUES ('{sess}', '{svc}', '\x05', now() + interval '10 minutes');
         INSERT INTO auth.token_revocations (session_id, token_kind, expires_at) VALUES ('{sess}', 'service', now() + interval '10 minutes');
         INSERT INTO audit.audit_events (tenant_id, actor_kind, action, entity_kind) VALUES ('{t}', 'system', 'test.populated', 'tenant');
+        INSERT INTO auth.idempotency_keys (tenant_id, caller, operation, key, request_hash)
+            VALUES ('{t}', 'service:{svc}', 'create_org_node', 'k-{short}', decode(repeat('ab', 32), 'hex'));
         "#,
         t = w.tenant,
         u = w.user,

@@ -1,0 +1,121 @@
+//! Safe retries of create calls: the first call with a key stores its
+//! answer in the same transaction as the change; a repeat with the same key
+//! and the same request gets that answer back and creates nothing.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::{AdminError, Administrator};
+use crate::db::schema::auth::idempotency_keys;
+
+/// A client's key for one logical create: 1 to 200 printable ASCII
+/// characters (a UUID is a good choice).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// `None` for an empty field: the call is not made idempotent.
+    pub fn parse(raw: &str) -> Result<Option<Self>, &'static str> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        if raw.len() > 200 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be 1 to 200 printable ASCII characters");
+        }
+        Ok(Some(Self(raw.to_owned())))
+    }
+}
+
+/// One create call: which operation, its key, and what it asked for.
+pub struct Attempt<'a> {
+    pub operation: &'static str,
+    pub key: Option<&'a IdempotencyKey>,
+    /// Everything in the request that shapes the result.
+    pub request: String,
+}
+
+impl Attempt<'_> {
+    /// Claims the key, or returns the answer of the call that claimed it.
+    /// A key reused with a different request is refused.
+    pub async fn replay<T: DeserializeOwned>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        admin: &Administrator,
+    ) -> Result<Option<T>, AdminError> {
+        let Some(key) = self.key else {
+            return Ok(None);
+        };
+        let hash = Sha256::digest(self.request.as_bytes()).to_vec();
+        let claimed = diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::tenant_id.eq(admin.tenant_id),
+                idempotency_keys::caller.eq(admin.caller_ref()),
+                idempotency_keys::operation.eq(self.operation),
+                idempotency_keys::key.eq(&key.0),
+                idempotency_keys::request_hash.eq(&hash),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        if claimed == 1 {
+            return Ok(None);
+        }
+        let (stored_hash, response): (Vec<u8>, Option<serde_json::Value>) = idempotency_keys::table
+            .find((admin.tenant_id, admin.caller_ref(), self.operation, &key.0))
+            .select((idempotency_keys::request_hash, idempotency_keys::response))
+            .first(conn)
+            .await?;
+        if stored_hash != hash {
+            return Err(AdminError::Invalid(
+                "idempotency_key: already used for a different request".into(),
+            ));
+        }
+        let response = response.ok_or_else(|| {
+            AdminError::Conflict("idempotency_key: the first call has no answer".into())
+        })?;
+        serde_json::from_value(response)
+            .map(Some)
+            .map_err(|e| AdminError::Conflict(format!("idempotency_key: stored answer: {e}")))
+    }
+
+    /// Stores the answer of the call that claimed the key.
+    pub async fn store<T: Serialize>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        admin: &Administrator,
+        answer: &T,
+    ) -> Result<(), AdminError> {
+        let Some(key) = self.key else {
+            return Ok(());
+        };
+        let response = serde_json::to_value(answer)
+            .map_err(|e| AdminError::Conflict(format!("idempotency_key: answer: {e}")))?;
+        diesel::update(idempotency_keys::table.find((
+            admin.tenant_id,
+            admin.caller_ref(),
+            self.operation,
+            &key.0,
+        )))
+        .set(idempotency_keys::response.eq(response))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_printable_ascii_and_bounded() {
+        assert_eq!(IdempotencyKey::parse(""), Ok(None));
+        assert!(IdempotencyKey::parse("9b2f3c1e-retry").unwrap().is_some());
+        for bad in ["a b", "é", &"k".repeat(201)] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
