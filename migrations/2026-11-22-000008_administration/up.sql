@@ -1,4 +1,6 @@
--- Administration: idempotency keys for create calls.
+-- Administration: idempotency keys for create calls, and reading the audit
+-- trail (ListAuditEvents; the audit_read policy already fences it per
+-- tenant; rows stay insert-only: no UPDATE, no DELETE).
 --
 -- A create call that carries a key claims (tenant, caller, operation, key)
 -- in its own transaction and stores its answer there; a repeat finds the
@@ -23,3 +25,4 @@ CREATE POLICY tenant_isolation ON auth.idempotency_keys
     WITH CHECK (tenant_id = (SELECT auth.ctx_uuid('app.tenant_id')));
 
 GRANT SELECT, INSERT, UPDATE ON auth.idempotency_keys TO portcullis_app;
+GRANT SELECT ON audit.audit_events TO portcullis_app;

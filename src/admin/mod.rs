@@ -3,6 +3,7 @@
 //! the same transaction.
 
 pub mod assignments;
+pub mod audit_trail;
 mod guard;
 pub mod idempotency;
 mod names;

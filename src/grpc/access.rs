@@ -64,6 +64,7 @@ pub fn rule(path: &str) -> Access {
             caller(Some("admin.assignments.write"), true)
         }
         "Administration/ListAssignments" => caller(Some("admin.assignments.read"), true),
+        "Administration/ListAuditEvents" => caller(Some("admin.audit.read"), false),
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
         _ => DENY_ALL,

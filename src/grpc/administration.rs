@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::authorization::parse_uuid;
 use super::request::{caller, invalid, request_id, timestamp};
 use crate::admin::assignments::{self, Holder, NewAssignment};
+use crate::admin::audit_trail;
 use crate::admin::idempotency::IdempotencyKey;
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use crate::authz::CapabilityKey;
@@ -275,6 +276,54 @@ impl Administration for AdministrationService {
         Ok(Response::new(pb::ListAssignmentsResponse {
             assignments: listed.into_iter().map(assignment).collect(),
         }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let page_size = match body.page_size {
+            0 => audit_trail::DEFAULT_PAGE_SIZE,
+            n if n > audit_trail::MAX_PAGE_SIZE => {
+                return Err(invalid(
+                    "page_size",
+                    format!("must be at most {}", audit_trail::MAX_PAGE_SIZE),
+                ));
+            }
+            n => n,
+        };
+        let after = match body.page_token.as_str() {
+            "" => None,
+            token => Some(audit_trail::Cursor::decode(token)?),
+        };
+        let query = audit_trail::Query {
+            since: time("since", body.since)?,
+            until: time("until", body.until)?,
+            page_size,
+            after,
+        };
+        let (events, next) = audit_trail::list(&self.db, &admin, query).await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events.into_iter().map(audit_event).collect(),
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+        }))
+    }
+}
+
+fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
+    pb::AuditEvent {
+        event_id: event.id.to_string(),
+        occurred_at: Some(timestamp(event.occurred_at)),
+        tenant_id: event.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+        actor_kind: event.actor_kind,
+        actor_id: event.actor_id.unwrap_or_default(),
+        action: event.action,
+        entity_kind: event.entity_kind,
+        entity_id: event.entity_id.unwrap_or_default(),
+        request_id: event.request_id.unwrap_or_default(),
+        payload_json: event.payload.to_string(),
     }
 }
 

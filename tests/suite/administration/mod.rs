@@ -2,6 +2,7 @@
 //! tenant's thing is a thing that does not exist), audited per change, and
 //! felt by CheckCapability at once.
 
+mod audit;
 mod org;
 mod roles;
 
@@ -50,6 +51,7 @@ pub async fn setup() -> Setup {
             "admin.roles.read",
             "admin.assignments.write",
             "admin.assignments.read",
+            "admin.audit.read",
             "authz.check",
         ],
     )
