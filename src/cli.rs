@@ -64,9 +64,75 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// The org tree, through the same code as the Administration API
+    /// (audited as `system`).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Roles.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Give a user a role at an org node (prints the assignment id).
+    Assign(AssignArgs),
     /// The benchmark harness.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Add a node (prints its id).
+    Add {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// The parent node; none for a new root.
+        #[arg(long)]
+        parent: Option<uuid::Uuid>,
+        /// Lowercase letters, digits and _, e.g. site.
+        #[arg(long = "type")]
+        node_type: String,
+        #[arg(long)]
+        label: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create a role with its capabilities (prints its id).
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        label: String,
+        /// A capability key of the catalogue; repeat for several.
+        #[arg(long = "capability")]
+        capabilities: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    #[arg(long)]
+    pub tenant: uuid::Uuid,
+    #[arg(long)]
+    pub user: uuid::Uuid,
+    #[arg(long)]
+    pub role: uuid::Uuid,
+    #[arg(long)]
+    pub node: uuid::Uuid,
+    /// Start, RFC 3339 (default: now).
+    #[arg(long)]
+    pub from: Option<humantime::Timestamp>,
+    /// End, RFC 3339 (default: open-ended).
+    #[arg(long)]
+    pub until: Option<humantime::Timestamp>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]

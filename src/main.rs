@@ -4,12 +4,16 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Parser;
 
+use portcullis::admin::assignments::{self, NewAssignment};
+use portcullis::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use portcullis::authn::users::{self, NewUser};
 use portcullis::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
+use portcullis::authz::CapabilityKey;
 use portcullis::bench::{self, manifest};
 use portcullis::cli::{
-    BenchCommand, Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, OtpDeliveryKind,
-    PermissionsCommand, ProvisionArgs, SecretCommand, ServiceCommand, UserCommand,
+    BenchCommand, Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, OrgCommand,
+    OtpDeliveryKind, PermissionsCommand, ProvisionArgs, RoleCommand, SecretCommand, ServiceCommand,
+    UserCommand,
 };
 use portcullis::db::provision::{self, Environment, Passwords};
 use portcullis::db::{Db, admin, cluster, migrate};
@@ -92,6 +96,57 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Service(command) => service_command(command).await,
         Command::User(command) => user_command(command).await,
+        Command::Org(OrgCommand::Add {
+            tenant,
+            parent,
+            node_type,
+            label,
+            database: args,
+        }) => {
+            let node_type =
+                NodeType::parse(&node_type).map_err(|e| anyhow::anyhow!("--type: {e}"))?;
+            let label = Label::parse(&label).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+            let admin = Administrator::operator(tenant);
+            let node =
+                org::create(&database(&args)?, &admin, parent, &node_type, &label, None).await?;
+            println!("{}", node.id);
+            Ok(())
+        }
+        Command::Role(RoleCommand::Create {
+            tenant,
+            key,
+            label,
+            capabilities,
+            database: args,
+        }) => {
+            let key = RoleKey::parse(&key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            let label = Label::parse(&label).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+            let granted = capabilities
+                .iter()
+                .map(|c| {
+                    CapabilityKey::parse(c).map_err(|e| anyhow::anyhow!("--capability {c}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let admin = Administrator::operator(tenant);
+            let role =
+                roles::create(&database(&args)?, &admin, &key, &label, &granted, None).await?;
+            println!("{}", role.id);
+            Ok(())
+        }
+        Command::Assign(args) => {
+            let new = NewAssignment {
+                user_id: args.user,
+                role_id: args.role,
+                org_node_id: args.node,
+                start_utc: args.from.map(|t| std::time::SystemTime::from(t).into()),
+                end_utc: args.until.map(|t| std::time::SystemTime::from(t).into()),
+            };
+            let admin = Administrator::operator(args.tenant);
+            let assignment =
+                assignments::assign(&database(&args.database)?, &admin, &new, None).await?;
+            println!("{}", assignment.id);
+            Ok(())
+        }
         Command::Bench(command) => bench_command(command).await,
     }
 }

@@ -9,7 +9,7 @@
 -- key). The request's hash tells a true repeat from a reused key.
 CREATE TABLE auth.idempotency_keys (
     tenant_id     uuid NOT NULL REFERENCES auth.tenants (id),
-    caller        text NOT NULL CHECK (caller ~ '^(service|user):[0-9a-f-]{36}$'),
+    caller        text NOT NULL CHECK (caller ~ '^((service|user):[0-9a-f-]{36}|system)$'),
     operation     text NOT NULL CHECK (operation ~ '^[a-z][a-z_]*$'),
     key           text NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
     request_hash  bytea NOT NULL CHECK (length(request_hash) = 32),

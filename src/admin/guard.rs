@@ -28,13 +28,22 @@ impl Capability {
     }
 }
 
-/// A caller acting in one tenant. The transport's rule table has already
+/// Someone acting in one tenant. The transport's rule table has already
 /// checked a service's permission; users are checked here, node by node.
 #[derive(Clone, Debug)]
 pub struct Administrator {
-    principal: Principal,
+    acting: Acting,
     pub tenant_id: Uuid,
     request_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+enum Acting {
+    /// A network caller with a verified token.
+    Caller(Principal),
+    /// Operator tooling on the machine (the CLI): trusted, audited as
+    /// `system`, still fenced to the tenant by RLS.
+    Operator,
 }
 
 impl Administrator {
@@ -50,24 +59,46 @@ impl Administrator {
             return Err(AdminError::NotFound(field));
         }
         Ok(Self {
-            principal,
+            acting: Acting::Caller(principal),
             tenant_id,
             request_id,
         })
     }
 
+    /// Operator tooling (the CLI) in `tenant_id`. Never built from a
+    /// network request.
+    pub fn operator(tenant_id: Uuid) -> Self {
+        Self {
+            acting: Acting::Operator,
+            tenant_id,
+            request_id: None,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
-        match &self.principal {
-            Principal::Service(service) => Actor::Service(service.service_id),
-            Principal::User(user) => Actor::User(user.user_id),
+        match &self.acting {
+            Acting::Caller(Principal::Service(service)) => Actor::Service(service.service_id),
+            Acting::Caller(Principal::User(user)) => Actor::User(user.user_id),
+            Acting::Operator => Actor::System,
         }
     }
 
     /// The caller as idempotency keys record it (`service:<id>`).
     pub fn caller_ref(&self) -> String {
-        match &self.principal {
-            Principal::Service(service) => format!("service:{}", service.service_id),
-            Principal::User(user) => format!("user:{}", user.user_id),
+        match &self.acting {
+            Acting::Caller(Principal::Service(service)) => {
+                format!("service:{}", service.service_id)
+            }
+            Acting::Caller(Principal::User(user)) => format!("user:{}", user.user_id),
+            Acting::Operator => "system".to_owned(),
+        }
+    }
+
+    /// The user acting, if a user is.
+    fn user(&self) -> Option<&crate::tokens::UserPrincipal> {
+        match &self.acting {
+            Acting::Caller(Principal::User(user)) => Some(user),
+            _ => None,
         }
     }
 
@@ -78,9 +109,10 @@ impl Administrator {
     /// The transaction context of the change: the tenant, and the caller.
     pub fn context(&self) -> RlsContext {
         let ctx = RlsContext::tenant(self.tenant_id);
-        let ctx = match &self.principal {
-            Principal::Service(service) => ctx.with_service(service.service_id),
-            Principal::User(user) => ctx.with_user(user.user_id),
+        let ctx = match &self.acting {
+            Acting::Caller(Principal::Service(service)) => ctx.with_service(service.service_id),
+            Acting::Caller(Principal::User(user)) => ctx.with_user(user.user_id),
+            Acting::Operator => ctx,
         };
         match &self.request_id {
             Some(id) => ctx.with_request_id(id),
@@ -98,7 +130,7 @@ impl Administrator {
         node: Uuid,
         field: &'static str,
     ) -> Result<(), AdminError> {
-        let Principal::User(user) = &self.principal else {
+        let Some(user) = self.user() else {
             return Ok(());
         };
         let key = CapabilityKey::parse(capability.key())
@@ -125,8 +157,8 @@ impl Administrator {
     /// A user may ask about themselves only; a service about anyone in its
     /// tenant.
     pub fn require_self_or_service(&self, user: Uuid, field: &str) -> Result<(), AdminError> {
-        match &self.principal {
-            Principal::User(me) if me.user_id != user => Err(AdminError::Forbidden(format!(
+        match self.user() {
+            Some(me) if me.user_id != user => Err(AdminError::Forbidden(format!(
                 "{field}: a user may list only their own assignments"
             ))),
             _ => Ok(()),
@@ -135,9 +167,9 @@ impl Administrator {
 
     /// Users may not create roots: a capability is always held at a node.
     pub fn require_root_creation(&self) -> Result<(), AdminError> {
-        match self.principal {
-            Principal::Service(_) => Ok(()),
-            Principal::User(_) => Err(AdminError::Forbidden(
+        match self.user() {
+            None => Ok(()),
+            Some(_) => Err(AdminError::Forbidden(
                 "parent_org_node_id: only a service may create a root node".into(),
             )),
         }

@@ -294,3 +294,27 @@ async fn a_service_without_the_permission_is_refused() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_builds_through_the_same_code_and_is_audited_as_system() {
+    use portcullis::admin::{Administrator, Label, NodeType, org};
+    let s = setup().await;
+    let node = org::create(
+        &s.test.db(),
+        &Administrator::operator(s.a.tenant),
+        Some(s.a.root),
+        &NodeType::parse("site").unwrap(),
+        &Label::parse("From the CLI").unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.audited(
+            1,
+            "action = 'org.node_created' AND entity_id = $1 AND actor_kind = 'system'",
+            &[&node.id.to_string()],
+        )
+        .await
+    );
+}
