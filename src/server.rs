@@ -151,6 +151,7 @@ pub async fn serve(
         .add_service(reflection().build_v1alpha()?)
         .add_service(AdministrationServer::new(AdministrationService::new(
             db.clone(),
+            authn.passwords.clone(),
         )))
         .add_service(AuthenticationServer::new(AuthenticationService::new(
             authn,

@@ -9,6 +9,7 @@ pub mod idempotency;
 mod names;
 pub mod org;
 pub mod roles;
+pub mod users;
 
 pub use guard::{Administrator, Capability};
 pub use names::{Label, NodeType, RoleKey};

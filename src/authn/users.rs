@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
 use serde_json::json;
@@ -23,6 +23,7 @@ pub struct NewUser {
     pub password: Option<SecretString>,
 }
 
+/// Creates a user from operator tooling (the CLI), audited as `system`.
 pub async fn create_user(
     db: &Db,
     passwords: &Passwords,
@@ -32,51 +33,70 @@ pub async fn create_user(
         Some(password) => Some(passwords.hash(password).await?),
         None => None,
     };
-    let hash = &hash;
+    let hash = hash.as_deref();
     db.write(&RlsContext::operator().with_tenant(new.tenant_id), |conn| {
-        async move {
-            let id = Uuid::new_v4();
-            diesel::insert_into(u::table)
-                .values((u::id.eq(id), u::tenant_id.eq(new.tenant_id), u::display_name.eq(&new.display_name)))
-                .execute(conn)
-                .await?;
-            for login in &new.logins {
-                let inserted = diesel::insert_into(ui::table)
-                    .values((
-                        ui::tenant_id.eq(new.tenant_id),
-                        ui::user_id.eq(id),
-                        ui::kind.eq(login.kind()),
-                        ui::login.eq(login.value()),
-                        ui::password_hash.eq(hash),
-                    ))
-                    .execute(conn)
-                    .await;
-                match inserted {
-                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                        return Err(AuthnError::LoginTaken(login.to_string()));
-                    }
-                    other => other?,
-                };
-            }
-            let logins: Vec<String> = new.logins.iter().map(ToString::to_string).collect();
-            audit::record(
-                conn,
-                AuditEvent {
-                    tenant_id: Some(new.tenant_id),
-                    actor: Actor::System,
-                    action: "user.created",
-                    entity_kind: "user",
-                    entity_id: Some(id.to_string()),
-                    request_id: None,
-                    payload: json!({ "display_name": &new.display_name, "logins": logins, "password": hash.is_some() }),
-                },
-            )
-            .await?;
-            Ok(id)
-        }
-        .scope_boxed()
+        async move { insert_user(conn, new, hash, Actor::System, None).await }.scope_boxed()
     })
     .await
+}
+
+/// Inserts the user, its logins (sharing the password hash, if any) and the
+/// audit row, in the caller's transaction.
+pub async fn insert_user(
+    conn: &mut AsyncPgConnection,
+    new: &NewUser,
+    password_hash: Option<&str>,
+    actor: Actor,
+    request_id: Option<&str>,
+) -> Result<Uuid, AuthnError> {
+    let id = Uuid::new_v4();
+    diesel::insert_into(u::table)
+        .values((
+            u::id.eq(id),
+            u::tenant_id.eq(new.tenant_id),
+            u::display_name.eq(&new.display_name),
+        ))
+        .execute(conn)
+        .await?;
+    for login in &new.logins {
+        let inserted = diesel::insert_into(ui::table)
+            .values((
+                ui::tenant_id.eq(new.tenant_id),
+                ui::user_id.eq(id),
+                ui::kind.eq(login.kind()),
+                ui::login.eq(login.value()),
+                ui::password_hash.eq(password_hash),
+            ))
+            .execute(conn)
+            .await;
+        match inserted {
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                return Err(AuthnError::LoginTaken(login.to_string()));
+            }
+            other => other?,
+        };
+    }
+    let logins: Vec<String> = new.logins.iter().map(ToString::to_string).collect();
+    audit::record(
+        conn,
+        AuditEvent {
+            tenant_id: Some(new.tenant_id),
+            actor,
+            action: "user.created",
+            entity_kind: "user",
+            entity_id: Some(id.to_string()),
+            request_id,
+            payload: json!({
+                "after": {
+                    "display_name": &new.display_name,
+                    "logins": logins,
+                    "password": password_hash.is_some(),
+                }
+            }),
+        },
+    )
+    .await?;
+    Ok(id)
 }
 
 /// Sets the password of the user who logs in as `login`; `only_if_unset`

@@ -65,6 +65,10 @@ pub fn rule(path: &str) -> Access {
         }
         "Administration/ListAssignments" => caller(Some("admin.assignments.read"), true),
         "Administration/ListAuditEvents" => caller(Some("admin.audit.read"), false),
+        "Administration/CreateUser"
+        | "Administration/DeactivateUser"
+        | "Administration/ReactivateUser" => caller(Some("admin.users.write"), false),
+        "Administration/ListUsers" => caller(Some("admin.users.read"), false),
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
         _ => DENY_ALL,

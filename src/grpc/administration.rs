@@ -1,17 +1,22 @@
 //! `portcullis.v1.Administration`: parse, build the administrator, ask the
 //! domain.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
+use super::authentication::password_field;
 use super::authorization::parse_uuid;
 use super::request::{caller, invalid, request_id, timestamp};
 use crate::admin::assignments::{self, Holder, NewAssignment};
 use crate::admin::audit_trail;
 use crate::admin::idempotency::IdempotencyKey;
+use crate::admin::users::{self, CreateUser};
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
+use crate::authn::{Email, Login, Passwords, Phone};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::proto::v1 as pb;
@@ -19,11 +24,12 @@ use crate::proto::v1::administration_server::Administration;
 
 pub struct AdministrationService {
     db: Db,
+    passwords: Arc<Passwords>,
 }
 
 impl AdministrationService {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, passwords: Arc<Passwords>) -> Self {
+        Self { db, passwords }
     }
 }
 
@@ -278,6 +284,79 @@ impl Administration for AdministrationService {
         }))
     }
 
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let display_name =
+            Label::parse(&body.display_name).map_err(|e| invalid("display_name", e))?;
+        let mut logins = Vec::new();
+        if !body.email.is_empty() {
+            logins.push(Login::Email(
+                Email::parse(&body.email).map_err(|e| invalid("email", e))?,
+            ));
+        }
+        if !body.phone.is_empty() {
+            logins.push(Login::Phone(
+                Phone::parse(&body.phone).map_err(|e| invalid("phone", e))?,
+            ));
+        }
+        let password = match body.password.as_str() {
+            "" => None,
+            password => Some(password_field("password", password, true)?),
+        };
+        let key = idempotency_key(&body.idempotency_key)?;
+        let new = CreateUser {
+            display_name,
+            logins,
+            password,
+        };
+        let created = users::create(&self.db, &self.passwords, &admin, new, key.as_ref()).await?;
+        Ok(Response::new(user(created)))
+    }
+
+    async fn deactivate_user(
+        &self,
+        request: Request<pb::UserRef>,
+    ) -> Result<Response<pb::User>, Status> {
+        self.set_user_active(request, false).await
+    }
+
+    async fn reactivate_user(
+        &self,
+        request: Request<pb::UserRef>,
+    ) -> Result<Response<pb::User>, Status> {
+        self.set_user_active(request, true).await
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let page_size = match body.page_size {
+            0 => users::DEFAULT_PAGE_SIZE,
+            n if n > users::MAX_PAGE_SIZE => {
+                return Err(invalid(
+                    "page_size",
+                    format!("must be at most {}", users::MAX_PAGE_SIZE),
+                ));
+            }
+            n => n,
+        };
+        // The token is the last user id of the previous page: it positions
+        // a read inside the caller's own tenant, nothing more.
+        let after = optional_uuid("page_token", &body.page_token)?;
+        let (page, next) = users::list(&self.db, &admin, page_size, after).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: page.into_iter().map(user).collect(),
+            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
@@ -312,6 +391,16 @@ impl Administration for AdministrationService {
     }
 }
 
+fn user(user: users::User) -> pb::User {
+    pb::User {
+        user_id: user.id.to_string(),
+        tenant_id: user.tenant_id.to_string(),
+        display_name: user.display_name,
+        active: user.active,
+        logins: user.logins,
+    }
+}
+
 fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
     pb::AuditEvent {
         event_id: event.id.to_string(),
@@ -328,6 +417,17 @@ fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
 }
 
 impl AdministrationService {
+    async fn set_user_active(
+        &self,
+        request: Request<pb::UserRef>,
+        active: bool,
+    ) -> Result<Response<pb::User>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let id = parse_uuid("user_id", &request.get_ref().user_id)?;
+        let changed = users::set_active(&self.db, &admin, id, active).await?;
+        Ok(Response::new(user(changed)))
+    }
+
     async fn set_active(
         &self,
         request: Request<pb::OrgNodeRef>,

@@ -54,7 +54,11 @@ impl AuthenticationService {
     }
 }
 
-fn password_field(field: &str, password: &str, new: bool) -> Result<SecretString, Status> {
+pub(crate) fn password_field(
+    field: &str,
+    password: &str,
+    new: bool,
+) -> Result<SecretString, Status> {
     if password.is_empty() {
         return Err(invalid(field, "is required"));
     }

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use portcullis::proto::v1::{
-    AssignRoleRequest, CreateRoleRequest, EndAssignmentRequest, ListAuditEventsRequest, OrgNodeRef,
-    SetRoleCapabilitiesRequest,
+    AssignRoleRequest, CreateRoleRequest, CreateUserRequest, EndAssignmentRequest,
+    ListAuditEventsRequest, OrgNodeRef, SetRoleCapabilitiesRequest, UserRef,
 };
 use prost::Message;
 use tonic::Code;
@@ -172,6 +172,35 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
         "assignment.ended",
         assignment.assignment_id.clone(),
     ));
+
+    let user = s
+        .admin()
+        .create_user(bearer(
+            CreateUserRequest {
+                tenant_id: tenant.clone(),
+                display_name: "Audited".into(),
+                email: "audited@example.test".into(),
+                ..Default::default()
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    expected.push(("CreateUser", "user.created", user.user_id.clone()));
+    let user_ref = || {
+        bearer(
+            UserRef {
+                tenant_id: tenant.clone(),
+                user_id: user.user_id.clone(),
+            },
+            &s.token,
+        )
+    };
+    s.admin().deactivate_user(user_ref()).await.unwrap();
+    expected.push(("DeactivateUser", "user.deactivated", user.user_id.clone()));
+    s.admin().reactivate_user(user_ref()).await.unwrap();
+    expected.push(("ReactivateUser", "user.reactivated", user.user_id.clone()));
 
     let covered: HashSet<String> = expected.iter().map(|(rpc, ..)| rpc.to_string()).collect();
     assert_eq!(

@@ -5,6 +5,7 @@
 mod audit;
 mod org;
 mod roles;
+mod users;
 
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub async fn setup() -> Setup {
             "admin.assignments.write",
             "admin.assignments.read",
             "admin.audit.read",
+            "admin.users.write",
+            "admin.users.read",
             "authz.check",
         ],
     )

@@ -1,0 +1,243 @@
+//! Users of a tenant: create (with or without a password identity),
+//! deactivate, reactivate, list. Tenant-wide, so services only.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::idempotency::{Attempt, IdempotencyKey};
+use super::{AdminError, Administrator, Label};
+use crate::audit::{self, AuditEvent};
+use crate::authn::users::{NewUser, insert_user};
+use crate::authn::{AuthnError, Login, PasswordError, Passwords};
+use crate::db::schema::auth::{user_identities, users};
+use crate::db::{Db, DbError};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct User {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub display_name: String,
+    pub active: bool,
+    /// `email:…` / `phone:…`, sorted.
+    pub logins: Vec<String>,
+}
+
+pub struct CreateUser {
+    pub display_name: Label,
+    pub logins: Vec<Login>,
+    pub password: Option<SecretString>,
+}
+
+pub async fn create(
+    db: &Db,
+    passwords: &Passwords,
+    admin: &Administrator,
+    new: CreateUser,
+    key: Option<&IdempotencyKey>,
+) -> Result<User, AdminError> {
+    if new.password.is_some() && new.logins.is_empty() {
+        return Err(AdminError::Invalid(
+            "password: needs an email or phone to log in with".into(),
+        ));
+    }
+    let logins: Vec<String> = new.logins.iter().map(ToString::to_string).collect();
+    let attempt = Attempt {
+        operation: "create_user",
+        key,
+        // The password is not part of the fingerprint: it is never stored
+        // outside its hash, and a retry carries the same one.
+        request: format!(
+            "{}|{logins:?}|{}",
+            new.display_name.as_str(),
+            new.password.is_some()
+        ),
+    };
+    // Hashing runs on the hashing threads before the transaction opens.
+    let hash = match &new.password {
+        Some(password) => Some(passwords.hash(password).await.map_err(hashing)?),
+        None => None,
+    };
+    let new = NewUser {
+        tenant_id: admin.tenant_id,
+        display_name: new.display_name.as_str().to_owned(),
+        logins: new.logins,
+        password: None,
+    };
+    let (new, hash) = (&new, hash.as_deref());
+    db.write(&admin.context(), |conn| {
+        async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
+            let id = insert_user(conn, new, hash, admin.actor(), admin.request_id())
+                .await
+                .map_err(|e| match e {
+                    AuthnError::LoginTaken(login) => AdminError::AlreadyExists(format!(
+                        "{}: {login} is already the login of another user",
+                        if login.contains('@') {
+                            "email"
+                        } else {
+                            "phone"
+                        }
+                    )),
+                    AuthnError::Db(db) => AdminError::Db(db),
+                    other => AdminError::Db(DbError::Unavailable(other.to_string())),
+                })?;
+            let user = load(conn, id).await?;
+            attempt.store(conn, admin, &user).await?;
+            Ok(user)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+fn hashing(error: PasswordError) -> AdminError {
+    AdminError::Db(DbError::Unavailable(error.to_string()))
+}
+
+/// Sets the user's status; the status it already has changes nothing.
+pub async fn set_active(
+    db: &Db,
+    admin: &Administrator,
+    user: Uuid,
+    active: bool,
+) -> Result<User, AdminError> {
+    let (status, action) = if active {
+        ("active", "user.reactivated")
+    } else {
+        ("inactive", "user.deactivated")
+    };
+    db.write(&admin.context(), |conn| {
+        async move {
+            users::table
+                .find(user)
+                .select(users::id)
+                .for_update()
+                .first::<Uuid>(conn)
+                .await
+                .optional()?
+                .ok_or(AdminError::NotFound("user_id"))?;
+            let before = load(conn, user).await?;
+            if before.active == active {
+                return Ok(before);
+            }
+            diesel::update(users::table.find(user))
+                .set((
+                    users::status.eq(status),
+                    users::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            let after = load(conn, user).await?;
+            audit::record(
+                conn,
+                AuditEvent {
+                    tenant_id: Some(admin.tenant_id),
+                    actor: admin.actor(),
+                    action,
+                    entity_kind: "user",
+                    entity_id: Some(user.to_string()),
+                    request_id: admin.request_id(),
+                    payload: json!({ "before": before, "after": after }),
+                },
+            )
+            .await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// A page of users by id, after `after`; the last id if there may be more.
+pub async fn list(
+    db: &Db,
+    admin: &Administrator,
+    page_size: u32,
+    after: Option<Uuid>,
+) -> Result<(Vec<User>, Option<Uuid>), AdminError> {
+    let size = i64::from(page_size.clamp(1, MAX_PAGE_SIZE));
+    db.read(&admin.context(), |conn| {
+        async move {
+            let mut query = users::table
+                .order(users::id)
+                .limit(size + 1)
+                .select((
+                    users::id,
+                    users::tenant_id,
+                    users::display_name,
+                    users::status,
+                ))
+                .into_boxed();
+            if let Some(after) = after {
+                query = query.filter(users::id.gt(after));
+            }
+            let mut rows: Vec<(Uuid, Uuid, String, String)> = query.load(conn).await?;
+            let more = rows.len() as i64 > size;
+            rows.truncate(size as usize);
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+            let logins: Vec<(Uuid, String, String)> = user_identities::table
+                .filter(user_identities::user_id.eq_any(&ids))
+                .order((user_identities::kind, user_identities::login))
+                .select((
+                    user_identities::user_id,
+                    user_identities::kind,
+                    user_identities::login,
+                ))
+                .load(conn)
+                .await?;
+            let page: Vec<User> = rows
+                .into_iter()
+                .map(|(id, tenant_id, display_name, status)| User {
+                    logins: logins
+                        .iter()
+                        .filter(|(user, ..)| *user == id)
+                        .map(|(_, kind, login)| format!("{kind}:{login}"))
+                        .collect(),
+                    active: status == "active",
+                    id,
+                    tenant_id,
+                    display_name,
+                })
+                .collect();
+            let next = more.then(|| page.last().map(|u| u.id)).flatten();
+            Ok((page, next))
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User, AdminError> {
+    let (tenant_id, display_name, status): (Uuid, String, String) = users::table
+        .find(id)
+        .select((users::tenant_id, users::display_name, users::status))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AdminError::NotFound("user_id"))?;
+    let logins: Vec<(String, String)> = user_identities::table
+        .filter(user_identities::user_id.eq(id))
+        .order((user_identities::kind, user_identities::login))
+        .select((user_identities::kind, user_identities::login))
+        .load(conn)
+        .await?;
+    Ok(User {
+        id,
+        tenant_id,
+        display_name,
+        active: status == "active",
+        logins: logins
+            .into_iter()
+            .map(|(kind, login)| format!("{kind}:{login}"))
+            .collect(),
+    })
+}
