@@ -4,6 +4,7 @@
 
 pub mod assignments;
 pub mod audit_trail;
+pub mod global;
 mod guard;
 pub mod idempotency;
 mod names;

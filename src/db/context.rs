@@ -41,6 +41,17 @@ impl RlsContext {
         }
     }
 
+    /// A global service acting as a global administrator (tenants, the
+    /// capability catalogue): built only by the administration guard, for
+    /// a service bound to no tenant whose permission the rule table checked.
+    pub fn global_administrator(service_id: Uuid) -> Self {
+        Self {
+            service_id: Some(service_id),
+            global_admin: true,
+            ..Self::default()
+        }
+    }
+
     /// A server-internal task with a narrow, named view (e.g. the revocation
     /// list sync, `revocation_sync`), rather than a tenant or an identity.
     pub fn purpose(purpose: &'static str) -> Self {

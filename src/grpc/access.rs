@@ -69,6 +69,12 @@ pub fn rule(path: &str) -> Access {
         | "Administration/DeactivateUser"
         | "Administration/ReactivateUser" => caller(Some("admin.users.write"), false),
         "Administration/ListUsers" => caller(Some("admin.users.read"), false),
+        "Administration/CreateTenant"
+        | "Administration/RenameTenant"
+        | "Administration/SuspendTenant"
+        | "Administration/ReactivateTenant" => caller(Some("admin.tenants.write"), false),
+        "Administration/CreateCapability" => caller(Some("admin.catalogue.write"), false),
+        "Administration/ListCapabilities" => caller(Some("admin.catalogue.read"), false),
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
         _ => DENY_ALL,

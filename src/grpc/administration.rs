@@ -13,6 +13,7 @@ use super::authorization::parse_uuid;
 use super::request::{caller, invalid, request_id, timestamp};
 use crate::admin::assignments::{self, Holder, NewAssignment};
 use crate::admin::audit_trail;
+use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};
 use crate::admin::idempotency::IdempotencyKey;
 use crate::admin::users::{self, CreateUser};
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
@@ -357,6 +358,67 @@ impl Administration for AdministrationService {
         }))
     }
 
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let admin = global_administrator(&request)?;
+        let body = request.into_inner();
+        let slug = TenantSlug::parse(&body.slug).map_err(|e| invalid("slug", e))?;
+        let name = Label::parse(&body.name).map_err(|e| invalid("name", e))?;
+        let created = global::create_tenant(&self.db, &admin, &slug, &name).await?;
+        Ok(Response::new(tenant(created)))
+    }
+
+    async fn rename_tenant(
+        &self,
+        request: Request<pb::RenameTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let admin = global_administrator(&request)?;
+        let body = request.into_inner();
+        let id = parse_uuid("tenant_id", &body.tenant_id)?;
+        let name = Label::parse(&body.name).map_err(|e| invalid("name", e))?;
+        let renamed =
+            global::change_tenant(&self.db, &admin, id, TenantChange::Name(&name)).await?;
+        Ok(Response::new(tenant(renamed)))
+    }
+
+    async fn suspend_tenant(
+        &self,
+        request: Request<pb::TenantRef>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        self.set_tenant_active(request, false).await
+    }
+
+    async fn reactivate_tenant(
+        &self,
+        request: Request<pb::TenantRef>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        self.set_tenant_active(request, true).await
+    }
+
+    async fn create_capability(
+        &self,
+        request: Request<pb::CreateCapabilityRequest>,
+    ) -> Result<Response<pb::CapabilityDefinition>, Status> {
+        let admin = global_administrator(&request)?;
+        let body = request.into_inner();
+        let key = CapabilityKey::parse(&body.key).map_err(|e| invalid("key", e))?;
+        let created = global::create_capability(&self.db, &admin, &key, &body.description).await?;
+        Ok(Response::new(capability(created)))
+    }
+
+    async fn list_capabilities(
+        &self,
+        request: Request<pb::ListCapabilitiesRequest>,
+    ) -> Result<Response<pb::ListCapabilitiesResponse>, Status> {
+        let ctx = caller(&request)?.rls_context();
+        let listed = global::list_capabilities(&self.db, &ctx).await?;
+        Ok(Response::new(pb::ListCapabilitiesResponse {
+            capabilities: listed.into_iter().map(capability).collect(),
+        }))
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
@@ -391,6 +453,30 @@ impl Administration for AdministrationService {
     }
 }
 
+fn global_administrator<T>(request: &Request<T>) -> Result<GlobalAdministrator, Status> {
+    Ok(GlobalAdministrator::from_principal(
+        &caller(request)?,
+        request_id(request),
+    )?)
+}
+
+fn tenant(tenant: global::Tenant) -> pb::Tenant {
+    pb::Tenant {
+        tenant_id: tenant.id.to_string(),
+        active: tenant.status == "active",
+        slug: tenant.slug,
+        name: tenant.name,
+    }
+}
+
+fn capability(capability: global::Capability) -> pb::CapabilityDefinition {
+    pb::CapabilityDefinition {
+        capability_id: capability.id.to_string(),
+        key: capability.key,
+        description: capability.description,
+    }
+}
+
 fn user(user: users::User) -> pb::User {
     pb::User {
         user_id: user.id.to_string(),
@@ -417,6 +503,18 @@ fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
 }
 
 impl AdministrationService {
+    async fn set_tenant_active(
+        &self,
+        request: Request<pb::TenantRef>,
+        active: bool,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let admin = global_administrator(&request)?;
+        let id = parse_uuid("tenant_id", &request.get_ref().tenant_id)?;
+        let changed =
+            global::change_tenant(&self.db, &admin, id, TenantChange::Active(active)).await?;
+        Ok(Response::new(tenant(changed)))
+    }
+
     async fn set_user_active(
         &self,
         request: Request<pb::UserRef>,

@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 
 use portcullis::proto::v1::{
-    AssignRoleRequest, CreateRoleRequest, CreateUserRequest, EndAssignmentRequest,
-    ListAuditEventsRequest, OrgNodeRef, SetRoleCapabilitiesRequest, UserRef,
+    AssignRoleRequest, CreateCapabilityRequest, CreateRoleRequest, CreateUserRequest,
+    EndAssignmentRequest, ListAuditEventsRequest, OrgNodeRef, RenameTenantRequest,
+    SetRoleCapabilitiesRequest, UserRef,
 };
 use prost::Message;
 use tonic::Code;
@@ -202,7 +203,71 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
     s.admin().reactivate_user(user_ref()).await.unwrap();
     expected.push(("ReactivateUser", "user.reactivated", user.user_id.clone()));
 
-    let covered: HashSet<String> = expected.iter().map(|(rpc, ..)| rpc.to_string()).collect();
+    // Global administration: a new tenant, renamed, suspended, reactivated;
+    // a capability. Their rows are not tenant A's trail.
+    let mut global: Vec<(&str, &str, String)> = Vec::new();
+    let created = s
+        .create_tenant(
+            &s.global_token,
+            &format!("audited-{}", &node.org_node_id[..8]),
+        )
+        .await
+        .unwrap();
+    global.push(("CreateTenant", "tenant.created", created.tenant_id.clone()));
+    s.admin()
+        .rename_tenant(bearer(
+            RenameTenantRequest {
+                tenant_id: created.tenant_id.clone(),
+                name: "Audited".into(),
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap();
+    global.push(("RenameTenant", "tenant.renamed", created.tenant_id.clone()));
+    let new_tenant = uuid::Uuid::parse_str(&created.tenant_id).unwrap();
+    s.set_tenant_active(new_tenant, false).await;
+    global.push((
+        "SuspendTenant",
+        "tenant.suspended",
+        created.tenant_id.clone(),
+    ));
+    s.set_tenant_active(new_tenant, true).await;
+    global.push((
+        "ReactivateTenant",
+        "tenant.reactivated",
+        created.tenant_id.clone(),
+    ));
+    let capability = s
+        .admin()
+        .create_capability(bearer(
+            CreateCapabilityRequest {
+                key: "audited.capability".into(),
+                description: String::new(),
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    global.push((
+        "CreateCapability",
+        "capability.created",
+        capability.capability_id,
+    ));
+    for (rpc, action, entity) in &global {
+        assert!(
+            s.audited(1, "action = $1 AND entity_id = $2", &[action, entity])
+                .await,
+            "{rpc}: {action} for {entity}"
+        );
+    }
+
+    let covered: HashSet<String> = expected
+        .iter()
+        .chain(&global)
+        .map(|(rpc, ..)| rpc.to_string())
+        .collect();
     assert_eq!(
         covered,
         mutating_rpcs(),

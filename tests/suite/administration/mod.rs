@@ -3,6 +3,7 @@
 //! felt by CheckCapability at once.
 
 mod audit;
+mod global;
 mod org;
 mod roles;
 mod users;
@@ -36,6 +37,8 @@ pub struct Setup {
     pub a: TenantWorld,
     pub b: TenantWorld,
     pub token: String,
+    /// A service bound to no tenant: a global administrator.
+    pub global_token: String,
 }
 
 pub async fn setup() -> Setup {
@@ -59,9 +62,20 @@ pub async fn setup() -> Setup {
         ],
     )
     .await;
+    let global = create_service(
+        &db,
+        None,
+        &[
+            "admin.tenants.write",
+            "admin.catalogue.write",
+            "admin.catalogue.read",
+        ],
+    )
+    .await;
     let server = TestServer::start(db).await;
     let channel = server.channel().await;
     let token = token_of(&channel, &service).await.access_token;
+    let global_token = token_of(&channel, &global).await.access_token;
     Setup {
         test,
         server,
@@ -69,6 +83,7 @@ pub async fn setup() -> Setup {
         a,
         b,
         token,
+        global_token,
     }
 }
 

@@ -1,0 +1,273 @@
+//! What only global administrators change: tenants and the capability
+//! catalogue. A global administrator is a service bound to no tenant (the
+//! rule table has checked its permission); anyone else is refused.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{AdminError, Label};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::authz::CapabilityKey;
+use crate::db::schema::auth::{capabilities, tenants};
+use crate::db::{Db, RlsContext};
+use crate::tokens::Principal;
+
+/// A service bound to no tenant, acting on global rows.
+#[derive(Clone, Debug)]
+pub struct GlobalAdministrator {
+    service_id: Uuid,
+    request_id: Option<String>,
+}
+
+impl GlobalAdministrator {
+    pub fn from_principal(
+        principal: &Principal,
+        request_id: Option<String>,
+    ) -> Result<Self, AdminError> {
+        match principal {
+            Principal::Service(service) if service.tenant_id.is_none() => Ok(Self {
+                service_id: service.service_id,
+                request_id,
+            }),
+            _ => Err(AdminError::Forbidden(
+                "only a service bound to no tenant may change tenants or the catalogue".into(),
+            )),
+        }
+    }
+
+    fn context(&self) -> RlsContext {
+        let ctx = RlsContext::global_administrator(self.service_id);
+        match &self.request_id {
+            Some(id) => ctx.with_request_id(id),
+            None => ctx,
+        }
+    }
+
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        tenant: Option<Uuid>,
+        action: &str,
+        entity: (&str, String),
+        payload: serde_json::Value,
+    ) -> Result<(), AdminError> {
+        audit::record(
+            conn,
+            AuditEvent {
+                tenant_id: tenant,
+                actor: Actor::Service(self.service_id),
+                action,
+                entity_kind: entity.0,
+                entity_id: Some(entity.1),
+                request_id: self.request_id.as_deref(),
+                payload,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A tenant's short name in URLs and logs: lowercase letters, digits and
+/// `-`, at most 63 characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let mut chars = raw.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && raw.len() <= 63;
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be lowercase letters, digits and -, at most 63")
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = tenants)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = capabilities)]
+pub struct Capability {
+    pub id: Uuid,
+    pub key: String,
+    pub description: String,
+}
+
+fn exists(error: DieselError, field: &str, what: &str) -> AdminError {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            AdminError::AlreadyExists(format!("{field}: {what} already exists"))
+        }
+        other => other.into(),
+    }
+}
+
+pub async fn create_tenant(
+    db: &Db,
+    admin: &GlobalAdministrator,
+    slug: &TenantSlug,
+    name: &Label,
+) -> Result<Tenant, AdminError> {
+    db.write(&admin.context(), |conn| {
+        async move {
+            let tenant: Tenant = diesel::insert_into(tenants::table)
+                .values((tenants::slug.eq(&slug.0), tenants::name.eq(name.as_str())))
+                .returning(Tenant::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|e| exists(e, "slug", "a tenant with this slug"))?;
+            let entity = ("tenant", tenant.id.to_string());
+            admin
+                .record(
+                    conn,
+                    Some(tenant.id),
+                    "tenant.created",
+                    entity,
+                    json!({ "before": null, "after": &tenant }),
+                )
+                .await?;
+            Ok(tenant)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// What a tenant change sets.
+pub enum TenantChange<'a> {
+    Name(&'a Label),
+    Active(bool),
+}
+
+/// Renames, suspends or reactivates; setting what is set records nothing.
+pub async fn change_tenant(
+    db: &Db,
+    admin: &GlobalAdministrator,
+    tenant: Uuid,
+    change: TenantChange<'_>,
+) -> Result<Tenant, AdminError> {
+    db.write(&admin.context(), |conn| {
+        async move {
+            let before: Tenant = tenants::table
+                .find(tenant)
+                .select(Tenant::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or(AdminError::NotFound("tenant_id"))?;
+            let target = diesel::update(tenants::table.find(tenant));
+            let now = tenants::updated_at.eq(diesel::dsl::now);
+            let (action, after): (&str, Tenant) = match change {
+                TenantChange::Name(name) if before.name != name.as_str() => (
+                    "tenant.renamed",
+                    target
+                        .set((tenants::name.eq(name.as_str()), now))
+                        .returning(Tenant::as_returning())
+                        .get_result(conn)
+                        .await?,
+                ),
+                TenantChange::Active(active) if (before.status == "active") != active => (
+                    if active {
+                        "tenant.reactivated"
+                    } else {
+                        "tenant.suspended"
+                    },
+                    target
+                        .set((
+                            tenants::status.eq(if active { "active" } else { "suspended" }),
+                            now,
+                        ))
+                        .returning(Tenant::as_returning())
+                        .get_result(conn)
+                        .await?,
+                ),
+                _ => return Ok(before),
+            };
+            let entity = ("tenant", tenant.to_string());
+            admin
+                .record(
+                    conn,
+                    Some(tenant),
+                    action,
+                    entity,
+                    json!({ "before": &before, "after": &after }),
+                )
+                .await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+pub async fn create_capability(
+    db: &Db,
+    admin: &GlobalAdministrator,
+    key: &CapabilityKey,
+    description: &str,
+) -> Result<Capability, AdminError> {
+    if description.chars().count() > 1000 {
+        return Err(AdminError::Invalid(
+            "description: must be at most 1000 characters".into(),
+        ));
+    }
+    db.write(&admin.context(), |conn| {
+        async move {
+            let capability: Capability = diesel::insert_into(capabilities::table)
+                .values((
+                    capabilities::key.eq(key.as_str()),
+                    capabilities::description.eq(description),
+                ))
+                .returning(Capability::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|e| exists(e, "key", "this capability"))?;
+            let entity = ("capability", capability.id.to_string());
+            admin
+                .record(
+                    conn,
+                    None,
+                    "capability.created",
+                    entity,
+                    json!({ "before": null, "after": &capability }),
+                )
+                .await?;
+            Ok(capability)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// The whole catalogue, by key (any caller with an identity may read it).
+pub async fn list_capabilities(db: &Db, ctx: &RlsContext) -> Result<Vec<Capability>, AdminError> {
+    db.read(ctx, |conn| {
+        async move {
+            Ok(capabilities::table
+                .order(capabilities::key)
+                .select(Capability::as_select())
+                .load(conn)
+                .await?)
+        }
+        .scope_boxed()
+    })
+    .await
+}

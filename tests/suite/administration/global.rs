@@ -1,0 +1,162 @@
+//! Tenants and the capability catalogue: global administrators only.
+
+use portcullis::proto::v1::{
+    CreateCapabilityRequest, CreateTenantRequest, DecisionReason, ListCapabilitiesRequest,
+    RenameTenantRequest, Tenant, TenantRef,
+};
+use tonic::{Code, Status};
+use uuid::Uuid;
+
+use super::{Setup, setup};
+use crate::support::services::{bearer, create_service, token_of};
+
+impl Setup {
+    pub async fn create_tenant(&self, token: &str, slug: &str) -> Result<Tenant, Status> {
+        self.admin()
+            .create_tenant(bearer(
+                CreateTenantRequest {
+                    slug: slug.into(),
+                    name: "A tenant".into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn set_tenant_active(&self, tenant: Uuid, active: bool) -> Tenant {
+        let request = bearer(
+            TenantRef {
+                tenant_id: tenant.to_string(),
+            },
+            &self.global_token,
+        );
+        let answer = if active {
+            self.admin().reactivate_tenant(request).await
+        } else {
+            self.admin().suspend_tenant(request).await
+        };
+        answer.unwrap().into_inner()
+    }
+}
+
+fn unique_slug() -> String {
+    format!("t-{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_administrator_creates_and_renames_a_tenant() {
+    let s = setup().await;
+    let created = s
+        .create_tenant(&s.global_token, &unique_slug())
+        .await
+        .unwrap();
+    assert!(created.active);
+    let renamed = s
+        .admin()
+        .rename_tenant(bearer(
+            RenameTenantRequest {
+                tenant_id: created.tenant_id.clone(),
+                name: "Renamed".into(),
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renamed.name, "Renamed");
+    assert!(
+        s.audited(
+            1,
+            "action = 'tenant.renamed' AND entity_id = $1 AND actor_kind = 'service'",
+            &[&created.tenant_id],
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_tenant_is_refused_by_checks_until_reactivated() {
+    let s = setup().await;
+    assert!(!s.set_tenant_active(s.a.tenant, false).await.active);
+    assert_eq!(
+        s.check(&s.a, s.a.child).await,
+        DecisionReason::TenantSuspended
+    );
+    assert!(s.set_tenant_active(s.a.tenant, true).await.active);
+    assert_eq!(s.check(&s.a, s.a.child).await, DecisionReason::Allowed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_bound_service_may_not_change_tenants_even_with_the_permission() {
+    let s = setup().await;
+    let bound = create_service(&s.test.db(), Some(s.a.tenant), &["admin.tenants.write"]).await;
+    let token = token_of(&s.channel, &bound).await.access_token;
+    let refused = s.create_tenant(&token, &unique_slug()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_tenant_with_the_same_slug_already_exists() {
+    let s = setup().await;
+    let slug = unique_slug();
+    s.create_tenant(&s.global_token, &slug).await.unwrap();
+    let refused = s.create_tenant(&s.global_token, &slug).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists);
+    assert!(
+        refused.message().starts_with("slug"),
+        "{}",
+        refused.message()
+    );
+    let refused = s
+        .create_tenant(&s.global_token, "Not A Slug")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("slug"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capabilities_are_created_by_global_administrators_and_listed() {
+    let s = setup().await;
+    let created = s
+        .admin()
+        .create_capability(bearer(
+            CreateCapabilityRequest {
+                key: "ledger.export".into(),
+                description: "Export the ledger".into(),
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = s
+        .admin()
+        .list_capabilities(bearer(ListCapabilitiesRequest {}, &s.global_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    assert!(listed.contains(&created), "{listed:?}");
+    let refused = s
+        .admin()
+        .create_capability(bearer(
+            CreateCapabilityRequest {
+                key: "Ledger Export".into(),
+                description: String::new(),
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().starts_with("key"),
+        "{}",
+        refused.message()
+    );
+}
