@@ -64,6 +64,9 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Tenants, through the same code as the Administration API.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// The org tree, through the same code as the Administration API
     /// (audited as `system`).
     #[command(subcommand)]
@@ -76,6 +79,20 @@ pub enum Command {
     /// The benchmark harness.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (prints its id).
+    Create {
+        /// Lowercase letters, digits and -, unique.
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 use portcullis::admin::assignments::{self, NewAssignment};
+use portcullis::admin::global::{self, GlobalAdministrator, TenantSlug};
 use portcullis::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use portcullis::authn::users::{self, NewUser};
 use portcullis::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
@@ -13,7 +14,7 @@ use portcullis::bench::{self, manifest};
 use portcullis::cli::{
     BenchCommand, Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, OrgCommand,
     OtpDeliveryKind, PermissionsCommand, ProvisionArgs, RoleCommand, SecretCommand, ServiceCommand,
-    UserCommand,
+    TenantCommand, UserCommand,
 };
 use portcullis::db::provision::{self, Environment, Passwords};
 use portcullis::db::{Db, admin, cluster, migrate};
@@ -96,6 +97,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Service(command) => service_command(command).await,
         Command::User(command) => user_command(command).await,
+        Command::Tenant(TenantCommand::Create {
+            slug,
+            name,
+            database: args,
+        }) => {
+            let slug = TenantSlug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug: {e}"))?;
+            let name = Label::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let admin = GlobalAdministrator::operator();
+            let tenant = global::create_tenant(&database(&args)?, &admin, &slug, &name).await?;
+            println!("{}", tenant.id);
+            Ok(())
+        }
         Command::Org(OrgCommand::Add {
             tenant,
             parent,

@@ -16,10 +16,11 @@ use crate::db::schema::auth::{capabilities, tenants};
 use crate::db::{Db, RlsContext};
 use crate::tokens::Principal;
 
-/// A service bound to no tenant, acting on global rows.
+/// A service bound to no tenant, or operator tooling, acting on global rows.
 #[derive(Clone, Debug)]
 pub struct GlobalAdministrator {
-    service_id: Uuid,
+    /// `None`: operator tooling (the CLI), audited as `system`.
+    service_id: Option<Uuid>,
     request_id: Option<String>,
 }
 
@@ -30,7 +31,7 @@ impl GlobalAdministrator {
     ) -> Result<Self, AdminError> {
         match principal {
             Principal::Service(service) if service.tenant_id.is_none() => Ok(Self {
-                service_id: service.service_id,
+                service_id: Some(service.service_id),
                 request_id,
             }),
             _ => Err(AdminError::Forbidden(
@@ -39,8 +40,20 @@ impl GlobalAdministrator {
         }
     }
 
+    /// Operator tooling on the machine (the CLI). Never built from a
+    /// network request.
+    pub fn operator() -> Self {
+        Self {
+            service_id: None,
+            request_id: None,
+        }
+    }
+
     fn context(&self) -> RlsContext {
-        let ctx = RlsContext::global_administrator(self.service_id);
+        let ctx = match self.service_id {
+            Some(service) => RlsContext::global_administrator(service),
+            None => RlsContext::operator(),
+        };
         match &self.request_id {
             Some(id) => ctx.with_request_id(id),
             None => ctx,
@@ -59,7 +72,7 @@ impl GlobalAdministrator {
             conn,
             AuditEvent {
                 tenant_id: tenant,
-                actor: Actor::Service(self.service_id),
+                actor: self.service_id.map_or(Actor::System, Actor::Service),
                 action,
                 entity_kind: entity.0,
                 entity_id: Some(entity.1),
