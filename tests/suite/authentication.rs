@@ -596,10 +596,9 @@ async fn an_unknown_destination_gets_the_same_answer_and_no_code() {
         .unwrap()
         .into_inner();
     assert!(Uuid::try_parse(&unknown.otp_id).is_ok() && unknown.expires_at.is_some());
-    assert_eq!(
-        known.expires_at.unwrap().seconds - unknown.expires_at.unwrap().seconds,
-        0
-    );
+    // The same lifetime (the two calls may straddle a second boundary).
+    let apart = known.expires_at.unwrap().seconds - unknown.expires_at.unwrap().seconds;
+    assert!(apart.abs() <= 1, "expiry differs by {apart} s");
     assert!(s.outbox_code("stranger@example.test").await.is_none());
 }
 
