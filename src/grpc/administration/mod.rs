@@ -1,20 +1,23 @@
 //! `portcullis.v1.Administration`: parse, build the administrator, ask the
 //! domain.
 
+mod convert;
+
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
-use chrono::{DateTime, Utc};
+use convert::{
+    assignment, audit_event, capability, capability_keys, idempotency_key, label, node,
+    optional_uuid, role, tenant, time, user,
+};
 
 use super::authentication::password_field;
 use super::authorization::parse_uuid;
-use super::request::{caller, invalid, request_id, timestamp};
+use super::request::{caller, invalid, request_id};
 use crate::admin::assignments::{self, Holder, NewAssignment};
 use crate::admin::audit_trail;
 use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};
-use crate::admin::idempotency::IdempotencyKey;
 use crate::admin::users::{self, CreateUser};
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use crate::authn::{Email, Login, Passwords, Phone};
@@ -43,77 +46,6 @@ fn administrator<T>(request: &Request<T>, tenant_id: &str) -> Result<Administrat
         request_id(request),
         "tenant_id",
     )?)
-}
-
-fn idempotency_key(value: &str) -> Result<Option<IdempotencyKey>, Status> {
-    IdempotencyKey::parse(value).map_err(|e| invalid("idempotency_key", e))
-}
-
-fn label(value: &str) -> Result<Label, Status> {
-    Label::parse(value).map_err(|e| invalid("label", e))
-}
-
-fn optional_uuid(field: &str, value: &str) -> Result<Option<Uuid>, Status> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    parse_uuid(field, value).map(Some)
-}
-
-fn node(node: org::OrgNode) -> pb::OrgNode {
-    pb::OrgNode {
-        active: node.active(),
-        org_node_id: node.id.to_string(),
-        tenant_id: node.tenant_id.to_string(),
-        parent_org_node_id: node.parent_id.map(|p| p.to_string()).unwrap_or_default(),
-        node_type: node.node_type,
-        label: node.label,
-    }
-}
-
-fn capability_keys(keys: &[String]) -> Result<Vec<CapabilityKey>, Status> {
-    keys.iter()
-        .enumerate()
-        .map(|(i, key)| {
-            CapabilityKey::parse(key).map_err(|e| invalid(&format!("capabilities[{i}]"), e))
-        })
-        .collect()
-}
-
-fn role(role: roles::Role) -> pb::Role {
-    pb::Role {
-        role_id: role.id.to_string(),
-        tenant_id: role.tenant_id.to_string(),
-        key: role.key,
-        label: role.label,
-        capabilities: role.capabilities,
-    }
-}
-
-fn assignment(assignment: assignments::Assignment) -> pb::Assignment {
-    pb::Assignment {
-        assignment_id: assignment.id.to_string(),
-        tenant_id: assignment.tenant_id.to_string(),
-        user_id: assignment.user_id.to_string(),
-        role_id: assignment.role_id.to_string(),
-        org_node_id: assignment.org_node_id.to_string(),
-        start_utc: Some(timestamp(assignment.start_utc)),
-        end_utc: assignment.end_utc.map(timestamp),
-    }
-}
-
-fn time(
-    field: &str,
-    value: Option<prost_types::Timestamp>,
-) -> Result<Option<DateTime<Utc>>, Status> {
-    value
-        .map(|t| {
-            u32::try_from(t.nanos)
-                .ok()
-                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-                .ok_or_else(|| invalid(field, "is not a valid time"))
-        })
-        .transpose()
 }
 
 #[tonic::async_trait]
@@ -458,48 +390,6 @@ fn global_administrator<T>(request: &Request<T>) -> Result<GlobalAdministrator, 
         &caller(request)?,
         request_id(request),
     )?)
-}
-
-fn tenant(tenant: global::Tenant) -> pb::Tenant {
-    pb::Tenant {
-        tenant_id: tenant.id.to_string(),
-        active: tenant.status == "active",
-        slug: tenant.slug,
-        name: tenant.name,
-    }
-}
-
-fn capability(capability: global::Capability) -> pb::CapabilityDefinition {
-    pb::CapabilityDefinition {
-        capability_id: capability.id.to_string(),
-        key: capability.key,
-        description: capability.description,
-    }
-}
-
-fn user(user: users::User) -> pb::User {
-    pb::User {
-        user_id: user.id.to_string(),
-        tenant_id: user.tenant_id.to_string(),
-        display_name: user.display_name,
-        active: user.active,
-        logins: user.logins,
-    }
-}
-
-fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
-    pb::AuditEvent {
-        event_id: event.id.to_string(),
-        occurred_at: Some(timestamp(event.occurred_at)),
-        tenant_id: event.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
-        actor_kind: event.actor_kind,
-        actor_id: event.actor_id.unwrap_or_default(),
-        action: event.action,
-        entity_kind: event.entity_kind,
-        entity_id: event.entity_id.unwrap_or_default(),
-        request_id: event.request_id.unwrap_or_default(),
-        payload_json: event.payload.to_string(),
-    }
 }
 
 impl AdministrationService {

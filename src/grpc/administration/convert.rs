@@ -1,0 +1,126 @@
+//! Between protobuf messages and the administration domain: field parsing
+//! that names the field, and the domain's values as messages.
+
+use chrono::{DateTime, Utc};
+use tonic::Status;
+use uuid::Uuid;
+
+use super::super::authorization::parse_uuid;
+use super::super::request::{invalid, timestamp};
+use crate::admin::idempotency::IdempotencyKey;
+use crate::admin::{Label, assignments, audit_trail, global, org, roles, users};
+use crate::authz::CapabilityKey;
+use crate::proto::v1 as pb;
+
+pub(super) fn idempotency_key(value: &str) -> Result<Option<IdempotencyKey>, Status> {
+    IdempotencyKey::parse(value).map_err(|e| invalid("idempotency_key", e))
+}
+
+pub(super) fn label(value: &str) -> Result<Label, Status> {
+    Label::parse(value).map_err(|e| invalid("label", e))
+}
+
+pub(super) fn optional_uuid(field: &str, value: &str) -> Result<Option<Uuid>, Status> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse_uuid(field, value).map(Some)
+}
+
+pub(super) fn node(node: org::OrgNode) -> pb::OrgNode {
+    pb::OrgNode {
+        active: node.active(),
+        org_node_id: node.id.to_string(),
+        tenant_id: node.tenant_id.to_string(),
+        parent_org_node_id: node.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+        node_type: node.node_type,
+        label: node.label,
+    }
+}
+
+pub(super) fn capability_keys(keys: &[String]) -> Result<Vec<CapabilityKey>, Status> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| {
+            CapabilityKey::parse(key).map_err(|e| invalid(&format!("capabilities[{i}]"), e))
+        })
+        .collect()
+}
+
+pub(super) fn role(role: roles::Role) -> pb::Role {
+    pb::Role {
+        role_id: role.id.to_string(),
+        tenant_id: role.tenant_id.to_string(),
+        key: role.key,
+        label: role.label,
+        capabilities: role.capabilities,
+    }
+}
+
+pub(super) fn assignment(assignment: assignments::Assignment) -> pb::Assignment {
+    pb::Assignment {
+        assignment_id: assignment.id.to_string(),
+        tenant_id: assignment.tenant_id.to_string(),
+        user_id: assignment.user_id.to_string(),
+        role_id: assignment.role_id.to_string(),
+        org_node_id: assignment.org_node_id.to_string(),
+        start_utc: Some(timestamp(assignment.start_utc)),
+        end_utc: assignment.end_utc.map(timestamp),
+    }
+}
+
+pub(super) fn time(
+    field: &str,
+    value: Option<prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, Status> {
+    value
+        .map(|t| {
+            u32::try_from(t.nanos)
+                .ok()
+                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+                .ok_or_else(|| invalid(field, "is not a valid time"))
+        })
+        .transpose()
+}
+
+pub(super) fn tenant(tenant: global::Tenant) -> pb::Tenant {
+    pb::Tenant {
+        tenant_id: tenant.id.to_string(),
+        active: tenant.status == "active",
+        slug: tenant.slug,
+        name: tenant.name,
+    }
+}
+
+pub(super) fn capability(capability: global::Capability) -> pb::CapabilityDefinition {
+    pb::CapabilityDefinition {
+        capability_id: capability.id.to_string(),
+        key: capability.key,
+        description: capability.description,
+    }
+}
+
+pub(super) fn user(user: users::User) -> pb::User {
+    pb::User {
+        user_id: user.id.to_string(),
+        tenant_id: user.tenant_id.to_string(),
+        display_name: user.display_name,
+        active: user.active,
+        logins: user.logins,
+    }
+}
+
+pub(super) fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
+    pb::AuditEvent {
+        event_id: event.id.to_string(),
+        occurred_at: Some(timestamp(event.occurred_at)),
+        tenant_id: event.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+        actor_kind: event.actor_kind,
+        actor_id: event.actor_id.unwrap_or_default(),
+        action: event.action,
+        entity_kind: event.entity_kind,
+        entity_id: event.entity_id.unwrap_or_default(),
+        request_id: event.request_id.unwrap_or_default(),
+        payload_json: event.payload.to_string(),
+    }
+}
