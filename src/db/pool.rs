@@ -144,7 +144,7 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
         let (target, succeeded) = (target.clone(), succeeded.clone());
         Box::pin(async move {
             use diesel_async::AsyncConnection;
-            let mut conn = target.establish().await?;
+            let mut conn = establish(&target, statement_cache).await?;
             succeeded.clear();
             conn.set_instrumentation(StatementSpans::default());
             if !statement_cache {
@@ -186,6 +186,34 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
         acquire_timeout: settings.acquire_timeout,
         failures,
     })
+}
+
+/// Opens a connection. Without the statement cache (PgBouncer < 1.21 in
+/// transaction mode), diesel-async's connection setup still sends two
+/// prepared `SET` statements outside any transaction, and PgBouncer may run
+/// a statement's parse and its execution on different server connections
+/// ("prepared statement … does not exist"), or find the name left there by
+/// another process ("… already exists"). Such an attempt is made again, a
+/// few times; statement names never repeat within a process.
+async fn establish(
+    target: &ConnectTarget,
+    statement_cache: bool,
+) -> Result<AsyncPgConnection, diesel::ConnectionError> {
+    const ATTEMPTS: usize = 10;
+    let mut attempt = 1;
+    loop {
+        match target.establish().await {
+            Err(error)
+                if !statement_cache
+                    && attempt < ATTEMPTS
+                    && error.to_string().contains("prepared statement") =>
+            {
+                tracing::debug!(%error, attempt, "connection setup split by the pooler; again");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// The last failed attempt to open a connection, kept until one succeeds:
