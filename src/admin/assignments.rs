@@ -5,14 +5,12 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability};
-use crate::audit::{self, AuditEvent};
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
 
@@ -93,7 +91,15 @@ pub async fn assign(
                 .get_result(conn)
                 .await
                 .map_err(missing_reference)?;
-            record(conn, admin, "assignment.created", None, &created).await?;
+            admin
+                .record_change(
+                    conn,
+                    "assignment.created",
+                    ("assignment", created.id),
+                    None,
+                    &created,
+                )
+                .await?;
             attempt.store(conn, admin, &created).await?;
             Ok(created)
         }
@@ -151,7 +157,15 @@ pub async fn end(
                 .returning(Assignment::as_returning())
                 .get_result(conn)
                 .await?;
-            record(conn, admin, "assignment.ended", Some(&before), &after).await?;
+            admin
+                .record_change(
+                    conn,
+                    "assignment.ended",
+                    ("assignment", after.id),
+                    Some(&before),
+                    &after,
+                )
+                .await?;
             Ok(after)
         }
         .scope_boxed()
@@ -191,7 +205,7 @@ pub async fn list(
 
 /// A user, role or node that is absent or another tenant's: the foreign
 /// key names which, and the caller hears "not found" for that field.
-fn missing_reference(error: DieselError) -> AdminError {
+pub(super) fn missing_reference(error: DieselError) -> AdminError {
     if let DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) = &error {
         let constraint = info.constraint_name().unwrap_or_default();
         let field = if constraint.contains("user") {
@@ -204,27 +218,4 @@ fn missing_reference(error: DieselError) -> AdminError {
         return AdminError::NotFound(field);
     }
     AdminError::from(error)
-}
-
-async fn record(
-    conn: &mut AsyncPgConnection,
-    admin: &Administrator,
-    action: &str,
-    before: Option<&Assignment>,
-    after: &Assignment,
-) -> Result<(), AdminError> {
-    audit::record(
-        conn,
-        AuditEvent {
-            tenant_id: Some(admin.tenant_id),
-            actor: admin.actor(),
-            action,
-            entity_kind: "assignment",
-            entity_id: Some(after.id.to_string()),
-            request_id: admin.request_id(),
-            payload: json!({ "before": before, "after": after }),
-        },
-    )
-    .await?;
-    Ok(())
 }

@@ -15,6 +15,8 @@ pub enum Capability {
     OrgWrite,
     AssignmentsRead,
     AssignmentsWrite,
+    GrantsRead,
+    GrantsWrite,
 }
 
 impl Capability {
@@ -24,6 +26,8 @@ impl Capability {
             Self::OrgWrite => "admin.org.write",
             Self::AssignmentsRead => "admin.assignments.read",
             Self::AssignmentsWrite => "admin.assignments.write",
+            Self::GrantsRead => "admin.grants.read",
+            Self::GrantsWrite => "admin.grants.write",
         }
     }
 }
@@ -163,6 +167,32 @@ impl Administrator {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Writes the audit row of a change to one entity, with its value
+    /// before (none for a creation) and after, in the caller's transaction.
+    pub(super) async fn record_change<T: serde::Serialize>(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        action: &str,
+        entity: (&str, Uuid),
+        before: Option<&T>,
+        after: &T,
+    ) -> Result<(), AdminError> {
+        crate::audit::record(
+            conn,
+            crate::audit::AuditEvent {
+                tenant_id: Some(self.tenant_id),
+                actor: self.actor(),
+                action,
+                entity_kind: entity.0,
+                entity_id: Some(entity.1.to_string()),
+                request_id: self.request_id(),
+                payload: serde_json::json!({ "before": before, "after": after }),
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// Users may not create roots: a capability is always held at a node.

@@ -5,6 +5,7 @@
 pub mod assignments;
 pub mod audit_trail;
 pub mod global;
+pub mod grants;
 mod guard;
 pub mod idempotency;
 mod names;

@@ -7,12 +7,10 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability, Label, NodeType};
-use crate::audit::{self, AuditEvent};
 use crate::db::Db;
 use crate::db::schema::auth::{org_node_paths, org_nodes};
 
@@ -100,7 +98,15 @@ pub async fn create(
                 .get_result(conn)
                 .await
                 .map_err(|e| tree_error(e, "parent_org_node_id"))?;
-            record(conn, admin, Change::Created, None, &created).await?;
+            admin
+                .record_change(
+                    conn,
+                    Change::Created.action(),
+                    ("org_node", created.id),
+                    None,
+                    &created,
+                )
+                .await?;
             attempt.store(conn, admin, &created).await?;
             Ok(created)
         }
@@ -253,35 +259,20 @@ async fn change(
                         .await?
                 }
             };
-            record(conn, admin, kind, Some(&before), &after).await?;
+            admin
+                .record_change(
+                    conn,
+                    kind.action(),
+                    ("org_node", node),
+                    Some(&before),
+                    &after,
+                )
+                .await?;
             Ok(after)
         }
         .scope_boxed()
     })
     .await
-}
-
-async fn record(
-    conn: &mut diesel_async::AsyncPgConnection,
-    admin: &Administrator,
-    kind: Change,
-    before: Option<&OrgNode>,
-    after: &OrgNode,
-) -> Result<(), AdminError> {
-    audit::record(
-        conn,
-        AuditEvent {
-            tenant_id: Some(admin.tenant_id),
-            actor: admin.actor(),
-            action: kind.action(),
-            entity_kind: "org_node",
-            entity_id: Some(after.id.to_string()),
-            request_id: admin.request_id(),
-            payload: json!({ "before": before, "after": after }),
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// The trigger's and the foreign key's refusals, as the caller should see

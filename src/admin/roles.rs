@@ -7,12 +7,10 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Label, RoleKey};
-use crate::audit::{self, AuditEvent};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::db::schema::auth::{capabilities, role_capabilities, roles};
@@ -68,7 +66,9 @@ pub async fn create(
                 })?;
             replace_capabilities(conn, tenant, id, granted).await?;
             let role = load(conn, id).await?;
-            record(conn, admin, "role.created", None, &role).await?;
+            admin
+                .record_change(conn, "role.created", ("role", role.id), None, &role)
+                .await?;
             attempt.store(conn, admin, &role).await?;
             Ok(role)
         }
@@ -104,7 +104,15 @@ pub async fn set_capabilities(
             }
             replace_capabilities(conn, tenant, role, granted).await?;
             let after = load(conn, role).await?;
-            record(conn, admin, "role.capabilities_set", Some(&before), &after).await?;
+            admin
+                .record_change(
+                    conn,
+                    "role.capabilities_set",
+                    ("role", role),
+                    Some(&before),
+                    &after,
+                )
+                .await?;
             Ok(after)
         }
         .scope_boxed()
@@ -211,28 +219,5 @@ async fn replace_capabilities(
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-async fn record(
-    conn: &mut AsyncPgConnection,
-    admin: &Administrator,
-    action: &str,
-    before: Option<&Role>,
-    after: &Role,
-) -> Result<(), AdminError> {
-    audit::record(
-        conn,
-        AuditEvent {
-            tenant_id: Some(admin.tenant_id),
-            actor: admin.actor(),
-            action,
-            entity_kind: "role",
-            entity_id: Some(after.id.to_string()),
-            request_id: admin.request_id(),
-            payload: json!({ "before": before, "after": after }),
-        },
-    )
-    .await?;
     Ok(())
 }

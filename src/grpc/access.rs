@@ -64,6 +64,10 @@ pub fn rule(path: &str) -> Access {
             caller(Some("admin.assignments.write"), true)
         }
         "Administration/ListAssignments" => caller(Some("admin.assignments.read"), true),
+        "Administration/GrantVisibility" | "Administration/RevokeVisibility" => {
+            caller(Some("admin.grants.write"), true)
+        }
+        "Administration/ListVisibilityGrants" => caller(Some("admin.grants.read"), true),
         "Administration/ListAuditEvents" => caller(Some("admin.audit.read"), false),
         "Administration/CreateUser"
         | "Administration/DeactivateUser"

@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use super::super::authorization::parse_uuid;
 use super::super::request::{invalid, timestamp};
+use crate::admin::assignments::Holder;
 use crate::admin::idempotency::IdempotencyKey;
-use crate::admin::{Label, assignments, audit_trail, global, org, roles, users};
+use crate::admin::{Label, assignments, audit_trail, global, grants, org, roles, users};
 use crate::authz::CapabilityKey;
 use crate::proto::v1 as pb;
 
@@ -122,5 +123,45 @@ pub(super) fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
         entity_id: event.entity_id.unwrap_or_default(),
         request_id: event.request_id.unwrap_or_default(),
         payload_json: event.payload.to_string(),
+    }
+}
+
+pub(super) fn grant(grant: grants::VisibilityGrant) -> pb::VisibilityGrant {
+    let scope = match grant.scope.as_str() {
+        "analyze" => pb::VisibilityScope::Analyze,
+        _ => pb::VisibilityScope::Read,
+    };
+    pb::VisibilityGrant {
+        grant_id: grant.id.to_string(),
+        tenant_id: grant.tenant_id.to_string(),
+        user_id: grant.user_id.to_string(),
+        org_node_id: grant.org_node_id.to_string(),
+        scope: scope as i32,
+        start_utc: Some(timestamp(grant.start_utc)),
+        end_utc: grant.end_utc.map(timestamp),
+    }
+}
+
+/// The scope a grant gives: READ or ANALYZE (ANY is a listing filter).
+pub(super) fn grant_scope(value: i32) -> Result<&'static str, Status> {
+    match pb::VisibilityScope::try_from(value) {
+        Ok(pb::VisibilityScope::Read) => Ok("read"),
+        Ok(pb::VisibilityScope::Analyze) => Ok("analyze"),
+        _ => Err(invalid(
+            "scope",
+            "must be VISIBILITY_SCOPE_READ or VISIBILITY_SCOPE_ANALYZE",
+        )),
+    }
+}
+
+/// Exactly one of `user_id` and `org_node_id`.
+pub(super) fn holder(user_id: &str, org_node_id: &str) -> Result<Holder, Status> {
+    match (user_id.is_empty(), org_node_id.is_empty()) {
+        (false, true) => Ok(Holder::User(parse_uuid("user_id", user_id)?)),
+        (true, false) => Ok(Holder::Node(parse_uuid("org_node_id", org_node_id)?)),
+        _ => Err(invalid(
+            "user_id",
+            "give exactly one of user_id and org_node_id",
+        )),
     }
 }

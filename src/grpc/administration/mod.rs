@@ -8,16 +8,17 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use convert::{
-    assignment, audit_event, capability, capability_keys, idempotency_key, label, node,
-    optional_uuid, role, tenant, time, user,
+    assignment, audit_event, capability, capability_keys, grant, grant_scope, holder,
+    idempotency_key, label, node, optional_uuid, role, tenant, time, user,
 };
 
 use super::authentication::password_field;
 use super::authorization::parse_uuid;
 use super::request::{caller, invalid, request_id};
-use crate::admin::assignments::{self, Holder, NewAssignment};
+use crate::admin::assignments::{self, NewAssignment};
 use crate::admin::audit_trail;
 use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};
+use crate::admin::grants::{self, NewGrant};
 use crate::admin::users::{self, CreateUser};
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use crate::authn::{Email, Login, Passwords, Phone};
@@ -201,19 +202,51 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::ListAssignmentsResponse>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let holder = match (body.user_id.is_empty(), body.org_node_id.is_empty()) {
-            (false, true) => Holder::User(parse_uuid("user_id", &body.user_id)?),
-            (true, false) => Holder::Node(parse_uuid("org_node_id", &body.org_node_id)?),
-            _ => {
-                return Err(invalid(
-                    "user_id",
-                    "give exactly one of user_id and org_node_id",
-                ));
-            }
-        };
+        let holder = holder(&body.user_id, &body.org_node_id)?;
         let listed = assignments::list(&self.db, &admin, holder).await?;
         Ok(Response::new(pb::ListAssignmentsResponse {
             assignments: listed.into_iter().map(assignment).collect(),
+        }))
+    }
+
+    async fn grant_visibility(
+        &self,
+        request: Request<pb::GrantVisibilityRequest>,
+    ) -> Result<Response<pb::VisibilityGrant>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let new = NewGrant {
+            user_id: parse_uuid("user_id", &body.user_id)?,
+            org_node_id: parse_uuid("org_node_id", &body.org_node_id)?,
+            scope: grant_scope(body.scope)?,
+            start_utc: time("start_utc", body.start_utc)?,
+            end_utc: time("end_utc", body.end_utc)?,
+        };
+        let key = idempotency_key(&body.idempotency_key)?;
+        let created = grants::grant(&self.db, &admin, &new, key.as_ref()).await?;
+        Ok(Response::new(grant(created)))
+    }
+
+    async fn revoke_visibility(
+        &self,
+        request: Request<pb::RevokeVisibilityRequest>,
+    ) -> Result<Response<pb::VisibilityGrant>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let id = parse_uuid("grant_id", &request.get_ref().grant_id)?;
+        let revoked = grants::revoke(&self.db, &admin, id).await?;
+        Ok(Response::new(grant(revoked)))
+    }
+
+    async fn list_visibility_grants(
+        &self,
+        request: Request<pb::ListVisibilityGrantsRequest>,
+    ) -> Result<Response<pb::ListVisibilityGrantsResponse>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let holder = holder(&body.user_id, &body.org_node_id)?;
+        let listed = grants::list(&self.db, &admin, holder).await?;
+        Ok(Response::new(pb::ListVisibilityGrantsResponse {
+            grants: listed.into_iter().map(grant).collect(),
         }))
     }
 

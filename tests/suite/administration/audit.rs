@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use portcullis::proto::v1::{
     AssignRoleRequest, CreateCapabilityRequest, CreateRoleRequest, CreateUserRequest,
     EndAssignmentRequest, ListAuditEventsRequest, OrgNodeRef, RenameTenantRequest,
-    SetRoleCapabilitiesRequest, UserRef,
+    SetRoleCapabilitiesRequest, UserRef, VisibilityScope,
 };
 use prost::Message;
 use tonic::Code;
@@ -174,6 +174,18 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
         assignment.assignment_id.clone(),
     ));
 
+    let granted = s.grant(id(&node), VisibilityScope::Read).await.unwrap();
+    expected.push((
+        "GrantVisibility",
+        "visibility.granted",
+        granted.grant_id.clone(),
+    ));
+    s.revoke(&granted).await;
+    expected.push((
+        "RevokeVisibility",
+        "visibility.revoked",
+        granted.grant_id.clone(),
+    ));
     let user = s
         .admin()
         .create_user(bearer(

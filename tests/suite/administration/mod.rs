@@ -4,6 +4,7 @@
 
 mod audit;
 mod global;
+mod grants;
 mod org;
 mod roles;
 mod users;
@@ -56,6 +57,9 @@ pub async fn setup() -> Setup {
             "admin.assignments.write",
             "admin.assignments.read",
             "admin.audit.read",
+            "admin.grants.write",
+            "admin.grants.read",
+            "authz.list_visible",
             "admin.users.write",
             "admin.users.read",
             "authz.check",

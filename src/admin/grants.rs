@@ -1,0 +1,182 @@
+//! Visibility grants: a user may see a subtree (to read or to analyse) for
+//! a time window, without any capability there. Revoking one sets
+//! `end_utc`; nothing is deleted.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use super::assignments::{Holder, missing_reference};
+use super::idempotency::{Attempt, IdempotencyKey};
+use super::{AdminError, Administrator, Capability};
+use crate::db::Db;
+use crate::db::schema::auth::visibility_grants;
+
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
+#[diesel(table_name = visibility_grants)]
+pub struct VisibilityGrant {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub org_node_id: Uuid,
+    /// `read` or `analyze`.
+    pub scope: String,
+    pub start_utc: DateTime<Utc>,
+    pub end_utc: Option<DateTime<Utc>>,
+}
+
+pub struct NewGrant {
+    pub user_id: Uuid,
+    pub org_node_id: Uuid,
+    pub scope: &'static str,
+    pub start_utc: Option<DateTime<Utc>>,
+    pub end_utc: Option<DateTime<Utc>>,
+}
+
+pub async fn grant(
+    db: &Db,
+    admin: &Administrator,
+    new: &NewGrant,
+    key: Option<&IdempotencyKey>,
+) -> Result<VisibilityGrant, AdminError> {
+    admin
+        .require(db, Capability::GrantsWrite, new.org_node_id, "org_node_id")
+        .await?;
+    let start = new.start_utc.unwrap_or_else(Utc::now);
+    if new.end_utc.is_some_and(|end| end <= start) {
+        return Err(AdminError::Invalid(
+            "end_utc: must be after start_utc".into(),
+        ));
+    }
+    let tenant = admin.tenant_id;
+    let attempt = Attempt {
+        operation: "grant_visibility",
+        key,
+        request: format!(
+            "{}|{}|{}|{:?}|{:?}",
+            new.user_id, new.org_node_id, new.scope, new.start_utc, new.end_utc
+        ),
+    };
+    db.write(&admin.context(), |conn| {
+        async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
+            let created: VisibilityGrant = diesel::insert_into(visibility_grants::table)
+                .values((
+                    visibility_grants::tenant_id.eq(tenant),
+                    visibility_grants::user_id.eq(new.user_id),
+                    visibility_grants::org_node_id.eq(new.org_node_id),
+                    visibility_grants::scope.eq(new.scope),
+                    visibility_grants::start_utc.eq(start),
+                    visibility_grants::end_utc.eq(new.end_utc),
+                ))
+                .returning(VisibilityGrant::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(missing_reference)?;
+            let entity = ("visibility_grant", created.id);
+            admin
+                .record_change(conn, "visibility.granted", entity, None, &created)
+                .await?;
+            attempt.store(conn, admin, &created).await?;
+            Ok(created)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Ends the grant now; a grant already ended changes nothing.
+pub async fn revoke(
+    db: &Db,
+    admin: &Administrator,
+    grant: Uuid,
+) -> Result<VisibilityGrant, AdminError> {
+    let node = db
+        .read(&admin.context(), |conn| {
+            async move {
+                visibility_grants::table
+                    .find(grant)
+                    .select(visibility_grants::org_node_id)
+                    .first::<Uuid>(conn)
+                    .await
+                    .optional()?
+                    .ok_or(AdminError::NotFound("grant_id"))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    admin
+        .require(db, Capability::GrantsWrite, node, "grant_id")
+        .await?;
+    db.write(&admin.context(), |conn| {
+        async move {
+            let before: VisibilityGrant = visibility_grants::table
+                .find(grant)
+                .select(VisibilityGrant::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or(AdminError::NotFound("grant_id"))?;
+            let now = Utc::now();
+            if before.end_utc.is_some_and(|end| end <= now) {
+                return Ok(before);
+            }
+            // A grant that has not started yet ends before it begins: it
+            // is closed at its start instead (the table requires end > start).
+            let end = if before.start_utc >= now {
+                before.start_utc + chrono::Duration::microseconds(1)
+            } else {
+                now
+            };
+            let after: VisibilityGrant = diesel::update(visibility_grants::table.find(grant))
+                .set(visibility_grants::end_utc.eq(Some(end)))
+                .returning(VisibilityGrant::as_returning())
+                .get_result(conn)
+                .await?;
+            let entity = ("visibility_grant", grant);
+            admin
+                .record_change(conn, "visibility.revoked", entity, Some(&before), &after)
+                .await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+pub async fn list(
+    db: &Db,
+    admin: &Administrator,
+    holder: Holder,
+) -> Result<Vec<VisibilityGrant>, AdminError> {
+    match holder {
+        Holder::Node(node) => {
+            admin
+                .require(db, Capability::GrantsRead, node, "org_node_id")
+                .await?
+        }
+        Holder::User(user) => admin.require_self_or_service(user, "user_id")?,
+    }
+    db.read(&admin.context(), |conn| {
+        async move {
+            let query = visibility_grants::table
+                .select(VisibilityGrant::as_select())
+                .order((visibility_grants::start_utc, visibility_grants::id))
+                .into_boxed();
+            let query = match holder {
+                Holder::User(user) => query.filter(visibility_grants::user_id.eq(user)),
+                Holder::Node(node) => query.filter(visibility_grants::org_node_id.eq(node)),
+            };
+            Ok(query.load(conn).await?)
+        }
+        .scope_boxed()
+    })
+    .await
+}
