@@ -178,14 +178,9 @@ pub async fn list(
     admin: &Administrator,
     holder: Holder,
 ) -> Result<Vec<Assignment>, AdminError> {
-    match holder {
-        Holder::Node(node) => {
-            admin
-                .require(db, Capability::AssignmentsRead, node, "org_node_id")
-                .await?
-        }
-        Holder::User(user) => admin.require_self_or_service(user, "user_id")?,
-    }
+    admin
+        .require_holder(db, Capability::AssignmentsRead, &holder)
+        .await?;
     db.read(&admin.context(), |conn| {
         async move {
             let query = org_assignments::table

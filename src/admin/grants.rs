@@ -156,14 +156,9 @@ pub async fn list(
     admin: &Administrator,
     holder: Holder,
 ) -> Result<Vec<VisibilityGrant>, AdminError> {
-    match holder {
-        Holder::Node(node) => {
-            admin
-                .require(db, Capability::GrantsRead, node, "org_node_id")
-                .await?
-        }
-        Holder::User(user) => admin.require_self_or_service(user, "user_id")?,
-    }
+    admin
+        .require_holder(db, Capability::GrantsRead, &holder)
+        .await?;
     db.read(&admin.context(), |conn| {
         async move {
             let query = visibility_grants::table

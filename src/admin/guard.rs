@@ -158,9 +158,24 @@ impl Administrator {
         }
     }
 
+    /// Whether the caller may list what `holder` holds: at a node, the
+    /// capability there; for a user, that user themselves (or a service).
+    pub(super) async fn require_holder(
+        &self,
+        db: &Db,
+        capability: Capability,
+        holder: &super::assignments::Holder,
+    ) -> Result<(), AdminError> {
+        use super::assignments::Holder;
+        match holder {
+            Holder::Node(node) => self.require(db, capability, *node, "org_node_id").await,
+            Holder::User(user) => self.require_self_or_service(*user, "user_id"),
+        }
+    }
+
     /// A user may ask about themselves only; a service about anyone in its
     /// tenant.
-    pub fn require_self_or_service(&self, user: Uuid, field: &str) -> Result<(), AdminError> {
+    fn require_self_or_service(&self, user: Uuid, field: &str) -> Result<(), AdminError> {
         match self.user() {
             Some(me) if me.user_id != user => Err(AdminError::Forbidden(format!(
                 "{field}: a user may list only their own assignments"
