@@ -58,12 +58,7 @@ pub async fn assign(
             "org_node_id",
         )
         .await?;
-    let start = new.start_utc.unwrap_or_else(Utc::now);
-    if new.end_utc.is_some_and(|end| end <= start) {
-        return Err(AdminError::Invalid(
-            "end_utc: must be after start_utc".into(),
-        ));
-    }
+    let start = window_start(new.start_utc, new.end_utc)?;
     let tenant = admin.tenant_id;
     let attempt = Attempt {
         operation: "assign_role",
@@ -196,6 +191,21 @@ pub async fn list(
         .scope_boxed()
     })
     .await
+}
+
+/// The start of a time window (now when not given), after checking the
+/// end, if any, comes after it.
+pub(super) fn window_start(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, AdminError> {
+    let start = start.unwrap_or_else(Utc::now);
+    if end.is_some_and(|end| end <= start) {
+        return Err(AdminError::Invalid(
+            "end_utc: must be after start_utc".into(),
+        ));
+    }
+    Ok(start)
 }
 
 /// A user, role or node that is absent or another tenant's: the foreign

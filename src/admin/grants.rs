@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::assignments::{Holder, missing_reference};
+use super::assignments::{Holder, missing_reference, window_start};
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability};
 use crate::db::Db;
@@ -46,12 +46,7 @@ pub async fn grant(
     admin
         .require(db, Capability::GrantsWrite, new.org_node_id, "org_node_id")
         .await?;
-    let start = new.start_utc.unwrap_or_else(Utc::now);
-    if new.end_utc.is_some_and(|end| end <= start) {
-        return Err(AdminError::Invalid(
-            "end_utc: must be after start_utc".into(),
-        ));
-    }
+    let start = window_start(new.start_utc, new.end_utc)?;
     let tenant = admin.tenant_id;
     let attempt = Attempt {
         operation: "grant_visibility",
