@@ -76,6 +76,9 @@ pub enum Command {
     Role(RoleCommand),
     /// Give a user a role at an org node (prints the assignment id).
     Assign(AssignArgs),
+    /// Invite an email or phone to a role at an org node (prints the
+    /// invite token, shown once).
+    Invite(InviteArgs),
     /// The benchmark harness.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -148,6 +151,27 @@ pub struct AssignArgs {
     /// End, RFC 3339 (default: open-ended).
     #[arg(long)]
     pub until: Option<humantime::Timestamp>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    #[arg(long)]
+    pub tenant: uuid::Uuid,
+    /// The invitee's email (or --phone).
+    #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
+    pub email: Option<String>,
+    /// The invitee's phone number, E.164.
+    #[arg(long)]
+    pub phone: Option<String>,
+    #[arg(long)]
+    pub role: uuid::Uuid,
+    #[arg(long)]
+    pub node: uuid::Uuid,
+    /// How long the token may be accepted, e.g. 7d or 36h (at most 30d).
+    #[arg(long, default_value = "7d")]
+    pub expires_in: humantime::Duration,
     #[command(flatten)]
     pub database: DatabaseArgs,
 }

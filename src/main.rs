@@ -6,6 +6,7 @@ use clap::Parser;
 
 use portcullis::admin::assignments::{self, NewAssignment};
 use portcullis::admin::global::{self, GlobalAdministrator, TenantSlug};
+use portcullis::admin::invitations::{self, NewInvitation};
 use portcullis::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use portcullis::authn::users::{self, NewUser};
 use portcullis::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
@@ -158,6 +159,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let assignment =
                 assignments::assign(&database(&args.database)?, &admin, &new, None).await?;
             println!("{}", assignment.id);
+            Ok(())
+        }
+        Command::Invite(args) => {
+            let destination = match (&args.email, &args.phone) {
+                (Some(email), _) => {
+                    Login::Email(Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?)
+                }
+                (None, Some(phone)) => {
+                    Login::Phone(Phone::parse(phone).map_err(|e| anyhow::anyhow!("--phone: {e}"))?)
+                }
+                (None, None) => anyhow::bail!("--email or --phone is required"),
+            };
+            let valid_for = chrono::Duration::from_std(args.expires_in.into())
+                .map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
+            let new = NewInvitation {
+                destination,
+                role_id: args.role,
+                org_node_id: args.node,
+                expires_at: Some(chrono::Utc::now() + valid_for),
+            };
+            let admin = Administrator::operator(args.tenant);
+            let issued =
+                invitations::create(&database(&args.database)?, &admin, &new, None).await?;
+            let token = issued
+                .token
+                .context("a new invitation comes with its token")?;
+            eprintln!(
+                "invitation {} expires at {}; the token is shown once and cannot be recovered:",
+                issued.invitation.id, issued.invitation.expires_at
+            );
+            println!("{}", token.expose_secret());
             Ok(())
         }
         Command::Bench(command) => bench_command(command).await,

@@ -1,5 +1,6 @@
 //! High-entropy secrets that name their row: service secrets
-//! (`pcs_<secret id>_<random>`) and refresh tokens (`prt_<session id>_<random>`).
+//! (`pcs_<secret id>_<random>`), refresh tokens (`prt_<session id>_<random>`)
+//! and invite tokens (`pci_<invitation id>_<random>`).
 //! 256 random bits, shown once, stored as a hash; checking one is a
 //! primary-key lookup and a constant-time comparison, never a scan.
 
@@ -17,6 +18,7 @@ use uuid::Uuid;
 pub enum SecretKind {
     ServiceSecret,
     RefreshToken,
+    InviteToken,
 }
 
 impl SecretKind {
@@ -24,6 +26,7 @@ impl SecretKind {
         match self {
             Self::ServiceSecret => "pcs_",
             Self::RefreshToken => "prt_",
+            Self::InviteToken => "pci_",
         }
     }
 }

@@ -17,6 +17,8 @@ pub enum Capability {
     AssignmentsWrite,
     GrantsRead,
     GrantsWrite,
+    InvitationsRead,
+    InvitationsWrite,
 }
 
 impl Capability {
@@ -28,6 +30,8 @@ impl Capability {
             Self::AssignmentsWrite => "admin.assignments.write",
             Self::GrantsRead => "admin.grants.read",
             Self::GrantsWrite => "admin.grants.write",
+            Self::InvitationsRead => "admin.invitations.read",
+            Self::InvitationsWrite => "admin.invitations.write",
         }
     }
 }
@@ -194,20 +198,29 @@ impl Administrator {
         before: Option<&T>,
         after: &T,
     ) -> Result<(), AdminError> {
-        crate::audit::record(
-            conn,
-            crate::audit::AuditEvent {
-                tenant_id: Some(self.tenant_id),
-                actor: self.actor(),
-                action,
-                entity_kind: entity.0,
-                entity_id: Some(entity.1.to_string()),
-                request_id: self.request_id(),
-                payload: serde_json::json!({ "before": before, "after": after }),
-            },
-        )
-        .await?;
-        Ok(())
+        let author = Author {
+            tenant_id: self.tenant_id,
+            actor: self.actor(),
+            request_id: self.request_id(),
+        };
+        author
+            .record_change(conn, action, entity, before, after)
+            .await
+    }
+
+    /// A listing of the whole tenant is for services: a user's capability
+    /// is held at a node, so a user names the node to list at.
+    pub(super) fn require_node_for_users(
+        &self,
+        node: Option<Uuid>,
+        field: &str,
+    ) -> Result<(), AdminError> {
+        match (self.user(), node) {
+            (Some(_), None) => Err(AdminError::Invalid(format!(
+                "{field}: required when a user asks (capabilities are held at nodes)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Users may not create roots: a capability is always held at a node.
@@ -218,5 +231,40 @@ impl Administrator {
                 "parent_org_node_id: only a service may create a root node".into(),
             )),
         }
+    }
+}
+
+/// Whom an audit row names for a change: the tenant, the actor and the
+/// request.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Author<'a> {
+    pub tenant_id: Uuid,
+    pub actor: Actor,
+    pub request_id: Option<&'a str>,
+}
+
+impl Author<'_> {
+    pub(super) async fn record_change<T: serde::Serialize>(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        action: &str,
+        entity: (&str, Uuid),
+        before: Option<&T>,
+        after: &T,
+    ) -> Result<(), AdminError> {
+        crate::audit::record(
+            conn,
+            crate::audit::AuditEvent {
+                tenant_id: Some(self.tenant_id),
+                actor: self.actor,
+                action,
+                entity_kind: entity.0,
+                entity_id: Some(entity.1.to_string()),
+                request_id: self.request_id,
+                payload: serde_json::json!({ "before": before, "after": after }),
+            },
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -4,15 +4,18 @@
 
 pub mod assignments;
 pub mod audit_trail;
+mod cursor;
 pub mod global;
 pub mod grants;
 mod guard;
 pub mod idempotency;
+pub mod invitations;
 mod names;
 pub mod org;
 pub mod roles;
 pub mod users;
 
+pub use cursor::Cursor;
 pub use guard::{Administrator, Capability};
 pub use names::{Label, NodeType, RoleKey};
 
@@ -33,9 +36,13 @@ pub enum AdminError {
     /// The caller is known but lacks the capability here.
     #[error("{0}")]
     Forbidden(String),
-    /// The change would break an invariant (a cycle in the tree).
+    /// The change would break an invariant (a cycle in the tree), or the
+    /// thing is no longer in a state that allows it (a used invitation).
     #[error("{0}")]
     Conflict(String),
+    /// A presented credential (an invite token) that is not valid.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
     #[error(transparent)]
     Db(#[from] DbError),
 }

@@ -88,15 +88,7 @@ pub async fn set_capabilities(
     let tenant = admin.tenant_id;
     db.write(&admin.context(), |conn| {
         async move {
-            roles::table
-                .find(role)
-                .select(roles::id)
-                .for_update()
-                .first::<Uuid>(conn)
-                .await
-                .optional()?
-                .ok_or(AdminError::NotFound("role_id"))?;
-            let before = load(conn, role).await?;
+            let before = lock(conn, role).await?;
             let wanted: BTreeSet<&str> = granted.iter().map(CapabilityKey::as_str).collect();
             let had: BTreeSet<&str> = before.capabilities.iter().map(String::as_str).collect();
             if wanted == had {
@@ -112,6 +104,38 @@ pub async fn set_capabilities(
                     Some(&before),
                     &after,
                 )
+                .await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Renames the role: its label; the key stays, since checks and scripts
+/// name roles by it. The same label again changes nothing.
+pub async fn rename(
+    db: &Db,
+    admin: &Administrator,
+    role: Uuid,
+    label: &Label,
+) -> Result<Role, AdminError> {
+    db.write(&admin.context(), |conn| {
+        async move {
+            let before = lock(conn, role).await?;
+            if before.label == label.as_str() {
+                return Ok(before);
+            }
+            diesel::update(roles::table.find(role))
+                .set((
+                    roles::label.eq(label.as_str()),
+                    roles::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            let after = load(conn, role).await?;
+            admin
+                .record_change(conn, "role.renamed", ("role", role), Some(&before), &after)
                 .await?;
             Ok(after)
         }
@@ -152,6 +176,20 @@ pub async fn list(db: &Db, admin: &Administrator) -> Result<Vec<Role>, AdminErro
         .scope_boxed()
     })
     .await
+}
+
+/// The role, locked until the transaction ends, so concurrent changes of
+/// it apply one after the other.
+async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError> {
+    roles::table
+        .find(id)
+        .select(roles::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?
+        .ok_or(AdminError::NotFound("role_id"))?;
+    load(conn, id).await
 }
 
 async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError> {

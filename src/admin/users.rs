@@ -5,12 +5,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Label};
-use crate::audit::{self, AuditEvent};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
 use crate::db::schema::auth::{user_identities, users};
@@ -76,20 +74,10 @@ pub async fn create(
             if let Some(first) = attempt.replay(conn, admin).await? {
                 return Ok(first);
             }
-            let id = insert_user(conn, new, hash, admin.actor(), admin.request_id())
+            let id = Uuid::new_v4();
+            insert_user(conn, id, new, hash, admin.actor(), admin.request_id())
                 .await
-                .map_err(|e| match e {
-                    AuthnError::LoginTaken(login) => AdminError::AlreadyExists(format!(
-                        "{}: {login} is already the login of another user",
-                        if login.contains('@') {
-                            "email"
-                        } else {
-                            "phone"
-                        }
-                    )),
-                    AuthnError::Db(db) => AdminError::Db(db),
-                    other => AdminError::Db(DbError::Unavailable(other.to_string())),
-                })?;
+                .map_err(login_taken)?;
             let user = load(conn, id).await?;
             attempt.store(conn, admin, &user).await?;
             Ok(user)
@@ -99,8 +87,25 @@ pub async fn create(
     .await
 }
 
-fn hashing(error: PasswordError) -> AdminError {
+pub(super) fn hashing(error: PasswordError) -> AdminError {
     AdminError::Db(DbError::Unavailable(error.to_string()))
+}
+
+/// A login another user of the tenant already has: ALREADY_EXISTS naming
+/// the field (`email` or `phone`).
+pub(super) fn login_taken(error: AuthnError) -> AdminError {
+    match error {
+        AuthnError::LoginTaken(login) => AdminError::AlreadyExists(format!(
+            "{}: {login} is already the login of another user",
+            if login.contains('@') {
+                "email"
+            } else {
+                "phone"
+            }
+        )),
+        AuthnError::Db(db) => AdminError::Db(db),
+        other => AdminError::Db(DbError::Unavailable(other.to_string())),
+    }
 }
 
 /// Sets the user's status; the status it already has changes nothing.
@@ -137,19 +142,9 @@ pub async fn set_active(
                 .execute(conn)
                 .await?;
             let after = load(conn, user).await?;
-            audit::record(
-                conn,
-                AuditEvent {
-                    tenant_id: Some(admin.tenant_id),
-                    actor: admin.actor(),
-                    action,
-                    entity_kind: "user",
-                    entity_id: Some(user.to_string()),
-                    request_id: admin.request_id(),
-                    payload: json!({ "before": before, "after": after }),
-                },
-            )
-            .await?;
+            admin
+                .record_change(conn, action, ("user", user), Some(&before), &after)
+                .await?;
             Ok(after)
         }
         .scope_boxed()
@@ -216,7 +211,7 @@ pub async fn list(
     .await
 }
 
-async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User, AdminError> {
+pub(super) async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User, AdminError> {
     let (tenant_id, display_name, status): (Uuid, String, String) = users::table
         .find(id)
         .select((users::tenant_id, users::display_name, users::status))

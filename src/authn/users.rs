@@ -35,21 +35,26 @@ pub async fn create_user(
     };
     let hash = hash.as_deref();
     db.write(&RlsContext::operator().with_tenant(new.tenant_id), |conn| {
-        async move { insert_user(conn, new, hash, Actor::System, None).await }.scope_boxed()
+        async move {
+            let id = Uuid::new_v4();
+            insert_user(conn, id, new, hash, Actor::System, None).await?;
+            Ok(id)
+        }
+        .scope_boxed()
     })
     .await
 }
 
-/// Inserts the user, its logins (sharing the password hash, if any) and the
-/// audit row, in the caller's transaction.
+/// Inserts user `id`, its logins (sharing the password hash, if any) and
+/// the audit row, in the caller's transaction.
 pub async fn insert_user(
     conn: &mut AsyncPgConnection,
+    id: Uuid,
     new: &NewUser,
     password_hash: Option<&str>,
     actor: Actor,
     request_id: Option<&str>,
-) -> Result<Uuid, AuthnError> {
-    let id = Uuid::new_v4();
+) -> Result<(), AuthnError> {
     diesel::insert_into(u::table)
         .values((
             u::id.eq(id),
@@ -96,7 +101,7 @@ pub async fn insert_user(
         },
     )
     .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// Sets the password of the user who logs in as `login`; `only_if_unset`

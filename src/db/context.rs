@@ -12,6 +12,7 @@ pub struct RlsContext {
     service_id: Option<Uuid>,
     service_key: Option<String>,
     refresh_session_id: Option<Uuid>,
+    invitation_id: Option<Uuid>,
     request_id: Option<String>,
     purpose: Option<&'static str>,
     global_admin: bool,
@@ -90,6 +91,13 @@ impl RlsContext {
         self
     }
 
+    /// The narrow pre-authentication context of accepting an invitation: it
+    /// lets the transaction read exactly the invitation a token names.
+    pub fn with_invitation(mut self, invitation_id: Uuid) -> Self {
+        self.invitation_id = Some(invitation_id);
+        self
+    }
+
     /// Request ids come from clients: only `[A-Za-z0-9._:-]`, at most 128
     /// characters, reach the database; anything else is dropped.
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
@@ -108,7 +116,7 @@ impl RlsContext {
 
     /// The values bound to the `set_config` statement, in the order of
     /// `CONTEXT_KEYS` in `scope.rs`. Empty strings stand for "not set".
-    pub(crate) fn settings(&self) -> [String; 8] {
+    pub(crate) fn settings(&self) -> [String; 9] {
         fn uuid(value: Option<Uuid>) -> String {
             value.map(|id| id.to_string()).unwrap_or_default()
         }
@@ -121,6 +129,7 @@ impl RlsContext {
             self.request_id.clone().unwrap_or_default(),
             self.purpose.unwrap_or_default().to_owned(),
             if self.global_admin { "on" } else { "" }.to_owned(),
+            uuid(self.invitation_id),
         ]
     }
 }

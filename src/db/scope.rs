@@ -17,7 +17,7 @@ diesel::define_sql_function! {
 }
 
 /// The `app.*` keys, in the order of [`RlsContext::settings`].
-pub(crate) const CONTEXT_KEYS: [&str; 8] = [
+pub(crate) const CONTEXT_KEYS: [&str; 9] = [
     "app.tenant_id",
     "app.user_id",
     "app.service_id",
@@ -26,6 +26,7 @@ pub(crate) const CONTEXT_KEYS: [&str; 8] = [
     "app.request_id",
     "app.purpose",
     "app.global_admin",
+    "app.invitation_id",
 ];
 
 /// A unit of work inside a scoped transaction. Write it as
@@ -155,6 +156,7 @@ impl Db {
             request,
             purpose,
             admin,
+            invitation,
         ] = ctx.settings();
         let (mut c1, mut c2) = (conn, conn);
         let begin = BeginReadOnly.execute(&mut c1);
@@ -171,6 +173,7 @@ impl Db {
             set_config(CONTEXT_KEYS[5], request, true),
             set_config(CONTEXT_KEYS[6], purpose, true),
             set_config(CONTEXT_KEYS[7], admin, true),
+            set_config(CONTEXT_KEYS[8], invitation, true),
         ))
         .execute(&mut c2);
         // Polled in order, so sent in order: BEGIN, context, the read.

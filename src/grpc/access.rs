@@ -42,7 +42,9 @@ pub fn rule(path: &str) -> Access {
         | "Authentication/RefreshSession"
         | "Authentication/ResetPassword"
         | "Authentication/GetSigningKeys"
-        | "ServiceCredentials/ExchangeServiceCredential" => Access::Public,
+        | "ServiceCredentials/ExchangeServiceCredential"
+        // The invite token is the credential.
+        | "Administration/AcceptInvitation" => Access::Public,
         "Authentication/RevokeSession" => Access::OptionalCaller,
         "Authentication/VerifyToken" => caller(Some("tokens.verify"), false),
         "Authorization/CheckCapability" | "Authorization/CheckCapabilities" => {
@@ -56,9 +58,9 @@ pub fn rule(path: &str) -> Access {
         | "Administration/ReactivateOrgNode" => caller(Some("admin.org.write"), true),
         "Administration/GetOrgSubtree" => caller(Some("admin.org.read"), true),
         // Roles are tenant-wide: no node to hold a user's capability at.
-        "Administration/CreateRole" | "Administration/SetRoleCapabilities" => {
-            caller(Some("admin.roles.write"), false)
-        }
+        "Administration/CreateRole"
+        | "Administration/RenameRole"
+        | "Administration/SetRoleCapabilities" => caller(Some("admin.roles.write"), false),
         "Administration/ListRoles" => caller(Some("admin.roles.read"), false),
         "Administration/AssignRole" | "Administration/EndAssignment" => {
             caller(Some("admin.assignments.write"), true)
@@ -68,6 +70,10 @@ pub fn rule(path: &str) -> Access {
             caller(Some("admin.grants.write"), true)
         }
         "Administration/ListVisibilityGrants" => caller(Some("admin.grants.read"), true),
+        "Administration/CreateInvitation" | "Administration/RevokeInvitation" => {
+            caller(Some("admin.invitations.write"), true)
+        }
+        "Administration/ListInvitations" => caller(Some("admin.invitations.read"), true),
         "Administration/ListAuditEvents" => caller(Some("admin.audit.read"), false),
         "Administration/CreateUser"
         | "Administration/DeactivateUser"
@@ -153,5 +159,40 @@ fn verify_bearer(tokens: &Tokens, header: &str, now: DateTime<Utc>) -> Result<Pr
             "cannot confirm that the token is not revoked; retry shortly",
         )),
         Err(_) => Err(Status::unauthenticated(UNAUTHENTICATED)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn every_rpc_of_the_contract_has_a_rule() {
+        let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let paths: Vec<String> = set
+            .file
+            .iter()
+            .filter(|file| file.package() == "portcullis.v1")
+            .flat_map(|file| &file.service)
+            .flat_map(|service| {
+                service
+                    .method
+                    .iter()
+                    .map(move |method| format!("{PKG}{}/{}", service.name(), method.name()))
+            })
+            .collect();
+        assert!(paths.len() > 30, "{paths:?}");
+        for path in paths {
+            assert_ne!(rule(&path), DENY_ALL, "{path} has no rule");
+        }
+    }
+
+    #[test]
+    fn a_method_without_a_rule_is_closed() {
+        assert_eq!(rule("/portcullis.v1.Administration/DropTenant"), DENY_ALL);
+        assert_eq!(rule("/other.v1.Thing/Do"), DENY_ALL);
     }
 }

@@ -109,6 +109,7 @@ impl From<AdminError> for Status {
             AdminError::Conflict(message) => Status::failed_precondition(message),
             AdminError::Invalid(message) => Status::invalid_argument(message),
             AdminError::AlreadyExists(message) => Status::already_exists(message),
+            AdminError::Unauthenticated(message) => Status::unauthenticated(message),
             AdminError::Db(db) => db.into(),
         }
     }

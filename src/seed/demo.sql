@@ -98,5 +98,7 @@ INSERT INTO auth.service_permissions (service_id, permission) VALUES
     ('d0000000-0000-4000-8007-000000000001', 'admin.roles.read'),
     ('d0000000-0000-4000-8007-000000000001', 'admin.roles.write'),
     ('d0000000-0000-4000-8007-000000000001', 'admin.assignments.read'),
-    ('d0000000-0000-4000-8007-000000000001', 'admin.assignments.write')
+    ('d0000000-0000-4000-8007-000000000001', 'admin.assignments.write'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.invitations.read'),
+    ('d0000000-0000-4000-8007-000000000001', 'admin.invitations.write')
 ON CONFLICT DO NOTHING;

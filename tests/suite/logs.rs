@@ -7,14 +7,18 @@ use portcullis::proto::v1::RevokeServiceTokenRequest;
 use portcullis::proto::v1::revoke_service_token_request::Target;
 use portcullis::proto::v1::service_credentials_client::ServiceCredentialsClient;
 
+use portcullis::admin::Administrator;
+use portcullis::admin::invitations::{self, NewInvitation};
 use portcullis::authn::users::{NewUser, create_user};
 use portcullis::authn::{Email, HashCost, Login, Passwords};
+use portcullis::proto::v1::administration_client::AdministrationClient;
 use portcullis::proto::v1::authentication_client::AuthenticationClient;
 use portcullis::proto::v1::{
-    AuthenticateRequest, OtpChannel, OtpCredentials, OtpPurpose, PasswordCredentials,
-    RefreshSessionRequest, RequestOtpRequest, authenticate_request, password_credentials,
+    AcceptInvitationRequest, AuthenticateRequest, OtpChannel, OtpCredentials, OtpPurpose,
+    PasswordCredentials, RefreshSessionRequest, RequestOtpRequest, authenticate_request,
+    password_credentials,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::support::TestDb;
 use crate::support::server::TestServer;
@@ -77,7 +81,7 @@ fn no_secret_or_token_reaches_the_logs() {
         .enable_all()
         .build()
         .unwrap();
-    let (token, session, code) = tracing::subscriber::with_default(subscriber, || {
+    let (token, session, code, invite) = tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async {
             let server = TestServer::start(test.db()).await;
             let channel = server.channel().await;
@@ -135,7 +139,26 @@ fn no_secret_or_token_reaches_the_logs() {
                 ))
                 .await
                 .unwrap();
-            (token, session, code)
+            let invited = NewInvitation {
+                destination: Login::Email(Email::parse("invited@example.test").unwrap()),
+                role_id: world.role,
+                org_node_id: world.child,
+                expires_at: None,
+            };
+            let admin = Administrator::operator(world.tenant);
+            let issued = invitations::create(&test.db(), &admin, &invited, None)
+                .await
+                .unwrap();
+            let invite = issued.token.unwrap().expose_secret().to_owned();
+            AdministrationClient::new(channel.clone())
+                .accept_invitation(AcceptInvitationRequest {
+                    invite_token: invite.clone(),
+                    password: password.into(),
+                    display_name: String::new(),
+                })
+                .await
+                .unwrap();
+            (token, session, code, invite)
         })
     });
 
@@ -147,6 +170,7 @@ fn no_secret_or_token_reaches_the_logs() {
     let secret_random = &service.secret[36..];
     let signature = token.rsplit('.').next().unwrap();
     assert!(!logs.contains(secret_random), "a service secret was logged");
+    assert!(!logs.contains(&invite[37..]), "an invite token was logged");
     assert!(!logs.contains(signature), "an access token was logged");
     assert!(!logs.contains(password), "a password was logged");
     assert!(

@@ -326,3 +326,43 @@ async fn a_tenant_cannot_insert_rows_with_a_forged_owner() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_invitation_lookup_context_reads_one_invitation_and_writes_nothing() {
+    let (test, _a, b) = two_tenants().await;
+    let db = test.db();
+    let invitation = Uuid::new_v4();
+    execute(
+        &db,
+        &b.context(),
+        &format!(
+            "INSERT INTO auth.invitations (id, tenant_id, destination_kind, destination, role_id, org_node_id, token_hash, expires_at) \
+             SELECT '{invitation}', tenant_id, 'email', 'named@example.test', role_id, org_node_id, '\\x07', expires_at \
+             FROM auth.invitations LIMIT 1"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&db, &b.context(), "auth.invitations").await.unwrap(),
+        2
+    );
+
+    let lookup = RlsContext::anonymous().with_invitation(invitation);
+    let seen = format!("auth.invitations WHERE id = '{invitation}'");
+    assert_eq!(count(&db, &lookup, &seen).await.unwrap(), 1);
+    assert_eq!(count(&db, &lookup, "auth.invitations").await.unwrap(), 1);
+    for &(table, ..) in FENCED_TABLES {
+        if table != "auth.invitations" {
+            let rows = count(&db, &lookup, table).await.unwrap_or(0);
+            assert_eq!(rows, 0, "{table} shows rows to the invitation lookup");
+        }
+    }
+    let update = execute(
+        &db,
+        &lookup,
+        "UPDATE auth.invitations SET revoked_at = now()",
+    )
+    .await;
+    assert!(matches!(update, Ok(0)), "{update:?}");
+}

@@ -9,7 +9,10 @@ use super::super::authorization::parse_uuid;
 use super::super::request::{invalid, timestamp};
 use crate::admin::assignments::Holder;
 use crate::admin::idempotency::IdempotencyKey;
-use crate::admin::{Label, assignments, audit_trail, global, grants, org, roles, users};
+use crate::admin::{
+    Label, assignments, audit_trail, global, grants, invitations, org, roles, users,
+};
+use crate::authn::{Email, Login, Phone};
 use crate::authz::CapabilityKey;
 use crate::proto::v1 as pb;
 
@@ -163,5 +166,51 @@ pub(super) fn holder(user_id: &str, org_node_id: &str) -> Result<Holder, Status>
             "user_id",
             "give exactly one of user_id and org_node_id",
         )),
+    }
+}
+
+/// A listing's page size: `default` when 0, refused above `max`.
+pub(super) fn page_size(value: u32, default: u32, max: u32) -> Result<u32, Status> {
+    match value {
+        0 => Ok(default),
+        n if n > max => Err(invalid("page_size", format!("must be at most {max}"))),
+        n => Ok(n),
+    }
+}
+
+/// Who an invitation is for: exactly one of `email` and `phone`.
+pub(super) fn invitee(email: &str, phone: &str) -> Result<Login, Status> {
+    match (email.is_empty(), phone.is_empty()) {
+        (false, true) => Ok(Login::Email(
+            Email::parse(email).map_err(|e| invalid("email", e))?,
+        )),
+        (true, false) => Ok(Login::Phone(
+            Phone::parse(phone).map_err(|e| invalid("phone", e))?,
+        )),
+        (true, true) => Err(invalid("email", "or phone is required")),
+        (false, false) => Err(invalid("phone", "give an email or a phone, not both")),
+    }
+}
+
+pub(super) fn invitation(invitation: invitations::Invitation) -> pb::Invitation {
+    let (email, phone) = match invitation.destination_kind.as_str() {
+        "phone" => (String::new(), invitation.destination),
+        _ => (invitation.destination, String::new()),
+    };
+    pb::Invitation {
+        invitation_id: invitation.id.to_string(),
+        tenant_id: invitation.tenant_id.to_string(),
+        email,
+        phone,
+        role_id: invitation.role_id.to_string(),
+        org_node_id: invitation.org_node_id.to_string(),
+        created_at: Some(timestamp(invitation.created_at)),
+        expires_at: Some(timestamp(invitation.expires_at)),
+        accepted_at: invitation.accepted_at.map(timestamp),
+        accepted_user_id: invitation
+            .accepted_user_id
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        revoked_at: invitation.revoked_at.map(timestamp),
     }
 }

@@ -9,23 +9,27 @@ use tonic::{Request, Response, Status};
 
 use convert::{
     assignment, audit_event, capability, capability_keys, grant, grant_scope, holder,
-    idempotency_key, label, node, optional_uuid, role, tenant, time, user,
+    idempotency_key, invitation, invitee, label, node, optional_uuid, page_size, role, tenant,
+    time, user,
 };
+use secrecy::ExposeSecret;
 
 use super::authentication::password_field;
 use super::authorization::parse_uuid;
-use super::request::{caller, invalid, request_id};
+use super::request::{caller, invalid, request_id, token_field};
 use crate::admin::assignments::{self, NewAssignment};
 use crate::admin::audit_trail;
 use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};
 use crate::admin::grants::{self, NewGrant};
+use crate::admin::invitations::{self, Acceptance, NewInvitation};
 use crate::admin::users::{self, CreateUser};
-use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
+use crate::admin::{Administrator, Cursor, Label, NodeType, RoleKey, org, roles};
 use crate::authn::{Email, Login, Passwords, Phone};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::proto::v1 as pb;
 use crate::proto::v1::administration_server::Administration;
+use crate::secrets::{PresentedSecret, SecretKind};
 
 pub struct AdministrationService {
     db: Db,
@@ -141,6 +145,18 @@ impl Administration for AdministrationService {
         let created =
             roles::create(&self.db, &admin, &key, &label, &granted, once.as_ref()).await?;
         Ok(Response::new(role(created)))
+    }
+
+    async fn rename_role(
+        &self,
+        request: Request<pb::RenameRoleRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let id = parse_uuid("role_id", &body.role_id)?;
+        let label = label(&body.label)?;
+        let renamed = roles::rename(&self.db, &admin, id, &label).await?;
+        Ok(Response::new(role(renamed)))
     }
 
     async fn set_role_capabilities(
@@ -303,16 +319,11 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let page_size = match body.page_size {
-            0 => users::DEFAULT_PAGE_SIZE,
-            n if n > users::MAX_PAGE_SIZE => {
-                return Err(invalid(
-                    "page_size",
-                    format!("must be at most {}", users::MAX_PAGE_SIZE),
-                ));
-            }
-            n => n,
-        };
+        let page_size = page_size(
+            body.page_size,
+            users::DEFAULT_PAGE_SIZE,
+            users::MAX_PAGE_SIZE,
+        )?;
         // The token is the last user id of the previous page: it positions
         // a read inside the caller's own tenant, nothing more.
         let after = optional_uuid("page_token", &body.page_token)?;
@@ -320,6 +331,89 @@ impl Administration for AdministrationService {
         Ok(Response::new(pb::ListUsersResponse {
             users: page.into_iter().map(user).collect(),
             next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn create_invitation(
+        &self,
+        request: Request<pb::CreateInvitationRequest>,
+    ) -> Result<Response<pb::CreateInvitationResponse>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let new = NewInvitation {
+            destination: invitee(&body.email, &body.phone)?,
+            role_id: parse_uuid("role_id", &body.role_id)?,
+            org_node_id: parse_uuid("org_node_id", &body.org_node_id)?,
+            expires_at: time("expires_at", body.expires_at)?,
+        };
+        let key = idempotency_key(&body.idempotency_key)?;
+        let issued = invitations::create(&self.db, &admin, &new, key.as_ref()).await?;
+        Ok(Response::new(pb::CreateInvitationResponse {
+            invitation: Some(invitation(issued.invitation)),
+            invite_token: issued
+                .token
+                .map(|token| token.expose_secret().to_owned())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn revoke_invitation(
+        &self,
+        request: Request<pb::RevokeInvitationRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let id = parse_uuid("invitation_id", &request.get_ref().invitation_id)?;
+        let revoked = invitations::revoke(&self.db, &admin, id).await?;
+        Ok(Response::new(invitation(revoked)))
+    }
+
+    async fn list_invitations(
+        &self,
+        request: Request<pb::ListInvitationsRequest>,
+    ) -> Result<Response<pb::ListInvitationsResponse>, Status> {
+        let admin = administrator(&request, &request.get_ref().tenant_id)?;
+        let body = request.into_inner();
+        let query = invitations::Query {
+            at_node: optional_uuid("org_node_id", &body.org_node_id)?,
+            page_size: page_size(
+                body.page_size,
+                invitations::DEFAULT_PAGE_SIZE,
+                invitations::MAX_PAGE_SIZE,
+            )?,
+            after: cursor(&body.page_token)?,
+        };
+        let (page, next) = invitations::list_pending(&self.db, &admin, query).await?;
+        Ok(Response::new(pb::ListInvitationsResponse {
+            invitations: page.into_iter().map(invitation).collect(),
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+        }))
+    }
+
+    async fn accept_invitation(
+        &self,
+        request: Request<pb::AcceptInvitationRequest>,
+    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        let request_id = request_id(&request);
+        let body = request.into_inner();
+        let raw = token_field("invite_token", &body.invite_token)?;
+        // A malformed token gets the answer of a wrong one.
+        let token = PresentedSecret::parse(SecretKind::InviteToken, raw)
+            .ok_or_else(|| Status::unauthenticated(invitations::INVALID_TOKEN))?;
+        let password = password_field("password", &body.password, true)?;
+        let display_name = match body.display_name.as_str() {
+            "" => None,
+            name => Some(Label::parse(name).map_err(|e| invalid("display_name", e))?),
+        };
+        let acceptance = Acceptance {
+            token,
+            password,
+            display_name,
+            request_id,
+        };
+        let accepted = invitations::accept(&self.db, &self.passwords, acceptance).await?;
+        Ok(Response::new(pb::AcceptInvitationResponse {
+            user: Some(user(accepted.user)),
+            assignment: Some(assignment(accepted.assignment)),
         }))
     }
 
@@ -390,20 +484,12 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let page_size = match body.page_size {
-            0 => audit_trail::DEFAULT_PAGE_SIZE,
-            n if n > audit_trail::MAX_PAGE_SIZE => {
-                return Err(invalid(
-                    "page_size",
-                    format!("must be at most {}", audit_trail::MAX_PAGE_SIZE),
-                ));
-            }
-            n => n,
-        };
-        let after = match body.page_token.as_str() {
-            "" => None,
-            token => Some(audit_trail::Cursor::decode(token)?),
-        };
+        let page_size = page_size(
+            body.page_size,
+            audit_trail::DEFAULT_PAGE_SIZE,
+            audit_trail::MAX_PAGE_SIZE,
+        )?;
+        let after = cursor(&body.page_token)?;
         let query = audit_trail::Query {
             since: time("since", body.since)?,
             until: time("until", body.until)?,
@@ -415,6 +501,14 @@ impl Administration for AdministrationService {
             events: events.into_iter().map(audit_event).collect(),
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
         }))
+    }
+}
+
+/// A listing's page token: none when empty.
+fn cursor(page_token: &str) -> Result<Option<Cursor>, Status> {
+    match page_token {
+        "" => Ok(None),
+        token => Ok(Some(Cursor::decode(token)?)),
     }
 }
 

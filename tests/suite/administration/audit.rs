@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use portcullis::proto::v1::{
     AssignRoleRequest, CreateCapabilityRequest, CreateRoleRequest, CreateUserRequest,
-    EndAssignmentRequest, ListAuditEventsRequest, OrgNodeRef, RenameTenantRequest,
-    SetRoleCapabilitiesRequest, UserRef, VisibilityScope,
+    EndAssignmentRequest, ListAuditEventsRequest, OrgNodeRef, RenameRoleRequest,
+    RenameTenantRequest, SetRoleCapabilitiesRequest, UserRef, VisibilityScope,
 };
 use prost::Message;
 use tonic::Code;
@@ -122,6 +122,18 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
         .into_inner();
     expected.push(("CreateRole", "role.created", role.role_id.clone()));
     s.admin()
+        .rename_role(bearer(
+            RenameRoleRequest {
+                tenant_id: tenant.clone(),
+                role_id: role.role_id.clone(),
+                label: "Audited again".into(),
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap();
+    expected.push(("RenameRole", "role.renamed", role.role_id.clone()));
+    s.admin()
         .set_role_capabilities(bearer(
             SetRoleCapabilitiesRequest {
                 tenant_id: tenant.clone(),
@@ -215,6 +227,28 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
     s.admin().reactivate_user(user_ref()).await.unwrap();
     expected.push(("ReactivateUser", "user.reactivated", user.user_id.clone()));
 
+    let revoked = s.invite("revoked@example.test").await.unwrap();
+    let revoked = revoked.invitation.unwrap();
+    s.revoke_invitation(&revoked).await.unwrap();
+    expected.push((
+        "CreateInvitation",
+        "invitation.created",
+        revoked.invitation_id.clone(),
+    ));
+    expected.push((
+        "RevokeInvitation",
+        "invitation.revoked",
+        revoked.invitation_id.clone(),
+    ));
+    // Accepted by the invitee, who acts as the user they become.
+    let invited = s.invite("accepted@example.test").await.unwrap();
+    let accepted = s.accept(&invited.invite_token).await.unwrap();
+    let by_invitee = (
+        "AcceptInvitation",
+        "invitation.accepted",
+        invited.invitation.unwrap().invitation_id,
+    );
+
     // Global administration: a new tenant, renamed, suspended, reactivated;
     // a capability. Their rows are not tenant A's trail.
     let mut global: Vec<(&str, &str, String)> = Vec::new();
@@ -278,6 +312,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
     let covered: HashSet<String> = expected
         .iter()
         .chain(&global)
+        .chain([&by_invitee])
         .map(|(rpc, ..)| rpc.to_string())
         .collect();
     assert_eq!(
@@ -304,6 +339,14 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
         .map(|t| (t.seconds, t.nanos))
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    let (_, action, entity) = &by_invitee;
+    let found: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == *action && e.entity_id == *entity)
+        .collect();
+    assert_eq!(found.len(), 1, "{action} for {entity}");
+    assert_eq!(found[0].actor_kind, "user");
+    assert_eq!(found[0].actor_id, accepted.user.unwrap().user_id);
     let ids: HashSet<_> = events.iter().map(|e| &e.event_id).collect();
     assert_eq!(ids.len(), events.len(), "an event appeared on two pages");
 }

@@ -5,6 +5,7 @@
 mod audit;
 mod global;
 mod grants;
+mod invitations;
 mod org;
 mod roles;
 mod users;
@@ -62,6 +63,8 @@ pub async fn setup() -> Setup {
             "authz.list_visible",
             "admin.users.write",
             "admin.users.read",
+            "admin.invitations.write",
+            "admin.invitations.read",
             "authz.check",
         ],
     )

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use portcullis::proto::v1::{
     AssignRoleRequest, Assignment, CreateRoleRequest, DecisionReason, EndAssignmentRequest,
-    ListAssignmentsRequest, ListRolesRequest, Role, SetRoleCapabilitiesRequest,
+    ListAssignmentsRequest, ListRolesRequest, RenameRoleRequest, Role, SetRoleCapabilitiesRequest,
 };
 use tonic::{Code, Status};
 use uuid::Uuid;
@@ -130,6 +130,54 @@ async fn setting_the_same_capabilities_twice_records_one_change() {
         )
         .await
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renaming_a_role_keeps_its_key_and_capabilities_and_records_one_change() {
+    let s = setup().await;
+    let role = s
+        .create_role("clerk", &[capability_of(&s.a)])
+        .await
+        .unwrap();
+    let rename = |tenant: uuid::Uuid, label: &str| {
+        let request = bearer(
+            RenameRoleRequest {
+                tenant_id: tenant.to_string(),
+                role_id: role.role_id.clone(),
+                label: label.into(),
+            },
+            &s.token,
+        );
+        let mut client = s.admin();
+        async move { client.rename_role(request).await }
+    };
+    let renamed = rename(s.a.tenant, "Senior clerk")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renamed.label, "Senior clerk");
+    assert_eq!(renamed.key, role.key);
+    assert_eq!(renamed.capabilities, role.capabilities);
+    let again = rename(s.a.tenant, "Senior clerk")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, renamed);
+    assert!(
+        s.audited(
+            1,
+            "action = 'role.renamed' AND entity_id = $1 \
+             AND payload->'before'->>'label' = 'A role'",
+            &[&role.role_id],
+        )
+        .await
+    );
+
+    let blank = rename(s.a.tenant, "").await.unwrap_err();
+    assert_eq!(blank.code(), Code::InvalidArgument);
+    assert!(blank.message().starts_with("label"), "{blank:?}");
+    let foreign = rename(s.b.tenant, "Theirs").await.unwrap_err();
+    assert_eq!(foreign.code(), Code::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread")]

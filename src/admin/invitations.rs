@@ -1,0 +1,470 @@
+//! Invitations: a role at a node offered to an email or phone, accepted
+//! once by whoever holds the token shown at creation. Accepting creates the
+//! user, their password login and the assignment in one transaction.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::assignments::{Assignment, missing_reference};
+use super::guard::Author;
+use super::idempotency::{Attempt, IdempotencyKey};
+use super::users::{self, User, hashing, login_taken};
+use super::{AdminError, Administrator, Capability, Cursor, Label};
+use crate::audit::Actor;
+use crate::authn::users::{NewUser, insert_user};
+use crate::authn::{Login, Passwords};
+use crate::db::schema::auth::{invitations, org_assignments, org_node_paths, user_identities};
+use crate::db::{Db, RlsContext};
+use crate::secrets::{self, PresentedSecret, SecretKind};
+
+pub const DEFAULT_VALIDITY: Duration = Duration::days(7);
+pub const MAX_VALIDITY: Duration = Duration::days(30);
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// An invitation as the API shows it; the token's hash never leaves the
+/// database (nor reaches the audit trail).
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
+#[diesel(table_name = invitations)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    /// `email` or `phone`.
+    pub destination_kind: String,
+    pub destination: String,
+    pub role_id: Uuid,
+    pub org_node_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub accepted_user_id: Option<Uuid>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewInvitation {
+    pub destination: Login,
+    pub role_id: Uuid,
+    pub org_node_id: Uuid,
+    /// `None`: [`DEFAULT_VALIDITY`] from now.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A created invitation and its token, shown once. A repeat of the call
+/// with the same idempotency key gets the invitation without the token:
+/// only its hash was kept.
+pub struct Issued {
+    pub invitation: Invitation,
+    pub token: Option<SecretString>,
+}
+
+pub async fn create(
+    db: &Db,
+    admin: &Administrator,
+    new: &NewInvitation,
+    key: Option<&IdempotencyKey>,
+) -> Result<Issued, AdminError> {
+    let now = Utc::now();
+    let expires_at = match new.expires_at {
+        None => now + DEFAULT_VALIDITY,
+        Some(at) if at <= now => {
+            return Err(AdminError::Invalid(
+                "expires_at: must be in the future".into(),
+            ));
+        }
+        Some(at) if at > now + MAX_VALIDITY => {
+            return Err(AdminError::Invalid(format!(
+                "expires_at: must be within {} days",
+                MAX_VALIDITY.num_days()
+            )));
+        }
+        Some(at) => at,
+    };
+    admin
+        .require(
+            db,
+            Capability::InvitationsWrite,
+            new.org_node_id,
+            "org_node_id",
+        )
+        .await?;
+    let tenant = admin.tenant_id;
+    let attempt = Attempt {
+        operation: "create_invitation",
+        key,
+        request: format!(
+            "{}:{}|{}|{}|{:?}",
+            new.destination.kind(),
+            new.destination,
+            new.role_id,
+            new.org_node_id,
+            new.expires_at
+        ),
+    };
+    let id = Uuid::new_v4();
+    let token = secrets::generate(SecretKind::InviteToken, id);
+    let token_hash = &token.hash;
+    let issued = db
+        .write(&admin.context(), |conn| {
+            async move {
+                if let Some(first) = attempt.replay(conn, admin).await? {
+                    return Ok((first, false));
+                }
+                if login_in_use(conn, &new.destination).await? {
+                    return Err(AdminError::AlreadyExists(format!(
+                        "{}: {} is already the login of a user in this tenant",
+                        new.destination.kind(),
+                        new.destination
+                    )));
+                }
+                let created: Invitation = diesel::insert_into(invitations::table)
+                    .values((
+                        invitations::id.eq(id),
+                        invitations::tenant_id.eq(tenant),
+                        invitations::destination_kind.eq(new.destination.kind()),
+                        invitations::destination.eq(new.destination.value()),
+                        invitations::role_id.eq(new.role_id),
+                        invitations::org_node_id.eq(new.org_node_id),
+                        invitations::token_hash.eq(token_hash),
+                        invitations::created_at.eq(now),
+                        invitations::expires_at.eq(expires_at),
+                    ))
+                    .returning(Invitation::as_returning())
+                    .get_result(conn)
+                    .await
+                    .map_err(missing_reference)?;
+                admin
+                    .record_change(
+                        conn,
+                        "invitation.created",
+                        ("invitation", id),
+                        None,
+                        &created,
+                    )
+                    .await?;
+                attempt.store(conn, admin, &created).await?;
+                Ok((created, true))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let (invitation, fresh) = issued;
+    Ok(Issued {
+        invitation,
+        token: fresh.then_some(token.shown_once),
+    })
+}
+
+async fn login_in_use(conn: &mut AsyncPgConnection, login: &Login) -> Result<bool, AdminError> {
+    let found = user_identities::table
+        .filter(user_identities::kind.eq(login.kind()))
+        .filter(user_identities::login.eq(login.value()))
+        .select(user_identities::id)
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Revokes a pending (or expired) invitation; revoking it again changes
+/// nothing. An accepted one is refused: its user and assignment exist, and
+/// are ended or deactivated on their own.
+pub async fn revoke(
+    db: &Db,
+    admin: &Administrator,
+    invitation: Uuid,
+) -> Result<Invitation, AdminError> {
+    let node = db
+        .read(&admin.context(), |conn| {
+            async move {
+                invitations::table
+                    .find(invitation)
+                    .select(invitations::org_node_id)
+                    .first::<Uuid>(conn)
+                    .await
+                    .optional()?
+                    .ok_or(AdminError::NotFound("invitation_id"))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    admin
+        .require(db, Capability::InvitationsWrite, node, "invitation_id")
+        .await?;
+    db.write(&admin.context(), |conn| {
+        async move {
+            let before = lock(conn, invitation)
+                .await?
+                .ok_or(AdminError::NotFound("invitation_id"))?
+                .0;
+            if before.accepted_at.is_some() {
+                return Err(AdminError::Conflict(
+                    "invitation_id: already accepted; end the assignment or deactivate the user instead"
+                        .into(),
+                ));
+            }
+            if before.revoked_at.is_some() {
+                return Ok(before);
+            }
+            let after: Invitation = diesel::update(invitations::table.find(invitation))
+                .set(invitations::revoked_at.eq(diesel::dsl::now))
+                .returning(Invitation::as_returning())
+                .get_result(conn)
+                .await?;
+            admin
+                .record_change(
+                    conn,
+                    "invitation.revoked",
+                    ("invitation", invitation),
+                    Some(&before),
+                    &after,
+                )
+                .await?;
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Which pending invitations to list: a page of the whole tenant (services
+/// only), or of a node and its subtree.
+pub struct Query {
+    pub at_node: Option<Uuid>,
+    pub page_size: u32,
+    pub after: Option<Cursor>,
+}
+
+/// Pending invitations (neither accepted, revoked nor expired), oldest
+/// first, and the cursor of the next page if there is more.
+pub async fn list_pending(
+    db: &Db,
+    admin: &Administrator,
+    query: Query,
+) -> Result<(Vec<Invitation>, Option<Cursor>), AdminError> {
+    admin.require_node_for_users(query.at_node, "org_node_id")?;
+    if let Some(node) = query.at_node {
+        admin
+            .require(db, Capability::InvitationsRead, node, "org_node_id")
+            .await?;
+    }
+    let size = i64::from(query.page_size.clamp(1, MAX_PAGE_SIZE));
+    db.read(&admin.context(), |conn| {
+        async move {
+            let mut select = invitations::table
+                .filter(invitations::accepted_at.is_null())
+                .filter(invitations::revoked_at.is_null())
+                .filter(invitations::expires_at.gt(diesel::dsl::now))
+                .order((invitations::created_at, invitations::id))
+                .limit(size + 1)
+                .select(Invitation::as_select())
+                .into_boxed();
+            if let Some(node) = query.at_node {
+                select = select.filter(
+                    invitations::org_node_id.eq_any(
+                        org_node_paths::table
+                            .filter(org_node_paths::ancestor_id.eq(node))
+                            .select(org_node_paths::descendant_id),
+                    ),
+                );
+            }
+            if let Some(after) = query.after {
+                select = select.filter(
+                    invitations::created_at
+                        .gt(after.at)
+                        .or(invitations::created_at
+                            .eq(after.at)
+                            .and(invitations::id.gt(after.id))),
+                );
+            }
+            let mut page: Vec<Invitation> = select.load(conn).await?;
+            let more = page.len() as i64 > size;
+            page.truncate(size as usize);
+            let next = more
+                .then(|| page.last())
+                .flatten()
+                .map(|last| Cursor::new(last.created_at, last.id));
+            Ok((page, next))
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// What the invitee sends: the token, their password, and optionally the
+/// name to show (the invited email or phone otherwise).
+pub struct Acceptance {
+    pub token: PresentedSecret,
+    pub password: SecretString,
+    pub display_name: Option<Label>,
+    pub request_id: Option<String>,
+}
+
+/// What accepting created.
+pub struct Accepted {
+    pub user: User,
+    pub assignment: Assignment,
+}
+
+/// Accepts an invitation: the user, their login with the password, and the
+/// assignment (from now, open-ended) are created together, or nothing is.
+/// The invitation row is locked while it is checked and marked accepted, so
+/// of concurrent accepts exactly one succeeds.
+pub async fn accept(
+    db: &Db,
+    passwords: &Passwords,
+    acceptance: Acceptance,
+) -> Result<Accepted, AdminError> {
+    let id = acceptance.token.id();
+    // Which tenant, through the narrow context that shows exactly this
+    // invitation; refused before any password hashing if it cannot succeed.
+    let found = db
+        .read(&RlsContext::anonymous().with_invitation(id), |conn| {
+            async move { find(conn, id, false).await }.scope_boxed()
+        })
+        .await?;
+    let tenant = usable(found, &acceptance.token, Utc::now())?.tenant_id;
+    let hash = passwords
+        .hash(&acceptance.password)
+        .await
+        .map_err(hashing)?;
+    let mut ctx = RlsContext::tenant(tenant).with_invitation(id);
+    if let Some(request) = &acceptance.request_id {
+        ctx = ctx.with_request_id(request);
+    }
+    let (acceptance, hash) = (&acceptance, hash.as_str());
+    db.write(&ctx, |conn| {
+        async move {
+            let now = Utc::now();
+            let before = usable(lock(conn, id).await?, &acceptance.token, now)?;
+            let login = Login::parse_destination(&before.destination).map_err(|e| {
+                AdminError::Conflict(format!("invite_token: the invited login {e}"))
+            })?;
+            // The invitee acts as the user they become.
+            let user_id = Uuid::new_v4();
+            let author = Author {
+                tenant_id: tenant,
+                actor: Actor::User(user_id),
+                request_id: acceptance.request_id.as_deref(),
+            };
+            let new_user = NewUser {
+                tenant_id: tenant,
+                display_name: acceptance
+                    .display_name
+                    .as_ref()
+                    .map_or(before.destination.as_str(), Label::as_str)
+                    .to_owned(),
+                logins: vec![login],
+                password: None,
+            };
+            insert_user(
+                conn,
+                user_id,
+                &new_user,
+                Some(hash),
+                author.actor,
+                author.request_id,
+            )
+            .await
+            .map_err(|e| match login_taken(e) {
+                AdminError::AlreadyExists(_) => AdminError::Conflict(format!(
+                    "invite_token: {} is already the login of a user in this tenant",
+                    before.destination
+                )),
+                other => other,
+            })?;
+            let assignment: Assignment = diesel::insert_into(org_assignments::table)
+                .values((
+                    org_assignments::tenant_id.eq(tenant),
+                    org_assignments::user_id.eq(user_id),
+                    org_assignments::role_id.eq(before.role_id),
+                    org_assignments::org_node_id.eq(before.org_node_id),
+                    org_assignments::start_utc.eq(now),
+                ))
+                .returning(Assignment::as_returning())
+                .get_result(conn)
+                .await?;
+            let entity = ("assignment", assignment.id);
+            author
+                .record_change(conn, "assignment.created", entity, None, &assignment)
+                .await?;
+            let after: Invitation = diesel::update(invitations::table.find(id))
+                .set((
+                    invitations::accepted_at.eq(now),
+                    invitations::accepted_user_id.eq(user_id),
+                ))
+                .returning(Invitation::as_returning())
+                .get_result(conn)
+                .await?;
+            let entity = ("invitation", id);
+            author
+                .record_change(conn, "invitation.accepted", entity, Some(&before), &after)
+                .await?;
+            Ok(Accepted {
+                user: users::load(conn, user_id).await?,
+                assignment,
+            })
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+type Found = Option<(Invitation, Vec<u8>)>;
+
+async fn find(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    for_update: bool,
+) -> Result<Found, AdminError> {
+    let query = invitations::table
+        .find(id)
+        .select((Invitation::as_select(), invitations::token_hash));
+    let found = if for_update {
+        query.for_update().first(conn).await
+    } else {
+        query.first(conn).await
+    };
+    Ok(found.optional()?)
+}
+
+async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Found, AdminError> {
+    find(conn, id, true).await
+}
+
+/// The invitation if the token is its own and it may still be accepted.
+/// An unknown id costs the same comparison as a wrong token, and gets the
+/// same answer; the holder of the right token learns why it cannot be used.
+fn usable(
+    found: Found,
+    token: &PresentedSecret,
+    now: DateTime<Utc>,
+) -> Result<Invitation, AdminError> {
+    let (invitation, stored) = match found {
+        Some((invitation, stored)) => (Some(invitation), stored),
+        None => (None, secrets::unmatched_hash()),
+    };
+    let matched = token.matches(&stored);
+    let invitation = match invitation {
+        Some(invitation) if matched => invitation,
+        _ => return Err(AdminError::Unauthenticated(INVALID_TOKEN)),
+    };
+    let refused = |why: &str| Err(AdminError::Conflict(format!("invite_token: {why}")));
+    if invitation.accepted_at.is_some() {
+        return refused("the invitation has already been accepted");
+    }
+    if invitation.revoked_at.is_some() {
+        return refused("the invitation was revoked");
+    }
+    if invitation.expires_at <= now {
+        return refused("the invitation has expired");
+    }
+    Ok(invitation)
+}
+
+pub const INVALID_TOKEN: &str = "invite_token: not a valid invitation token";
