@@ -10,7 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
-use super::{AdminError, Administrator, Capability};
+use super::{AdminError, Administrator, Capability, Placed};
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
 
@@ -111,22 +111,12 @@ pub async fn end(
     assignment: Uuid,
     at: Option<DateTime<Utc>>,
 ) -> Result<Assignment, AdminError> {
-    let node = db
-        .read(&admin.context(), |conn| {
-            async move {
-                org_assignments::table
-                    .find(assignment)
-                    .select(org_assignments::org_node_id)
-                    .first::<Uuid>(conn)
-                    .await
-                    .optional()?
-                    .ok_or(AdminError::NotFound("assignment_id"))
-            }
-            .scope_boxed()
-        })
-        .await?;
     admin
-        .require(db, Capability::AssignmentsWrite, node, "assignment_id")
+        .require_where(
+            db,
+            Capability::AssignmentsWrite,
+            Placed::Assignment(assignment),
+        )
         .await?;
     let at = at.unwrap_or_else(Utc::now);
     db.write(&admin.context(), |conn| {

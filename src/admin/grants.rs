@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::assignments::{Holder, missing_reference, window_start};
 use super::idempotency::{Attempt, IdempotencyKey};
-use super::{AdminError, Administrator, Capability};
+use super::{AdminError, Administrator, Capability, Placed};
 use crate::db::Db;
 use crate::db::schema::auth::visibility_grants;
 
@@ -92,22 +92,8 @@ pub async fn revoke(
     admin: &Administrator,
     grant: Uuid,
 ) -> Result<VisibilityGrant, AdminError> {
-    let node = db
-        .read(&admin.context(), |conn| {
-            async move {
-                visibility_grants::table
-                    .find(grant)
-                    .select(visibility_grants::org_node_id)
-                    .first::<Uuid>(conn)
-                    .await
-                    .optional()?
-                    .ok_or(AdminError::NotFound("grant_id"))
-            }
-            .scope_boxed()
-        })
-        .await?;
     admin
-        .require(db, Capability::GrantsWrite, node, "grant_id")
+        .require_where(db, Capability::GrantsWrite, Placed::Grant(grant))
         .await?;
     db.write(&admin.context(), |conn| {
         async move {

@@ -1,10 +1,12 @@
 //! Who is changing the tree, and whether they may do it here.
 
+use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::AdminError;
 use crate::audit::Actor;
 use crate::authz::{self, CapabilityKey, Check, Reason};
+use crate::db::schema::auth::{invitations, org_assignments, visibility_grants};
 use crate::db::{Db, RlsContext};
 use crate::tokens::Principal;
 
@@ -32,6 +34,26 @@ impl Capability {
             Self::GrantsWrite => "admin.grants.write",
             Self::InvitationsRead => "admin.invitations.read",
             Self::InvitationsWrite => "admin.invitations.write",
+        }
+    }
+}
+
+/// Something that sits at one org node, by id: a user changes it where
+/// they hold the capability.
+#[derive(Clone, Copy, Debug)]
+pub enum Placed {
+    Assignment(Uuid),
+    Grant(Uuid),
+    Invitation(Uuid),
+}
+
+impl Placed {
+    /// The request field that names it.
+    fn field(self) -> &'static str {
+        match self {
+            Self::Assignment(_) => "assignment_id",
+            Self::Grant(_) => "grant_id",
+            Self::Invitation(_) => "invitation_id",
         }
     }
 }
@@ -160,6 +182,57 @@ impl Administrator {
                 capability.key()
             ))),
         }
+    }
+
+    /// Whether the caller may use `capability` where `placed` sits (named
+    /// by its field in errors). Only a user's answer depends on the node,
+    /// so only then is it read; absent or another tenant's, it is not found.
+    pub(super) async fn require_where(
+        &self,
+        db: &Db,
+        capability: Capability,
+        placed: Placed,
+    ) -> Result<(), AdminError> {
+        // Scoped here: diesel's `first` would shadow the slice's elsewhere.
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+
+        if self.user().is_none() {
+            return Ok(());
+        }
+        let node = db
+            .read(&self.context(), |conn| {
+                async move {
+                    let node = match placed {
+                        Placed::Assignment(id) => {
+                            org_assignments::table
+                                .find(id)
+                                .select(org_assignments::org_node_id)
+                                .first::<Uuid>(conn)
+                                .await
+                        }
+                        Placed::Grant(id) => {
+                            visibility_grants::table
+                                .find(id)
+                                .select(visibility_grants::org_node_id)
+                                .first(conn)
+                                .await
+                        }
+                        Placed::Invitation(id) => {
+                            invitations::table
+                                .find(id)
+                                .select(invitations::org_node_id)
+                                .first(conn)
+                                .await
+                        }
+                    };
+                    Ok::<_, AdminError>(node.optional()?)
+                }
+                .scope_boxed()
+            })
+            .await?
+            .ok_or(AdminError::NotFound(placed.field()))?;
+        self.require(db, capability, node, placed.field()).await
     }
 
     /// Whether the caller may list what `holder` holds: at a node, the

@@ -13,11 +13,13 @@ use super::assignments::{Assignment, missing_reference};
 use super::guard::Author;
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::users::{self, User, hashing, login_taken};
-use super::{AdminError, Administrator, Capability, Cursor, Label};
+use super::{AdminError, Administrator, Capability, Cursor, Label, Placed};
 use crate::audit::Actor;
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{Login, Passwords};
-use crate::db::schema::auth::{invitations, org_assignments, org_node_paths, user_identities};
+use crate::db::schema::auth::{
+    invitations, org_assignments, org_node_paths, tenants, user_identities,
+};
 use crate::db::{Db, RlsContext};
 use crate::secrets::{self, PresentedSecret, SecretKind};
 
@@ -179,22 +181,12 @@ pub async fn revoke(
     admin: &Administrator,
     invitation: Uuid,
 ) -> Result<Invitation, AdminError> {
-    let node = db
-        .read(&admin.context(), |conn| {
-            async move {
-                invitations::table
-                    .find(invitation)
-                    .select(invitations::org_node_id)
-                    .first::<Uuid>(conn)
-                    .await
-                    .optional()?
-                    .ok_or(AdminError::NotFound("invitation_id"))
-            }
-            .scope_boxed()
-        })
-        .await?;
     admin
-        .require(db, Capability::InvitationsWrite, node, "invitation_id")
+        .require_where(
+            db,
+            Capability::InvitationsWrite,
+            Placed::Invitation(invitation),
+        )
         .await?;
     db.write(&admin.context(), |conn| {
         async move {
@@ -342,6 +334,17 @@ pub async fn accept(
         async move {
             let now = Utc::now();
             let before = usable(lock(conn, id).await?, &acceptance.token, now)?;
+            // A suspended tenant's users cannot log in: no new ones join.
+            let status: String = tenants::table
+                .find(tenant)
+                .select(tenants::status)
+                .first(conn)
+                .await?;
+            if status != "active" {
+                return Err(AdminError::Conflict(
+                    "invite_token: the tenant is suspended".into(),
+                ));
+            }
             let login = Login::parse_destination(&before.destination).map_err(|e| {
                 AdminError::Conflict(format!("invite_token: the invited login {e}"))
             })?;

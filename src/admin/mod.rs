@@ -16,7 +16,7 @@ pub mod roles;
 pub mod users;
 
 pub use cursor::Cursor;
-pub use guard::{Administrator, Capability};
+pub use guard::{Administrator, Capability, Placed};
 pub use names::{Label, NodeType, RoleKey};
 
 use crate::authz::AuthzError;

@@ -257,6 +257,18 @@ async fn an_expired_invitation_cannot_be_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn no_one_joins_a_suspended_tenant() {
+    let s = setup().await;
+    let created = s.invite("suspended@example.test").await.unwrap();
+    s.set_tenant_active(s.a.tenant, false).await;
+    let refused = s.accept(&created.invite_token).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("suspended"), "{refused:?}");
+    s.set_tenant_active(s.a.tenant, true).await;
+    s.accept(&created.invite_token).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_invitation_cannot_be_accepted() {
     let s = setup().await;
     let created = s.invite("revoked@example.test").await.unwrap();
@@ -533,24 +545,8 @@ async fn another_tenants_invitation_cannot_be_revoked_or_listed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_invites_and_lists_only_where_granted() {
     let s = setup().await;
-    batch(
-        &s.test.db(),
-        &RlsContext::operator().with_tenant(s.a.tenant),
-        &format!(
-            "INSERT INTO auth.capabilities (key) VALUES ('admin.invitations.write'), ('admin.invitations.read') ON CONFLICT DO NOTHING;
-             INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{t}', 'inviter', 'Inviter');
-             INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
-                 SELECT '{t}', '{role}', id FROM auth.capabilities WHERE key LIKE 'admin.invitations.%';
-             INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id)
-                 VALUES ('{t}', '{u}', '{role}', '{child}');",
-            role = Uuid::new_v4(),
-            t = s.a.tenant,
-            u = s.a.user,
-            child = s.a.child,
-        ),
-    )
-    .await
-    .unwrap();
+    s.give_user_at_child(&["admin.invitations.write", "admin.invitations.read"])
+        .await;
     let user = s.user_token(&s.a);
     let request = |node: Uuid, email: &str| {
         bearer(
@@ -599,6 +595,41 @@ async fn a_user_invites_and_lists_only_where_granted() {
     assert_refused(whole_tenant, Code::InvalidArgument, "org_node_id");
     let above = s.admin().list_invitations(list(Some(s.a.root))).await;
     assert_eq!(above.unwrap_err().code(), Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_revokes_only_where_granted() {
+    let s = setup().await;
+    s.give_user_at_child(&["admin.invitations.write"]).await;
+    let user = s.user_token(&s.a);
+    let at_root = s
+        .invite_with(CreateInvitationRequest {
+            email: "root@example.test".into(),
+            org_node_id: s.a.root.to_string(),
+            ..s.invitation_request()
+        })
+        .await
+        .unwrap();
+    let at_child = s.invite("child@example.test").await.unwrap();
+    let revoke = |invitation: &Invitation| {
+        let request = bearer(
+            RevokeInvitationRequest {
+                tenant_id: invitation.tenant_id.clone(),
+                invitation_id: invitation.invitation_id.clone(),
+            },
+            &user,
+        );
+        let mut client = s.admin();
+        async move { client.revoke_invitation(request).await }
+    };
+    revoke(invitation_of(&at_child)).await.unwrap();
+    let refused = revoke(invitation_of(&at_root)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let unknown = Invitation {
+        invitation_id: Uuid::new_v4().to_string(),
+        ..invitation_of(&at_child).clone()
+    };
+    assert_refused(revoke(&unknown).await, Code::NotFound, "invitation_id");
 }
 
 fn timestamp(time: chrono::DateTime<Utc>) -> prost_types::Timestamp {

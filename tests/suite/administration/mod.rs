@@ -13,6 +13,7 @@ mod users;
 use std::time::Duration;
 
 use chrono::Utc;
+use portcullis::db::RlsContext;
 use portcullis::db::admin::{AdminConnection, derive_url};
 use portcullis::proto::v1::administration_client::AdministrationClient;
 use portcullis::proto::v1::authorization_client::AuthorizationClient;
@@ -27,7 +28,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::support::TestDb;
-use crate::support::fixtures::{TenantWorld, populate};
+use crate::support::fixtures::{TenantWorld, batch, populate};
 use crate::support::server::TestServer;
 use crate::support::services::{bearer, create_service, token_of};
 
@@ -197,6 +198,35 @@ impl Setup {
             .token
             .expose_secret()
             .to_owned()
+    }
+
+    /// Gives tenant A's user `capabilities` (created in the catalogue if
+    /// absent) at tenant A's child node, through a role of their own.
+    pub async fn give_user_at_child(&self, capabilities: &[&str]) {
+        let keys: Vec<String> = capabilities.iter().map(|k| format!("('{k}')")).collect();
+        let (role, t) = (Uuid::new_v4(), self.a.tenant);
+        batch(
+            &self.test.db(),
+            &RlsContext::operator().with_tenant(t),
+            &format!(
+                "INSERT INTO auth.capabilities (key) VALUES {keys} ON CONFLICT DO NOTHING;
+                 INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{t}', 'given', 'Given');
+                 INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
+                     SELECT '{t}', '{role}', id FROM auth.capabilities WHERE key IN ({quoted});
+                 INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id)
+                     VALUES ('{t}', '{u}', '{role}', '{child}');",
+                keys = keys.join(", "),
+                quoted = capabilities
+                    .iter()
+                    .map(|k| format!("'{k}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                u = self.a.user,
+                child = self.a.child,
+            ),
+        )
+        .await
+        .unwrap();
     }
 
     /// Whether exactly `rows` audit rows match (read as a superuser: the

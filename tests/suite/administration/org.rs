@@ -8,7 +8,6 @@ use tonic::{Code, Status};
 use uuid::Uuid;
 
 use super::{id, setup};
-use crate::support::fixtures::batch;
 use crate::support::services::{bearer, create_service, token_of};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,24 +159,7 @@ async fn another_tenants_node_answers_exactly_like_a_node_that_does_not_exist() 
 async fn a_user_changes_only_where_admin_org_write_is_granted() {
     let s = setup().await;
     // The user of tenant A gets admin.org.write at the child only.
-    batch(
-        &s.test.db(),
-        &portcullis::db::RlsContext::operator().with_tenant(s.a.tenant),
-        &format!(
-            "INSERT INTO auth.capabilities (key) VALUES ('admin.org.write') ON CONFLICT DO NOTHING;
-             INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{t}', 'org_admin', 'Org admin');
-             INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
-                 SELECT '{t}', '{role}', id FROM auth.capabilities WHERE key = 'admin.org.write';
-             INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id)
-                 VALUES ('{t}', '{u}', '{role}', '{child}');",
-            role = Uuid::new_v4(),
-            t = s.a.tenant,
-            u = s.a.user,
-            child = s.a.child,
-        ),
-    )
-    .await
-    .unwrap();
+    s.give_user_at_child(&["admin.org.write"]).await;
     let user = s.user_token(&s.a);
     s.rename(&user, s.a.tenant, s.a.child, "Mine")
         .await
