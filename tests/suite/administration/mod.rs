@@ -6,6 +6,7 @@ mod audit;
 mod global;
 mod grants;
 mod invitations;
+mod matrix;
 mod org;
 mod roles;
 mod users;
