@@ -341,9 +341,7 @@ pub async fn accept(
                 .first(conn)
                 .await?;
             if status != "active" {
-                return Err(AdminError::Conflict(
-                    "invite_token: the tenant is suspended".into(),
-                ));
+                return Err(refused(id, "tenant suspended"));
             }
             let login = Login::parse_destination(&before.destination).map_err(|e| {
                 AdminError::Conflict(format!("invite_token: the invited login {e}"))
@@ -441,8 +439,8 @@ async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Found, AdminErro
 }
 
 /// The invitation if the token is its own and it may still be accepted.
-/// An unknown id costs the same comparison as a wrong token, and gets the
-/// same answer; the holder of the right token learns why it cannot be used.
+/// Whatever is wrong, the caller gets one answer (an unknown id costs the
+/// same comparison as a wrong token); the log says why, for operators.
 fn usable(
     found: Found,
     token: &PresentedSecret,
@@ -457,17 +455,23 @@ fn usable(
         Some(invitation) if matched => invitation,
         _ => return Err(AdminError::Unauthenticated(INVALID_TOKEN)),
     };
-    let refused = |why: &str| Err(AdminError::Conflict(format!("invite_token: {why}")));
-    if invitation.accepted_at.is_some() {
-        return refused("the invitation has already been accepted");
-    }
-    if invitation.revoked_at.is_some() {
-        return refused("the invitation was revoked");
-    }
-    if invitation.expires_at <= now {
-        return refused("the invitation has expired");
-    }
-    Ok(invitation)
+    let why = if invitation.accepted_at.is_some() {
+        "already accepted"
+    } else if invitation.revoked_at.is_some() {
+        "revoked"
+    } else if invitation.expires_at <= now {
+        "expired"
+    } else {
+        return Ok(invitation);
+    };
+    Err(refused(invitation.id, why))
 }
 
-pub const INVALID_TOKEN: &str = "invite_token: not a valid invitation token";
+/// The one answer to an invite token that cannot be used.
+pub const INVALID_TOKEN: &str =
+    "invite_token: not a usable invitation (unknown, expired, revoked or already accepted)";
+
+fn refused(invitation: Uuid, why: &'static str) -> AdminError {
+    tracing::info!(%invitation, why, "invitation not accepted");
+    AdminError::Unauthenticated(INVALID_TOKEN)
+}
