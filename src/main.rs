@@ -106,7 +106,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let slug = TenantSlug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug: {e}"))?;
             let name = Label::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
             let admin = GlobalAdministrator::operator();
-            let tenant = global::create_tenant(&database(&args)?, &admin, &slug, &name).await?;
+            let tenant =
+                global::create_tenant(&database(&args)?, &admin, &slug, &name, None).await?;
             println!("{}", tenant.id);
             Ok(())
         }

@@ -9,6 +9,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Label};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::authz::CapabilityKey;
@@ -46,6 +47,14 @@ impl GlobalAdministrator {
         Self {
             service_id: None,
             request_id: None,
+        }
+    }
+
+    /// The caller as idempotency keys record it (`service:<id>`).
+    pub(super) fn caller_ref(&self) -> String {
+        match self.service_id {
+            Some(service) => format!("service:{service}"),
+            None => "system".to_owned(),
         }
     }
 
@@ -106,7 +115,9 @@ impl TenantSlug {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = tenants)]
 pub struct Tenant {
     pub id: Uuid,
@@ -115,7 +126,9 @@ pub struct Tenant {
     pub status: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = capabilities)]
 pub struct Capability {
     pub id: Uuid,
@@ -132,14 +145,25 @@ fn exists(error: DieselError, field: &str, what: &str) -> AdminError {
     }
 }
 
+/// Creates a tenant; with an idempotency key, a repeat of the same request
+/// returns the first answer (without one, a repeat finds the slug taken).
 pub async fn create_tenant(
     db: &Db,
     admin: &GlobalAdministrator,
     slug: &TenantSlug,
     name: &Label,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Tenant, AdminError> {
+    let attempt = Attempt {
+        operation: "create_tenant",
+        key,
+        request: format!("{}|{}", slug.0, name.as_str()),
+    };
     db.write(&admin.context(), |conn| {
         async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
             let tenant: Tenant = diesel::insert_into(tenants::table)
                 .values((tenants::slug.eq(&slug.0), tenants::name.eq(name.as_str())))
                 .returning(Tenant::as_returning())
@@ -156,6 +180,7 @@ pub async fn create_tenant(
                     json!({ "before": null, "after": &tenant }),
                 )
                 .await?;
+            attempt.store(conn, admin, &tenant).await?;
             Ok(tenant)
         }
         .scope_boxed()
@@ -231,19 +256,30 @@ pub async fn change_tenant(
     .await
 }
 
+/// Adds a capability to the catalogue; with an idempotency key, a repeat
+/// of the same request returns the first answer.
 pub async fn create_capability(
     db: &Db,
     admin: &GlobalAdministrator,
     key: &CapabilityKey,
     description: &str,
+    idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<Capability, AdminError> {
     if description.chars().count() > 1000 {
         return Err(AdminError::Invalid(
             "description: must be at most 1000 characters".into(),
         ));
     }
+    let attempt = Attempt {
+        operation: "create_capability",
+        key: idempotency_key,
+        request: format!("{}|{description}", key.as_str()),
+    };
     db.write(&admin.context(), |conn| {
         async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
             let capability: Capability = diesel::insert_into(capabilities::table)
                 .values((
                     capabilities::key.eq(key.as_str()),
@@ -263,6 +299,7 @@ pub async fn create_capability(
                     json!({ "before": null, "after": &capability }),
                 )
                 .await?;
+            attempt.store(conn, admin, &capability).await?;
             Ok(capability)
         }
         .scope_boxed()

@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::global::GlobalAdministrator;
 use super::{AdminError, Administrator};
-use crate::db::schema::auth::idempotency_keys;
+use crate::db::schema::auth::{global_idempotency_keys, idempotency_keys};
 
 /// A client's key for one logical create: 1 to 200 printable ASCII
 /// characters (a UUID is a good choice).
@@ -29,6 +30,145 @@ impl IdempotencyKey {
     }
 }
 
+/// Where a caller's keys are kept, and as whom: a tenant's administrator
+/// in that tenant's table, a global administrator in the global one.
+pub trait Ledger: Sync {
+    /// Claims `key` of `operation` for this caller with the request's
+    /// hash; `false` if it was claimed before. A concurrent claim waits on
+    /// the first one's index entry until that transaction ends.
+    fn claim(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        request_hash: &[u8],
+    ) -> impl Future<Output = QueryResult<bool>> + Send;
+
+    /// The hash and the answer recorded for a claimed key.
+    fn recorded(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+    ) -> impl Future<Output = QueryResult<(Vec<u8>, Option<serde_json::Value>)>> + Send;
+
+    /// Records the answer of the call that claimed the key.
+    fn answer(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        response: serde_json::Value,
+    ) -> impl Future<Output = QueryResult<()>> + Send;
+}
+
+impl Ledger for Administrator {
+    async fn claim(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        request_hash: &[u8],
+    ) -> QueryResult<bool> {
+        let claimed = diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::tenant_id.eq(self.tenant_id),
+                idempotency_keys::caller.eq(self.caller_ref()),
+                idempotency_keys::operation.eq(operation),
+                idempotency_keys::key.eq(key),
+                idempotency_keys::request_hash.eq(request_hash),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn recorded(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+    ) -> QueryResult<(Vec<u8>, Option<serde_json::Value>)> {
+        idempotency_keys::table
+            .find((self.tenant_id, self.caller_ref(), operation, key))
+            .select((idempotency_keys::request_hash, idempotency_keys::response))
+            .first(conn)
+            .await
+    }
+
+    async fn answer(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        response: serde_json::Value,
+    ) -> QueryResult<()> {
+        diesel::update(idempotency_keys::table.find((
+            self.tenant_id,
+            self.caller_ref(),
+            operation,
+            key,
+        )))
+        .set(idempotency_keys::response.eq(response))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Ledger for GlobalAdministrator {
+    async fn claim(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        request_hash: &[u8],
+    ) -> QueryResult<bool> {
+        let claimed = diesel::insert_into(global_idempotency_keys::table)
+            .values((
+                global_idempotency_keys::caller.eq(self.caller_ref()),
+                global_idempotency_keys::operation.eq(operation),
+                global_idempotency_keys::key.eq(key),
+                global_idempotency_keys::request_hash.eq(request_hash),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn recorded(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+    ) -> QueryResult<(Vec<u8>, Option<serde_json::Value>)> {
+        global_idempotency_keys::table
+            .find((self.caller_ref(), operation, key))
+            .select((
+                global_idempotency_keys::request_hash,
+                global_idempotency_keys::response,
+            ))
+            .first(conn)
+            .await
+    }
+
+    async fn answer(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        response: serde_json::Value,
+    ) -> QueryResult<()> {
+        diesel::update(global_idempotency_keys::table.find((self.caller_ref(), operation, key)))
+            .set(global_idempotency_keys::response.eq(response))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
 /// One create call: which operation, its key, and what it asked for.
 pub struct Attempt<'a> {
     pub operation: &'static str,
@@ -43,31 +183,16 @@ impl Attempt<'_> {
     pub async fn replay<T: DeserializeOwned>(
         &self,
         conn: &mut AsyncPgConnection,
-        admin: &Administrator,
+        ledger: &impl Ledger,
     ) -> Result<Option<T>, AdminError> {
         let Some(key) = self.key else {
             return Ok(None);
         };
         let hash = Sha256::digest(self.request.as_bytes()).to_vec();
-        let claimed = diesel::insert_into(idempotency_keys::table)
-            .values((
-                idempotency_keys::tenant_id.eq(admin.tenant_id),
-                idempotency_keys::caller.eq(admin.caller_ref()),
-                idempotency_keys::operation.eq(self.operation),
-                idempotency_keys::key.eq(&key.0),
-                idempotency_keys::request_hash.eq(&hash),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        if claimed == 1 {
+        if ledger.claim(conn, self.operation, &key.0, &hash).await? {
             return Ok(None);
         }
-        let (stored_hash, response): (Vec<u8>, Option<serde_json::Value>) = idempotency_keys::table
-            .find((admin.tenant_id, admin.caller_ref(), self.operation, &key.0))
-            .select((idempotency_keys::request_hash, idempotency_keys::response))
-            .first(conn)
-            .await?;
+        let (stored_hash, response) = ledger.recorded(conn, self.operation, &key.0).await?;
         if stored_hash != hash {
             return Err(AdminError::Invalid(
                 "idempotency_key: already used for a different request".into(),
@@ -85,7 +210,7 @@ impl Attempt<'_> {
     pub async fn store<T: Serialize>(
         &self,
         conn: &mut AsyncPgConnection,
-        admin: &Administrator,
+        ledger: &impl Ledger,
         answer: &T,
     ) -> Result<(), AdminError> {
         let Some(key) = self.key else {
@@ -93,15 +218,9 @@ impl Attempt<'_> {
         };
         let response = serde_json::to_value(answer)
             .map_err(|e| AdminError::Conflict(format!("idempotency_key: answer: {e}")))?;
-        diesel::update(idempotency_keys::table.find((
-            admin.tenant_id,
-            admin.caller_ref(),
-            self.operation,
-            &key.0,
-        )))
-        .set(idempotency_keys::response.eq(response))
-        .execute(conn)
-        .await?;
+        ledger
+            .answer(conn, self.operation, &key.0, response)
+            .await?;
         Ok(())
     }
 }

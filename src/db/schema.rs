@@ -188,6 +188,17 @@ pub mod auth {
     }
 
     diesel::table! {
+        auth.global_idempotency_keys (caller, operation, key) {
+            caller -> Text,
+            operation -> Text,
+            key -> Text,
+            request_hash -> Bytea,
+            response -> Nullable<Jsonb>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         auth.invitations (id) {
             id -> Uuid,
             tenant_id -> Uuid,

@@ -79,6 +79,9 @@ const FENCED_TABLES: &[(&str, &str, FencedBy, bool)] = &[
 /// The global catalogue, fenced by "has any identity" rather than by owner.
 const GLOBAL_TABLES: &[&str] = &["auth.capabilities"];
 
+/// Seen by global administrators alone (and each row names its caller).
+const GLOBAL_ADMIN_TABLES: &[&str] = &["auth.global_idempotency_keys"];
+
 fn owner_value(world: &TenantWorld, fence: FencedBy) -> Uuid {
     match fence {
         FencedBy::Tenant => world.tenant,
@@ -113,7 +116,10 @@ async fn the_test_covers_every_table_of_auth_and_audit() {
     )
     .await
     .unwrap();
-    assert_eq!(tables as usize, FENCED_TABLES.len() + GLOBAL_TABLES.len());
+    assert_eq!(
+        tables as usize,
+        FENCED_TABLES.len() + GLOBAL_TABLES.len() + GLOBAL_ADMIN_TABLES.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,7 +137,10 @@ async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
     )
     .await
     .unwrap();
-    assert_eq!(all as usize, FENCED_TABLES.len() + GLOBAL_TABLES.len());
+    assert_eq!(
+        all as usize,
+        FENCED_TABLES.len() + GLOBAL_TABLES.len() + GLOBAL_ADMIN_TABLES.len()
+    );
     assert_eq!(unforced, 0);
 }
 
@@ -209,7 +218,8 @@ async fn without_context_every_table_shows_no_rows() {
     let tables = FENCED_TABLES
         .iter()
         .map(|t| t.0)
-        .chain(GLOBAL_TABLES.iter().copied());
+        .chain(GLOBAL_TABLES.iter().copied())
+        .chain(GLOBAL_ADMIN_TABLES.iter().copied());
     for table in tables {
         let rows = count(&db, &RlsContext::anonymous(), table).await.unwrap();
         assert_eq!(rows, 0, "{table} shows rows without context");
@@ -365,4 +375,28 @@ async fn the_invitation_lookup_context_reads_one_invitation_and_writes_nothing()
     )
     .await;
     assert!(matches!(update, Ok(0)), "{update:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn global_administration_rows_are_out_of_every_tenants_reach() {
+    let (test, a, _b) = two_tenants().await;
+    let db = test.db();
+    let insert = "INSERT INTO auth.global_idempotency_keys (caller, operation, key, request_hash) \
+                  VALUES ('system', 'create_tenant', 'k', decode(repeat('ab', 32), 'hex'))";
+    for &table in GLOBAL_ADMIN_TABLES {
+        assert!(
+            count(&db, &RlsContext::operator(), table).await.unwrap() > 0,
+            "{table} is empty"
+        );
+        assert_eq!(count(&db, &a.context(), table).await.unwrap(), 0, "{table}");
+        let update = execute(
+            &db,
+            &a.context(),
+            &format!("UPDATE {table} SET response = NULL"),
+        )
+        .await;
+        assert!(matches!(update, Ok(0)), "{table}: {update:?}");
+    }
+    let forged = execute(&db, &a.context(), insert).await;
+    assert!(refused(&forged), "{forged:?}");
 }

@@ -425,7 +425,8 @@ impl Administration for AdministrationService {
         let body = request.into_inner();
         let slug = TenantSlug::parse(&body.slug).map_err(|e| invalid("slug", e))?;
         let name = Label::parse(&body.name).map_err(|e| invalid("name", e))?;
-        let created = global::create_tenant(&self.db, &admin, &slug, &name).await?;
+        let once = idempotency_key(&body.idempotency_key)?;
+        let created = global::create_tenant(&self.db, &admin, &slug, &name, once.as_ref()).await?;
         Ok(Response::new(tenant(created)))
     }
 
@@ -463,7 +464,10 @@ impl Administration for AdministrationService {
         let admin = global_administrator(&request)?;
         let body = request.into_inner();
         let key = CapabilityKey::parse(&body.key).map_err(|e| invalid("key", e))?;
-        let created = global::create_capability(&self.db, &admin, &key, &body.description).await?;
+        let once = idempotency_key(&body.idempotency_key)?;
+        let created =
+            global::create_capability(&self.db, &admin, &key, &body.description, once.as_ref())
+                .await?;
         Ok(Response::new(capability(created)))
     }
 

@@ -289,7 +289,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
         .create_capability(bearer(
             CreateCapabilityRequest {
                 key: "audited.capability".into(),
-                description: String::new(),
+                ..Default::default()
             },
             &s.global_token,
         ))

@@ -17,6 +17,7 @@ impl Setup {
                 CreateTenantRequest {
                     slug: slug.into(),
                     name: "A tenant".into(),
+                    idempotency_key: String::new(),
                 },
                 token,
             ))
@@ -129,6 +130,7 @@ async fn capabilities_are_created_by_global_administrators_and_listed() {
             CreateCapabilityRequest {
                 key: "ledger.export".into(),
                 description: "Export the ledger".into(),
+                ..Default::default()
             },
             &s.global_token,
         ))
@@ -148,7 +150,7 @@ async fn capabilities_are_created_by_global_administrators_and_listed() {
         .create_capability(bearer(
             CreateCapabilityRequest {
                 key: "Ledger Export".into(),
-                description: String::new(),
+                ..Default::default()
             },
             &s.global_token,
         ))
@@ -159,4 +161,84 @@ async fn capabilities_are_created_by_global_administrators_and_listed() {
         "{}",
         refused.message()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn global_creates_with_a_key_return_the_first_answer_on_repeat() {
+    let s = setup().await;
+    let tenant = CreateTenantRequest {
+        slug: unique_slug(),
+        name: "Retried".into(),
+        idempotency_key: "tenant-retry-1".into(),
+    };
+    let create_tenant = |request: CreateTenantRequest| {
+        let request = bearer(request, &s.global_token);
+        let mut client = s.admin();
+        async move { client.create_tenant(request).await }
+    };
+    let first = create_tenant(tenant.clone()).await.unwrap().into_inner();
+    let again = create_tenant(tenant.clone()).await.unwrap().into_inner();
+    assert_eq!(first, again);
+    let other = CreateTenantRequest {
+        name: "Something else".into(),
+        ..tenant
+    };
+    let refused = create_tenant(other).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("idempotency_key"),
+        "{refused:?}"
+    );
+
+    let capability = CreateCapabilityRequest {
+        key: "retried.capability".into(),
+        description: "Retried".into(),
+        idempotency_key: "capability-retry-1".into(),
+    };
+    let create_capability = |request: CreateCapabilityRequest| {
+        let request = bearer(request, &s.global_token);
+        let mut client = s.admin();
+        async move { client.create_capability(request).await }
+    };
+    let first = create_capability(capability.clone()).await.unwrap();
+    let again = create_capability(capability).await.unwrap();
+    assert_eq!(first.into_inner(), again.into_inner());
+    assert!(
+        s.audited(
+            1,
+            "action = 'tenant.created' AND payload->'after'->>'name' = 'Retried'",
+            &[]
+        )
+        .await
+    );
+    assert!(
+        s.audited(
+            1,
+            "action = 'capability.created' AND payload->'after'->>'key' = 'retried.capability'",
+            &[]
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_global_administrators_key_is_not_anothers() {
+    let s = setup().await;
+    let other = create_service(&s.test.db(), None, &["admin.catalogue.write"]).await;
+    let other_token = token_of(&s.channel, &other).await.access_token;
+    let create = |key: &str, token: &str| {
+        let request = bearer(
+            CreateCapabilityRequest {
+                key: key.into(),
+                idempotency_key: "shared-key".into(),
+                ..Default::default()
+            },
+            token,
+        );
+        let mut client = s.admin();
+        async move { client.create_capability(request).await }
+    };
+    let mine = create("mine.capability", &s.global_token).await.unwrap();
+    let theirs = create("their.capability", &other_token).await.unwrap();
+    assert_ne!(mine.into_inner(), theirs.into_inner());
 }

@@ -69,6 +69,8 @@ pub async fn populate(db: &Db) -> TenantWorld {
         INSERT INTO audit.audit_events (tenant_id, actor_kind, action, entity_kind) VALUES ('{t}', 'system', 'test.populated', 'tenant');
         INSERT INTO auth.idempotency_keys (tenant_id, caller, operation, key, request_hash)
             VALUES ('{t}', 'service:{svc}', 'create_org_node', 'k-{short}', decode(repeat('ab', 32), 'hex'));
+        INSERT INTO auth.global_idempotency_keys (caller, operation, key, request_hash)
+            VALUES ('service:{svc}', 'create_tenant', 'k-{short}', decode(repeat('ab', 32), 'hex'));
         "#,
         t = w.tenant,
         u = w.user,

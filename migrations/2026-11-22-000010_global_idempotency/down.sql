@@ -1,0 +1,1 @@
+DROP TABLE auth.global_idempotency_keys;
