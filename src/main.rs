@@ -163,15 +163,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Invite(args) => {
-            let destination = match (&args.email, &args.phone) {
-                (Some(email), _) => {
-                    Login::Email(Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?)
-                }
-                (None, Some(phone)) => {
-                    Login::Phone(Phone::parse(phone).map_err(|e| anyhow::anyhow!("--phone: {e}"))?)
-                }
-                (None, None) => anyhow::bail!("--email or --phone is required"),
-            };
+            let (email, phone) = (args.email.as_deref(), args.phone.as_deref());
+            let destination = Login::one_of(email.unwrap_or(""), phone.unwrap_or(""))
+                .map_err(|(field, problem)| anyhow::anyhow!("--{field}: {problem}"))?;
             let valid_for = chrono::Duration::from_std(args.expires_in.into())
                 .map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
             let new = NewInvitation {

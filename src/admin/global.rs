@@ -4,14 +4,14 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
-use serde_json::json;
 use uuid::Uuid;
 
+use super::guard::Author;
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Label};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::Actor;
 use crate::authz::CapabilityKey;
 use crate::db::schema::auth::{capabilities, tenants};
 use crate::db::{Db, RlsContext};
@@ -69,28 +69,14 @@ impl GlobalAdministrator {
         }
     }
 
-    async fn record(
-        &self,
-        conn: &mut AsyncPgConnection,
-        tenant: Option<Uuid>,
-        action: &str,
-        entity: (&str, String),
-        payload: serde_json::Value,
-    ) -> Result<(), AdminError> {
-        audit::record(
-            conn,
-            AuditEvent {
-                tenant_id: tenant,
-                actor: self.service_id.map_or(Actor::System, Actor::Service),
-                action,
-                entity_kind: entity.0,
-                entity_id: Some(entity.1),
-                request_id: self.request_id.as_deref(),
-                payload,
-            },
-        )
-        .await?;
-        Ok(())
+    /// Who the audit row of a change names, in `tenant` (none for the
+    /// catalogue).
+    fn author(&self, tenant: Option<Uuid>) -> Author<'_> {
+        Author {
+            tenant_id: tenant,
+            actor: self.service_id.map_or(Actor::System, Actor::Service),
+            request_id: self.request_id.as_deref(),
+        }
     }
 }
 
@@ -170,15 +156,10 @@ pub async fn create_tenant(
                 .get_result(conn)
                 .await
                 .map_err(|e| exists(e, "slug", "a tenant with this slug"))?;
-            let entity = ("tenant", tenant.id.to_string());
+            let entity = ("tenant", tenant.id);
             admin
-                .record(
-                    conn,
-                    Some(tenant.id),
-                    "tenant.created",
-                    entity,
-                    json!({ "before": null, "after": &tenant }),
-                )
+                .author(Some(tenant.id))
+                .record_change(conn, "tenant.created", entity, None, &tenant)
                 .await?;
             attempt.store(conn, admin, &tenant).await?;
             Ok(tenant)
@@ -239,15 +220,9 @@ pub async fn change_tenant(
                 ),
                 _ => return Ok(before),
             };
-            let entity = ("tenant", tenant.to_string());
             admin
-                .record(
-                    conn,
-                    Some(tenant),
-                    action,
-                    entity,
-                    json!({ "before": &before, "after": &after }),
-                )
+                .author(Some(tenant))
+                .record_change(conn, action, ("tenant", tenant), Some(&before), &after)
                 .await?;
             Ok(after)
         }
@@ -289,15 +264,10 @@ pub async fn create_capability(
                 .get_result(conn)
                 .await
                 .map_err(|e| exists(e, "key", "this capability"))?;
-            let entity = ("capability", capability.id.to_string());
+            let entity = ("capability", capability.id);
             admin
-                .record(
-                    conn,
-                    None,
-                    "capability.created",
-                    entity,
-                    json!({ "before": null, "after": &capability }),
-                )
+                .author(None)
+                .record_change(conn, "capability.created", entity, None, &capability)
                 .await?;
             attempt.store(conn, admin, &capability).await?;
             Ok(capability)

@@ -272,7 +272,7 @@ impl Administrator {
         after: &T,
     ) -> Result<(), AdminError> {
         let author = Author {
-            tenant_id: self.tenant_id,
+            tenant_id: Some(self.tenant_id),
             actor: self.actor(),
             request_id: self.request_id(),
         };
@@ -307,11 +307,11 @@ impl Administrator {
     }
 }
 
-/// Whom an audit row names for a change: the tenant, the actor and the
-/// request.
+/// Whom an audit row names for a change: the tenant (none for global rows
+/// such as the catalogue), the actor and the request.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Author<'a> {
-    pub tenant_id: Uuid,
+    pub tenant_id: Option<Uuid>,
     pub actor: Actor,
     pub request_id: Option<&'a str>,
 }
@@ -328,7 +328,7 @@ impl Author<'_> {
         crate::audit::record(
             conn,
             crate::audit::AuditEvent {
-                tenant_id: Some(self.tenant_id),
+                tenant_id: self.tenant_id,
                 actor: self.actor,
                 action,
                 entity_kind: entity.0,

@@ -349,7 +349,7 @@ pub async fn accept(
             // The invitee acts as the user they become.
             let user_id = Uuid::new_v4();
             let author = Author {
-                tenant_id: tenant,
+                tenant_id: Some(tenant),
                 actor: Actor::User(user_id),
                 request_id: acceptance.request_id.as_deref(),
             };

@@ -68,6 +68,21 @@ impl Login {
         }
     }
 
+    /// Exactly one of an email and a phone (empty counts as absent), as for
+    /// an invitation; an error names the field at fault.
+    pub fn one_of(email: &str, phone: &str) -> Result<Self, (&'static str, String)> {
+        match (email.is_empty(), phone.is_empty()) {
+            (false, true) => Email::parse(email)
+                .map(Self::Email)
+                .map_err(|e| ("email", e.to_string())),
+            (true, false) => Phone::parse(phone)
+                .map(Self::Phone)
+                .map_err(|e| ("phone", e.to_string())),
+            (true, true) => Err(("email", "or phone is required".into())),
+            (false, false) => Err(("phone", "give an email or a phone, not both".into())),
+        }
+    }
+
     /// The `user_identities.kind` it matches.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -12,7 +12,7 @@ use crate::admin::idempotency::IdempotencyKey;
 use crate::admin::{
     Label, assignments, audit_trail, global, grants, invitations, org, roles, users,
 };
-use crate::authn::{Email, Login, Phone};
+use crate::authn::Login;
 use crate::authz::CapabilityKey;
 use crate::proto::v1 as pb;
 
@@ -180,16 +180,7 @@ pub(super) fn page_size(value: u32, default: u32, max: u32) -> Result<u32, Statu
 
 /// Who an invitation is for: exactly one of `email` and `phone`.
 pub(super) fn invitee(email: &str, phone: &str) -> Result<Login, Status> {
-    match (email.is_empty(), phone.is_empty()) {
-        (false, true) => Ok(Login::Email(
-            Email::parse(email).map_err(|e| invalid("email", e))?,
-        )),
-        (true, false) => Ok(Login::Phone(
-            Phone::parse(phone).map_err(|e| invalid("phone", e))?,
-        )),
-        (true, true) => Err(invalid("email", "or phone is required")),
-        (false, false) => Err(invalid("phone", "give an email or a phone, not both")),
-    }
+    Login::one_of(email, phone).map_err(|(field, problem)| invalid(field, problem))
 }
 
 pub(super) fn invitation(invitation: invitations::Invitation) -> pb::Invitation {
