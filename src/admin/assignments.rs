@@ -50,14 +50,6 @@ pub async fn assign(
     new: &NewAssignment,
     key: Option<&IdempotencyKey>,
 ) -> Result<Assignment, AdminError> {
-    admin
-        .require(
-            db,
-            Capability::AssignmentsWrite,
-            new.org_node_id,
-            "org_node_id",
-        )
-        .await?;
     let start = window_start(new.start_utc, new.end_utc)?;
     let tenant = admin.tenant_id;
     let attempt = Attempt {
@@ -70,6 +62,14 @@ pub async fn assign(
     };
     db.write(&admin.context(), |conn| {
         async move {
+            // In the write's own transaction: nothing changes in between.
+            let node = new.org_node_id;
+            admin
+                .require_in(conn, Capability::AssignmentsWrite, node, "org_node_id")
+                .await?;
+            admin
+                .require_role_within_own(conn, new.role_id, node)
+                .await?;
             if let Some(first) = attempt.replay(conn, admin).await? {
                 return Ok(first);
             }

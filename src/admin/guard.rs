@@ -1,11 +1,12 @@
 //! Who is changing the tree, and whether they may do it here.
 
+use diesel::sql_types::{Array, Integer, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::AdminError;
 use crate::audit::Actor;
-use crate::authz::{self, CapabilityKey, Check, Reason};
 use crate::db::schema::auth::{invitations, org_assignments, visibility_grants};
 use crate::db::{Db, RlsContext};
 use crate::tokens::Principal;
@@ -151,8 +152,8 @@ impl Administrator {
     }
 
     /// Whether the caller may use `capability` at `node` (named `field` in
-    /// errors). Services: granted by their permission. Users: the check
-    /// engine must allow it; a node it does not know is not found.
+    /// errors), in a read transaction of its own. Prefer [`Self::require_in`]
+    /// inside the write it guards.
     pub async fn require(
         &self,
         db: &Db,
@@ -160,26 +161,109 @@ impl Administrator {
         node: Uuid,
         field: &'static str,
     ) -> Result<(), AdminError> {
+        if self.user().is_none() {
+            return Ok(());
+        }
+        db.read(&self.context(), |conn| {
+            async move { self.require_in(conn, capability, node, field).await }.scope_boxed()
+        })
+        .await
+    }
+
+    /// Whether the caller may use `capability` at `node`, asked in the
+    /// caller's transaction so the answer cannot go stale before the write
+    /// it guards. Services: granted by their permission (the rule table).
+    /// Users: held at the node by the check engine's rules, whatever the
+    /// node's own activity (a delegate may reactivate what they
+    /// deactivated); a node it does not know is not found.
+    pub async fn require_in(
+        &self,
+        conn: &mut AsyncPgConnection,
+        capability: Capability,
+        node: Uuid,
+        field: &'static str,
+    ) -> Result<(), AdminError> {
         let Some(user) = self.user() else {
             return Ok(());
         };
-        let key = CapabilityKey::parse(capability.key())
-            .map_err(|e| AdminError::Forbidden(e.to_string()))?;
-        let subject = authz::Subject {
-            tenant_id: user.tenant_id,
-            user_id: user.user_id,
-        };
-        let checks = [Check {
-            capability: key,
-            org_node_id: node,
-        }];
-        let decisions = authz::check(db, subject, &checks, false, self.request_id()).await?;
-        match decisions.first().map(|d| d.reason) {
-            Some(Reason::Allowed) => Ok(()),
-            Some(Reason::UnknownOrgNode) => Err(AdminError::NotFound(field)),
+        let rows = administered(conn, user.user_id, &[capability.key().to_owned()], node).await?;
+        match rows.into_iter().next().map(|(_, reason)| reason).as_deref() {
+            Some("ALLOWED") => Ok(()),
+            Some("UNKNOWN_ORG_NODE") => Err(AdminError::NotFound(field)),
             _ => Err(AdminError::Forbidden(format!(
                 "{} is not granted to this user at {field}",
                 capability.key()
+            ))),
+        }
+    }
+
+    /// A user may hand out a role at `node` (assign it, invite into it)
+    /// only if they hold every capability it grants there: delegation never
+    /// gives more than the delegate has. Services: their permission.
+    pub(super) async fn require_role_within_own(
+        &self,
+        conn: &mut AsyncPgConnection,
+        role: Uuid,
+        node: Uuid,
+    ) -> Result<(), AdminError> {
+        let Some(user) = self.user() else {
+            return Ok(());
+        };
+        let granted: Vec<String> = diesel::sql_query(
+            "SELECT c.key AS key FROM auth.role_capabilities rc \
+               JOIN auth.capabilities c ON c.id = rc.capability_id \
+              WHERE rc.role_id = $1 ORDER BY c.key",
+        )
+        .bind::<SqlUuid, _>(role)
+        .load::<Key>(conn)
+        .await?
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+        match first_not_held(conn, user.user_id, granted, node).await? {
+            None => Ok(()),
+            Some(key) => Err(AdminError::Forbidden(format!(
+                "role_id: the role grants {key}, which this user does not hold at org_node_id"
+            ))),
+        }
+    }
+
+    /// A user may move `node` under `new_parent` only if they hold, at the
+    /// new parent, every capability that assignments above it (in force or
+    /// scheduled) would newly extend over the moved subtree: a move must not
+    /// hand a subtree to capabilities the mover could not grant there.
+    pub(super) async fn require_move_within_own(
+        &self,
+        conn: &mut AsyncPgConnection,
+        node: Uuid,
+        new_parent: Uuid,
+    ) -> Result<(), AdminError> {
+        let Some(user) = self.user() else {
+            return Ok(());
+        };
+        let extended: Vec<String> = diesel::sql_query(
+            "SELECT DISTINCT c.key AS key FROM auth.org_node_paths p \
+               JOIN auth.org_assignments oa ON oa.org_node_id = p.ancestor_id \
+               JOIN auth.role_capabilities rc ON rc.role_id = oa.role_id \
+               JOIN auth.capabilities c ON c.id = rc.capability_id \
+              WHERE p.descendant_id = $1 \
+                AND (oa.end_utc IS NULL OR oa.end_utc > now()) \
+                AND NOT EXISTS (SELECT 1 FROM auth.org_node_paths q \
+                                 WHERE q.descendant_id = $2 AND q.ancestor_id = p.ancestor_id) \
+              ORDER BY c.key",
+        )
+        .bind::<SqlUuid, _>(new_parent)
+        .bind::<SqlUuid, _>(node)
+        .load::<Key>(conn)
+        .await?
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+        match first_not_held(conn, user.user_id, extended, new_parent).await? {
+            None => Ok(()),
+            Some(key) => Err(AdminError::Forbidden(format!(
+                "new_parent_org_node_id: assignments there grant {key} over the moved subtree, \
+                 which this user does not hold there"
             ))),
         }
     }
@@ -340,4 +424,58 @@ impl Author<'_> {
         .await?;
         Ok(())
     }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Key {
+    #[diesel(sql_type = Text)]
+    key: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Answer {
+    #[diesel(sql_type = Integer)]
+    ordinal: i32,
+    #[diesel(sql_type = Text)]
+    reason: String,
+}
+
+/// `auth.administered_capabilities` for `capabilities` at one node:
+/// `(ordinal, reason)` in order.
+async fn administered(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    capabilities: &[String],
+    node: Uuid,
+) -> Result<Vec<(i32, String)>, AdminError> {
+    let nodes = vec![node; capabilities.len()];
+    let rows: Vec<Answer> =
+        diesel::sql_query("SELECT ordinal, reason FROM auth.administered_capabilities($1, $2, $3)")
+            .bind::<SqlUuid, _>(user)
+            .bind::<Array<Text>, _>(capabilities)
+            .bind::<Array<SqlUuid>, _>(&nodes)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().map(|a| (a.ordinal, a.reason)).collect())
+}
+
+/// The first of `capabilities` the user does not hold at `node`, if any.
+async fn first_not_held(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    capabilities: Vec<String>,
+    node: Uuid,
+) -> Result<Option<String>, AdminError> {
+    if capabilities.is_empty() {
+        return Ok(None);
+    }
+    let answers = administered(conn, user, &capabilities, node).await?;
+    Ok(answers
+        .into_iter()
+        .find(|(_, reason)| reason != "ALLOWED")
+        .and_then(|(ordinal, _)| {
+            usize::try_from(ordinal - 1)
+                .ok()
+                .and_then(|i| capabilities.get(i).cloned())
+        }))
 }

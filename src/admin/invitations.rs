@@ -87,14 +87,6 @@ pub async fn create(
         }
         Some(at) => at,
     };
-    admin
-        .require(
-            db,
-            Capability::InvitationsWrite,
-            new.org_node_id,
-            "org_node_id",
-        )
-        .await?;
     let tenant = admin.tenant_id;
     let attempt = Attempt {
         operation: "create_invitation",
@@ -114,6 +106,13 @@ pub async fn create(
     let issued = db
         .write(&admin.context(), |conn| {
             async move {
+                let node = new.org_node_id;
+                admin
+                    .require_in(conn, Capability::InvitationsWrite, node, "org_node_id")
+                    .await?;
+                admin
+                    .require_role_within_own(conn, new.role_id, node)
+                    .await?;
                 if let Some(first) = attempt.replay(conn, admin).await? {
                     return Ok((first, false));
                 }

@@ -121,9 +121,6 @@ pub async fn rename(
     node: Uuid,
     label: &Label,
 ) -> Result<OrgNode, AdminError> {
-    admin
-        .require(db, Capability::OrgWrite, node, "org_node_id")
-        .await?;
     change(db, admin, node, Change::Renamed, Update::Label(label)).await
 }
 
@@ -133,17 +130,6 @@ pub async fn move_under(
     node: Uuid,
     new_parent: Uuid,
 ) -> Result<OrgNode, AdminError> {
-    admin
-        .require(db, Capability::OrgWrite, node, "org_node_id")
-        .await?;
-    admin
-        .require(
-            db,
-            Capability::OrgWrite,
-            new_parent,
-            "new_parent_org_node_id",
-        )
-        .await?;
     change(db, admin, node, Change::Moved, Update::Parent(new_parent)).await
 }
 
@@ -155,9 +141,6 @@ pub async fn set_active(
     node: Uuid,
     active: bool,
 ) -> Result<OrgNode, AdminError> {
-    admin
-        .require(db, Capability::OrgWrite, node, "org_node_id")
-        .await?;
     let (status, kind) = if active {
         ("active", Change::Reactivated)
     } else {
@@ -207,9 +190,11 @@ enum Update<'a> {
     Status(&'static str),
 }
 
-/// Locks the node, applies `update`, records before and after. No row
-/// (absent, or another tenant's, hidden by RLS): not found. A change to the
-/// value the node already has does nothing and records nothing.
+/// Checks the caller may change the node (and, for a move, place it under
+/// the new parent), locks it, applies `update`, records before and after,
+/// all in one transaction. No row (absent, or another tenant's, hidden by
+/// RLS): not found. A change to the value the node already has does
+/// nothing and records nothing.
 async fn change(
     db: &Db,
     admin: &Administrator,
@@ -219,6 +204,17 @@ async fn change(
 ) -> Result<OrgNode, AdminError> {
     db.write(&admin.context(), |conn| {
         async move {
+            admin
+                .require_in(conn, Capability::OrgWrite, node, "org_node_id")
+                .await?;
+            if let Update::Parent(parent) = &update {
+                let parent = *parent;
+                let field = "new_parent_org_node_id";
+                admin
+                    .require_in(conn, Capability::OrgWrite, parent, field)
+                    .await?;
+                admin.require_move_within_own(conn, node, parent).await?;
+            }
             let before: OrgNode = org_nodes::table
                 .find(node)
                 .select(OrgNode::as_select())

@@ -13,6 +13,7 @@ pub struct RlsContext {
     service_key: Option<String>,
     refresh_session_id: Option<Uuid>,
     invitation_id: Option<Uuid>,
+    client_address: Option<String>,
     request_id: Option<String>,
     purpose: Option<&'static str>,
     global_admin: bool,
@@ -98,6 +99,13 @@ impl RlsContext {
         self
     }
 
+    /// The client address of an unauthenticated call: its transaction may
+    /// count against that address's throttles (and no other address's).
+    pub fn with_client_address(mut self, address: Option<&str>) -> Self {
+        self.client_address = address.map(str::to_owned);
+        self
+    }
+
     /// Request ids come from clients: only `[A-Za-z0-9._:-]`, at most 128
     /// characters, reach the database; anything else is dropped.
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
@@ -116,7 +124,7 @@ impl RlsContext {
 
     /// The values bound to the `set_config` statement, in the order of
     /// `CONTEXT_KEYS` in `scope.rs`. Empty strings stand for "not set".
-    pub(crate) fn settings(&self) -> [String; 9] {
+    pub(crate) fn settings(&self) -> [String; 10] {
         fn uuid(value: Option<Uuid>) -> String {
             value.map(|id| id.to_string()).unwrap_or_default()
         }
@@ -130,6 +138,7 @@ impl RlsContext {
             self.purpose.unwrap_or_default().to_owned(),
             if self.global_admin { "on" } else { "" }.to_owned(),
             uuid(self.invitation_id),
+            self.client_address.clone().unwrap_or_default(),
         ]
     }
 }

@@ -17,4 +17,4 @@ pub use connect::DatabaseUrlError;
 pub use context::RlsContext;
 pub use error::DbError;
 pub use pool::{PoolSettings, PoolStatus};
-pub use scope::{Db, Work};
+pub use scope::{Db, Work, authenticated_service};

@@ -17,7 +17,7 @@ diesel::define_sql_function! {
 }
 
 /// The `app.*` keys, in the order of [`RlsContext::settings`].
-pub(crate) const CONTEXT_KEYS: [&str; 9] = [
+pub(crate) const CONTEXT_KEYS: [&str; 10] = [
     "app.tenant_id",
     "app.user_id",
     "app.service_id",
@@ -27,6 +27,7 @@ pub(crate) const CONTEXT_KEYS: [&str; 9] = [
     "app.purpose",
     "app.global_admin",
     "app.invitation_id",
+    "app.client_address",
 ];
 
 /// A unit of work inside a scoped transaction. Write it as
@@ -157,6 +158,7 @@ impl Db {
             purpose,
             admin,
             invitation,
+            client_address,
         ] = ctx.settings();
         let (mut c1, mut c2) = (conn, conn);
         let begin = BeginReadOnly.execute(&mut c1);
@@ -174,6 +176,7 @@ impl Db {
             set_config(CONTEXT_KEYS[6], purpose, true),
             set_config(CONTEXT_KEYS[7], admin, true),
             set_config(CONTEXT_KEYS[8], invitation, true),
+            set_config(CONTEXT_KEYS[9], client_address, true),
         ))
         .execute(&mut c2);
         // Polled in order, so sent in order: BEGIN, context, the read.
@@ -251,6 +254,21 @@ impl Db {
             }
         }
     }
+}
+
+/// Inside a transaction that began with the pre-authentication context of
+/// a credential exchange (`app.service_key`, which may only read), records
+/// that the presented secret proved the caller to be `service_id`: from
+/// here on the transaction may write that service's rows, as the
+/// `service_self` policies require. Transaction-local like every key.
+pub async fn authenticated_service(
+    conn: &mut AsyncPgConnection,
+    service_id: uuid::Uuid,
+) -> Result<(), DbError> {
+    diesel::select(set_config(CONTEXT_KEYS[2], service_id.to_string(), true))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// `BEGIN` plus one statement that sets every `app.*` key

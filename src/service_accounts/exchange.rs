@@ -18,7 +18,7 @@ use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
     tenants as t,
 };
-use crate::db::{Db, RlsContext};
+use crate::db::{Db, RlsContext, authenticated_service};
 use crate::secrets::{PresentedSecret, unmatched_hash};
 use crate::tokens::{NewToken, TokenType, Tokens};
 
@@ -119,6 +119,9 @@ pub async fn exchange(
                 .await?;
                 return Ok::<_, ServiceError>(Err(ServiceError::InvalidCredentials));
             };
+            // The secret is proven: the rest of the transaction may write
+            // this service's rows (the key alone only reads).
+            authenticated_service(conn, service.id).await?;
             let granted = match grant(conn, service.id, &request.requested).await? {
                 Ok(granted) => granted,
                 Err(missing) => {

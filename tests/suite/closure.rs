@@ -246,3 +246,50 @@ async fn concurrent_crossing_moves_never_form_a_cycle() {
     }
     assert_eq!(closure_mismatches(&db, &ctx).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_created_under_a_subtree_being_moved_gets_its_new_ancestors() {
+    use diesel_async::RunQueryDsl;
+    use scoped_futures::ScopedFutureExt;
+
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = populate(&db).await;
+    let ctx = RlsContext::tenant(world.tenant);
+    let old_parent = add_node(&db, &ctx, world.tenant, Some(world.root))
+        .await
+        .unwrap();
+    let new_parent = add_node(&db, &ctx, world.tenant, Some(world.root))
+        .await
+        .unwrap();
+    let moved = add_node(&db, &ctx, world.tenant, Some(old_parent))
+        .await
+        .unwrap();
+    let (moving, moved_but_open) = tokio::sync::oneshot::channel();
+    let mover = {
+        let (db, ctx) = (db.clone(), ctx.clone());
+        tokio::spawn(async move {
+            db.write(&ctx, |conn| {
+                async move {
+                    diesel::sql_query(format!(
+                        "UPDATE auth.org_nodes SET parent_id = '{new_parent}' WHERE id = '{moved}'"
+                    ))
+                    .execute(conn)
+                    .await?;
+                    let _ = moving.send(());
+                    // The move stays uncommitted while the insert is made.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    Ok::<_, DbError>(())
+                }
+                .scope_boxed()
+            })
+            .await
+        })
+    };
+    moved_but_open.await.unwrap();
+    add_node(&db, &ctx, world.tenant, Some(moved))
+        .await
+        .unwrap();
+    mover.await.unwrap().unwrap();
+    assert_eq!(closure_mismatches(&db, &ctx).await, 0);
+}

@@ -82,6 +82,10 @@ const GLOBAL_TABLES: &[&str] = &["auth.capabilities"];
 /// Seen by global administrators alone (and each row names its caller).
 const GLOBAL_ADMIN_TABLES: &[&str] = &["auth.global_idempotency_keys"];
 
+/// Counters of unauthenticated callers: a transaction sees the rows of the
+/// client address and the service key in its context, nothing else.
+const ANONYMOUS_TABLES: &[&str] = &["auth.anonymous_throttles"];
+
 fn owner_value(world: &TenantWorld, fence: FencedBy) -> Uuid {
     match fence {
         FencedBy::Tenant => world.tenant,
@@ -118,7 +122,10 @@ async fn the_test_covers_every_table_of_auth_and_audit() {
     .unwrap();
     assert_eq!(
         tables as usize,
-        FENCED_TABLES.len() + GLOBAL_TABLES.len() + GLOBAL_ADMIN_TABLES.len()
+        FENCED_TABLES.len()
+            + GLOBAL_TABLES.len()
+            + GLOBAL_ADMIN_TABLES.len()
+            + ANONYMOUS_TABLES.len()
     );
 }
 
@@ -139,7 +146,10 @@ async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
     .unwrap();
     assert_eq!(
         all as usize,
-        FENCED_TABLES.len() + GLOBAL_TABLES.len() + GLOBAL_ADMIN_TABLES.len()
+        FENCED_TABLES.len()
+            + GLOBAL_TABLES.len()
+            + GLOBAL_ADMIN_TABLES.len()
+            + ANONYMOUS_TABLES.len()
     );
     assert_eq!(unforced, 0);
 }
@@ -219,7 +229,8 @@ async fn without_context_every_table_shows_no_rows() {
         .iter()
         .map(|t| t.0)
         .chain(GLOBAL_TABLES.iter().copied())
-        .chain(GLOBAL_ADMIN_TABLES.iter().copied());
+        .chain(GLOBAL_ADMIN_TABLES.iter().copied())
+        .chain(ANONYMOUS_TABLES.iter().copied());
     for table in tables {
         let rows = count(&db, &RlsContext::anonymous(), table).await.unwrap();
         assert_eq!(rows, 0, "{table} shows rows without context");
@@ -399,4 +410,138 @@ async fn global_administration_rows_are_out_of_every_tenants_reach() {
     }
     let forged = execute(&db, &a.context(), insert).await;
     assert!(refused(&forged), "{forged:?}");
+}
+
+fn service_key_of(world: &TenantWorld) -> String {
+    format!("svc-{}", &world.tenant.simple().to_string()[..12])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_key_context_reads_its_service_and_writes_nothing() {
+    let (test, _a, b) = two_tenants().await;
+    let db = test.db();
+    // What an unauthenticated caller gets by presenting B's service key.
+    let lookup = RlsContext::anonymous().with_service_key(service_key_of(&b));
+    let svc = b.service;
+    assert_eq!(
+        count(&db, &lookup, &format!("auth.services WHERE id = '{svc}'"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        count(&db, &lookup, "auth.service_permissions")
+            .await
+            .unwrap(),
+        1
+    );
+    let grant_itself = execute(
+        &db,
+        &lookup,
+        &format!("INSERT INTO auth.service_permissions (service_id, permission) VALUES ('{svc}', 'admin.tenants.write')"),
+    )
+    .await;
+    assert!(refused(&grant_itself), "{grant_itself:?}");
+    let open_session = execute(
+        &db,
+        &lookup,
+        &format!("INSERT INTO auth.service_sessions (service_id, token_hash, expires_at) VALUES ('{svc}', '\\x09', now() + interval '1 hour')"),
+    )
+    .await;
+    assert!(refused(&open_session), "{open_session:?}");
+    let new_secret = execute(
+        &db,
+        &lookup,
+        &format!(
+            "INSERT INTO auth.service_secrets (service_id, secret_hash) VALUES ('{svc}', '\\x0a')"
+        ),
+    )
+    .await;
+    assert!(refused(&new_secret), "{new_secret:?}");
+    for update in [
+        "UPDATE auth.services SET status = 'disabled'",
+        "UPDATE auth.service_secrets SET revoked_at = now()",
+        "UPDATE auth.service_sessions SET revoked_at = now()",
+        "DELETE FROM auth.service_permissions",
+    ] {
+        let result = execute(&db, &lookup, update).await;
+        assert!(
+            matches!(result, Ok(0)) || refused(&result),
+            "{update}: {result:?}"
+        );
+    }
+    let revoke = execute(
+        &db,
+        &lookup,
+        &format!(
+            "INSERT INTO auth.token_revocations (session_id, token_kind, expires_at) \
+             VALUES ('{}', 'service', now() + interval '1 minute') ON CONFLICT DO NOTHING",
+            Uuid::new_v4()
+        ),
+    )
+    .await;
+    assert!(refused(&revoke), "{revoke:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_cannot_move_itself_to_another_tenant() {
+    let (test, a, b) = two_tenants().await;
+    let db = test.db();
+    let own = RlsContext::tenant(a.tenant).with_service(a.service);
+    let moved = execute(
+        &db,
+        &own,
+        &format!(
+            "UPDATE auth.services SET tenant_id = '{}' WHERE id = '{}'",
+            b.tenant, a.service
+        ),
+    )
+    .await;
+    assert!(refused(&moved), "{moved:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_context_sees_only_its_own_throttles() {
+    let (test, a, _b) = two_tenants().await;
+    let db = test.db();
+    let here = RlsContext::tenant(a.tenant).with_client_address(Some("192.0.2.10"));
+    let there = RlsContext::tenant(a.tenant).with_client_address(Some("192.0.2.11"));
+    for ctx in [&here, &there] {
+        execute(
+            &db,
+            ctx,
+            "INSERT INTO auth.anonymous_throttles (scope, subject, counter, failures) \
+             VALUES ('address', current_setting('app.client_address'), 'login_failures', 3)",
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        count(&db, &here, "auth.anonymous_throttles").await.unwrap(),
+        1
+    );
+    let forged = execute(
+        &db,
+        &here,
+        "INSERT INTO auth.anonymous_throttles (scope, subject, counter) VALUES ('address', '192.0.2.11', 'otp_requests')",
+    )
+    .await;
+    assert!(refused(&forged), "{forged:?}");
+    let reset = execute(
+        &db,
+        &here,
+        "UPDATE auth.anonymous_throttles SET failures = 0 WHERE subject = '192.0.2.11'",
+    )
+    .await;
+    assert!(matches!(reset, Ok(0)), "{reset:?}");
+    assert_eq!(
+        count(
+            &db,
+            &RlsContext::tenant(a.tenant),
+            "auth.anonymous_throttles"
+        )
+        .await
+        .unwrap(),
+        0
+    );
 }

@@ -3,6 +3,7 @@
 //! felt by CheckCapability at once.
 
 mod audit;
+mod delegation;
 mod global;
 mod grants;
 mod invitations;
