@@ -651,8 +651,9 @@ pub struct ServerArgs {
     /// Issuer (`iss`) and audience (`aud`) of the tokens this service signs.
     #[arg(long, env = "PORTCULLIS_TOKEN_ISSUER", default_value = "portcullis")]
     pub token_issuer: String,
-    /// Clock skew tolerated when checking a token's `exp` and `nbf`.
-    #[arg(long, env = "PORTCULLIS_TOKEN_LEEWAY", default_value = "30s")]
+    /// Clock skew tolerated when checking a token's `exp` and `nbf` (at
+    /// most 5m: revoked sessions are listed that long past their expiry).
+    #[arg(long, env = "PORTCULLIS_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_leeway)]
     pub token_leeway: humantime::Duration,
     /// Lifetime of service tokens issued by ExchangeServiceCredential.
     #[arg(long, env = "PORTCULLIS_SERVICE_TOKEN_LIFETIME", default_value = "10m")]
@@ -777,4 +778,16 @@ pub struct DevArgs {
     /// Where to keep a private PostgreSQL cluster if no server answers.
     #[arg(long, default_value = "target/portcullis-pg")]
     pub private_cluster_dir: PathBuf,
+}
+
+/// A leeway no longer than revocations are remembered past expiry.
+fn parse_leeway(raw: &str) -> Result<humantime::Duration, String> {
+    let leeway: humantime::Duration = raw.parse().map_err(|e| format!("{e}"))?;
+    if *leeway > crate::tokens::MAX_LEEWAY {
+        return Err(format!(
+            "at most {}",
+            humantime::format_duration(crate::tokens::MAX_LEEWAY)
+        ));
+    }
+    Ok(leeway)
 }

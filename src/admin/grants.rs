@@ -112,7 +112,12 @@ pub async fn revoke(
             // A grant that has not started yet ends before it begins: it
             // is closed at its start instead (the table requires end > start).
             let end = if before.start_utc >= now {
-                before.start_utc + chrono::Duration::microseconds(1)
+                before
+                    .start_utc
+                    .checked_add_signed(chrono::Duration::microseconds(1))
+                    .ok_or_else(|| {
+                        AdminError::Invalid("grant_id: starts too late to be revoked".into())
+                    })?
             } else {
                 now
             };

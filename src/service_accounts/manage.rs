@@ -18,6 +18,7 @@ use crate::db::schema::auth::{
 };
 use crate::db::{Db, RlsContext};
 use crate::secrets::{self, SecretKind};
+use crate::tokens::revocation::still_accepted_after;
 
 pub struct NewService {
     pub key: ServiceKey,
@@ -228,7 +229,8 @@ async fn revoke_live_sessions(
         sess::table
             .filter(sess::service_id.eq(service_id))
             .filter(sess::revoked_at.is_null())
-            .filter(sess::expires_at.gt(diesel::dsl::now)),
+            // Expired tokens are accepted for the leeway: revoke those too.
+            .filter(sess::expires_at.gt(still_accepted_after(chrono::Utc::now()))),
     )
     .set(sess::revoked_at.eq(diesel::dsl::now))
     .returning((sess::id, sess::expires_at))

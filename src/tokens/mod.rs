@@ -65,6 +65,11 @@ pub struct IssuedToken {
     pub hash: Vec<u8>,
 }
 
+/// The largest clock-skew leeway accepted in configuration. A revoked
+/// session stays on the revocation list this long past its expiry, so a
+/// token accepted inside the leeway is still refused once revoked.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
+
 #[derive(Clone, Debug)]
 pub struct TokenSettings {
     pub issuer: String,

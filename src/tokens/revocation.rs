@@ -13,6 +13,7 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use super::MAX_LEEWAY;
 use crate::db::schema::auth::token_revocations as tr;
 use crate::db::{Db, DbError, RlsContext};
 
@@ -25,13 +26,20 @@ pub const MAX_STALENESS: Duration = Duration::from_secs(5);
 /// whose transaction committed late is not missed.
 const OVERLAP: chrono::Duration = chrono::Duration::seconds(30);
 
+/// The oldest expiry a revoked session may have and still matter at `now`:
+/// its tokens are accepted for up to [`MAX_LEEWAY`] after it.
+pub fn still_accepted_after(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(MAX_LEEWAY).unwrap_or_default()
+}
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the revocation list is stale")]
 pub struct Stale;
 
 #[derive(Default)]
 struct State {
-    /// Revoked session id → when its tokens would have expired anyway.
+    /// Revoked session id → when its tokens expire (they are still
+    /// accepted for the leeway after that, so the entry is kept that long).
     revoked: HashMap<Uuid, DateTime<Utc>>,
     /// Newest `revoked_at` seen.
     watermark: Option<DateTime<Utc>>,
@@ -75,12 +83,13 @@ impl RevocationList {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             state.watermark.map(|w| w - OVERLAP)
         };
+        let kept_since = still_accepted_after(Utc::now());
         let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = db
             .read(&RlsContext::purpose("revocation_sync"), |conn| {
                 async move {
                     let mut query = tr::table
                         .select((tr::session_id, tr::revoked_at, tr::expires_at))
-                        .filter(tr::expires_at.gt(diesel::dsl::now))
+                        .filter(tr::expires_at.gt(kept_since))
                         .into_boxed();
                     if let Some(since) = since {
                         query = query.filter(tr::revoked_at.ge(since));
@@ -90,7 +99,6 @@ impl RevocationList {
                 .scope_boxed()
             })
             .await?;
-        let now = Utc::now();
         let mut state = self
             .state
             .write()
@@ -101,7 +109,9 @@ impl RevocationList {
                 state.watermark = Some(*revoked_at);
             }
         }
-        state.revoked.retain(|_, expires_at| *expires_at > now);
+        state
+            .revoked
+            .retain(|_, expires_at| *expires_at > kept_since);
         state.synced_at = Some(Instant::now());
         Ok(rows.len())
     }

@@ -453,3 +453,86 @@ async fn exchanges_are_audited_with_their_actor_success_and_failure_alike() {
         );
     }
 }
+
+/// A session of the world's service whose token expired ten seconds ago:
+/// dead by its `exp`, still accepted within the 30-second leeway.
+async fn session_expired_within_the_leeway(db: &portcullis::db::Db, service: Uuid) -> Uuid {
+    let session = Uuid::new_v4();
+    crate::support::fixtures::batch(
+        db,
+        &portcullis::db::RlsContext::operator(),
+        &format!(
+            "INSERT INTO auth.service_sessions (id, service_id, token_hash, expires_at) \
+             VALUES ('{session}', '{service}', '\\x0b', now() - interval '10 seconds')"
+        ),
+    )
+    .await
+    .unwrap();
+    session
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_stays_revoked_through_the_leeway() {
+    use chrono::Utc;
+    use portcullis::tokens::{NewToken, TokenError, TokenType};
+    use secrecy::ExposeSecret;
+
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = populate(&db).await;
+    let session = session_expired_within_the_leeway(&db, world.service).await;
+    crate::support::fixtures::batch(
+        &db,
+        &portcullis::db::RlsContext::operator(),
+        &format!(
+            "INSERT INTO auth.token_revocations (session_id, token_kind, expires_at) \
+             VALUES ('{session}', 'service', now() - interval '10 seconds')"
+        ),
+    )
+    .await
+    .unwrap();
+    let tokens = crate::support::server::test_tokens();
+    let issued = tokens
+        .issue(
+            &NewToken {
+                typ: TokenType::Service,
+                subject: world.service,
+                tenant: Some(world.tenant),
+                session,
+                permissions: vec!["authz.check".into()],
+                lifetime: Duration::from_secs(60),
+            },
+            Utc::now() - chrono::Duration::seconds(70),
+        )
+        .unwrap();
+    tokens.revocations().sync(&db).await.unwrap();
+    let verified = tokens.verify(issued.token.expose_secret(), Utc::now());
+    assert!(
+        matches!(verified, Err(TokenError::Revoked)),
+        "{:?}",
+        verified.err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_a_service_revokes_tokens_still_inside_the_leeway() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = populate(&db).await;
+    let session = session_expired_within_the_leeway(&db, world.service).await;
+    let key = format!("svc-{}", &world.tenant.simple().to_string()[..12]);
+    service_accounts::disable(
+        &db,
+        &service_accounts::names::ServiceKey::parse(&key).unwrap(),
+    )
+    .await
+    .unwrap();
+    let listed = crate::support::fixtures::count(
+        &db,
+        &portcullis::db::RlsContext::purpose("revocation_sync"),
+        &format!("auth.token_revocations WHERE session_id = '{session}'"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed, 1);
+}

@@ -73,6 +73,12 @@ pub(super) fn assignment(assignment: assignments::Assignment) -> pb::Assignment 
     }
 }
 
+/// `google.protobuf.Timestamp`'s own range, 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999999999Z: times outside it are refused, so no
+/// arithmetic on a client's time can leave chrono's or PostgreSQL's range.
+const FIRST_SECOND: i64 = -62_135_596_800;
+const LAST_SECOND: i64 = 253_402_300_799;
+
 pub(super) fn time(
     field: &str,
     value: Option<prost_types::Timestamp>,
@@ -81,8 +87,10 @@ pub(super) fn time(
         .map(|t| {
             u32::try_from(t.nanos)
                 .ok()
+                .filter(|nanos| *nanos < 1_000_000_000)
+                .filter(|_| (FIRST_SECOND..=LAST_SECOND).contains(&t.seconds))
                 .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-                .ok_or_else(|| invalid(field, "is not a valid time"))
+                .ok_or_else(|| invalid(field, "is not a valid time (0001-01-01 to 9999-12-31 UTC)"))
         })
         .transpose()
 }
@@ -203,5 +211,50 @@ pub(super) fn invitation(invitation: invitations::Invitation) -> pb::Invitation 
             .map(|u| u.to_string())
             .unwrap_or_default(),
         revoked_at: invitation.revoked_at.map(timestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_timestamp_converts_or_is_refused_naming_the_field(seconds: i64, nanos: i32) {
+            let converted = time("start_utc", Some(prost_types::Timestamp { seconds, nanos }));
+            let in_range = (FIRST_SECOND..=LAST_SECOND).contains(&seconds)
+                && (0..1_000_000_000).contains(&nanos);
+            match converted {
+                Ok(Some(at)) => {
+                    prop_assert!(in_range);
+                    // The service's own arithmetic on a time (a microsecond
+                    // past a start, a week ahead) stays in range.
+                    prop_assert!(at.checked_add_signed(chrono::Duration::days(400)).is_some());
+                    prop_assert_eq!(crate::grpc::request::timestamp(at), prost_types::Timestamp { seconds, nanos });
+                }
+                Ok(None) => prop_assert!(false, "a given time vanished"),
+                Err(status) => {
+                    prop_assert!(!in_range);
+                    prop_assert_eq!(status.code(), tonic::Code::InvalidArgument);
+                    prop_assert!(status.message().starts_with("start_utc:"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_representable_second_is_accepted_and_one_more_is_refused() {
+        let at = |seconds| {
+            time(
+                "end_utc",
+                Some(prost_types::Timestamp { seconds, nanos: 0 }),
+            )
+        };
+        assert!(at(LAST_SECOND).is_ok());
+        assert!(at(LAST_SECOND + 1).is_err());
+        assert!(at(i64::MAX).is_err());
+        assert!(at(FIRST_SECOND - 1).is_err());
     }
 }

@@ -120,3 +120,48 @@ async fn a_grant_at_another_tenants_node_is_not_found() {
     let refused = s.grant(s.b.root, VisibilityScope::Read).await.unwrap_err();
     assert_eq!(refused.code(), Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_starting_at_the_end_of_time_is_refused_not_a_panic() {
+    let s = setup().await;
+    // chrono's last representable instant: a microsecond later overflows.
+    let last = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+    let end_of_time = prost_types::Timestamp {
+        seconds: last.timestamp(),
+        nanos: last.timestamp_subsec_nanos() as i32,
+    };
+    let granted = s
+        .admin()
+        .grant_visibility(bearer(
+            GrantVisibilityRequest {
+                tenant_id: s.a.tenant.to_string(),
+                user_id: s.a.user.to_string(),
+                org_node_id: s.a.child.to_string(),
+                scope: VisibilityScope::Read as i32,
+                start_utc: Some(end_of_time),
+                ..Default::default()
+            },
+            &s.token,
+        ))
+        .await;
+    match granted {
+        Err(status) => {
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            assert!(status.message().starts_with("start_utc:"), "{status:?}");
+        }
+        Ok(grant) => {
+            // Before the fix: accepted, and revoking it panicked the handler.
+            let revoked = s
+                .admin()
+                .revoke_visibility(bearer(
+                    RevokeVisibilityRequest {
+                        tenant_id: s.a.tenant.to_string(),
+                        grant_id: grant.into_inner().grant_id,
+                    },
+                    &s.token,
+                ))
+                .await;
+            panic!("a grant starting at the end of time was accepted; revoking it: {revoked:?}");
+        }
+    }
+}
