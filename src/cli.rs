@@ -375,10 +375,31 @@ pub struct AuthnArgs {
     /// Failures older than this are forgotten.
     #[arg(long, env = "PORTCULLIS_LOGIN_FAILURE_WINDOW", default_value = "15m")]
     pub login_failure_window: humantime::Duration,
+    /// Failed one-time-code verifications per destination, across codes,
+    /// before it is locked for the rest of a day.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CODE_FAILURES_PER_DESTINATION",
+        default_value_t = 10
+    )]
+    pub code_failures_per_destination: i32,
+    /// RequestOtp and ResetPassword calls per client address per hour.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CODE_REQUESTS_PER_ADDRESS",
+        default_value_t = 30
+    )]
+    pub code_requests_per_address: i32,
     /// Take the client address from `x-forwarded-for` (only behind a proxy
-    /// that sets it) instead of the TCP peer.
+    /// that appends to it) instead of the TCP peer: the entry the trusted
+    /// proxies appended, never one the client wrote.
     #[arg(long, env = "PORTCULLIS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// With --trust-forwarded-for: how many proxies in front of Portcullis
+    /// append to `x-forwarded-for`; the client is that many entries from
+    /// the right.
+    #[arg(long, env = "PORTCULLIS_TRUSTED_PROXY_HOPS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub trusted_proxy_hops: u8,
     #[command(flatten)]
     pub hashing: HashArgs,
 }
@@ -392,6 +413,8 @@ impl AuthnArgs {
                 login_threshold: self.login_failures_before_lock,
                 address_threshold: self.address_failures_before_lock,
                 window: self.login_failure_window.into(),
+                code_failures_per_destination: self.code_failures_per_destination,
+                requests_per_address: self.code_requests_per_address,
                 ..ThrottlePolicy::default()
             },
             ..AuthnSettings::default()
@@ -704,6 +727,7 @@ impl ServerArgs {
             revocation_poll_interval: self.revocation_poll_interval.into(),
             max_batch_checks: self.max_batch_checks as usize,
             trust_forwarded_for: self.authn.trust_forwarded_for,
+            trusted_proxy_hops: usize::from(self.authn.trusted_proxy_hops),
             metrics_listen: self.metrics_listen,
             tls,
         })

@@ -41,6 +41,9 @@ pub struct ServerSettings {
     pub max_batch_checks: usize,
     /// Take the client address from `x-forwarded-for` rather than the peer.
     pub trust_forwarded_for: bool,
+    /// With `trust_forwarded_for`: how many proxies append to the header;
+    /// the entry the outermost of them appended is the client.
+    pub trusted_proxy_hops: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
     /// Serve gRPC over TLS (and require client certificates if it says so);
@@ -57,6 +60,7 @@ impl Default for ServerSettings {
             revocation_poll_interval: Duration::from_secs(1),
             max_batch_checks: 1000,
             trust_forwarded_for: false,
+            trusted_proxy_hops: 1,
             metrics_listen: None,
             tls: None,
         }
@@ -139,6 +143,12 @@ pub async fn serve(
         .layer(RpcLogLayer)
         .layer(CallerAuthLayer::new(tokens.clone()))
         .into_inner();
+    // Client addresses count login failures: trust the header only when told.
+    let proxy_hops = if settings.trust_forwarded_for {
+        settings.trusted_proxy_hops
+    } else {
+        0
+    };
     let mut builder = Server::builder();
     if let Some(tls) = &settings.tls {
         builder = builder.tls_config(tls.config())?;
@@ -152,10 +162,11 @@ pub async fn serve(
         .add_service(AdministrationServer::new(AdministrationService::new(
             db.clone(),
             authn.passwords.clone(),
+            authn.settings.clone(),
+            proxy_hops,
         )))
         .add_service(AuthenticationServer::new(AuthenticationService::new(
-            authn,
-            settings.trust_forwarded_for,
+            authn, proxy_hops,
         )))
         .add_service(AuthorizationServer::new(AuthorizationService::new(
             db.for_reads(),

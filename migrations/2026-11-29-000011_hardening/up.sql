@@ -136,12 +136,14 @@ CREATE POLICY revocation_write ON auth.token_revocations FOR INSERT
 
 -- 2, 3, 8, 12. Counters for callers who have not authenticated and may not
 -- name a real tenant: per client address (login failures in any tenant or
--- none, code requests, password resets, invitation acceptances) and per
--- presented service key (refused exchanges). A transaction sees only the
--- rows of the address it comes from (`app.client_address`) and of the key
--- it presents (`app.service_key`).
+-- none, code requests, password resets, invitation acceptances), per
+-- presented service key (refused exchanges) and per invitation (one
+-- acceptance hashing at a time). A transaction sees only the rows of the
+-- address it comes from (`app.client_address`), the key it presents
+-- (`app.service_key`) and the invitation its token names
+-- (`app.invitation_id`).
 CREATE TABLE auth.anonymous_throttles (
-    scope              text NOT NULL CHECK (scope IN ('address', 'service_key')),
+    scope              text NOT NULL CHECK (scope IN ('address', 'service_key', 'invitation')),
     subject            text NOT NULL CHECK (length(subject) <= 400),
     counter            text NOT NULL CHECK (length(counter) <= 64),
     failures           integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
@@ -151,9 +153,11 @@ CREATE TABLE auth.anonymous_throttles (
 );
 ALTER TABLE auth.anonymous_throttles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE auth.anonymous_throttles FORCE ROW LEVEL SECURITY;
-CREATE POLICY own_address_or_key ON auth.anonymous_throttles
+CREATE POLICY own_address_key_or_invitation ON auth.anonymous_throttles
     USING ((scope = 'address' AND subject = (SELECT auth.ctx_text('app.client_address')))
-        OR (scope = 'service_key' AND subject = (SELECT auth.ctx_text('app.service_key'))))
+        OR (scope = 'service_key' AND subject = (SELECT auth.ctx_text('app.service_key')))
+        OR (scope = 'invitation' AND subject = (SELECT auth.ctx_text('app.invitation_id'))))
     WITH CHECK ((scope = 'address' AND subject = (SELECT auth.ctx_text('app.client_address')))
-        OR (scope = 'service_key' AND subject = (SELECT auth.ctx_text('app.service_key'))));
+        OR (scope = 'service_key' AND subject = (SELECT auth.ctx_text('app.service_key')))
+        OR (scope = 'invitation' AND subject = (SELECT auth.ctx_text('app.invitation_id'))));
 GRANT SELECT, INSERT, UPDATE ON auth.anonymous_throttles TO portcullis_app;

@@ -12,6 +12,7 @@ use super::guard::Author;
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Label};
 use crate::audit::Actor;
+use crate::authn::sessions::{self, SessionsOf};
 use crate::authz::CapabilityKey;
 use crate::db::schema::auth::{capabilities, tenants};
 use crate::db::{Db, RlsContext};
@@ -176,13 +177,19 @@ pub enum TenantChange<'a> {
 }
 
 /// Renames, suspends or reactivates; setting what is set records nothing.
+///
+/// Suspending revokes every session of the tenant's users and every token
+/// of its services (listed for every replica), in the same transaction;
+/// reactivating brings none back.
 pub async fn change_tenant(
     db: &Db,
     admin: &GlobalAdministrator,
     tenant: Uuid,
     change: TenantChange<'_>,
+    access_lifetime: std::time::Duration,
 ) -> Result<Tenant, AdminError> {
-    db.write(&admin.context(), |conn| {
+    // In the tenant's context, so its users' sessions are in reach.
+    db.write(&admin.context().with_tenant(tenant), |conn| {
         async move {
             let before: Tenant = tenants::table
                 .find(tenant)
@@ -224,6 +231,33 @@ pub async fn change_tenant(
                 .author(Some(tenant))
                 .record_change(conn, action, ("tenant", tenant), Some(&before), &after)
                 .await?;
+            if action == "tenant.suspended" {
+                let now = chrono::Utc::now();
+                let users = sessions::revoke_all(
+                    conn,
+                    access_lifetime,
+                    SessionsOf::Tenant,
+                    "tenant_suspended",
+                    now,
+                )
+                .await?;
+                let services =
+                    crate::service_accounts::revoke_tenant_services(conn, tenant).await?;
+                admin
+                    .author(Some(tenant))
+                    .record_change(
+                        conn,
+                        "auth.sessions_revoked",
+                        ("tenant", tenant),
+                        None::<&serde_json::Value>,
+                        &serde_json::json!({
+                            "reason": "tenant_suspended",
+                            "sessions": users,
+                            "service_sessions": services,
+                        }),
+                    )
+                    .await?;
+            }
             Ok(after)
         }
         .scope_boxed()

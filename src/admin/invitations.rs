@@ -15,6 +15,7 @@ use super::idempotency::{Attempt, IdempotencyKey};
 use super::users::{self, User, hashing, login_taken};
 use super::{AdminError, Administrator, Capability, Cursor, Label, Placed};
 use crate::audit::Actor;
+use crate::authn::throttle::{self, Reservation, ThrottleKey, ThrottlePolicy};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{Login, Passwords};
 use crate::db::schema::auth::{
@@ -294,6 +295,7 @@ pub struct Acceptance {
     pub password: SecretString,
     pub display_name: Option<Label>,
     pub request_id: Option<String>,
+    pub client_address: Option<String>,
 }
 
 /// What accepting created.
@@ -309,110 +311,155 @@ pub struct Accepted {
 pub async fn accept(
     db: &Db,
     passwords: &Passwords,
+    policy: &ThrottlePolicy,
     acceptance: Acceptance,
 ) -> Result<Accepted, AdminError> {
     let id = acceptance.token.id();
+    let address = acceptance.client_address.as_deref();
+    // Each attempt counts against the client address until it succeeds,
+    // and only one acceptance of an invitation hashes at a time.
+    let failures: Vec<ThrottleKey> = policy.address_failures(address).into_iter().collect();
+    let hold = [policy.invitation_attempt(id)];
+    let (token, failures_ref, hold) = (&acceptance.token, &failures, &hold);
     // Which tenant, through the narrow context that shows exactly this
     // invitation; refused before any password hashing if it cannot succeed.
-    let found = db
-        .read(&RlsContext::anonymous().with_invitation(id), |conn| {
-            async move { find(conn, id, false).await }.scope_boxed()
+    let lookup = RlsContext::anonymous()
+        .with_invitation(id)
+        .with_client_address(address);
+    let tenant = db
+        .write(&lookup, |conn| {
+            async move {
+                let now = Utc::now();
+                if let Reservation::Locked(retry_after) =
+                    throttle::reserve(conn, policy, failures_ref, now).await?
+                {
+                    return Err(AdminError::TooManyAttempts { retry_after });
+                }
+                let found = find(conn, id, false).await?;
+                let invitation = match usable(found, token, now) {
+                    Ok(invitation) => invitation,
+                    // Committed: the failed attempt stays counted.
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                if let Reservation::Locked(_) = throttle::reserve(conn, policy, hold, now).await? {
+                    return Ok(Err(refused(id, "another acceptance is in progress")));
+                }
+                Ok(Ok(invitation.tenant_id))
+            }
+            .scope_boxed()
         })
-        .await?;
-    let tenant = usable(found, &acceptance.token, Utc::now())?.tenant_id;
+        .await??;
     let hash = passwords
-        .hash(&acceptance.password)
+        .hash_for(address, &acceptance.password)
         .await
         .map_err(hashing)?;
-    let mut ctx = RlsContext::tenant(tenant).with_invitation(id);
+    let mut ctx = RlsContext::tenant(tenant)
+        .with_invitation(id)
+        .with_client_address(address);
     if let Some(request) = &acceptance.request_id {
         ctx = ctx.with_request_id(request);
     }
     let (acceptance, hash) = (&acceptance, hash.as_str());
-    db.write(&ctx, |conn| {
-        async move {
-            let now = Utc::now();
-            let before = usable(lock(conn, id).await?, &acceptance.token, now)?;
-            // A suspended tenant's users cannot log in: no new ones join.
-            let status: String = tenants::table
-                .find(tenant)
-                .select(tenants::status)
-                .first(conn)
-                .await?;
-            if status != "active" {
-                return Err(refused(id, "tenant suspended"));
+    let failures_ref = &failures;
+    let accepted = db
+        .write(&ctx, |conn| {
+            async move {
+                let now = Utc::now();
+                let before = usable(lock(conn, id).await?, &acceptance.token, now)?;
+                // A suspended tenant's users cannot log in: no new ones join.
+                let status: String = tenants::table
+                    .find(tenant)
+                    .select(tenants::status)
+                    .first(conn)
+                    .await?;
+                if status != "active" {
+                    return Err(refused(id, "tenant suspended"));
+                }
+                let login = Login::parse_destination(&before.destination).map_err(|e| {
+                    AdminError::Conflict(format!("invite_token: the invited login {e}"))
+                })?;
+                // The invitee acts as the user they become.
+                let user_id = Uuid::new_v4();
+                let author = Author {
+                    tenant_id: Some(tenant),
+                    actor: Actor::User(user_id),
+                    request_id: acceptance.request_id.as_deref(),
+                };
+                let new_user = NewUser {
+                    tenant_id: tenant,
+                    display_name: acceptance
+                        .display_name
+                        .as_ref()
+                        .map_or(before.destination.as_str(), Label::as_str)
+                        .to_owned(),
+                    logins: vec![login],
+                    password: None,
+                };
+                insert_user(
+                    conn,
+                    user_id,
+                    &new_user,
+                    Some(hash),
+                    author.actor,
+                    author.request_id,
+                )
+                .await
+                .map_err(|e| match login_taken(e) {
+                    AdminError::AlreadyExists(_) => AdminError::Conflict(format!(
+                        "invite_token: {} is already the login of a user in this tenant",
+                        before.destination
+                    )),
+                    other => other,
+                })?;
+                let assignment: Assignment = diesel::insert_into(org_assignments::table)
+                    .values((
+                        org_assignments::tenant_id.eq(tenant),
+                        org_assignments::user_id.eq(user_id),
+                        org_assignments::role_id.eq(before.role_id),
+                        org_assignments::org_node_id.eq(before.org_node_id),
+                        org_assignments::start_utc.eq(now),
+                    ))
+                    .returning(Assignment::as_returning())
+                    .get_result(conn)
+                    .await?;
+                let entity = ("assignment", assignment.id);
+                author
+                    .record_change(conn, "assignment.created", entity, None, &assignment)
+                    .await?;
+                let after: Invitation = diesel::update(invitations::table.find(id))
+                    .set((
+                        invitations::accepted_at.eq(now),
+                        invitations::accepted_user_id.eq(user_id),
+                    ))
+                    .returning(Invitation::as_returning())
+                    .get_result(conn)
+                    .await?;
+                let entity = ("invitation", id);
+                author
+                    .record_change(conn, "invitation.accepted", entity, Some(&before), &after)
+                    .await?;
+                throttle::release(conn, failures_ref).await?;
+                Ok(Accepted {
+                    user: users::load(conn, user_id).await?,
+                    assignment,
+                })
             }
-            let login = Login::parse_destination(&before.destination).map_err(|e| {
-                AdminError::Conflict(format!("invite_token: the invited login {e}"))
-            })?;
-            // The invitee acts as the user they become.
-            let user_id = Uuid::new_v4();
-            let author = Author {
-                tenant_id: Some(tenant),
-                actor: Actor::User(user_id),
-                request_id: acceptance.request_id.as_deref(),
-            };
-            let new_user = NewUser {
-                tenant_id: tenant,
-                display_name: acceptance
-                    .display_name
-                    .as_ref()
-                    .map_or(before.destination.as_str(), Label::as_str)
-                    .to_owned(),
-                logins: vec![login],
-                password: None,
-            };
-            insert_user(
-                conn,
-                user_id,
-                &new_user,
-                Some(hash),
-                author.actor,
-                author.request_id,
-            )
-            .await
-            .map_err(|e| match login_taken(e) {
-                AdminError::AlreadyExists(_) => AdminError::Conflict(format!(
-                    "invite_token: {} is already the login of a user in this tenant",
-                    before.destination
-                )),
-                other => other,
-            })?;
-            let assignment: Assignment = diesel::insert_into(org_assignments::table)
-                .values((
-                    org_assignments::tenant_id.eq(tenant),
-                    org_assignments::user_id.eq(user_id),
-                    org_assignments::role_id.eq(before.role_id),
-                    org_assignments::org_node_id.eq(before.org_node_id),
-                    org_assignments::start_utc.eq(now),
-                ))
-                .returning(Assignment::as_returning())
-                .get_result(conn)
-                .await?;
-            let entity = ("assignment", assignment.id);
-            author
-                .record_change(conn, "assignment.created", entity, None, &assignment)
-                .await?;
-            let after: Invitation = diesel::update(invitations::table.find(id))
-                .set((
-                    invitations::accepted_at.eq(now),
-                    invitations::accepted_user_id.eq(user_id),
-                ))
-                .returning(Invitation::as_returning())
-                .get_result(conn)
-                .await?;
-            let entity = ("invitation", id);
-            author
-                .record_change(conn, "invitation.accepted", entity, Some(&before), &after)
-                .await?;
-            Ok(Accepted {
-                user: users::load(conn, user_id).await?,
-                assignment,
+            .scope_boxed()
+        })
+        .await;
+    if accepted.is_err() {
+        // Refused after the hold was taken (a suspended tenant, a login
+        // taken meanwhile): the next attempt need not wait for it.
+        let released = db
+            .write(&lookup, |conn| {
+                async move { throttle::release(conn, hold).await }.scope_boxed()
             })
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, invitation = %id, "cannot release an acceptance hold");
         }
-        .scope_boxed()
-    })
-    .await
+    }
+    accepted
 }
 
 type Found = Option<(Invitation, Vec<u8>)>;

@@ -40,11 +40,35 @@ pub enum AdminError {
     /// thing is no longer in a state that allows it (a used invitation).
     #[error("{0}")]
     Conflict(String),
+    /// Too many attempts from this client; retry after the lock.
+    #[error("too many failed attempts; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyAttempts { retry_after: std::time::Duration },
     /// A presented credential (an invite token) that is not valid.
     #[error("{0}")]
     Unauthenticated(&'static str),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A failure of ours, logged and answered opaquely.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::authn::AuthnError> for AdminError {
+    fn from(error: crate::authn::AuthnError) -> Self {
+        match error {
+            crate::authn::AuthnError::Db(db) => Self::Db(db),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::service_accounts::ServiceError> for AdminError {
+    fn from(error: crate::service_accounts::ServiceError) -> Self {
+        match error {
+            crate::service_accounts::ServiceError::Db(db) => Self::Db(db),
+            other => Self::Internal(other.to_string()),
+        }
+    }
 }
 
 impl From<diesel::result::Error> for AdminError {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Label};
+use crate::authn::sessions::{self, SessionsOf};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
 use crate::db::schema::auth::{user_identities, users};
@@ -109,11 +110,15 @@ pub(super) fn login_taken(error: AuthnError) -> AdminError {
 }
 
 /// Sets the user's status; the status it already has changes nothing.
+/// Deactivating also revokes the user's sessions and lists them for every
+/// replica, so their access tokens stop working within a poll interval;
+/// reactivating brings none back.
 pub async fn set_active(
     db: &Db,
     admin: &Administrator,
     user: Uuid,
     active: bool,
+    access_lifetime: std::time::Duration,
 ) -> Result<User, AdminError> {
     let (status, action) = if active {
         ("active", "user.reactivated")
@@ -145,6 +150,22 @@ pub async fn set_active(
             admin
                 .record_change(conn, action, ("user", user), Some(&before), &after)
                 .await?;
+            if !active {
+                let owner = SessionsOf::User(user);
+                let now = chrono::Utc::now();
+                let revoked =
+                    sessions::revoke_all(conn, access_lifetime, owner, "user_deactivated", now)
+                        .await?;
+                admin
+                    .record_change(
+                        conn,
+                        "auth.sessions_revoked",
+                        ("user", user),
+                        None::<&serde_json::Value>,
+                        &serde_json::json!({ "reason": "user_deactivated", "sessions": revoked }),
+                    )
+                    .await?;
+            }
             Ok(after)
         }
         .scope_boxed()

@@ -10,19 +10,20 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::identity::Login;
-use super::otp::{self, CodeUse};
+use super::otp::{self, CodeUse, Spend};
 use super::sessions::{self, SessionTokens};
-use super::throttle::{self, ThrottleKey};
+use super::throttle::{self, Counted, Reservation, ThrottleKey};
 use super::{Authenticator, AuthnError, ClientInfo};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::RlsContext;
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
+use crate::db::{DbError, RlsContext};
 
 /// What the first transaction of a password login finds.
 struct Candidate {
     tenant_exists: bool,
     identity: Option<IdentityRow>,
-    locked_for: Option<std::time::Duration>,
+    /// The reservation locked a counter: audited if the attempt fails.
+    locked_here: bool,
 }
 
 #[derive(Queryable)]
@@ -34,8 +35,8 @@ struct IdentityRow {
     tenant_status: String,
 }
 
-fn login_context(tenant: Uuid, request_id: Option<&str>) -> RlsContext {
-    let ctx = RlsContext::tenant(tenant);
+fn login_context(tenant: Uuid, client: &ClientInfo, request_id: Option<&str>) -> RlsContext {
+    let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
     match request_id {
         Some(id) => ctx.with_request_id(id),
         None => ctx,
@@ -60,6 +61,26 @@ fn failure_event<'a>(
     }
 }
 
+/// Refused before any work: a counter of this attempt is locked. Carried
+/// out of the reserving transaction as its error, so it rolls back and
+/// counts nothing.
+enum Refused {
+    Locked(std::time::Duration),
+    Failed(AuthnError),
+}
+
+impl From<DbError> for Refused {
+    fn from(error: DbError) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl From<diesel::result::Error> for Refused {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
 impl Authenticator {
     pub async fn authenticate_password(
         &self,
@@ -70,15 +91,15 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
-        let keys = self.settings.throttle.keys(
-            Some(&format!("{}:{}", login.kind(), login.value())),
-            client.address.as_deref(),
-        );
-        let ctx = login_context(tenant, request_id);
-        let keys_ref = &keys;
-        let candidate = self
+        let ctx = login_context(tenant, client, request_id);
+        let policy = &self.settings.throttle;
+        // The attempt is counted before the hash is checked, in a
+        // transaction of its own: concurrent guesses queue on the counters
+        // and at most the threshold of them is ever verified, and a guess
+        // whose client gives up mid-hash has been counted all the same.
+        let reserved = self
             .db
-            .read(&ctx, |conn| {
+            .write(&ctx, |conn| {
                 async move {
                     let tenant_exists = t::table
                         .find(tenant)
@@ -87,6 +108,17 @@ impl Authenticator {
                         .await
                         .optional()?
                         .is_some();
+                    // A tenant that does not exist has no login counter;
+                    // the client address counts the attempt.
+                    let keys = policy.login_keys(
+                        tenant_exists
+                            .then(|| (tenant, format!("{}:{}", login.kind(), login.value()))),
+                        client.address.as_deref(),
+                    );
+                    let locked_here = match throttle::reserve(conn, policy, &keys, now).await? {
+                        Reservation::Locked(wait) => return Err(Refused::Locked(wait)),
+                        Reservation::Reserved { locked } => locked,
+                    };
                     let identity: Option<IdentityRow> = ui::table
                         .inner_join(u::table.on(u::id.eq(ui::user_id)))
                         .inner_join(t::table.on(t::id.eq(u::tenant_id)))
@@ -96,83 +128,101 @@ impl Authenticator {
                         .first(conn)
                         .await
                         .optional()?;
-                    let locked_for = throttle::locked_for(conn, tenant, keys_ref, now).await?;
-                    Ok::<_, AuthnError>(Candidate {
-                        tenant_exists,
-                        identity,
-                        locked_for,
-                    })
+                    Ok((
+                        Candidate {
+                            tenant_exists,
+                            identity,
+                            locked_here,
+                        },
+                        keys,
+                    ))
                 }
                 .scope_boxed()
             })
-            .await?;
-
-        if let Some(retry_after) = candidate.locked_for {
-            if candidate.tenant_exists {
+            .await;
+        let (candidate, keys) = match reserved {
+            Ok(found) => found,
+            Err(Refused::Failed(error)) => return Err(error),
+            Err(Refused::Locked(retry_after)) => {
                 self.db
                     .write(&ctx, |conn| {
                         async move {
-                            audit::record(
-                                conn,
-                                failure_event(
+                            if t::table
+                                .find(tenant)
+                                .select(t::id)
+                                .first::<Uuid>(conn)
+                                .await
+                                .optional()?
+                                .is_some()
+                            {
+                                let event = failure_event(
                                     tenant,
                                     "auth.login_locked",
                                     login,
                                     request_id,
                                     "locked",
-                                ),
-                            )
-                            .await?;
+                                );
+                                audit::record(conn, event).await?;
+                            }
                             Ok::<_, AuthnError>(())
                         }
                         .scope_boxed()
                     })
                     .await?;
+                return Err(AuthnError::Locked { retry_after });
             }
-            return Err(AuthnError::Locked { retry_after });
-        }
+        };
 
         // The same hashing work whether or not there is a hash to check.
         let stored = candidate
             .identity
             .as_ref()
             .and_then(|i| i.password_hash.as_deref());
-        let verified = self.passwords.verify(password, stored).await?;
+        let verified = self
+            .passwords
+            .verify_for(client.address.as_deref(), password, stored)
+            .await?;
         let identity = candidate.identity.filter(|i| {
             verified.matches && i.user_status == "active" && i.tenant_status == "active"
         });
         let rehash = match &identity {
-            Some(_) if verified.needs_rehash => Some(self.passwords.hash(password).await?),
+            Some(_) if verified.needs_rehash => Some(
+                self.passwords
+                    .hash_for(client.address.as_deref(), password)
+                    .await?,
+            ),
             _ => None,
         };
 
         let (settings, tokens) = (&self.settings, &self.tokens);
-        let rehash = &rehash;
+        let (rehash, keys) = (&rehash, &keys);
         self.db
             .write(&ctx, |conn| {
                 async move {
                     let Some(identity) = identity else {
-                        if !candidate.tenant_exists {
-                            return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
+                        if candidate.tenant_exists {
+                            let attempt = Attempt {
+                                tenant,
+                                login,
+                                request_id,
+                            };
+                            record_failed_login(
+                                conn,
+                                &attempt,
+                                candidate.locked_here,
+                                "invalid_credentials",
+                            )
+                            .await?;
                         }
-                        let attempt = Attempt {
-                            tenant,
-                            login,
-                            keys: keys_ref,
-                            request_id,
-                            now,
-                        };
-                        record_failed_login(
-                            conn,
-                            &settings.throttle,
-                            &attempt,
-                            "invalid_credentials",
-                        )
-                        .await?;
-                        return Ok(Err(AuthnError::InvalidCredentials));
+                        return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
                     };
-                    if let Some(login_key) = <[ThrottleKey]>::first(keys_ref) {
-                        throttle::reset(conn, tenant, login_key).await?;
+                    // The login's counter starts again; the address gives
+                    // this attempt back.
+                    for key in keys {
+                        match key.counted {
+                            Counted::Tenant { .. } => throttle::reset(conn, key).await?,
+                            _ => throttle::release(conn, std::slice::from_ref(key)).await?,
+                        }
                     }
                     if let Some(hash) = rehash {
                         diesel::update(ui::table.find(identity.identity_id))
@@ -207,77 +257,105 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
-        let keys: Vec<ThrottleKey> = self.settings.throttle.keys(None, client.address.as_deref());
-        let ctx = login_context(tenant, request_id);
-        let (settings, tokens, keys) = (&self.settings, &self.tokens, &keys);
-        self.db
+        let ctx = login_context(tenant, client, request_id);
+        let (settings, tokens) = (&self.settings, &self.tokens);
+        let policy = &settings.throttle;
+        let outcome = self
+            .db
             .write(&ctx, |conn| {
                 async move {
-                    if let Some(retry_after) = throttle::locked_for(conn, tenant, keys, now).await?
-                    {
-                        return Ok::<_, AuthnError>(Err(AuthnError::Locked { retry_after }));
+                    let tenant_exists = t::table
+                        .find(tenant)
+                        .select(t::id)
+                        .first::<Uuid>(conn)
+                        .await
+                        .optional()?
+                        .is_some();
+                    // The address, and the destination across all its codes.
+                    let mut keys: Vec<ThrottleKey> = policy
+                        .address_failures(client.address.as_deref())
+                        .into_iter()
+                        .collect();
+                    if tenant_exists {
+                        keys.push(policy.code_failures(tenant, destination.value()));
                     }
-                    let consumed =
-                        otp::consume(conn, tenant, destination, code, CodeUse::Login, now).await?;
+                    let locked_here = match throttle::reserve(conn, policy, &keys, now).await? {
+                        Reservation::Locked(wait) => return Err(Refused::Locked(wait)),
+                        Reservation::Reserved { locked } => locked,
+                    };
+                    let consumed = otp::consume(
+                        conn,
+                        tenant,
+                        destination,
+                        code,
+                        CodeUse::Login,
+                        Spend::Consume,
+                        now,
+                    )
+                    .await
+                    .map_err(Refused::Failed)?;
                     let user = match consumed {
-                        Some(user) if sessions::user_may_log_in(conn, tenant, user).await? => user,
-                        _ => {
-                            if t::table
-                                .find(tenant)
-                                .select(t::id)
-                                .first::<Uuid>(conn)
+                        Some(user)
+                            if sessions::user_may_log_in(conn, tenant, user)
                                 .await
-                                .optional()?
-                                .is_some()
-                            {
+                                .map_err(Refused::Failed)? =>
+                        {
+                            user
+                        }
+                        _ => {
+                            if tenant_exists {
                                 let attempt = Attempt {
                                     tenant,
                                     login: destination,
-                                    keys,
                                     request_id,
-                                    now,
                                 };
-                                record_failed_login(
-                                    conn,
-                                    &settings.throttle,
-                                    &attempt,
-                                    "invalid_code",
-                                )
-                                .await?;
+                                record_failed_login(conn, &attempt, locked_here, "invalid_code")
+                                    .await
+                                    .map_err(Refused::Failed)?;
                             }
                             return Ok(Err(AuthnError::InvalidCredentials));
                         }
                     };
+                    throttle::release(conn, &keys).await?;
                     Ok(Ok(login_succeeded(
                         conn, tokens, settings, tenant, user, client, "otp", request_id, now,
                     )
-                    .await?))
+                    .await
+                    .map_err(Refused::Failed)?))
                 }
                 .scope_boxed()
             })
-            .await?
+            .await;
+        match outcome {
+            Ok(answer) => answer,
+            Err(Refused::Failed(error)) => Err(error),
+            Err(Refused::Locked(retry_after)) => Err(AuthnError::Locked { retry_after }),
+        }
     }
 }
 
-/// One login attempt, for the books.
+/// One failed login attempt, for the books.
 struct Attempt<'a> {
     tenant: Uuid,
     login: &'a Login,
-    keys: &'a [ThrottleKey],
     request_id: Option<&'a str>,
-    now: DateTime<Utc>,
 }
 
-/// Counts a failure against the attempt's throttle keys and audits it, and
-/// the lock it caused, if any.
+/// Audits a failure (already counted when it was reserved), and the lock
+/// its reservation caused, if any.
 async fn record_failed_login(
     conn: &mut AsyncPgConnection,
-    policy: &super::ThrottlePolicy,
     attempt: &Attempt<'_>,
+    locked: bool,
     reason: &str,
 ) -> Result<(), AuthnError> {
-    let locked =
-        throttle::record_failure(conn, policy, attempt.tenant, attempt.keys, attempt.now).await?;
+    // A code's lock is the destination's daily cap; a password's, the
+    // login's or the address's doubling lock.
+    let lock_action = if reason == "invalid_code" {
+        "auth.otp_locked"
+    } else {
+        "auth.login_locked"
+    };
     let event = |action| {
         failure_event(
             attempt.tenant,
@@ -288,9 +366,9 @@ async fn record_failed_login(
         )
     };
     audit::record(conn, event("auth.login_failed")).await?;
-    if locked.is_some() {
+    if locked {
         metrics::counter!("portcullis_login_lockouts_total").increment(1);
-        audit::record(conn, event("auth.login_locked")).await?;
+        audit::record(conn, event(lock_action)).await?;
     }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! User authentication: password and one-time-code login, rotating refresh
 //! sessions, password reset, brute-force protection.
 
+mod fair_queue;
 pub mod identity;
 mod login;
 pub mod otp;
 pub mod password;
-mod sessions;
+pub mod sessions;
 pub mod throttle;
 pub mod users;
 

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::identity::Login;
 use super::sessions;
-use super::{Authenticator, AuthnError};
+use super::throttle::{self, Reservation, ThrottleKey};
+use super::{Authenticator, AuthnError, ClientInfo};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{
     otp_codes as oc, otp_outbox as ob, tenants as t, user_identities as ui,
@@ -155,12 +156,14 @@ pub struct OtpIssued {
 }
 
 impl Authenticator {
+    #[allow(clippy::too_many_arguments)]
     pub async fn request_otp(
         &self,
         tenant: Uuid,
         destination: &Login,
         channel: Channel,
         purpose: Purpose,
+        client: &ClientInfo,
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<OtpIssued, AuthnError> {
@@ -171,7 +174,7 @@ impl Authenticator {
             "{:06}",
             rand::rngs::OsRng.gen_range(0..1_000_000u32)
         ));
-        let ctx = RlsContext::tenant(tenant);
+        let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
         let ctx = match request_id {
             Some(id) => ctx.with_request_id(id),
             None => ctx,
@@ -180,6 +183,16 @@ impl Authenticator {
         self.db
             .write(&ctx, |conn| {
                 async move {
+                    // Codes cost a message each: a client address may ask
+                    // for so many per window, in any tenant.
+                    let per_address = settings
+                        .throttle
+                        .address_requests(client.address.as_deref(), "otp_requests");
+                    if let Reservation::Locked(retry_after) =
+                        throttle::reserve(conn, &settings.throttle, per_address.as_slice(), now).await?
+                    {
+                        return Err(AuthnError::TooManyCodes { retry_after });
+                    }
                     if t::table.find(tenant).select(t::id).first::<Uuid>(conn).await.optional()?.is_none() {
                         // Nothing can be stored for a tenant that does not exist;
                         // the answer looks the same.
@@ -256,39 +269,120 @@ impl Authenticator {
     }
 
     /// `ResetPassword`: consumes a `reset_password` code, sets the new
-    /// password on the user's identities and revokes every session.
+    /// password on the user's identities and revokes every session. The
+    /// code is checked (and the attempt counted) before any hashing, so a
+    /// wrong code costs no argon2 work.
+    #[allow(clippy::too_many_arguments)]
     pub async fn reset_password(
         &self,
         tenant: Uuid,
         destination: &Login,
         code: &SecretString,
         new_password: &SecretString,
+        client: &ClientInfo,
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), AuthnError> {
-        // Hash first, outside the transaction: a connection is not held
-        // while a hashing thread works.
-        let hash = self.passwords.hash(new_password).await?;
-        let ctx = RlsContext::tenant(tenant);
-        let (settings, hash) = (&self.settings, &hash);
+        let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
+        let ctx = match request_id {
+            Some(id) => ctx.with_request_id(id),
+            None => ctx,
+        };
+        let settings = &self.settings;
+        let policy = &settings.throttle;
+        // Counted per address (every reset), and per address and
+        // destination as failures until the code proves right.
+        let requests: Vec<ThrottleKey> = policy
+            .address_requests(client.address.as_deref(), "password_resets")
+            .into_iter()
+            .collect();
+        let mut failures: Vec<ThrottleKey> = policy
+            .address_failures(client.address.as_deref())
+            .into_iter()
+            .collect();
+        failures.push(policy.code_failures(tenant, destination.value()));
+        let (requests, failures_ref) = (&requests, &failures);
+        let checked = self
+            .db
+            .write(&ctx, |conn| {
+                async move {
+                    if t::table.find(tenant).select(t::id).first::<Uuid>(conn).await.optional()?.is_none() {
+                        return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
+                    }
+                    let all: Vec<ThrottleKey> = requests.iter().chain(failures_ref).cloned().collect();
+                    let locked_here = match throttle::reserve(conn, policy, &all, now).await? {
+                        Reservation::Locked(retry_after) => {
+                            return Ok(Err(AuthnError::Locked { retry_after }));
+                        }
+                        Reservation::Reserved { locked } => locked,
+                    };
+                    let user =
+                        consume(conn, tenant, destination, code, CodeUse::ResetPassword, Spend::CheckOnly, now)
+                            .await?;
+                    if user.is_none() && locked_here {
+                        metrics::counter!("portcullis_login_lockouts_total").increment(1);
+                        audit::record(
+                            conn,
+                            AuditEvent {
+                                tenant_id: Some(tenant),
+                                actor: Actor::Anonymous,
+                                action: "auth.otp_locked",
+                                entity_kind: "login",
+                                entity_id: Some(format!("{}:{}", destination.kind(), destination.value())),
+                                request_id,
+                                payload: json!({ "reason": "invalid_code", "purpose": "reset_password" }),
+                            },
+                        )
+                        .await?;
+                    }
+                    Ok(user.ok_or(AuthnError::InvalidCredentials))
+                }
+                .scope_boxed()
+            })
+            .await?;
+        // A locked counter must roll the reservation back; a wrong code
+        // stays counted.
+        if let Err(AuthnError::Locked { .. }) = &checked {
+            return checked.map(drop);
+        }
+        checked?;
+        let hash = &self
+            .passwords
+            .hash_for(client.address.as_deref(), new_password)
+            .await?;
         let revoked = self
             .db
             .write(&ctx, |conn| {
                 async move {
-                    let Some(user) =
-                        consume(conn, tenant, destination, code, CodeUse::ResetPassword, now)
-                            .await?
+                    let Some(user) = consume(
+                        conn,
+                        tenant,
+                        destination,
+                        code,
+                        CodeUse::ResetPassword,
+                        Spend::Consume,
+                        now,
+                    )
+                    .await?
                     else {
                         return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
                     };
                     if !sessions::user_may_log_in(conn, tenant, user).await? {
                         return Ok(Err(AuthnError::InvalidCredentials));
                     }
+                    throttle::release(conn, failures_ref).await?;
                     diesel::update(ui::table.filter(ui::user_id.eq(user)))
                         .set((ui::password_hash.eq(hash), ui::updated_at.eq(now)))
                         .execute(conn)
                         .await?;
-                    let revoked = sessions::revoke_all(conn, settings, user, now).await?;
+                    let revoked = sessions::revoke_all(
+                        conn,
+                        settings.access_lifetime,
+                        sessions::SessionsOf::User(user),
+                        "password_reset",
+                        now,
+                    )
+                    .await?;
                     audit::record(
                         conn,
                         AuditEvent {
@@ -314,6 +408,14 @@ impl Authenticator {
         }
         Ok(())
     }
+}
+
+/// Whether a right code is used up now, or only checked (a wrong one
+/// spends an attempt either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Spend {
+    Consume,
+    CheckOnly,
 }
 
 /// What a consumed code may be used for.
@@ -344,6 +446,7 @@ pub(super) async fn consume(
     destination: &Login,
     code: &SecretString,
     usage: CodeUse,
+    spend: Spend,
     now: DateTime<Utc>,
 ) -> Result<Option<Uuid>, AuthnError> {
     let purposes: &[&str] = match usage {
@@ -384,6 +487,9 @@ pub(super) async fn consume(
             .execute(conn)
             .await?;
         return Ok(None);
+    }
+    if spend == Spend::CheckOnly {
+        return Ok(live.user_id);
     }
     diesel::update(oc::table.find(live.id))
         .set(oc::consumed_at.eq(now))

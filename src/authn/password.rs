@@ -9,7 +9,8 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+
+use super::fair_queue::FairQueue;
 
 /// Longer passwords are refused before any hashing (a multi-megabyte
 /// "password" would otherwise be a cheap way to burn CPU).
@@ -82,13 +83,15 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Passwords {
     cost: HashCost,
     jobs: std::sync::mpsc::Sender<Job>,
-    permits: Arc<Semaphore>,
+    /// One permit per thread, handed out round-robin by client address.
+    permits: Arc<FairQueue>,
     waiting: AtomicUsize,
     queue_timeout: Duration,
     /// A hash of a random password, verified when there is no real hash so
     /// that an unknown user costs what a wrong password does.
     dummy_hash: String,
     verifications: AtomicU64,
+    hashings: AtomicU64,
 }
 
 impl Passwords {
@@ -129,11 +132,12 @@ impl Passwords {
         Ok(Self {
             cost,
             jobs,
-            permits: Arc::new(Semaphore::new(threads)),
+            permits: FairQueue::new(threads),
             waiting: AtomicUsize::new(0),
             queue_timeout,
             dummy_hash,
             verifications: AtomicU64::new(0),
+            hashings: AtomicU64::new(0),
         })
     }
 
@@ -147,15 +151,32 @@ impl Passwords {
         self.verifications.load(Ordering::Relaxed)
     }
 
+    /// How many new hashes were computed (a seam for tests: refused
+    /// requests must not reach the hashing threads).
+    pub fn hashings(&self) -> u64 {
+        self.hashings.load(Ordering::Relaxed)
+    }
+
     /// Calls waiting for a hashing thread right now.
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: &SecretString) -> Result<String, PasswordError> {
+        self.hash_for(None, password).await
+    }
+
+    /// [`Self::hash`] in the turn of the client `address`.
+    pub async fn hash_for(
+        &self,
+        address: Option<&str>,
+        password: &SecretString,
+    ) -> Result<String, PasswordError> {
         let cost = self.cost;
         let password = password.clone();
-        self.run(move || hash_blocking(cost, &password)).await?
+        self.hashings.fetch_add(1, Ordering::Relaxed);
+        self.run(address, move || hash_blocking(cost, &password))
+            .await?
     }
 
     /// Verifies `password` against `stored` (a PHC string), or against the
@@ -165,13 +186,23 @@ impl Passwords {
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<Verified, PasswordError> {
+        self.verify_for(None, password, stored).await
+    }
+
+    /// [`Self::verify`] in the turn of the client `address`.
+    pub async fn verify_for(
+        &self,
+        address: Option<&str>,
+        password: &SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verified, PasswordError> {
         let has_real = stored.is_some();
         let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.clone();
         let cost = self.cost;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let verified = self
-            .run(move || verify_blocking(cost, &password, &stored))
+            .run(address, move || verify_blocking(cost, &password, &stored))
             .await?;
         Ok(Verified {
             matches: verified.matches && has_real,
@@ -181,15 +212,15 @@ impl Passwords {
 
     async fn run<T: Send + 'static>(
         &self,
+        address: Option<&str>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit =
-            tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
+        let permit = tokio::time::timeout(self.queue_timeout, self.permits.acquire(address)).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         let permit = permit
             .map_err(|_| PasswordError::Busy)?
-            .map_err(|_| PasswordError::Busy)?;
+            .ok_or(PasswordError::Busy)?;
         let span = tracing::info_span!("password_hashing");
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {

@@ -152,13 +152,23 @@ pub(super) async fn revoke_in(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, AuthnError> {
+    revoke_session_row(conn, settings.access_lifetime, session, reason, now).await
+}
+
+async fn revoke_session_row(
+    conn: &mut AsyncPgConnection,
+    access_lifetime: std::time::Duration,
+    session: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, AuthnError> {
     let updated = diesel::update(rs::table.find(session).filter(rs::revoked_at.is_null()))
         .set((rs::revoked_at.eq(now), rs::revoked_reason.eq(reason)))
         .execute(conn)
         .await?;
     if updated > 0 {
         // Access tokens of the session live at most this long from now.
-        let until = now + chrono::Duration::from_std(settings.access_lifetime).unwrap_or_default();
+        let until = now + chrono::Duration::from_std(access_lifetime).unwrap_or_default();
         diesel::insert_into(tr::table)
             .values((
                 tr::session_id.eq(session),
@@ -432,21 +442,34 @@ pub struct SessionScope {
     pub actor: Actor,
 }
 
-/// Revokes every live session of a user (after a password reset).
-pub(super) async fn revoke_all(
+/// Whose refresh sessions to revoke at once.
+#[derive(Clone, Copy, Debug)]
+pub enum SessionsOf {
+    User(Uuid),
+    /// Every user of the transaction's tenant (RLS fences the rest).
+    Tenant,
+}
+
+/// Revokes every live refresh session of `owner` and lists each for every
+/// replica, so its access tokens stop working too (they live at most
+/// `access_lifetime` from now). Returns the sessions revoked.
+pub async fn revoke_all(
     conn: &mut AsyncPgConnection,
-    settings: &AuthnSettings,
-    user: Uuid,
+    access_lifetime: std::time::Duration,
+    owner: SessionsOf,
+    reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, AuthnError> {
-    let live: Vec<Uuid> = rs::table
-        .filter(rs::user_id.eq(user))
+    let mut query = rs::table
         .filter(rs::revoked_at.is_null())
         .select(rs::id)
-        .load(conn)
-        .await?;
+        .into_boxed();
+    if let SessionsOf::User(user) = owner {
+        query = query.filter(rs::user_id.eq(user));
+    }
+    let live: Vec<Uuid> = query.load(conn).await?;
     for session in &live {
-        revoke_in(conn, settings, *session, "password_reset", now).await?;
+        revoke_session_row(conn, access_lifetime, *session, reason, now).await?;
     }
     Ok(live)
 }

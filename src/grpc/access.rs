@@ -91,6 +91,24 @@ pub fn rule(path: &str) -> Access {
     }
 }
 
+/// The path as metrics label it: an RPC this server serves, or `unknown`
+/// for anything else, so a client cannot mint label values (each new
+/// label is a new time series kept for the life of the process).
+pub fn metric_method(path: &str) -> &str {
+    const SERVED_ELSEWHERE: &[&str] = &[
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    let known = if path.starts_with(PKG) {
+        rule(path) != DENY_ALL
+    } else {
+        SERVED_ELSEWHERE.contains(&path)
+    };
+    if known { path } else { "unknown" }
+}
+
 const DENY_ALL: Access = Access::Caller {
     service_permission: Some("(no rule for this method)"),
     users: false,

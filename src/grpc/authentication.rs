@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tonic::{Request, Response, Status};
 
 use super::authorization::parse_uuid;
-use super::request::{caller, invalid, request_id, timestamp, token_field};
+use super::request::{caller, client_address, invalid, request_id, timestamp, token_field};
 use crate::audit::Actor;
 use crate::authn::{
     Authenticator, Channel, ClientInfo, Email, Login, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
@@ -24,32 +24,27 @@ const MAX_USER_AGENT_LEN: usize = 256;
 
 pub struct AuthenticationService {
     authn: Arc<Authenticator>,
-    /// Take the client address from `x-forwarded-for` (set by a proxy we
-    /// trust) rather than the TCP peer.
-    trust_forwarded_for: bool,
+    /// Proxies in front of us that append to `x-forwarded-for` (0: take
+    /// the TCP peer).
+    trusted_proxy_hops: usize,
 }
 
 impl AuthenticationService {
-    pub fn new(authn: Arc<Authenticator>, trust_forwarded_for: bool) -> Self {
+    pub fn new(authn: Arc<Authenticator>, trusted_proxy_hops: usize) -> Self {
         Self {
             authn,
-            trust_forwarded_for,
+            trusted_proxy_hops,
         }
     }
 
     fn client<T>(&self, request: &Request<T>) -> ClientInfo {
-        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok());
-        let forwarded = self
-            .trust_forwarded_for
-            .then(|| header("x-forwarded-for"))
-            .flatten()
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
         ClientInfo {
-            user_agent: header("user-agent")
+            user_agent: request
+                .metadata()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
                 .map(|ua| ua.chars().take(MAX_USER_AGENT_LEN).collect()),
-            address: forwarded.or_else(|| request.remote_addr().map(|addr| addr.ip().to_string())),
+            address: client_address(request, self.trusted_proxy_hops),
         }
     }
 }
@@ -158,6 +153,7 @@ impl Authentication for AuthenticationService {
         request: Request<pb::RequestOtpRequest>,
     ) -> Result<Response<pb::RequestOtpResponse>, Status> {
         let request_id = request_id(&request);
+        let client = self.client(&request);
         let body = request.into_inner();
         let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
         let destination = destination_field("destination", &body.destination)?;
@@ -187,6 +183,7 @@ impl Authentication for AuthenticationService {
                 &destination,
                 channel,
                 purpose,
+                &client,
                 request_id.as_deref(),
                 Utc::now(),
             )
@@ -279,6 +276,7 @@ impl Authentication for AuthenticationService {
         request: Request<pb::ResetPasswordRequest>,
     ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
         let request_id = request_id(&request);
+        let client = self.client(&request);
         let body = request.into_inner();
         let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
         let destination = destination_field("destination", &body.destination)?;
@@ -290,6 +288,7 @@ impl Authentication for AuthenticationService {
                 &destination,
                 &code,
                 &password,
+                &client,
                 request_id.as_deref(),
                 Utc::now(),
             )

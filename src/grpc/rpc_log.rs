@@ -77,9 +77,10 @@ where
                         .map_or(tonic::Code::Ok, tonic::Code::from_i32);
                     span.record("rpc.grpc.status_code", code as i64);
                     tracing::info!(target: "portcullis::rpc", %method, code = ?code, duration_ms, %request_id, %caller, "rpc");
-                    let labels = [("method", method.clone()), ("code", format!("{code:?}"))];
+                    let label = super::access::metric_method(&method).to_owned();
+                    let labels = [("method", label.clone()), ("code", format!("{code:?}"))];
                     metrics::counter!("portcullis_rpc_requests_total", &labels).increment(1);
-                    metrics::histogram!("portcullis_rpc_duration_seconds", "method" => method)
+                    metrics::histogram!("portcullis_rpc_duration_seconds", "method" => label)
                         .record(duration_ms / 1000.0);
                 }
                 Err(error) => {

@@ -110,6 +110,13 @@ impl From<AdminError> for Status {
             AdminError::Invalid(message) => Status::invalid_argument(message),
             AdminError::AlreadyExists(message) => Status::already_exists(message),
             AdminError::Unauthenticated(message) => Status::unauthenticated(message),
+            AdminError::TooManyAttempts { retry_after } => {
+                exhausted(error.to_string(), retry_after)
+            }
+            AdminError::Internal(cause) => {
+                tracing::error!(%cause, "administration failed");
+                Status::internal("internal error")
+            }
             AdminError::Db(db) => db.into(),
         }
     }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::ServiceError;
 use super::names::{Permission, ServiceKey};
 use crate::audit::{self, Actor, AuditEvent};
+use crate::authn::throttle::{self, Reservation, ThrottlePolicy};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
     tenants as t,
@@ -109,14 +110,29 @@ pub async fn exchange(
             let (Some(service), None) = (&found.service, refusal(&request, &found)) else {
                 let reason = refusal(&request, &found).unwrap_or(Refusal::UnknownKey);
                 let tenant = found.service.as_ref().and_then(|svc| svc.tenant_id);
-                audit_refusal(
-                    conn,
-                    &request,
-                    tenant,
-                    Actor::Anonymous,
-                    json!({ "reason": reason.as_str() }),
-                )
-                .await?;
+                // Anyone may present a real key: its tenant's trail takes so
+                // many refusals per window, then they are only counted.
+                let audited = found.service.is_none() || {
+                    let counter =
+                        [ThrottlePolicy::default().exchange_refusals(request.key.as_str())];
+                    let policy = ThrottlePolicy::default();
+                    matches!(
+                        throttle::reserve(conn, &policy, &counter, now).await?,
+                        Reservation::Reserved { .. }
+                    )
+                };
+                if audited {
+                    audit_refusal(
+                        conn,
+                        &request,
+                        tenant,
+                        Actor::Anonymous,
+                        json!({ "reason": reason.as_str() }),
+                    )
+                    .await?;
+                } else {
+                    metrics::counter!("portcullis_audit_refusals_unrecorded_total").increment(1);
+                }
                 return Ok::<_, ServiceError>(Err(ServiceError::InvalidCredentials));
             };
             // The secret is proven: the rest of the transaction may write

@@ -200,7 +200,7 @@ pub async fn disable(db: &Db, key: &ServiceKey) -> Result<usize, ServiceError> {
                 .set((s::status.eq("disabled"), s::updated_at.eq(diesel::dsl::now)))
                 .execute(conn)
                 .await?;
-            let revoked = revoke_live_sessions(conn, service_id).await?;
+            let revoked = revoke_live_sessions(conn, &[service_id]).await?;
             audit::record(
                 conn,
                 event(
@@ -219,15 +219,15 @@ pub async fn disable(db: &Db, key: &ServiceKey) -> Result<usize, ServiceError> {
     .await
 }
 
-/// Marks every unexpired, unrevoked session of the service revoked and lists
-/// it for every replica. Returns how many.
-async fn revoke_live_sessions(
+/// Marks every unexpired, unrevoked session of the services revoked and
+/// lists it for every replica. Returns how many.
+pub(crate) async fn revoke_live_sessions(
     conn: &mut AsyncPgConnection,
-    service_id: Uuid,
+    services: &[Uuid],
 ) -> Result<usize, ServiceError> {
     let sessions: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = diesel::update(
         sess::table
-            .filter(sess::service_id.eq(service_id))
+            .filter(sess::service_id.eq_any(services))
             .filter(sess::revoked_at.is_null())
             // Expired tokens are accepted for the leeway: revoke those too.
             .filter(sess::expires_at.gt(still_accepted_after(chrono::Utc::now()))),
@@ -297,4 +297,18 @@ pub async fn set_permissions(
         .scope_boxed()
     })
     .await
+}
+
+/// Revokes every live token of every service bound to `tenant` (a
+/// suspended tenant's services act no more). Returns how many.
+pub(crate) async fn revoke_tenant_services(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+) -> Result<usize, ServiceError> {
+    let services: Vec<Uuid> = s::table
+        .filter(s::tenant_id.eq(tenant))
+        .select(s::id)
+        .load(conn)
+        .await?;
+    revoke_live_sessions(conn, &services).await
 }

@@ -7,6 +7,7 @@ pub mod names;
 mod revoke;
 
 pub use exchange::{ExchangeRequest, Exchanged, exchange};
+pub(crate) use manage::revoke_tenant_services;
 pub use manage::{NewService, create, disable, issue_secret, revoke_secret, set_permissions};
 pub use revoke::{revoke_by_token, revoke_session};
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{service_sessions as sess, token_revocations as tr};
+use crate::db::schema::auth::{service_sessions as sess, services, token_revocations as tr};
 use crate::db::{Db, RlsContext};
 use crate::tokens::{Principal, TokenType, Tokens};
 
@@ -108,6 +108,14 @@ async fn revoke(
     let Some((service_id, expires_at)) = revoked else {
         return Ok(None);
     };
+    // Recorded in the service's tenant, where its administrators look.
+    let tenant: Option<Uuid> = services::table
+        .find(service_id)
+        .select(services::tenant_id)
+        .first(conn)
+        .await
+        .optional()?
+        .flatten();
     diesel::insert_into(tr::table)
         .values((
             tr::session_id.eq(session_id),
@@ -121,7 +129,7 @@ async fn revoke(
     audit::record(
         conn,
         AuditEvent {
-            tenant_id: None,
+            tenant_id: tenant,
             actor: if kind == "service" {
                 Actor::Service(id)
             } else {

@@ -49,6 +49,14 @@ async fn setup() -> Setup {
 }
 
 async fn setup_with(settings: AuthnSettings, cost: HashCost) -> Setup {
+    setup_serving(settings, cost, test_settings()).await
+}
+
+async fn setup_serving(
+    settings: AuthnSettings,
+    cost: HashCost,
+    server_settings: portcullis::server::ServerSettings,
+) -> Setup {
     let test = TestDb::new().await;
     let db = test.db();
     let world = populate(&db).await;
@@ -78,7 +86,7 @@ async fn setup_with(settings: AuthnSettings, cost: HashCost) -> Setup {
     .await
     .unwrap();
     let verifier_service = create_service(&db, None, &["tokens.verify"]).await;
-    let server = TestServer::start_authn(authn, test_settings()).await;
+    let server = TestServer::start_authn(authn, server_settings).await;
     let channel = server.channel().await;
     let verifier = token_of(&channel, &verifier_service).await.access_token;
     Setup {
@@ -760,6 +768,7 @@ fn strict_throttle() -> AuthnSettings {
             window: Duration::from_secs(2),
             base_delay: Duration::from_millis(1500),
             max_delay: Duration::from_secs(60),
+            ..ThrottlePolicy::default()
         },
         ..AuthnSettings::default()
     }
@@ -886,4 +895,205 @@ async fn checks_keep_answering_while_logins_saturate_the_hashing_pool() {
     );
     let failed = storm.await.unwrap();
     assert!(failed.iter().all(|r| r.is_err()));
+}
+
+// ---- Brute force under concurrency, cancellation and amplification ----
+
+fn policy(change: impl FnOnce(&mut ThrottlePolicy)) -> AuthnSettings {
+    let mut settings = AuthnSettings::default();
+    change(&mut settings.throttle);
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_wrong_passwords_verify_at_most_the_threshold() {
+    let s = setup().await;
+    let before = s.server.passwords.verifications();
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let mut client = s.client.clone();
+            let request = by_email(s.tenant, &s.email, &format!("guess number {i:04}"));
+            tokio::spawn(async move { client.authenticate(request).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for guess in guesses {
+        let status = guess.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                status.code(),
+                Code::Unauthenticated | Code::ResourceExhausted
+            ),
+            "{status:?}"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 40);
+    let verified = s.server.passwords.verifications() - before;
+    assert!(
+        verified <= 5,
+        "{verified} guesses were verified; the threshold is 5"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_cancelled_by_its_deadline_still_counts_as_a_failure() {
+    // A slow hash, so the client gives up while it runs.
+    let slow = HashCost {
+        memory_kib: 65_536,
+        iterations: 6,
+        parallelism: 1,
+    };
+    let s = setup_with(AuthnSettings::default(), slow).await;
+    let started = Instant::now();
+    assert_refused(
+        s.login(by_email(s.tenant, &s.email, "wrong wrong wrong"))
+            .await,
+    );
+    let hashing = started.elapsed();
+    assert!(
+        hashing > Duration::from_millis(60),
+        "hashing took only {hashing:?}"
+    );
+    // Four more, each abandoned by its client while the hash runs: with
+    // the first, five failures, the threshold.
+    for _ in 0..4 {
+        let mut request = tonic::Request::new(by_email(s.tenant, &s.email, "wrong wrong wrong"));
+        request.set_timeout(hashing / 3);
+        let status = s.client.clone().authenticate(request).await.unwrap_err();
+        assert!(
+            matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{status:?}"
+        );
+    }
+    let status = s.password_login_result().await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_with_a_wrong_code_hashes_nothing() {
+    let s = setup().await;
+    s.request_code(&s.email, OtpPurpose::ResetPassword)
+        .await
+        .unwrap();
+    let before = s.server.passwords.hashings();
+    for _ in 0..3 {
+        let refused = s
+            .client
+            .clone()
+            .reset_password(ResetPasswordRequest {
+                tenant_id: s.tenant.to_string(),
+                destination: s.email.clone(),
+                code: "000000".into(),
+                new_password: "a brand new passphrase".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    assert_eq!(s.server.passwords.hashings(), before);
+    // The right code still works, and hashes once.
+    let code = s.outbox_code(&s.email).await.unwrap();
+    s.client
+        .clone()
+        .reset_password(ResetPasswordRequest {
+            tenant_id: s.tenant.to_string(),
+            destination: s.email.clone(),
+            code,
+            new_password: "a brand new passphrase".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.server.passwords.hashings(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_to_unknown_tenants_count_against_the_client_address() {
+    let s = setup_with(
+        policy(|t| t.address_threshold = 3),
+        HashCost::INSECURE_FAST_FOR_TESTS,
+    )
+    .await;
+    for _ in 0..3 {
+        assert_refused(s.login(by_email(Uuid::new_v4(), &s.email, PASSWORD)).await);
+    }
+    let locked = s
+        .login(by_email(Uuid::new_v4(), &s.email, PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(locked.code(), Code::ResourceExhausted, "{locked:?}");
+    // The address is locked in every tenant, the real one included.
+    let locked = s.password_login_result().await.unwrap_err();
+    assert_eq!(locked.code(), Code::ResourceExhausted, "{locked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn code_failures_are_capped_per_destination_across_codes() {
+    let s = setup_with(
+        policy(|t| t.code_failures_per_destination = 4),
+        HashCost::INSECURE_FAST_FOR_TESTS,
+    )
+    .await;
+    for _ in 0..2 {
+        s.request_code(&s.email, OtpPurpose::Login).await.unwrap();
+        for _ in 0..2 {
+            assert_refused(s.login(by_code(s.tenant, &s.email, "000000")).await);
+        }
+    }
+    // A fresh, right code: the destination is capped for the day.
+    s.request_code(&s.email, OtpPurpose::Login).await.unwrap();
+    let code = s.outbox_code(&s.email).await.unwrap();
+    let capped = s
+        .login(by_code(s.tenant, &s.email, &code))
+        .await
+        .unwrap_err();
+    assert_eq!(capped.code(), Code::ResourceExhausted, "{capped:?}");
+    assert_eq!(audit_rows(&s.test, "auth.otp_locked").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn code_requests_are_limited_per_client_address() {
+    let s = setup_with(
+        policy(|t| t.requests_per_address = 3),
+        HashCost::INSECURE_FAST_FOR_TESTS,
+    )
+    .await;
+    // Different destinations, so only the address limit applies.
+    for i in 0..3 {
+        s.request_code(&format!("someone-{i}@example.test"), OtpPurpose::Login)
+            .await
+            .unwrap();
+    }
+    let limited = s
+        .request_code("someone-else@example.test", OtpPurpose::Login)
+        .await
+        .unwrap_err();
+    assert_eq!(limited.code(), Code::ResourceExhausted, "{limited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_address_a_trusted_proxy_appended_is_the_client_address() {
+    let mut serving = test_settings();
+    serving.trust_forwarded_for = true;
+    let s = setup_serving(
+        AuthnSettings::default(),
+        HashCost::INSECURE_FAST_FOR_TESTS,
+        serving,
+    )
+    .await;
+    let mut request = tonic::Request::new(by_email(s.tenant, &s.email, PASSWORD));
+    // The client wrote the first entry; our proxy appended the second.
+    request.metadata_mut().insert(
+        "x-forwarded-for",
+        "198.51.100.66, 203.0.113.9".parse().unwrap(),
+    );
+    s.client.clone().authenticate(request).await.unwrap();
+    let succeeded = audit_rows(&s.test, "auth.login_succeeded").await;
+    assert!(
+        succeeded[0]
+            .payload
+            .contains("\"client_addr\": \"203.0.113.9\""),
+        "{}",
+        succeeded[0].payload
+    );
 }

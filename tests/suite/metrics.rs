@@ -83,3 +83,44 @@ async fn counters_move_with_the_calls_made() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_paths_are_counted_under_one_label() {
+    let test = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut settings = test_settings();
+    settings.metrics_listen = Some(metrics_addr);
+    let server = TestServer::start_with(test.db(), test_tokens(), settings).await;
+    let channel = server.channel().await;
+    // What a scanner would send: made-up paths, each new.
+    for path in [
+        "/made.up.Service/Probe7f3a9",
+        "/portcullis.v1.Authorization/Nope7f3a9",
+        "/grpc.reflection.v1alpha.Made7f3a9/Up",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let refused = grpc
+            .unary::<(), (), _>(
+                tonic::Request::new(()),
+                http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+        assert!(refused.is_err(), "{path}");
+    }
+    let text = scrape(metrics_addr).await;
+    assert!(
+        !text.contains("7f3a9"),
+        "a raw path reached the metrics:\n{text}"
+    );
+    assert!(
+        value(&text, "portcullis_rpc_requests_total{method=\"unknown\"") >= 3.0,
+        "{text}"
+    );
+}

@@ -536,3 +536,43 @@ async fn disabling_a_service_revokes_tokens_still_inside_the_leeway() {
     .unwrap();
     assert_eq!(listed, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_token_revocation_is_audited_in_the_services_tenant() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = populate(&db).await;
+    let service = create_service(&db, Some(world.tenant), &["authz.check"]).await;
+    let server = TestServer::start(db).await;
+    let channel = server.channel().await;
+    let issued = token_of(&channel, &service).await;
+    revoke(
+        &channel,
+        &issued.access_token,
+        Target::Token(issued.access_token.clone()),
+    )
+    .await
+    .unwrap();
+    let revoked = audit_rows(&test, "service.token_revoked").await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].tenant_id, Some(world.tenant));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_for_a_real_key_flood_no_tenants_trail() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = populate(&db).await;
+    let service = create_service(&db, Some(world.tenant), &["authz.check"]).await;
+    let server = TestServer::start(db).await;
+    let channel = server.channel().await;
+    for _ in 0..25 {
+        exchange(&channel, service.key.as_str(), "wrong", &[])
+            .await
+            .unwrap_err();
+    }
+    let refused = audit_rows(&test, "service.credential_refused").await;
+    assert_eq!(refused.len(), 20, "refusals audited per key per hour");
+    // The real secret is not locked out by the flood.
+    token_of(&channel, &service).await;
+}

@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 
 use super::authentication::password_field;
 use super::authorization::parse_uuid;
-use super::request::{caller, invalid, request_id, token_field};
+use super::request::{caller, client_address, invalid, request_id, token_field};
 use crate::admin::assignments::{self, NewAssignment};
 use crate::admin::audit_trail;
 use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};
@@ -24,7 +24,7 @@ use crate::admin::grants::{self, NewGrant};
 use crate::admin::invitations::{self, Acceptance, NewInvitation};
 use crate::admin::users::{self, CreateUser};
 use crate::admin::{Administrator, Cursor, Label, NodeType, RoleKey, org, roles};
-use crate::authn::{Email, Login, Passwords, Phone};
+use crate::authn::{AuthnSettings, Email, Login, Passwords, Phone};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::proto::v1 as pb;
@@ -34,11 +34,25 @@ use crate::secrets::{PresentedSecret, SecretKind};
 pub struct AdministrationService {
     db: Db,
     passwords: Arc<Passwords>,
+    /// Throttles (invitation acceptances per client address) and the
+    /// access-token lifetime (how long revoked sessions stay listed).
+    authn: AuthnSettings,
+    trusted_proxy_hops: usize,
 }
 
 impl AdministrationService {
-    pub fn new(db: Db, passwords: Arc<Passwords>) -> Self {
-        Self { db, passwords }
+    pub fn new(
+        db: Db,
+        passwords: Arc<Passwords>,
+        authn: AuthnSettings,
+        trusted_proxy_hops: usize,
+    ) -> Self {
+        Self {
+            db,
+            passwords,
+            authn,
+            trusted_proxy_hops,
+        }
     }
 }
 
@@ -394,6 +408,7 @@ impl Administration for AdministrationService {
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
         let request_id = request_id(&request);
+        let client_address = client_address(&request, self.trusted_proxy_hops);
         let body = request.into_inner();
         let raw = token_field("invite_token", &body.invite_token)?;
         // A malformed token gets the answer of a wrong one.
@@ -409,8 +424,11 @@ impl Administration for AdministrationService {
             password,
             display_name,
             request_id,
+            client_address,
         };
-        let accepted = invitations::accept(&self.db, &self.passwords, acceptance).await?;
+        let accepted =
+            invitations::accept(&self.db, &self.passwords, &self.authn.throttle, acceptance)
+                .await?;
         Ok(Response::new(pb::AcceptInvitationResponse {
             user: Some(user(accepted.user)),
             assignment: Some(assignment(accepted.assignment)),
@@ -438,8 +456,14 @@ impl Administration for AdministrationService {
         let body = request.into_inner();
         let id = parse_uuid("tenant_id", &body.tenant_id)?;
         let name = Label::parse(&body.name).map_err(|e| invalid("name", e))?;
-        let renamed =
-            global::change_tenant(&self.db, &admin, id, TenantChange::Name(&name)).await?;
+        let renamed = global::change_tenant(
+            &self.db,
+            &admin,
+            id,
+            TenantChange::Name(&name),
+            self.authn.access_lifetime,
+        )
+        .await?;
         Ok(Response::new(tenant(renamed)))
     }
 
@@ -531,8 +555,14 @@ impl AdministrationService {
     ) -> Result<Response<pb::Tenant>, Status> {
         let admin = global_administrator(&request)?;
         let id = parse_uuid("tenant_id", &request.get_ref().tenant_id)?;
-        let changed =
-            global::change_tenant(&self.db, &admin, id, TenantChange::Active(active)).await?;
+        let changed = global::change_tenant(
+            &self.db,
+            &admin,
+            id,
+            TenantChange::Active(active),
+            self.authn.access_lifetime,
+        )
+        .await?;
         Ok(Response::new(tenant(changed)))
     }
 
@@ -543,7 +573,8 @@ impl AdministrationService {
     ) -> Result<Response<pb::User>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let id = parse_uuid("user_id", &request.get_ref().user_id)?;
-        let changed = users::set_active(&self.db, &admin, id, active).await?;
+        let changed =
+            users::set_active(&self.db, &admin, id, active, self.authn.access_lifetime).await?;
         Ok(Response::new(user(changed)))
     }
 

@@ -242,3 +242,39 @@ async fn one_global_administrators_key_is_not_anothers() {
     let theirs = create("their.capability", &other_token).await.unwrap();
     assert_ne!(mine.into_inner(), theirs.into_inner());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_tenants_service_tokens_stop_working() {
+    let s = setup().await;
+    // Tenant A's administrating service works before...
+    s.admin()
+        .list_roles(crate::support::services::bearer(
+            portcullis::proto::v1::ListRolesRequest {
+                tenant_id: s.a.tenant.to_string(),
+            },
+            &s.token,
+        ))
+        .await
+        .unwrap();
+    s.set_tenant_active(s.a.tenant, false).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let answer = s
+            .admin()
+            .list_roles(crate::support::services::bearer(
+                portcullis::proto::v1::ListRolesRequest {
+                    tenant_id: s.a.tenant.to_string(),
+                },
+                &s.token,
+            ))
+            .await;
+        match answer {
+            Err(status) if status.code() == tonic::Code::Unauthenticated => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "a suspended tenant's service still acts: {other:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -641,3 +641,18 @@ fn timestamp(time: chrono::DateTime<Utc>) -> prost_types::Timestamp {
         nanos: 0,
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_accepts_hash_one_password() {
+    let s = setup().await;
+    let created = s.invite("one-hash@example.test").await.unwrap();
+    let before = s.server.passwords.hashings();
+    let attempts = (0..8).map(|_| s.accept(&created.invite_token));
+    let outcomes = futures_util::future::join_all(attempts).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(s.server.passwords.hashings() - before, 1);
+}

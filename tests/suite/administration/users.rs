@@ -163,3 +163,85 @@ async fn users_are_listed_in_pages_of_the_callers_tenant_only() {
     assert!(ids.contains(&s.a.user.to_string()));
     assert!(!ids.contains(&s.b.user.to_string()));
 }
+
+impl Setup {
+    /// A live refresh session of `world`'s user and an access token of it.
+    async fn user_session(&self, world: &TenantWorld) -> (uuid::Uuid, String) {
+        use portcullis::tokens::{NewToken, TokenType};
+        use secrecy::ExposeSecret;
+
+        let session = uuid::Uuid::new_v4();
+        crate::support::fixtures::batch(
+            &self.test.db(),
+            &portcullis::db::RlsContext::tenant(world.tenant),
+            &format!(
+                "INSERT INTO auth.refresh_sessions (id, tenant_id, user_id, token_hash, expires_at) \
+                 VALUES ('{session}', '{}', '{}', '\\x0c', now() + interval '1 day')",
+                world.tenant, world.user
+            ),
+        )
+        .await
+        .unwrap();
+        let token = self
+            .server
+            .tokens
+            .issue(
+                &NewToken {
+                    typ: TokenType::User,
+                    subject: world.user,
+                    tenant: Some(world.tenant),
+                    session,
+                    permissions: Vec::new(),
+                    lifetime: std::time::Duration::from_secs(600),
+                },
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        (session, token.token.expose_secret().to_owned())
+    }
+
+    /// Whether the server refuses `token` as revoked within three seconds
+    /// (every replica polls the revocation list each second).
+    async fn refused_within_seconds(&self, token: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            if self
+                .server
+                .tokens
+                .verify(token, chrono::Utc::now())
+                .is_err()
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deactivating_a_user_ends_their_sessions_and_reactivating_brings_none_back() {
+    let s = setup().await;
+    let (session, token) = s.user_session(&s.a).await;
+    s.set_user_active(&s.a, false).await;
+    assert!(
+        s.refused_within_seconds(&token).await,
+        "the access token still works"
+    );
+    s.set_user_active(&s.a, true).await;
+    assert!(
+        s.refused_within_seconds(&token).await,
+        "reactivation revived a token"
+    );
+    let live = crate::support::fixtures::count(
+        &s.test.db(),
+        &portcullis::db::RlsContext::tenant(s.a.tenant),
+        &format!("auth.refresh_sessions WHERE id = '{session}' AND revoked_at IS NULL"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(live, 0);
+    let audited = crate::support::audit_rows(&s.test, "auth.sessions_revoked").await;
+    assert_eq!(audited.len(), 1);
+    assert!(audited[0].payload.contains(&session.to_string()));
+}

@@ -28,6 +28,7 @@ pub fn test_settings() -> ServerSettings {
         revocation_poll_interval: Duration::from_millis(100),
         max_batch_checks: 1000,
         trust_forwarded_for: false,
+        trusted_proxy_hops: 1,
         metrics_listen: None,
         tls: None,
     }
