@@ -13,7 +13,7 @@ use super::identity::Login;
 use super::otp::{self, CodeUse, Spend};
 use super::sessions::{self, SessionTokens};
 use super::throttle::{self, Counted, Reservation, ThrottleKey};
-use super::{Authenticator, AuthnError, ClientInfo};
+use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
 use crate::db::{DbError, RlsContext};
@@ -101,13 +101,7 @@ impl Authenticator {
             .db
             .write(&ctx, |conn| {
                 async move {
-                    let tenant_exists = t::table
-                        .find(tenant)
-                        .select(t::id)
-                        .first::<Uuid>(conn)
-                        .await
-                        .optional()?
-                        .is_some();
+                    let tenant_exists = tenant_exists(conn, tenant).await?;
                     // A tenant that does not exist has no login counter;
                     // the client address counts the attempt.
                     let keys = policy.login_keys(
@@ -147,14 +141,7 @@ impl Authenticator {
                 self.db
                     .write(&ctx, |conn| {
                         async move {
-                            if t::table
-                                .find(tenant)
-                                .select(t::id)
-                                .first::<Uuid>(conn)
-                                .await
-                                .optional()?
-                                .is_some()
-                            {
+                            if tenant_exists(conn, tenant).await? {
                                 let event = failure_event(
                                     tenant,
                                     "auth.login_locked",
@@ -264,13 +251,7 @@ impl Authenticator {
             .db
             .write(&ctx, |conn| {
                 async move {
-                    let tenant_exists = t::table
-                        .find(tenant)
-                        .select(t::id)
-                        .first::<Uuid>(conn)
-                        .await
-                        .optional()?
-                        .is_some();
+                    let tenant_exists = tenant_exists(conn, tenant).await?;
                     // The address, and the destination across all its codes.
                     let mut keys: Vec<ThrottleKey> = policy
                         .address_failures(client.address.as_deref())

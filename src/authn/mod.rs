@@ -53,6 +53,25 @@ impl From<diesel::result::Error> for AuthnError {
     }
 }
 
+/// Whether the tenant exists (a login or code for one that does not is
+/// answered like any other failure, but has nothing to be counted in).
+async fn tenant_exists(
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant: uuid::Uuid,
+) -> Result<bool, diesel::result::Error> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+
+    use crate::db::schema::auth::tenants;
+    Ok(tenants::table
+        .find(tenant)
+        .select(tenants::id)
+        .first::<uuid::Uuid>(conn)
+        .await
+        .optional()?
+        .is_some())
+}
+
 /// Who is on the other end, as far as we can tell.
 #[derive(Clone, Debug, Default)]
 pub struct ClientInfo {

@@ -18,11 +18,9 @@ use uuid::Uuid;
 use super::identity::Login;
 use super::sessions;
 use super::throttle::{self, Reservation, ThrottleKey};
-use super::{Authenticator, AuthnError, ClientInfo};
+use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{
-    otp_codes as oc, otp_outbox as ob, tenants as t, user_identities as ui,
-};
+use crate::db::schema::auth::{otp_codes as oc, otp_outbox as ob, user_identities as ui};
 use crate::db::{DbError, RlsContext};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,7 +191,7 @@ impl Authenticator {
                     {
                         return Err(AuthnError::TooManyCodes { retry_after });
                     }
-                    if t::table.find(tenant).select(t::id).first::<Uuid>(conn).await.optional()?.is_none() {
+                    if !tenant_exists(conn, tenant).await? {
                         // Nothing can be stored for a tenant that does not exist;
                         // the answer looks the same.
                         return Ok::<_, AuthnError>(());
@@ -306,7 +304,7 @@ impl Authenticator {
             .db
             .write(&ctx, |conn| {
                 async move {
-                    if t::table.find(tenant).select(t::id).first::<Uuid>(conn).await.optional()?.is_none() {
+                    if !tenant_exists(conn, tenant).await? {
                         return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
                     }
                     let all: Vec<ThrottleKey> = requests.iter().chain(failures_ref).cloned().collect();

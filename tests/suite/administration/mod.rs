@@ -183,6 +183,11 @@ impl Setup {
     }
 
     pub fn user_token(&self, world: &TenantWorld) -> String {
+        self.user_token_of_session(world, Uuid::new_v4())
+    }
+
+    /// An access token of `world`'s user in `session`.
+    pub fn user_token_of_session(&self, world: &TenantWorld, session: Uuid) -> String {
         self.server
             .tokens
             .issue(
@@ -190,7 +195,7 @@ impl Setup {
                     typ: TokenType::User,
                     subject: world.user,
                     tenant: Some(world.tenant),
-                    session: Uuid::new_v4(),
+                    session,
                     permissions: Vec::new(),
                     lifetime: Duration::from_secs(600),
                 },

@@ -167,9 +167,6 @@ async fn users_are_listed_in_pages_of_the_callers_tenant_only() {
 impl Setup {
     /// A live refresh session of `world`'s user and an access token of it.
     async fn user_session(&self, world: &TenantWorld) -> (uuid::Uuid, String) {
-        use portcullis::tokens::{NewToken, TokenType};
-        use secrecy::ExposeSecret;
-
         let session = uuid::Uuid::new_v4();
         crate::support::fixtures::batch(
             &self.test.db(),
@@ -182,22 +179,7 @@ impl Setup {
         )
         .await
         .unwrap();
-        let token = self
-            .server
-            .tokens
-            .issue(
-                &NewToken {
-                    typ: TokenType::User,
-                    subject: world.user,
-                    tenant: Some(world.tenant),
-                    session,
-                    permissions: Vec::new(),
-                    lifetime: std::time::Duration::from_secs(600),
-                },
-                chrono::Utc::now(),
-            )
-            .unwrap();
-        (session, token.token.expose_secret().to_owned())
+        (session, self.user_token_of_session(world, session))
     }
 
     /// Whether the server refuses `token` as revoked within three seconds
