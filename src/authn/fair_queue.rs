@@ -22,11 +22,16 @@ struct State {
 /// The right to use one hashing thread; given back when dropped.
 pub struct Permit {
     queue: Arc<FairQueue>,
+    /// False for a permit that never reached its caller: dropping it must
+    /// not release (the releasing loop hands the place on itself).
+    held: bool,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.queue.release();
+        if self.held {
+            self.queue.release();
+        }
     }
 }
 
@@ -49,6 +54,7 @@ impl FairQueue {
                 state.free -= 1;
                 return Some(Permit {
                     queue: self.clone(),
+                    held: true,
                 });
             }
             let (sender, receiver) = oneshot::channel();
@@ -83,12 +89,13 @@ impl FairQueue {
             let Some(next) = next else { continue };
             let permit = Permit {
                 queue: self.clone(),
+                held: true,
             };
             match next.send(permit) {
                 Ok(()) => return,
-                // The caller timed out: the permit goes to the next one,
-                // without running this permit's Drop (which would recurse).
-                Err(unsent) => std::mem::forget(unsent),
+                // The caller timed out: the place goes to the next one
+                // (this loop), not through the permit's Drop.
+                Err(mut unsent) => unsent.held = false,
             }
         }
     }

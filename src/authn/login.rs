@@ -61,9 +61,9 @@ fn failure_event<'a>(
     }
 }
 
-/// Refused before any work: a counter of this attempt is locked. Carried
-/// out of the reserving transaction as its error, so it rolls back and
-/// counts nothing.
+/// How a reserving transaction ends without going on: a locked counter
+/// (carried out as the transaction's error, so it rolls back and counts
+/// nothing), or a failure.
 enum Refused {
     Locked(std::time::Duration),
     Failed(AuthnError),
