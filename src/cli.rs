@@ -12,9 +12,9 @@ use crate::authn::{
 };
 use crate::db::Db;
 use crate::db::PoolSettings;
-use crate::db::admin::AdminError;
-use crate::db::cluster;
-use crate::db::provision::{Environment, Names};
+use crate::ops::admin::AdminError;
+use crate::ops::cluster;
+use crate::ops::provision::{Environment, Names};
 use crate::server::ServerSettings;
 use crate::tls::{ServerTls, TlsFileError};
 use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
@@ -182,14 +182,14 @@ pub enum BenchCommand {
     /// (idempotent; deterministic ids).
     Seed {
         #[arg(long, value_enum, default_value = "medium")]
-        profile: crate::bench::dataset::Profile,
+        profile: crate::ops::bench::dataset::Profile,
         #[command(flatten)]
         admin: AdminArgs,
     },
     /// Drive a running server with a mix of requests and report.
     Load {
         #[arg(long, value_enum, default_value = "medium")]
-        profile: crate::bench::dataset::Profile,
+        profile: crate::ops::bench::dataset::Profile,
         /// The server to drive.
         #[arg(long, default_value = "127.0.0.1:50051")]
         addr: String,
@@ -203,7 +203,7 @@ pub enum BenchCommand {
     /// pgbench floor in one run, and report (table and JSON).
     Run {
         #[arg(long, value_enum, default_value = "medium")]
-        profile: crate::bench::dataset::Profile,
+        profile: crate::ops::bench::dataset::Profile,
         /// Where the server under test listens.
         #[arg(long, default_value = "127.0.0.1:50171")]
         listen: String,
@@ -233,7 +233,7 @@ pub struct LoadArgs {
 
 /// Scenario weights for `bench load --mix`.
 #[derive(Clone, Debug)]
-pub struct MixArg(pub Vec<(crate::bench::load::Scenario, u32)>);
+pub struct MixArg(pub Vec<(crate::ops::bench::load::Scenario, u32)>);
 
 fn parse_ratio(raw: &str) -> Result<f64, String> {
     raw.trim()
@@ -248,7 +248,7 @@ fn parse_mix(raw: &str) -> Result<MixArg, String> {
     raw.split(',')
         .map(|pair| {
             let (name, weight) = pair.split_once('=').unwrap_or((pair, "1"));
-            let scenario = crate::bench::load::Scenario::from_str(name.trim(), true)?;
+            let scenario = crate::ops::bench::load::Scenario::from_str(name.trim(), true)?;
             let weight = weight
                 .trim()
                 .parse::<u32>()

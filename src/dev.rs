@@ -3,12 +3,13 @@
 use anyhow::Context;
 
 use crate::cli::{DevArgs, OtpDeliveryKind};
-use crate::db::admin::redact;
-use crate::db::cluster::{self, AdminServer};
-use crate::db::provision::{self, Environment, Names, Passwords};
-use crate::db::{Db, migrate};
+use crate::db::Db;
+use crate::ops::admin::redact;
+use crate::ops::cluster::{self, AdminServer};
+use crate::ops::provision::{self, Environment, Names, Passwords};
+use crate::ops::{migrate, seed};
+use crate::server;
 use crate::tokens::KeyRing;
-use crate::{seed, server};
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let admin = cluster::locate(args.admin.admin_url.as_deref(), &args.private_cluster_dir)

@@ -11,19 +11,20 @@ use portcullis::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use portcullis::authn::users::{self, NewUser};
 use portcullis::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
 use portcullis::authz::CapabilityKey;
-use portcullis::bench::{self, manifest};
 use portcullis::cli::{
     BenchCommand, Cli, Command, DatabaseArgs, DbCommand, KeysCommand, MigrateArgs, OrgCommand,
     OtpDeliveryKind, PermissionsCommand, ProvisionArgs, RoleCommand, SecretCommand, ServiceCommand,
     TenantCommand, UserCommand,
 };
-use portcullis::db::provision::{self, Environment, Passwords};
-use portcullis::db::{Db, admin, cluster, migrate};
+use portcullis::db::Db;
+use portcullis::ops::bench::{self, manifest};
+use portcullis::ops::provision::{self, Environment, Passwords};
+use portcullis::ops::{admin, cluster, migrate, seed};
 use portcullis::service_accounts::names::{Permission, ServiceKey};
 use portcullis::service_accounts::{self, NewService};
 use portcullis::tokens::KeyRing;
 use portcullis::tokens::keys::generate_key_file;
-use portcullis::{dev, seed, server, telemetry};
+use portcullis::{dev, server, telemetry};
 use secrecy::ExposeSecret;
 
 #[tokio::main]

@@ -1,15 +1,12 @@
-//! The database layer. [`Db`] is the only door for requests: every access runs
-//! in a transaction scoped by an [`RlsContext`]. [`admin`] connections exist
-//! for operator tasks (provisioning, migrations) and never serve a request.
+//! The database door for requests. [`Db`] is the only way in: every access
+//! runs in a transaction scoped by an [`RlsContext`]. Operator connections
+//! (provisioning, migrations) live in [`crate::ops`] and never serve a
+//! request.
 
-pub mod admin;
-pub mod cluster;
-mod connect;
+pub(crate) mod connect;
 mod context;
 mod error;
-pub mod migrate;
 mod pool;
-pub mod provision;
 pub mod schema;
 mod scope;
 

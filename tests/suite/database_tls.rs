@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use portcullis::db::{Db, PoolSettings, migrate};
+use portcullis::db::{Db, PoolSettings};
+use portcullis::ops::migrate;
 use url::Url;
 
 use crate::support::certs::{TestCa, write};

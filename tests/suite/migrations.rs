@@ -1,7 +1,7 @@
 use diesel::QueryDsl;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use portcullis::db::migrate;
 use portcullis::db::schema::{audit, auth};
+use portcullis::ops::migrate;
 
 use crate::support::TestDb;
 

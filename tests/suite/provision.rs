@@ -1,7 +1,7 @@
 //! `portcullis db provision`: what each environment may create and drop.
 
-use portcullis::db::admin::AdminConnection;
-use portcullis::db::provision::{self, Environment, Names, Passwords, Report};
+use portcullis::ops::admin::AdminConnection;
+use portcullis::ops::provision::{self, Environment, Names, Passwords, Report};
 use secrecy::SecretString;
 
 use crate::support::{APP_ROLE, OWNER_ROLE, admin_url, unique_database_name};

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use portcullis::db::RlsContext;
-use portcullis::db::admin::{AdminConnection, derive_url};
+use portcullis::ops::admin::{AdminConnection, derive_url};
 use portcullis::proto::v1::administration_client::AdministrationClient;
 use portcullis::proto::v1::authorization_client::AuthorizationClient;
 use portcullis::proto::v1::{

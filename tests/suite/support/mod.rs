@@ -25,9 +25,10 @@ use std::path::Path;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use portcullis::db::admin::{AdminConnection, AdminError, derive_url};
-use portcullis::db::provision::{self, Names, Passwords};
-use portcullis::db::{Db, PoolSettings, cluster, migrate};
+use portcullis::db::{Db, PoolSettings};
+use portcullis::ops::admin::{AdminConnection, AdminError, derive_url};
+use portcullis::ops::provision::{self, Names, Passwords};
+use portcullis::ops::{cluster, migrate};
 use tokio::sync::OnceCell;
 use url::Url;
 

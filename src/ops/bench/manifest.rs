@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::dataset::Profile;
-use crate::db::admin::AdminError;
-use crate::db::provision::{Names, Passwords, role_urls};
+use crate::ops::admin::AdminError;
+use crate::ops::provision::{Names, Passwords, role_urls};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {

@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use url::Url;
 
-use super::connect::ConnectTarget;
+use crate::db::connect::ConnectTarget;
 
 /// An error of an operator task, with a message meant for a person.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,11 @@
+//! Operator tools: they never serve a request. Provisioning roles and
+//! databases, migrations, finding or starting a PostgreSQL cluster, the
+//! demo data and the benchmark. They connect as the owner or a superuser
+//! through [`admin::AdminConnection`]; requests go through [`crate::db`].
+
+pub mod admin;
+pub mod bench;
+pub mod cluster;
+pub mod migrate;
+pub mod provision;
+pub mod seed;
