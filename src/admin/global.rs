@@ -64,10 +64,7 @@ impl GlobalAdministrator {
             Some(service) => RlsContext::global_administrator(service),
             None => RlsContext::operator(),
         };
-        match &self.request_id {
-            Some(id) => ctx.with_request_id(id),
-            None => ctx,
-        }
+        ctx.with_request_id(self.request_id.as_deref())
     }
 
     /// Who the audit row of a change names, in `tenant` (none for the

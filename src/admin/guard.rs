@@ -145,10 +145,7 @@ impl Administrator {
             Acting::Caller(Principal::User(user)) => ctx.with_user(user.user_id),
             Acting::Operator => ctx,
         };
-        match &self.request_id {
-            Some(id) => ctx.with_request_id(id),
-            None => ctx,
-        }
+        ctx.with_request_id(self.request_id())
     }
 
     /// Whether the caller may use `capability` at `node` (named `field` in

@@ -353,12 +353,10 @@ pub async fn accept(
         .hash_for(address, &acceptance.password)
         .await
         .map_err(hashing)?;
-    let mut ctx = RlsContext::tenant(tenant)
+    let ctx = RlsContext::tenant(tenant)
         .with_invitation(id)
-        .with_client_address(address);
-    if let Some(request) = &acceptance.request_id {
-        ctx = ctx.with_request_id(request);
-    }
+        .with_client_address(address)
+        .with_request_id(acceptance.request_id.as_deref());
     let (acceptance, hash) = (&acceptance, hash.as_str());
     let failures_ref = &failures;
     let accepted = db

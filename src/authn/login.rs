@@ -37,10 +37,7 @@ struct IdentityRow {
 
 fn login_context(tenant: Uuid, client: &ClientInfo, request_id: Option<&str>) -> RlsContext {
     let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
-    match request_id {
-        Some(id) => ctx.with_request_id(id),
-        None => ctx,
-    }
+    ctx.with_request_id(request_id)
 }
 
 fn failure_event<'a>(

@@ -173,10 +173,7 @@ impl Authenticator {
             rand::rngs::OsRng.gen_range(0..1_000_000u32)
         ));
         let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
-        let ctx = match request_id {
-            Some(id) => ctx.with_request_id(id),
-            None => ctx,
-        };
+        let ctx = ctx.with_request_id(request_id);
         let (settings, delivery, code) = (&self.settings, &self.delivery, &code);
         self.db
             .write(&ctx, |conn| {
@@ -282,10 +279,7 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<(), AuthnError> {
         let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
-        let ctx = match request_id {
-            Some(id) => ctx.with_request_id(id),
-            None => ctx,
-        };
+        let ctx = ctx.with_request_id(request_id);
         let settings = &self.settings;
         let policy = &settings.throttle;
         // Counted per address (every reset), and per address and

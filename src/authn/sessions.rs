@@ -217,10 +217,7 @@ impl Authenticator {
             .await?
             .ok_or(AuthnError::InvalidRefreshToken)?;
         let ctx = RlsContext::tenant(tenant).with_refresh_session(session);
-        let ctx = match request_id {
-            Some(id) => ctx.with_request_id(id),
-            None => ctx,
-        };
+        let ctx = ctx.with_request_id(request_id);
         let presented = &presented;
         // Refusals commit too: reuse detection's revocation and audit must stay.
         let outcome = db

@@ -18,10 +18,7 @@ impl Subject {
     /// The transaction context of a call about this subject.
     pub fn rls_context(&self, request_id: Option<&str>) -> RlsContext {
         let ctx = RlsContext::tenant(self.tenant_id).with_user(self.user_id);
-        match request_id {
-            Some(id) => ctx.with_request_id(id),
-            None => ctx,
-        }
+        ctx.with_request_id(request_id)
     }
 }
 

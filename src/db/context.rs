@@ -2,6 +2,9 @@
 
 use uuid::Uuid;
 
+/// How many `app.*` keys every transaction sets.
+pub(crate) const CONTEXT_KEYS: usize = 10;
+
 /// Who a transaction acts for. Every field becomes an `app.*` setting, set
 /// transaction-locally at the start of the scoped transaction; policies see
 /// nothing for a field left empty, so an empty context sees no rows.
@@ -106,15 +109,17 @@ impl RlsContext {
         self
     }
 
-    /// Request ids come from clients: only `[A-Za-z0-9._:-]`, at most 128
-    /// characters, reach the database; anything else is dropped.
-    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
-        let id: String = request_id.into();
-        let safe = id.len() <= 128
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
-        self.request_id = safe.then_some(id);
+    /// The request this transaction serves, if it has an id. Request ids
+    /// come from clients: only `[A-Za-z0-9._:-]`, at most 128 characters,
+    /// reach the database; anything else is dropped.
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
+        let safe = |id: &&str| {
+            id.len() <= 128
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+        };
+        self.request_id = request_id.filter(safe).map(str::to_owned);
         self
     }
 
@@ -122,23 +127,35 @@ impl RlsContext {
         self.tenant_id
     }
 
-    /// The values bound to the `set_config` statement, in the order of
-    /// `CONTEXT_KEYS` in `scope.rs`. Empty strings stand for "not set".
-    pub(crate) fn settings(&self) -> [String; 10] {
+    /// Every `app.*` key with its value here (empty: not set): the one list
+    /// of context keys. The transaction door sets them all, in this order.
+    pub(crate) fn settings(&self) -> [(&'static str, String); CONTEXT_KEYS] {
         fn uuid(value: Option<Uuid>) -> String {
             value.map(|id| id.to_string()).unwrap_or_default()
         }
         [
-            uuid(self.tenant_id),
-            uuid(self.user_id),
-            uuid(self.service_id),
-            self.service_key.clone().unwrap_or_default(),
-            uuid(self.refresh_session_id),
-            self.request_id.clone().unwrap_or_default(),
-            self.purpose.unwrap_or_default().to_owned(),
-            if self.global_admin { "on" } else { "" }.to_owned(),
-            uuid(self.invitation_id),
-            self.client_address.clone().unwrap_or_default(),
+            ("app.tenant_id", uuid(self.tenant_id)),
+            ("app.user_id", uuid(self.user_id)),
+            ("app.service_id", uuid(self.service_id)),
+            (
+                "app.service_key",
+                self.service_key.clone().unwrap_or_default(),
+            ),
+            ("app.refresh_session_id", uuid(self.refresh_session_id)),
+            (
+                "app.request_id",
+                self.request_id.clone().unwrap_or_default(),
+            ),
+            ("app.purpose", self.purpose.unwrap_or_default().to_owned()),
+            (
+                "app.global_admin",
+                if self.global_admin { "on" } else { "" }.to_owned(),
+            ),
+            ("app.invitation_id", uuid(self.invitation_id)),
+            (
+                "app.client_address",
+                self.client_address.clone().unwrap_or_default(),
+            ),
         ]
     }
 }

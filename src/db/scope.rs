@@ -16,20 +16,6 @@ diesel::define_sql_function! {
     fn set_config(setting: Text, value: Text, is_local: Bool) -> Text;
 }
 
-/// The `app.*` keys, in the order of [`RlsContext::settings`].
-pub(crate) const CONTEXT_KEYS: [&str; 10] = [
-    "app.tenant_id",
-    "app.user_id",
-    "app.service_id",
-    "app.service_key",
-    "app.refresh_session_id",
-    "app.request_id",
-    "app.purpose",
-    "app.global_admin",
-    "app.invitation_id",
-    "app.client_address",
-];
-
 /// A unit of work inside a scoped transaction. Write it as
 /// `|conn| async move { … }.scope_boxed()` (`scoped_futures::ScopedFutureExt`).
 pub type Work<'a, 'conn, T, E> = ScopedBoxFuture<'a, 'conn, Result<T, E>>;
@@ -148,18 +134,9 @@ impl Db {
         let pooled = self.checkout().await?;
         let mut guard = Unfinished { conn: Some(pooled) };
         let conn: &AsyncPgConnection = guard.conn()?;
-        let [
-            tenant,
-            user,
-            service,
-            service_key,
-            refresh_session,
-            request,
-            purpose,
-            admin,
-            invitation,
-            client_address,
-        ] = ctx.settings();
+        // One line per key: the compiler holds this to the length of
+        // `RlsContext::settings`.
+        let [k0, k1, k2, k3, k4, k5, k6, k7, k8, k9] = ctx.settings();
         let (mut c1, mut c2) = (conn, conn);
         let begin = BeginReadOnly.execute(&mut c1);
         let [statement_timeout, idle_timeout] = self.limits.clone();
@@ -167,16 +144,16 @@ impl Db {
             set_config("plan_cache_mode", "force_generic_plan", true),
             set_config("statement_timeout", statement_timeout, true),
             set_config("idle_in_transaction_session_timeout", idle_timeout, true),
-            set_config(CONTEXT_KEYS[0], tenant, true),
-            set_config(CONTEXT_KEYS[1], user, true),
-            set_config(CONTEXT_KEYS[2], service, true),
-            set_config(CONTEXT_KEYS[3], service_key, true),
-            set_config(CONTEXT_KEYS[4], refresh_session, true),
-            set_config(CONTEXT_KEYS[5], request, true),
-            set_config(CONTEXT_KEYS[6], purpose, true),
-            set_config(CONTEXT_KEYS[7], admin, true),
-            set_config(CONTEXT_KEYS[8], invitation, true),
-            set_config(CONTEXT_KEYS[9], client_address, true),
+            set_config(k0.0, k0.1, true),
+            set_config(k1.0, k1.1, true),
+            set_config(k2.0, k2.1, true),
+            set_config(k3.0, k3.1, true),
+            set_config(k4.0, k4.1, true),
+            set_config(k5.0, k5.1, true),
+            set_config(k6.0, k6.1, true),
+            set_config(k7.0, k7.1, true),
+            set_config(k8.0, k8.1, true),
+            set_config(k9.0, k9.1, true),
         ))
         .execute(&mut c2);
         // Polled in order, so sent in order: BEGIN, context, the read.
@@ -265,7 +242,7 @@ pub async fn authenticated_service(
     conn: &mut AsyncPgConnection,
     service_id: uuid::Uuid,
 ) -> Result<(), DbError> {
-    diesel::select(set_config(CONTEXT_KEYS[2], service_id.to_string(), true))
+    diesel::select(set_config("app.service_id", service_id.to_string(), true))
         .execute(conn)
         .await?;
     Ok(())
@@ -292,10 +269,9 @@ fn begin_sql(access: Access, ctx: &RlsContext, limits: &[String; 2]) -> String {
     let limits = ["statement_timeout", "idle_in_transaction_session_timeout"]
         .into_iter()
         .zip(limits.iter().cloned());
-    let settings: Vec<String> = CONTEXT_KEYS
-        .iter()
-        .copied()
-        .zip(ctx.settings())
+    let settings: Vec<String> = ctx
+        .settings()
+        .into_iter()
         .chain(limits)
         .map(|(key, value)| format!("set_config('{key}', {}, true)", literal(&value)))
         .collect();
@@ -310,6 +286,7 @@ fn literal(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::context::CONTEXT_KEYS;
     use super::*;
     use uuid::Uuid;
 
@@ -320,7 +297,7 @@ mod tests {
         let sql = begin_sql(Access::ReadOnly, &RlsContext::tenant(tenant), &limits);
         assert!(sql.starts_with("BEGIN READ ONLY; SELECT "));
         assert!(sql.contains(&format!("set_config('app.tenant_id', '{tenant}', true)")));
-        assert_eq!(sql.matches(", true)").count(), CONTEXT_KEYS.len() + 3);
+        assert_eq!(sql.matches(", true)").count(), CONTEXT_KEYS + 3);
         assert!(sql.contains("set_config('statement_timeout', '5000', true)"));
         assert!(!sql.contains("false"));
     }

@@ -98,10 +98,9 @@ pub async fn exchange(
 ) -> Result<Exchanged, ServiceError> {
     // Before authentication the transaction may see only the service the
     // presented key names.
-    let mut ctx = RlsContext::anonymous().with_service_key(request.key.as_str());
-    if let Some(id) = &request.request_id {
-        ctx = ctx.with_request_id(id.clone());
-    }
+    let ctx = RlsContext::anonymous()
+        .with_service_key(request.key.as_str())
+        .with_request_id(request.request_id.as_deref());
     // Refusals are committed too (their audit row must stay), so the
     // transaction returns them as a value rather than as its error.
     db.write(&ctx, |conn| {

@@ -147,8 +147,5 @@ async fn revoke(
 }
 
 fn with_request(ctx: RlsContext, request_id: Option<&str>) -> RlsContext {
-    match request_id {
-        Some(id) => ctx.with_request_id(id),
-        None => ctx,
-    }
+    ctx.with_request_id(request_id)
 }
