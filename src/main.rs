@@ -1,3 +1,6 @@
+// The edge: commands read the clock and pass `now` in.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -106,7 +109,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }) => {
             let slug = TenantSlug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug: {e}"))?;
             let name = Label::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-            let admin = GlobalAdministrator::operator();
+            let admin = GlobalAdministrator::operator(chrono::Utc::now());
             let tenant =
                 global::create_tenant(&database(&args)?, &admin, &slug, &name, None).await?;
             println!("{}", tenant.id);
@@ -122,7 +125,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let node_type =
                 NodeType::parse(&node_type).map_err(|e| anyhow::anyhow!("--type: {e}"))?;
             let label = Label::parse(&label).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
-            let admin = Administrator::operator(tenant);
+            let admin = Administrator::operator(tenant, chrono::Utc::now());
             let node =
                 org::create(&database(&args)?, &admin, parent, &node_type, &label, None).await?;
             println!("{}", node.id);
@@ -143,7 +146,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     CapabilityKey::parse(c).map_err(|e| anyhow::anyhow!("--capability {c}: {e}"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let admin = Administrator::operator(tenant);
+            let admin = Administrator::operator(tenant, chrono::Utc::now());
             let role =
                 roles::create(&database(&args)?, &admin, &key, &label, &granted, None).await?;
             println!("{}", role.id);
@@ -157,7 +160,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 start_utc: args.from.map(|t| std::time::SystemTime::from(t).into()),
                 end_utc: args.until.map(|t| std::time::SystemTime::from(t).into()),
             };
-            let admin = Administrator::operator(args.tenant);
+            let admin = Administrator::operator(args.tenant, chrono::Utc::now());
             let assignment =
                 assignments::assign(&database(&args.database)?, &admin, &new, None).await?;
             println!("{}", assignment.id);
@@ -175,7 +178,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 org_node_id: args.node,
                 expires_at: Some(chrono::Utc::now() + valid_for),
             };
-            let admin = Administrator::operator(args.tenant);
+            let admin = Administrator::operator(args.tenant, chrono::Utc::now());
             let issued =
                 invitations::create(&database(&args.database)?, &admin, &new, None).await?;
             let token = issued
@@ -258,7 +261,12 @@ async fn service_command(command: ServiceCommand) -> anyhow::Result<()> {
             key,
             database: args,
         } => {
-            let revoked = service_accounts::disable(&database(&args)?, &service_key(&key)?).await?;
+            let revoked = service_accounts::disable(
+                &database(&args)?,
+                &service_key(&key)?,
+                chrono::Utc::now(),
+            )
+            .await?;
             println!("disabled {key}; revoked {revoked} live token(s)");
         }
         ServiceCommand::Permissions(PermissionsCommand::Set {

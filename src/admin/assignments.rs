@@ -50,7 +50,7 @@ pub async fn assign(
     new: &NewAssignment,
     key: Option<&IdempotencyKey>,
 ) -> Result<Assignment, AdminError> {
-    let start = window_start(new.start_utc, new.end_utc)?;
+    let start = window_start(new.start_utc, new.end_utc, admin.now())?;
     let tenant = admin.tenant_id;
     let attempt = Attempt {
         operation: "assign_role",
@@ -118,7 +118,7 @@ pub async fn end(
             Placed::Assignment(assignment),
         )
         .await?;
-    let at = at.unwrap_or_else(Utc::now);
+    let at = at.unwrap_or(admin.now());
     db.write(&admin.context(), |conn| {
         async move {
             let before: Assignment = org_assignments::table
@@ -188,8 +188,9 @@ pub async fn list(
 pub(super) fn window_start(
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, AdminError> {
-    let start = start.unwrap_or_else(Utc::now);
+    let start = start.unwrap_or(now);
     if end.is_some_and(|end| end <= start) {
         return Err(AdminError::Invalid(
             "end_utc: must be after start_utc".into(),

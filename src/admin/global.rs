@@ -24,17 +24,21 @@ pub struct GlobalAdministrator {
     /// `None`: operator tooling (the CLI), audited as `system`.
     service_id: Option<Uuid>,
     request_id: Option<String>,
+    /// When the change is asked for, read at the edge.
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 impl GlobalAdministrator {
     pub fn from_principal(
         principal: &Principal,
         request_id: Option<String>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Self, AdminError> {
         match principal {
             Principal::Service(service) if service.tenant_id.is_none() => Ok(Self {
                 service_id: Some(service.service_id),
                 request_id,
+                now,
             }),
             _ => Err(AdminError::Forbidden(
                 "only a service bound to no tenant may change tenants or the catalogue".into(),
@@ -44,10 +48,11 @@ impl GlobalAdministrator {
 
     /// Operator tooling on the machine (the CLI). Never built from a
     /// network request.
-    pub fn operator() -> Self {
+    pub fn operator(now: chrono::DateTime<chrono::Utc>) -> Self {
         Self {
             service_id: None,
             request_id: None,
+            now,
         }
     }
 
@@ -229,7 +234,7 @@ pub async fn change_tenant(
                 .record_change(conn, action, ("tenant", tenant), Some(&before), &after)
                 .await?;
             if action == "tenant.suspended" {
-                let now = chrono::Utc::now();
+                let now = admin.now;
                 let users = sessions::revoke_all(
                     conn,
                     access_lifetime,
@@ -239,7 +244,7 @@ pub async fn change_tenant(
                 )
                 .await?;
                 let services =
-                    crate::service_accounts::revoke_tenant_services(conn, tenant).await?;
+                    crate::service_accounts::revoke_tenant_services(conn, tenant, now).await?;
                 admin
                     .author(Some(tenant))
                     .record_change(

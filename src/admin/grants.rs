@@ -46,7 +46,7 @@ pub async fn grant(
     admin
         .require(db, Capability::GrantsWrite, new.org_node_id, "org_node_id")
         .await?;
-    let start = window_start(new.start_utc, new.end_utc)?;
+    let start = window_start(new.start_utc, new.end_utc, admin.now())?;
     let tenant = admin.tenant_id;
     let attempt = Attempt {
         operation: "grant_visibility",
@@ -105,7 +105,7 @@ pub async fn revoke(
                 .await
                 .optional()?
                 .ok_or(AdminError::NotFound("grant_id"))?;
-            let now = Utc::now();
+            let now = admin.now();
             if before.end_utc.is_some_and(|end| end <= now) {
                 return Ok(before);
             }

@@ -1,5 +1,6 @@
 //! Who is changing the tree, and whether they may do it here.
 
+use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Integer, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
@@ -66,6 +67,9 @@ pub struct Administrator {
     acting: Acting,
     pub tenant_id: Uuid,
     request_id: Option<String>,
+    /// When the change is asked for: read once at the edge, so the domain
+    /// never reads the clock (and tests choose the time).
+    now: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +89,7 @@ impl Administrator {
         tenant_id: Uuid,
         request_id: Option<String>,
         field: &'static str,
+        now: DateTime<Utc>,
     ) -> Result<Self, AdminError> {
         if !principal.may_act_in(tenant_id) {
             return Err(AdminError::NotFound(field));
@@ -93,17 +98,24 @@ impl Administrator {
             acting: Acting::Caller(principal),
             tenant_id,
             request_id,
+            now,
         })
     }
 
     /// Operator tooling (the CLI) in `tenant_id`. Never built from a
     /// network request.
-    pub fn operator(tenant_id: Uuid) -> Self {
+    pub fn operator(tenant_id: Uuid, now: DateTime<Utc>) -> Self {
         Self {
             acting: Acting::Operator,
             tenant_id,
             request_id: None,
+            now,
         }
+    }
+
+    /// When the change is asked for.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
     }
 
     pub fn actor(&self) -> Actor {

@@ -72,7 +72,7 @@ pub async fn create(
     new: &NewInvitation,
     key: Option<&IdempotencyKey>,
 ) -> Result<Issued, AdminError> {
-    let now = Utc::now();
+    let now = admin.now();
     let expires_at = match new.expires_at {
         None => now + DEFAULT_VALIDITY,
         Some(at) if at <= now => {
@@ -313,6 +313,7 @@ pub async fn accept(
     passwords: &Passwords,
     policy: &ThrottlePolicy,
     acceptance: Acceptance,
+    now: DateTime<Utc>,
 ) -> Result<Accepted, AdminError> {
     let id = acceptance.token.id();
     let address = acceptance.client_address.as_deref();
@@ -329,7 +330,6 @@ pub async fn accept(
     let tenant = db
         .write(&lookup, |conn| {
             async move {
-                let now = Utc::now();
                 if let Reservation::Locked(retry_after) =
                     throttle::reserve(conn, policy, failures_ref, now).await?
                 {
@@ -362,7 +362,6 @@ pub async fn accept(
     let accepted = db
         .write(&ctx, |conn| {
             async move {
-                let now = Utc::now();
                 let before = usable(lock(conn, id).await?, &acceptance.token, now)?;
                 // A suspended tenant's users cannot log in: no new ones join.
                 let status: String = tenants::table

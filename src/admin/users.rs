@@ -152,7 +152,7 @@ pub async fn set_active(
                 .await?;
             if !active {
                 let owner = SessionsOf::User(user);
-                let now = chrono::Utc::now();
+                let now = admin.now();
                 let revoked =
                     sessions::revoke_all(conn, access_lifetime, owner, "user_deactivated", now)
                         .await?;

@@ -89,6 +89,7 @@ pub fn decode(keys: &KeyRing, token: &str, bound_to: [u8; 16], now: DateTime<Utc
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use std::time::Duration;

@@ -3,6 +3,9 @@
 //! demo data and the benchmark. They connect as the owner or a superuser
 //! through [`admin::AdminConnection`]; requests go through [`crate::db`].
 
+// Operator tools run at the edge, like the command line.
+#![allow(clippy::disallowed_methods)]
+
 pub mod admin;
 pub mod bench;
 pub mod cluster;

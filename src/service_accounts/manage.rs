@@ -192,7 +192,11 @@ pub async fn revoke_secret(db: &Db, key: &ServiceKey, secret_id: Uuid) -> Result
 
 /// Disables the service and revokes every token it holds: a disabled
 /// service grants nothing.
-pub async fn disable(db: &Db, key: &ServiceKey) -> Result<usize, ServiceError> {
+pub async fn disable(
+    db: &Db,
+    key: &ServiceKey,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, ServiceError> {
     db.write(&RlsContext::operator(), |conn| {
         async move {
             let (service_id, tenant_id) = find(conn, key).await?;
@@ -200,7 +204,7 @@ pub async fn disable(db: &Db, key: &ServiceKey) -> Result<usize, ServiceError> {
                 .set((s::status.eq("disabled"), s::updated_at.eq(diesel::dsl::now)))
                 .execute(conn)
                 .await?;
-            let revoked = revoke_live_sessions(conn, &[service_id]).await?;
+            let revoked = revoke_live_sessions(conn, &[service_id], now).await?;
             audit::record(
                 conn,
                 event(
@@ -224,13 +228,14 @@ pub async fn disable(db: &Db, key: &ServiceKey) -> Result<usize, ServiceError> {
 pub(crate) async fn revoke_live_sessions(
     conn: &mut AsyncPgConnection,
     services: &[Uuid],
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, ServiceError> {
     let sessions: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = diesel::update(
         sess::table
             .filter(sess::service_id.eq_any(services))
             .filter(sess::revoked_at.is_null())
             // Expired tokens are accepted for the leeway: revoke those too.
-            .filter(sess::expires_at.gt(still_accepted_after(chrono::Utc::now()))),
+            .filter(sess::expires_at.gt(still_accepted_after(now))),
     )
     .set(sess::revoked_at.eq(diesel::dsl::now))
     .returning((sess::id, sess::expires_at))
@@ -304,11 +309,12 @@ pub async fn set_permissions(
 pub(crate) async fn revoke_tenant_services(
     conn: &mut AsyncPgConnection,
     tenant: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, ServiceError> {
     let services: Vec<Uuid> = s::table
         .filter(s::tenant_id.eq(tenant))
         .select(s::id)
         .load(conn)
         .await?;
-    revoke_live_sessions(conn, &services).await
+    revoke_live_sessions(conn, &services, now).await
 }

@@ -83,10 +83,16 @@ impl RevocationList {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             state.watermark.map(|w| w - OVERLAP)
         };
-        let kept_since = still_accepted_after(Utc::now());
-        let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = db
+        // The database's clock, not this replica's: every replica keeps
+        // the same entries.
+        let (kept_since, rows) = db
             .read(&RlsContext::purpose("revocation_sync"), |conn| {
                 async move {
+                    let now: DateTime<Utc> =
+                        diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()"))
+                            .get_result(conn)
+                            .await?;
+                    let kept_since = still_accepted_after(now);
                     let mut query = tr::table
                         .select((tr::session_id, tr::revoked_at, tr::expires_at))
                         .filter(tr::expires_at.gt(kept_since))
@@ -94,7 +100,8 @@ impl RevocationList {
                     if let Some(since) = since {
                         query = query.filter(tr::revoked_at.ge(since));
                     }
-                    Ok::<_, DbError>(query.load(conn).await?)
+                    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = query.load(conn).await?;
+                    Ok::<_, DbError>((kept_since, rows))
                 }
                 .scope_boxed()
             })

@@ -145,7 +145,7 @@ fn no_secret_or_token_reaches_the_logs() {
                 org_node_id: world.child,
                 expires_at: None,
             };
-            let admin = Administrator::operator(world.tenant);
+            let admin = Administrator::operator(world.tenant, chrono::Utc::now());
             let issued = invitations::create(&test.db(), &admin, &invited, None)
                 .await
                 .unwrap();

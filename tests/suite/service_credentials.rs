@@ -151,7 +151,9 @@ async fn a_disabled_service_is_refused_and_its_tokens_stop_working() {
     let issued = token_of(&channel, &service).await;
 
     assert_eq!(
-        service_accounts::disable(&db, &service.key).await.unwrap(),
+        service_accounts::disable(&db, &service.key, chrono::Utc::now())
+            .await
+            .unwrap(),
         1
     );
     let status = exchange(&channel, service.key.as_str(), &service.secret, &[])
@@ -524,6 +526,7 @@ async fn disabling_a_service_revokes_tokens_still_inside_the_leeway() {
     service_accounts::disable(
         &db,
         &service_accounts::names::ServiceKey::parse(&key).unwrap(),
+        chrono::Utc::now(),
     )
     .await
     .unwrap();

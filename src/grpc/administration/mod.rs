@@ -64,6 +64,7 @@ fn administrator<T>(request: &Request<T>, tenant_id: &str) -> Result<Administrat
         tenant,
         request_id(request),
         "tenant_id",
+        chrono::Utc::now(),
     )?)
 }
 
@@ -426,9 +427,14 @@ impl Administration for AdministrationService {
             request_id,
             client_address,
         };
-        let accepted =
-            invitations::accept(&self.db, &self.passwords, &self.authn.throttle, acceptance)
-                .await?;
+        let accepted = invitations::accept(
+            &self.db,
+            &self.passwords,
+            &self.authn.throttle,
+            acceptance,
+            chrono::Utc::now(),
+        )
+        .await?;
         Ok(Response::new(pb::AcceptInvitationResponse {
             user: Some(user(accepted.user)),
             assignment: Some(assignment(accepted.assignment)),
@@ -544,6 +550,7 @@ fn global_administrator<T>(request: &Request<T>) -> Result<GlobalAdministrator, 
     Ok(GlobalAdministrator::from_principal(
         &caller(request)?,
         request_id(request),
+        chrono::Utc::now(),
     )?)
 }
 
