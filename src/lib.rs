@@ -10,7 +10,6 @@ pub mod authn;
 pub mod authz;
 pub mod cli;
 pub mod db;
-pub mod dev;
 pub mod grpc;
 pub mod metrics;
 mod names;

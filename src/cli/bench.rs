@@ -1,0 +1,188 @@
+//! `portcullis bench seed|load|run`: the benchmark harness.
+
+use clap::{Args, Subcommand};
+use secrecy::ExposeSecret;
+
+use super::common::AdminArgs;
+use crate::db::Db;
+use crate::ops::bench::{self, manifest};
+use crate::ops::provision::{self, Environment, Passwords};
+use crate::ops::{admin, cluster, migrate};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Provision, migrate and fill the bench database of a profile
+    /// (idempotent; deterministic ids).
+    Seed {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: crate::ops::bench::dataset::Profile,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Drive a running server with a mix of requests and report.
+    Load {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: crate::ops::bench::dataset::Profile,
+        /// The server to drive.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// Scenario=weight pairs, e.g. check=8,login=1.
+        #[arg(long, default_value = "check=1", value_parser = parse_mix)]
+        mix: MixArg,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Start a server on the seeded profile, measure every scenario and the
+    /// pgbench floor in one run, and report (table and JSON).
+    Run {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: crate::ops::bench::dataset::Profile,
+        /// Where the server under test listens.
+        #[arg(long, default_value = "127.0.0.1:50171")]
+        listen: String,
+        /// Threads the server gives to password hashing.
+        #[arg(long, default_value_t = 1)]
+        hashing_threads: usize,
+        /// The server's pool size (8 measured best on 2 cores: fewer busy
+        /// PostgreSQL backends than clients).
+        #[arg(long, default_value_t = 8)]
+        pool_size: u32,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Measured time per scenario.
+    #[arg(long, default_value = "20s")]
+    pub duration: humantime::Duration,
+    /// Unmeasured time before it.
+    #[arg(long, default_value = "3s")]
+    pub warmup: humantime::Duration,
+}
+
+/// Scenario weights for `bench load --mix`.
+#[derive(Clone, Debug)]
+pub struct MixArg(pub Vec<(crate::ops::bench::load::Scenario, u32)>);
+
+fn parse_mix(raw: &str) -> Result<MixArg, String> {
+    use clap::ValueEnum;
+    raw.split(',')
+        .map(|pair| {
+            let (name, weight) = pair.split_once('=').unwrap_or((pair, "1"));
+            let scenario = crate::ops::bench::load::Scenario::from_str(name.trim(), true)?;
+            let weight = weight
+                .trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{pair}: {e}"))?;
+            Ok((scenario, weight))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(MixArg)
+}
+
+/// Where the bench keeps its manifests and reports.
+const BENCH_DIR: &str = "target/bench";
+
+/// `portcullis bench …`.
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    let dir = std::path::Path::new(BENCH_DIR);
+    match command {
+        BenchCommand::Seed { profile, admin } => {
+            let server = cluster::locate(
+                admin.admin_url.as_deref(),
+                std::path::Path::new("target/portcullis-pg"),
+            )
+            .await?;
+            let names = manifest::names(profile)?;
+            let passwords = Passwords::from_env();
+            provision::provision(server.url(), Environment::Dev, &names, &passwords).await?;
+            let (owner_url, app_url) = manifest::urls(server.url(), profile)?;
+            migrate::run(&owner_url).await?;
+            let started = std::time::Instant::now();
+            // Seeding a large profile runs single statements for minutes.
+            let db = Db::new(
+                app_url.as_str(),
+                &crate::db::PoolSettings {
+                    statement_timeout: std::time::Duration::from_secs(3600),
+                    ..crate::db::PoolSettings::default()
+                },
+            )?;
+            let hasher = crate::authn::Passwords::new(
+                crate::authn::HashCost::OWASP,
+                1,
+                std::time::Duration::from_secs(30),
+            )?;
+            let secret = bench::seed::seed(&db, &hasher, profile).await?;
+            // The application role may not ANALYZE; the owner may.
+            admin::AdminConnection::connect(&owner_url)
+                .await?
+                .execute("analysing the bench data", "VACUUM ANALYZE")
+                .await?;
+            let mut shown = app_url.clone();
+            let _ = shown.set_password(None);
+            let path = manifest::write(
+                dir,
+                &manifest::Manifest {
+                    profile,
+                    app_url: shown.to_string(),
+                    service_secret: secret.expose_secret().to_owned(),
+                },
+            )?;
+            println!(
+                "seeded {} in {:.1?}; manifest {}",
+                profile.as_str(),
+                started.elapsed(),
+                path.display()
+            );
+        }
+        BenchCommand::Load {
+            profile,
+            addr,
+            mix,
+            load,
+        } => {
+            let manifest = manifest::read(dir, profile)?;
+            let endpoint = tonic::transport::Channel::from_shared(format!("http://{addr}"))?;
+            let target =
+                bench::load::Target::prepare(endpoint, profile.shape(), manifest.service_secret)
+                    .await?;
+            let config = bench::load::LoadConfig {
+                concurrency: load.concurrency,
+                warmup: load.warmup.into(),
+                duration: load.duration.into(),
+                mix: mix.0,
+            };
+            let reports = bench::load::run(&target, &config).await;
+            print!("{}", bench::load::table(&reports));
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+        BenchCommand::Run {
+            profile,
+            listen,
+            hashing_threads,
+            pool_size,
+            load,
+        } => {
+            let manifest = manifest::read(dir, profile)?;
+            let report = bench::run::run(bench::run::RunConfig {
+                profile,
+                app_url: manifest.app_url,
+                service_secret: manifest.service_secret,
+                concurrency: load.concurrency,
+                warmup: load.warmup.into(),
+                duration: load.duration.into(),
+                listen,
+                hashing_threads,
+                pool_size,
+                report_dir: dir.to_path_buf(),
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
+}

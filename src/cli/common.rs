@@ -1,0 +1,171 @@
+//! Arguments several commands share: the database, the pool, the
+//! superuser connection and role names, password hashing.
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::authn::{HashCost, PasswordError, Passwords};
+use crate::db::{Db, PoolSettings};
+use crate::ops::admin::AdminError;
+use crate::ops::cluster;
+use crate::ops::provision::{Environment, Names};
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// URL of a superuser connection used to provision
+    /// [default: postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long, env = "PORTCULLIS_ADMIN_URL", hide_env_values = true)]
+    pub admin_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Database name [default: portcullis_<env>]
+    #[arg(long, env = "PORTCULLIS_DATABASE_NAME")]
+    pub database: Option<String>,
+    /// Owner role [default: portcullis_<env>_owner]
+    #[arg(long, env = "PORTCULLIS_OWNER_ROLE")]
+    pub owner_role: Option<String>,
+    /// Application (login) role [default: portcullis_<env>_app]
+    #[arg(long, env = "PORTCULLIS_APP_ROLE")]
+    pub app_role: Option<String>,
+}
+
+impl AdminArgs {
+    /// The configured admin URL, or the local default.
+    pub fn url(&self) -> Result<url::Url, AdminError> {
+        cluster::parse_url(
+            self.admin_url
+                .as_deref()
+                .unwrap_or(cluster::DEFAULT_ADMIN_URL),
+        )
+    }
+}
+
+impl NameArgs {
+    /// The names given, the environment's defaults for the rest.
+    pub fn resolve(&self, env: Environment) -> Result<Names, AdminError> {
+        let defaults = Names::for_environment(env);
+        Names::new(
+            self.database.as_deref().unwrap_or(&defaults.database),
+            self.owner_role.as_deref().unwrap_or(&defaults.owner_role),
+            self.app_role.as_deref().unwrap_or(&defaults.app_role),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// Maximum pooled connections.
+    #[arg(long, env = "PORTCULLIS_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pool_size: u32,
+    /// How long a call waits for a connection before answering UNAVAILABLE.
+    #[arg(long, env = "PORTCULLIS_POOL_ACQUIRE_TIMEOUT", default_value = "2s")]
+    pub pool_acquire_timeout: humantime::Duration,
+    /// Idle connections are closed after this long.
+    #[arg(long, env = "PORTCULLIS_POOL_IDLE_TIMEOUT", default_value = "10m")]
+    pub pool_idle_timeout: humantime::Duration,
+    /// Connections are replaced after this long.
+    #[arg(long, env = "PORTCULLIS_POOL_MAX_LIFETIME", default_value = "30m")]
+    pub pool_max_lifetime: humantime::Duration,
+    /// Longest a database statement may run (statement_timeout).
+    #[arg(long, env = "PORTCULLIS_DB_STATEMENT_TIMEOUT", default_value = "5s")]
+    pub db_statement_timeout: humantime::Duration,
+    /// Longest a transaction may sit idle (idle_in_transaction_session_timeout).
+    #[arg(
+        long,
+        env = "PORTCULLIS_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+        default_value = "10s"
+    )]
+    pub db_idle_in_transaction_timeout: humantime::Duration,
+    /// Keep prepared statements across transactions. Set false behind
+    /// PgBouncer older than 1.21 in transaction pooling mode (or without
+    /// max_prepared_statements): statements are then prepared inside each
+    /// transaction, at a cost on the hot path (see README, Operations).
+    #[arg(
+        long,
+        env = "PORTCULLIS_DB_STATEMENT_CACHE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub db_statement_cache: bool,
+}
+
+impl PoolArgs {
+    pub fn settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_size: self.pool_size,
+            acquire_timeout: self.pool_acquire_timeout.into(),
+            idle_timeout: Some(self.pool_idle_timeout.into()),
+            max_lifetime: Some(self.pool_max_lifetime.into()),
+            statement_timeout: self.db_statement_timeout.into(),
+            idle_in_transaction_timeout: self.db_idle_in_transaction_timeout.into(),
+            statement_cache: self.db_statement_cache,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL of the application role (not a superuser, not the owner).
+    #[arg(long, env = "PORTCULLIS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// URL of a read replica (a hot standby, same application role) that
+    /// answers CheckCapability, CheckCapabilities and ListVisibleOrgNodes;
+    /// their answers may then trail changes by the replication lag.
+    #[arg(long, env = "PORTCULLIS_DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Argon2id memory cost in KiB (at least OWASP's 19456).
+    #[arg(long, env = "PORTCULLIS_ARGON2_MEMORY_KIB", default_value_t = HashCost::OWASP.memory_kib,
+          value_parser = clap::value_parser!(u32).range(i64::from(HashCost::OWASP.memory_kib)..=4_194_304))]
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (at least 2).
+    #[arg(long, env = "PORTCULLIS_ARGON2_ITERATIONS", default_value_t = HashCost::OWASP.iterations,
+          value_parser = clap::value_parser!(u32).range(i64::from(HashCost::OWASP.iterations)..=100))]
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    #[arg(long, env = "PORTCULLIS_ARGON2_PARALLELISM", default_value_t = HashCost::OWASP.parallelism,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub argon2_parallelism: u32,
+    /// Threads that hash passwords [default: one less than the CPUs, at least 1].
+    #[arg(long, env = "PORTCULLIS_HASHING_THREADS")]
+    pub hashing_threads: Option<usize>,
+    /// How long a login waits for a hashing thread before UNAVAILABLE.
+    #[arg(long, env = "PORTCULLIS_HASHING_QUEUE_TIMEOUT", default_value = "5s")]
+    pub hashing_queue_timeout: humantime::Duration,
+}
+
+impl HashArgs {
+    pub fn passwords(&self) -> Result<Passwords, PasswordError> {
+        let threads = self.hashing_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        });
+        Passwords::new(
+            HashCost {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+            threads,
+            self.hashing_queue_timeout.into(),
+        )
+    }
+}
+
+/// The application role's database (and its read replica, if any).
+pub fn database(args: &DatabaseArgs) -> anyhow::Result<Db> {
+    let settings = args.pool.settings();
+    let db = Db::new(&args.database_url, &settings).context("--database-url")?;
+    match &args.database_read_url {
+        Some(url) => db
+            .with_read_replica(url, &settings)
+            .context("--database-read-url"),
+        None => Ok(db),
+    }
+}

@@ -1,0 +1,343 @@
+//! The directory: tenants, the org tree, roles, assignments, invitations
+//! and users, through the same domain code as the Administration API
+//! (audited as `system`).
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use secrecy::ExposeSecret;
+
+use super::common::{DatabaseArgs, HashArgs, database};
+use crate::admin::assignments::{self, NewAssignment};
+use crate::admin::global::{self, GlobalAdministrator, TenantSlug};
+use crate::admin::invitations::{self, NewInvitation};
+use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
+use crate::authn::users::{self, NewUser};
+use crate::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
+use crate::authz::CapabilityKey;
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (prints its id).
+    Create {
+        /// Lowercase letters, digits and -, unique.
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Add a node (prints its id).
+    Add {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// The parent node; none for a new root.
+        #[arg(long)]
+        parent: Option<uuid::Uuid>,
+        /// Lowercase letters, digits and _, e.g. site.
+        #[arg(long = "type")]
+        node_type: String,
+        #[arg(long)]
+        label: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create a role with its capabilities (prints its id).
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        label: String,
+        /// A capability key of the catalogue; repeat for several.
+        #[arg(long = "capability")]
+        capabilities: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    #[arg(long)]
+    pub tenant: uuid::Uuid,
+    #[arg(long)]
+    pub user: uuid::Uuid,
+    #[arg(long)]
+    pub role: uuid::Uuid,
+    #[arg(long)]
+    pub node: uuid::Uuid,
+    /// Start, RFC 3339 (default: now).
+    #[arg(long)]
+    pub from: Option<humantime::Timestamp>,
+    /// End, RFC 3339 (default: open-ended).
+    #[arg(long)]
+    pub until: Option<humantime::Timestamp>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    #[arg(long)]
+    pub tenant: uuid::Uuid,
+    /// The invitee's email (or --phone).
+    #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
+    pub email: Option<String>,
+    /// The invitee's phone number, E.164.
+    #[arg(long)]
+    pub phone: Option<String>,
+    #[arg(long)]
+    pub role: uuid::Uuid,
+    #[arg(long)]
+    pub node: uuid::Uuid,
+    /// How long the token may be accepted, e.g. 7d or 36h (at most 30d).
+    #[arg(long, default_value = "7d")]
+    pub expires_in: humantime::Duration,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; with --with-password, the password is read from
+    /// standard input (or asked for twice on a terminal), never an argument.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// E.164, e.g. +33612345678.
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        with_password: bool,
+        #[command(flatten)]
+        hashing: HashArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Set the password of the user who logs in with --email or --phone
+    /// (read from standard input, or asked for twice on a terminal).
+    SetPassword {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[command(flatten)]
+        hashing: HashArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// `portcullis tenant …`.
+pub async fn tenant(command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create {
+            slug,
+            name,
+            database: args,
+        } => {
+            let slug = TenantSlug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug: {e}"))?;
+            let name = Label::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let admin = GlobalAdministrator::operator(chrono::Utc::now());
+            let tenant =
+                global::create_tenant(&database(&args)?, &admin, &slug, &name, None).await?;
+            println!("{}", tenant.id);
+            Ok(())
+        }
+    }
+}
+
+/// `portcullis org …`.
+pub async fn org(command: OrgCommand) -> anyhow::Result<()> {
+    match command {
+        OrgCommand::Add {
+            tenant,
+            parent,
+            node_type,
+            label,
+            database: args,
+        } => {
+            let node_type =
+                NodeType::parse(&node_type).map_err(|e| anyhow::anyhow!("--type: {e}"))?;
+            let label = Label::parse(&label).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+            let admin = Administrator::operator(tenant, chrono::Utc::now());
+            let node =
+                org::create(&database(&args)?, &admin, parent, &node_type, &label, None).await?;
+            println!("{}", node.id);
+            Ok(())
+        }
+    }
+}
+
+/// `portcullis role …`.
+pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
+    match command {
+        RoleCommand::Create {
+            tenant,
+            key,
+            label,
+            capabilities,
+            database: args,
+        } => {
+            let key = RoleKey::parse(&key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            let label = Label::parse(&label).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+            let granted = capabilities
+                .iter()
+                .map(|c| {
+                    CapabilityKey::parse(c).map_err(|e| anyhow::anyhow!("--capability {c}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let admin = Administrator::operator(tenant, chrono::Utc::now());
+            let role =
+                roles::create(&database(&args)?, &admin, &key, &label, &granted, None).await?;
+            println!("{}", role.id);
+            Ok(())
+        }
+    }
+}
+
+/// `portcullis assign`.
+pub async fn assign(args: AssignArgs) -> anyhow::Result<()> {
+    let new = NewAssignment {
+        user_id: args.user,
+        role_id: args.role,
+        org_node_id: args.node,
+        start_utc: args.from.map(|t| std::time::SystemTime::from(t).into()),
+        end_utc: args.until.map(|t| std::time::SystemTime::from(t).into()),
+    };
+    let admin = Administrator::operator(args.tenant, chrono::Utc::now());
+    let assignment = assignments::assign(&database(&args.database)?, &admin, &new, None).await?;
+    println!("{}", assignment.id);
+    Ok(())
+}
+
+/// `portcullis invite`.
+pub async fn invite(args: InviteArgs) -> anyhow::Result<()> {
+    let (email, phone) = (args.email.as_deref(), args.phone.as_deref());
+    let destination = Login::one_of(email.unwrap_or(""), phone.unwrap_or(""))
+        .map_err(|(field, problem)| anyhow::anyhow!("--{field}: {problem}"))?;
+    let valid_for = chrono::Duration::from_std(args.expires_in.into())
+        .map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
+    let new = NewInvitation {
+        destination,
+        role_id: args.role,
+        org_node_id: args.node,
+        expires_at: Some(chrono::Utc::now() + valid_for),
+    };
+    let admin = Administrator::operator(args.tenant, chrono::Utc::now());
+    let issued = invitations::create(&database(&args.database)?, &admin, &new, None).await?;
+    let token = issued
+        .token
+        .context("a new invitation comes with its token")?;
+    eprintln!(
+        "invitation {} expires at {}; the token is shown once and cannot be recovered:",
+        issued.invitation.id, issued.invitation.expires_at
+    );
+    println!("{}", token.expose_secret());
+    Ok(())
+}
+
+/// `portcullis user …`.
+pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
+            tenant,
+            display_name,
+            email,
+            phone,
+            with_password,
+            hashing,
+            database: args,
+        } => {
+            let new = NewUser {
+                tenant_id: tenant,
+                display_name,
+                logins: logins(email.as_deref(), phone.as_deref())?,
+                password: if with_password {
+                    Some(read_new_password()?)
+                } else {
+                    None
+                },
+            };
+            let id = users::create_user(&database(&args)?, &hashing.passwords()?, &new).await?;
+            println!("created user {id}");
+        }
+        UserCommand::SetPassword {
+            tenant,
+            email,
+            phone,
+            hashing,
+            database: args,
+        } => {
+            let login = logins(email.as_deref(), phone.as_deref())?.remove(0);
+            let password = read_new_password()?;
+            users::set_password(
+                &database(&args)?,
+                &hashing.passwords()?,
+                tenant,
+                &login,
+                &password,
+                false,
+            )
+            .await?;
+            println!("password of {login} set");
+        }
+    }
+    Ok(())
+}
+
+fn logins(email: Option<&str>, phone: Option<&str>) -> anyhow::Result<Vec<Login>> {
+    let mut out = Vec::new();
+    if let Some(email) = email {
+        out.push(Login::Email(
+            Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?,
+        ));
+    }
+    if let Some(phone) = phone {
+        out.push(Login::Phone(
+            Phone::parse(phone).map_err(|e| anyhow::anyhow!("--phone: {e}"))?,
+        ));
+    }
+    if out.is_empty() {
+        bail!("give --email or --phone");
+    }
+    Ok(out)
+}
+
+/// A new password from standard input, or asked for twice on a terminal.
+fn read_new_password() -> anyhow::Result<secrecy::SecretString> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ")?;
+        let second = rpassword::prompt_password("Repeat it: ")?;
+        if first != second {
+            bail!("the two passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("a password needs at least {MIN_PASSWORD_CHARS} characters");
+    }
+    Ok(secrecy::SecretString::from(password))
+}

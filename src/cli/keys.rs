@@ -1,0 +1,39 @@
+//! `portcullis keys generate`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::tokens::keys::generate_key_file;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) into a directory.
+    ///
+    /// The file is named for the moment the key starts signing. Roll it out
+    /// to every replica before that moment (--activate-in) so that all of
+    /// them can verify its tokens before any replica issues one.
+    Generate {
+        /// The signing-keys directory the servers read.
+        #[arg(long, env = "PORTCULLIS_SIGNING_KEYS_DIR")]
+        dir: PathBuf,
+        /// Start signing this long from now.
+        #[arg(long, default_value = "0s")]
+        activate_in: humantime::Duration,
+    },
+}
+
+/// `portcullis keys …`.
+pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Generate { dir, activate_in } => {
+            let activates_at = chrono::Utc::now() + chrono::Duration::from_std(activate_in.into())?;
+            let (path, kid) = generate_key_file(&dir, activates_at)?;
+            println!(
+                "wrote {} (kid {kid}, signs from {activates_at})",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}

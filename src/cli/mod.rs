@@ -1,0 +1,141 @@
+//! The `portcullis` command: one file per command, each holding its
+//! arguments and its `run`; `main` only parses and dispatches.
+
+// The edge: commands read the clock and pass `now` in.
+#![allow(clippy::disallowed_methods)]
+
+mod bench;
+mod common;
+mod db;
+mod dev;
+mod directory;
+mod keys;
+mod serve;
+mod service;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use self::bench::BenchCommand;
+use self::common::DatabaseArgs;
+use self::db::DbCommand;
+use self::dev::DevArgs;
+use self::directory::{
+    AssignArgs, InviteArgs, OrgCommand, RoleCommand, TenantCommand, UserCommand,
+};
+use self::keys::KeysCommand;
+use self::serve::ServeArgs;
+use self::service::ServiceCommand;
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log lines as JSON or text [default: json for serve, text otherwise].
+    #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API.
+    Serve(ServeArgs),
+    /// Newcomer's one command: find or start PostgreSQL, provision and
+    /// migrate the `dev` database, seed demo data, serve, print grpcurl lines.
+    Dev(DevArgs),
+    /// Database administration.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Seed the demo tenant (idempotent), as the application role.
+    SeedDemo(DatabaseArgs),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Service accounts.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Tenants, through the same code as the Administration API.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// The org tree, through the same code as the Administration API
+    /// (audited as `system`).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Roles.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Give a user a role at an org node (prints the assignment id).
+    Assign(AssignArgs),
+    /// Invite an email or phone to a role at an org node (prints the
+    /// invite token, shown once).
+    Invite(InviteArgs),
+    /// The benchmark harness.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+impl Command {
+    /// Where this command's traces go: only the commands that serve export.
+    fn telemetry(&self) -> Option<&serve::TelemetryArgs> {
+        match self {
+            Self::Serve(args) => Some(&args.telemetry),
+            Self::Dev(args) => Some(&args.telemetry),
+            _ => None,
+        }
+    }
+}
+
+/// Parses the command line, starts logging (and tracing where it applies),
+/// runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_format = match cli.command {
+        Command::Serve(_) => telemetry::LogFormat::Json,
+        _ => telemetry::LogFormat::Text,
+    };
+    let traces = cli.command.telemetry();
+    let settings = telemetry::TelemetrySettings {
+        format: cli.log_format.unwrap_or(default_format),
+        otlp_endpoint: traces.and_then(|t| t.otlp_endpoint.clone()),
+        sample_ratio: traces.map_or(1.0, |t| t.trace_sample_ratio),
+        environment: traces.map_or_else(|| "unknown".to_owned(), |t| t.environment.clone()),
+    };
+    let _telemetry = match telemetry::init(&settings) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Db(command) => db::run(command).await,
+        Command::SeedDemo(args) => dev::seed_demo(args).await,
+        Command::Keys(command) => keys::run(command).await,
+        Command::Service(command) => service::run(command).await,
+        Command::User(command) => directory::user(command).await,
+        Command::Tenant(command) => directory::tenant(command).await,
+        Command::Org(command) => directory::org(command).await,
+        Command::Role(command) => directory::role(command).await,
+        Command::Assign(args) => directory::assign(args).await,
+        Command::Invite(args) => directory::invite(args).await,
+        Command::Bench(command) => bench::run(command).await,
+    }
+}

@@ -1,0 +1,289 @@
+//! `portcullis serve`: the gRPC API, and the server flags `dev` shares.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::common::{DatabaseArgs, HashArgs, database};
+use crate::authn::{
+    Authenticator, AuthnSettings, DevLogDelivery, OtpDelivery, OutboxDelivery, PasswordError,
+    ThrottlePolicy,
+};
+use crate::db::Db;
+use crate::server::{self, ServerSettings};
+use crate::tls::{ServerTls, TlsFileError};
+use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Directory of Ed25519 signing keys (`ed25519-<time>.pem`, from
+    /// `portcullis keys generate`). The newest active key signs; all verify.
+    #[arg(long, env = "PORTCULLIS_SIGNING_KEYS_DIR")]
+    pub signing_keys_dir: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Where traces go: only commands that serve export them.
+#[derive(Debug, Args)]
+pub struct TelemetryArgs {
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://collector:4317).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces exported, 0 to 1 (a caller's `traceparent` decision is followed).
+    #[arg(long, env = "PORTCULLIS_TRACE_SAMPLE_RATIO", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+    /// `deployment.environment` on exported traces.
+    #[arg(long, env = "PORTCULLIS_ENVIRONMENT", default_value = "unknown")]
+    pub environment: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// How often the database is probed for gRPC health.
+    #[arg(long, env = "PORTCULLIS_HEALTH_INTERVAL", default_value = "2s")]
+    pub health_interval: humantime::Duration,
+    /// How long in-flight calls may finish after SIGTERM or SIGINT.
+    #[arg(long, env = "PORTCULLIS_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
+    /// Issuer (`iss`) and audience (`aud`) of the tokens this service signs.
+    #[arg(long, env = "PORTCULLIS_TOKEN_ISSUER", default_value = "portcullis")]
+    pub token_issuer: String,
+    /// Clock skew tolerated when checking a token's `exp` and `nbf` (at
+    /// most 5m: revoked sessions are listed that long past their expiry).
+    #[arg(long, env = "PORTCULLIS_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_leeway)]
+    pub token_leeway: humantime::Duration,
+    /// Lifetime of service tokens issued by ExchangeServiceCredential.
+    #[arg(long, env = "PORTCULLIS_SERVICE_TOKEN_LIFETIME", default_value = "10m")]
+    pub service_token_lifetime: humantime::Duration,
+    /// How often each replica refreshes its list of revoked sessions. A
+    /// revoked token is refused everywhere within this plus the query time,
+    /// and never later than 5 seconds: a replica whose list is older
+    /// refuses tokens until it catches up.
+    #[arg(
+        long,
+        env = "PORTCULLIS_REVOCATION_POLL_INTERVAL",
+        default_value = "1s"
+    )]
+    pub revocation_poll_interval: humantime::Duration,
+    /// Most checks one CheckCapabilities call may carry.
+    #[arg(long, env = "PORTCULLIS_MAX_BATCH_CHECKS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch_checks: u32,
+    /// Serve Prometheus metrics (GET /metrics) on this address [default:
+    /// off for serve, 127.0.0.1:9464 for dev].
+    #[arg(long, env = "PORTCULLIS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this PEM CA (mutual TLS).
+    #[arg(long, env = "PORTCULLIS_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub authn: AuthnArgs,
+}
+
+impl ServerArgs {
+    /// The server settings; TLS files are read and checked here.
+    pub fn settings(&self) -> Result<ServerSettings, TlsFileError> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(ServerTls::load(cert, key, self.tls_client_ca.as_deref())?)
+            }
+            _ => None,
+        };
+        Ok(ServerSettings {
+            health_interval: self.health_interval.into(),
+            shutdown_grace: self.shutdown_grace.into(),
+            service_token_lifetime: self.service_token_lifetime.into(),
+            revocation_poll_interval: self.revocation_poll_interval.into(),
+            max_batch_checks: self.max_batch_checks as usize,
+            trust_forwarded_for: self.authn.trust_forwarded_for,
+            trusted_proxy_hops: usize::from(self.authn.trusted_proxy_hops),
+            metrics_listen: self.metrics_listen,
+            tls,
+        })
+    }
+
+    pub fn token_settings(&self) -> TokenSettings {
+        TokenSettings {
+            issuer: self.token_issuer.clone(),
+            audience: self.token_issuer.clone(),
+            leeway: self.token_leeway.into(),
+        }
+    }
+
+    /// Everything the server needs to authenticate anyone: tokens over
+    /// `keys` (with an empty revocation list the server keeps in sync), the
+    /// hashing pool and the code delivery.
+    pub fn authenticator(
+        &self,
+        db: Db,
+        keys: KeyRing,
+        default_delivery: OtpDeliveryKind,
+    ) -> Result<std::sync::Arc<Authenticator>, PasswordError> {
+        let tokens = std::sync::Arc::new(Tokens::new(
+            keys,
+            self.token_settings(),
+            std::sync::Arc::new(RevocationList::default()),
+        ));
+        let delivery: std::sync::Arc<dyn OtpDelivery> =
+            match self.authn.otp_delivery.unwrap_or(default_delivery) {
+                OtpDeliveryKind::Outbox => std::sync::Arc::new(OutboxDelivery),
+                OtpDeliveryKind::Log => std::sync::Arc::new(DevLogDelivery),
+            };
+        Ok(std::sync::Arc::new(Authenticator {
+            db,
+            tokens,
+            passwords: std::sync::Arc::new(self.authn.hashing.passwords()?),
+            delivery,
+            settings: self.authn.settings(),
+        }))
+    }
+
+    /// How long a superseded signing key keeps verifying: long enough for
+    /// every token it signed to expire.
+    pub fn key_retirement_grace(&self) -> std::time::Duration {
+        let service: std::time::Duration = self.service_token_lifetime.into();
+        let user: std::time::Duration = self.authn.access_token_lifetime.into();
+        let leeway: std::time::Duration = self.token_leeway.into();
+        service.max(user) + leeway
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuthnArgs {
+    /// Lifetime of user access tokens.
+    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_LIFETIME", default_value = "15m")]
+    pub access_token_lifetime: humantime::Duration,
+    /// Lifetime of a login session (its refresh token rotates within it).
+    #[arg(
+        long,
+        env = "PORTCULLIS_REFRESH_TOKEN_LIFETIME",
+        default_value = "30days"
+    )]
+    pub refresh_token_lifetime: humantime::Duration,
+    /// Where one-time codes go [default: outbox for serve, log for dev].
+    #[arg(long, env = "PORTCULLIS_OTP_DELIVERY", value_enum)]
+    pub otp_delivery: Option<OtpDeliveryKind>,
+    /// Failed logins per login name before it locks.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_FAILURES_BEFORE_LOCK",
+        default_value_t = 5
+    )]
+    pub login_failures_before_lock: i32,
+    /// Failed logins per client address before it locks.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ADDRESS_FAILURES_BEFORE_LOCK",
+        default_value_t = 50
+    )]
+    pub address_failures_before_lock: i32,
+    /// Failures older than this are forgotten.
+    #[arg(long, env = "PORTCULLIS_LOGIN_FAILURE_WINDOW", default_value = "15m")]
+    pub login_failure_window: humantime::Duration,
+    /// Failed one-time-code verifications per destination, across codes,
+    /// before it is locked for the rest of a day.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CODE_FAILURES_PER_DESTINATION",
+        default_value_t = 10
+    )]
+    pub code_failures_per_destination: i32,
+    /// RequestOtp and ResetPassword calls per client address per hour.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CODE_REQUESTS_PER_ADDRESS",
+        default_value_t = 30
+    )]
+    pub code_requests_per_address: i32,
+    /// Take the client address from `x-forwarded-for` (only behind a proxy
+    /// that appends to it) instead of the TCP peer: the entry the trusted
+    /// proxies appended, never one the client wrote.
+    #[arg(long, env = "PORTCULLIS_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// With --trust-forwarded-for: how many proxies in front of Portcullis
+    /// append to `x-forwarded-for`; the client is that many entries from
+    /// the right.
+    #[arg(long, env = "PORTCULLIS_TRUSTED_PROXY_HOPS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub trusted_proxy_hops: u8,
+    #[command(flatten)]
+    pub hashing: HashArgs,
+}
+
+impl AuthnArgs {
+    pub fn settings(&self) -> AuthnSettings {
+        AuthnSettings {
+            access_lifetime: self.access_token_lifetime.into(),
+            refresh_lifetime: self.refresh_token_lifetime.into(),
+            throttle: ThrottlePolicy {
+                login_threshold: self.login_failures_before_lock,
+                address_threshold: self.address_failures_before_lock,
+                window: self.login_failure_window.into(),
+                code_failures_per_destination: self.code_failures_per_destination,
+                requests_per_address: self.code_requests_per_address,
+                ..ThrottlePolicy::default()
+            },
+            ..AuthnSettings::default()
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtpDeliveryKind {
+    /// Write codes to auth.otp_outbox for a sender process.
+    Outbox,
+    /// Print codes in the log: for dev only.
+    Log,
+}
+
+/// `portcullis serve`.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let keys = KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
+    let db = database(&args.database)?;
+    let settings = args.server.settings()?;
+    let authn = args
+        .server
+        .authenticator(db, keys, OtpDeliveryKind::Outbox)?;
+    let listener = server::bind(args.server.listen).await?;
+    tracing::info!(
+        listen = %args.server.listen,
+        tls = settings.tls.is_some(),
+        mutual_tls = settings.tls.as_ref().is_some_and(|tls| tls.mutual),
+        "serving"
+    );
+    server::serve(authn, listener, settings, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A leeway no longer than revocations are remembered past expiry.
+fn parse_leeway(raw: &str) -> Result<humantime::Duration, String> {
+    let leeway: humantime::Duration = raw.parse().map_err(|e| format!("{e}"))?;
+    if *leeway > crate::tokens::MAX_LEEWAY {
+        return Err(format!(
+            "at most {}",
+            humantime::format_duration(crate::tokens::MAX_LEEWAY)
+        ));
+    }
+    Ok(leeway)
+}
+
+pub(super) fn parse_ratio(raw: &str) -> Result<f64, String> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| "expected a number from 0 to 1".to_owned())
+}
