@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use super::guard::Author;
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability, Placed};
 use crate::db::Db;
@@ -73,34 +74,43 @@ pub async fn assign(
             if let Some(first) = attempt.replay(conn, admin).await? {
                 return Ok(first);
             }
-            let created: Assignment = diesel::insert_into(org_assignments::table)
-                .values((
-                    org_assignments::tenant_id.eq(tenant),
-                    org_assignments::user_id.eq(new.user_id),
-                    org_assignments::role_id.eq(new.role_id),
-                    org_assignments::org_node_id.eq(new.org_node_id),
-                    org_assignments::start_utc.eq(start),
-                    org_assignments::end_utc.eq(new.end_utc),
-                ))
-                .returning(Assignment::as_returning())
-                .get_result(conn)
-                .await
-                .map_err(missing_reference)?;
-            admin
-                .record_change(
-                    conn,
-                    "assignment.created",
-                    ("assignment", created.id),
-                    None,
-                    &created,
-                )
-                .await?;
+            let created = insert(conn, &admin.author(), tenant, new, start).await?;
             attempt.store(conn, admin, &created).await?;
             Ok(created)
         }
         .scope_boxed()
     })
     .await
+}
+
+/// Inserts an assignment starting at `start` and records it as
+/// `assignment.created` by `author`, in the caller's transaction: the one
+/// insert behind `AssignRole`, the CLI and accepted invitations.
+pub(super) async fn insert(
+    conn: &mut AsyncPgConnection,
+    author: &Author<'_>,
+    tenant: Uuid,
+    new: &NewAssignment,
+    start: DateTime<Utc>,
+) -> Result<Assignment, AdminError> {
+    let created: Assignment = diesel::insert_into(org_assignments::table)
+        .values((
+            org_assignments::tenant_id.eq(tenant),
+            org_assignments::user_id.eq(new.user_id),
+            org_assignments::role_id.eq(new.role_id),
+            org_assignments::org_node_id.eq(new.org_node_id),
+            org_assignments::start_utc.eq(start),
+            org_assignments::end_utc.eq(new.end_utc),
+        ))
+        .returning(Assignment::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(missing_reference)?;
+    let entity = ("assignment", created.id);
+    author
+        .record_change(conn, "assignment.created", entity, None, &created)
+        .await?;
+    Ok(created)
 }
 
 /// Ends the assignment at `at` (now by default). Ending it again, or at a

@@ -364,14 +364,18 @@ impl Administrator {
         before: Option<&T>,
         after: &T,
     ) -> Result<(), AdminError> {
-        let author = Author {
+        self.author()
+            .record_change(conn, action, entity, before, after)
+            .await
+    }
+
+    /// Whom the audit rows of this caller's changes name.
+    pub(super) fn author(&self) -> Author<'_> {
+        Author {
             tenant_id: Some(self.tenant_id),
             actor: self.actor(),
             request_id: self.request_id(),
-        };
-        author
-            .record_change(conn, action, entity, before, after)
-            .await
+        }
     }
 
     /// A listing of the whole tenant is for services: a user's capability

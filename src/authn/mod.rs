@@ -6,6 +6,7 @@ pub mod identity;
 mod login;
 pub mod otp;
 pub mod password;
+mod reset;
 pub mod sessions;
 pub mod throttle;
 pub mod users;

@@ -11,10 +11,9 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 
 use super::dataset::{Profile, Shape};
+use super::floor::{Floor, floor};
 use super::load::{self, LoadConfig, Scenario, ScenarioReport, Target};
 use crate::authn::{HashCost, Passwords};
-
-const FLOOR_SQL: &str = include_str!("floor.sql");
 
 pub struct RunConfig {
     pub profile: Profile,
@@ -27,13 +26,6 @@ pub struct RunConfig {
     pub hashing_threads: usize,
     pub pool_size: u32,
     pub report_dir: PathBuf,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Floor {
-    pub concurrency: usize,
-    pub transactions_per_second: f64,
-    pub latency_avg_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -169,7 +161,7 @@ async fn measure(
     print!("{}", load::table(&[storm.clone(), checks.clone()].concat()));
 
     let rss = server.id().and_then(resident_mb);
-    let floor = floor(config, shape).await;
+    let floor = floor(&config.app_url, config.concurrency, config.duration, shape).await;
     if let Err(error) = &floor {
         eprintln!("pgbench floor not measured: {error:#}");
     }
@@ -211,60 +203,6 @@ async fn argon2_capacity(threads: usize) -> anyhow::Result<f64> {
     }
     let per_hash = started.elapsed().as_secs_f64() / f64::from(rounds);
     Ok(threads as f64 / per_hash)
-}
-
-async fn floor(config: &RunConfig, shape: Shape) -> anyhow::Result<Floor> {
-    let script = std::env::temp_dir().join(format!(
-        "portcullis-floor-{}.sql",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&script, FLOOR_SQL)?;
-    let seconds = config.duration.as_secs().max(1);
-    let output = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-j", "2"])
-        .arg("-c")
-        .arg(config.concurrency.to_string())
-        .arg("-T")
-        .arg(seconds.to_string())
-        .arg("-D")
-        .arg(format!("tenants={}", shape.tenants))
-        .arg("-D")
-        .arg(format!("users={}", shape.users_per_tenant))
-        .arg("-D")
-        .arg(format!("nodes={}", shape.nodes_per_tenant))
-        .arg("-D")
-        .arg(format!("capabilities={}", shape.capabilities))
-        .arg("-f")
-        .arg(&script)
-        .arg(&config.app_url)
-        .output()
-        .await
-        .context("running pgbench (install the Debian package postgresql-client)")?;
-    let _ = std::fs::remove_file(&script);
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    if !output.status.success() {
-        bail!(
-            "pgbench failed: {}{}",
-            text,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let number_after = |prefix: &str| {
-        text.lines()
-            .find_map(|line| line.trim().strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<f64>().ok())
-    };
-    let floor = Floor {
-        concurrency: config.concurrency,
-        transactions_per_second: number_after("tps = ").context("no tps in pgbench's output")?,
-        latency_avg_ms: number_after("latency average = ").unwrap_or_default(),
-    };
-    println!(
-        "floor (pgbench, pipelined): {:.0} tps, average latency {:.2} ms",
-        floor.transactions_per_second, floor.latency_avg_ms
-    );
-    Ok(floor)
 }
 
 fn resident_mb(pid: u32) -> Option<f64> {
