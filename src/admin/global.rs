@@ -4,17 +4,17 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::guard::Author;
-use super::idempotency::{Attempt, IdempotencyKey};
+use super::author::Author;
+use super::idempotency::{Attempt, IdempotencyKey, Ledger};
 use super::{AdminError, Label};
 use crate::audit::Actor;
 use crate::authn::sessions::{self, SessionsOf};
 use crate::authz::CapabilityKey;
-use crate::db::schema::auth::{capabilities, tenants};
+use crate::db::schema::auth::{capabilities, global_idempotency_keys, tenants};
 use crate::db::{Db, RlsContext};
 use crate::tokens::Principal;
 
@@ -326,4 +326,58 @@ pub async fn list_capabilities(db: &Db, ctx: &RlsContext) -> Result<Vec<Capabili
         .scope_boxed()
     })
     .await
+}
+
+/// A global administrator's keys live in the global table, which only a
+/// global administrator's transaction sees.
+impl Ledger for GlobalAdministrator {
+    async fn claim(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        request_hash: &[u8],
+    ) -> QueryResult<bool> {
+        let claimed = diesel::insert_into(global_idempotency_keys::table)
+            .values((
+                global_idempotency_keys::caller.eq(self.caller_ref()),
+                global_idempotency_keys::operation.eq(operation),
+                global_idempotency_keys::key.eq(key),
+                global_idempotency_keys::request_hash.eq(request_hash),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn recorded(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+    ) -> QueryResult<(Vec<u8>, Option<serde_json::Value>)> {
+        global_idempotency_keys::table
+            .find((self.caller_ref(), operation, key))
+            .select((
+                global_idempotency_keys::request_hash,
+                global_idempotency_keys::response,
+            ))
+            .first(conn)
+            .await
+    }
+
+    async fn answer(
+        &self,
+        conn: &mut AsyncPgConnection,
+        operation: &'static str,
+        key: &str,
+        response: serde_json::Value,
+    ) -> QueryResult<()> {
+        diesel::update(global_idempotency_keys::table.find((self.caller_ref(), operation, key)))
+            .set(global_idempotency_keys::response.eq(response))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
 }

@@ -1,16 +1,14 @@
-//! Who is changing the tree, and whether they may do it here.
+//! Whether an administrator may make a change here: the capability at the
+//! node, and delegation that never hands out more than the delegate holds.
 
-use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Integer, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::AdminError;
-use crate::audit::Actor;
+use super::{AdminError, Administrator};
+use crate::db::Db;
 use crate::db::schema::auth::{invitations, org_assignments, visibility_grants};
-use crate::db::{Db, RlsContext};
-use crate::tokens::Principal;
 
 /// The capabilities administration asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,106 +58,7 @@ impl Placed {
     }
 }
 
-/// Someone acting in one tenant. The transport's rule table has already
-/// checked a service's permission; users are checked here, node by node.
-#[derive(Clone, Debug)]
-pub struct Administrator {
-    acting: Acting,
-    pub tenant_id: Uuid,
-    request_id: Option<String>,
-    /// When the change is asked for: read once at the edge, so the domain
-    /// never reads the clock (and tests choose the time).
-    now: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug)]
-enum Acting {
-    /// A network caller with a verified token.
-    Caller(Principal),
-    /// Operator tooling on the machine (the CLI): trusted, audited as
-    /// `system`, still fenced to the tenant by RLS.
-    Operator,
-}
-
 impl Administrator {
-    /// `Err(NotFound)` when the caller may not act in `tenant_id` at all:
-    /// the answer for a node of another tenant is the answer for no node.
-    pub fn in_tenant(
-        principal: Principal,
-        tenant_id: Uuid,
-        request_id: Option<String>,
-        field: &'static str,
-        now: DateTime<Utc>,
-    ) -> Result<Self, AdminError> {
-        if !principal.may_act_in(tenant_id) {
-            return Err(AdminError::NotFound(field));
-        }
-        Ok(Self {
-            acting: Acting::Caller(principal),
-            tenant_id,
-            request_id,
-            now,
-        })
-    }
-
-    /// Operator tooling (the CLI) in `tenant_id`. Never built from a
-    /// network request.
-    pub fn operator(tenant_id: Uuid, now: DateTime<Utc>) -> Self {
-        Self {
-            acting: Acting::Operator,
-            tenant_id,
-            request_id: None,
-            now,
-        }
-    }
-
-    /// When the change is asked for.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.now
-    }
-
-    pub fn actor(&self) -> Actor {
-        match &self.acting {
-            Acting::Caller(Principal::Service(service)) => Actor::Service(service.service_id),
-            Acting::Caller(Principal::User(user)) => Actor::User(user.user_id),
-            Acting::Operator => Actor::System,
-        }
-    }
-
-    /// The caller as idempotency keys record it (`service:<id>`).
-    pub fn caller_ref(&self) -> String {
-        match &self.acting {
-            Acting::Caller(Principal::Service(service)) => {
-                format!("service:{}", service.service_id)
-            }
-            Acting::Caller(Principal::User(user)) => format!("user:{}", user.user_id),
-            Acting::Operator => "system".to_owned(),
-        }
-    }
-
-    /// The user acting, if a user is.
-    fn user(&self) -> Option<&crate::tokens::UserPrincipal> {
-        match &self.acting {
-            Acting::Caller(Principal::User(user)) => Some(user),
-            _ => None,
-        }
-    }
-
-    pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
-    }
-
-    /// The transaction context of the change: the tenant, and the caller.
-    pub fn context(&self) -> RlsContext {
-        let ctx = RlsContext::tenant(self.tenant_id);
-        let ctx = match &self.acting {
-            Acting::Caller(Principal::Service(service)) => ctx.with_service(service.service_id),
-            Acting::Caller(Principal::User(user)) => ctx.with_user(user.user_id),
-            Acting::Operator => ctx,
-        };
-        ctx.with_request_id(self.request_id())
-    }
-
     /// Whether the caller may use `capability` at `node` (named `field` in
     /// errors), in a read transaction of its own. Prefer [`Self::require_in`]
     /// inside the write it guards.
@@ -178,7 +77,6 @@ impl Administrator {
         })
         .await
     }
-
     /// Whether the caller may use `capability` at `node`, asked in the
     /// caller's transaction so the answer cannot go stale before the write
     /// it guards. Services: granted by their permission (the rule table).
@@ -205,7 +103,6 @@ impl Administrator {
             ))),
         }
     }
-
     /// A user may hand out a role at `node` (assign it, invite into it)
     /// only if they hold every capability it grants there: delegation never
     /// gives more than the delegate has. Services: their permission.
@@ -236,7 +133,6 @@ impl Administrator {
             ))),
         }
     }
-
     /// A user may move `node` under `new_parent` only if they hold, at the
     /// new parent, every capability that assignments above it (in force or
     /// scheduled) would newly extend over the moved subtree: a move must not
@@ -276,7 +172,6 @@ impl Administrator {
             ))),
         }
     }
-
     /// Whether the caller may use `capability` where `placed` sits (named
     /// by its field in errors). Only a user's answer depends on the node,
     /// so only then is it read; absent or another tenant's, it is not found.
@@ -327,7 +222,6 @@ impl Administrator {
             .ok_or(AdminError::NotFound(placed.field()))?;
         self.require(db, capability, node, placed.field()).await
     }
-
     /// Whether the caller may list what `holder` holds: at a node, the
     /// capability there; for a user, that user themselves (or a service).
     pub(super) async fn require_holder(
@@ -342,7 +236,6 @@ impl Administrator {
             Holder::User(user) => self.require_self_or_service(*user, "user_id"),
         }
     }
-
     /// A user may ask about themselves only; a service about anyone in its
     /// tenant.
     fn require_self_or_service(&self, user: Uuid, field: &str) -> Result<(), AdminError> {
@@ -353,31 +246,6 @@ impl Administrator {
             _ => Ok(()),
         }
     }
-
-    /// Writes the audit row of a change to one entity, with its value
-    /// before (none for a creation) and after, in the caller's transaction.
-    pub(super) async fn record_change<T: serde::Serialize>(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-        action: &str,
-        entity: (&str, Uuid),
-        before: Option<&T>,
-        after: &T,
-    ) -> Result<(), AdminError> {
-        self.author()
-            .record_change(conn, action, entity, before, after)
-            .await
-    }
-
-    /// Whom the audit rows of this caller's changes name.
-    pub(super) fn author(&self) -> Author<'_> {
-        Author {
-            tenant_id: Some(self.tenant_id),
-            actor: self.actor(),
-            request_id: self.request_id(),
-        }
-    }
-
     /// A listing of the whole tenant is for services: a user's capability
     /// is held at a node, so a user names the node to list at.
     pub(super) fn require_node_for_users(
@@ -392,7 +260,6 @@ impl Administrator {
             _ => Ok(()),
         }
     }
-
     /// Users may not create roots: a capability is always held at a node.
     pub fn require_root_creation(&self) -> Result<(), AdminError> {
         match self.user() {
@@ -401,41 +268,6 @@ impl Administrator {
                 "parent_org_node_id: only a service may create a root node".into(),
             )),
         }
-    }
-}
-
-/// Whom an audit row names for a change: the tenant (none for global rows
-/// such as the catalogue), the actor and the request.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Author<'a> {
-    pub tenant_id: Option<Uuid>,
-    pub actor: Actor,
-    pub request_id: Option<&'a str>,
-}
-
-impl Author<'_> {
-    pub(super) async fn record_change<T: serde::Serialize>(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-        action: &str,
-        entity: (&str, Uuid),
-        before: Option<&T>,
-        after: &T,
-    ) -> Result<(), AdminError> {
-        crate::audit::record(
-            conn,
-            crate::audit::AuditEvent {
-                tenant_id: self.tenant_id,
-                actor: self.actor,
-                action,
-                entity_kind: entity.0,
-                entity_id: Some(entity.1.to_string()),
-                request_id: self.request_id,
-                payload: serde_json::json!({ "before": before, "after": after }),
-            },
-        )
-        .await?;
-        Ok(())
     }
 }
 

@@ -8,9 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::global::GlobalAdministrator;
 use super::{AdminError, Administrator};
-use crate::db::schema::auth::{global_idempotency_keys, idempotency_keys};
+use crate::db::schema::auth::idempotency_keys;
 
 /// A client's key for one logical create: 1 to 200 printable ASCII
 /// characters (a UUID is a good choice).
@@ -113,58 +112,6 @@ impl Ledger for Administrator {
         .set(idempotency_keys::response.eq(response))
         .execute(conn)
         .await?;
-        Ok(())
-    }
-}
-
-impl Ledger for GlobalAdministrator {
-    async fn claim(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-        request_hash: &[u8],
-    ) -> QueryResult<bool> {
-        let claimed = diesel::insert_into(global_idempotency_keys::table)
-            .values((
-                global_idempotency_keys::caller.eq(self.caller_ref()),
-                global_idempotency_keys::operation.eq(operation),
-                global_idempotency_keys::key.eq(key),
-                global_idempotency_keys::request_hash.eq(request_hash),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        Ok(claimed == 1)
-    }
-
-    async fn recorded(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-    ) -> QueryResult<(Vec<u8>, Option<serde_json::Value>)> {
-        global_idempotency_keys::table
-            .find((self.caller_ref(), operation, key))
-            .select((
-                global_idempotency_keys::request_hash,
-                global_idempotency_keys::response,
-            ))
-            .first(conn)
-            .await
-    }
-
-    async fn answer(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-        response: serde_json::Value,
-    ) -> QueryResult<()> {
-        diesel::update(global_idempotency_keys::table.find((self.caller_ref(), operation, key)))
-            .set(global_idempotency_keys::response.eq(response))
-            .execute(conn)
-            .await?;
         Ok(())
     }
 }

@@ -2,8 +2,10 @@
 //! the caller's permission or capability and recorded in the audit trail in
 //! the same transaction.
 
+mod actor;
 pub mod assignments;
 pub mod audit_trail;
+mod author;
 mod cursor;
 pub mod global;
 pub mod grants;
@@ -15,8 +17,9 @@ pub mod org;
 pub mod roles;
 pub mod users;
 
+pub use actor::Administrator;
 pub use cursor::Cursor;
-pub use guard::{Administrator, Capability, Placed};
+pub use guard::{Capability, Placed};
 pub use names::{Label, NodeType, RoleKey};
 
 use crate::authz::AuthzError;

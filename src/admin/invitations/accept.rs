@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Found, Invitation, find, lock};
 use crate::admin::assignments::{self, Assignment, NewAssignment};
-use crate::admin::guard::Author;
+use crate::admin::author::Author;
 use crate::admin::users::{self, User, hashing, login_taken};
 use crate::admin::{AdminError, Label};
 use crate::audit::Actor;
