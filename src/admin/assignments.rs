@@ -121,16 +121,13 @@ pub async fn end(
     assignment: Uuid,
     at: Option<DateTime<Utc>>,
 ) -> Result<Assignment, AdminError> {
-    admin
-        .require_where(
-            db,
-            Capability::AssignmentsWrite,
-            Placed::Assignment(assignment),
-        )
-        .await?;
     let at = at.unwrap_or(admin.now());
     db.write(&admin.context(), |conn| {
         async move {
+            let placed = Placed::Assignment(assignment);
+            admin
+                .require_where(conn, Capability::AssignmentsWrite, placed)
+                .await?;
             let before: Assignment = org_assignments::table
                 .find(assignment)
                 .select(Assignment::as_select())

@@ -43,9 +43,6 @@ pub async fn grant(
     new: &NewGrant,
     key: Option<&IdempotencyKey>,
 ) -> Result<VisibilityGrant, AdminError> {
-    admin
-        .require(db, Capability::GrantsWrite, new.org_node_id, "org_node_id")
-        .await?;
     let start = window_start(new.start_utc, new.end_utc, admin.now())?;
     let tenant = admin.tenant_id;
     let attempt = Attempt {
@@ -58,6 +55,10 @@ pub async fn grant(
     };
     db.write(&admin.context(), |conn| {
         async move {
+            let node = new.org_node_id;
+            admin
+                .require_in(conn, Capability::GrantsWrite, node, "org_node_id")
+                .await?;
             if let Some(first) = attempt.replay(conn, admin).await? {
                 return Ok(first);
             }
@@ -92,11 +93,11 @@ pub async fn revoke(
     admin: &Administrator,
     grant: Uuid,
 ) -> Result<VisibilityGrant, AdminError> {
-    admin
-        .require_where(db, Capability::GrantsWrite, Placed::Grant(grant))
-        .await?;
     db.write(&admin.context(), |conn| {
         async move {
+            admin
+                .require_where(conn, Capability::GrantsWrite, Placed::Grant(grant))
+                .await?;
             let before: VisibilityGrant = visibility_grants::table
                 .find(grant)
                 .select(VisibilityGrant::as_select())

@@ -173,54 +173,48 @@ impl Administrator {
         }
     }
     /// Whether the caller may use `capability` where `placed` sits (named
-    /// by its field in errors). Only a user's answer depends on the node,
-    /// so only then is it read; absent or another tenant's, it is not found.
+    /// by its field in errors), asked in the write's own transaction. Only a
+    /// user's answer depends on the node, so only then is it read; absent or
+    /// another tenant's, it is not found.
     pub(super) async fn require_where(
         &self,
-        db: &Db,
+        conn: &mut AsyncPgConnection,
         capability: Capability,
         placed: Placed,
     ) -> Result<(), AdminError> {
         // Scoped here: diesel's `first` would shadow the slice's elsewhere.
-        use diesel::prelude::*;
-        use diesel_async::RunQueryDsl;
+        use diesel::{OptionalExtension, QueryDsl};
 
         if self.user().is_none() {
             return Ok(());
         }
-        let node = db
-            .read(&self.context(), |conn| {
-                async move {
-                    let node = match placed {
-                        Placed::Assignment(id) => {
-                            org_assignments::table
-                                .find(id)
-                                .select(org_assignments::org_node_id)
-                                .first::<Uuid>(conn)
-                                .await
-                        }
-                        Placed::Grant(id) => {
-                            visibility_grants::table
-                                .find(id)
-                                .select(visibility_grants::org_node_id)
-                                .first(conn)
-                                .await
-                        }
-                        Placed::Invitation(id) => {
-                            invitations::table
-                                .find(id)
-                                .select(invitations::org_node_id)
-                                .first(conn)
-                                .await
-                        }
-                    };
-                    Ok::<_, AdminError>(node.optional()?)
-                }
-                .scope_boxed()
-            })
-            .await?
-            .ok_or(AdminError::NotFound(placed.field()))?;
-        self.require(db, capability, node, placed.field()).await
+        let node = match placed {
+            Placed::Assignment(id) => {
+                org_assignments::table
+                    .find(id)
+                    .select(org_assignments::org_node_id)
+                    .first::<Uuid>(conn)
+                    .await
+            }
+            Placed::Grant(id) => {
+                visibility_grants::table
+                    .find(id)
+                    .select(visibility_grants::org_node_id)
+                    .first(conn)
+                    .await
+            }
+            Placed::Invitation(id) => {
+                invitations::table
+                    .find(id)
+                    .select(invitations::org_node_id)
+                    .first(conn)
+                    .await
+            }
+        }
+        .optional()?
+        .ok_or(AdminError::NotFound(placed.field()))?;
+        self.require_in(conn, capability, node, placed.field())
+            .await
     }
     /// Whether the caller may list what `holder` holds: at a node, the
     /// capability there; for a user, that user themselves (or a service).

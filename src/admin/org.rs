@@ -68,13 +68,8 @@ pub async fn create(
     label: &Label,
     key: Option<&IdempotencyKey>,
 ) -> Result<OrgNode, AdminError> {
-    match parent {
-        Some(parent) => {
-            admin
-                .require(db, Capability::OrgWrite, parent, "parent_org_node_id")
-                .await?
-        }
-        None => admin.require_root_creation()?,
+    if parent.is_none() {
+        admin.require_root_creation()?;
     }
     let tenant = admin.tenant_id;
     let attempt = Attempt {
@@ -84,6 +79,12 @@ pub async fn create(
     };
     db.write(&admin.context(), |conn| {
         async move {
+            if let Some(parent) = parent {
+                let field = "parent_org_node_id";
+                admin
+                    .require_in(conn, Capability::OrgWrite, parent, field)
+                    .await?;
+            }
             if let Some(first) = attempt.replay(conn, admin).await? {
                 return Ok(first);
             }

@@ -178,15 +178,12 @@ pub async fn revoke(
     admin: &Administrator,
     invitation: Uuid,
 ) -> Result<Invitation, AdminError> {
-    admin
-        .require_where(
-            db,
-            Capability::InvitationsWrite,
-            Placed::Invitation(invitation),
-        )
-        .await?;
     db.write(&admin.context(), |conn| {
         async move {
+            let placed = Placed::Invitation(invitation);
+            admin
+                .require_where(conn, Capability::InvitationsWrite, placed)
+                .await?;
             let before = lock(conn, invitation)
                 .await?
                 .ok_or(AdminError::NotFound("invitation_id"))?
