@@ -11,11 +11,10 @@ use uuid::Uuid;
 
 use super::{Authenticator, AuthnError, AuthnSettings, ClientInfo};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{
-    refresh_sessions as rs, tenants as t, token_revocations as tr, users as u,
-};
+use crate::db::schema::auth::{refresh_sessions as rs, tenants as t, users as u};
 use crate::db::{Db, RlsContext};
 use crate::secrets::{self, PresentedSecret, SecretKind};
+use crate::tokens::revocation::{self, SessionKind};
 use crate::tokens::{NewToken, TokenType, Tokens};
 
 /// How many rotated-away refresh tokens a session remembers for reuse
@@ -169,15 +168,7 @@ async fn revoke_session_row(
     if updated > 0 {
         // Access tokens of the session live at most this long from now.
         let until = now + chrono::Duration::from_std(access_lifetime).unwrap_or_default();
-        diesel::insert_into(tr::table)
-            .values((
-                tr::session_id.eq(session),
-                tr::token_kind.eq("user"),
-                tr::expires_at.eq(until),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
+        revocation::record(conn, SessionKind::User, &[(session, until)]).await?;
     }
     Ok(updated > 0)
 }

@@ -14,11 +14,10 @@ use super::names::{Permission, ServiceKey};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
-    token_revocations as tr,
 };
 use crate::db::{Db, RlsContext};
 use crate::secrets::{self, SecretKind};
-use crate::tokens::revocation::still_accepted_after;
+use crate::tokens::revocation::{self, SessionKind, still_accepted_after};
 
 pub struct NewService {
     pub key: ServiceKey,
@@ -241,21 +240,7 @@ pub(crate) async fn revoke_live_sessions(
     .returning((sess::id, sess::expires_at))
     .get_results(conn)
     .await?;
-    let rows: Vec<_> = sessions
-        .iter()
-        .map(|(id, expires_at)| {
-            (
-                tr::session_id.eq(*id),
-                tr::token_kind.eq("service"),
-                tr::expires_at.eq(*expires_at),
-            )
-        })
-        .collect();
-    diesel::insert_into(tr::table)
-        .values(&rows)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    revocation::record(conn, SessionKind::Service, &sessions).await?;
     Ok(sessions.len())
 }
 

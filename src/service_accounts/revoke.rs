@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::auth::{service_sessions as sess, services, token_revocations as tr};
+use crate::db::schema::auth::{service_sessions as sess, services};
 use crate::db::{Db, RlsContext};
+use crate::tokens::revocation::{self, SessionKind};
 use crate::tokens::{Principal, TokenType, Tokens};
 
 /// Revokes the session a service token belongs to. A string that is not a
@@ -116,15 +117,7 @@ async fn revoke(
         .await
         .optional()?
         .flatten();
-    diesel::insert_into(tr::table)
-        .values((
-            tr::session_id.eq(session_id),
-            tr::token_kind.eq("service"),
-            tr::expires_at.eq(expires_at),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    revocation::record(conn, SessionKind::Service, &[(session_id, expires_at)]).await?;
     let (kind, id) = caller.actor();
     audit::record(
         conn,

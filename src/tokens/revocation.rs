@@ -26,6 +26,51 @@ pub const MAX_STALENESS: Duration = Duration::from_secs(5);
 /// whose transaction committed late is not missed.
 const OVERLAP: chrono::Duration = chrono::Duration::seconds(30);
 
+/// Which kind of session a revocation lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    Service,
+    User,
+}
+
+impl SessionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::User => "user",
+        }
+    }
+}
+
+/// Lists revoked sessions (id, when their tokens expire) for every
+/// replica, in the caller's transaction; a session already listed stays
+/// as it was. The one writer of `auth.token_revocations`.
+pub async fn record(
+    conn: &mut diesel_async::AsyncPgConnection,
+    kind: SessionKind,
+    sessions: &[(Uuid, DateTime<Utc>)],
+) -> Result<(), DbError> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = sessions
+        .iter()
+        .map(|(session, expires_at)| {
+            (
+                tr::session_id.eq(*session),
+                tr::token_kind.eq(kind.as_str()),
+                tr::expires_at.eq(*expires_at),
+            )
+        })
+        .collect();
+    diesel::insert_into(tr::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The oldest expiry a revoked session may have and still matter at `now`:
 /// its tokens are accepted for up to [`MAX_LEEWAY`] after it.
 pub fn still_accepted_after(now: DateTime<Utc>) -> DateTime<Utc> {
