@@ -6,6 +6,7 @@
 pub(crate) mod connect;
 mod context;
 mod error;
+mod pipeline;
 mod pool;
 pub mod schema;
 mod scope;

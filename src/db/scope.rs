@@ -1,10 +1,7 @@
 //! The RLS-scoped transaction: the only way to run SQL against the database.
 
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Text};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
-use futures_util::future::BoxFuture;
 use scoped_futures::ScopedBoxFuture;
 use tracing::Instrument;
 
@@ -32,10 +29,10 @@ pub struct Db {
     pool: Pool,
     /// `statement_timeout` and `idle_in_transaction_session_timeout`, in
     /// milliseconds, as set in every transaction.
-    limits: [String; 2],
+    pub(super) limits: [String; 2],
     /// Whether prepared statements outlive a transaction; when not, the
     /// hot path cannot prepare its `BEGIN` (see [`PoolSettings`]).
-    statement_cache: bool,
+    pub(super) statement_cache: bool,
     /// A hot standby for the read-only RPCs, if one is configured.
     replica: Option<Pool>,
 }
@@ -112,61 +109,6 @@ impl Db {
             .scope_boxed()
         })
         .await
-    }
-
-    /// Runs one read in a `READ ONLY` transaction scoped by `ctx`, with
-    /// `BEGIN`, the context and the read sent together (pipelined: one
-    /// round trip), then `COMMIT`. For the hot path, where a request is a
-    /// single query; everything else uses [`Db::read`].
-    pub async fn read_pipelined<T, F>(&self, ctx: &RlsContext, work: F) -> Result<T, DbError>
-    where
-        F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>> + Send,
-        T: Send,
-    {
-        if !self.statement_cache {
-            use scoped_futures::ScopedFutureExt;
-            return self
-                .read(ctx, |conn| {
-                    async move { work(conn).await.map_err(DbError::from) }.scope_boxed()
-                })
-                .await;
-        }
-        let pooled = self.checkout().await?;
-        let mut guard = Unfinished { conn: Some(pooled) };
-        let conn: &AsyncPgConnection = guard.conn()?;
-        // One line per key: the compiler holds this to the length of
-        // `RlsContext::settings`.
-        let [k0, k1, k2, k3, k4, k5, k6, k7, k8, k9] = ctx.settings();
-        let (mut c1, mut c2) = (conn, conn);
-        let begin = BeginReadOnly.execute(&mut c1);
-        let [statement_timeout, idle_timeout] = self.limits.clone();
-        let context = diesel::select((
-            set_config("plan_cache_mode", "force_generic_plan", true),
-            set_config("statement_timeout", statement_timeout, true),
-            set_config("idle_in_transaction_session_timeout", idle_timeout, true),
-            set_config(k0.0, k0.1, true),
-            set_config(k1.0, k1.1, true),
-            set_config(k2.0, k2.1, true),
-            set_config(k3.0, k3.1, true),
-            set_config(k4.0, k4.1, true),
-            set_config(k5.0, k5.1, true),
-            set_config(k6.0, k6.1, true),
-            set_config(k7.0, k7.1, true),
-            set_config(k8.0, k8.1, true),
-            set_config(k9.0, k9.1, true),
-        ))
-        .execute(&mut c2);
-        // Polled in order, so sent in order: BEGIN, context, the read.
-        let (begun, scoped, outcome) =
-            futures_util::future::join3(begin, context, work(conn)).await;
-        let mut c3 = conn;
-        let committed = Commit.execute(&mut c3).await;
-        begun.map_err(DbError::from)?;
-        scoped.map_err(DbError::from)?;
-        committed.map_err(DbError::from)?;
-        let value = outcome.map_err(DbError::from)?;
-        guard.finished();
-        Ok(value)
     }
 
     /// Whether the database, and the replica if there is one, answer a
@@ -284,6 +226,19 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+impl Db {
+    /// A connection from the pool. The wait gets a span only while spans are
+    /// exported: the hot path should not pay for a span nobody sees.
+    pub(super) async fn checkout(&self) -> Result<pool::Pooled<'_>, DbError> {
+        let wait = if crate::telemetry::exporting_spans() {
+            tracing::info_span!("db.pool_wait")
+        } else {
+            tracing::Span::none()
+        };
+        self.pool.get().instrument(wait).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::context::CONTEXT_KEYS;
@@ -306,72 +261,5 @@ mod tests {
     fn literals_cannot_be_broken_out_of() {
         assert_eq!(literal("a'b"), "'a''b'");
         assert_eq!(literal("'); DROP TABLE x; --"), "'''); DROP TABLE x; --'");
-    }
-}
-
-/// A pooled connection inside a pipelined transaction that diesel's
-/// transaction manager does not know about. Unless the transaction finished,
-/// the connection is marked broken on drop, so the pool discards it rather
-/// than hand out a connection with a transaction (and a context) open.
-struct Unfinished<'p> {
-    conn: Option<pool::Pooled<'p>>,
-}
-
-impl Unfinished<'_> {
-    fn conn(&self) -> Result<&AsyncPgConnection, DbError> {
-        self.conn
-            .as_deref()
-            .ok_or_else(|| DbError::Unavailable("no connection".into()))
-    }
-
-    fn finished(&mut self) {
-        self.conn = None;
-    }
-}
-
-impl Drop for Unfinished<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_deref_mut() {
-            AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
-        }
-    }
-}
-
-/// `BEGIN READ ONLY` as a prepared statement (static query id), so it can be
-/// pipelined with the statements after it.
-struct BeginReadOnly;
-
-/// `COMMIT` as a prepared statement.
-struct Commit;
-
-macro_rules! static_statement {
-    ($name:ident, $sql:literal) => {
-        impl QueryId for $name {
-            type QueryId = $name;
-            const HAS_STATIC_QUERY_ID: bool = true;
-        }
-
-        impl QueryFragment<Pg> for $name {
-            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
-                out.push_sql($sql);
-                Ok(())
-            }
-        }
-    };
-}
-
-static_statement!(BeginReadOnly, "BEGIN READ ONLY");
-static_statement!(Commit, "COMMIT");
-
-impl Db {
-    /// A connection from the pool. The wait gets a span only while spans are
-    /// exported: the hot path should not pay for a span nobody sees.
-    async fn checkout(&self) -> Result<pool::Pooled<'_>, DbError> {
-        let wait = if crate::telemetry::exporting_spans() {
-            tracing::info_span!("db.pool_wait")
-        } else {
-            tracing::Span::none()
-        };
-        self.pool.get().instrument(wait).await
     }
 }

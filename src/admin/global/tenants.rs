@@ -1,0 +1,179 @@
+//! Tenants: create, rename, suspend (which ends every session of its users
+//! and every token of its services), reactivate.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use super::{GlobalAdministrator, exists};
+use crate::admin::idempotency::{Attempt, IdempotencyKey};
+use crate::admin::{AdminError, Label};
+use crate::authn::sessions::{self, SessionsOf};
+use crate::db::Db;
+use crate::db::schema::auth::tenants;
+
+/// A tenant's short name in URLs and logs: lowercase letters, digits and
+/// `-`, at most 63 characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let mut chars = raw.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && raw.len() <= 63;
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be lowercase letters, digits and -, at most 63")
+        }
+    }
+}
+
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
+#[diesel(table_name = tenants)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub status: String,
+}
+
+/// Creates a tenant; with an idempotency key, a repeat of the same request
+/// returns the first answer (without one, a repeat finds the slug taken).
+pub async fn create_tenant(
+    db: &Db,
+    admin: &GlobalAdministrator,
+    slug: &TenantSlug,
+    name: &Label,
+    key: Option<&IdempotencyKey>,
+) -> Result<Tenant, AdminError> {
+    let attempt = Attempt {
+        operation: "create_tenant",
+        key,
+        request: format!("{}|{}", slug.0, name.as_str()),
+    };
+    db.write(&admin.context(), |conn| {
+        async move {
+            if let Some(first) = attempt.replay(conn, admin).await? {
+                return Ok(first);
+            }
+            let tenant: Tenant = diesel::insert_into(tenants::table)
+                .values((tenants::slug.eq(&slug.0), tenants::name.eq(name.as_str())))
+                .returning(Tenant::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|e| exists(e, "slug", "a tenant with this slug"))?;
+            let entity = ("tenant", tenant.id);
+            admin
+                .author(Some(tenant.id))
+                .record_change(conn, "tenant.created", entity, None, &tenant)
+                .await?;
+            attempt.store(conn, admin, &tenant).await?;
+            Ok(tenant)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// What a tenant change sets.
+pub enum TenantChange<'a> {
+    Name(&'a Label),
+    Active(bool),
+}
+
+/// Renames, suspends or reactivates; setting what is set records nothing.
+///
+/// Suspending revokes every session of the tenant's users and every token
+/// of its services (listed for every replica), in the same transaction;
+/// reactivating brings none back.
+pub async fn change_tenant(
+    db: &Db,
+    admin: &GlobalAdministrator,
+    tenant: Uuid,
+    change: TenantChange<'_>,
+    access_lifetime: std::time::Duration,
+) -> Result<Tenant, AdminError> {
+    // In the tenant's context, so its users' sessions are in reach.
+    db.write(&admin.context().with_tenant(tenant), |conn| {
+        async move {
+            let before: Tenant = tenants::table
+                .find(tenant)
+                .select(Tenant::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or(AdminError::NotFound("tenant_id"))?;
+            let target = diesel::update(tenants::table.find(tenant));
+            let now = tenants::updated_at.eq(diesel::dsl::now);
+            let (action, after): (&str, Tenant) = match change {
+                TenantChange::Name(name) if before.name != name.as_str() => (
+                    "tenant.renamed",
+                    target
+                        .set((tenants::name.eq(name.as_str()), now))
+                        .returning(Tenant::as_returning())
+                        .get_result(conn)
+                        .await?,
+                ),
+                TenantChange::Active(active) if (before.status == "active") != active => (
+                    if active {
+                        "tenant.reactivated"
+                    } else {
+                        "tenant.suspended"
+                    },
+                    target
+                        .set((
+                            tenants::status.eq(if active { "active" } else { "suspended" }),
+                            now,
+                        ))
+                        .returning(Tenant::as_returning())
+                        .get_result(conn)
+                        .await?,
+                ),
+                _ => return Ok(before),
+            };
+            admin
+                .author(Some(tenant))
+                .record_change(conn, action, ("tenant", tenant), Some(&before), &after)
+                .await?;
+            if action == "tenant.suspended" {
+                let now = admin.now;
+                let users = sessions::revoke_all(
+                    conn,
+                    access_lifetime,
+                    SessionsOf::Tenant,
+                    "tenant_suspended",
+                    now,
+                )
+                .await?;
+                let services =
+                    crate::service_accounts::revoke_tenant_services(conn, tenant, now).await?;
+                admin
+                    .author(Some(tenant))
+                    .record_change(
+                        conn,
+                        "auth.sessions_revoked",
+                        ("tenant", tenant),
+                        None::<&serde_json::Value>,
+                        &serde_json::json!({
+                            "reason": "tenant_suspended",
+                            "sessions": users,
+                            "service_sessions": services,
+                        }),
+                    )
+                    .await?;
+            }
+            Ok(after)
+        }
+        .scope_boxed()
+    })
+    .await
+}

@@ -1,0 +1,122 @@
+//! The hot path's transaction: `BEGIN READ ONLY`, the context and the one
+//! read sent together (pipelined: one round trip), then `COMMIT`.
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use futures_util::future::BoxFuture;
+
+use super::pool;
+use super::scope::{Db, set_config};
+use super::{DbError, RlsContext};
+
+impl Db {
+    /// Runs one read in a `READ ONLY` transaction scoped by `ctx`, with
+    /// `BEGIN`, the context and the read sent together (pipelined: one
+    /// round trip), then `COMMIT`. For the hot path, where a request is a
+    /// single query; everything else uses [`Db::read`].
+    pub async fn read_pipelined<T, F>(&self, ctx: &RlsContext, work: F) -> Result<T, DbError>
+    where
+        F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>> + Send,
+        T: Send,
+    {
+        if !self.statement_cache {
+            use scoped_futures::ScopedFutureExt;
+            return self
+                .read(ctx, |conn| {
+                    async move { work(conn).await.map_err(DbError::from) }.scope_boxed()
+                })
+                .await;
+        }
+        let pooled = self.checkout().await?;
+        let mut guard = Unfinished { conn: Some(pooled) };
+        let conn: &AsyncPgConnection = guard.conn()?;
+        // One line per key: the compiler holds this to the length of
+        // `RlsContext::settings`.
+        let [k0, k1, k2, k3, k4, k5, k6, k7, k8, k9] = ctx.settings();
+        let (mut c1, mut c2) = (conn, conn);
+        let begin = BeginReadOnly.execute(&mut c1);
+        let [statement_timeout, idle_timeout] = self.limits.clone();
+        let context = diesel::select((
+            set_config("plan_cache_mode", "force_generic_plan", true),
+            set_config("statement_timeout", statement_timeout, true),
+            set_config("idle_in_transaction_session_timeout", idle_timeout, true),
+            set_config(k0.0, k0.1, true),
+            set_config(k1.0, k1.1, true),
+            set_config(k2.0, k2.1, true),
+            set_config(k3.0, k3.1, true),
+            set_config(k4.0, k4.1, true),
+            set_config(k5.0, k5.1, true),
+            set_config(k6.0, k6.1, true),
+            set_config(k7.0, k7.1, true),
+            set_config(k8.0, k8.1, true),
+            set_config(k9.0, k9.1, true),
+        ))
+        .execute(&mut c2);
+        // Polled in order, so sent in order: BEGIN, context, the read.
+        let (begun, scoped, outcome) =
+            futures_util::future::join3(begin, context, work(conn)).await;
+        let mut c3 = conn;
+        let committed = Commit.execute(&mut c3).await;
+        begun.map_err(DbError::from)?;
+        scoped.map_err(DbError::from)?;
+        committed.map_err(DbError::from)?;
+        let value = outcome.map_err(DbError::from)?;
+        guard.finished();
+        Ok(value)
+    }
+}
+
+/// A pooled connection inside a pipelined transaction that diesel's
+/// transaction manager does not know about. Unless the transaction finished,
+/// the connection is marked broken on drop, so the pool discards it rather
+/// than hand out a connection with a transaction (and a context) open.
+struct Unfinished<'p> {
+    conn: Option<pool::Pooled<'p>>,
+}
+
+impl Unfinished<'_> {
+    fn conn(&self) -> Result<&AsyncPgConnection, DbError> {
+        self.conn
+            .as_deref()
+            .ok_or_else(|| DbError::Unavailable("no connection".into()))
+    }
+
+    fn finished(&mut self) {
+        self.conn = None;
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_deref_mut() {
+            AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+        }
+    }
+}
+
+/// `BEGIN READ ONLY` as a prepared statement (static query id), so it can be
+/// pipelined with the statements after it.
+struct BeginReadOnly;
+
+/// `COMMIT` as a prepared statement.
+struct Commit;
+
+macro_rules! static_statement {
+    ($name:ident, $sql:literal) => {
+        impl QueryId for $name {
+            type QueryId = $name;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl QueryFragment<Pg> for $name {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+                out.push_sql($sql);
+                Ok(())
+            }
+        }
+    };
+}
+
+static_statement!(BeginReadOnly, "BEGIN READ ONLY");
+static_statement!(Commit, "COMMIT");
