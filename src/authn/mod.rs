@@ -36,6 +36,9 @@ pub enum AuthnError {
     TooManyCodes { retry_after: Duration },
     #[error("no such session")]
     UnknownSession,
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("no user logs in as {0}")]
     UnknownLogin(String),
     #[error("{0} is already the login of another user")]

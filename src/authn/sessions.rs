@@ -15,7 +15,7 @@ use crate::db::schema::auth::{refresh_sessions as rs, tenants as t, users as u};
 use crate::db::{Db, RlsContext};
 use crate::secrets::{self, PresentedSecret, SecretKind};
 use crate::tokens::revocation::{self, SessionKind};
-use crate::tokens::{NewToken, TokenType, Tokens};
+use crate::tokens::{NewToken, Principal, TokenType, Tokens};
 
 /// How many rotated-away refresh tokens a session remembers for reuse
 /// detection. A session refreshed more often than this within its lifetime
@@ -428,6 +428,37 @@ pub struct SessionScope {
     /// `None`: any user's of the tenant.
     pub user: Option<Uuid>,
     pub actor: Actor,
+}
+
+impl SessionScope {
+    /// Whose sessions `caller` may revoke by id: a user their own; a service
+    /// bound to a tenant, holding `sessions.revoke`, any of its tenant's.
+    pub fn for_caller(caller: &Principal) -> Result<Self, AuthnError> {
+        match caller {
+            Principal::User(user) => Ok(Self {
+                tenant: user.tenant_id,
+                user: Some(user.user_id),
+                actor: Actor::User(user.user_id),
+            }),
+            Principal::Service(service) => {
+                if !caller.has_permission("sessions.revoke") {
+                    return Err(AuthnError::Forbidden(
+                        "RevokeSession by id needs the permission sessions.revoke",
+                    ));
+                }
+                let Some(tenant) = service.tenant_id else {
+                    return Err(AuthnError::Forbidden(
+                        "only a service bound to a tenant may revoke user sessions by id",
+                    ));
+                };
+                Ok(Self {
+                    tenant,
+                    user: None,
+                    actor: Actor::Service(service.service_id),
+                })
+            }
+        }
+    }
 }
 
 /// Whose refresh sessions to revoke at once.

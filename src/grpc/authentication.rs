@@ -4,22 +4,20 @@
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
-use super::authorization::parse_uuid;
-use super::request::{caller, client_address, invalid, request_id, timestamp, token_field};
-use crate::audit::Actor;
+use super::fields::{
+    code_field, destination_field, parse_uuid, password_field, refresh_token_field, token_field,
+};
+use super::request::{caller, client_address, invalid, request_id, timestamp};
 use crate::authn::{
-    Authenticator, Channel, ClientInfo, Email, Login, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
-    Phone, Purpose, SessionScope, SessionTokens,
+    Authenticator, Channel, ClientInfo, Email, Login, Phone, Purpose, SessionScope, SessionTokens,
 };
 use crate::proto::v1 as pb;
 use crate::proto::v1::authentication_server::Authentication;
 use crate::tokens::Principal;
 
-/// Refresh tokens are 80 characters; anything much longer is not one.
-const MAX_REFRESH_TOKEN_LEN: usize = 200;
 const MAX_USER_AGENT_LEN: usize = 256;
 
 pub struct AuthenticationService {
@@ -47,41 +45,6 @@ impl AuthenticationService {
             address: client_address(request, self.trusted_proxy_hops),
         }
     }
-}
-
-pub(crate) fn password_field(
-    field: &str,
-    password: &str,
-    new: bool,
-) -> Result<SecretString, Status> {
-    if password.is_empty() {
-        return Err(invalid(field, "is required"));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(invalid(
-            field,
-            format!("is longer than {MAX_PASSWORD_BYTES} bytes"),
-        ));
-    }
-    if new && password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(invalid(
-            field,
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
-    Ok(SecretString::from(password.to_owned()))
-}
-
-fn code_field(field: &str, code: &str) -> Result<SecretString, Status> {
-    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(SecretString::from(code.to_owned()))
-    } else {
-        Err(invalid(field, "must be 6 digits"))
-    }
-}
-
-fn destination_field(field: &str, value: &str) -> Result<Login, Status> {
-    Login::parse_destination(value).map_err(|e| invalid(field, e))
 }
 
 fn session_response(tokens: SessionTokens) -> pb::AuthenticateResponse {
@@ -200,15 +163,7 @@ impl Authentication for AuthenticationService {
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         let request_id = request_id(&request);
         let token = request.into_inner().refresh_token;
-        if token.is_empty() {
-            return Err(invalid("refresh_token", "is required"));
-        }
-        if token.len() > MAX_REFRESH_TOKEN_LEN {
-            return Err(invalid(
-                "refresh_token",
-                format!("is longer than {MAX_REFRESH_TOKEN_LEN} characters"),
-            ));
-        }
+        refresh_token_field("refresh_token", &token)?;
         let tokens = self
             .authn
             .refresh(&token, request_id.as_deref(), Utc::now())
@@ -225,43 +180,17 @@ impl Authentication for AuthenticationService {
         let now = Utc::now();
         match request.into_inner().target {
             Some(pb::revoke_session_request::Target::RefreshToken(token)) => {
-                if token.is_empty() || token.len() > MAX_REFRESH_TOKEN_LEN {
-                    return Err(invalid(
-                        "refresh_token",
-                        "is required and at most 200 characters",
-                    ));
-                }
+                refresh_token_field("refresh_token", &token)?;
                 self.authn
                     .revoke_by_refresh_token(&token, request_id.as_deref(), now)
                     .await?;
             }
             Some(pb::revoke_session_request::Target::SessionId(id)) => {
                 let session = parse_uuid("session_id", &id)?;
-                let scope = match caller {
-                    None => return Err(Status::unauthenticated(super::access::UNAUTHENTICATED)),
-                    Some(Principal::User(user)) => SessionScope {
-                        tenant: user.tenant_id,
-                        user: Some(user.user_id),
-                        actor: Actor::User(user.user_id),
-                    },
-                    Some(Principal::Service(service)) => {
-                        if !service.permissions.iter().any(|p| p == "sessions.revoke") {
-                            return Err(Status::permission_denied(
-                                "RevokeSession by id needs the permission sessions.revoke",
-                            ));
-                        }
-                        let Some(tenant) = service.tenant_id else {
-                            return Err(Status::permission_denied(
-                                "only a service bound to a tenant may revoke user sessions by id",
-                            ));
-                        };
-                        SessionScope {
-                            tenant,
-                            user: None,
-                            actor: Actor::Service(service.service_id),
-                        }
-                    }
+                let Some(caller) = caller else {
+                    return Err(Status::unauthenticated(super::access::UNAUTHENTICATED));
                 };
+                let scope = SessionScope::for_caller(&caller)?;
                 self.authn
                     .revoke_by_id(scope, session, request_id.as_deref(), now)
                     .await?;
@@ -307,12 +236,7 @@ impl Authentication for AuthenticationService {
         let Ok(verified) = self.authn.tokens.verify(&token, Utc::now()) else {
             return Ok(Response::new(pb::VerifyTokenResponse::default()));
         };
-        // A tenant-bound caller may not learn about other tenants' tokens.
-        let in_reach = match verified.principal.tenant_id() {
-            Some(tenant) => caller.may_act_in(tenant),
-            None => caller.tenant_id().is_none(),
-        };
-        if !in_reach {
+        if !caller.may_inspect(&verified.principal) {
             return Err(Status::permission_denied(
                 "the token belongs to another tenant",
             ));

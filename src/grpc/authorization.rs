@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
-use super::request::{caller, invalid, request_id, token_field};
+use super::fields::{parse_uuid, token_field};
+use super::request::{caller, invalid, request_id};
 use crate::authz::{self, CapabilityKey, Check, Decision, ListingQuery, Reason, Scope, SubjectRef};
 use crate::db::Db;
 use crate::proto::v1 as pb;
@@ -43,13 +43,6 @@ impl AuthorizationService {
             Utc::now(),
         )?)
     }
-}
-
-pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Status> {
-    if value.is_empty() {
-        return Err(invalid(field, "is required"));
-    }
-    Uuid::try_parse(value).map_err(|_| invalid(field, "must be a UUID"))
 }
 
 fn parse_subject(subject: Option<&pb::Subject>) -> Result<SubjectRef<'_>, Status> {

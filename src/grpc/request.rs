@@ -69,21 +69,6 @@ pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-/// A required token field, refused before any parsing when oversized.
-pub fn token_field<'a>(field: &str, token: &'a str) -> Result<&'a str, Status> {
-    use crate::tokens::MAX_TOKEN_LEN;
-    if token.is_empty() {
-        return Err(invalid(field, "is required"));
-    }
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(invalid(
-            field,
-            format!("is longer than {MAX_TOKEN_LEN} characters"),
-        ));
-    }
-    Ok(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::forwarded_client;

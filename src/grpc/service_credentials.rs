@@ -8,7 +8,8 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::request::{caller, invalid, request_id, timestamp, token_field};
+use super::fields::token_field;
+use super::request::{caller, invalid, request_id, timestamp};
 use crate::db::Db;
 use crate::proto::v1::revoke_service_token_request::Target;
 use crate::proto::v1::service_credentials_server::ServiceCredentials;

@@ -86,6 +86,7 @@ impl From<AuthnError> for Status {
             AuthnError::UnknownSession | AuthnError::UnknownLogin(_) => {
                 Status::not_found(error.to_string())
             }
+            AuthnError::Forbidden(message) => Status::permission_denied(message),
             AuthnError::LoginTaken(_) => Status::already_exists(error.to_string()),
             AuthnError::Password(PasswordError::Busy) => Status::unavailable(error.to_string()),
             AuthnError::Password(cause) => {

@@ -66,6 +66,16 @@ impl Principal {
         self.tenant_id().is_none_or(|own| own == tenant)
     }
 
+    /// Whether this caller may learn about a token of `holder`
+    /// (introspection): a tenant-bound caller only of its own tenant's, a
+    /// global one only of tenant-less holders.
+    pub fn may_inspect(&self, holder: &Principal) -> bool {
+        match holder.tenant_id() {
+            Some(tenant) => self.may_act_in(tenant),
+            None => self.tenant_id().is_none(),
+        }
+    }
+
     pub fn has_permission(&self, permission: &str) -> bool {
         match self {
             Self::Service(s) => s.permissions.iter().any(|p| p == permission),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tonic::Status;
 use uuid::Uuid;
 
-use super::super::authorization::parse_uuid;
+use super::super::fields::parse_uuid;
 use super::super::request::{invalid, timestamp};
 use crate::admin::assignments::Holder;
 use crate::admin::idempotency::IdempotencyKey;

@@ -14,9 +14,8 @@ use convert::{
 };
 use secrecy::ExposeSecret;
 
-use super::authentication::password_field;
-use super::authorization::parse_uuid;
-use super::request::{caller, client_address, invalid, request_id, token_field};
+use super::fields::{parse_uuid, password_field, token_field};
+use super::request::{caller, client_address, invalid, request_id};
 use crate::admin::assignments::{self, NewAssignment};
 use crate::admin::audit_trail;
 use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};

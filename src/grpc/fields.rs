@@ -1,0 +1,78 @@
+//! Request fields every service parses the same way: ids, tokens,
+//! passwords, codes, destinations. Each refusal names its field.
+
+use secrecy::SecretString;
+use tonic::Status;
+use uuid::Uuid;
+
+use super::request::invalid;
+use crate::authn::{Login, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use crate::secrets::SECRET_LEN;
+
+pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Status> {
+    if value.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    Uuid::try_parse(value).map_err(|_| invalid(field, "must be a UUID"))
+}
+
+/// A required token field, refused before any parsing when oversized.
+pub fn token_field<'a>(field: &str, token: &'a str) -> Result<&'a str, Status> {
+    use crate::tokens::MAX_TOKEN_LEN;
+    if token.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(invalid(
+            field,
+            format!("is longer than {MAX_TOKEN_LEN} characters"),
+        ));
+    }
+    Ok(token)
+}
+
+/// A refresh token: required, and no longer than any secret we issue
+/// (refused before anything looks it up).
+pub fn refresh_token_field(field: &str, token: &str) -> Result<(), Status> {
+    if token.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if token.len() > SECRET_LEN {
+        return Err(invalid(
+            field,
+            format!("is longer than {SECRET_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn password_field(field: &str, password: &str, new: bool) -> Result<SecretString, Status> {
+    if password.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(invalid(
+            field,
+            format!("is longer than {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    if new && password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(invalid(
+            field,
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(SecretString::from(password.to_owned()))
+}
+
+pub fn code_field(field: &str, code: &str) -> Result<SecretString, Status> {
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(SecretString::from(code.to_owned()))
+    } else {
+        Err(invalid(field, "must be 6 digits"))
+    }
+}
+
+pub fn destination_field(field: &str, value: &str) -> Result<Login, Status> {
+    Login::parse_destination(value).map_err(|e| invalid(field, e))
+}
