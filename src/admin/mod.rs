@@ -51,6 +51,9 @@ pub enum AdminError {
     Unauthenticated(&'static str),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Password hashing failed, or its threads are all busy.
+    #[error(transparent)]
+    Hashing(crate::authn::PasswordError),
     /// A failure of ours, logged and answered opaquely.
     #[error("{0}")]
     Internal(String),

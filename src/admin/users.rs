@@ -13,7 +13,7 @@ use crate::authn::sessions::{self, SessionsOf};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
 use crate::db::schema::auth::{user_identities, users};
-use crate::db::{Db, DbError};
+use crate::db::Db;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -89,7 +89,7 @@ pub async fn create(
 }
 
 pub(super) fn hashing(error: PasswordError) -> AdminError {
-    AdminError::Db(DbError::Unavailable(error.to_string()))
+    AdminError::Hashing(error)
 }
 
 /// A login another user of the tenant already has: ALREADY_EXISTS naming
@@ -104,8 +104,8 @@ pub(super) fn login_taken(error: AuthnError) -> AdminError {
                 "phone"
             }
         )),
-        AuthnError::Db(db) => AdminError::Db(db),
-        other => AdminError::Db(DbError::Unavailable(other.to_string())),
+        AuthnError::Password(cause) => AdminError::Hashing(cause),
+        other => AdminError::from(other),
     }
 }
 

@@ -114,6 +114,11 @@ impl From<AdminError> for Status {
             AdminError::TooManyAttempts { retry_after } => {
                 exhausted(error.to_string(), retry_after)
             }
+            AdminError::Hashing(PasswordError::Busy) => Status::unavailable(error.to_string()),
+            AdminError::Hashing(cause) => {
+                tracing::error!(%cause, "password hashing failed");
+                Status::internal("internal error")
+            }
             AdminError::Internal(cause) => {
                 tracing::error!(%cause, "administration failed");
                 Status::internal("internal error")
