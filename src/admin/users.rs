@@ -12,8 +12,8 @@ use super::{AdminError, Administrator, Label};
 use crate::authn::sessions::{self, SessionsOf};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
-use crate::db::schema::auth::{user_identities, users};
 use crate::db::Db;
+use crate::db::schema::auth::{user_identities, users};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;

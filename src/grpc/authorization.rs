@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::fields::{parse_uuid, token_field};
 use super::request::{caller, invalid, request_id};
+use crate::admin::NodeType;
 use crate::authz::{self, CapabilityKey, Check, Decision, ListingQuery, Reason, Scope, SubjectRef};
 use crate::db::Db;
 use crate::proto::v1 as pb;
@@ -199,22 +200,15 @@ impl Authorization for AuthorizationService {
             Ok(pb::VisibilityScope::Analyze) => Scope::Analyze,
             Err(_) => return Err(invalid("scope", "unknown value")),
         };
+        // The same rule as the nodes' own type (`NodeType::parse`).
         let node_type = match body.node_type.as_str() {
             "" => None,
-            value
-                if value.len() <= 63
-                    && value
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
-            {
-                Some(value.to_owned())
-            }
-            _ => {
-                return Err(invalid(
-                    "node_type",
-                    "must be up to 63 characters of a-z, 0-9 and '_'",
-                ));
-            }
+            value => Some(
+                NodeType::parse(value)
+                    .map_err(|e| invalid("node_type", e))?
+                    .as_str()
+                    .to_owned(),
+            ),
         };
         let under = match body.under_org_node_id.as_str() {
             "" => None,
