@@ -1,7 +1,9 @@
 //! `portcullis.v1.Administration`: parse, build the administrator, ask the
 //! domain.
 
+mod activity;
 mod convert;
+mod parse;
 
 use std::sync::Arc;
 
@@ -14,21 +16,21 @@ use convert::{
 };
 use secrecy::ExposeSecret;
 
-use super::fields::{parse_uuid, password_field, token_field};
+use super::fields::parse_uuid;
 use super::request::{caller, client_address, invalid, request_id};
 use crate::admin::assignments::{self, NewAssignment};
 use crate::admin::audit_trail;
-use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};
+use crate::admin::global::{self, TenantChange, TenantSlug};
 use crate::admin::grants::{self, NewGrant};
-use crate::admin::invitations::{self, Acceptance, NewInvitation};
-use crate::admin::users::{self, CreateUser};
-use crate::admin::{Administrator, Cursor, Label, NodeType, RoleKey, org, roles};
-use crate::authn::{AuthnSettings, Email, Login, Passwords, Phone};
+use crate::admin::invitations::{self, NewInvitation};
+use crate::admin::users;
+use crate::admin::{Label, NodeType, RoleKey, org, roles};
+use crate::authn::{AuthnSettings, Passwords};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::proto::v1 as pb;
 use crate::proto::v1::administration_server::Administration;
-use crate::secrets::{PresentedSecret, SecretKind};
+use parse::{administrator, cursor, global_administrator};
 
 pub struct AdministrationService {
     db: Db,
@@ -53,18 +55,6 @@ impl AdministrationService {
             trusted_proxy_hops,
         }
     }
-}
-
-/// The caller, acting in the request's tenant.
-fn administrator<T>(request: &Request<T>, tenant_id: &str) -> Result<Administrator, Status> {
-    let tenant = parse_uuid("tenant_id", tenant_id)?;
-    Ok(Administrator::in_tenant(
-        caller(request)?,
-        tenant,
-        request_id(request),
-        "tenant_id",
-        chrono::Utc::now(),
-    )?)
 }
 
 #[tonic::async_trait]
@@ -286,29 +276,8 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::User>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let display_name =
-            Label::parse(&body.display_name).map_err(|e| invalid("display_name", e))?;
-        let mut logins = Vec::new();
-        if !body.email.is_empty() {
-            logins.push(Login::Email(
-                Email::parse(&body.email).map_err(|e| invalid("email", e))?,
-            ));
-        }
-        if !body.phone.is_empty() {
-            logins.push(Login::Phone(
-                Phone::parse(&body.phone).map_err(|e| invalid("phone", e))?,
-            ));
-        }
-        let password = match body.password.as_str() {
-            "" => None,
-            password => Some(password_field("password", password, true)?),
-        };
         let key = idempotency_key(&body.idempotency_key)?;
-        let new = CreateUser {
-            display_name,
-            logins,
-            password,
-        };
+        let new = parse::new_user(&body)?;
         let created = users::create(&self.db, &self.passwords, &admin, new, key.as_ref()).await?;
         Ok(Response::new(user(created)))
     }
@@ -409,23 +378,7 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
         let request_id = request_id(&request);
         let client_address = client_address(&request, self.trusted_proxy_hops);
-        let body = request.into_inner();
-        let raw = token_field("invite_token", &body.invite_token)?;
-        // A malformed token gets the answer of a wrong one.
-        let token = PresentedSecret::parse(SecretKind::InviteToken, raw)
-            .ok_or_else(|| Status::unauthenticated(invitations::INVALID_TOKEN))?;
-        let password = password_field("password", &body.password, true)?;
-        let display_name = match body.display_name.as_str() {
-            "" => None,
-            name => Some(Label::parse(name).map_err(|e| invalid("display_name", e))?),
-        };
-        let acceptance = Acceptance {
-            token,
-            password,
-            display_name,
-            request_id,
-            client_address,
-        };
+        let acceptance = parse::acceptance(request.into_inner(), request_id, client_address)?;
         let accepted = invitations::accept(
             &self.db,
             &self.passwords,
@@ -534,64 +487,5 @@ impl Administration for AdministrationService {
             events: events.into_iter().map(audit_event).collect(),
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
         }))
-    }
-}
-
-/// A listing's page token: none when empty.
-fn cursor(page_token: &str) -> Result<Option<Cursor>, Status> {
-    match page_token {
-        "" => Ok(None),
-        token => Ok(Some(Cursor::decode(token)?)),
-    }
-}
-
-fn global_administrator<T>(request: &Request<T>) -> Result<GlobalAdministrator, Status> {
-    Ok(GlobalAdministrator::from_principal(
-        &caller(request)?,
-        request_id(request),
-        chrono::Utc::now(),
-    )?)
-}
-
-impl AdministrationService {
-    async fn set_tenant_active(
-        &self,
-        request: Request<pb::TenantRef>,
-        active: bool,
-    ) -> Result<Response<pb::Tenant>, Status> {
-        let admin = global_administrator(&request)?;
-        let id = parse_uuid("tenant_id", &request.get_ref().tenant_id)?;
-        let changed = global::change_tenant(
-            &self.db,
-            &admin,
-            id,
-            TenantChange::Active(active),
-            self.authn.access_lifetime,
-        )
-        .await?;
-        Ok(Response::new(tenant(changed)))
-    }
-
-    async fn set_user_active(
-        &self,
-        request: Request<pb::UserRef>,
-        active: bool,
-    ) -> Result<Response<pb::User>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let id = parse_uuid("user_id", &request.get_ref().user_id)?;
-        let changed =
-            users::set_active(&self.db, &admin, id, active, self.authn.access_lifetime).await?;
-        Ok(Response::new(user(changed)))
-    }
-
-    async fn set_active(
-        &self,
-        request: Request<pb::OrgNodeRef>,
-        active: bool,
-    ) -> Result<Response<pb::OrgNode>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let id = parse_uuid("org_node_id", &request.get_ref().org_node_id)?;
-        let changed = org::set_active(&self.db, &admin, id, active).await?;
-        Ok(Response::new(node(changed)))
     }
 }
