@@ -12,7 +12,7 @@ pub mod cli;
 pub mod db;
 pub mod grpc;
 pub mod metrics;
-mod names;
+pub mod names;
 pub mod ops;
 pub mod proto;
 pub mod secrets;

@@ -8,26 +8,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+pub use crate::names::IdempotencyKey;
+
 use super::{AdminError, Administrator};
 use crate::db::schema::auth::idempotency_keys;
-
-/// A client's key for one logical create: 1 to 200 printable ASCII
-/// characters (a UUID is a good choice).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    /// `None` for an empty field: the call is not made idempotent.
-    pub fn parse(raw: &str) -> Result<Option<Self>, &'static str> {
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        if raw.len() > 200 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("must be 1 to 200 printable ASCII characters");
-        }
-        Ok(Some(Self(raw.to_owned())))
-    }
-}
 
 /// Where a caller's keys are kept, and as whom: a tenant's administrator
 /// in that tenant's table, a global administrator in the global one.
@@ -136,10 +120,13 @@ impl Attempt<'_> {
             return Ok(None);
         };
         let hash = Sha256::digest(self.request.as_bytes()).to_vec();
-        if ledger.claim(conn, self.operation, &key.0, &hash).await? {
+        if ledger
+            .claim(conn, self.operation, key.as_str(), &hash)
+            .await?
+        {
             return Ok(None);
         }
-        let (stored_hash, response) = ledger.recorded(conn, self.operation, &key.0).await?;
+        let (stored_hash, response) = ledger.recorded(conn, self.operation, key.as_str()).await?;
         if stored_hash != hash {
             return Err(AdminError::Invalid(
                 "idempotency_key: already used for a different request".into(),
@@ -166,7 +153,7 @@ impl Attempt<'_> {
         let response = serde_json::to_value(answer)
             .map_err(|e| AdminError::Conflict(format!("idempotency_key: answer: {e}")))?;
         ledger
-            .answer(conn, self.operation, &key.0, response)
+            .answer(conn, self.operation, key.as_str(), response)
             .await?;
         Ok(())
     }

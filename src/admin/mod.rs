@@ -12,15 +12,14 @@ pub mod grants;
 mod guard;
 pub mod idempotency;
 pub mod invitations;
-mod names;
 pub mod org;
 pub mod roles;
 pub mod users;
 
+pub use crate::names::{Label, NodeType, RoleKey};
 pub use actor::Administrator;
 pub use cursor::Cursor;
 pub use guard::{Capability, Placed};
-pub use names::{Label, NodeType, RoleKey};
 
 use crate::authz::AuthzError;
 use crate::db::DbError;

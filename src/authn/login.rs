@@ -9,7 +9,6 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::identity::Login;
 use super::otp::{self, CodeUse, Spend};
 use super::sessions::{self, SessionTokens};
 use super::throttle::{self, Counted, Reservation, ThrottleKey};
@@ -17,6 +16,7 @@ use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
 use crate::db::{DbError, RlsContext};
+use crate::names::Login;
 
 /// What the first transaction of a password login finds.
 struct Candidate {

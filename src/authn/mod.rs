@@ -2,7 +2,6 @@
 //! sessions, password reset, brute-force protection.
 
 mod fair_queue;
-pub mod identity;
 mod login;
 pub mod otp;
 pub mod password;
@@ -14,7 +13,7 @@ pub mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use identity::{Email, Login, LoginError, Phone};
+pub use crate::names::{Email, Login, LoginError, Phone};
 pub use otp::{Channel, DevLogDelivery, OtpDelivery, OtpIssued, OutboxDelivery, Purpose};
 pub use password::{HashCost, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, Passwords};
 pub use sessions::{SessionScope, SessionTokens};

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::identity::Login;
+use crate::names::Login;
 
 use super::throttle::{self, Reservation};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};

@@ -10,7 +10,6 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::identity::Login;
 use super::otp::{CodeUse, Spend, consume};
 use super::sessions;
 use super::throttle::{self, Reservation, ThrottleKey};
@@ -18,6 +17,7 @@ use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::RlsContext;
 use crate::db::schema::auth::user_identities as ui;
+use crate::names::Login;
 
 impl Authenticator {
     /// `ResetPassword`: consumes a `reset_password` code, sets the new

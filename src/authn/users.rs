@@ -9,11 +9,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::AuthnError;
-use super::identity::Login;
 use super::password::Passwords;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{user_identities as ui, users as u};
 use crate::db::{Db, RlsContext};
+use crate::names::Login;
 
 pub struct NewUser {
     pub tenant_id: Uuid,

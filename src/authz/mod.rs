@@ -2,14 +2,13 @@
 //! nodes may U see. Every call runs in one read-only transaction scoped to
 //! the subject's tenant and user.
 
-mod capability;
 mod check;
 mod listing;
 pub mod page_token;
 mod queries;
 mod subject;
 
-pub use capability::CapabilityKey;
+pub use crate::names::CapabilityKey;
 pub use check::{Check, Decision, GrantExplanation, Reason, check};
 pub use listing::{
     Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope,

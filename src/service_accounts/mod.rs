@@ -3,7 +3,10 @@
 
 mod exchange;
 mod manage;
-pub mod names;
+/// The names of service accounts, in [`crate::names`].
+pub mod names {
+    pub use crate::names::{NameError, Permission, ServiceKey};
+}
 mod revoke;
 
 pub use exchange::{ExchangeRequest, Exchanged, exchange};

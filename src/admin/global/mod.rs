@@ -5,8 +5,9 @@
 mod catalogue;
 mod tenants;
 
+pub use crate::names::TenantSlug;
 pub use catalogue::{Capability, create_capability, list_capabilities};
-pub use tenants::{Tenant, TenantChange, TenantSlug, change_tenant, create_tenant};
+pub use tenants::{Tenant, TenantChange, change_tenant, create_tenant};
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

@@ -12,27 +12,7 @@ use crate::admin::{AdminError, Label};
 use crate::authn::sessions::{self, SessionsOf};
 use crate::db::Db;
 use crate::db::schema::auth::tenants;
-
-/// A tenant's short name in URLs and logs: lowercase letters, digits and
-/// `-`, at most 63 characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TenantSlug(String);
-
-impl TenantSlug {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let mut chars = raw.chars();
-        let valid = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && raw.len() <= 63;
-        if valid {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("must be lowercase letters, digits and -, at most 63")
-        }
-    }
-}
+use crate::names::TenantSlug;
 
 #[derive(
     Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
@@ -57,7 +37,7 @@ pub async fn create_tenant(
     let attempt = Attempt {
         operation: "create_tenant",
         key,
-        request: format!("{}|{}", slug.0, name.as_str()),
+        request: format!("{}|{}", slug.as_str(), name.as_str()),
     };
     db.write(&admin.context(), |conn| {
         async move {
@@ -65,7 +45,10 @@ pub async fn create_tenant(
                 return Ok(first);
             }
             let tenant: Tenant = diesel::insert_into(tenants::table)
-                .values((tenants::slug.eq(&slug.0), tenants::name.eq(name.as_str())))
+                .values((
+                    tenants::slug.eq(slug.as_str()),
+                    tenants::name.eq(name.as_str()),
+                ))
                 .returning(Tenant::as_returning())
                 .get_result(conn)
                 .await

@@ -1,4 +1,7 @@
-//! Validated values of the org tree.
+//! Names of the org tree and the tenant: node types, labels, role keys,
+//! tenant slugs.
+
+use super::NameError;
 
 /// An org node's type: lowercase letters, digits and `_`, starting with a
 /// letter, at most 63 characters (`company`, `site`, `cost_center`).
@@ -6,7 +9,7 @@
 pub struct NodeType(String);
 
 impl NodeType {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
         let mut chars = raw.chars();
         let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -14,7 +17,9 @@ impl NodeType {
         if valid {
             Ok(Self(raw.to_owned()))
         } else {
-            Err("must be lowercase letters, digits and _, starting with a letter, at most 63")
+            Err(NameError::Shape(
+                "lowercase letters, digits and _, starting with a letter, at most 63",
+            ))
         }
     }
 
@@ -29,18 +34,18 @@ impl NodeType {
 pub struct Label(String);
 
 impl Label {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
         if raw.trim().is_empty() {
-            return Err("is required");
+            return Err(NameError::Empty);
         }
         if raw.trim() != raw {
-            return Err("must not start or end with whitespace");
+            return Err(NameError::Rule("must not start or end with whitespace"));
         }
         if raw.chars().count() > 200 {
-            return Err("must be at most 200 characters");
+            return Err(NameError::Rule("must be at most 200 characters"));
         }
         if raw.chars().any(char::is_control) {
-            return Err("must not contain control characters");
+            return Err(NameError::Rule("must not contain control characters"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -56,7 +61,7 @@ impl Label {
 pub struct RoleKey(String);
 
 impl RoleKey {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
         let mut chars = raw.chars();
         let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
             && chars.all(|c| {
@@ -66,7 +71,36 @@ impl RoleKey {
         if valid {
             Ok(Self(raw.to_owned()))
         } else {
-            Err("must be lowercase letters, digits, _ . and -, starting with a letter, at most 63")
+            Err(NameError::Shape(
+                "lowercase letters, digits, _ . and -, starting with a letter, at most 63",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A tenant's short name in URLs and logs: lowercase letters, digits and
+/// `-`, at most 63 characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        let mut chars = raw.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && raw.len() <= 63;
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(NameError::Shape(
+                "lowercase letters, digits and -, at most 63",
+            ))
         }
     }
 

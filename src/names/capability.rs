@@ -1,24 +1,19 @@
-//! Validated names: a service key and a permission. Built only by parsing,
-//! so code that holds one never re-checks it.
+//! Capability keys and service permissions: dot-separated lower-case names.
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("is required")]
-    Empty,
-    #[error("is longer than {0} characters")]
-    TooLong(usize),
-    #[error("must be {0}")]
-    Shape(&'static str),
-}
+use super::{NameError, is_dotted_lowercase};
 
-/// The public name of a service account, e.g. `billing-gateway`.
+const DOTTED: &str = "dot-separated segments of a-z, 0-9 and '_', each starting with a letter";
+
+/// A capability key such as `payment.ledger.download`: dot-separated
+/// segments of lower-case letters, digits and '_', each starting with a
+/// letter. Only well-formed keys reach the database.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ServiceKey(String);
+pub struct CapabilityKey(String);
 
-impl ServiceKey {
-    pub const MAX_LEN: usize = 63;
+impl CapabilityKey {
+    pub const MAX_LEN: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         if raw.is_empty() {
@@ -27,16 +22,10 @@ impl ServiceKey {
         if raw.len() > Self::MAX_LEN {
             return Err(NameError::TooLong(Self::MAX_LEN));
         }
-        let mut chars = raw.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-        let rest_ok =
-            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
-        if first_ok && rest_ok {
+        if is_dotted_lowercase(raw) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(NameError::Shape(
-                "a lower-case letter followed by a-z, 0-9, '_', '.' or '-'",
-            ))
+            Err(NameError::Shape(DOTTED))
         }
     }
 
@@ -45,7 +34,7 @@ impl ServiceKey {
     }
 }
 
-impl fmt::Display for ServiceKey {
+impl fmt::Display for CapabilityKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -66,12 +55,10 @@ impl Permission {
         if raw.len() > Self::MAX_LEN {
             return Err(NameError::TooLong(Self::MAX_LEN));
         }
-        if crate::names::is_dotted_lowercase(raw) {
+        if is_dotted_lowercase(raw) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(NameError::Shape(
-                "dot-separated segments of a-z, 0-9 and '_', each starting with a letter",
-            ))
+            Err(NameError::Shape(DOTTED))
         }
     }
 
@@ -91,14 +78,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn service_keys_are_lower_case_names() {
-        assert!(ServiceKey::parse("demo-gateway").is_ok());
-        assert!(ServiceKey::parse("billing.v2_api").is_ok());
-        assert_eq!(ServiceKey::parse(""), Err(NameError::Empty));
-        assert!(ServiceKey::parse("Demo").is_err());
-        assert!(ServiceKey::parse("9lives").is_err());
-        assert!(ServiceKey::parse("a b").is_err());
-        assert!(ServiceKey::parse(&"a".repeat(64)).is_err());
+    fn capability_keys_are_dot_separated_lower_case_segments() {
+        assert!(CapabilityKey::parse("payment.ledger.download").is_ok());
+        assert_eq!(CapabilityKey::parse(""), Err(NameError::Empty));
+        assert_eq!(
+            CapabilityKey::parse("Payment.x"),
+            Err(NameError::Shape(DOTTED))
+        );
+        assert_eq!(CapabilityKey::parse("a..b"), Err(NameError::Shape(DOTTED)));
+        assert_eq!(CapabilityKey::parse("a.b "), Err(NameError::Shape(DOTTED)));
+        assert_eq!(
+            CapabilityKey::parse(&"a".repeat(201)),
+            Err(NameError::TooLong(CapabilityKey::MAX_LEN))
+        );
     }
 
     #[test]

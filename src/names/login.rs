@@ -3,15 +3,7 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoginError {
-    #[error("is required")]
-    Empty,
-    #[error("is not an email address")]
-    Email,
-    #[error("must be an E.164 phone number such as +33612345678")]
-    Phone,
-}
+use super::LoginError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Email(String);

@@ -1,0 +1,47 @@
+//! Validated names, the one home of the values a request names: built only
+//! by parsing, so code holding one never re-checks it, and refused with
+//! one error type whose message completes "<field>: …".
+
+mod capability;
+mod idempotency;
+mod login;
+mod org;
+mod service;
+
+pub use capability::{CapabilityKey, Permission};
+pub use idempotency::IdempotencyKey;
+pub use login::{Email, Login, Phone};
+pub use org::{Label, NodeType, RoleKey, TenantSlug};
+pub use service::ServiceKey;
+
+/// Why a value is not a valid name of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("is required")]
+    Empty,
+    #[error("is longer than {0} characters")]
+    TooLong(usize),
+    /// The shape it must have.
+    #[error("must be {0}")]
+    Shape(&'static str),
+    /// Another rule it breaks, as a whole sentence ("must not …").
+    #[error("{0}")]
+    Rule(&'static str),
+    #[error("is not an email address")]
+    Email,
+    #[error("must be an E.164 phone number such as +33612345678")]
+    Phone,
+}
+
+/// The errors of login names, by their older name.
+pub use NameError as LoginError;
+
+/// Dot-separated segments of lower-case ASCII letters, digits and '_', each
+/// starting with a letter: `payment.ledger.download`, `authz.check`.
+fn is_dotted_lowercase(raw: &str) -> bool {
+    raw.split('.').all(|segment| {
+        let mut chars = segment.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    })
+}
