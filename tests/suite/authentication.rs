@@ -1097,3 +1097,37 @@ async fn the_address_a_trusted_proxy_appended_is_the_client_address() {
         succeeded[0].payload
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_wrong_codes_are_compared_at_most_the_cap() {
+    let s = setup_with(
+        policy(|t| t.code_failures_per_destination = 4),
+        HashCost::INSECURE_FAST_FOR_TESTS,
+    )
+    .await;
+    s.request_code(&s.email, OtpPurpose::Login).await.unwrap();
+    let guesses: Vec<_> = (0..30)
+        .map(|i| {
+            let mut client = s.client.clone();
+            let request = by_code(s.tenant, &s.email, &format!("{:06}", 100_000 + i));
+            tokio::spawn(async move { client.authenticate(request).await })
+        })
+        .collect();
+    for guess in guesses {
+        let status = guess.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                status.code(),
+                Code::Unauthenticated | Code::ResourceExhausted
+            ),
+            "{status:?}"
+        );
+    }
+    // Each compared guess is audited as a failure; the rest were refused
+    // by the destination's cap before any comparison.
+    let compared = audit_rows(&s.test, "auth.login_failed").await.len();
+    assert!(
+        compared <= 4,
+        "{compared} guesses were compared; the cap is 4"
+    );
+}
