@@ -1,10 +1,10 @@
 //! Users of a tenant: create (with or without a password identity),
 //! deactivate, reactivate, list. Tenant-wide, so services only.
 
+use crate::names::NewPassword;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
-use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
@@ -31,7 +31,7 @@ pub struct User {
 pub struct CreateUser {
     pub display_name: Label,
     pub logins: Vec<Login>,
-    pub password: Option<SecretString>,
+    pub password: Option<NewPassword>,
 }
 
 pub async fn create(
@@ -60,7 +60,7 @@ pub async fn create(
     };
     // Hashing runs on the hashing threads before the transaction opens.
     let hash = match &new.password {
-        Some(password) => Some(passwords.hash(password).await.map_err(hashing)?),
+        Some(password) => Some(passwords.hash(password.secret()).await.map_err(hashing)?),
         None => None,
     };
     let new = NewUser {

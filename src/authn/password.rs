@@ -12,11 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::fair_queue::FairQueue;
 
-/// Longer passwords are refused before any hashing (a multi-megabyte
-/// "password" would otherwise be a cheap way to burn CPU).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-/// Shorter new passwords are refused.
-pub const MIN_PASSWORD_CHARS: usize = 12;
+pub use crate::names::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 
 /// Argon2id cost. Memory in KiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

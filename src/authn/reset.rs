@@ -18,6 +18,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::db::RlsContext;
 use crate::db::schema::auth::user_identities as ui;
 use crate::names::Login;
+use crate::names::NewPassword;
 
 impl Authenticator {
     /// `ResetPassword`: consumes a `reset_password` code, sets the new
@@ -30,7 +31,7 @@ impl Authenticator {
         tenant: Uuid,
         destination: &Login,
         code: &SecretString,
-        new_password: &SecretString,
+        new_password: &NewPassword,
         client: &ClientInfo,
         request_id: Option<&str>,
         now: DateTime<Utc>,
@@ -97,7 +98,7 @@ impl Authenticator {
         checked?;
         let hash = &self
             .passwords
-            .hash_for(client.address.as_deref(), new_password)
+            .hash_for(client.address.as_deref(), new_password.secret())
             .await?;
         let revoked = self
             .db

@@ -4,7 +4,6 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
-use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,13 +13,14 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{user_identities as ui, users as u};
 use crate::db::{Db, RlsContext};
 use crate::names::Login;
+use crate::names::NewPassword;
 
 pub struct NewUser {
     pub tenant_id: Uuid,
     pub display_name: String,
     pub logins: Vec<Login>,
     /// `None`: the user cannot log in with a password (codes only).
-    pub password: Option<SecretString>,
+    pub password: Option<NewPassword>,
 }
 
 /// Creates a user from operator tooling (the CLI), audited as `system`.
@@ -30,7 +30,7 @@ pub async fn create_user(
     new: &NewUser,
 ) -> Result<Uuid, AuthnError> {
     let hash = match &new.password {
-        Some(password) => Some(passwords.hash(password).await?),
+        Some(password) => Some(passwords.hash(password.secret()).await?),
         None => None,
     };
     let hash = hash.as_deref();
@@ -111,10 +111,10 @@ pub async fn set_password(
     passwords: &Passwords,
     tenant: Uuid,
     login: &Login,
-    password: &SecretString,
+    password: &NewPassword,
     only_if_unset: bool,
 ) -> Result<bool, AuthnError> {
-    let hash = passwords.hash(password).await?;
+    let hash = passwords.hash(password.secret()).await?;
     let hash = &hash;
     db.write(&RlsContext::operator().with_tenant(tenant), |conn| {
         async move {

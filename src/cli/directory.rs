@@ -14,8 +14,9 @@ use crate::admin::global::{self, GlobalAdministrator, TenantSlug};
 use crate::admin::invitations::{self, NewInvitation};
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use crate::authn::users::{self, NewUser};
-use crate::authn::{Email, Login, MIN_PASSWORD_CHARS, Phone};
+use crate::authn::{Email, Login, Phone};
 use crate::authz::CapabilityKey;
+use crate::names::NewPassword;
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -323,7 +324,7 @@ fn logins(email: Option<&str>, phone: Option<&str>) -> anyhow::Result<Vec<Login>
 }
 
 /// A new password from standard input, or asked for twice on a terminal.
-fn read_new_password() -> anyhow::Result<secrecy::SecretString> {
+fn read_new_password() -> anyhow::Result<NewPassword> {
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("New password: ")?;
         let second = rpassword::prompt_password("Repeat it: ")?;
@@ -336,8 +337,5 @@ fn read_new_password() -> anyhow::Result<secrecy::SecretString> {
         std::io::stdin().lock().read_line(&mut line)?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        bail!("a password needs at least {MIN_PASSWORD_CHARS} characters");
-    }
-    Ok(secrecy::SecretString::from(password))
+    NewPassword::parse(&password).map_err(|e| anyhow::anyhow!("the password {e}"))
 }

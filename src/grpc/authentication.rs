@@ -8,7 +8,8 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
 use super::fields::{
-    code_field, destination_field, parse_uuid, password_field, refresh_token_field, token_field,
+    code_field, destination_field, new_password_field, parse_uuid, password_field,
+    refresh_token_field, token_field,
 };
 use super::request::{caller, client_address, invalid, request_id, timestamp};
 use crate::authn::{
@@ -80,7 +81,7 @@ impl Authentication for AuthenticationService {
                     ),
                     None => return Err(invalid("password", "give email or phone_e164")),
                 };
-                let password = password_field("password.password", &credentials.password, false)?;
+                let password = password_field("password.password", &credentials.password)?;
                 self.authn
                     .authenticate_password(
                         tenant,
@@ -210,7 +211,7 @@ impl Authentication for AuthenticationService {
         let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
         let destination = destination_field("destination", &body.destination)?;
         let code = code_field("code", &body.code)?;
-        let password = password_field("new_password", &body.new_password, true)?;
+        let password = new_password_field("new_password", &body.new_password)?;
         self.authn
             .reset_password(
                 tenant,

@@ -6,7 +6,8 @@ use tonic::Status;
 use uuid::Uuid;
 
 use super::request::invalid;
-use crate::authn::{Login, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use crate::authn::{Login, MAX_PASSWORD_BYTES};
+use crate::names::NewPassword;
 use crate::secrets::SECRET_LEN;
 
 pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Status> {
@@ -46,7 +47,9 @@ pub fn refresh_token_field(field: &str, token: &str) -> Result<(), Status> {
     Ok(())
 }
 
-pub fn password_field(field: &str, password: &str, new: bool) -> Result<SecretString, Status> {
+/// A password presented to log in: required, and bounded before any
+/// hashing.
+pub fn password_field(field: &str, password: &str) -> Result<SecretString, Status> {
     if password.is_empty() {
         return Err(invalid(field, "is required"));
     }
@@ -56,13 +59,12 @@ pub fn password_field(field: &str, password: &str, new: bool) -> Result<SecretSt
             format!("is longer than {MAX_PASSWORD_BYTES} bytes"),
         ));
     }
-    if new && password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(invalid(
-            field,
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
     Ok(SecretString::from(password.to_owned()))
+}
+
+/// A password being set: the domain's bounds, named by the field.
+pub fn new_password_field(field: &str, password: &str) -> Result<NewPassword, Status> {
+    NewPassword::parse(password).map_err(|e| invalid(field, e))
 }
 
 pub fn code_field(field: &str, code: &str) -> Result<SecretString, Status> {

@@ -6,12 +6,14 @@ mod capability;
 mod idempotency;
 mod login;
 mod org;
+mod password;
 mod service;
 
 pub use capability::{CapabilityKey, Permission};
 pub use idempotency::IdempotencyKey;
 pub use login::{Email, Login, Phone};
 pub use org::{Label, NodeType, RoleKey, TenantSlug};
+pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, NewPassword};
 pub use service::ServiceKey;
 
 /// Why a value is not a valid name of its kind.
@@ -21,6 +23,10 @@ pub enum NameError {
     Empty,
     #[error("is longer than {0} characters")]
     TooLong(usize),
+    #[error("is longer than {0} bytes")]
+    TooManyBytes(usize),
+    #[error("must be at least {0} characters")]
+    TooShort(usize),
     /// The shape it must have.
     #[error("must be {0}")]
     Shape(&'static str),

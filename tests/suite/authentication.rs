@@ -11,6 +11,7 @@ use portcullis::authn::{
     AuthnSettings, Email, HashCost, Login, OutboxDelivery, Passwords, Phone, ThrottlePolicy,
 };
 use portcullis::db::{Db, DbError, RlsContext};
+use portcullis::names::NewPassword;
 use portcullis::proto::v1::authentication_client::AuthenticationClient;
 use portcullis::proto::v1::{
     AuthenticateRequest, AuthenticateResponse, OtpChannel, OtpCredentials, OtpPurpose,
@@ -18,7 +19,6 @@ use portcullis::proto::v1::{
     RevokeSessionRequest, authenticate_request, password_credentials, revoke_session_request,
 };
 use scoped_futures::ScopedFutureExt;
-use secrecy::SecretString;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use uuid::Uuid;
@@ -80,7 +80,7 @@ async fn setup_serving(
                 Login::Email(Email::parse(&email).unwrap()),
                 Login::Phone(Phone::parse(&phone).unwrap()),
             ],
-            password: Some(SecretString::from(PASSWORD)),
+            password: Some(NewPassword::parse(PASSWORD).unwrap()),
         },
     )
     .await
@@ -393,7 +393,7 @@ async fn a_hash_made_with_a_lower_cost_is_replaced_at_login() {
         &weak,
         s.tenant,
         &login,
-        &SecretString::from(PASSWORD),
+        &NewPassword::parse(PASSWORD).unwrap(),
         false,
     )
     .await

@@ -18,7 +18,7 @@ use portcullis::proto::v1::{
     PasswordCredentials, RefreshSessionRequest, RequestOtpRequest, authenticate_request,
     password_credentials,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::support::TestDb;
 use crate::support::server::TestServer;
@@ -64,7 +64,7 @@ fn no_secret_or_token_reaches_the_logs() {
             tenant_id: world.tenant,
             display_name: "Logged".into(),
             logins: vec![Login::Email(Email::parse(email).unwrap())],
-            password: Some(SecretString::from(password)),
+            password: Some(portcullis::names::NewPassword::parse(password).unwrap()),
         };
         create_user(&test.db(), &passwords, &new).await.unwrap();
     });

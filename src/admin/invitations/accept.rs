@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
-use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{Found, Invitation, find, lock};
@@ -19,13 +18,14 @@ use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{Login, Passwords};
 use crate::db::schema::auth::{invitations, tenants};
 use crate::db::{Db, RlsContext};
+use crate::names::NewPassword;
 use crate::secrets::{self, PresentedSecret};
 
 /// What the invitee sends: the token, their password, and optionally the
 /// name to show (the invited email or phone otherwise).
 pub struct Acceptance {
     pub token: PresentedSecret,
-    pub password: SecretString,
+    pub password: NewPassword,
     pub display_name: Option<Label>,
     pub request_id: Option<String>,
     pub client_address: Option<String>,
@@ -83,7 +83,7 @@ pub async fn accept(
         })
         .await??;
     let hash = passwords
-        .hash_for(address, &acceptance.password)
+        .hash_for(address, acceptance.password.secret())
         .await
         .map_err(hashing)?;
     let ctx = RlsContext::tenant(tenant)

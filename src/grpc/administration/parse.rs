@@ -2,7 +2,7 @@
 
 use tonic::{Request, Status};
 
-use super::super::fields::{parse_uuid, password_field, token_field};
+use super::super::fields::{new_password_field, parse_uuid, token_field};
 use super::super::request::{caller, invalid, request_id};
 use crate::admin::global::GlobalAdministrator;
 use crate::admin::invitations::{self, Acceptance};
@@ -59,7 +59,7 @@ pub(super) fn new_user(body: &pb::CreateUserRequest) -> Result<CreateUser, Statu
     }
     let password = match body.password.as_str() {
         "" => None,
-        password => Some(password_field("password", password, true)?),
+        password => Some(new_password_field("password", password)?),
     };
     Ok(CreateUser {
         display_name,
@@ -79,7 +79,7 @@ pub(super) fn acceptance(
     // A malformed token gets the answer of a wrong one.
     let token = PresentedSecret::parse(SecretKind::InviteToken, raw)
         .ok_or_else(|| Status::unauthenticated(invitations::INVALID_TOKEN))?;
-    let password = password_field("password", &body.password, true)?;
+    let password = new_password_field("password", &body.password)?;
     let display_name = match body.display_name.as_str() {
         "" => None,
         name => Some(Label::parse(name).map_err(|e| invalid("display_name", e))?),

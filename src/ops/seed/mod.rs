@@ -6,6 +6,7 @@ use uuid::{Uuid, uuid};
 use crate::authn::users::set_password;
 use crate::authn::{AuthnError, Email, Login, Passwords};
 use crate::db::{Db, RlsContext};
+use crate::names::NewPassword;
 use crate::service_accounts::names::ServiceKey;
 use crate::service_accounts::{self, ServiceError};
 
@@ -27,7 +28,7 @@ pub const DEMO_PASSWORDS: [(&str, &str); 4] = [
 ];
 
 /// Gives the demo users their known dev passwords, unless they have one.
-pub async fn set_demo_passwords(db: &Db, passwords: &Passwords) -> Result<(), AuthnError> {
+pub async fn set_demo_passwords(db: &Db, passwords: &Passwords) -> anyhow::Result<()> {
     for (email, password) in DEMO_PASSWORDS {
         let login =
             Login::Email(Email::parse(email).map_err(|_| AuthnError::UnknownLogin(email.into()))?);
@@ -36,7 +37,8 @@ pub async fn set_demo_passwords(db: &Db, passwords: &Passwords) -> Result<(), Au
             passwords,
             DEMO_TENANT_ID,
             &login,
-            &SecretString::from(password),
+            &NewPassword::parse(password)
+                .map_err(|e| anyhow::anyhow!("demo password of {email} {e}"))?,
             true,
         )
         .await?;
