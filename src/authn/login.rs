@@ -14,8 +14,8 @@ use super::sessions::{self, SessionTokens};
 use super::throttle::{self, Counted, Reservation, ThrottleKey};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
+use crate::db::DbError;
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
-use crate::db::{DbError, RlsContext};
 use crate::names::Login;
 
 /// What the first transaction of a password login finds.
@@ -33,11 +33,6 @@ struct IdentityRow {
     password_hash: Option<String>,
     user_status: String,
     tenant_status: String,
-}
-
-fn login_context(tenant: Uuid, client: &ClientInfo, request_id: Option<&str>) -> RlsContext {
-    let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
-    ctx.with_request_id(request_id)
 }
 
 fn failure_event<'a>(
@@ -62,7 +57,11 @@ fn failure_event<'a>(
 /// (carried out as the transaction's error, so it rolls back and counts
 /// nothing), or a failure.
 enum Refused {
-    Locked(std::time::Duration),
+    /// `audit`: the tenant exists, so the refusal has a trail to go in.
+    Locked {
+        retry_after: std::time::Duration,
+        audit: bool,
+    },
     Failed(AuthnError),
 }
 
@@ -88,7 +87,7 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
-        let ctx = login_context(tenant, client, request_id);
+        let ctx = client.context(tenant, request_id);
         let policy = &self.settings.throttle;
         // The attempt is counted before the hash is checked, in a
         // transaction of its own: concurrent guesses queue on the counters
@@ -107,7 +106,12 @@ impl Authenticator {
                         client.address.as_deref(),
                     );
                     let locked_here = match throttle::reserve(conn, policy, &keys, now).await? {
-                        Reservation::Locked(wait) => return Err(Refused::Locked(wait)),
+                        Reservation::Locked(retry_after) => {
+                            return Err(Refused::Locked {
+                                retry_after,
+                                audit: tenant_exists,
+                            });
+                        }
                         Reservation::Reserved { locked } => locked,
                     };
                     let identity: Option<IdentityRow> = ui::table
@@ -134,11 +138,11 @@ impl Authenticator {
         let (candidate, keys) = match reserved {
             Ok(found) => found,
             Err(Refused::Failed(error)) => return Err(error),
-            Err(Refused::Locked(retry_after)) => {
-                self.db
-                    .write(&ctx, |conn| {
-                        async move {
-                            if tenant_exists(conn, tenant).await? {
+            Err(Refused::Locked { retry_after, audit }) => {
+                if audit {
+                    self.db
+                        .write(&ctx, |conn| {
+                            async move {
                                 let event = failure_event(
                                     tenant,
                                     "auth.login_locked",
@@ -147,12 +151,12 @@ impl Authenticator {
                                     "locked",
                                 );
                                 audit::record(conn, event).await?;
+                                Ok::<_, AuthnError>(())
                             }
-                            Ok::<_, AuthnError>(())
-                        }
-                        .scope_boxed()
-                    })
-                    .await?;
+                            .scope_boxed()
+                        })
+                        .await?;
+                }
                 return Err(AuthnError::Locked { retry_after });
             }
         };
@@ -241,7 +245,7 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
-        let ctx = login_context(tenant, client, request_id);
+        let ctx = client.context(tenant, request_id);
         let (settings, tokens) = (&self.settings, &self.tokens);
         let policy = &settings.throttle;
         let outcome = self
@@ -258,7 +262,12 @@ impl Authenticator {
                         keys.push(policy.code_failures(tenant, destination.value()));
                     }
                     let locked_here = match throttle::reserve(conn, policy, &keys, now).await? {
-                        Reservation::Locked(wait) => return Err(Refused::Locked(wait)),
+                        Reservation::Locked(retry_after) => {
+                            return Err(Refused::Locked {
+                                retry_after,
+                                audit: false,
+                            });
+                        }
                         Reservation::Reserved { locked } => locked,
                     };
                     let consumed = otp::consume(
@@ -307,7 +316,7 @@ impl Authenticator {
         match outcome {
             Ok(answer) => answer,
             Err(Refused::Failed(error)) => Err(error),
-            Err(Refused::Locked(retry_after)) => Err(AuthnError::Locked { retry_after }),
+            Err(Refused::Locked { retry_after, .. }) => Err(AuthnError::Locked { retry_after }),
         }
     }
 }

@@ -19,8 +19,9 @@ pub use password::{HashCost, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordErr
 pub use sessions::{SessionScope, SessionTokens};
 pub use throttle::ThrottlePolicy;
 
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, RlsContext};
 use crate::tokens::{TokenError, Tokens};
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthnError {
@@ -80,6 +81,16 @@ async fn tenant_exists(
 pub struct ClientInfo {
     pub user_agent: Option<String>,
     pub address: Option<String>,
+}
+
+impl ClientInfo {
+    /// The context of an unauthenticated call in `tenant`: it may count
+    /// against this client's address throttles, and no other's.
+    fn context(&self, tenant: Uuid, request_id: Option<&str>) -> RlsContext {
+        RlsContext::tenant(tenant)
+            .with_client_address(self.address.as_deref())
+            .with_request_id(request_id)
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -20,8 +20,8 @@ use crate::names::Login;
 use super::throttle::{self, Reservation};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
+use crate::db::DbError;
 use crate::db::schema::auth::{otp_codes as oc, otp_outbox as ob, user_identities as ui};
-use crate::db::{DbError, RlsContext};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
@@ -172,8 +172,7 @@ impl Authenticator {
             "{:06}",
             rand::rngs::OsRng.gen_range(0..1_000_000u32)
         ));
-        let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
-        let ctx = ctx.with_request_id(request_id);
+        let ctx = client.context(tenant, request_id);
         let (settings, delivery, code) = (&self.settings, &self.delivery, &code);
         self.db
             .write(&ctx, |conn| {

@@ -15,7 +15,6 @@ use super::sessions;
 use super::throttle::{self, Reservation, ThrottleKey};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::RlsContext;
 use crate::db::schema::auth::user_identities as ui;
 use crate::names::Login;
 use crate::names::NewPassword;
@@ -36,8 +35,7 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), AuthnError> {
-        let ctx = RlsContext::tenant(tenant).with_client_address(client.address.as_deref());
-        let ctx = ctx.with_request_id(request_id);
+        let ctx = client.context(tenant, request_id);
         let settings = &self.settings;
         let policy = &settings.throttle;
         // Counted per address (every reset), and per address and
