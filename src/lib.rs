@@ -5,6 +5,7 @@
 //! door to the database: every access runs in an RLS-scoped transaction.
 
 pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod authz;

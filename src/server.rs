@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -11,7 +10,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::authn::Authenticator;
+use crate::app::App;
 use crate::grpc::administration::AdministrationService;
 use crate::grpc::authentication::AuthenticationService;
 use crate::grpc::authorization::AuthorizationService;
@@ -25,47 +24,6 @@ use crate::proto::v1::administration_server::AdministrationServer;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
-use crate::tls::ServerTls;
-
-#[derive(Clone, Debug)]
-pub struct ServerSettings {
-    /// How often the database is probed for the health service.
-    pub health_interval: Duration,
-    /// How long in-flight calls may run on after a shutdown signal.
-    pub shutdown_grace: Duration,
-    /// Lifetime of the tokens `ExchangeServiceCredential` issues.
-    pub service_token_lifetime: Duration,
-    /// How often the revoked-session list is refreshed from the database.
-    pub revocation_poll_interval: Duration,
-    /// Most checks one `CheckCapabilities` call may carry.
-    pub max_batch_checks: usize,
-    /// Take the client address from `x-forwarded-for` rather than the peer.
-    pub trust_forwarded_for: bool,
-    /// With `trust_forwarded_for`: how many proxies append to the header;
-    /// the entry the outermost of them appended is the client.
-    pub trusted_proxy_hops: usize,
-    /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Serve gRPC over TLS (and require client certificates if it says so);
-    /// plaintext when `None`.
-    pub tls: Option<ServerTls>,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            health_interval: Duration::from_secs(2),
-            shutdown_grace: Duration::from_secs(30),
-            service_token_lifetime: Duration::from_secs(600),
-            revocation_poll_interval: Duration::from_secs(1),
-            max_batch_checks: 1000,
-            trust_forwarded_for: false,
-            trusted_proxy_hops: 1,
-            metrics_listen: None,
-            tls: None,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -89,12 +47,12 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 /// Serves until `shutdown` completes, then stops accepting calls, reports
 /// `NOT_SERVING`, and lets in-flight calls finish within the grace period.
 pub async fn serve(
-    authn: Arc<Authenticator>,
+    app: App,
     listener: TcpListener,
-    settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let (db, tokens) = (authn.db.clone(), authn.tokens.clone());
+    let settings = app.settings.server.clone();
+    let (db, tokens) = (app.db.clone(), app.tokens.clone());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // Not serving until the first database probe answers.
     health::set_all(&reporter, ServingStatus::NotServing).await;
@@ -111,7 +69,7 @@ pub async fn serve(
             Some(tokio::spawn(crate::metrics::serve(
                 listener,
                 db.clone(),
-                authn.passwords.clone(),
+                app.passwords.clone(),
             )))
         }
         None => None,
@@ -143,12 +101,7 @@ pub async fn serve(
         .layer(RpcLogLayer)
         .layer(CallerAuthLayer::new(tokens.clone()))
         .into_inner();
-    // Client addresses count login failures: trust the header only when told.
-    let proxy_hops = if settings.trust_forwarded_for {
-        settings.trusted_proxy_hops
-    } else {
-        0
-    };
+    let proxy_hops = settings.proxy_hops();
     let mut builder = Server::builder();
     if let Some(tls) = &settings.tls {
         builder = builder.tls_config(tls.config())?;
@@ -161,12 +114,13 @@ pub async fn serve(
         .add_service(reflection().build_v1alpha()?)
         .add_service(AdministrationServer::new(AdministrationService::new(
             db.clone(),
-            authn.passwords.clone(),
-            authn.settings.clone(),
+            app.passwords.clone(),
+            app.settings.authn.clone(),
             proxy_hops,
         )))
         .add_service(AuthenticationServer::new(AuthenticationService::new(
-            authn, proxy_hops,
+            Arc::new(app.authenticator()),
+            proxy_hops,
         )))
         .add_service(AuthorizationServer::new(AuthorizationService::new(
             db.for_reads(),

@@ -119,7 +119,7 @@ impl Default for AuthnSettings {
     }
 }
 
-/// Everything login needs, shared by the gRPC service.
+/// Everything authentication needs: its share of [`crate::app::App`].
 pub struct Authenticator {
     pub db: Db,
     pub tokens: Arc<Tokens>,

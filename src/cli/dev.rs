@@ -63,8 +63,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     tracing::warn!("dev signs tokens with an ephemeral key: they stop verifying when dev stops");
     let keys = KeyRing::ephemeral(chrono::Utc::now(), args.server.key_retirement_grace());
-    let authn = args.server.authenticator(db, keys, OtpDeliveryKind::Log)?;
-    seed::set_demo_passwords(&authn.db, &authn.passwords)
+    let mut app = args.server.app(db, keys, OtpDeliveryKind::Log)?;
+    seed::set_demo_passwords(&app.db, &app.passwords)
         .await
         .context("setting the demo passwords")?;
 
@@ -75,7 +75,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .to_string();
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
-    let mut settings = args.server.settings()?;
+    let settings = &mut app.settings.server;
     if settings.metrics_listen.is_none() {
         // Metrics on by default in dev, unless the port is taken (by another dev).
         let default = std::net::SocketAddr::from(([127, 0, 0, 1], 9464));
@@ -87,7 +87,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!(%default, "metrics port taken; dev runs without /metrics"),
         }
     }
-    server::serve(authn, listener, settings, server::shutdown_signal()).await?;
+    server::serve(app, listener, server::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -2,18 +2,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 
 use super::common::{DatabaseArgs, HashArgs, database};
-use crate::authn::{
-    Authenticator, AuthnSettings, DevLogDelivery, OtpDelivery, OutboxDelivery, PasswordError,
-    ThrottlePolicy,
-};
+use crate::app::{App, ServerSettings, Settings};
+use crate::authn::{AuthnSettings, DevLogDelivery, OtpDelivery, OutboxDelivery, ThrottlePolicy};
 use crate::db::Db;
-use crate::server::{self, ServerSettings};
+use crate::server;
 use crate::tls::{ServerTls, TlsFileError};
-use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
+use crate::tokens::{KeyRing, TokenSettings};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -124,32 +123,32 @@ impl ServerArgs {
         }
     }
 
-    /// Everything the server needs to authenticate anyone: tokens over
-    /// `keys` (with an empty revocation list the server keeps in sync), the
-    /// hashing pool and the code delivery.
-    pub fn authenticator(
+    /// The application this command serves: tokens signed with `keys`,
+    /// the hashing pool and the code delivery (`default_delivery` unless
+    /// `--otp-delivery` says otherwise); TLS files are read and checked here.
+    pub fn app(
         &self,
         db: Db,
         keys: KeyRing,
         default_delivery: OtpDeliveryKind,
-    ) -> Result<std::sync::Arc<Authenticator>, PasswordError> {
-        let tokens = std::sync::Arc::new(Tokens::new(
+    ) -> anyhow::Result<App> {
+        let delivery: Arc<dyn OtpDelivery> =
+            match self.authn.otp_delivery.unwrap_or(default_delivery) {
+                OtpDeliveryKind::Outbox => Arc::new(OutboxDelivery),
+                OtpDeliveryKind::Log => Arc::new(DevLogDelivery),
+            };
+        let settings = Settings {
+            authn: self.authn.settings(),
+            server: self.settings()?,
+        };
+        Ok(App::assemble(
+            db,
             keys,
             self.token_settings(),
-            std::sync::Arc::new(RevocationList::default()),
-        ));
-        let delivery: std::sync::Arc<dyn OtpDelivery> =
-            match self.authn.otp_delivery.unwrap_or(default_delivery) {
-                OtpDeliveryKind::Outbox => std::sync::Arc::new(OutboxDelivery),
-                OtpDeliveryKind::Log => std::sync::Arc::new(DevLogDelivery),
-            };
-        Ok(std::sync::Arc::new(Authenticator {
-            db,
-            tokens,
-            passwords: std::sync::Arc::new(self.authn.hashing.passwords()?),
+            self.authn.hashing.passwords()?,
             delivery,
-            settings: self.authn.settings(),
-        }))
+            settings,
+        ))
     }
 
     /// How long a superseded signing key keeps verifying: long enough for
@@ -253,18 +252,16 @@ pub enum OtpDeliveryKind {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let keys = KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
     let db = database(&args.database)?;
-    let settings = args.server.settings()?;
-    let authn = args
-        .server
-        .authenticator(db, keys, OtpDeliveryKind::Outbox)?;
+    let app = args.server.app(db, keys, OtpDeliveryKind::Outbox)?;
     let listener = server::bind(args.server.listen).await?;
+    let tls = app.settings.server.tls.as_ref();
     tracing::info!(
         listen = %args.server.listen,
-        tls = settings.tls.is_some(),
-        mutual_tls = settings.tls.as_ref().is_some_and(|tls| tls.mutual),
+        tls = tls.is_some(),
+        mutual_tls = tls.is_some_and(|tls| tls.mutual),
         "serving"
     );
-    server::serve(authn, listener, settings, server::shutdown_signal()).await?;
+    server::serve(app, listener, server::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -55,24 +55,27 @@ async fn setup_with(settings: AuthnSettings, cost: HashCost) -> Setup {
 async fn setup_serving(
     settings: AuthnSettings,
     cost: HashCost,
-    server_settings: portcullis::server::ServerSettings,
+    server_settings: portcullis::app::ServerSettings,
 ) -> Setup {
     let test = TestDb::new().await;
     let db = test.db();
     let world = populate(&db).await;
-    let authn = Arc::new(portcullis::authn::Authenticator {
+    let app = portcullis::app::App {
         db: db.clone(),
         tokens: test_tokens(),
         passwords: Arc::new(Passwords::new(cost, 2, Duration::from_secs(30)).unwrap()),
         delivery: Arc::new(OutboxDelivery),
-        settings,
-    });
+        settings: portcullis::app::Settings {
+            authn: settings,
+            server: server_settings,
+        },
+    };
     let short = &Uuid::new_v4().simple().to_string()[..8];
     let email = format!("Person-{short}@Example.Test");
     let phone = format!("+3361{}", &Uuid::new_v4().as_u128().to_string()[..7]);
     let user = create_user(
         &db,
-        &authn.passwords,
+        &app.passwords,
         &NewUser {
             tenant_id: world.tenant,
             display_name: "Person".into(),
@@ -86,7 +89,7 @@ async fn setup_serving(
     .await
     .unwrap();
     let verifier_service = create_service(&db, None, &["tokens.verify"]).await;
-    let server = TestServer::start_authn(authn, server_settings).await;
+    let server = TestServer::start_app(app).await;
     let channel = server.channel().await;
     let verifier = token_of(&channel, &verifier_service).await.access_token;
     Setup {
@@ -787,10 +790,12 @@ async fn repeated_failures_lock_the_login_with_a_retry_hint_and_the_lock_lifts()
     assert_eq!(locked.code(), Code::ResourceExhausted);
     assert!(locked.metadata().get("retry-after").is_some());
     // Held in the database: another replica refuses too.
-    let replica = TestServer::start_authn(
-        crate::support::server::test_authn(s.db.clone(), test_tokens(), strict_throttle()),
+    let replica = TestServer::start_app(crate::support::server::test_app(
+        s.db.clone(),
+        test_tokens(),
+        strict_throttle(),
         test_settings(),
-    )
+    ))
     .await;
     let status = AuthenticationClient::new(replica.channel().await)
         .authenticate(by_email(s.tenant, &s.email, PASSWORD))

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use portcullis::server::ServerSettings;
+use portcullis::app::ServerSettings;
 use portcullis::tls::{ServerTls, TlsFileError};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::HealthCheckRequest;

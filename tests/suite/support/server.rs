@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use portcullis::authn::{Authenticator, AuthnSettings, HashCost, OutboxDelivery, Passwords};
+use portcullis::app::{App, ServerSettings, Settings};
+use portcullis::authn::{AuthnSettings, HashCost, OutboxDelivery, Passwords};
 use portcullis::db::Db;
-use portcullis::server::{self, ServerSettings};
+use portcullis::server;
 use portcullis::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -34,17 +35,17 @@ pub fn test_settings() -> ServerSettings {
     }
 }
 
-/// Login machinery with the deliberately cheap test hashing cost.
-pub fn test_authn(db: Db, tokens: Arc<Tokens>, settings: AuthnSettings) -> Arc<Authenticator> {
-    Arc::new(Authenticator {
+/// The application with the deliberately cheap test hashing cost.
+pub fn test_app(db: Db, tokens: Arc<Tokens>, authn: AuthnSettings, server: ServerSettings) -> App {
+    App {
         db,
         tokens,
         passwords: Arc::new(
             Passwords::new(HashCost::INSECURE_FAST_FOR_TESTS, 2, Duration::from_secs(5)).unwrap(),
         ),
         delivery: Arc::new(OutboxDelivery),
-        settings,
-    })
+        settings: Settings { authn, server },
+    }
 }
 
 /// A token service with a fresh in-memory key.
@@ -70,15 +71,15 @@ impl TestServer {
     }
 
     pub async fn start_with(db: Db, tokens: Arc<Tokens>, settings: ServerSettings) -> Self {
-        Self::start_authn(test_authn(db, tokens, AuthnSettings::default()), settings).await
+        Self::start_app(test_app(db, tokens, AuthnSettings::default(), settings)).await
     }
 
-    pub async fn start_authn(authn: Arc<Authenticator>, settings: ServerSettings) -> Self {
+    pub async fn start_app(app: App) -> Self {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let (tokens, passwords) = (authn.tokens.clone(), authn.passwords.clone());
-        let task = tokio::spawn(server::serve(authn, listener, settings, async move {
+        let (tokens, passwords) = (app.tokens.clone(), app.passwords.clone());
+        let task = tokio::spawn(server::serve(app, listener, async move {
             let _ = stopped.await;
         }));
         let server = Self {

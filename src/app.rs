@@ -1,0 +1,117 @@
+//! The application root: everything a request can reach, assembled once by
+//! the command that serves (`serve`, `dev`) or by a test, then handed to
+//! [`crate::server::serve`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::authn::{Authenticator, AuthnSettings, OtpDelivery, Passwords};
+use crate::db::Db;
+use crate::tls::ServerTls;
+use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
+
+/// The application: the database door, the token service, the hashing
+/// pool, where codes go, and the settings every request runs under.
+pub struct App {
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    pub passwords: Arc<Passwords>,
+    pub delivery: Arc<dyn OtpDelivery>,
+    pub settings: Settings,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub authn: AuthnSettings,
+    pub server: ServerSettings,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// How often the database is probed for the health service.
+    pub health_interval: Duration,
+    /// How long in-flight calls may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Lifetime of the tokens `ExchangeServiceCredential` issues.
+    pub service_token_lifetime: Duration,
+    /// How often the revoked-session list is refreshed from the database.
+    pub revocation_poll_interval: Duration,
+    /// Most checks one `CheckCapabilities` call may carry.
+    pub max_batch_checks: usize,
+    /// Take the client address from `x-forwarded-for` rather than the peer.
+    pub trust_forwarded_for: bool,
+    /// With `trust_forwarded_for`: how many proxies append to the header;
+    /// the entry the outermost of them appended is the client.
+    pub trusted_proxy_hops: usize,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC over TLS (and require client certificates if it says so);
+    /// plaintext when `None`.
+    pub tls: Option<ServerTls>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            health_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+            service_token_lifetime: Duration::from_secs(600),
+            revocation_poll_interval: Duration::from_secs(1),
+            max_batch_checks: 1000,
+            trust_forwarded_for: false,
+            trusted_proxy_hops: 1,
+            metrics_listen: None,
+            tls: None,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Proxies trusted to append the client address to `x-forwarded-for`
+    /// (0: the TCP peer is the client). Client addresses count login
+    /// failures, so the header is trusted only when told.
+    pub fn proxy_hops(&self) -> usize {
+        if self.trust_forwarded_for {
+            self.trusted_proxy_hops
+        } else {
+            0
+        }
+    }
+}
+
+impl App {
+    /// Assembles the application over `db`: tokens signed with `keys`
+    /// (their revocation list starts empty; the server keeps it in sync).
+    pub fn assemble(
+        db: Db,
+        keys: KeyRing,
+        token_settings: TokenSettings,
+        passwords: Passwords,
+        delivery: Arc<dyn OtpDelivery>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            db,
+            tokens: Arc::new(Tokens::new(
+                keys,
+                token_settings,
+                Arc::new(RevocationList::default()),
+            )),
+            passwords: Arc::new(passwords),
+            delivery,
+            settings,
+        }
+    }
+
+    /// Authentication's share of the application.
+    pub fn authenticator(&self) -> Authenticator {
+        Authenticator {
+            db: self.db.clone(),
+            tokens: self.tokens.clone(),
+            passwords: self.passwords.clone(),
+            delivery: self.delivery.clone(),
+            settings: self.settings.authn.clone(),
+        }
+    }
+}
