@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::AdminError;
 use super::author::Author;
+use super::{AdminError, Subject};
 use crate::audit::Actor;
 use crate::db::RlsContext;
 use crate::tokens::Principal;
@@ -38,11 +38,10 @@ impl Administrator {
         principal: Principal,
         tenant_id: Uuid,
         request_id: Option<String>,
-        field: &'static str,
         now: DateTime<Utc>,
     ) -> Result<Self, AdminError> {
         if !principal.may_act_in(tenant_id) {
-            return Err(AdminError::NotFound(field));
+            return Err(AdminError::NotFound(Subject::Tenant));
         }
         Ok(Self {
             acting: Acting::Caller(principal),

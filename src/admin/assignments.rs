@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::author::Author;
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability, Placed};
+use crate::admin::Subject;
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
 
@@ -66,7 +67,7 @@ pub async fn assign(
             // In the write's own transaction: nothing changes in between.
             let node = new.org_node_id;
             admin
-                .require_in(conn, Capability::AssignmentsWrite, node, "org_node_id")
+                .require_in(conn, Capability::AssignmentsWrite, node, Subject::OrgNode)
                 .await?;
             admin
                 .require_role_within_own(conn, new.role_id, node)
@@ -135,13 +136,14 @@ pub async fn end(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound("assignment_id"))?;
+                .ok_or(AdminError::NotFound(Subject::Assignment))?;
             if before.end_utc.is_some_and(|end| end <= at) {
                 return Ok(before);
             }
             if at <= before.start_utc {
                 return Err(AdminError::Invalid(
-                    "end_utc: must be after the assignment's start_utc".into(),
+                    Subject::AssignmentEnd,
+                    "must be after the assignment's start".into(),
                 ));
             }
             let after: Assignment = diesel::update(org_assignments::table.find(assignment))
@@ -200,25 +202,26 @@ pub(super) fn window_start(
     let start = start.unwrap_or(now);
     if end.is_some_and(|end| end <= start) {
         return Err(AdminError::Invalid(
-            "end_utc: must be after start_utc".into(),
+            Subject::AssignmentEnd,
+            "must be after its start".into(),
         ));
     }
     Ok(start)
 }
 
 /// A user, role or node that is absent or another tenant's: the foreign
-/// key names which, and the caller hears "not found" for that field.
+/// key names which, and the caller hears "not found" for that one.
 pub(super) fn missing_reference(error: DieselError) -> AdminError {
     if let DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) = &error {
         let constraint = info.constraint_name().unwrap_or_default();
-        let field = if constraint.contains("user") {
-            "user_id"
+        let missing = if constraint.contains("user") {
+            Subject::User
         } else if constraint.contains("role") {
-            "role_id"
+            Subject::Role
         } else {
-            "org_node_id"
+            Subject::OrgNode
         };
-        return AdminError::NotFound(field);
+        return AdminError::NotFound(missing);
     }
     AdminError::from(error)
 }

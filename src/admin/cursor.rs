@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::AdminError;
+use crate::admin::Subject;
 
 /// Where the next page starts: just after the row at (`at`, `id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +28,8 @@ impl Cursor {
     /// A cursor only positions a read inside the caller's own tenant, so it
     /// needs no MAC; a malformed one is refused.
     pub fn decode(token: &str) -> Result<Self, AdminError> {
-        let malformed = || AdminError::Invalid("page_token: not a token of this listing".into());
+        let malformed =
+            || AdminError::Invalid(Subject::PageToken, "not a token of this listing".into());
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| malformed())?;
         let text = String::from_utf8(bytes).map_err(|_| malformed())?;
         let (micros, id) = text.split_once('|').ok_or_else(malformed)?;

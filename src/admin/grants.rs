@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::assignments::{Holder, missing_reference, window_start};
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability, Placed};
+use crate::admin::Subject;
 use crate::db::Db;
 use crate::db::schema::auth::visibility_grants;
 
@@ -57,7 +58,7 @@ pub async fn grant(
         async move {
             let node = new.org_node_id;
             admin
-                .require_in(conn, Capability::GrantsWrite, node, "org_node_id")
+                .require_in(conn, Capability::GrantsWrite, node, Subject::OrgNode)
                 .await?;
             if let Some(first) = attempt.replay(conn, admin).await? {
                 return Ok(first);
@@ -105,7 +106,7 @@ pub async fn revoke(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound("grant_id"))?;
+                .ok_or(AdminError::NotFound(Subject::Grant))?;
             let now = admin.now();
             if before.end_utc.is_some_and(|end| end <= now) {
                 return Ok(before);
@@ -117,7 +118,7 @@ pub async fn revoke(
                     .start_utc
                     .checked_add_signed(chrono::Duration::microseconds(1))
                     .ok_or_else(|| {
-                        AdminError::Invalid("grant_id: starts too late to be revoked".into())
+                        AdminError::Invalid(Subject::Grant, "starts too late to be revoked".into())
                     })?
             } else {
                 now

@@ -7,6 +7,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::{AdminError, Administrator};
+use crate::admin::Subject;
 use crate::db::Db;
 use crate::db::schema::auth::{invitations, org_assignments, visibility_grants};
 
@@ -48,18 +49,17 @@ pub enum Placed {
 }
 
 impl Placed {
-    /// The request field that names it.
-    fn field(self) -> &'static str {
+    fn subject(self) -> Subject {
         match self {
-            Self::Assignment(_) => "assignment_id",
-            Self::Grant(_) => "grant_id",
-            Self::Invitation(_) => "invitation_id",
+            Self::Assignment(_) => Subject::Assignment,
+            Self::Grant(_) => Subject::Grant,
+            Self::Invitation(_) => Subject::Invitation,
         }
     }
 }
 
 impl Administrator {
-    /// Whether the caller may use `capability` at `node` (named `field` in
+    /// Whether the caller may use `capability` at `node` (the `subject` of
     /// errors), in a read transaction of its own. Prefer [`Self::require_in`]
     /// inside the write it guards.
     pub async fn require(
@@ -67,13 +67,13 @@ impl Administrator {
         db: &Db,
         capability: Capability,
         node: Uuid,
-        field: &'static str,
+        subject: Subject,
     ) -> Result<(), AdminError> {
         if self.user().is_none() {
             return Ok(());
         }
         db.read(&self.context(), |conn| {
-            async move { self.require_in(conn, capability, node, field).await }.scope_boxed()
+            async move { self.require_in(conn, capability, node, subject).await }.scope_boxed()
         })
         .await
     }
@@ -88,7 +88,7 @@ impl Administrator {
         conn: &mut AsyncPgConnection,
         capability: Capability,
         node: Uuid,
-        field: &'static str,
+        subject: Subject,
     ) -> Result<(), AdminError> {
         let Some(user) = self.user() else {
             return Ok(());
@@ -96,11 +96,11 @@ impl Administrator {
         let rows = administered(conn, user.user_id, &[capability.key().to_owned()], node).await?;
         match rows.into_iter().next().map(|(_, reason)| reason).as_deref() {
             Some("ALLOWED") => Ok(()),
-            Some("UNKNOWN_ORG_NODE") => Err(AdminError::NotFound(field)),
-            _ => Err(AdminError::Forbidden(format!(
-                "{} is not granted to this user at {field}",
-                capability.key()
-            ))),
+            Some("UNKNOWN_ORG_NODE") => Err(AdminError::NotFound(subject)),
+            _ => Err(AdminError::Forbidden(
+                Some(subject),
+                format!("{} is not granted to this user there", capability.key()),
+            )),
         }
     }
     /// A user may hand out a role at `node` (assign it, invite into it)
@@ -128,9 +128,10 @@ impl Administrator {
         .collect();
         match first_not_held(conn, user.user_id, granted, node).await? {
             None => Ok(()),
-            Some(key) => Err(AdminError::Forbidden(format!(
-                "role_id: the role grants {key}, which this user does not hold at org_node_id"
-            ))),
+            Some(key) => Err(AdminError::Forbidden(
+                Some(Subject::Role),
+                format!("the role grants {key}, which this user does not hold at the org node"),
+            )),
         }
     }
     /// A user may move `node` under `new_parent` only if they hold, at the
@@ -166,14 +167,17 @@ impl Administrator {
         .collect();
         match first_not_held(conn, user.user_id, extended, new_parent).await? {
             None => Ok(()),
-            Some(key) => Err(AdminError::Forbidden(format!(
-                "new_parent_org_node_id: assignments there grant {key} over the moved subtree, \
-                 which this user does not hold there"
-            ))),
+            Some(key) => Err(AdminError::Forbidden(
+                Some(Subject::NewParent),
+                format!(
+                    "assignments there grant {key} over the moved subtree, \
+                     which this user does not hold there"
+                ),
+            )),
         }
     }
-    /// Whether the caller may use `capability` where `placed` sits (named
-    /// by its field in errors), asked in the write's own transaction. Only a
+    /// Whether the caller may use `capability` where `placed` sits (the
+    /// subject of errors), asked in the write's own transaction. Only a
     /// user's answer depends on the node, so only then is it read; absent or
     /// another tenant's, it is not found.
     pub(super) async fn require_where(
@@ -212,8 +216,8 @@ impl Administrator {
             }
         }
         .optional()?
-        .ok_or(AdminError::NotFound(placed.field()))?;
-        self.require_in(conn, capability, node, placed.field())
+        .ok_or(AdminError::NotFound(placed.subject()))?;
+        self.require_in(conn, capability, node, placed.subject())
             .await
     }
     /// Whether the caller may list what `holder` holds: at a node, the
@@ -226,17 +230,18 @@ impl Administrator {
     ) -> Result<(), AdminError> {
         use super::assignments::Holder;
         match holder {
-            Holder::Node(node) => self.require(db, capability, *node, "org_node_id").await,
-            Holder::User(user) => self.require_self_or_service(*user, "user_id"),
+            Holder::Node(node) => self.require(db, capability, *node, Subject::OrgNode).await,
+            Holder::User(user) => self.require_self_or_service(*user),
         }
     }
     /// A user may ask about themselves only; a service about anyone in its
     /// tenant.
-    fn require_self_or_service(&self, user: Uuid, field: &str) -> Result<(), AdminError> {
+    fn require_self_or_service(&self, user: Uuid) -> Result<(), AdminError> {
         match self.user() {
-            Some(me) if me.user_id != user => Err(AdminError::Forbidden(format!(
-                "{field}: a user may list only their own assignments"
-            ))),
+            Some(me) if me.user_id != user => Err(AdminError::Forbidden(
+                Some(Subject::User),
+                "a user may list only their own assignments".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -245,12 +250,13 @@ impl Administrator {
     pub(super) fn require_node_for_users(
         &self,
         node: Option<Uuid>,
-        field: &str,
+        subject: Subject,
     ) -> Result<(), AdminError> {
         match (self.user(), node) {
-            (Some(_), None) => Err(AdminError::Invalid(format!(
-                "{field}: required when a user asks (capabilities are held at nodes)"
-            ))),
+            (Some(_), None) => Err(AdminError::Invalid(
+                subject,
+                "required when a user asks (capabilities are held at nodes)".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -259,7 +265,8 @@ impl Administrator {
         match self.user() {
             None => Ok(()),
             Some(_) => Err(AdminError::Forbidden(
-                "parent_org_node_id: only a service may create a root node".into(),
+                Some(Subject::Parent),
+                "only a service may create a root node".into(),
             )),
         }
     }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 pub use crate::names::IdempotencyKey;
 
 use super::{AdminError, Administrator};
+use crate::admin::Subject;
 use crate::db::schema::auth::idempotency_keys;
 
 /// Where a caller's keys are kept, and as whom: a tenant's administrator
@@ -129,15 +130,19 @@ impl Attempt<'_> {
         let (stored_hash, response) = ledger.recorded(conn, self.operation, key.as_str()).await?;
         if stored_hash != hash {
             return Err(AdminError::Invalid(
-                "idempotency_key: already used for a different request".into(),
+                Subject::IdempotencyKey,
+                "already used for a different request".into(),
             ));
         }
         let response = response.ok_or_else(|| {
-            AdminError::Conflict("idempotency_key: the first call has no answer".into())
+            AdminError::Conflict(
+                Subject::IdempotencyKey,
+                "the first call has no answer".into(),
+            )
         })?;
-        serde_json::from_value(response)
-            .map(Some)
-            .map_err(|e| AdminError::Conflict(format!("idempotency_key: stored answer: {e}")))
+        serde_json::from_value(response).map(Some).map_err(|e| {
+            AdminError::Conflict(Subject::IdempotencyKey, format!("stored answer: {e}"))
+        })
     }
 
     /// Stores the answer of the call that claimed the key.
@@ -151,7 +156,7 @@ impl Attempt<'_> {
             return Ok(());
         };
         let response = serde_json::to_value(answer)
-            .map_err(|e| AdminError::Conflict(format!("idempotency_key: answer: {e}")))?;
+            .map_err(|e| AdminError::Conflict(Subject::IdempotencyKey, format!("answer: {e}")))?;
         ledger
             .answer(conn, self.operation, key.as_str(), response)
             .await?;

@@ -14,12 +14,14 @@ pub mod idempotency;
 pub mod invitations;
 pub mod org;
 pub mod roles;
+mod subject;
 pub mod users;
 
 pub use crate::names::{Label, NodeType, RoleKey};
 pub use actor::Administrator;
 pub use cursor::Cursor;
 pub use guard::{Capability, Placed};
+pub use subject::Subject;
 
 use crate::authz::AuthzError;
 use crate::db::DbError;
@@ -29,25 +31,27 @@ pub enum AdminError {
     /// Absent, or in a tenant the caller may not see: the same answer, so a
     /// caller learns nothing about other tenants.
     #[error("{0}: not found")]
-    NotFound(&'static str),
-    /// A value that names something that does not exist, or clashes.
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The caller is known but lacks the capability here.
-    #[error("{0}")]
-    Forbidden(String),
+    NotFound(Subject),
+    /// A value that is not acceptable here, and why.
+    #[error("{0}: {1}")]
+    Invalid(Subject, String),
+    #[error("{0}: {1}")]
+    AlreadyExists(Subject, String),
+    /// The caller is known but may not do this (to the thing named, when
+    /// one is).
+    #[error("{}", about(*.0, .1))]
+    Forbidden(Option<Subject>, String),
     /// The change would break an invariant (a cycle in the tree), or the
     /// thing is no longer in a state that allows it (a used invitation).
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{0}: {1}")]
+    Conflict(Subject, String),
     /// Too many attempts from this client; retry after the lock.
     #[error("too many failed attempts; retry in {} s", retry_after.as_secs().max(1))]
     TooManyAttempts { retry_after: std::time::Duration },
-    /// A presented credential (an invite token) that is not valid.
-    #[error("{0}")]
-    Unauthenticated(&'static str),
+    /// An invite token that cannot be used (unknown, expired, revoked or
+    /// already accepted): one answer for all, so a guesser learns nothing.
+    #[error("{}: {}", Subject::InviteToken, invitations::UNUSABLE)]
+    UnusableInvitation,
     #[error(transparent)]
     Db(#[from] DbError),
     /// Password hashing failed, or its threads are all busy.
@@ -56,6 +60,14 @@ pub enum AdminError {
     /// A failure of ours, logged and answered opaquely.
     #[error("{0}")]
     Internal(String),
+}
+
+/// `subject: reason`, or the reason alone.
+fn about(subject: Option<Subject>, reason: &str) -> String {
+    match subject {
+        Some(subject) => format!("{subject}: {reason}"),
+        None => reason.to_owned(),
+    }
 }
 
 impl From<crate::authn::AuthnError> for AdminError {
@@ -86,7 +98,7 @@ impl From<AuthzError> for AdminError {
     fn from(error: AuthzError) -> Self {
         match error {
             AuthzError::Db(db) => Self::Db(db),
-            other => Self::Forbidden(other.to_string()),
+            other => Self::Forbidden(None, other.to_string()),
         }
     }
 }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability, Label, NodeType};
+use crate::admin::Subject;
 use crate::db::Db;
 use crate::db::schema::auth::{org_node_paths, org_nodes};
 
@@ -80,9 +81,8 @@ pub async fn create(
     db.write(&admin.context(), |conn| {
         async move {
             if let Some(parent) = parent {
-                let field = "parent_org_node_id";
                 admin
-                    .require_in(conn, Capability::OrgWrite, parent, field)
+                    .require_in(conn, Capability::OrgWrite, parent, Subject::Parent)
                     .await?;
             }
             if let Some(first) = attempt.replay(conn, admin).await? {
@@ -98,7 +98,7 @@ pub async fn create(
                 .returning(OrgNode::as_returning())
                 .get_result(conn)
                 .await
-                .map_err(|e| tree_error(e, "parent_org_node_id"))?;
+                .map_err(|e| tree_error(e, Subject::Parent))?;
             admin
                 .record_change(
                     conn,
@@ -159,7 +159,7 @@ pub async fn subtree(
     max_nodes: u32,
 ) -> Result<(Vec<OrgNode>, bool), AdminError> {
     admin
-        .require(db, Capability::OrgRead, node, "org_node_id")
+        .require(db, Capability::OrgRead, node, Subject::OrgNode)
         .await?;
     let limit = i64::from(max_nodes.clamp(1, MAX_SUBTREE_NODES));
     db.read(&admin.context(), |conn| {
@@ -173,7 +173,7 @@ pub async fn subtree(
                 .load(conn)
                 .await?;
             if nodes.is_empty() {
-                return Err(AdminError::NotFound("org_node_id"));
+                return Err(AdminError::NotFound(Subject::OrgNode));
             }
             let truncated = nodes.len() as i64 > limit;
             nodes.truncate(limit as usize);
@@ -206,13 +206,12 @@ async fn change(
     db.write(&admin.context(), |conn| {
         async move {
             admin
-                .require_in(conn, Capability::OrgWrite, node, "org_node_id")
+                .require_in(conn, Capability::OrgWrite, node, Subject::OrgNode)
                 .await?;
             if let Update::Parent(parent) = &update {
                 let parent = *parent;
-                let field = "new_parent_org_node_id";
                 admin
-                    .require_in(conn, Capability::OrgWrite, parent, field)
+                    .require_in(conn, Capability::OrgWrite, parent, Subject::NewParent)
                     .await?;
                 admin.require_move_within_own(conn, node, parent).await?;
             }
@@ -223,7 +222,7 @@ async fn change(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound("org_node_id"))?;
+                .ok_or(AdminError::NotFound(Subject::OrgNode))?;
             let unchanged = match &update {
                 Update::Label(label) => before.label == label.as_str(),
                 Update::Parent(parent) => before.parent_id == Some(*parent),
@@ -247,7 +246,7 @@ async fn change(
                     .returning(OrgNode::as_returning())
                     .get_result(conn)
                     .await
-                    .map_err(|e| tree_error(e, "new_parent_org_node_id"))?,
+                    .map_err(|e| tree_error(e, Subject::NewParent))?,
                 Update::Status(status) => {
                     target
                         .set((org_nodes::status.eq(status), now))
@@ -274,18 +273,19 @@ async fn change(
 
 /// The trigger's and the foreign key's refusals, as the caller should see
 /// them: a parent elsewhere is a parent that does not exist.
-fn tree_error(error: DieselError, parent_field: &'static str) -> AdminError {
+fn tree_error(error: DieselError, parent: Subject) -> AdminError {
     if let DieselError::DatabaseError(kind, info) = &error {
         let message = info.message();
         if matches!(kind, DatabaseErrorKind::ForeignKeyViolation)
             || message.contains("is not in the tenant of node")
         {
-            return AdminError::NotFound(parent_field);
+            return AdminError::NotFound(parent);
         }
         if message.contains("cannot move under its own descendant") {
-            return AdminError::Conflict(format!(
-                "{parent_field}: is the node itself or one of its descendants"
-            ));
+            return AdminError::Conflict(
+                parent,
+                "is the node itself or one of its descendants".into(),
+            );
         }
     }
     AdminError::from(error)

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Label, RoleKey};
+use crate::admin::Subject;
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::db::schema::auth::{capabilities, role_capabilities, roles};
@@ -57,10 +58,10 @@ pub async fn create(
                 .await
                 .map_err(|e| match e {
                     DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                        AdminError::AlreadyExists(format!(
-                            "key: a role {} already exists in this tenant",
-                            key.as_str()
-                        ))
+                        AdminError::AlreadyExists(
+                            Subject::RoleKey,
+                            format!("a role {} already exists in this tenant", key.as_str()),
+                        )
                     }
                     other => other.into(),
                 })?;
@@ -188,7 +189,7 @@ async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError
         .first::<Uuid>(conn)
         .await
         .optional()?
-        .ok_or(AdminError::NotFound("role_id"))?;
+        .ok_or(AdminError::NotFound(Subject::Role))?;
     load(conn, id).await
 }
 
@@ -199,7 +200,7 @@ async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError
         .first(conn)
         .await
         .optional()?
-        .ok_or(AdminError::NotFound("role_id"))?;
+        .ok_or(AdminError::NotFound(Subject::Role))?;
     let capabilities: Vec<String> = role_capabilities::table
         .inner_join(capabilities::table)
         .filter(role_capabilities::role_id.eq(id))
@@ -234,10 +235,10 @@ async fn replace_capabilities(
         .iter()
         .position(|key| !found.iter().any(|(_, k)| k == key))
     {
-        return Err(AdminError::Invalid(format!(
-            "capabilities[{index}]: no capability {} in the catalogue",
-            keys[index]
-        )));
+        return Err(AdminError::Invalid(
+            Subject::RoleCapability(index),
+            format!("no capability {} in the catalogue", keys[index]),
+        ));
     }
     diesel::delete(role_capabilities::table.filter(role_capabilities::role_id.eq(role)))
         .execute(conn)

@@ -1,6 +1,7 @@
 //! Users of a tenant: create (with or without a password identity),
 //! deactivate, reactivate, list. Tenant-wide, so services only.
 
+use crate::admin::Subject;
 use crate::names::NewPassword;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -43,7 +44,8 @@ pub async fn create(
 ) -> Result<User, AdminError> {
     if new.password.is_some() && new.logins.is_empty() {
         return Err(AdminError::Invalid(
-            "password: needs an email or phone to log in with".into(),
+            Subject::Password,
+            "needs an email or phone to log in with".into(),
         ));
     }
     let logins: Vec<String> = new.logins.iter().map(ToString::to_string).collect();
@@ -92,18 +94,18 @@ pub(super) fn hashing(error: PasswordError) -> AdminError {
     AdminError::Hashing(error)
 }
 
-/// A login another user of the tenant already has: ALREADY_EXISTS naming
-/// the field (`email` or `phone`).
+/// A login another user of the tenant already has: ALREADY_EXISTS about
+/// the email or the phone.
 pub(super) fn login_taken(error: AuthnError) -> AdminError {
     match error {
-        AuthnError::LoginTaken(login) => AdminError::AlreadyExists(format!(
-            "{}: {login} is already the login of another user",
+        AuthnError::LoginTaken(login) => AdminError::AlreadyExists(
             if login.contains('@') {
-                "email"
+                Subject::Email
             } else {
-                "phone"
-            }
-        )),
+                Subject::Phone
+            },
+            format!("{login} is already the login of another user"),
+        ),
         AuthnError::Password(cause) => AdminError::Hashing(cause),
         other => AdminError::from(other),
     }
@@ -134,7 +136,7 @@ pub async fn set_active(
                 .first::<Uuid>(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound("user_id"))?;
+                .ok_or(AdminError::NotFound(Subject::User))?;
             let before = load(conn, user).await?;
             if before.active == active {
                 return Ok(before);
@@ -239,7 +241,7 @@ pub(super) async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User,
         .first(conn)
         .await
         .optional()?
-        .ok_or(AdminError::NotFound("user_id"))?;
+        .ok_or(AdminError::NotFound(Subject::User))?;
     let logins: Vec<(String, String)> = user_identities::table
         .filter(user_identities::user_id.eq(id))
         .order((user_identities::kind, user_identities::login))

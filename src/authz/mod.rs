@@ -30,7 +30,7 @@ pub enum AuthzError {
     #[error("{0}")]
     Forbidden(String),
     /// The page token is not one this query handed out.
-    #[error("page_token: not a token of this listing")]
+    #[error("not a page token of this listing")]
     BadPageToken,
     #[error("unexpected answer from the database: {0}")]
     Unexpected(String),

@@ -1,8 +1,10 @@
 //! The one place where errors become `tonic::Status`.
 
+use std::borrow::Cow;
+
 use tonic::Status;
 
-use crate::admin::AdminError;
+use crate::admin::{AdminError, Subject, invitations};
 use crate::authn::{AuthnError, PasswordError};
 use crate::authz::AuthzError;
 use crate::db::DbError;
@@ -64,7 +66,9 @@ impl From<AuthzError> for Status {
                 "cannot confirm that the subject token is not revoked; retry shortly",
             ),
             AuthzError::Forbidden(message) => Status::permission_denied(message),
-            AuthzError::BadPageToken => Status::invalid_argument(error.to_string()),
+            AuthzError::BadPageToken => {
+                Status::invalid_argument("page_token: not a token of this listing")
+            }
             AuthzError::Unexpected(cause) => {
                 tracing::error!(%cause, "unexpected authorization answer");
                 Status::internal("internal error")
@@ -105,12 +109,25 @@ impl From<AuthnError> for Status {
 impl From<AdminError> for Status {
     fn from(error: AdminError) -> Self {
         match error {
-            AdminError::NotFound(_) => Status::not_found(error.to_string()),
-            AdminError::Forbidden(message) => Status::permission_denied(message),
-            AdminError::Conflict(message) => Status::failed_precondition(message),
-            AdminError::Invalid(message) => Status::invalid_argument(message),
-            AdminError::AlreadyExists(message) => Status::already_exists(message),
-            AdminError::Unauthenticated(message) => Status::unauthenticated(message),
+            AdminError::NotFound(subject) => {
+                Status::not_found(format!("{}: not found", field(subject)))
+            }
+            AdminError::Forbidden(None, reason) => Status::permission_denied(reason),
+            AdminError::Forbidden(Some(subject), reason) => {
+                Status::permission_denied(about(subject, &reason))
+            }
+            AdminError::Conflict(subject, reason) => {
+                Status::failed_precondition(about(subject, &reason))
+            }
+            AdminError::Invalid(subject, reason) => {
+                Status::invalid_argument(about(subject, &reason))
+            }
+            AdminError::AlreadyExists(subject, reason) => {
+                Status::already_exists(about(subject, &reason))
+            }
+            AdminError::UnusableInvitation => {
+                Status::unauthenticated(about(Subject::InviteToken, invitations::UNUSABLE))
+            }
             AdminError::TooManyAttempts { retry_after } => {
                 exhausted(error.to_string(), retry_after)
             }
@@ -126,4 +143,36 @@ impl From<AdminError> for Status {
             AdminError::Db(db) => db.into(),
         }
     }
+}
+
+/// `field: reason`, naming the request field that carried `subject`.
+fn about(subject: Subject, reason: &str) -> String {
+    format!("{}: {reason}", field(subject))
+}
+
+/// The Administration request field that carries `subject`.
+fn field(subject: Subject) -> Cow<'static, str> {
+    Cow::Borrowed(match subject {
+        Subject::Tenant => "tenant_id",
+        Subject::TenantSlug => "slug",
+        Subject::User => "user_id",
+        Subject::OrgNode => "org_node_id",
+        Subject::Parent => "parent_org_node_id",
+        Subject::NewParent => "new_parent_org_node_id",
+        Subject::Role => "role_id",
+        Subject::RoleKey | Subject::Capability => "key",
+        Subject::RoleCapability(index) => return Cow::Owned(format!("capabilities[{index}]")),
+        Subject::CapabilityDescription => "description",
+        Subject::Assignment => "assignment_id",
+        Subject::AssignmentEnd => "end_utc",
+        Subject::Grant => "grant_id",
+        Subject::Invitation => "invitation_id",
+        Subject::InviteToken => "invite_token",
+        Subject::InvitationExpiry => "expires_at",
+        Subject::Email => "email",
+        Subject::Phone => "phone",
+        Subject::Password => "password",
+        Subject::IdempotencyKey => "idempotency_key",
+        Subject::PageToken => "page_token",
+    })
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{GlobalAdministrator, exists};
 use crate::admin::AdminError;
+use crate::admin::Subject;
 use crate::admin::idempotency::{Attempt, IdempotencyKey};
 use crate::authz::CapabilityKey;
 use crate::db::schema::auth::capabilities;
@@ -33,7 +34,8 @@ pub async fn create_capability(
 ) -> Result<Capability, AdminError> {
     if description.chars().count() > 1000 {
         return Err(AdminError::Invalid(
-            "description: must be at most 1000 characters".into(),
+            Subject::CapabilityDescription,
+            "must be at most 1000 characters".into(),
         ));
     }
     let attempt = Attempt {
@@ -54,7 +56,7 @@ pub async fn create_capability(
                 .returning(Capability::as_returning())
                 .get_result(conn)
                 .await
-                .map_err(|e| exists(e, "key", "this capability"))?;
+                .map_err(|e| exists(e, Subject::Capability, "this capability"))?;
             let entity = ("capability", capability.id);
             admin
                 .author(None)

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::AdminError;
 use super::author::Author;
 use super::idempotency::Ledger;
+use crate::admin::Subject;
 use crate::audit::Actor;
 use crate::db::RlsContext;
 use crate::db::schema::auth::global_idempotency_keys;
@@ -45,6 +46,7 @@ impl GlobalAdministrator {
                 now,
             }),
             _ => Err(AdminError::Forbidden(
+                None,
                 "only a service bound to no tenant may change tenants or the catalogue".into(),
             )),
         }
@@ -87,10 +89,10 @@ impl GlobalAdministrator {
     }
 }
 
-fn exists(error: DieselError, field: &str, what: &str) -> AdminError {
+fn exists(error: DieselError, subject: Subject, what: &str) -> AdminError {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-            AdminError::AlreadyExists(format!("{field}: {what} already exists"))
+            AdminError::AlreadyExists(subject, format!("{what} already exists"))
         }
         other => other.into(),
     }

@@ -7,6 +7,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::{GlobalAdministrator, exists};
+use crate::admin::Subject;
 use crate::admin::idempotency::{Attempt, IdempotencyKey};
 use crate::admin::{AdminError, Label};
 use crate::authn::sessions::{self, SessionsOf};
@@ -52,7 +53,7 @@ pub async fn create_tenant(
                 .returning(Tenant::as_returning())
                 .get_result(conn)
                 .await
-                .map_err(|e| exists(e, "slug", "a tenant with this slug"))?;
+                .map_err(|e| exists(e, Subject::TenantSlug, "a tenant with this slug"))?;
             let entity = ("tenant", tenant.id);
             admin
                 .author(Some(tenant.id))
@@ -94,7 +95,7 @@ pub async fn change_tenant(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound("tenant_id"))?;
+                .ok_or(AdminError::NotFound(Subject::Tenant))?;
             let target = diesel::update(tenants::table.find(tenant));
             let now = tenants::updated_at.eq(diesel::dsl::now);
             let (action, after): (&str, Tenant) = match change {

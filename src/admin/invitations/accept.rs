@@ -8,6 +8,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::{Found, Invitation, find, lock};
+use crate::admin::Subject;
 use crate::admin::assignments::{self, Assignment, NewAssignment};
 use crate::admin::author::Author;
 use crate::admin::users::{self, User, hashing, login_taken};
@@ -106,7 +107,7 @@ pub async fn accept(
                     return Err(refused(id, "tenant suspended"));
                 }
                 let login = Login::parse_destination(&before.destination).map_err(|e| {
-                    AdminError::Conflict(format!("invite_token: the invited login {e}"))
+                    AdminError::Conflict(Subject::InviteToken, format!("the invited login {e}"))
                 })?;
                 // The invitee acts as the user they become.
                 let user_id = Uuid::new_v4();
@@ -135,10 +136,13 @@ pub async fn accept(
                 )
                 .await
                 .map_err(|e| match login_taken(e) {
-                    AdminError::AlreadyExists(_) => AdminError::Conflict(format!(
-                        "invite_token: {} is already the login of a user in this tenant",
-                        before.destination
-                    )),
+                    AdminError::AlreadyExists(..) => AdminError::Conflict(
+                        Subject::InviteToken,
+                        format!(
+                            "{} is already the login of a user in this tenant",
+                            before.destination
+                        ),
+                    ),
                     other => other,
                 })?;
                 let held = NewAssignment {
@@ -200,7 +204,7 @@ fn usable(
     let matched = token.matches(&stored);
     let invitation = match invitation {
         Some(invitation) if matched => invitation,
-        _ => return Err(AdminError::Unauthenticated(INVALID_TOKEN)),
+        _ => return Err(AdminError::UnusableInvitation),
     };
     let why = if invitation.accepted_at.is_some() {
         "already accepted"
@@ -215,10 +219,10 @@ fn usable(
 }
 
 /// The one answer to an invite token that cannot be used.
-pub const INVALID_TOKEN: &str =
-    "invite_token: not a usable invitation (unknown, expired, revoked or already accepted)";
+pub const UNUSABLE: &str =
+    "not a usable invitation (unknown, expired, revoked or already accepted)";
 
 fn refused(invitation: Uuid, why: &'static str) -> AdminError {
     tracing::info!(%invitation, why, "invitation not accepted");
-    AdminError::Unauthenticated(INVALID_TOKEN)
+    AdminError::UnusableInvitation
 }

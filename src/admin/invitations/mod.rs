@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 mod accept;
 
-pub use accept::{Acceptance, Accepted, INVALID_TOKEN, accept};
+pub use accept::{Acceptance, Accepted, UNUSABLE, accept};
 
 use super::assignments::missing_reference;
 use super::idempotency::{Attempt, IdempotencyKey};
 use super::{AdminError, Administrator, Capability, Cursor, Placed};
+use crate::admin::Subject;
 use crate::authn::Login;
 use crate::db::Db;
 use crate::db::schema::auth::{invitations, org_node_paths, user_identities};
@@ -74,14 +75,15 @@ pub async fn create(
         None => now + DEFAULT_VALIDITY,
         Some(at) if at <= now => {
             return Err(AdminError::Invalid(
-                "expires_at: must be in the future".into(),
+                Subject::InvitationExpiry,
+                "must be in the future".into(),
             ));
         }
         Some(at) if at > now + MAX_VALIDITY => {
-            return Err(AdminError::Invalid(format!(
-                "expires_at: must be within {} days",
-                MAX_VALIDITY.num_days()
-            )));
+            return Err(AdminError::Invalid(
+                Subject::InvitationExpiry,
+                format!("must be within {} days", MAX_VALIDITY.num_days()),
+            ));
         }
         Some(at) => at,
     };
@@ -106,7 +108,7 @@ pub async fn create(
             async move {
                 let node = new.org_node_id;
                 admin
-                    .require_in(conn, Capability::InvitationsWrite, node, "org_node_id")
+                    .require_in(conn, Capability::InvitationsWrite, node, Subject::OrgNode)
                     .await?;
                 admin
                     .require_role_within_own(conn, new.role_id, node)
@@ -115,11 +117,13 @@ pub async fn create(
                     return Ok((first, false));
                 }
                 if login_in_use(conn, &new.destination).await? {
-                    return Err(AdminError::AlreadyExists(format!(
-                        "{}: {} is already the login of a user in this tenant",
-                        new.destination.kind(),
-                        new.destination
-                    )));
+                    return Err(AdminError::AlreadyExists(
+                        Subject::login(&new.destination),
+                        format!(
+                            "{} is already the login of a user in this tenant",
+                            new.destination
+                        ),
+                    ));
                 }
                 let created: Invitation = diesel::insert_into(invitations::table)
                     .values((
@@ -186,12 +190,12 @@ pub async fn revoke(
                 .await?;
             let before = lock(conn, invitation)
                 .await?
-                .ok_or(AdminError::NotFound("invitation_id"))?
+                .ok_or(AdminError::NotFound(Subject::Invitation))?
                 .0;
             if before.accepted_at.is_some() {
                 return Err(AdminError::Conflict(
-                    "invitation_id: already accepted; end the assignment or deactivate the user instead"
-                        .into(),
+                    Subject::Invitation,
+                    "already accepted; end the assignment or deactivate the user instead".into(),
                 ));
             }
             if before.revoked_at.is_some() {
@@ -233,10 +237,10 @@ pub async fn list_pending(
     admin: &Administrator,
     query: Query,
 ) -> Result<(Vec<Invitation>, Option<Cursor>), AdminError> {
-    admin.require_node_for_users(query.at_node, "org_node_id")?;
+    admin.require_node_for_users(query.at_node, Subject::OrgNode)?;
     if let Some(node) = query.at_node {
         admin
-            .require(db, Capability::InvitationsRead, node, "org_node_id")
+            .require(db, Capability::InvitationsRead, node, Subject::OrgNode)
             .await?;
     }
     let size = i64::from(query.page_size.clamp(1, MAX_PAGE_SIZE));

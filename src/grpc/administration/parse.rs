@@ -5,9 +5,9 @@ use tonic::{Request, Status};
 use super::super::fields::{new_password_field, parse_uuid, token_field};
 use super::super::request::{caller, invalid, request_id};
 use crate::admin::global::GlobalAdministrator;
-use crate::admin::invitations::{self, Acceptance};
+use crate::admin::invitations::Acceptance;
 use crate::admin::users::CreateUser;
-use crate::admin::{Administrator, Cursor, Label};
+use crate::admin::{AdminError, Administrator, Cursor, Label};
 use crate::authn::{Email, Login, Phone};
 use crate::proto::v1 as pb;
 use crate::secrets::{PresentedSecret, SecretKind};
@@ -22,7 +22,6 @@ pub(super) fn administrator<T>(
         caller(request)?,
         tenant,
         request_id(request),
-        "tenant_id",
         chrono::Utc::now(),
     )?)
 }
@@ -78,7 +77,7 @@ pub(super) fn acceptance(
     let raw = token_field("invite_token", &body.invite_token)?;
     // A malformed token gets the answer of a wrong one.
     let token = PresentedSecret::parse(SecretKind::InviteToken, raw)
-        .ok_or_else(|| Status::unauthenticated(invitations::INVALID_TOKEN))?;
+        .ok_or_else(|| Status::from(AdminError::UnusableInvitation))?;
     let password = new_password_field("password", &body.password)?;
     let display_name = match body.display_name.as_str() {
         "" => None,
