@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::author::Author;
+use super::idempotency::Ledger;
 use super::{AdminError, Subject};
 use crate::audit::Actor;
 use crate::db::RlsContext;
@@ -71,15 +72,19 @@ impl Administrator {
             Acting::Operator => Actor::System,
         }
     }
-    /// The caller as idempotency keys record it (`service:<id>`).
-    pub fn caller_ref(&self) -> String {
-        match &self.acting {
-            Acting::Caller(Principal::Service(service)) => {
-                format!("service:{}", service.service_id)
-            }
-            Acting::Caller(Principal::User(user)) => format!("user:{}", user.user_id),
-            Acting::Operator => "system".to_owned(),
-        }
+    /// Where this caller's idempotency keys are kept: in the tenant, as
+    /// `service:<id>`, `user:<id>` or `system`.
+    pub(super) fn ledger(&self) -> Ledger {
+        Ledger::tenant(
+            self.tenant_id,
+            match &self.acting {
+                Acting::Caller(Principal::Service(service)) => {
+                    format!("service:{}", service.service_id)
+                }
+                Acting::Caller(Principal::User(user)) => format!("user:{}", user.user_id),
+                Acting::Operator => "system".to_owned(),
+            },
+        )
     }
     /// The user acting, if a user is.
     pub(super) fn user(&self) -> Option<&crate::tokens::UserPrincipal> {

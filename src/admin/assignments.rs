@@ -72,12 +72,15 @@ pub async fn assign(
             admin
                 .require_role_within_own(conn, new.role_id, node)
                 .await?;
-            if let Some(first) = attempt.replay(conn, admin).await? {
-                return Ok(first);
-            }
-            let created = insert(conn, &admin.author(), tenant, new, start).await?;
-            attempt.store(conn, admin, &created).await?;
-            Ok(created)
+            attempt
+                .once(conn, &admin.ledger(), |conn| {
+                    async move {
+                        let created = insert(conn, &admin.author(), tenant, new, start).await?;
+                        Ok(created)
+                    }
+                    .scope_boxed()
+                })
+                .await
         }
         .scope_boxed()
     })

@@ -60,28 +60,32 @@ pub async fn grant(
             admin
                 .require_in(conn, Capability::GrantsWrite, node, Subject::OrgNode)
                 .await?;
-            if let Some(first) = attempt.replay(conn, admin).await? {
-                return Ok(first);
-            }
-            let created: VisibilityGrant = diesel::insert_into(visibility_grants::table)
-                .values((
-                    visibility_grants::tenant_id.eq(tenant),
-                    visibility_grants::user_id.eq(new.user_id),
-                    visibility_grants::org_node_id.eq(new.org_node_id),
-                    visibility_grants::scope.eq(new.scope),
-                    visibility_grants::start_utc.eq(start),
-                    visibility_grants::end_utc.eq(new.end_utc),
-                ))
-                .returning(VisibilityGrant::as_returning())
-                .get_result(conn)
+            attempt
+                .once(conn, &admin.ledger(), |conn| {
+                    async move {
+                        let created: VisibilityGrant =
+                            diesel::insert_into(visibility_grants::table)
+                                .values((
+                                    visibility_grants::tenant_id.eq(tenant),
+                                    visibility_grants::user_id.eq(new.user_id),
+                                    visibility_grants::org_node_id.eq(new.org_node_id),
+                                    visibility_grants::scope.eq(new.scope),
+                                    visibility_grants::start_utc.eq(start),
+                                    visibility_grants::end_utc.eq(new.end_utc),
+                                ))
+                                .returning(VisibilityGrant::as_returning())
+                                .get_result(conn)
+                                .await
+                                .map_err(missing_reference)?;
+                        let entity = ("visibility_grant", created.id);
+                        admin
+                            .record_change(conn, "visibility.granted", entity, None, &created)
+                            .await?;
+                        Ok(created)
+                    }
+                    .scope_boxed()
+                })
                 .await
-                .map_err(missing_reference)?;
-            let entity = ("visibility_grant", created.id);
-            admin
-                .record_change(conn, "visibility.granted", entity, None, &created)
-                .await?;
-            attempt.store(conn, admin, &created).await?;
-            Ok(created)
         }
         .scope_boxed()
     })

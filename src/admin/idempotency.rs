@@ -10,43 +10,40 @@ use sha2::{Digest, Sha256};
 
 pub use crate::names::IdempotencyKey;
 
-use super::{AdminError, Administrator};
-use crate::admin::Subject;
-use crate::db::schema::auth::idempotency_keys;
+use scoped_futures::ScopedBoxFuture;
+use uuid::Uuid;
 
-/// Where a caller's keys are kept, and as whom: a tenant's administrator
-/// in that tenant's table, a global administrator in the global one.
-pub trait Ledger: Sync {
+use super::AdminError;
+use crate::admin::Subject;
+use crate::db::schema::auth::{global_idempotency_keys, idempotency_keys};
+
+/// Where a caller's keys are kept: a tenant's administrator's in that
+/// tenant's table, a global administrator's in the global one (which only
+/// a global administrator's transaction sees).
+pub struct Ledger {
+    tenant: Option<Uuid>,
+    /// The caller as keys record it (`service:<id>`, `user:<id>`, `system`).
+    caller: String,
+}
+
+impl Ledger {
+    pub fn tenant(tenant: Uuid, caller: String) -> Self {
+        Self {
+            tenant: Some(tenant),
+            caller,
+        }
+    }
+
+    pub fn global(caller: String) -> Self {
+        Self {
+            tenant: None,
+            caller,
+        }
+    }
+
     /// Claims `key` of `operation` for this caller with the request's
     /// hash; `false` if it was claimed before. A concurrent claim waits on
     /// the first one's index entry until that transaction ends.
-    fn claim(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-        request_hash: &[u8],
-    ) -> impl Future<Output = QueryResult<bool>> + Send;
-
-    /// The hash and the answer recorded for a claimed key.
-    fn recorded(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-    ) -> impl Future<Output = QueryResult<(Vec<u8>, Option<serde_json::Value>)>> + Send;
-
-    /// Records the answer of the call that claimed the key.
-    fn answer(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-        response: serde_json::Value,
-    ) -> impl Future<Output = QueryResult<()>> + Send;
-}
-
-impl Ledger for Administrator {
     async fn claim(
         &self,
         conn: &mut AsyncPgConnection,
@@ -54,33 +51,67 @@ impl Ledger for Administrator {
         key: &str,
         request_hash: &[u8],
     ) -> QueryResult<bool> {
-        let claimed = diesel::insert_into(idempotency_keys::table)
-            .values((
-                idempotency_keys::tenant_id.eq(self.tenant_id),
-                idempotency_keys::caller.eq(self.caller_ref()),
-                idempotency_keys::operation.eq(operation),
-                idempotency_keys::key.eq(key),
-                idempotency_keys::request_hash.eq(request_hash),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
+        let caller = self.caller.as_str();
+        let claimed = match self.tenant {
+            Some(tenant) => {
+                diesel::insert_into(idempotency_keys::table)
+                    .values((
+                        idempotency_keys::tenant_id.eq(tenant),
+                        idempotency_keys::caller.eq(caller),
+                        idempotency_keys::operation.eq(operation),
+                        idempotency_keys::key.eq(key),
+                        idempotency_keys::request_hash.eq(request_hash),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?
+            }
+            None => {
+                diesel::insert_into(global_idempotency_keys::table)
+                    .values((
+                        global_idempotency_keys::caller.eq(caller),
+                        global_idempotency_keys::operation.eq(operation),
+                        global_idempotency_keys::key.eq(key),
+                        global_idempotency_keys::request_hash.eq(request_hash),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?
+            }
+        };
         Ok(claimed == 1)
     }
 
+    /// The hash and the answer recorded for a claimed key.
     async fn recorded(
         &self,
         conn: &mut AsyncPgConnection,
         operation: &'static str,
         key: &str,
     ) -> QueryResult<(Vec<u8>, Option<serde_json::Value>)> {
-        idempotency_keys::table
-            .find((self.tenant_id, self.caller_ref(), operation, key))
-            .select((idempotency_keys::request_hash, idempotency_keys::response))
-            .first(conn)
-            .await
+        let caller = self.caller.as_str();
+        match self.tenant {
+            Some(tenant) => {
+                idempotency_keys::table
+                    .find((tenant, caller, operation, key))
+                    .select((idempotency_keys::request_hash, idempotency_keys::response))
+                    .first(conn)
+                    .await
+            }
+            None => {
+                global_idempotency_keys::table
+                    .find((caller, operation, key))
+                    .select((
+                        global_idempotency_keys::request_hash,
+                        global_idempotency_keys::response,
+                    ))
+                    .first(conn)
+                    .await
+            }
+        }
     }
 
+    /// Records the answer of the call that claimed the key.
     async fn answer(
         &self,
         conn: &mut AsyncPgConnection,
@@ -88,15 +119,21 @@ impl Ledger for Administrator {
         key: &str,
         response: serde_json::Value,
     ) -> QueryResult<()> {
-        diesel::update(idempotency_keys::table.find((
-            self.tenant_id,
-            self.caller_ref(),
-            operation,
-            key,
-        )))
-        .set(idempotency_keys::response.eq(response))
-        .execute(conn)
-        .await?;
+        let caller = self.caller.as_str();
+        match self.tenant {
+            Some(tenant) => {
+                diesel::update(idempotency_keys::table.find((tenant, caller, operation, key)))
+                    .set(idempotency_keys::response.eq(response))
+                    .execute(conn)
+                    .await?
+            }
+            None => {
+                diesel::update(global_idempotency_keys::table.find((caller, operation, key)))
+                    .set(global_idempotency_keys::response.eq(response))
+                    .execute(conn)
+                    .await?
+            }
+        };
         Ok(())
     }
 }
@@ -110,12 +147,35 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// The one shape of every create, in the caller's write transaction:
+    /// the answer of the first call with this key if there was one;
+    /// otherwise `create` (the insert and its audit row), whose answer is
+    /// stored under the key.
+    pub async fn once<'a, 'c, T>(
+        &self,
+        conn: &'c mut AsyncPgConnection,
+        ledger: &Ledger,
+        create: impl for<'r> FnOnce(
+            &'r mut AsyncPgConnection,
+        ) -> ScopedBoxFuture<'a, 'r, Result<T, AdminError>>,
+    ) -> Result<T, AdminError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        if let Some(first) = self.replay(conn, ledger).await? {
+            return Ok(first);
+        }
+        let created = create(conn).await?;
+        self.store(conn, ledger, &created).await?;
+        Ok(created)
+    }
+
     /// Claims the key, or returns the answer of the call that claimed it.
     /// A key reused with a different request is refused.
-    pub async fn replay<T: DeserializeOwned>(
+    async fn replay<T: DeserializeOwned>(
         &self,
         conn: &mut AsyncPgConnection,
-        ledger: &impl Ledger,
+        ledger: &Ledger,
     ) -> Result<Option<T>, AdminError> {
         let Some(key) = self.key else {
             return Ok(None);
@@ -146,10 +206,10 @@ impl Attempt<'_> {
     }
 
     /// Stores the answer of the call that claimed the key.
-    pub async fn store<T: Serialize>(
+    async fn store<T: Serialize>(
         &self,
         conn: &mut AsyncPgConnection,
-        ledger: &impl Ledger,
+        ledger: &Ledger,
         answer: &T,
     ) -> Result<(), AdminError> {
         let Some(key) = self.key else {

@@ -85,31 +85,34 @@ pub async fn create(
                     .require_in(conn, Capability::OrgWrite, parent, Subject::Parent)
                     .await?;
             }
-            if let Some(first) = attempt.replay(conn, admin).await? {
-                return Ok(first);
-            }
-            let created: OrgNode = diesel::insert_into(org_nodes::table)
-                .values((
-                    org_nodes::tenant_id.eq(tenant),
-                    org_nodes::parent_id.eq(parent),
-                    org_nodes::node_type.eq(node_type.as_str()),
-                    org_nodes::label.eq(label.as_str()),
-                ))
-                .returning(OrgNode::as_returning())
-                .get_result(conn)
+            attempt
+                .once(conn, &admin.ledger(), |conn| {
+                    async move {
+                        let created: OrgNode = diesel::insert_into(org_nodes::table)
+                            .values((
+                                org_nodes::tenant_id.eq(tenant),
+                                org_nodes::parent_id.eq(parent),
+                                org_nodes::node_type.eq(node_type.as_str()),
+                                org_nodes::label.eq(label.as_str()),
+                            ))
+                            .returning(OrgNode::as_returning())
+                            .get_result(conn)
+                            .await
+                            .map_err(|e| tree_error(e, Subject::Parent))?;
+                        admin
+                            .record_change(
+                                conn,
+                                Change::Created.action(),
+                                ("org_node", created.id),
+                                None,
+                                &created,
+                            )
+                            .await?;
+                        Ok(created)
+                    }
+                    .scope_boxed()
+                })
                 .await
-                .map_err(|e| tree_error(e, Subject::Parent))?;
-            admin
-                .record_change(
-                    conn,
-                    Change::Created.action(),
-                    ("org_node", created.id),
-                    None,
-                    &created,
-                )
-                .await?;
-            attempt.store(conn, admin, &created).await?;
-            Ok(created)
         }
         .scope_boxed()
     })

@@ -44,34 +44,41 @@ pub async fn create(
     };
     db.write(&admin.context(), |conn| {
         async move {
-            if let Some(first) = attempt.replay(conn, admin).await? {
-                return Ok(first);
-            }
-            let id: Uuid = diesel::insert_into(roles::table)
-                .values((
-                    roles::tenant_id.eq(tenant),
-                    roles::key.eq(key.as_str()),
-                    roles::label.eq(label.as_str()),
-                ))
-                .returning(roles::id)
-                .get_result(conn)
-                .await
-                .map_err(|e| match e {
-                    DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                        AdminError::AlreadyExists(
-                            Subject::RoleKey,
-                            format!("a role {} already exists in this tenant", key.as_str()),
-                        )
+            attempt
+                .once(conn, &admin.ledger(), |conn| {
+                    async move {
+                        let id: Uuid = diesel::insert_into(roles::table)
+                            .values((
+                                roles::tenant_id.eq(tenant),
+                                roles::key.eq(key.as_str()),
+                                roles::label.eq(label.as_str()),
+                            ))
+                            .returning(roles::id)
+                            .get_result(conn)
+                            .await
+                            .map_err(|e| match e {
+                                DieselError::DatabaseError(
+                                    DatabaseErrorKind::UniqueViolation,
+                                    _,
+                                ) => AdminError::AlreadyExists(
+                                    Subject::RoleKey,
+                                    format!(
+                                        "a role {} already exists in this tenant",
+                                        key.as_str()
+                                    ),
+                                ),
+                                other => other.into(),
+                            })?;
+                        replace_capabilities(conn, tenant, id, granted).await?;
+                        let role = load(conn, id).await?;
+                        admin
+                            .record_change(conn, "role.created", ("role", role.id), None, &role)
+                            .await?;
+                        Ok(role)
                     }
-                    other => other.into(),
-                })?;
-            replace_capabilities(conn, tenant, id, granted).await?;
-            let role = load(conn, id).await?;
-            admin
-                .record_change(conn, "role.created", ("role", role.id), None, &role)
-                .await?;
-            attempt.store(conn, admin, &role).await?;
-            Ok(role)
+                    .scope_boxed()
+                })
+                .await
         }
         .scope_boxed()
     })

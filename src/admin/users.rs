@@ -74,16 +74,19 @@ pub async fn create(
     let (new, hash) = (&new, hash.as_deref());
     db.write(&admin.context(), |conn| {
         async move {
-            if let Some(first) = attempt.replay(conn, admin).await? {
-                return Ok(first);
-            }
-            let id = Uuid::new_v4();
-            insert_user(conn, id, new, hash, admin.actor(), admin.request_id())
+            attempt
+                .once(conn, &admin.ledger(), |conn| {
+                    async move {
+                        let id = Uuid::new_v4();
+                        insert_user(conn, id, new, hash, admin.actor(), admin.request_id())
+                            .await
+                            .map_err(login_taken)?;
+                        let user = load(conn, id).await?;
+                        Ok(user)
+                    }
+                    .scope_boxed()
+                })
                 .await
-                .map_err(login_taken)?;
-            let user = load(conn, id).await?;
-            attempt.store(conn, admin, &user).await?;
-            Ok(user)
         }
         .scope_boxed()
     })

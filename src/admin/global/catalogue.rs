@@ -45,25 +45,28 @@ pub async fn create_capability(
     };
     db.write(&admin.context(), |conn| {
         async move {
-            if let Some(first) = attempt.replay(conn, admin).await? {
-                return Ok(first);
-            }
-            let capability: Capability = diesel::insert_into(capabilities::table)
-                .values((
-                    capabilities::key.eq(key.as_str()),
-                    capabilities::description.eq(description),
-                ))
-                .returning(Capability::as_returning())
-                .get_result(conn)
+            attempt
+                .once(conn, &admin.ledger(), |conn| {
+                    async move {
+                        let capability: Capability = diesel::insert_into(capabilities::table)
+                            .values((
+                                capabilities::key.eq(key.as_str()),
+                                capabilities::description.eq(description),
+                            ))
+                            .returning(Capability::as_returning())
+                            .get_result(conn)
+                            .await
+                            .map_err(|e| exists(e, Subject::Capability, "this capability"))?;
+                        let entity = ("capability", capability.id);
+                        admin
+                            .author(None)
+                            .record_change(conn, "capability.created", entity, None, &capability)
+                            .await?;
+                        Ok(capability)
+                    }
+                    .scope_boxed()
+                })
                 .await
-                .map_err(|e| exists(e, Subject::Capability, "this capability"))?;
-            let entity = ("capability", capability.id);
-            admin
-                .author(None)
-                .record_change(conn, "capability.created", entity, None, &capability)
-                .await?;
-            attempt.store(conn, admin, &capability).await?;
-            Ok(capability)
         }
         .scope_boxed()
     })

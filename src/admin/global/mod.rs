@@ -9,9 +9,7 @@ pub use crate::names::TenantSlug;
 pub use catalogue::{Capability, create_capability, list_capabilities};
 pub use tenants::{Tenant, TenantChange, change_tenant, create_tenant};
 
-use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::AdminError;
@@ -20,7 +18,6 @@ use super::idempotency::Ledger;
 use crate::admin::Subject;
 use crate::audit::Actor;
 use crate::db::RlsContext;
-use crate::db::schema::auth::global_idempotency_keys;
 use crate::tokens::Principal;
 
 /// A service bound to no tenant, or operator tooling, acting on global rows.
@@ -62,12 +59,12 @@ impl GlobalAdministrator {
         }
     }
 
-    /// The caller as idempotency keys record it (`service:<id>`).
-    pub(super) fn caller_ref(&self) -> String {
-        match self.service_id {
+    /// Where this caller's idempotency keys are kept (as `service:<id>`).
+    pub(super) fn ledger(&self) -> Ledger {
+        Ledger::global(match self.service_id {
             Some(service) => format!("service:{service}"),
             None => "system".to_owned(),
-        }
+        })
     }
 
     fn context(&self) -> RlsContext {
@@ -95,59 +92,5 @@ fn exists(error: DieselError, subject: Subject, what: &str) -> AdminError {
             AdminError::AlreadyExists(subject, format!("{what} already exists"))
         }
         other => other.into(),
-    }
-}
-
-/// A global administrator's keys live in the global table, which only a
-/// global administrator's transaction sees.
-impl Ledger for GlobalAdministrator {
-    async fn claim(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-        request_hash: &[u8],
-    ) -> QueryResult<bool> {
-        let claimed = diesel::insert_into(global_idempotency_keys::table)
-            .values((
-                global_idempotency_keys::caller.eq(self.caller_ref()),
-                global_idempotency_keys::operation.eq(operation),
-                global_idempotency_keys::key.eq(key),
-                global_idempotency_keys::request_hash.eq(request_hash),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        Ok(claimed == 1)
-    }
-
-    async fn recorded(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-    ) -> QueryResult<(Vec<u8>, Option<serde_json::Value>)> {
-        global_idempotency_keys::table
-            .find((self.caller_ref(), operation, key))
-            .select((
-                global_idempotency_keys::request_hash,
-                global_idempotency_keys::response,
-            ))
-            .first(conn)
-            .await
-    }
-
-    async fn answer(
-        &self,
-        conn: &mut AsyncPgConnection,
-        operation: &'static str,
-        key: &str,
-        response: serde_json::Value,
-    ) -> QueryResult<()> {
-        diesel::update(global_idempotency_keys::table.find((self.caller_ref(), operation, key)))
-            .set(global_idempotency_keys::response.eq(response))
-            .execute(conn)
-            .await?;
-        Ok(())
     }
 }

@@ -42,25 +42,30 @@ pub async fn create_tenant(
     };
     db.write(&admin.context(), |conn| {
         async move {
-            if let Some(first) = attempt.replay(conn, admin).await? {
-                return Ok(first);
-            }
-            let tenant: Tenant = diesel::insert_into(tenants::table)
-                .values((
-                    tenants::slug.eq(slug.as_str()),
-                    tenants::name.eq(name.as_str()),
-                ))
-                .returning(Tenant::as_returning())
-                .get_result(conn)
+            attempt
+                .once(conn, &admin.ledger(), |conn| {
+                    async move {
+                        let tenant: Tenant = diesel::insert_into(tenants::table)
+                            .values((
+                                tenants::slug.eq(slug.as_str()),
+                                tenants::name.eq(name.as_str()),
+                            ))
+                            .returning(Tenant::as_returning())
+                            .get_result(conn)
+                            .await
+                            .map_err(|e| {
+                                exists(e, Subject::TenantSlug, "a tenant with this slug")
+                            })?;
+                        let entity = ("tenant", tenant.id);
+                        admin
+                            .author(Some(tenant.id))
+                            .record_change(conn, "tenant.created", entity, None, &tenant)
+                            .await?;
+                        Ok(tenant)
+                    }
+                    .scope_boxed()
+                })
                 .await
-                .map_err(|e| exists(e, Subject::TenantSlug, "a tenant with this slug"))?;
-            let entity = ("tenant", tenant.id);
-            admin
-                .author(Some(tenant.id))
-                .record_change(conn, "tenant.created", entity, None, &tenant)
-                .await?;
-            attempt.store(conn, admin, &tenant).await?;
-            Ok(tenant)
         }
         .scope_boxed()
     })

@@ -103,7 +103,7 @@ pub async fn create(
     let id = Uuid::new_v4();
     let token = secrets::generate(SecretKind::InviteToken, id);
     let token_hash = &token.hash;
-    let issued = db
+    let invitation = db
         .write(&admin.context(), |conn| {
             async move {
                 let node = new.org_node_id;
@@ -113,50 +113,55 @@ pub async fn create(
                 admin
                     .require_role_within_own(conn, new.role_id, node)
                     .await?;
-                if let Some(first) = attempt.replay(conn, admin).await? {
-                    return Ok((first, false));
-                }
-                if login_in_use(conn, &new.destination).await? {
-                    return Err(AdminError::AlreadyExists(
-                        Subject::login(&new.destination),
-                        format!(
-                            "{} is already the login of a user in this tenant",
-                            new.destination
-                        ),
-                    ));
-                }
-                let created: Invitation = diesel::insert_into(invitations::table)
-                    .values((
-                        invitations::id.eq(id),
-                        invitations::tenant_id.eq(tenant),
-                        invitations::destination_kind.eq(new.destination.kind()),
-                        invitations::destination.eq(new.destination.value()),
-                        invitations::role_id.eq(new.role_id),
-                        invitations::org_node_id.eq(new.org_node_id),
-                        invitations::token_hash.eq(token_hash),
-                        invitations::created_at.eq(now),
-                        invitations::expires_at.eq(expires_at),
-                    ))
-                    .returning(Invitation::as_returning())
-                    .get_result(conn)
+                attempt
+                    .once(conn, &admin.ledger(), |conn| {
+                        async move {
+                            if login_in_use(conn, &new.destination).await? {
+                                return Err(AdminError::AlreadyExists(
+                                    Subject::login(&new.destination),
+                                    format!(
+                                        "{} is already the login of a user in this tenant",
+                                        new.destination
+                                    ),
+                                ));
+                            }
+                            let created: Invitation = diesel::insert_into(invitations::table)
+                                .values((
+                                    invitations::id.eq(id),
+                                    invitations::tenant_id.eq(tenant),
+                                    invitations::destination_kind.eq(new.destination.kind()),
+                                    invitations::destination.eq(new.destination.value()),
+                                    invitations::role_id.eq(new.role_id),
+                                    invitations::org_node_id.eq(new.org_node_id),
+                                    invitations::token_hash.eq(token_hash),
+                                    invitations::created_at.eq(now),
+                                    invitations::expires_at.eq(expires_at),
+                                ))
+                                .returning(Invitation::as_returning())
+                                .get_result(conn)
+                                .await
+                                .map_err(missing_reference)?;
+                            admin
+                                .record_change(
+                                    conn,
+                                    "invitation.created",
+                                    ("invitation", id),
+                                    None,
+                                    &created,
+                                )
+                                .await?;
+                            Ok(created)
+                        }
+                        .scope_boxed()
+                    })
                     .await
-                    .map_err(missing_reference)?;
-                admin
-                    .record_change(
-                        conn,
-                        "invitation.created",
-                        ("invitation", id),
-                        None,
-                        &created,
-                    )
-                    .await?;
-                attempt.store(conn, admin, &created).await?;
-                Ok((created, true))
             }
             .scope_boxed()
         })
         .await?;
-    let (invitation, fresh) = issued;
+    // A repeat gets the first call's invitation, and no token: it was
+    // shown to the first caller only.
+    let fresh = invitation.id == id;
     Ok(Issued {
         invitation,
         token: fresh.then_some(token.shown_once),
