@@ -9,6 +9,7 @@ use super::idempotency::Ledger;
 use super::{AdminError, Subject};
 use crate::audit::Actor;
 use crate::db::RlsContext;
+use crate::names::TenantId;
 use crate::tokens::Principal;
 
 /// Someone acting in one tenant. The transport's rule table has already
@@ -37,10 +38,11 @@ impl Administrator {
     /// the answer for a node of another tenant is the answer for no node.
     pub fn in_tenant(
         principal: Principal,
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         request_id: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Self, AdminError> {
+        let tenant_id = tenant_id.get();
         if !principal.may_act_in(tenant_id) {
             return Err(AdminError::NotFound(Subject::Tenant));
         }
@@ -53,10 +55,10 @@ impl Administrator {
     }
     /// Operator tooling (the CLI) in `tenant_id`. Never built from a
     /// network request.
-    pub fn operator(tenant_id: Uuid, now: DateTime<Utc>) -> Self {
+    pub fn operator(tenant_id: TenantId, now: DateTime<Utc>) -> Self {
         Self {
             acting: Acting::Operator,
-            tenant_id,
+            tenant_id: tenant_id.get(),
             request_id: None,
             now,
         }

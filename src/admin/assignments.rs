@@ -15,6 +15,7 @@ use super::{AdminError, Administrator, Capability, Placed};
 use crate::admin::Subject;
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
+use crate::names::{OrgNodeId, UserId};
 
 #[derive(
     Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
@@ -31,17 +32,17 @@ pub struct Assignment {
 }
 
 pub struct NewAssignment {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub role_id: Uuid,
-    pub org_node_id: Uuid,
+    pub org_node_id: OrgNodeId,
     pub start_utc: Option<DateTime<Utc>>,
     pub end_utc: Option<DateTime<Utc>>,
 }
 
 /// Which assignments to list.
 pub enum Holder {
-    User(Uuid),
-    Node(Uuid),
+    User(UserId),
+    Node(OrgNodeId),
 }
 
 /// Assigns a role; with an idempotency key, a repeat of the same request

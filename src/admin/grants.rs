@@ -14,6 +14,7 @@ use super::{AdminError, Administrator, Capability, Placed};
 use crate::admin::Subject;
 use crate::db::Db;
 use crate::db::schema::auth::visibility_grants;
+use crate::names::{OrgNodeId, UserId};
 
 #[derive(
     Clone, Debug, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
@@ -31,8 +32,8 @@ pub struct VisibilityGrant {
 }
 
 pub struct NewGrant {
-    pub user_id: Uuid,
-    pub org_node_id: Uuid,
+    pub user_id: UserId,
+    pub org_node_id: OrgNodeId,
     pub scope: &'static str,
     pub start_utc: Option<DateTime<Utc>>,
     pub end_utc: Option<DateTime<Utc>>,

@@ -6,6 +6,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use crate::names::{OrgNodeId, UserId};
+
 use super::{AdminError, Administrator};
 use crate::admin::Subject;
 use crate::db::Db;
@@ -66,7 +68,7 @@ impl Administrator {
         &self,
         db: &Db,
         capability: Capability,
-        node: Uuid,
+        node: OrgNodeId,
         subject: Subject,
     ) -> Result<(), AdminError> {
         if self.user().is_none() {
@@ -87,7 +89,7 @@ impl Administrator {
         &self,
         conn: &mut AsyncPgConnection,
         capability: Capability,
-        node: Uuid,
+        node: OrgNodeId,
         subject: Subject,
     ) -> Result<(), AdminError> {
         let Some(user) = self.user() else {
@@ -110,7 +112,7 @@ impl Administrator {
         &self,
         conn: &mut AsyncPgConnection,
         role: Uuid,
-        node: Uuid,
+        node: OrgNodeId,
     ) -> Result<(), AdminError> {
         let Some(user) = self.user() else {
             return Ok(());
@@ -141,8 +143,8 @@ impl Administrator {
     pub(super) async fn require_move_within_own(
         &self,
         conn: &mut AsyncPgConnection,
-        node: Uuid,
-        new_parent: Uuid,
+        node: OrgNodeId,
+        new_parent: OrgNodeId,
     ) -> Result<(), AdminError> {
         let Some(user) = self.user() else {
             return Ok(());
@@ -217,7 +219,7 @@ impl Administrator {
         }
         .optional()?
         .ok_or(AdminError::NotFound(placed.subject()))?;
-        self.require_in(conn, capability, node, placed.subject())
+        self.require_in(conn, capability, node.into(), placed.subject())
             .await
     }
     /// Whether the caller may list what `holder` holds: at a node, the
@@ -236,9 +238,9 @@ impl Administrator {
     }
     /// A user may ask about themselves only; a service about anyone in its
     /// tenant.
-    fn require_self_or_service(&self, user: Uuid) -> Result<(), AdminError> {
+    fn require_self_or_service(&self, user: UserId) -> Result<(), AdminError> {
         match self.user() {
-            Some(me) if me.user_id != user => Err(AdminError::Forbidden(
+            Some(me) if user != me.user_id => Err(AdminError::Forbidden(
                 Some(Subject::User),
                 "a user may list only their own assignments".into(),
             )),
@@ -249,7 +251,7 @@ impl Administrator {
     /// is held at a node, so a user names the node to list at.
     pub(super) fn require_node_for_users(
         &self,
-        node: Option<Uuid>,
+        node: Option<OrgNodeId>,
         subject: Subject,
     ) -> Result<(), AdminError> {
         match (self.user(), node) {
@@ -292,7 +294,7 @@ async fn administered(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     capabilities: &[String],
-    node: Uuid,
+    node: OrgNodeId,
 ) -> Result<Vec<(i32, String)>, AdminError> {
     let nodes = vec![node; capabilities.len()];
     let rows: Vec<Answer> =
@@ -310,7 +312,7 @@ async fn first_not_held(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     capabilities: Vec<String>,
-    node: Uuid,
+    node: OrgNodeId,
 ) -> Result<Option<String>, AdminError> {
     if capabilities.is_empty() {
         return Ok(None);

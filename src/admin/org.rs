@@ -14,6 +14,7 @@ use super::{AdminError, Administrator, Capability, Label, NodeType};
 use crate::admin::Subject;
 use crate::db::Db;
 use crate::db::schema::auth::{org_node_paths, org_nodes};
+use crate::names::OrgNodeId;
 
 /// Most nodes `subtree` returns when asked for no limit.
 pub const DEFAULT_SUBTREE_NODES: u32 = 1000;
@@ -64,7 +65,7 @@ impl Change {
 pub async fn create(
     db: &Db,
     admin: &Administrator,
-    parent: Option<Uuid>,
+    parent: Option<OrgNodeId>,
     node_type: &NodeType,
     label: &Label,
     key: Option<&IdempotencyKey>,
@@ -122,7 +123,7 @@ pub async fn create(
 pub async fn rename(
     db: &Db,
     admin: &Administrator,
-    node: Uuid,
+    node: OrgNodeId,
     label: &Label,
 ) -> Result<OrgNode, AdminError> {
     change(db, admin, node, Change::Renamed, Update::Label(label)).await
@@ -131,8 +132,8 @@ pub async fn rename(
 pub async fn move_under(
     db: &Db,
     admin: &Administrator,
-    node: Uuid,
-    new_parent: Uuid,
+    node: OrgNodeId,
+    new_parent: OrgNodeId,
 ) -> Result<OrgNode, AdminError> {
     change(db, admin, node, Change::Moved, Update::Parent(new_parent)).await
 }
@@ -142,7 +143,7 @@ pub async fn move_under(
 pub async fn set_active(
     db: &Db,
     admin: &Administrator,
-    node: Uuid,
+    node: OrgNodeId,
     active: bool,
 ) -> Result<OrgNode, AdminError> {
     let (status, kind) = if active {
@@ -158,7 +159,7 @@ pub async fn set_active(
 pub async fn subtree(
     db: &Db,
     admin: &Administrator,
-    node: Uuid,
+    node: OrgNodeId,
     max_nodes: u32,
 ) -> Result<(Vec<OrgNode>, bool), AdminError> {
     admin
@@ -190,7 +191,7 @@ pub async fn subtree(
 /// What a change sets.
 enum Update<'a> {
     Label(&'a Label),
-    Parent(Uuid),
+    Parent(OrgNodeId),
     Status(&'static str),
 }
 
@@ -202,7 +203,7 @@ enum Update<'a> {
 async fn change(
     db: &Db,
     admin: &Administrator,
-    node: Uuid,
+    node: OrgNodeId,
     kind: Change,
     update: Update<'_>,
 ) -> Result<OrgNode, AdminError> {
@@ -228,7 +229,7 @@ async fn change(
                 .ok_or(AdminError::NotFound(Subject::OrgNode))?;
             let unchanged = match &update {
                 Update::Label(label) => before.label == label.as_str(),
-                Update::Parent(parent) => before.parent_id == Some(*parent),
+                Update::Parent(parent) => before.parent_id == Some(parent.get()),
                 Update::Status(status) => before.status == *status,
             };
             if unchanged {
@@ -262,7 +263,7 @@ async fn change(
                 .record_change(
                     conn,
                     kind.action(),
-                    ("org_node", node),
+                    ("org_node", node.get()),
                     Some(&before),
                     &after,
                 )

@@ -15,6 +15,7 @@ use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
 use crate::db::Db;
 use crate::db::schema::auth::{user_identities, users};
+use crate::names::UserId;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -121,10 +122,11 @@ pub(super) fn login_taken(error: AuthnError) -> AdminError {
 pub async fn set_active(
     db: &Db,
     admin: &Administrator,
-    user: Uuid,
+    user: UserId,
     active: bool,
     access_lifetime: std::time::Duration,
 ) -> Result<User, AdminError> {
+    let user = user.get();
     let (status, action) = if active {
         ("active", "user.reactivated")
     } else {

@@ -17,6 +17,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::db::DbError;
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
 use crate::names::Login;
+use crate::names::TenantId;
 
 /// What the first transaction of a password login finds.
 struct Candidate {
@@ -80,13 +81,14 @@ impl From<diesel::result::Error> for Refused {
 impl Authenticator {
     pub async fn authenticate_password(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         login: &Login,
         password: &SecretString,
         client: &ClientInfo,
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
+        let tenant = tenant.get();
         let ctx = client.context(tenant, request_id);
         let policy = &self.settings.throttle;
         // The attempt is counted before the hash is checked, in a
@@ -238,13 +240,14 @@ impl Authenticator {
 
     pub async fn authenticate_otp(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         destination: &Login,
         code: &SecretString,
         client: &ClientInfo,
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
+        let tenant = tenant.get();
         let ctx = client.context(tenant, request_id);
         let (settings, tokens) = (&self.settings, &self.tokens);
         let policy = &settings.throttle;

@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::names::Login;
+use crate::names::TenantId;
 
 use super::throttle::{self, Reservation};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
@@ -157,7 +158,7 @@ impl Authenticator {
     #[allow(clippy::too_many_arguments)]
     pub async fn request_otp(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         destination: &Login,
         channel: Channel,
         purpose: Purpose,
@@ -165,6 +166,7 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<OtpIssued, AuthnError> {
+        let tenant = tenant.get();
         let otp_id = Uuid::new_v4();
         let expires_at =
             now + chrono::Duration::from_std(self.settings.otp_lifetime).unwrap_or_default();

@@ -8,7 +8,6 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::otp::{CodeUse, Spend, consume};
 use super::sessions;
@@ -18,6 +17,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::user_identities as ui;
 use crate::names::Login;
 use crate::names::NewPassword;
+use crate::names::TenantId;
 
 impl Authenticator {
     /// `ResetPassword`: consumes a `reset_password` code, sets the new
@@ -27,7 +27,7 @@ impl Authenticator {
     #[allow(clippy::too_many_arguments)]
     pub async fn reset_password(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         destination: &Login,
         code: &SecretString,
         new_password: &NewPassword,
@@ -35,6 +35,7 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), AuthnError> {
+        let tenant = tenant.get();
         let ctx = client.context(tenant, request_id);
         let settings = &self.settings;
         let policy = &settings.throttle;

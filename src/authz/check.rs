@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::queries::{BatchQuery, Checks, Explanations};
 use super::{AuthzError, CapabilityKey, Subject};
 use crate::db::Db;
+use crate::names::OrgNodeId;
 
 /// Why a check answered as it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,7 +56,7 @@ impl Reason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
     pub capability: CapabilityKey,
-    pub org_node_id: Uuid,
+    pub org_node_id: OrgNodeId,
 }
 
 /// An assignment that allows a check.
@@ -96,7 +97,7 @@ pub async fn check(
         return Ok(Vec::new());
     }
     let capabilities: Vec<String> = checks.iter().map(|c| c.capability.to_string()).collect();
-    let nodes: Vec<Uuid> = checks.iter().map(|c| c.org_node_id).collect();
+    let nodes: Vec<Uuid> = checks.iter().map(|c| c.org_node_id.get()).collect();
     let ctx = subject.rls_context(request_id);
     if !explain {
         // The hot path: one statement, pipelined behind BEGIN and the context.
@@ -104,7 +105,7 @@ pub async fn check(
             .read_pipelined(&ctx, move |conn| {
                 let mut conn = conn;
                 async move {
-                    BatchQuery::<Checks>::new(subject.user_id, &capabilities, &nodes)
+                    BatchQuery::<Checks>::new(subject.user_id.get(), &capabilities, &nodes)
                         .load(&mut conn)
                         .await
                 }
@@ -117,13 +118,13 @@ pub async fn check(
     db.read(&ctx, |conn| {
         async move {
             let rows: Vec<(i32, String)> =
-                BatchQuery::<Checks>::new(subject.user_id, capabilities, nodes)
+                BatchQuery::<Checks>::new(subject.user_id.get(), capabilities, nodes)
                     .load(conn)
                     .await?;
             let mut decisions = decisions_in_order(rows, checks.len())?;
             if decisions.iter().any(Decision::allowed) {
                 let rows: Vec<(i32, Uuid, Uuid, String, Uuid, i32)> =
-                    BatchQuery::<Explanations>::new(subject.user_id, capabilities, nodes)
+                    BatchQuery::<Explanations>::new(subject.user_id.get(), capabilities, nodes)
                         .load(conn)
                         .await?;
                 for (ordinal, assignment_id, role_id, role_label, org_node_id, depth) in rows {

@@ -16,6 +16,7 @@ use crate::db::schema::auth::{
     org_assignments as oa, org_nodes as n, roles as r, tenants as t, users as u,
     visibility_grants as vg,
 };
+use crate::names::OrgNodeId;
 use crate::tokens::KeyRing;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -77,7 +78,7 @@ pub struct VisibleNode {
 pub struct ListingQuery {
     pub scope: Scope,
     pub node_type: Option<String>,
-    pub under: Option<Uuid>,
+    pub under: Option<OrgNodeId>,
     /// 1 to [`MAX_PAGE_SIZE`].
     pub page_size: u32,
     pub page_token: Option<String>,
@@ -97,10 +98,13 @@ impl ListingQuery {
             Scope::Read => b"read".as_slice(),
             Scope::Analyze => b"analyze".as_slice(),
         };
-        let under = self.under.map(|id| *id.as_bytes()).unwrap_or_default();
+        let under = self
+            .under
+            .map(|id| *id.get().as_bytes())
+            .unwrap_or_default();
         page_token::binding(&[
-            subject.tenant_id.as_bytes(),
-            subject.user_id.as_bytes(),
+            subject.tenant_id.get().as_bytes(),
+            subject.user_id.get().as_bytes(),
             scope,
             self.node_type.as_deref().unwrap_or_default().as_bytes(),
             &under,
@@ -148,8 +152,8 @@ pub async fn list_visible(
                 };
                 let (active, assignments, grants, inactive, ()) = futures_util::future::try_join5(
                     subject_is_active(c, subject),
-                    assignments(c, subject.user_id),
-                    grants(c, subject.user_id, query.scope),
+                    assignments(c, subject.user_id.get()),
+                    grants(c, subject.user_id.get(), query.scope),
                     inactive,
                     plan,
                 )
@@ -172,7 +176,7 @@ pub async fn list_visible(
                     inactive: &inactive,
                     after: after.unwrap_or(Uuid::nil()),
                     node_type: query.node_type.as_deref(),
-                    under: query.under,
+                    under: query.under.map(OrgNodeId::get),
                     limit: page_size as i32 + 1,
                 }
                 .load(conn)

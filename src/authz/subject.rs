@@ -1,23 +1,23 @@
 //! Whose permissions a call is about, and whether the caller may ask.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::AuthzError;
 use crate::db::RlsContext;
+use crate::names::{TenantId, UserId};
 use crate::tokens::{Principal, TokenError, Tokens};
 
 /// A user, in their tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Subject {
-    pub tenant_id: Uuid,
-    pub user_id: Uuid,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
 }
 
 impl Subject {
     /// The transaction context of a call about this subject.
     pub fn rls_context(&self, request_id: Option<&str>) -> RlsContext {
-        let ctx = RlsContext::tenant(self.tenant_id).with_user(self.user_id);
+        let ctx = RlsContext::tenant(self.tenant_id.get()).with_user(self.user_id.get());
         ctx.with_request_id(request_id)
     }
 }
@@ -42,8 +42,8 @@ pub fn resolve_subject(
         SubjectRef::AccessToken(token) => match tokens.verify(token, now) {
             Ok(verified) => match verified.principal {
                 Principal::User(user) => Subject {
-                    tenant_id: user.tenant_id,
-                    user_id: user.user_id,
+                    tenant_id: user.tenant_id.into(),
+                    user_id: user.user_id.into(),
                 },
                 Principal::Service(_) => return Err(AuthzError::InvalidSubjectToken),
             },
@@ -53,13 +53,13 @@ pub fn resolve_subject(
     };
     match caller {
         Principal::User(user)
-            if user.user_id != subject.user_id || user.tenant_id != subject.tenant_id =>
+            if subject.user_id != user.user_id || subject.tenant_id != user.tenant_id =>
         {
             Err(AuthzError::Forbidden(
                 "a user token may ask about its own user only".into(),
             ))
         }
-        Principal::Service(_) if !caller.may_act_in(subject.tenant_id) => Err(
+        Principal::Service(_) if !caller.may_act_in(subject.tenant_id.get()) => Err(
             AuthzError::Forbidden("this service may not act in the subject's tenant".into()),
         ),
         _ => Ok(subject),

@@ -17,6 +17,7 @@ use crate::authn::users::{self, NewUser};
 use crate::authn::{Email, Login, Phone};
 use crate::authz::CapabilityKey;
 use crate::names::NewPassword;
+use crate::names::{OrgNodeId, TenantId, UserId};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -37,10 +38,10 @@ pub enum OrgCommand {
     /// Add a node (prints its id).
     Add {
         #[arg(long)]
-        tenant: uuid::Uuid,
+        tenant: TenantId,
         /// The parent node; none for a new root.
         #[arg(long)]
-        parent: Option<uuid::Uuid>,
+        parent: Option<OrgNodeId>,
         /// Lowercase letters, digits and _, e.g. site.
         #[arg(long = "type")]
         node_type: String,
@@ -56,7 +57,7 @@ pub enum RoleCommand {
     /// Create a role with its capabilities (prints its id).
     Create {
         #[arg(long)]
-        tenant: uuid::Uuid,
+        tenant: TenantId,
         #[arg(long)]
         key: String,
         #[arg(long)]
@@ -72,13 +73,13 @@ pub enum RoleCommand {
 #[derive(Debug, Args)]
 pub struct AssignArgs {
     #[arg(long)]
-    pub tenant: uuid::Uuid,
+    pub tenant: TenantId,
     #[arg(long)]
-    pub user: uuid::Uuid,
+    pub user: UserId,
     #[arg(long)]
     pub role: uuid::Uuid,
     #[arg(long)]
-    pub node: uuid::Uuid,
+    pub node: OrgNodeId,
     /// Start, RFC 3339 (default: now).
     #[arg(long)]
     pub from: Option<humantime::Timestamp>,
@@ -92,7 +93,7 @@ pub struct AssignArgs {
 #[derive(Debug, Args)]
 pub struct InviteArgs {
     #[arg(long)]
-    pub tenant: uuid::Uuid,
+    pub tenant: TenantId,
     /// The invitee's email (or --phone).
     #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
     pub email: Option<String>,
@@ -102,7 +103,7 @@ pub struct InviteArgs {
     #[arg(long)]
     pub role: uuid::Uuid,
     #[arg(long)]
-    pub node: uuid::Uuid,
+    pub node: OrgNodeId,
     /// How long the token may be accepted, e.g. 7d or 36h (at most 30d).
     #[arg(long, default_value = "7d")]
     pub expires_in: humantime::Duration,
@@ -116,7 +117,7 @@ pub enum UserCommand {
     /// standard input (or asked for twice on a terminal), never an argument.
     Create {
         #[arg(long)]
-        tenant: uuid::Uuid,
+        tenant: TenantId,
         #[arg(long)]
         display_name: String,
         #[arg(long)]
@@ -135,7 +136,7 @@ pub enum UserCommand {
     /// (read from standard input, or asked for twice on a terminal).
     SetPassword {
         #[arg(long)]
-        tenant: uuid::Uuid,
+        tenant: TenantId,
         #[arg(long)]
         email: Option<String>,
         #[arg(long)]
@@ -269,7 +270,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             database: args,
         } => {
             let new = NewUser {
-                tenant_id: tenant,
+                tenant_id: tenant.get(),
                 display_name,
                 logins: logins(email.as_deref(), phone.as_deref())?,
                 password: if with_password {
@@ -293,7 +294,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             users::set_password(
                 &database(&args)?,
                 &hashing.passwords()?,
-                tenant,
+                tenant.get(),
                 &login,
                 &password,
                 false,

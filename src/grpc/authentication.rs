@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
 use super::fields::{
-    code_field, destination_field, new_password_field, parse_uuid, password_field,
+    code_field, destination_field, new_password_field, parse_id, parse_uuid, password_field,
     refresh_token_field, token_field,
 };
 use super::request::{caller, client_address, invalid, request_id, timestamp};
@@ -68,7 +68,7 @@ impl Authentication for AuthenticationService {
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         let (client, request_id) = (self.client(&request), request_id(&request));
         let body = request.into_inner();
-        let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
+        let tenant = parse_id("tenant_id", &body.tenant_id)?;
         let now = Utc::now();
         let tokens = match body.method {
             Some(pb::authenticate_request::Method::Password(credentials)) => {
@@ -119,7 +119,7 @@ impl Authentication for AuthenticationService {
         let request_id = request_id(&request);
         let client = self.client(&request);
         let body = request.into_inner();
-        let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
+        let tenant = parse_id("tenant_id", &body.tenant_id)?;
         let destination = destination_field("destination", &body.destination)?;
         let channel = match body.channel() {
             pb::OtpChannel::Unspecified => return Err(invalid("channel", "is required")),
@@ -208,7 +208,7 @@ impl Authentication for AuthenticationService {
         let request_id = request_id(&request);
         let client = self.client(&request);
         let body = request.into_inner();
-        let tenant = parse_uuid("tenant_id", &body.tenant_id)?;
+        let tenant = parse_id("tenant_id", &body.tenant_id)?;
         let destination = destination_field("destination", &body.destination)?;
         let code = code_field("code", &body.code)?;
         let password = new_password_field("new_password", &body.new_password)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 
-use super::fields::{parse_uuid, token_field};
+use super::fields::{parse_id, token_field};
 use super::request::{caller, invalid, request_id};
 use crate::admin::NodeType;
 use crate::authz::{self, CapabilityKey, Check, Decision, ListingQuery, Reason, Scope, SubjectRef};
@@ -54,8 +54,8 @@ fn parse_subject(subject: Option<&pb::Subject>) -> Result<SubjectRef<'_>, Status
             token,
         )?)),
         Some(pb::subject::Kind::User(user)) => Ok(SubjectRef::User(authz::Subject {
-            tenant_id: parse_uuid("subject.user.tenant_id", &user.tenant_id)?,
-            user_id: parse_uuid("subject.user.user_id", &user.user_id)?,
+            tenant_id: parse_id("subject.user.tenant_id", &user.tenant_id)?,
+            user_id: parse_id("subject.user.user_id", &user.user_id)?,
         })),
     }
 }
@@ -64,7 +64,7 @@ fn parse_check(prefix: &str, capability: &str, org_node_id: &str) -> Result<Chec
     Ok(Check {
         capability: CapabilityKey::parse(capability)
             .map_err(|e| invalid(&format!("{prefix}capability"), e))?,
-        org_node_id: parse_uuid(&format!("{prefix}org_node_id"), org_node_id)?,
+        org_node_id: parse_id(&format!("{prefix}org_node_id"), org_node_id)?,
     })
 }
 
@@ -212,7 +212,7 @@ impl Authorization for AuthorizationService {
         };
         let under = match body.under_org_node_id.as_str() {
             "" => None,
-            value => Some(parse_uuid("under_org_node_id", value)?),
+            value => Some(parse_id("under_org_node_id", value)?),
         };
         let page_size = match body.page_size {
             0 => authz::DEFAULT_PAGE_SIZE,

@@ -17,6 +17,14 @@ pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Status> {
     Uuid::try_parse(value).map_err(|_| invalid(field, "must be a UUID"))
 }
 
+/// A required id of one kind (`TenantId`, `OrgNodeId`, `UserId`).
+pub fn parse_id<T>(field: &str, value: &str) -> Result<T, Status>
+where
+    T: std::str::FromStr<Err = crate::names::NameError>,
+{
+    value.parse().map_err(|e| invalid(field, e))
+}
+
 /// A required token field, refused before any parsing when oversized.
 pub fn token_field<'a>(field: &str, token: &'a str) -> Result<&'a str, Status> {
     use crate::tokens::MAX_TOKEN_LEN;

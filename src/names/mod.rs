@@ -4,6 +4,7 @@
 
 mod capability;
 mod idempotency;
+mod ids;
 mod login;
 mod org;
 mod password;
@@ -11,6 +12,7 @@ mod service;
 
 pub use capability::{CapabilityKey, Permission};
 pub use idempotency::IdempotencyKey;
+pub use ids::{OrgNodeId, TenantId, UserId};
 pub use login::{Email, Login, Phone};
 pub use org::{Label, NodeType, RoleKey, TenantSlug};
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, NewPassword};

@@ -359,8 +359,8 @@ fn the_service_agrees_with_a_reference_evaluator() {
                 let foreign_node = Uuid::new_v4();
                 for (u, &user_id) in loaded.users.iter().enumerate() {
                     let subject = Subject {
-                        tenant_id: loaded.tenant,
-                        user_id,
+                        tenant_id: loaded.tenant.into(),
+                        user_id: user_id.into(),
                     };
                     // Every capability (and an unknown one) at every node (and an unknown one).
                     let mut checks = Vec::new();
@@ -374,7 +374,7 @@ fn the_service_agrees_with_a_reference_evaluator() {
                         for node in nodes {
                             checks.push(Check {
                                 capability: CapabilityKey::parse(&key).unwrap(),
-                                org_node_id: node.map_or(foreign_node, |n| loaded.nodes[n]),
+                                org_node_id: node.map_or(foreign_node, |n| loaded.nodes[n]).into(),
                             });
                             expected.push(expected_reason(&world, u, capability, node));
                         }

@@ -142,10 +142,10 @@ fn no_secret_or_token_reaches_the_logs() {
             let invited = NewInvitation {
                 destination: Login::Email(Email::parse("invited@example.test").unwrap()),
                 role_id: world.role,
-                org_node_id: world.child,
+                org_node_id: world.child.into(),
                 expires_at: None,
             };
-            let admin = Administrator::operator(world.tenant, chrono::Utc::now());
+            let admin = Administrator::operator(world.tenant.into(), chrono::Utc::now());
             let issued = invitations::create(&test.db(), &admin, &invited, None)
                 .await
                 .unwrap();

@@ -13,6 +13,7 @@ use crate::admin::{AdminError, Label};
 use crate::authn::sessions::{self, SessionsOf};
 use crate::db::Db;
 use crate::db::schema::auth::tenants;
+use crate::names::TenantId;
 use crate::names::TenantSlug;
 
 #[derive(
@@ -86,10 +87,11 @@ pub enum TenantChange<'a> {
 pub async fn change_tenant(
     db: &Db,
     admin: &GlobalAdministrator,
-    tenant: Uuid,
+    tenant: TenantId,
     change: TenantChange<'_>,
     access_lifetime: std::time::Duration,
 ) -> Result<Tenant, AdminError> {
+    let tenant = tenant.get();
     // In the tenant's context, so its users' sessions are in reach.
     db.write(&admin.context().with_tenant(tenant), |conn| {
         async move {

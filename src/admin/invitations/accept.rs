@@ -146,9 +146,9 @@ pub async fn accept(
                     other => other,
                 })?;
                 let held = NewAssignment {
-                    user_id,
+                    user_id: user_id.into(),
                     role_id: before.role_id,
-                    org_node_id: before.org_node_id,
+                    org_node_id: before.org_node_id.into(),
                     start_utc: Some(now),
                     end_utc: None,
                 };

@@ -20,6 +20,7 @@ use crate::admin::Subject;
 use crate::authn::Login;
 use crate::db::Db;
 use crate::db::schema::auth::{invitations, org_node_paths, user_identities};
+use crate::names::OrgNodeId;
 use crate::secrets::{self, SecretKind};
 
 pub const DEFAULT_VALIDITY: Duration = Duration::days(7);
@@ -51,7 +52,7 @@ pub struct Invitation {
 pub struct NewInvitation {
     pub destination: Login,
     pub role_id: Uuid,
-    pub org_node_id: Uuid,
+    pub org_node_id: OrgNodeId,
     /// `None`: [`DEFAULT_VALIDITY`] from now.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -230,7 +231,7 @@ pub async fn revoke(
 /// Which pending invitations to list: a page of the whole tenant (services
 /// only), or of a node and its subtree.
 pub struct Query {
-    pub at_node: Option<Uuid>,
+    pub at_node: Option<OrgNodeId>,
     pub page_size: u32,
     pub after: Option<Cursor>,
 }

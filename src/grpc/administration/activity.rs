@@ -8,7 +8,7 @@ use super::convert::{node, tenant, user};
 use super::parse::{administrator, global_administrator};
 use crate::admin::global::{self, TenantChange};
 use crate::admin::{org, users};
-use crate::grpc::fields::parse_uuid;
+use crate::grpc::fields::parse_id;
 use crate::proto::v1 as pb;
 
 impl AdministrationService {
@@ -18,7 +18,7 @@ impl AdministrationService {
         active: bool,
     ) -> Result<Response<pb::Tenant>, Status> {
         let admin = global_administrator(&request)?;
-        let id = parse_uuid("tenant_id", &request.get_ref().tenant_id)?;
+        let id = parse_id("tenant_id", &request.get_ref().tenant_id)?;
         let changed = global::change_tenant(
             &self.db,
             &admin,
@@ -36,7 +36,7 @@ impl AdministrationService {
         active: bool,
     ) -> Result<Response<pb::User>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let id = parse_uuid("user_id", &request.get_ref().user_id)?;
+        let id = parse_id("user_id", &request.get_ref().user_id)?;
         let changed =
             users::set_active(&self.db, &admin, id, active, self.authn.access_lifetime).await?;
         Ok(Response::new(user(changed)))
@@ -48,7 +48,7 @@ impl AdministrationService {
         active: bool,
     ) -> Result<Response<pb::OrgNode>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let id = parse_uuid("org_node_id", &request.get_ref().org_node_id)?;
+        let id = parse_id("org_node_id", &request.get_ref().org_node_id)?;
         let changed = org::set_active(&self.db, &admin, id, active).await?;
         Ok(Response::new(node(changed)))
     }

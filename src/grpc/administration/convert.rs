@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tonic::Status;
 use uuid::Uuid;
 
-use super::super::fields::parse_uuid;
+use super::super::fields::{parse_id, parse_uuid};
 use super::super::request::{invalid, timestamp};
 use crate::admin::assignments::Holder;
 use crate::admin::idempotency::IdempotencyKey;
@@ -29,6 +29,16 @@ pub(super) fn optional_uuid(field: &str, value: &str) -> Result<Option<Uuid>, St
         return Ok(None);
     }
     parse_uuid(field, value).map(Some)
+}
+
+pub(super) fn optional_id<T>(field: &str, value: &str) -> Result<Option<T>, Status>
+where
+    T: std::str::FromStr<Err = crate::names::NameError>,
+{
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse_id(field, value).map(Some)
 }
 
 pub(super) fn node(node: org::OrgNode) -> pb::OrgNode {
@@ -168,8 +178,8 @@ pub(super) fn grant_scope(value: i32) -> Result<&'static str, Status> {
 /// Exactly one of `user_id` and `org_node_id`.
 pub(super) fn holder(user_id: &str, org_node_id: &str) -> Result<Holder, Status> {
     match (user_id.is_empty(), org_node_id.is_empty()) {
-        (false, true) => Ok(Holder::User(parse_uuid("user_id", user_id)?)),
-        (true, false) => Ok(Holder::Node(parse_uuid("org_node_id", org_node_id)?)),
+        (false, true) => Ok(Holder::User(parse_id("user_id", user_id)?)),
+        (true, false) => Ok(Holder::Node(parse_id("org_node_id", org_node_id)?)),
         _ => Err(invalid(
             "user_id",
             "give exactly one of user_id and org_node_id",

@@ -11,12 +11,12 @@ use tonic::{Request, Response, Status};
 
 use convert::{
     assignment, audit_event, capability, capability_keys, grant, grant_scope, holder,
-    idempotency_key, invitation, invitee, label, node, optional_uuid, page_size, role, tenant,
-    time, user,
+    idempotency_key, invitation, invitee, label, node, optional_id, optional_uuid, page_size, role,
+    tenant, time, user,
 };
 use secrecy::ExposeSecret;
 
-use super::fields::parse_uuid;
+use super::fields::{parse_id, parse_uuid};
 use super::request::{caller, client_address, invalid, request_id};
 use crate::admin::assignments::{self, NewAssignment};
 use crate::admin::audit_trail;
@@ -65,7 +65,7 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::OrgNode>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let parent = optional_uuid("parent_org_node_id", &body.parent_org_node_id)?;
+        let parent = optional_id("parent_org_node_id", &body.parent_org_node_id)?;
         let node_type = NodeType::parse(&body.node_type).map_err(|e| invalid("node_type", e))?;
         let label = label(&body.label)?;
         let key = idempotency_key(&body.idempotency_key)?;
@@ -80,7 +80,7 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::OrgNode>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let id = parse_uuid("org_node_id", &body.org_node_id)?;
+        let id = parse_id("org_node_id", &body.org_node_id)?;
         let label = label(&body.label)?;
         let renamed = org::rename(&self.db, &admin, id, &label).await?;
         Ok(Response::new(node(renamed)))
@@ -92,8 +92,8 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::OrgNode>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let id = parse_uuid("org_node_id", &body.org_node_id)?;
-        let parent = parse_uuid("new_parent_org_node_id", &body.new_parent_org_node_id)?;
+        let id = parse_id("org_node_id", &body.org_node_id)?;
+        let parent = parse_id("new_parent_org_node_id", &body.new_parent_org_node_id)?;
         let moved = org::move_under(&self.db, &admin, id, parent).await?;
         Ok(Response::new(node(moved)))
     }
@@ -118,7 +118,7 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::GetOrgSubtreeResponse>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let id = parse_uuid("org_node_id", &body.org_node_id)?;
+        let id = parse_id("org_node_id", &body.org_node_id)?;
         let max_nodes = match body.max_nodes {
             0 => org::DEFAULT_SUBTREE_NODES,
             n if n > org::MAX_SUBTREE_NODES => {
@@ -193,9 +193,9 @@ impl Administration for AdministrationService {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let new = NewAssignment {
-            user_id: parse_uuid("user_id", &body.user_id)?,
+            user_id: parse_id("user_id", &body.user_id)?,
             role_id: parse_uuid("role_id", &body.role_id)?,
-            org_node_id: parse_uuid("org_node_id", &body.org_node_id)?,
+            org_node_id: parse_id("org_node_id", &body.org_node_id)?,
             start_utc: time("start_utc", body.start_utc)?,
             end_utc: time("end_utc", body.end_utc)?,
         };
@@ -236,8 +236,8 @@ impl Administration for AdministrationService {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let new = NewGrant {
-            user_id: parse_uuid("user_id", &body.user_id)?,
-            org_node_id: parse_uuid("org_node_id", &body.org_node_id)?,
+            user_id: parse_id("user_id", &body.user_id)?,
+            org_node_id: parse_id("org_node_id", &body.org_node_id)?,
             scope: grant_scope(body.scope)?,
             start_utc: time("start_utc", body.start_utc)?,
             end_utc: time("end_utc", body.end_utc)?,
@@ -326,7 +326,7 @@ impl Administration for AdministrationService {
         let new = NewInvitation {
             destination: invitee(&body.email, &body.phone)?,
             role_id: parse_uuid("role_id", &body.role_id)?,
-            org_node_id: parse_uuid("org_node_id", &body.org_node_id)?,
+            org_node_id: parse_id("org_node_id", &body.org_node_id)?,
             expires_at: time("expires_at", body.expires_at)?,
         };
         let key = idempotency_key(&body.idempotency_key)?;
@@ -357,7 +357,7 @@ impl Administration for AdministrationService {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let query = invitations::Query {
-            at_node: optional_uuid("org_node_id", &body.org_node_id)?,
+            at_node: optional_id("org_node_id", &body.org_node_id)?,
             page_size: page_size(
                 body.page_size,
                 invitations::DEFAULT_PAGE_SIZE,
@@ -412,7 +412,7 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::Tenant>, Status> {
         let admin = global_administrator(&request)?;
         let body = request.into_inner();
-        let id = parse_uuid("tenant_id", &body.tenant_id)?;
+        let id = parse_id("tenant_id", &body.tenant_id)?;
         let name = Label::parse(&body.name).map_err(|e| invalid("name", e))?;
         let renamed = global::change_tenant(
             &self.db,

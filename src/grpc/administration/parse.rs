@@ -2,7 +2,7 @@
 
 use tonic::{Request, Status};
 
-use super::super::fields::{new_password_field, parse_uuid, token_field};
+use super::super::fields::{new_password_field, parse_id, token_field};
 use super::super::request::{caller, invalid, request_id};
 use crate::admin::global::GlobalAdministrator;
 use crate::admin::invitations::Acceptance;
@@ -17,7 +17,7 @@ pub(super) fn administrator<T>(
     request: &Request<T>,
     tenant_id: &str,
 ) -> Result<Administrator, Status> {
-    let tenant = parse_uuid("tenant_id", tenant_id)?;
+    let tenant = parse_id("tenant_id", tenant_id)?;
     Ok(Administrator::in_tenant(
         caller(request)?,
         tenant,

@@ -283,8 +283,8 @@ async fn the_cli_builds_through_the_same_code_and_is_audited_as_system() {
     let s = setup().await;
     let node = org::create(
         &s.test.db(),
-        &Administrator::operator(s.a.tenant, chrono::Utc::now()),
-        Some(s.a.root),
+        &Administrator::operator(s.a.tenant.into(), chrono::Utc::now()),
+        Some(s.a.root.into()),
         &NodeType::parse("site").unwrap(),
         &Label::parse("From the CLI").unwrap(),
         None,
