@@ -66,12 +66,9 @@ pub async fn assign(
     db.write(&admin.context(), |conn| {
         async move {
             // In the write's own transaction: nothing changes in between.
-            let node = new.org_node_id;
+            let (role, node) = (new.role_id, new.org_node_id);
             admin
-                .require_in(conn, Capability::AssignmentsWrite, node, Subject::OrgNode)
-                .await?;
-            admin
-                .require_role_within_own(conn, new.role_id, node)
+                .require_to_hand_out(conn, Capability::AssignmentsWrite, role, node)
                 .await?;
             attempt
                 .once(conn, &admin.ledger(), |conn| {

@@ -106,14 +106,18 @@ impl Administrator {
         }
     }
     /// A user may hand out a role at `node` (assign it, invite into it)
-    /// only if they hold every capability it grants there: delegation never
-    /// gives more than the delegate has. Services: their permission.
-    pub(super) async fn require_role_within_own(
+    /// only if they hold `capability` there and every capability the role
+    /// grants: delegation never gives more than the delegate has. Services:
+    /// their permission.
+    pub(super) async fn require_to_hand_out(
         &self,
         conn: &mut AsyncPgConnection,
+        capability: Capability,
         role: Uuid,
         node: OrgNodeId,
     ) -> Result<(), AdminError> {
+        self.require_in(conn, capability, node, Subject::OrgNode)
+            .await?;
         let Some(user) = self.user() else {
             return Ok(());
         };

@@ -14,8 +14,8 @@ use super::sessions::{self, SessionTokens};
 use super::throttle::{self, Counted, Reservation, ThrottleKey};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::DbError;
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
+use crate::db::{DbError, RlsContext};
 use crate::names::Login;
 use crate::names::TenantId;
 
@@ -88,16 +88,73 @@ impl Authenticator {
         request_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SessionTokens, AuthnError> {
-        let tenant = tenant.get();
-        let ctx = client.context(tenant, request_id);
+        let attempt = Attempt {
+            tenant: tenant.get(),
+            login,
+            request_id,
+        };
+        let ctx = client.context(attempt.tenant, request_id);
+        let (candidate, keys) = self
+            .reserve_password_attempt(&ctx, &attempt, client, now)
+            .await?;
+        // The same hashing work whether or not there is a hash to check.
+        let stored = candidate
+            .identity
+            .as_ref()
+            .and_then(|i| i.password_hash.as_deref());
+        let verified = self
+            .passwords
+            .verify_for(client.address.as_deref(), password, stored)
+            .await?;
+        let Candidate {
+            tenant_exists,
+            identity,
+            locked_here,
+        } = candidate;
+        let identity = identity.filter(|i| {
+            verified.matches && i.user_status == "active" && i.tenant_status == "active"
+        });
+        let Some(identity) = identity else {
+            if tenant_exists {
+                self.db
+                    .write(&ctx, |conn| {
+                        async move {
+                            record_failed_login(conn, &attempt, locked_here, "invalid_credentials")
+                                .await
+                        }
+                        .scope_boxed()
+                    })
+                    .await?;
+            }
+            return Err(AuthnError::InvalidCredentials);
+        };
+        let rehash = if verified.needs_rehash {
+            let hash = self.passwords.hash_for(client.address.as_deref(), password);
+            Some(hash.await?)
+        } else {
+            None
+        };
+        self.password_login_succeeded(&ctx, &attempt, &identity, rehash, &keys, client, now)
+            .await
+    }
+
+    /// Counts the attempt before the hash is checked, in a transaction of
+    /// its own: concurrent guesses queue on the counters and at most the
+    /// threshold of them is ever verified, and a guess whose client gives
+    /// up mid-hash has been counted all the same. Finds whom the login
+    /// names, if anyone.
+    async fn reserve_password_attempt(
+        &self,
+        ctx: &RlsContext,
+        attempt: &Attempt<'_>,
+        client: &ClientInfo,
+        now: DateTime<Utc>,
+    ) -> Result<(Candidate, Vec<ThrottleKey>), AuthnError> {
         let policy = &self.settings.throttle;
-        // The attempt is counted before the hash is checked, in a
-        // transaction of its own: concurrent guesses queue on the counters
-        // and at most the threshold of them is ever verified, and a guess
-        // whose client gives up mid-hash has been counted all the same.
+        let (tenant, login) = (attempt.tenant, attempt.login);
         let reserved = self
             .db
-            .write(&ctx, |conn| {
+            .write(ctx, |conn| {
                 async move {
                     let tenant_exists = tenant_exists(conn, tenant).await?;
                     // A tenant that does not exist has no login counter;
@@ -125,31 +182,29 @@ impl Authenticator {
                         .first(conn)
                         .await
                         .optional()?;
-                    Ok((
-                        Candidate {
-                            tenant_exists,
-                            identity,
-                            locked_here,
-                        },
-                        keys,
-                    ))
+                    let candidate = Candidate {
+                        tenant_exists,
+                        identity,
+                        locked_here,
+                    };
+                    Ok((candidate, keys))
                 }
                 .scope_boxed()
             })
             .await;
-        let (candidate, keys) = match reserved {
-            Ok(found) => found,
-            Err(Refused::Failed(error)) => return Err(error),
+        match reserved {
+            Ok(found) => Ok(found),
+            Err(Refused::Failed(error)) => Err(error),
             Err(Refused::Locked { retry_after, audit }) => {
                 if audit {
                     self.db
-                        .write(&ctx, |conn| {
+                        .write(ctx, |conn| {
                             async move {
                                 let event = failure_event(
                                     tenant,
                                     "auth.login_locked",
                                     login,
-                                    request_id,
+                                    attempt.request_id,
                                     "locked",
                                 );
                                 audit::record(conn, event).await?;
@@ -159,55 +214,29 @@ impl Authenticator {
                         })
                         .await?;
                 }
-                return Err(AuthnError::Locked { retry_after });
+                Err(AuthnError::Locked { retry_after })
             }
-        };
+        }
+    }
 
-        // The same hashing work whether or not there is a hash to check.
-        let stored = candidate
-            .identity
-            .as_ref()
-            .and_then(|i| i.password_hash.as_deref());
-        let verified = self
-            .passwords
-            .verify_for(client.address.as_deref(), password, stored)
-            .await?;
-        let identity = candidate.identity.filter(|i| {
-            verified.matches && i.user_status == "active" && i.tenant_status == "active"
-        });
-        let rehash = match &identity {
-            Some(_) if verified.needs_rehash => Some(
-                self.passwords
-                    .hash_for(client.address.as_deref(), password)
-                    .await?,
-            ),
-            _ => None,
-        };
-
-        let (settings, tokens) = (&self.settings, &self.tokens);
-        let (rehash, keys) = (&rehash, &keys);
+    /// The login's counter starts again and the address gives this attempt
+    /// back; the hash is upgraded when its cost is outdated; a session
+    /// opens.
+    #[allow(clippy::too_many_arguments)]
+    async fn password_login_succeeded(
+        &self,
+        ctx: &RlsContext,
+        attempt: &Attempt<'_>,
+        identity: &IdentityRow,
+        rehash: Option<String>,
+        keys: &[ThrottleKey],
+        client: &ClientInfo,
+        now: DateTime<Utc>,
+    ) -> Result<SessionTokens, AuthnError> {
+        let (settings, tokens, rehash) = (&self.settings, &self.tokens, &rehash);
         self.db
-            .write(&ctx, |conn| {
+            .write(ctx, |conn| {
                 async move {
-                    let Some(identity) = identity else {
-                        if candidate.tenant_exists {
-                            let attempt = Attempt {
-                                tenant,
-                                login,
-                                request_id,
-                            };
-                            record_failed_login(
-                                conn,
-                                &attempt,
-                                candidate.locked_here,
-                                "invalid_credentials",
-                            )
-                            .await?;
-                        }
-                        return Ok::<_, AuthnError>(Err(AuthnError::InvalidCredentials));
-                    };
-                    // The login's counter starts again; the address gives
-                    // this attempt back.
                     for key in keys {
                         match key.counted {
                             Counted::Tenant { .. } => throttle::reset(conn, key).await?,
@@ -220,22 +249,22 @@ impl Authenticator {
                             .execute(conn)
                             .await?;
                     }
-                    Ok(Ok(login_succeeded(
+                    login_succeeded(
                         conn,
                         tokens,
                         settings,
-                        tenant,
+                        attempt.tenant,
                         identity.user_id,
                         client,
                         "password",
-                        request_id,
+                        attempt.request_id,
                         now,
                     )
-                    .await?))
+                    .await
                 }
                 .scope_boxed()
             })
-            .await?
+            .await
     }
 
     pub async fn authenticate_otp(

@@ -6,6 +6,21 @@ use super::{NameError, is_dotted_lowercase};
 
 const DOTTED: &str = "dot-separated segments of a-z, 0-9 and '_', each starting with a letter";
 
+/// A required dotted name of at most `max_len` bytes.
+fn dotted(raw: &str, max_len: usize) -> Result<String, NameError> {
+    if raw.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if raw.len() > max_len {
+        return Err(NameError::TooLong(max_len));
+    }
+    if is_dotted_lowercase(raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(NameError::Shape(DOTTED))
+    }
+}
+
 /// A capability key such as `payment.ledger.download`: dot-separated
 /// segments of lower-case letters, digits and '_', each starting with a
 /// letter. Only well-formed keys reach the database.
@@ -16,17 +31,7 @@ impl CapabilityKey {
     pub const MAX_LEN: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, NameError> {
-        if raw.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if raw.len() > Self::MAX_LEN {
-            return Err(NameError::TooLong(Self::MAX_LEN));
-        }
-        if is_dotted_lowercase(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(NameError::Shape(DOTTED))
-        }
+        dotted(raw, Self::MAX_LEN).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -49,17 +54,7 @@ impl Permission {
     pub const MAX_LEN: usize = 100;
 
     pub fn parse(raw: &str) -> Result<Self, NameError> {
-        if raw.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if raw.len() > Self::MAX_LEN {
-            return Err(NameError::TooLong(Self::MAX_LEN));
-        }
-        if is_dotted_lowercase(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(NameError::Shape(DOTTED))
-        }
+        dotted(raw, Self::MAX_LEN).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

@@ -107,12 +107,9 @@ pub async fn create(
     let invitation = db
         .write(&admin.context(), |conn| {
             async move {
-                let node = new.org_node_id;
+                let (role, node) = (new.role_id, new.org_node_id);
                 admin
-                    .require_in(conn, Capability::InvitationsWrite, node, Subject::OrgNode)
-                    .await?;
-                admin
-                    .require_role_within_own(conn, new.role_id, node)
+                    .require_to_hand_out(conn, Capability::InvitationsWrite, role, node)
                     .await?;
                 attempt
                     .once(conn, &admin.ledger(), |conn| {
