@@ -11,8 +11,7 @@ use uuid::Uuid;
 
 use super::author::Author;
 use super::idempotency::{Attempt, IdempotencyKey};
-use super::{AdminError, Administrator, Capability, Placed};
-use crate::admin::Subject;
+use super::{AdminError, Administrator, Capability, Placed, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
 use crate::names::{OrgNodeId, UserId};

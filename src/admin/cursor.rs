@@ -6,8 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::AdminError;
-use crate::admin::Subject;
+use super::{AdminError, Subject};
 
 /// Where the next page starts: just after the row at (`at`, `id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

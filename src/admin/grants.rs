@@ -10,8 +10,7 @@ use uuid::Uuid;
 
 use super::assignments::{Holder, missing_reference, window_start};
 use super::idempotency::{Attempt, IdempotencyKey};
-use super::{AdminError, Administrator, Capability, Placed};
-use crate::admin::Subject;
+use super::{AdminError, Administrator, Capability, Placed, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::visibility_grants;
 use crate::names::{OrgNodeId, UserId};

@@ -8,8 +8,7 @@ use uuid::Uuid;
 
 use crate::names::{OrgNodeId, UserId};
 
-use super::{AdminError, Administrator};
-use crate::admin::Subject;
+use super::{AdminError, Administrator, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::{invitations, org_assignments, visibility_grants};
 

@@ -4,17 +4,15 @@
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedBoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 pub use crate::names::IdempotencyKey;
 
-use scoped_futures::ScopedBoxFuture;
-use uuid::Uuid;
-
-use super::AdminError;
-use crate::admin::Subject;
+use super::{AdminError, Subject};
 use crate::db::schema::auth::{global_idempotency_keys, idempotency_keys};
 
 /// Where a caller's keys are kept: a tenant's administrator's in that

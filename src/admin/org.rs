@@ -10,8 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
-use super::{AdminError, Administrator, Capability, Label, NodeType};
-use crate::admin::Subject;
+use super::{AdminError, Administrator, Capability, Label, NodeType, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::{org_node_paths, org_nodes};
 use crate::names::OrgNodeId;

@@ -10,8 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
-use super::{AdminError, Administrator, Label, RoleKey};
-use crate::admin::Subject;
+use super::{AdminError, Administrator, Label, RoleKey, Subject};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::db::schema::auth::{capabilities, role_capabilities, roles};

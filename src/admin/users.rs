@@ -1,7 +1,6 @@
 //! Users of a tenant: create (with or without a password identity),
 //! deactivate, reactivate, list. Tenant-wide, so services only.
 
-use crate::admin::Subject;
 use crate::names::NewPassword;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -9,7 +8,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey};
-use super::{AdminError, Administrator, Label};
+use super::{AdminError, Administrator, Label, Subject};
 use crate::authn::sessions::{self, SessionsOf};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
