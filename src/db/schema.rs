@@ -1,5 +1,8 @@
-//! Diesel's view of the tables created by `migrations/`. Keep in step with
-//! them; `tests/migrations.rs` selects every column listed here.
+//! Diesel's view of the tables created by `migrations/`, written as
+//! `diesel print-schema` would write it: every table of `auth` and `audit`,
+//! every column with its type and nullability, the primary keys.
+//! `tests/suite/migrations.rs` compares this file with a migrated database,
+//! so it cannot drift from the migrations.
 
 pub mod auth {
     diesel::table! {
@@ -61,6 +64,17 @@ pub mod auth {
         auth.login_throttles (tenant_id, key) {
             tenant_id -> Uuid,
             key -> Text,
+            failures -> Int4,
+            window_started_at -> Timestamptz,
+            locked_until -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        auth.anonymous_throttles (scope, subject, counter) {
+            scope -> Text,
+            subject -> Text,
+            counter -> Text,
             failures -> Int4,
             window_started_at -> Timestamptz,
             locked_until -> Nullable<Timestamptz>,
@@ -301,6 +315,7 @@ pub mod auth {
         service_sessions,
         token_revocations,
         login_throttles,
+        anonymous_throttles,
         otp_outbox,
     );
 }

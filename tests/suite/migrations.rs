@@ -91,3 +91,121 @@ async fn every_column_of_the_diesel_schema_exists_in_the_migrated_database() {
         audit::audit_events,
     );
 }
+
+/// One column as the database and as `schema.rs` describe it.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, diesel::QueryableByName)]
+struct Column {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    column: String,
+    /// PostgreSQL's type name (`uuid`, `text`, `_text` for `text[]`, …),
+    /// with `?` when the column is nullable and `*` in the primary key.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    shape: String,
+}
+
+/// What `diesel print-schema` would write for the migrated database, as
+/// columns: `schema.rs` must say exactly this (every table, column, type,
+/// nullability and primary key), so it can never drift from the migrations.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_diesel_schema_is_exactly_the_migrated_database() {
+    let test = TestDb::new().await;
+    let mut conn = AsyncPgConnection::establish(test.owner_url.as_str())
+        .await
+        .unwrap();
+    let mut in_database: Vec<Column> = diesel::sql_query(
+        "SELECT c.table_schema || '.' || c.table_name AS table, c.column_name AS column,
+                c.udt_name || CASE WHEN c.is_nullable = 'YES' THEN '?' ELSE '' END
+                           || CASE WHEN k.column_name IS NULL THEN '' ELSE '*' END AS shape
+           FROM information_schema.columns c
+           JOIN information_schema.tables t
+             ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+            AND t.table_type = 'BASE TABLE'
+           LEFT JOIN information_schema.table_constraints p
+             ON p.table_schema = c.table_schema AND p.table_name = c.table_name
+            AND p.constraint_type = 'PRIMARY KEY'
+           LEFT JOIN information_schema.key_column_usage k
+             ON k.constraint_name = p.constraint_name AND k.table_schema = p.table_schema
+            AND k.table_name = c.table_name AND k.column_name = c.column_name
+          WHERE c.table_schema IN ('auth', 'audit')",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    in_database.sort();
+    let mut in_schema_rs = diesel_schema_columns(include_str!("../../src/db/schema.rs"));
+    in_schema_rs.sort();
+    let missing: Vec<_> = in_database
+        .iter()
+        .filter(|c| !in_schema_rs.contains(c))
+        .collect();
+    let stale: Vec<_> = in_schema_rs
+        .iter()
+        .filter(|c| !in_database.contains(c))
+        .collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "schema.rs differs from the migrated database\n in the database, not in schema.rs: {missing:#?}\n in schema.rs, not in the database: {stale:#?}"
+    );
+}
+
+/// The columns `diesel::table!` declares in `source`, in the shape the
+/// database query above gives them.
+fn diesel_schema_columns(source: &str) -> Vec<Column> {
+    fn udt(diesel_type: &str) -> String {
+        match diesel_type {
+            "Uuid" => "uuid".into(),
+            "Text" => "text".into(),
+            "Timestamptz" => "timestamptz".into(),
+            "Bytea" => "bytea".into(),
+            "Int4" | "Integer" => "int4".into(),
+            "Int8" | "BigInt" => "int8".into(),
+            "Bool" => "bool".into(),
+            "Jsonb" => "jsonb".into(),
+            other => match other
+                .strip_prefix("Array<")
+                .and_then(|t| t.strip_suffix('>'))
+            {
+                Some(element) => format!("_{}", udt(element)),
+                None => panic!("schema.rs: no PostgreSQL name known for {other}"),
+            },
+        }
+    }
+    let mut columns = Vec::new();
+    for block in source.split("diesel::table! {").skip(1) {
+        let mut lines = block.trim_start().lines();
+        let header = lines.next().unwrap();
+        let (table, rest) = header.split_once(" (").unwrap();
+        let keys: Vec<&str> = rest.split_once(')').unwrap().0.split(", ").collect();
+        for line in lines {
+            let line = line.trim();
+            if line == "}" {
+                break;
+            }
+            if line.is_empty() || line.starts_with("//") {
+                continue;
+            }
+            let (column, diesel_type) = line
+                .trim_end_matches(',')
+                .split_once(" -> ")
+                .unwrap_or_else(|| panic!("schema.rs: cannot read `{line}`"));
+            let (diesel_type, nullable) = match diesel_type.strip_prefix("Nullable<") {
+                Some(inner) => (inner.strip_suffix('>').unwrap(), "?"),
+                None => (diesel_type, ""),
+            };
+            let key = if keys.contains(&column) { "*" } else { "" };
+            columns.push(Column {
+                table: table.to_owned(),
+                column: column.to_owned(),
+                shape: format!("{}{nullable}{key}", udt(diesel_type)),
+            });
+        }
+    }
+    assert!(
+        columns.len() > 100,
+        "parsed too few columns: {}",
+        columns.len()
+    );
+    columns
+}
