@@ -209,3 +209,152 @@ fn diesel_schema_columns(source: &str) -> Vec<Column> {
     );
     columns
 }
+
+/// The version whose shape the rows below are written in (directory names
+/// sort by version; `~` sorts after any suffix): every migration after it
+/// must keep them.
+const POPULATED_AT: &str = "2026-11-22-000010";
+
+/// A database in use at an older version (users, identities, sessions,
+/// assignments, audit rows) is migrated to the newest version: every row is
+/// still there, the user still logs in with the same password and still
+/// holds their capability.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_at_an_older_version_survive_every_later_migration() {
+    use diesel::migration::MigrationSource;
+    use diesel_async::SimpleAsyncConnection;
+    use diesel_migrations::MigrationHarness;
+    use portcullis::authn::{AuthnSettings, ClientInfo, Email, Login};
+    use secrecy::SecretString;
+
+    let test = TestDb::empty().await;
+    let conn = AsyncPgConnection::establish(test.owner_url.as_str())
+        .await
+        .unwrap();
+    let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
+    let older: Vec<_> = MigrationSource::<diesel::pg::Pg>::migrations(&migrate::MIGRATIONS)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.name().to_string().as_str() < format!("{POPULATED_AT}~").as_str())
+        .collect();
+    assert!(
+        older.len() >= 10,
+        "{} migrations up to {POPULATED_AT}",
+        older.len()
+    );
+    for migration in &older {
+        let applied = harness.run_next_migration(migrate::MIGRATIONS).unwrap();
+        assert_eq!(applied.to_string(), migration.name().version().to_string());
+    }
+    drop(harness);
+
+    // Written in that version's shape, as the superuser (no RLS context
+    // needed): a tenant with a user who logs in by password, a role held
+    // at a node, a session and an audit row.
+    let password = "correct horse battery staple";
+    let app = crate::support::server::test_app(
+        test.db(),
+        crate::support::server::test_tokens(),
+        AuthnSettings::default(),
+        crate::support::server::test_settings(),
+    );
+    let hash = app
+        .passwords
+        .hash(&SecretString::from(password))
+        .await
+        .unwrap();
+    let (tenant, user, node) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let (role, capability) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let mut superuser = test.admin_url.clone();
+    superuser.set_path(&format!("/{}", test.name));
+    let mut conn = AsyncPgConnection::establish(superuser.as_str())
+        .await
+        .unwrap();
+    // The closure trigger writes as the owner, whom RLS fences: it needs
+    // the tenant in context.
+    conn.batch_execute(&format!(
+        "BEGIN;
+         SELECT set_config('app.tenant_id', '{tenant}', true);
+         INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'upgraded', 'Upgraded');
+         INSERT INTO auth.users (id, tenant_id, display_name) VALUES ('{user}', '{tenant}', 'Uma');
+         INSERT INTO auth.user_identities (tenant_id, user_id, kind, login, password_hash, verified_at)
+              VALUES ('{tenant}', '{user}', 'email', 'uma@upgraded.example', '{hash}', now());
+         INSERT INTO auth.org_nodes (id, tenant_id, node_type, label) VALUES ('{node}', '{tenant}', 'company', 'Root');
+         INSERT INTO auth.capabilities (id, key) VALUES ('{capability}', 'ledger.read');
+         INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{tenant}', 'reader', 'Reader');
+         INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id) VALUES ('{tenant}', '{role}', '{capability}');
+         INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id, start_utc)
+              VALUES ('{tenant}', '{user}', '{role}', '{node}', now() - interval '1 day');
+         INSERT INTO auth.refresh_sessions (tenant_id, user_id, token_hash, expires_at)
+              VALUES ('{tenant}', '{user}', '\\x00', now() + interval '1 day');
+         INSERT INTO audit.audit_events (tenant_id, actor_kind, action, entity_kind, entity_id)
+              VALUES ('{tenant}', 'system', 'user.created', 'user', '{user}');
+         COMMIT;"
+    ))
+    .await
+    .unwrap();
+    let counts = "SELECT format('%s %s %s %s %s %s %s %s %s %s',
+        (SELECT count(*) FROM auth.tenants), (SELECT count(*) FROM auth.users),
+        (SELECT count(*) FROM auth.user_identities), (SELECT count(*) FROM auth.org_nodes),
+        (SELECT count(*) FROM auth.org_node_paths), (SELECT count(*) FROM auth.roles),
+        (SELECT count(*) FROM auth.role_capabilities), (SELECT count(*) FROM auth.org_assignments),
+        (SELECT count(*) FROM auth.refresh_sessions), (SELECT count(*) FROM audit.audit_events)) AS line";
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    let before = diesel::sql_query(counts)
+        .get_result::<Line>(&mut conn)
+        .await
+        .unwrap()
+        .line;
+    assert_eq!(before, "1 1 1 1 1 1 1 1 1 1");
+
+    let applied = migrate::run(&test.owner_url).await.unwrap();
+    assert!(
+        !applied.is_empty(),
+        "nothing to migrate after {POPULATED_AT}"
+    );
+    let after = diesel::sql_query(counts)
+        .get_result::<Line>(&mut conn)
+        .await
+        .unwrap()
+        .line;
+    assert_eq!(after, before, "rows lost by {applied:?}");
+
+    let login = Login::Email(Email::parse("uma@upgraded.example").unwrap());
+    let session = app
+        .authenticator()
+        .authenticate_password(
+            tenant.into(),
+            &login,
+            &SecretString::from(password),
+            &ClientInfo::default(),
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.user_id, user);
+    let decisions = portcullis::authz::check(
+        &test.db(),
+        portcullis::authz::Subject {
+            tenant_id: tenant.into(),
+            user_id: user.into(),
+        },
+        &[portcullis::authz::Check {
+            capability: portcullis::authz::CapabilityKey::parse("ledger.read").unwrap(),
+            org_node_id: node.into(),
+        }],
+        false,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(decisions[0].allowed(), "{decisions:?}");
+}
