@@ -20,12 +20,13 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn parts(self) -> (&'static str, Option<String>) {
+    /// `actor_kind_code`, `actor_user_id`, `actor_svc_id`.
+    fn columns(self) -> (&'static str, Option<Uuid>, Option<Uuid>) {
         match self {
-            Self::User(id) => ("user", Some(id.to_string())),
-            Self::Service(id) => ("service", Some(id.to_string())),
-            Self::System => ("system", None),
-            Self::Anonymous => ("anonymous", None),
+            Self::User(id) => ("user", Some(id), None),
+            Self::Service(id) => ("service", None, Some(id)),
+            Self::System => ("system", None, None),
+            Self::Anonymous => ("anonymous", None, None),
         }
     }
 }
@@ -38,23 +39,34 @@ pub struct AuditEvent<'a> {
     pub actor: Actor,
     pub action: &'a str,
     pub entity_kind: &'a str,
+    /// The entity's id, or another reference to it (`email:…` for a login
+    /// name): a UUID goes to `entity_id`, anything else to `entity_ref_text`.
     pub entity_id: Option<String>,
     pub request_id: Option<&'a str>,
     pub payload: serde_json::Value,
 }
 
 pub async fn record(conn: &mut AsyncPgConnection, event: AuditEvent<'_>) -> Result<(), DbError> {
-    let (actor_kind, actor_id) = event.actor.parts();
+    let (actor_kind, actor_user, actor_service) = event.actor.columns();
+    let (entity_id, entity_ref) = match event.entity_id {
+        Some(raw) => match Uuid::try_parse(&raw) {
+            Ok(id) => (Some(id), None),
+            Err(_) => (None, Some(raw)),
+        },
+        None => (None, None),
+    };
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::tenant_id.eq(event.tenant_id),
-            audit_events::actor_kind.eq(actor_kind),
-            audit_events::actor_id.eq(actor_id),
-            audit_events::action.eq(event.action),
-            audit_events::entity_kind.eq(event.entity_kind),
-            audit_events::entity_id.eq(event.entity_id),
+            audit_events::actor_kind_code.eq(actor_kind),
+            audit_events::actor_user_id.eq(actor_user),
+            audit_events::actor_svc_id.eq(actor_service),
+            audit_events::action_key.eq(event.action),
+            audit_events::entity_kind_code.eq(event.entity_kind),
+            audit_events::entity_id.eq(entity_id),
+            audit_events::entity_ref_text.eq(entity_ref),
             audit_events::request_id.eq(event.request_id),
-            audit_events::payload.eq(event.payload),
+            audit_events::payload_json.eq(event.payload),
         ))
         .execute(conn)
         .await?;

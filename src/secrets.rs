@@ -83,13 +83,13 @@ impl PresentedSecret {
     }
 
     /// What the database keeps for this secret.
-    pub fn hash(&self) -> Vec<u8> {
+    pub fn hash(&self) -> String {
         hash(self.kind, self.whole.expose_secret())
     }
 
     /// Whether this secret hashes to `stored`, in constant time.
-    pub fn matches(&self, stored: &[u8]) -> bool {
-        self.hash().ct_eq(stored).into()
+    pub fn matches(&self, stored: &str) -> bool {
+        self.hash().as_bytes().ct_eq(stored.as_bytes()).into()
     }
 }
 
@@ -97,7 +97,7 @@ impl PresentedSecret {
 pub struct NewSecret {
     pub id: Uuid,
     pub shown_once: SecretString,
-    pub hash: Vec<u8>,
+    pub hash: String,
 }
 
 /// A new secret naming the row `id`.
@@ -117,19 +117,20 @@ pub fn generate(kind: SecretKind, id: Uuid) -> NewSecret {
     }
 }
 
-/// What the database keeps. A fast hash is right here: the input carries 256
-/// random bits, so there is nothing to brute-force.
-fn hash(kind: SecretKind, whole: &str) -> Vec<u8> {
+/// What the database keeps (lower-case hex, as the `*_hash_text` columns
+/// require). A fast hash is right here: the input carries 256 random bits,
+/// so there is nothing to brute-force.
+fn hash(kind: SecretKind, whole: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"portcullis.secret.v1:");
     hasher.update(kind.prefix().as_bytes());
     hasher.update(whole.as_bytes());
-    hasher.finalize().to_vec()
+    format!("{:x}", hasher.finalize())
 }
 
 /// A hash no secret has, so an unknown secret id costs the same comparison.
-pub fn unmatched_hash() -> Vec<u8> {
-    vec![0u8; 32]
+pub fn unmatched_hash() -> String {
+    "0".repeat(64)
 }
 
 #[cfg(test)]

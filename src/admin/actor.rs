@@ -95,6 +95,10 @@ impl Administrator {
             _ => None,
         }
     }
+    /// The acting user's id, if a user acts.
+    pub(super) fn user_id(&self) -> Option<Uuid> {
+        self.user().map(|user| user.user_id)
+    }
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
     }

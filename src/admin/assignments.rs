@@ -21,6 +21,7 @@ use crate::names::{OrgNodeId, UserId};
 )]
 #[diesel(table_name = org_assignments)]
 pub struct Assignment {
+    #[diesel(column_name = assignment_id)]
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub user_id: Uuid,
@@ -179,7 +180,7 @@ pub async fn list(
         async move {
             let query = org_assignments::table
                 .select(Assignment::as_select())
-                .order((org_assignments::start_utc, org_assignments::id))
+                .order((org_assignments::start_utc, org_assignments::assignment_id))
                 .into_boxed();
             let query = match holder {
                 Holder::User(user) => query.filter(org_assignments::user_id.eq(user)),

@@ -20,11 +20,13 @@ use crate::names::{OrgNodeId, UserId};
 )]
 #[diesel(table_name = visibility_grants)]
 pub struct VisibilityGrant {
+    #[diesel(column_name = grant_id)]
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub user_id: Uuid,
     pub org_node_id: Uuid,
     /// `read` or `analyze`.
+    #[diesel(column_name = access_scope_code)]
     pub scope: String,
     pub start_utc: DateTime<Utc>,
     pub end_utc: Option<DateTime<Utc>>,
@@ -69,7 +71,7 @@ pub async fn grant(
                                     visibility_grants::tenant_id.eq(tenant),
                                     visibility_grants::user_id.eq(new.user_id),
                                     visibility_grants::org_node_id.eq(new.org_node_id),
-                                    visibility_grants::scope.eq(new.scope),
+                                    visibility_grants::access_scope_code.eq(new.scope),
                                     visibility_grants::start_utc.eq(start),
                                     visibility_grants::end_utc.eq(new.end_utc),
                                 ))
@@ -155,7 +157,7 @@ pub async fn list(
         async move {
             let query = visibility_grants::table
                 .select(VisibilityGrant::as_select())
-                .order((visibility_grants::start_utc, visibility_grants::id))
+                .order((visibility_grants::start_utc, visibility_grants::grant_id))
                 .into_boxed();
             let query = match holder {
                 Holder::User(user) => query.filter(visibility_grants::user_id.eq(user)),

@@ -121,9 +121,9 @@ impl Administrator {
             return Ok(());
         };
         let granted: Vec<String> = diesel::sql_query(
-            "SELECT c.key AS key FROM auth.role_capabilities rc \
-               JOIN auth.capabilities c ON c.id = rc.capability_id \
-              WHERE rc.role_id = $1 ORDER BY c.key",
+            "SELECT c.cap_key AS key FROM auth.role_capabilities rc \
+               JOIN auth.capabilities c ON c.cap_id = rc.cap_id \
+              WHERE rc.role_id = $1 ORDER BY c.cap_key",
         )
         .bind::<SqlUuid, _>(role)
         .load::<Key>(conn)
@@ -153,15 +153,16 @@ impl Administrator {
             return Ok(());
         };
         let extended: Vec<String> = diesel::sql_query(
-            "SELECT DISTINCT c.key AS key FROM auth.org_node_paths p \
-               JOIN auth.org_assignments oa ON oa.org_node_id = p.ancestor_id \
+            "SELECT DISTINCT c.cap_key AS key FROM auth.org_node_paths p \
+               JOIN auth.org_assignments oa ON oa.org_node_id = p.ancestor_org_node_id \
                JOIN auth.role_capabilities rc ON rc.role_id = oa.role_id \
-               JOIN auth.capabilities c ON c.id = rc.capability_id \
-              WHERE p.descendant_id = $1 \
+               JOIN auth.capabilities c ON c.cap_id = rc.cap_id \
+              WHERE p.descendant_org_node_id = $1 \
                 AND (oa.end_utc IS NULL OR oa.end_utc > now()) \
                 AND NOT EXISTS (SELECT 1 FROM auth.org_node_paths q \
-                                 WHERE q.descendant_id = $2 AND q.ancestor_id = p.ancestor_id) \
-              ORDER BY c.key",
+                                 WHERE q.descendant_org_node_id = $2 \
+                                   AND q.ancestor_org_node_id = p.ancestor_org_node_id) \
+              ORDER BY c.cap_key",
         )
         .bind::<SqlUuid, _>(new_parent)
         .bind::<SqlUuid, _>(node)
@@ -215,7 +216,7 @@ impl Administrator {
             Placed::Invitation(id) => {
                 invitations::table
                     .find(id)
-                    .select(invitations::org_node_id)
+                    .select(invitations::target_org_node_id)
                     .first(conn)
                     .await
             }

@@ -24,18 +24,17 @@ pub const MAX_SUBTREE_NODES: u32 = 10_000;
 )]
 #[diesel(table_name = org_nodes)]
 pub struct OrgNode {
+    #[diesel(column_name = org_node_id)]
     pub id: Uuid,
     pub tenant_id: Uuid,
+    #[diesel(column_name = parent_org_node_id)]
     pub parent_id: Option<Uuid>,
+    #[diesel(column_name = node_type_code)]
     pub node_type: String,
+    #[diesel(column_name = node_label)]
     pub label: String,
-    pub status: String,
-}
-
-impl OrgNode {
-    pub fn active(&self) -> bool {
-        self.status == "active"
-    }
+    #[diesel(column_name = active_flag)]
+    pub active: bool,
 }
 
 /// One change to one node, for the audit trail.
@@ -91,9 +90,9 @@ pub async fn create(
                         let created: OrgNode = diesel::insert_into(org_nodes::table)
                             .values((
                                 org_nodes::tenant_id.eq(tenant),
-                                org_nodes::parent_id.eq(parent),
-                                org_nodes::node_type.eq(node_type.as_str()),
-                                org_nodes::label.eq(label.as_str()),
+                                org_nodes::parent_org_node_id.eq(parent),
+                                org_nodes::node_type_code.eq(node_type.as_str()),
+                                org_nodes::node_label.eq(label.as_str()),
                             ))
                             .returning(OrgNode::as_returning())
                             .get_result(conn)
@@ -145,12 +144,12 @@ pub async fn set_active(
     node: OrgNodeId,
     active: bool,
 ) -> Result<OrgNode, AdminError> {
-    let (status, kind) = if active {
-        ("active", Change::Reactivated)
+    let kind = if active {
+        Change::Reactivated
     } else {
-        ("inactive", Change::Deactivated)
+        Change::Deactivated
     };
-    change(db, admin, node, kind, Update::Status(status)).await
+    change(db, admin, node, kind, Update::Active(active)).await
 }
 
 /// The node and the nodes under it, by depth then id, at most `max_nodes`;
@@ -168,9 +167,12 @@ pub async fn subtree(
     db.read(&admin.context(), |conn| {
         async move {
             let mut nodes: Vec<OrgNode> = org_node_paths::table
-                .inner_join(org_nodes::table.on(org_nodes::id.eq(org_node_paths::descendant_id)))
-                .filter(org_node_paths::ancestor_id.eq(node))
-                .order((org_node_paths::depth, org_nodes::id))
+                .inner_join(
+                    org_nodes::table
+                        .on(org_nodes::org_node_id.eq(org_node_paths::descendant_org_node_id)),
+                )
+                .filter(org_node_paths::ancestor_org_node_id.eq(node))
+                .order((org_node_paths::depth_val, org_nodes::org_node_id))
                 .limit(limit + 1)
                 .select(OrgNode::as_select())
                 .load(conn)
@@ -191,7 +193,7 @@ pub async fn subtree(
 enum Update<'a> {
     Label(&'a Label),
     Parent(OrgNodeId),
-    Status(&'static str),
+    Active(bool),
 }
 
 /// Checks the caller may change the node (and, for a move, place it under
@@ -229,30 +231,30 @@ async fn change(
             let unchanged = match &update {
                 Update::Label(label) => before.label == label.as_str(),
                 Update::Parent(parent) => before.parent_id == Some(parent.get()),
-                Update::Status(status) => before.status == *status,
+                Update::Active(active) => before.active == *active,
             };
             if unchanged {
                 return Ok(before);
             }
             let target = diesel::update(org_nodes::table.find(node));
-            let now = org_nodes::updated_at.eq(diesel::dsl::now);
+            let now = org_nodes::updated_utc.eq(diesel::dsl::now);
             let after: OrgNode = match update {
                 Update::Label(label) => {
                     target
-                        .set((org_nodes::label.eq(label.as_str()), now))
+                        .set((org_nodes::node_label.eq(label.as_str()), now))
                         .returning(OrgNode::as_returning())
                         .get_result(conn)
                         .await?
                 }
                 Update::Parent(parent) => target
-                    .set((org_nodes::parent_id.eq(Some(parent)), now))
+                    .set((org_nodes::parent_org_node_id.eq(Some(parent)), now))
                     .returning(OrgNode::as_returning())
                     .get_result(conn)
                     .await
                     .map_err(|e| tree_error(e, Subject::NewParent))?,
-                Update::Status(status) => {
+                Update::Active(active) => {
                     target
-                        .set((org_nodes::status.eq(status), now))
+                        .set((org_nodes::active_flag.eq(active), now))
                         .returning(OrgNode::as_returning())
                         .get_result(conn)
                         .await?

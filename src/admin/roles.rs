@@ -49,10 +49,10 @@ pub async fn create(
                         let id: Uuid = diesel::insert_into(roles::table)
                             .values((
                                 roles::tenant_id.eq(tenant),
-                                roles::key.eq(key.as_str()),
-                                roles::label.eq(label.as_str()),
+                                roles::role_key.eq(key.as_str()),
+                                roles::role_label.eq(label.as_str()),
                             ))
-                            .returning(roles::id)
+                            .returning(roles::role_id)
                             .get_result(conn)
                             .await
                             .map_err(|e| match e {
@@ -135,8 +135,8 @@ pub async fn rename(
             }
             diesel::update(roles::table.find(role))
                 .set((
-                    roles::label.eq(label.as_str()),
-                    roles::updated_at.eq(diesel::dsl::now),
+                    roles::role_label.eq(label.as_str()),
+                    roles::updated_utc.eq(diesel::dsl::now),
                 ))
                 .execute(conn)
                 .await?;
@@ -155,14 +155,19 @@ pub async fn list(db: &Db, admin: &Administrator) -> Result<Vec<Role>, AdminErro
     db.read(&admin.context(), |conn| {
         async move {
             let rows: Vec<(Uuid, Uuid, String, String)> = roles::table
-                .order(roles::key)
-                .select((roles::id, roles::tenant_id, roles::key, roles::label))
+                .order(roles::role_key)
+                .select((
+                    roles::role_id,
+                    roles::tenant_id,
+                    roles::role_key,
+                    roles::role_label,
+                ))
                 .load(conn)
                 .await?;
             let grants: Vec<(Uuid, String)> = role_capabilities::table
                 .inner_join(capabilities::table)
-                .select((role_capabilities::role_id, capabilities::key))
-                .order(capabilities::key)
+                .select((role_capabilities::role_id, capabilities::cap_key))
+                .order(capabilities::cap_key)
                 .load(conn)
                 .await?;
             Ok(rows
@@ -190,7 +195,7 @@ pub async fn list(db: &Db, admin: &Administrator) -> Result<Vec<Role>, AdminErro
 async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError> {
     roles::table
         .find(id)
-        .select(roles::id)
+        .select(roles::role_id)
         .for_update()
         .first::<Uuid>(conn)
         .await
@@ -202,7 +207,7 @@ async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError
 async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError> {
     let (tenant_id, key, label): (Uuid, String, String) = roles::table
         .find(id)
-        .select((roles::tenant_id, roles::key, roles::label))
+        .select((roles::tenant_id, roles::role_key, roles::role_label))
         .first(conn)
         .await
         .optional()?
@@ -210,8 +215,8 @@ async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError
     let capabilities: Vec<String> = role_capabilities::table
         .inner_join(capabilities::table)
         .filter(role_capabilities::role_id.eq(id))
-        .select(capabilities::key)
-        .order(capabilities::key)
+        .select(capabilities::cap_key)
+        .order(capabilities::cap_key)
         .load(conn)
         .await?;
     Ok(Role {
@@ -233,8 +238,8 @@ async fn replace_capabilities(
 ) -> Result<(), AdminError> {
     let keys: Vec<&str> = granted.iter().map(CapabilityKey::as_str).collect();
     let found: Vec<(Uuid, String)> = capabilities::table
-        .filter(capabilities::key.eq_any(&keys))
-        .select((capabilities::id, capabilities::key))
+        .filter(capabilities::cap_key.eq_any(&keys))
+        .select((capabilities::cap_id, capabilities::cap_key))
         .load(conn)
         .await?;
     if let Some(index) = keys
@@ -255,7 +260,7 @@ async fn replace_capabilities(
             (
                 role_capabilities::tenant_id.eq(tenant),
                 role_capabilities::role_id.eq(role),
-                role_capabilities::capability_id.eq(*capability),
+                role_capabilities::cap_id.eq(*capability),
             )
         })
         .collect();

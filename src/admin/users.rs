@@ -13,7 +13,7 @@ use crate::authn::sessions::{self, SessionsOf};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
 use crate::db::Db;
-use crate::db::schema::auth::{user_identities, users};
+use crate::db::schema::auth::users;
 use crate::names::UserId;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -135,7 +135,7 @@ pub async fn set_active(
         async move {
             users::table
                 .find(user)
-                .select(users::id)
+                .select(users::user_id)
                 .for_update()
                 .first::<Uuid>(conn)
                 .await
@@ -147,8 +147,8 @@ pub async fn set_active(
             }
             diesel::update(users::table.find(user))
                 .set((
-                    users::status.eq(status),
-                    users::updated_at.eq(diesel::dsl::now),
+                    users::user_state_code.eq(status),
+                    users::updated_utc.eq(diesel::dsl::now),
                 ))
                 .execute(conn)
                 .await?;
@@ -190,46 +190,17 @@ pub async fn list(
     db.read(&admin.context(), |conn| {
         async move {
             let mut query = users::table
-                .order(users::id)
+                .order(users::user_id)
                 .limit(size + 1)
-                .select((
-                    users::id,
-                    users::tenant_id,
-                    users::display_name,
-                    users::status,
-                ))
+                .select(UserRow::as_select())
                 .into_boxed();
             if let Some(after) = after {
-                query = query.filter(users::id.gt(after));
+                query = query.filter(users::user_id.gt(after));
             }
-            let mut rows: Vec<(Uuid, Uuid, String, String)> = query.load(conn).await?;
+            let mut rows: Vec<UserRow> = query.load(conn).await?;
             let more = rows.len() as i64 > size;
             rows.truncate(size as usize);
-            let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-            let logins: Vec<(Uuid, String, String)> = user_identities::table
-                .filter(user_identities::user_id.eq_any(&ids))
-                .order((user_identities::kind, user_identities::login))
-                .select((
-                    user_identities::user_id,
-                    user_identities::kind,
-                    user_identities::login,
-                ))
-                .load(conn)
-                .await?;
-            let page: Vec<User> = rows
-                .into_iter()
-                .map(|(id, tenant_id, display_name, status)| User {
-                    logins: logins
-                        .iter()
-                        .filter(|(user, ..)| *user == id)
-                        .map(|(_, kind, login)| format!("{kind}:{login}"))
-                        .collect(),
-                    active: status == "active",
-                    id,
-                    tenant_id,
-                    display_name,
-                })
-                .collect();
+            let page: Vec<User> = rows.into_iter().map(User::from).collect();
             let next = more.then(|| page.last().map(|u| u.id)).flatten();
             Ok((page, next))
         }
@@ -239,27 +210,40 @@ pub async fn list(
 }
 
 pub(super) async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User, AdminError> {
-    let (tenant_id, display_name, status): (Uuid, String, String) = users::table
+    let row: UserRow = users::table
         .find(id)
-        .select((users::tenant_id, users::display_name, users::status))
+        .select(UserRow::as_select())
         .first(conn)
         .await
         .optional()?
         .ok_or(AdminError::NotFound(Subject::User))?;
-    let logins: Vec<(String, String)> = user_identities::table
-        .filter(user_identities::user_id.eq(id))
-        .order((user_identities::kind, user_identities::login))
-        .select((user_identities::kind, user_identities::login))
-        .load(conn)
-        .await?;
-    Ok(User {
-        id,
-        tenant_id,
-        display_name,
-        active: status == "active",
-        logins: logins
+    Ok(row.into())
+}
+
+/// A user as stored: the seed's columns.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    user_id: Uuid,
+    tenant_id: Uuid,
+    display_label: String,
+    user_state_code: String,
+    email_addr: Option<String>,
+    phone_e164: Option<String>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        let logins = [("email", row.email_addr), ("phone", row.phone_e164)]
             .into_iter()
-            .map(|(kind, login)| format!("{kind}:{login}"))
-            .collect(),
-    })
+            .filter_map(|(kind, login)| login.map(|login| format!("{kind}:{login}")))
+            .collect();
+        Self {
+            id: row.user_id,
+            tenant_id: row.tenant_id,
+            display_name: row.display_label,
+            active: row.user_state_code == "active",
+            logins,
+        }
+    }
 }

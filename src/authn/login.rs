@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::otp::{self, CodeUse, Spend};
 use super::sessions::{self, SessionTokens};
 use super::throttle::{self, Counted, Reservation, ThrottleKey};
+use super::users::PASSWORD_PROVIDER;
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
@@ -173,12 +174,23 @@ impl Authenticator {
                         }
                         Reservation::Reserved { locked } => locked,
                     };
-                    let identity: Option<IdentityRow> = ui::table
-                        .inner_join(u::table.on(u::id.eq(ui::user_id)))
-                        .inner_join(t::table.on(t::id.eq(u::tenant_id)))
-                        .filter(ui::kind.eq(login.kind()))
-                        .filter(ui::login.eq(login.value()))
-                        .select((ui::id, u::id, ui::password_hash, u::status, t::status))
+                    // The user the login names, and their password identity.
+                    let identity: Option<IdentityRow> = u::table
+                        .inner_join(t::table.on(t::tenant_id.eq(u::tenant_id)))
+                        .inner_join(ui::table.on(ui::user_id.eq(u::user_id)))
+                        .filter(ui::ident_provider_code.eq(PASSWORD_PROVIDER))
+                        .filter(
+                            u::email_addr
+                                .eq(login.email())
+                                .or(u::phone_e164.eq(login.phone())),
+                        )
+                        .select((
+                            ui::ident_id,
+                            u::user_id,
+                            ui::password_hash_text,
+                            u::user_state_code,
+                            t::tenant_state_code,
+                        ))
                         .first(conn)
                         .await
                         .optional()?;
@@ -245,7 +257,7 @@ impl Authenticator {
                     }
                     if let Some(hash) = rehash {
                         diesel::update(ui::table.find(identity.identity_id))
-                            .set((ui::password_hash.eq(hash), ui::updated_at.eq(now)))
+                            .set((ui::password_hash_text.eq(hash), ui::updated_utc.eq(now)))
                             .execute(conn)
                             .await?;
                     }

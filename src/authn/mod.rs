@@ -69,7 +69,7 @@ async fn tenant_exists(
     use crate::db::schema::auth::tenants;
     Ok(tenants::table
         .find(tenant)
-        .select(tenants::id)
+        .select(tenants::tenant_id)
         .first::<uuid::Uuid>(conn)
         .await
         .optional()?

@@ -19,10 +19,13 @@ use crate::names::Login;
 use crate::names::TenantId;
 
 use super::throttle::{self, Reservation};
+use super::users::PASSWORD_PROVIDER;
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::DbError;
-use crate::db::schema::auth::{otp_codes as oc, otp_outbox as ob, user_identities as ui};
+use crate::db::schema::auth::{
+    otp_codes as oc, otp_outbox as ob, user_identities as ui, users as u,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
@@ -140,12 +143,12 @@ impl OtpDelivery for DevLogDelivery {
     }
 }
 
-fn code_hash(otp_id: Uuid, code: &str) -> Vec<u8> {
+fn code_hash(otp_id: Uuid, code: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"portcullis.otp.v1:");
     hasher.update(otp_id.as_bytes());
     hasher.update(code.as_bytes());
-    hasher.finalize().to_vec()
+    format!("{:x}", hasher.finalize())
 }
 
 /// The answer to `RequestOtp`, the same whether or not the destination is known.
@@ -196,8 +199,8 @@ impl Authenticator {
                     }
                     let window_start = now - chrono::Duration::from_std(settings.otp_request_window).unwrap_or_default();
                     let recent: i64 = oc::table
-                        .filter(oc::destination.eq(destination.value()))
-                        .filter(oc::created_at.gt(window_start))
+                        .filter(oc::destination_text.eq(destination.value()))
+                        .filter(oc::created_utc.gt(window_start))
                         .count()
                         .get_result(conn)
                         .await?;
@@ -206,10 +209,10 @@ impl Authenticator {
                             retry_after: settings.otp_request_window,
                         });
                     }
-                    let user: Option<Uuid> = ui::table
-                        .filter(ui::kind.eq(destination.kind()))
-                        .filter(ui::login.eq(destination.value()))
-                        .select(ui::user_id)
+                    let user: Option<Uuid> = u::table
+                        .filter(u::email_addr.eq(destination.email()))
+                        .or_filter(u::phone_e164.eq(destination.phone()))
+                        .select(u::user_id)
                         .first(conn)
                         .await
                         .optional()?;
@@ -218,16 +221,16 @@ impl Authenticator {
                     // used: no user.
                     diesel::insert_into(oc::table)
                         .values((
-                            oc::id.eq(otp_id),
+                            oc::otp_id.eq(otp_id),
                             oc::tenant_id.eq(tenant),
                             oc::user_id.eq(user),
-                            oc::destination.eq(destination.value()),
-                            oc::channel.eq(channel.as_str()),
-                            oc::purpose.eq(purpose.as_str()),
-                            oc::code_hash.eq(code_hash(otp_id, code.expose_secret())),
+                            oc::destination_text.eq(destination.value()),
+                            oc::channel_code.eq(channel.as_str()),
+                            oc::purpose_code.eq(purpose.as_str()),
+                            oc::code_hash_text.eq(code_hash(otp_id, code.expose_secret())),
                             oc::attempt_max.eq(settings.otp_attempt_max),
-                            oc::created_at.eq(now),
-                            oc::expires_at.eq(expires_at),
+                            oc::created_utc.eq(now),
+                            oc::expiry_utc.eq(expires_at),
                         ))
                         .execute(conn)
                         .await?;
@@ -287,7 +290,7 @@ struct LiveCode {
     id: Uuid,
     user_id: Option<Uuid>,
     purpose: String,
-    code_hash: Vec<u8>,
+    code_hash: String,
     attempt_count: i32,
     attempt_max: i32,
 }
@@ -310,16 +313,16 @@ pub(super) async fn consume(
     };
     let live: Option<LiveCode> = oc::table
         .filter(oc::tenant_id.eq(tenant))
-        .filter(oc::destination.eq(destination.value()))
-        .filter(oc::purpose.eq_any(purposes))
-        .filter(oc::consumed_at.is_null())
-        .filter(oc::expires_at.gt(now))
-        .order(oc::created_at.desc())
+        .filter(oc::destination_text.eq(destination.value()))
+        .filter(oc::purpose_code.eq_any(purposes))
+        .filter(oc::consumed_utc.is_null())
+        .filter(oc::expiry_utc.gt(now))
+        .order(oc::created_utc.desc())
         .select((
-            oc::id,
+            oc::otp_id,
             oc::user_id,
-            oc::purpose,
-            oc::code_hash,
+            oc::purpose_code,
+            oc::code_hash_text,
             oc::attempt_count,
             oc::attempt_max,
         ))
@@ -334,7 +337,8 @@ pub(super) async fn consume(
         return Ok(None);
     }
     let matches: bool = code_hash(live.id, code.expose_secret())
-        .ct_eq(&live.code_hash)
+        .as_bytes()
+        .ct_eq(live.code_hash.as_bytes())
         .into();
     if !matches {
         diesel::update(oc::table.find(live.id))
@@ -347,21 +351,30 @@ pub(super) async fn consume(
         return Ok(live.user_id);
     }
     diesel::update(oc::table.find(live.id))
-        .set(oc::consumed_at.eq(now))
+        .set(oc::consumed_utc.eq(now))
         .execute(conn)
         .await?;
     if let Some(user) = live.user_id
         && (live.purpose == "verify_email" || live.purpose == "verify_phone")
     {
-        diesel::update(
-            ui::table
-                .filter(ui::user_id.eq(user))
-                .filter(ui::kind.eq(destination.kind()))
-                .filter(ui::login.eq(destination.value())),
-        )
-        .set((ui::verified_at.eq(now), ui::updated_at.eq(now)))
-        .execute(conn)
-        .await?;
+        // The code went to the user's own login: that login is verified.
+        let target = ui::table
+            .filter(ui::user_id.eq(user))
+            .filter(ui::ident_provider_code.eq(PASSWORD_PROVIDER));
+        match destination {
+            Login::Email(_) => {
+                diesel::update(target)
+                    .set((ui::email_verified_flag.eq(true), ui::updated_utc.eq(now)))
+                    .execute(conn)
+                    .await?
+            }
+            Login::Phone(_) => {
+                diesel::update(target)
+                    .set((ui::phone_verified_flag.eq(true), ui::updated_utc.eq(now)))
+                    .execute(conn)
+                    .await?
+            }
+        };
     }
     Ok(live.user_id)
 }

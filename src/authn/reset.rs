@@ -121,7 +121,7 @@ impl Authenticator {
                     }
                     throttle::release(conn, failures_ref).await?;
                     diesel::update(ui::table.filter(ui::user_id.eq(user)))
-                        .set((ui::password_hash.eq(hash), ui::updated_at.eq(now)))
+                        .set((ui::password_hash_text.eq(hash), ui::updated_utc.eq(now)))
                         .execute(conn)
                         .await?;
                     let revoked = sessions::revoke_all(

@@ -70,14 +70,14 @@ pub(super) async fn open(
         now + chrono::Duration::from_std(settings.refresh_lifetime).unwrap_or_default();
     diesel::insert_into(rs::table)
         .values((
-            rs::id.eq(session),
+            rs::session_id.eq(session),
             rs::tenant_id.eq(tenant),
             rs::user_id.eq(user),
-            rs::token_hash.eq(&refresh.hash),
-            rs::user_agent.eq(&client.user_agent),
-            rs::client_addr.eq(&client.address),
-            rs::created_at.eq(now),
-            rs::expires_at.eq(refresh_expires_at),
+            rs::refresh_token_hash_text.eq(&refresh.hash),
+            rs::client_user_agent_text.eq(&client.user_agent),
+            rs::client_ip_text.eq(&client.address),
+            rs::created_utc.eq(now),
+            rs::expiry_utc.eq(refresh_expires_at),
         ))
         .execute(conn)
         .await?;
@@ -118,8 +118,8 @@ async fn tenant_of(db: &Db, session: Uuid) -> Result<Option<Uuid>, AuthnError> {
 #[derive(Queryable)]
 struct SessionRow {
     user_id: Uuid,
-    token_hash: Vec<u8>,
-    retired: Vec<Vec<u8>>,
+    token_hash: String,
+    retired: Vec<String>,
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
 }
@@ -132,10 +132,10 @@ async fn lock_session(
         .find(session)
         .select((
             rs::user_id,
-            rs::token_hash,
-            rs::retired_token_hashes,
-            rs::expires_at,
-            rs::revoked_at,
+            rs::refresh_token_hash_text,
+            rs::retired_token_hashes_text,
+            rs::expiry_utc,
+            rs::revoked_utc,
         ))
         .for_update()
         .first(conn)
@@ -161,8 +161,8 @@ async fn revoke_session_row(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, AuthnError> {
-    let updated = diesel::update(rs::table.find(session).filter(rs::revoked_at.is_null()))
-        .set((rs::revoked_at.eq(now), rs::revoked_reason.eq(reason)))
+    let updated = diesel::update(rs::table.find(session).filter(rs::revoked_utc.is_null()))
+        .set((rs::revoked_utc.eq(now), rs::revoked_reason_code.eq(reason)))
         .execute(conn)
         .await?;
     if updated > 0 {
@@ -248,10 +248,10 @@ impl Authenticator {
                     let keep_from = retired.len().saturating_sub(RETIRED_KEPT);
                     diesel::update(rs::table.find(session))
                         .set((
-                            rs::token_hash.eq(&next.hash),
-                            rs::retired_token_hashes.eq(&retired[keep_from..]),
-                            rs::generation.eq(rs::generation + 1),
-                            rs::last_refreshed_at.eq(now),
+                            rs::refresh_token_hash_text.eq(&next.hash),
+                            rs::retired_token_hashes_text.eq(&retired[keep_from..]),
+                            rs::rotation_count.eq(rs::rotation_count + 1),
+                            rs::last_refreshed_utc.eq(now),
                         ))
                         .execute(conn)
                         .await?;
@@ -308,9 +308,9 @@ pub(super) async fn user_may_log_in(
 ) -> Result<bool, AuthnError> {
     let statuses: Option<(String, String)> = u::table
         .inner_join(t::table)
-        .filter(u::id.eq(user))
+        .filter(u::user_id.eq(user))
         .filter(u::tenant_id.eq(tenant))
-        .select((u::status, t::status))
+        .select((u::user_state_code, t::tenant_state_code))
         .first(conn)
         .await
         .optional()?;
@@ -480,8 +480,8 @@ pub async fn revoke_all(
     now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, AuthnError> {
     let mut query = rs::table
-        .filter(rs::revoked_at.is_null())
-        .select(rs::id)
+        .filter(rs::revoked_utc.is_null())
+        .select(rs::session_id)
         .into_boxed();
     if let SessionsOf::User(user) = owner {
         query = query.filter(rs::user_id.eq(user));

@@ -15,6 +15,10 @@ use crate::db::{Db, RlsContext};
 use crate::names::Login;
 use crate::names::NewPassword;
 
+/// The provider of the identity that holds a user's password and the
+/// verification of their logins (the seed's `password` provider).
+pub const PASSWORD_PROVIDER: &str = "password";
+
 pub struct NewUser {
     pub tenant_id: Uuid,
     pub display_name: String,
@@ -45,7 +49,8 @@ pub async fn create_user(
     .await
 }
 
-/// Inserts user `id`, its logins (sharing the password hash, if any) and
+/// Inserts user `id` with its logins (at most one email and one phone, each
+/// unique in the tenant), its `password` identity (the hash, if any) and
 /// the audit row, in the caller's transaction.
 pub async fn insert_user(
     conn: &mut AsyncPgConnection,
@@ -55,32 +60,38 @@ pub async fn insert_user(
     actor: Actor,
     request_id: Option<&str>,
 ) -> Result<(), AuthnError> {
-    diesel::insert_into(u::table)
+    let email = new.logins.iter().find_map(Login::email);
+    let phone = new.logins.iter().find_map(Login::phone);
+    let inserted = diesel::insert_into(u::table)
         .values((
-            u::id.eq(id),
+            u::user_id.eq(id),
             u::tenant_id.eq(new.tenant_id),
-            u::display_name.eq(&new.display_name),
+            u::display_label.eq(&new.display_name),
+            u::email_addr.eq(email),
+            u::phone_e164.eq(phone),
+        ))
+        .execute(conn)
+        .await;
+    match inserted {
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+            let taken = if info.constraint_name() == Some("users_tenant_phone_key") {
+                phone
+            } else {
+                email
+            };
+            return Err(AuthnError::LoginTaken(taken.unwrap_or_default().to_owned()));
+        }
+        other => other?,
+    };
+    diesel::insert_into(ui::table)
+        .values((
+            ui::tenant_id.eq(new.tenant_id),
+            ui::user_id.eq(id),
+            ui::ident_provider_code.eq(PASSWORD_PROVIDER),
+            ui::password_hash_text.eq(password_hash),
         ))
         .execute(conn)
         .await?;
-    for login in &new.logins {
-        let inserted = diesel::insert_into(ui::table)
-            .values((
-                ui::tenant_id.eq(new.tenant_id),
-                ui::user_id.eq(id),
-                ui::kind.eq(login.kind()),
-                ui::login.eq(login.value()),
-                ui::password_hash.eq(password_hash),
-            ))
-            .execute(conn)
-            .await;
-        match inserted {
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                return Err(AuthnError::LoginTaken(login.to_string()));
-            }
-            other => other?,
-        };
-    }
     let logins: Vec<String> = new.logins.iter().map(ToString::to_string).collect();
     audit::record(
         conn,
@@ -118,26 +129,29 @@ pub async fn set_password(
     let hash = &hash;
     db.write(&RlsContext::operator().with_tenant(tenant), |conn| {
         async move {
-            let user: Uuid = ui::table
-                .filter(ui::kind.eq(login.kind()))
-                .filter(ui::login.eq(login.value()))
-                .select(ui::user_id)
+            let user: Uuid = u::table
+                .filter(u::email_addr.eq(login.email()))
+                .or_filter(u::phone_e164.eq(login.phone()))
+                .select(u::user_id)
                 .first(conn)
                 .await
                 .optional()?
                 .ok_or_else(|| AuthnError::UnknownLogin(login.to_string()))?;
-            let mut target = ui::table.filter(ui::user_id.eq(user)).into_boxed();
+            let mut target = ui::table
+                .filter(ui::user_id.eq(user))
+                .filter(ui::ident_provider_code.eq(PASSWORD_PROVIDER))
+                .into_boxed();
             if only_if_unset {
-                target = target.filter(ui::password_hash.is_null());
+                target = target.filter(ui::password_hash_text.is_null());
             }
-            let ids: Vec<Uuid> = target.select(ui::id).load(conn).await?;
+            let ids: Vec<Uuid> = target.select(ui::ident_id).load(conn).await?;
             if ids.is_empty() {
                 return Ok(false);
             }
-            diesel::update(ui::table.filter(ui::id.eq_any(&ids)))
+            diesel::update(ui::table.filter(ui::ident_id.eq_any(&ids)))
                 .set((
-                    ui::password_hash.eq(hash),
-                    ui::updated_at.eq(diesel::dsl::now),
+                    ui::password_hash_text.eq(hash),
+                    ui::updated_utc.eq(diesel::dsl::now),
                 ))
                 .execute(conn)
                 .await?;

@@ -139,9 +139,9 @@ pub async fn list_visible(
                 let inactive = async {
                     let rows = n::table
                         .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                            "status <> 'active'",
+                            "NOT active_flag",
                         ))
-                        .select(n::id)
+                        .select(n::org_node_id)
                         .load::<Uuid>(&mut { c })
                         .await?;
                     Ok::<_, AuthzError>(rows)
@@ -216,8 +216,8 @@ pub async fn list_visible(
 async fn subject_is_active(conn: &AsyncPgConnection, subject: Subject) -> Result<bool, AuthzError> {
     let statuses: Option<(String, String)> = u::table
         .inner_join(t::table)
-        .filter(u::id.eq(subject.user_id))
-        .select((u::status, t::status))
+        .filter(u::user_id.eq(subject.user_id))
+        .select((u::user_state_code, t::tenant_state_code))
         .first(&mut { conn })
         .await
         .optional()?;
@@ -232,8 +232,13 @@ async fn assignments(conn: &AsyncPgConnection, user: Uuid) -> Result<Vec<Access>
         .filter(oa::user_id.eq(user))
         .filter(oa::start_utc.le(now))
         .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
-        .select((oa::id, r::id, r::label, oa::org_node_id))
-        .order(oa::id)
+        .select((
+            oa::assignment_id,
+            r::role_id,
+            r::role_label,
+            oa::org_node_id,
+        ))
+        .order(oa::assignment_id)
         .load(&mut { conn })
         .await?;
     Ok(rows
@@ -260,11 +265,11 @@ async fn grants(
         .filter(vg::user_id.eq(user))
         .filter(vg::start_utc.le(now))
         .filter(vg::end_utc.is_null().or(vg::end_utc.gt(now)))
-        .select((vg::id, vg::scope, vg::org_node_id))
-        .order(vg::id)
+        .select((vg::grant_id, vg::access_scope_code, vg::org_node_id))
+        .order(vg::grant_id)
         .into_boxed();
     if scope == Scope::Analyze {
-        grants = grants.filter(vg::scope.eq("analyze"));
+        grants = grants.filter(vg::access_scope_code.eq("analyze"));
     }
     let rows: Vec<(Uuid, String, Uuid)> = grants.load(&mut { conn }).await?;
     Ok(rows

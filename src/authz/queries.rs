@@ -71,7 +71,7 @@ impl<F: BatchFunction> QueryFragment<Pg> for BatchQuery<'_, F> {
 }
 
 /// One page of visible nodes in id order. Each covering node's descendants
-/// come from the closure table's `(ancestor_id, descendant_id)` index in id
+/// come from the closure table's `(ancestor_org_node_id, descendant_org_node_id)` index in id
 /// order from the cursor, `limit` at most per covering node, so a page costs
 /// the same at any depth and in a tenant of any size. Nodes under an
 /// inactive node (`inactive`, usually empty) are skipped.
@@ -101,27 +101,27 @@ impl Query for VisiblePage<'_> {
 impl QueryFragment<Pg> for VisiblePage<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            "SELECT n.id, n.parent_id, n.node_type, n.label, \
-               ARRAY(SELECT h.ancestor_id FROM auth.org_node_paths h \
-                      WHERE h.descendant_id = n.id AND h.ancestor_id = ANY(",
+            "SELECT n.org_node_id, n.parent_org_node_id, n.node_type_code, n.node_label, \
+               ARRAY(SELECT h.ancestor_org_node_id FROM auth.org_node_paths h \
+                      WHERE h.descendant_org_node_id = n.org_node_id AND h.ancestor_org_node_id = ANY(",
         );
         out.push_bind_param::<Array<SqlUuid>, _>(self.covering)?;
         out.push_sql(")) FROM (SELECT DISTINCT s.id FROM unnest(");
         out.push_bind_param::<Array<SqlUuid>, _>(self.covering)?;
-        out.push_sql("::uuid[]) AS c (id) CROSS JOIN LATERAL (SELECT p.descendant_id AS id FROM auth.org_node_paths p");
+        out.push_sql("::uuid[]) AS c (id) CROSS JOIN LATERAL (SELECT p.descendant_org_node_id AS id FROM auth.org_node_paths p");
         if self.node_type.is_some() {
-            out.push_sql(" JOIN auth.org_nodes m ON m.id = p.descendant_id");
+            out.push_sql(" JOIN auth.org_nodes m ON m.org_node_id = p.descendant_org_node_id");
         }
-        out.push_sql(" WHERE p.ancestor_id = c.id AND p.descendant_id > ");
+        out.push_sql(" WHERE p.ancestor_org_node_id = c.id AND p.descendant_org_node_id > ");
         out.push_bind_param::<SqlUuid, _>(&self.after)?;
         if let Some(node_type) = &self.node_type {
-            out.push_sql(" AND m.node_type = ");
+            out.push_sql(" AND m.node_type_code = ");
             out.push_bind_param::<Text, _>(node_type)?;
         }
         if let Some(under) = &self.under {
             out.push_sql(
                 " AND EXISTS (SELECT 1 FROM auth.org_node_paths u \
-                 WHERE u.descendant_id = p.descendant_id AND u.ancestor_id = ",
+                 WHERE u.descendant_org_node_id = p.descendant_org_node_id AND u.ancestor_org_node_id = ",
             );
             out.push_bind_param::<SqlUuid, _>(under)?;
             out.push_sql(")");
@@ -129,16 +129,18 @@ impl QueryFragment<Pg> for VisiblePage<'_> {
         if !self.inactive.is_empty() {
             out.push_sql(
                 " AND NOT EXISTS (SELECT 1 FROM auth.org_node_paths q \
-                 WHERE q.descendant_id = p.descendant_id AND q.ancestor_id = ANY(",
+                 WHERE q.descendant_org_node_id = p.descendant_org_node_id AND q.ancestor_org_node_id = ANY(",
             );
             out.push_bind_param::<Array<SqlUuid>, _>(self.inactive)?;
             out.push_sql("))");
         }
-        out.push_sql(" ORDER BY p.descendant_id LIMIT ");
+        out.push_sql(" ORDER BY p.descendant_org_node_id LIMIT ");
         out.push_bind_param::<Integer, _>(&self.limit)?;
         out.push_sql(") s ORDER BY s.id LIMIT ");
         out.push_bind_param::<Integer, _>(&self.limit)?;
-        out.push_sql(") page JOIN auth.org_nodes n ON n.id = page.id ORDER BY n.id");
+        out.push_sql(
+            ") page JOIN auth.org_nodes n ON n.org_node_id = page.id ORDER BY n.org_node_id",
+        );
         Ok(())
     }
 }

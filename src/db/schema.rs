@@ -6,57 +6,60 @@
 
 pub mod auth {
     diesel::table! {
-        auth.tenants (id) {
-            id -> Uuid,
-            slug -> Text,
-            name -> Text,
-            status -> Text,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
-        }
-    }
-
-    diesel::table! {
-        auth.users (id) {
-            id -> Uuid,
+        auth.tenants (tenant_id) {
             tenant_id -> Uuid,
-            display_name -> Text,
-            status -> Text,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
+            tenant_slug -> Text,
+            tenant_label -> Text,
+            tenant_state_code -> Text,
+            created_utc -> Timestamptz,
+            updated_utc -> Timestamptz,
         }
     }
 
     diesel::table! {
-        auth.user_identities (id) {
-            id -> Uuid,
+        auth.users (user_id) {
+            user_id -> Uuid,
+            tenant_id -> Uuid,
+            display_label -> Text,
+            user_state_code -> Text,
+            created_utc -> Timestamptz,
+            updated_utc -> Timestamptz,
+            email_addr -> Nullable<Text>,
+            phone_e164 -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        auth.user_identities (ident_id) {
+            ident_id -> Uuid,
             tenant_id -> Uuid,
             user_id -> Uuid,
-            kind -> Text,
-            login -> Text,
-            password_hash -> Nullable<Text>,
-            verified_at -> Nullable<Timestamptz>,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
+            password_hash_text -> Nullable<Text>,
+            created_utc -> Timestamptz,
+            updated_utc -> Timestamptz,
+            ident_provider_code -> Text,
+            provider_subject_key -> Nullable<Text>,
+            email_verified_flag -> Bool,
+            phone_verified_flag -> Bool,
         }
     }
 
     diesel::table! {
-        auth.refresh_sessions (id) {
-            id -> Uuid,
+        auth.refresh_sessions (session_id) {
+            session_id -> Uuid,
             tenant_id -> Uuid,
             user_id -> Uuid,
-            token_hash -> Bytea,
-            previous_token_hash -> Nullable<Bytea>,
-            generation -> Int4,
-            user_agent -> Nullable<Text>,
-            client_addr -> Nullable<Text>,
-            created_at -> Timestamptz,
-            last_refreshed_at -> Nullable<Timestamptz>,
-            expires_at -> Timestamptz,
-            revoked_at -> Nullable<Timestamptz>,
-            revoked_reason -> Nullable<Text>,
-            retired_token_hashes -> Array<Bytea>,
+            refresh_token_hash_text -> Text,
+            previous_token_hash_text -> Nullable<Text>,
+            rotation_count -> Int4,
+            client_user_agent_text -> Nullable<Text>,
+            client_ip_text -> Nullable<Text>,
+            created_utc -> Timestamptz,
+            last_refreshed_utc -> Nullable<Timestamptz>,
+            expiry_utc -> Timestamptz,
+            revoked_utc -> Nullable<Timestamptz>,
+            revoked_reason_code -> Nullable<Text>,
+            retired_token_hashes_text -> Array<Text>,
         }
     }
 
@@ -97,95 +100,95 @@ pub mod auth {
     }
 
     diesel::table! {
-        auth.otp_codes (id) {
-            id -> Uuid,
+        auth.otp_codes (otp_id) {
+            otp_id -> Uuid,
             tenant_id -> Uuid,
             user_id -> Nullable<Uuid>,
-            destination -> Text,
-            channel -> Text,
-            purpose -> Text,
-            code_hash -> Bytea,
+            destination_text -> Text,
+            channel_code -> Text,
+            purpose_code -> Text,
+            code_hash_text -> Text,
             attempt_count -> Int4,
             attempt_max -> Int4,
-            created_at -> Timestamptz,
-            expires_at -> Timestamptz,
-            consumed_at -> Nullable<Timestamptz>,
+            created_utc -> Timestamptz,
+            expiry_utc -> Timestamptz,
+            consumed_utc -> Nullable<Timestamptz>,
         }
     }
 
     diesel::table! {
-        auth.org_nodes (id) {
-            id -> Uuid,
+        auth.org_nodes (org_node_id) {
+            org_node_id -> Uuid,
             tenant_id -> Uuid,
-            parent_id -> Nullable<Uuid>,
-            node_type -> Text,
-            label -> Text,
-            status -> Text,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
+            parent_org_node_id -> Nullable<Uuid>,
+            node_type_code -> Text,
+            node_label -> Text,
+            active_flag -> Bool,
+            created_utc -> Timestamptz,
+            updated_utc -> Timestamptz,
         }
     }
 
     diesel::table! {
-        auth.org_node_paths (ancestor_id, descendant_id) {
+        auth.org_node_paths (ancestor_org_node_id, descendant_org_node_id) {
             tenant_id -> Uuid,
-            ancestor_id -> Uuid,
-            descendant_id -> Uuid,
-            depth -> Int4,
+            ancestor_org_node_id -> Uuid,
+            descendant_org_node_id -> Uuid,
+            depth_val -> Int4,
         }
     }
 
     diesel::table! {
-        auth.capabilities (id) {
-            id -> Uuid,
-            key -> Text,
-            description -> Text,
-            created_at -> Timestamptz,
+        auth.capabilities (cap_id) {
+            cap_id -> Uuid,
+            cap_key -> Text,
+            cap_description -> Text,
+            created_utc -> Timestamptz,
         }
     }
 
     diesel::table! {
-        auth.roles (id) {
-            id -> Uuid,
+        auth.roles (role_id) {
+            role_id -> Uuid,
             tenant_id -> Uuid,
-            key -> Text,
-            label -> Text,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
+            role_key -> Text,
+            role_label -> Text,
+            created_utc -> Timestamptz,
+            updated_utc -> Timestamptz,
         }
     }
 
     diesel::table! {
-        auth.role_capabilities (role_id, capability_id) {
+        auth.role_capabilities (role_id, cap_id) {
             tenant_id -> Uuid,
             role_id -> Uuid,
-            capability_id -> Uuid,
+            cap_id -> Uuid,
         }
     }
 
     diesel::table! {
-        auth.org_assignments (id) {
-            id -> Uuid,
+        auth.org_assignments (assignment_id) {
+            assignment_id -> Uuid,
             tenant_id -> Uuid,
             user_id -> Uuid,
             role_id -> Uuid,
             org_node_id -> Uuid,
             start_utc -> Timestamptz,
             end_utc -> Nullable<Timestamptz>,
-            created_at -> Timestamptz,
+            created_utc -> Timestamptz,
         }
     }
 
     diesel::table! {
-        auth.visibility_grants (id) {
-            id -> Uuid,
+        auth.visibility_grants (grant_id) {
+            grant_id -> Uuid,
             tenant_id -> Uuid,
             user_id -> Uuid,
             org_node_id -> Uuid,
-            scope -> Text,
+            access_scope_code -> Text,
             start_utc -> Timestamptz,
             end_utc -> Nullable<Timestamptz>,
-            created_at -> Timestamptz,
+            created_utc -> Timestamptz,
         }
     }
 
@@ -213,63 +216,64 @@ pub mod auth {
     }
 
     diesel::table! {
-        auth.invitations (id) {
-            id -> Uuid,
+        auth.invitations (invite_id) {
+            invite_id -> Uuid,
             tenant_id -> Uuid,
-            destination_kind -> Text,
-            destination -> Text,
-            role_id -> Uuid,
-            org_node_id -> Uuid,
-            token_hash -> Bytea,
-            created_at -> Timestamptz,
-            expires_at -> Timestamptz,
-            accepted_at -> Nullable<Timestamptz>,
+            target_role_id -> Uuid,
+            target_org_node_id -> Uuid,
+            invite_token_hash_text -> Text,
+            created_utc -> Timestamptz,
+            expiry_utc -> Timestamptz,
+            accepted_utc -> Nullable<Timestamptz>,
             accepted_user_id -> Nullable<Uuid>,
-            revoked_at -> Nullable<Timestamptz>,
+            revoked_utc -> Nullable<Timestamptz>,
+            email_addr -> Nullable<Text>,
+            phone_e164 -> Nullable<Text>,
+            invited_by_user_id -> Nullable<Uuid>,
         }
     }
 
     diesel::table! {
-        auth.services (id) {
-            id -> Uuid,
+        auth.services (svc_id) {
+            svc_id -> Uuid,
             tenant_id -> Nullable<Uuid>,
-            key -> Text,
-            label -> Text,
-            status -> Text,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
+            svc_key -> Text,
+            svc_label -> Text,
+            svc_state_code -> Text,
+            created_utc -> Timestamptz,
+            updated_utc -> Timestamptz,
         }
     }
 
     diesel::table! {
-        auth.service_secrets (id) {
-            id -> Uuid,
-            service_id -> Uuid,
-            secret_hash -> Bytea,
-            created_at -> Timestamptz,
-            last_used_at -> Nullable<Timestamptz>,
-            revoked_at -> Nullable<Timestamptz>,
+        auth.service_secrets (secret_id) {
+            secret_id -> Uuid,
+            svc_id -> Uuid,
+            secret_hash_text -> Text,
+            created_utc -> Timestamptz,
+            last_used_utc -> Nullable<Timestamptz>,
+            revoked_utc -> Nullable<Timestamptz>,
         }
     }
 
     diesel::table! {
-        auth.service_permissions (service_id, permission) {
-            service_id -> Uuid,
-            permission -> Text,
-            created_at -> Timestamptz,
+        auth.service_permissions (svc_id, perm_key) {
+            svc_id -> Uuid,
+            perm_key -> Text,
+            created_utc -> Timestamptz,
         }
     }
 
     diesel::table! {
-        auth.service_sessions (id) {
-            id -> Uuid,
-            service_id -> Uuid,
+        auth.service_sessions (svc_session_id) {
+            svc_session_id -> Uuid,
+            svc_id -> Uuid,
             secret_id -> Nullable<Uuid>,
-            token_hash -> Bytea,
-            permissions -> Array<Text>,
-            issued_at -> Timestamptz,
-            expires_at -> Timestamptz,
-            revoked_at -> Nullable<Timestamptz>,
+            token_hash_text -> Text,
+            perm_keys -> Array<Text>,
+            created_utc -> Timestamptz,
+            expiry_utc -> Timestamptz,
+            revoked_utc -> Nullable<Timestamptz>,
         }
     }
 
@@ -286,14 +290,14 @@ pub mod auth {
     diesel::joinable!(org_nodes -> tenants (tenant_id));
     diesel::joinable!(roles -> tenants (tenant_id));
     diesel::joinable!(role_capabilities -> roles (role_id));
-    diesel::joinable!(role_capabilities -> capabilities (capability_id));
+    diesel::joinable!(role_capabilities -> capabilities (cap_id));
     diesel::joinable!(org_assignments -> users (user_id));
     diesel::joinable!(org_assignments -> roles (role_id));
     diesel::joinable!(org_assignments -> org_nodes (org_node_id));
     diesel::joinable!(visibility_grants -> org_nodes (org_node_id));
-    diesel::joinable!(service_secrets -> services (service_id));
-    diesel::joinable!(service_permissions -> services (service_id));
-    diesel::joinable!(service_sessions -> services (service_id));
+    diesel::joinable!(service_secrets -> services (svc_id));
+    diesel::joinable!(service_permissions -> services (svc_id));
+    diesel::joinable!(service_sessions -> services (svc_id));
 
     diesel::allow_tables_to_appear_in_same_query!(
         tenants,
@@ -322,17 +326,19 @@ pub mod auth {
 
 pub mod audit {
     diesel::table! {
-        audit.audit_events (id) {
-            id -> Uuid,
-            occurred_at -> Timestamptz,
+        audit.audit_events (audit_id) {
+            audit_id -> Uuid,
+            occurred_utc -> Timestamptz,
             tenant_id -> Nullable<Uuid>,
-            actor_kind -> Text,
-            actor_id -> Nullable<Text>,
-            action -> Text,
-            entity_kind -> Text,
-            entity_id -> Nullable<Text>,
+            actor_kind_code -> Text,
+            action_key -> Text,
+            entity_kind_code -> Text,
+            entity_id -> Nullable<Uuid>,
             request_id -> Nullable<Text>,
-            payload -> Jsonb,
+            payload_json -> Jsonb,
+            actor_user_id -> Nullable<Uuid>,
+            actor_svc_id -> Nullable<Uuid>,
+            entity_ref_text -> Nullable<Text>,
         }
     }
 }

@@ -83,6 +83,22 @@ impl Login {
         }
     }
 
+    /// The email, if this is one (for `users.email_addr`).
+    pub fn email(&self) -> Option<&str> {
+        match self {
+            Self::Email(Email(value)) => Some(value),
+            Self::Phone(_) => None,
+        }
+    }
+
+    /// The phone number, if this is one (for `users.phone_e164`).
+    pub fn phone(&self) -> Option<&str> {
+        match self {
+            Self::Phone(Phone(value)) => Some(value),
+            Self::Email(_) => None,
+        }
+    }
+
     pub fn value(&self) -> &str {
         match self {
             Self::Email(Email(value)) | Self::Phone(Phone(value)) => value,

@@ -79,7 +79,7 @@ struct ServiceRow {
 #[derive(Queryable)]
 struct SecretRow {
     service_id: Uuid,
-    secret_hash: Vec<u8>,
+    secret_hash: String,
     revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -168,15 +168,15 @@ async fn lookup(
     request: &ExchangeRequest,
 ) -> Result<Found, ServiceError> {
     let service: Option<ServiceRow> = s::table
-        .filter(s::key.eq(request.key.as_str()))
-        .select((s::id, s::tenant_id, s::status))
+        .filter(s::svc_key.eq(request.key.as_str()))
+        .select((s::svc_id, s::tenant_id, s::svc_state_code))
         .first(conn)
         .await
         .optional()?;
     let secret: Option<SecretRow> = match &request.secret {
         Some(presented) => ss::table
             .find(presented.id())
-            .select((ss::service_id, ss::secret_hash, ss::revoked_at))
+            .select((ss::svc_id, ss::secret_hash_text, ss::revoked_utc))
             .first(conn)
             .await
             .optional()?,
@@ -185,7 +185,7 @@ async fn lookup(
     let tenant_active = match service.as_ref().and_then(|svc| svc.tenant_id) {
         Some(tenant) => t::table
             .find(tenant)
-            .select(t::status)
+            .select(t::tenant_state_code)
             .first::<String>(conn)
             .await
             .optional()?
@@ -240,9 +240,9 @@ async fn grant(
     requested: &[Permission],
 ) -> Result<Result<Vec<String>, String>, ServiceError> {
     let held: Vec<String> = sp::table
-        .filter(sp::service_id.eq(service_id))
-        .select(sp::permission)
-        .order(sp::permission)
+        .filter(sp::svc_id.eq(service_id))
+        .select(sp::perm_key)
+        .order(sp::perm_key)
         .load(conn)
         .await?;
     if requested.is_empty() {
@@ -282,18 +282,18 @@ async fn open_session(
     let secret_id = request.secret.as_ref().map(PresentedSecret::id);
     diesel::insert_into(sess::table)
         .values((
-            sess::id.eq(session_id),
-            sess::service_id.eq(service.id),
+            sess::svc_session_id.eq(session_id),
+            sess::svc_id.eq(service.id),
             sess::secret_id.eq(secret_id),
-            sess::token_hash.eq(&issued.hash),
-            sess::permissions.eq(&granted),
-            sess::issued_at.eq(now),
-            sess::expires_at.eq(issued.expires_at),
+            sess::token_hash_text.eq(&issued.hash),
+            sess::perm_keys.eq(&granted),
+            sess::created_utc.eq(now),
+            sess::expiry_utc.eq(issued.expires_at),
         ))
         .execute(conn)
         .await?;
-    diesel::update(ss::table.filter(ss::id.nullable().eq(secret_id)))
-        .set(ss::last_used_at.eq(now))
+    diesel::update(ss::table.filter(ss::secret_id.nullable().eq(secret_id)))
+        .set(ss::last_used_utc.eq(now))
         .execute(conn)
         .await?;
     audit::record(

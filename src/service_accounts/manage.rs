@@ -33,8 +33,8 @@ async fn find(
     key: &ServiceKey,
 ) -> Result<(Uuid, Option<Uuid>), ServiceError> {
     s::table
-        .filter(s::key.eq(key.as_str()))
-        .select((s::id, s::tenant_id))
+        .filter(s::svc_key.eq(key.as_str()))
+        .select((s::svc_id, s::tenant_id))
         .first(conn)
         .await
         .optional()?
@@ -65,10 +65,10 @@ pub async fn create(db: &Db, new: &NewService) -> Result<Uuid, ServiceError> {
             let id = Uuid::new_v4();
             let inserted = diesel::insert_into(s::table)
                 .values((
-                    s::id.eq(id),
+                    s::svc_id.eq(id),
                     s::tenant_id.eq(new.tenant_id),
-                    s::key.eq(new.key.as_str()),
-                    s::label.eq(&new.label),
+                    s::svc_key.eq(new.key.as_str()),
+                    s::svc_label.eq(&new.label),
                 ))
                 .execute(conn)
                 .await;
@@ -81,7 +81,7 @@ pub async fn create(db: &Db, new: &NewService) -> Result<Uuid, ServiceError> {
             let rows: Vec<_> = new
                 .permissions
                 .iter()
-                .map(|p| (sp::service_id.eq(id), sp::permission.eq(p.as_str())))
+                .map(|p| (sp::svc_id.eq(id), sp::perm_key.eq(p.as_str())))
                 .collect();
             diesel::insert_into(sp::table).values(&rows).execute(conn).await?;
             let permissions: Vec<&str> = new.permissions.iter().map(Permission::as_str).collect();
@@ -116,11 +116,11 @@ pub async fn issue_secret(
             let revoked: Vec<Uuid> = if revoke_others {
                 diesel::update(
                     ss::table
-                        .filter(ss::service_id.eq(service_id))
-                        .filter(ss::revoked_at.is_null()),
+                        .filter(ss::svc_id.eq(service_id))
+                        .filter(ss::revoked_utc.is_null()),
                 )
-                .set(ss::revoked_at.eq(diesel::dsl::now))
-                .returning(ss::id)
+                .set(ss::revoked_utc.eq(diesel::dsl::now))
+                .returning(ss::secret_id)
                 .get_results(conn)
                 .await?
             } else {
@@ -129,9 +129,9 @@ pub async fn issue_secret(
             let new = secrets::generate(SecretKind::ServiceSecret, Uuid::new_v4());
             diesel::insert_into(ss::table)
                 .values((
-                    ss::id.eq(new.id),
-                    ss::service_id.eq(service_id),
-                    ss::secret_hash.eq(&new.hash),
+                    ss::secret_id.eq(new.id),
+                    ss::svc_id.eq(service_id),
+                    ss::secret_hash_text.eq(&new.hash),
                 ))
                 .execute(conn)
                 .await?;
@@ -161,11 +161,11 @@ pub async fn revoke_secret(db: &Db, key: &ServiceKey, secret_id: Uuid) -> Result
             let (service_id, tenant_id) = find(conn, key).await?;
             let updated = diesel::update(
                 ss::table
-                    .filter(ss::id.eq(secret_id))
-                    .filter(ss::service_id.eq(service_id))
-                    .filter(ss::revoked_at.is_null()),
+                    .filter(ss::secret_id.eq(secret_id))
+                    .filter(ss::svc_id.eq(service_id))
+                    .filter(ss::revoked_utc.is_null()),
             )
-            .set(ss::revoked_at.eq(diesel::dsl::now))
+            .set(ss::revoked_utc.eq(diesel::dsl::now))
             .execute(conn)
             .await?;
             if updated == 0 {
@@ -200,7 +200,10 @@ pub async fn disable(
         async move {
             let (service_id, tenant_id) = find(conn, key).await?;
             diesel::update(s::table.find(service_id))
-                .set((s::status.eq("disabled"), s::updated_at.eq(diesel::dsl::now)))
+                .set((
+                    s::svc_state_code.eq("disabled"),
+                    s::updated_utc.eq(diesel::dsl::now),
+                ))
                 .execute(conn)
                 .await?;
             let revoked = revoke_live_sessions(conn, &[service_id], now).await?;
@@ -231,13 +234,13 @@ pub(crate) async fn revoke_live_sessions(
 ) -> Result<usize, ServiceError> {
     let sessions: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = diesel::update(
         sess::table
-            .filter(sess::service_id.eq_any(services))
-            .filter(sess::revoked_at.is_null())
+            .filter(sess::svc_id.eq_any(services))
+            .filter(sess::revoked_utc.is_null())
             // Expired tokens are accepted for the leeway: revoke those too.
-            .filter(sess::expires_at.gt(still_accepted_after(now))),
+            .filter(sess::expiry_utc.gt(still_accepted_after(now))),
     )
-    .set(sess::revoked_at.eq(diesel::dsl::now))
-    .returning((sess::id, sess::expires_at))
+    .set(sess::revoked_utc.eq(diesel::dsl::now))
+    .returning((sess::svc_session_id, sess::expiry_utc))
     .get_results(conn)
     .await?;
     revocation::record(conn, SessionKind::Service, &sessions).await?;
@@ -254,14 +257,13 @@ pub async fn set_permissions(
     db.write(&RlsContext::operator(), |conn| {
         async move {
             let (service_id, tenant_id) = find(conn, key).await?;
-            let before: Vec<String> =
-                diesel::delete(sp::table.filter(sp::service_id.eq(service_id)))
-                    .returning(sp::permission)
-                    .get_results(conn)
-                    .await?;
+            let before: Vec<String> = diesel::delete(sp::table.filter(sp::svc_id.eq(service_id)))
+                .returning(sp::perm_key)
+                .get_results(conn)
+                .await?;
             let rows: Vec<_> = permissions
                 .iter()
-                .map(|p| (sp::service_id.eq(service_id), sp::permission.eq(p.as_str())))
+                .map(|p| (sp::svc_id.eq(service_id), sp::perm_key.eq(p.as_str())))
                 .collect();
             diesel::insert_into(sp::table)
                 .values(&rows)
@@ -298,7 +300,7 @@ pub(crate) async fn revoke_tenant_services(
 ) -> Result<usize, ServiceError> {
     let services: Vec<Uuid> = s::table
         .filter(s::tenant_id.eq(tenant))
-        .select(s::id)
+        .select(s::svc_id)
         .load(conn)
         .await?;
     revoke_live_sessions(conn, &services, now).await

@@ -65,7 +65,7 @@ pub async fn revoke_session(
             async move {
                 let exists: Option<Uuid> = sess::table
                     .find(session_id)
-                    .select(sess::id)
+                    .select(sess::svc_session_id)
                     .first(conn)
                     .await
                     .optional()?;
@@ -98,11 +98,11 @@ async fn revoke(
 ) -> Result<Option<DateTime<Utc>>, ServiceError> {
     let revoked: Option<(Uuid, DateTime<Utc>)> = diesel::update(
         sess::table
-            .filter(sess::id.eq(session_id))
-            .filter(sess::revoked_at.is_null()),
+            .filter(sess::svc_session_id.eq(session_id))
+            .filter(sess::revoked_utc.is_null()),
     )
-    .set(sess::revoked_at.eq(diesel::dsl::now))
-    .returning((sess::service_id, sess::expires_at))
+    .set(sess::revoked_utc.eq(diesel::dsl::now))
+    .returning((sess::svc_id, sess::expiry_utc))
     .get_result(conn)
     .await
     .optional()?;

@@ -62,7 +62,7 @@ pub struct IssuedToken {
     pub token: SecretString,
     pub expires_at: DateTime<Utc>,
     /// SHA-256 of the token: what the database keeps.
-    pub hash: Vec<u8>,
+    pub hash: String,
 }
 
 /// The largest clock-skew leeway accepted in configuration. A revoked
@@ -231,7 +231,7 @@ impl Tokens {
     }
 }
 
-/// SHA-256 of a token or secret string, as stored in the database.
-pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+/// SHA-256 of a token string in lower-case hex, as stored in the database.
+pub fn token_hash(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
 }

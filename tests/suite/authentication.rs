@@ -205,7 +205,7 @@ impl Setup {
             &self.db,
             &RlsContext::tenant(self.tenant),
             &format!(
-                "UPDATE auth.users SET status = '{status}' WHERE id = '{}'",
+                "UPDATE auth.users SET user_state_code = '{status}' WHERE user_id = '{}'",
                 self.user
             ),
         )
@@ -319,7 +319,7 @@ async fn a_suspended_tenant_s_users_cannot_log_in() {
     execute(
         &s.db,
         &RlsContext::tenant(s.tenant),
-        "UPDATE auth.tenants SET status = 'suspended'",
+        "UPDATE auth.tenants SET tenant_state_code = 'suspended'",
     )
     .await
     .unwrap();
@@ -405,10 +405,10 @@ async fn a_hash_made_with_a_lower_cost_is_replaced_at_login() {
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = Text)]
-            password_hash: String,
+            password_hash_text: String,
         }
         let sql = format!(
-            "SELECT password_hash FROM auth.user_identities WHERE user_id = '{}' LIMIT 1",
+            "SELECT password_hash_text FROM auth.user_identities WHERE user_id = '{}' LIMIT 1",
             s.user
         );
         s.db.read(&RlsContext::tenant(s.tenant), |conn| {
@@ -417,7 +417,7 @@ async fn a_hash_made_with_a_lower_cost_is_replaced_at_login() {
                     diesel::sql_query(sql)
                         .get_result::<Row>(conn)
                         .await?
-                        .password_hash,
+                        .password_hash_text,
                 )
             }
             .scope_boxed()
@@ -673,7 +673,10 @@ async fn a_verify_email_code_marks_the_identity_verified() {
         crate::support::fixtures::count(
             &s.db,
             &RlsContext::tenant(s.tenant),
-            &format!("auth.user_identities WHERE user_id = '{}' AND kind = 'email' AND verified_at IS NOT NULL", s.user),
+            &format!(
+                "auth.user_identities WHERE user_id = '{}' AND email_verified_flag",
+                s.user
+            ),
         )
         .await
         .unwrap()

@@ -234,7 +234,7 @@ async fn a_suspended_tenant_is_denied() {
     execute(
         &s.db,
         &s.org.ctx(),
-        "UPDATE auth.tenants SET status = 'suspended'",
+        "UPDATE auth.tenants SET tenant_state_code = 'suspended'",
     )
     .await
     .unwrap();
@@ -557,7 +557,7 @@ async fn a_listing_shows_each_visible_node_once_with_all_its_sources() {
         &s.db,
         &o.ctx(),
         &format!(
-            "INSERT INTO auth.visibility_grants (tenant_id, user_id, org_node_id, scope) VALUES ('{}', '{}', '{}', 'read')",
+            "INSERT INTO auth.visibility_grants (tenant_id, user_id, org_node_id, access_scope_code) VALUES ('{}', '{}', '{}', 'read')",
             o.tenant, o.u, o.a1
         ),
     )
@@ -655,7 +655,7 @@ async fn paging_covers_every_node_exactly_once_while_nodes_are_added() {
         &s.db,
         &o.ctx(),
         &format!(
-            "INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label) VALUES {}",
+            "INSERT INTO auth.org_nodes (org_node_id, tenant_id, parent_org_node_id, node_type_code, node_label) VALUES {}",
             values.join(",")
         ),
     )
@@ -670,7 +670,7 @@ async fn paging_covers_every_node_exactly_once_while_nodes_are_added() {
                 &writer_db,
                 &portcullis::db::RlsContext::tenant(tenant),
                 &format!(
-                    "INSERT INTO auth.org_nodes (tenant_id, parent_id, node_type, label) VALUES ('{tenant}', '{parent}', 'unit', 'late{i}')"
+                    "INSERT INTO auth.org_nodes (tenant_id, parent_org_node_id, node_type_code, node_label) VALUES ('{tenant}', '{parent}', 'unit', 'late{i}')"
                 ),
             )
             .await

@@ -131,7 +131,7 @@ async fn load(db: &Db, world: &World) -> Loaded {
         db,
         &RlsContext::operator(),
         &format!(
-            "INSERT INTO auth.capabilities (key) VALUES {}",
+            "INSERT INTO auth.capabilities (cap_key) VALUES {}",
             keys.join(",")
         ),
     )
@@ -140,7 +140,7 @@ async fn load(db: &Db, world: &World) -> Loaded {
 
     let status = |active: bool| if active { "active" } else { "inactive" };
     let mut sql = format!(
-        "INSERT INTO auth.tenants (id, slug, name, status) VALUES ('{tenant}', 'm-{short}', 'M', '{}');\n",
+        "INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label, tenant_state_code) VALUES ('{tenant}', 'm-{short}', 'M', '{}');\n",
         if world.tenant_active {
             "active"
         } else {
@@ -150,33 +150,32 @@ async fn load(db: &Db, world: &World) -> Loaded {
     for (i, (parent, active)) in world.nodes.iter().enumerate() {
         let parent = parent.map_or("NULL".to_owned(), |p| format!("'{}'", nodes[p]));
         sql += &format!(
-            "INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label, status) VALUES ('{}', '{tenant}', {parent}, 'unit', 'n{i}', '{}');\n",
+            "INSERT INTO auth.org_nodes (org_node_id, tenant_id, parent_org_node_id, node_type_code, node_label, active_flag) VALUES ('{}', '{tenant}', {parent}, 'unit', 'n{i}', {active});\n",
             nodes[i],
-            status(*active)
         );
     }
     for (i, active) in world.users_active.iter().enumerate() {
         sql += &format!(
-            "INSERT INTO auth.users (id, tenant_id, display_name, status) VALUES ('{}', '{tenant}', 'u{i}', '{}');\n",
+            "INSERT INTO auth.users (user_id, tenant_id, display_label, user_state_code) VALUES ('{}', '{tenant}', 'u{i}', '{}');\n",
             users[i],
             status(*active)
         );
     }
     for (i, capabilities) in world.roles.iter().enumerate() {
         sql += &format!(
-            "INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{}', '{tenant}', 'r{i}', 'R{i}');\n",
+            "INSERT INTO auth.roles (role_id, tenant_id, role_key, role_label) VALUES ('{}', '{tenant}', 'r{i}', 'R{i}');\n",
             roles[i]
         );
         for c in capabilities {
             sql += &format!(
-                "INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id) SELECT '{tenant}', '{}', id FROM auth.capabilities WHERE key = '{}';\n",
+                "INSERT INTO auth.role_capabilities (tenant_id, role_id, cap_id) SELECT '{tenant}', '{}', cap_id FROM auth.capabilities WHERE cap_key = '{}';\n",
                 roles[i], capability_keys[*c]
             );
         }
     }
     for (i, (user, role, node, window)) in world.assignments.iter().enumerate() {
         sql += &format!(
-            "INSERT INTO auth.org_assignments (id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc) VALUES ('{}', '{tenant}', '{}', '{}', '{}', {});\n",
+            "INSERT INTO auth.org_assignments (assignment_id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc) VALUES ('{}', '{tenant}', '{}', '{}', '{}', {});\n",
             assignments[i],
             users[*user],
             roles[*role],
@@ -186,7 +185,7 @@ async fn load(db: &Db, world: &World) -> Loaded {
     }
     for (i, (user, node, analyze, window)) in world.grants.iter().enumerate() {
         sql += &format!(
-            "INSERT INTO auth.visibility_grants (id, tenant_id, user_id, org_node_id, scope, start_utc, end_utc) VALUES ('{}', '{tenant}', '{}', '{}', '{}', {});\n",
+            "INSERT INTO auth.visibility_grants (grant_id, tenant_id, user_id, org_node_id, access_scope_code, start_utc, end_utc) VALUES ('{}', '{tenant}', '{}', '{}', '{}', {});\n",
             grants[i],
             users[*user],
             nodes[*node],

@@ -10,20 +10,22 @@ use uuid::Uuid;
 use crate::support::TestDb;
 use crate::support::fixtures::{count, execute, populate};
 
-/// Paths that the closure table and a recursive walk of `parent_id`
+/// Paths that the closure table and a recursive walk of `parent_org_node_id`
 /// disagree on, within the context's tenant.
 async fn closure_mismatches(db: &Db, ctx: &RlsContext) -> i64 {
     count(
         db,
         ctx,
-        "(WITH RECURSIVE walk (ancestor_id, descendant_id, depth) AS (
-              SELECT id, id, 0 FROM auth.org_nodes
+        "(WITH RECURSIVE walk (ancestor, descendant, depth) AS (
+              SELECT org_node_id, org_node_id, 0 FROM auth.org_nodes
               UNION ALL
-              SELECT w.ancestor_id, n.id, w.depth + 1
-                FROM walk w JOIN auth.org_nodes n ON n.parent_id = w.descendant_id)
-          (SELECT ancestor_id, descendant_id, depth FROM auth.org_node_paths EXCEPT SELECT * FROM walk)
+              SELECT w.ancestor, n.org_node_id, w.depth + 1
+                FROM walk w JOIN auth.org_nodes n ON n.parent_org_node_id = w.descendant)
+          (SELECT ancestor_org_node_id, descendant_org_node_id, depth_val FROM auth.org_node_paths
+           EXCEPT SELECT * FROM walk)
           UNION ALL
-          (SELECT * FROM walk EXCEPT SELECT ancestor_id, descendant_id, depth FROM auth.org_node_paths)) diff",
+          (SELECT * FROM walk
+           EXCEPT SELECT ancestor_org_node_id, descendant_org_node_id, depth_val FROM auth.org_node_paths)) diff",
     )
     .await
     .unwrap()
@@ -40,7 +42,7 @@ async fn add_node(
     execute(
         db,
         ctx,
-        &format!("INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label) VALUES ('{id}', '{tenant}', {parent}, 'unit', 'n')"),
+        &format!("INSERT INTO auth.org_nodes (org_node_id, tenant_id, parent_org_node_id, node_type_code, node_label) VALUES ('{id}', '{tenant}', {parent}, 'unit', 'n')"),
     )
     .await?;
     Ok(id)
@@ -56,7 +58,9 @@ async fn move_node(
     execute(
         db,
         ctx,
-        &format!("UPDATE auth.org_nodes SET parent_id = {parent} WHERE id = '{node}'"),
+        &format!(
+            "UPDATE auth.org_nodes SET parent_org_node_id = {parent} WHERE org_node_id = '{node}'"
+        ),
     )
     .await
 }
@@ -165,7 +169,7 @@ async fn every_node_has_its_depth_zero_self_row() {
     let self_rows = count(
         &db,
         &ctx,
-        "auth.org_node_paths WHERE ancestor_id = descendant_id AND depth = 0",
+        "auth.org_node_paths WHERE ancestor_org_node_id = descendant_org_node_id AND depth_val = 0",
     )
     .await
     .unwrap();
@@ -272,7 +276,7 @@ async fn a_node_created_under_a_subtree_being_moved_gets_its_new_ancestors() {
             db.write(&ctx, |conn| {
                 async move {
                     diesel::sql_query(format!(
-                        "UPDATE auth.org_nodes SET parent_id = '{new_parent}' WHERE id = '{moved}'"
+                        "UPDATE auth.org_nodes SET parent_org_node_id = '{new_parent}' WHERE org_node_id = '{moved}'"
                     ))
                     .execute(conn)
                     .await?;

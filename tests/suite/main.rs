@@ -24,6 +24,7 @@ mod pooled_isolation;
 mod provision;
 mod read_replica;
 mod rls;
+mod schema_contract;
 mod scoped_transaction;
 mod server;
 mod service_credentials;

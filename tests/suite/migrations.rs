@@ -269,6 +269,7 @@ async fn rows_written_at_an_older_version_survive_every_later_migration() {
         uuid::Uuid::new_v4(),
     );
     let (role, capability) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (archive, invitation) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let mut superuser = test.admin_url.clone();
     superuser.set_path(&format!("/{}", test.name));
     let mut conn = AsyncPgConnection::establish(superuser.as_str())
@@ -281,25 +282,33 @@ async fn rows_written_at_an_older_version_survive_every_later_migration() {
          SELECT set_config('app.tenant_id', '{tenant}', true);
          INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'upgraded', 'Upgraded');
          INSERT INTO auth.users (id, tenant_id, display_name) VALUES ('{user}', '{tenant}', 'Uma');
-         INSERT INTO auth.user_identities (tenant_id, user_id, kind, login, password_hash, verified_at)
-              VALUES ('{tenant}', '{user}', 'email', 'uma@upgraded.example', '{hash}', now());
+         INSERT INTO auth.user_identities (tenant_id, user_id, kind, login, password_hash, verified_at, created_at)
+              VALUES ('{tenant}', '{user}', 'email', 'uma@upgraded.example', '{hash}', now(), now() - interval '1 day'),
+                     ('{tenant}', '{user}', 'phone', '+33612345678', '{hash}', NULL, now());
          INSERT INTO auth.org_nodes (id, tenant_id, node_type, label) VALUES ('{node}', '{tenant}', 'company', 'Root');
+         INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label, status)
+              VALUES ('{archive}', '{tenant}', '{node}', 'team', 'Archive', 'inactive');
          INSERT INTO auth.capabilities (id, key) VALUES ('{capability}', 'ledger.read');
          INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{tenant}', 'reader', 'Reader');
          INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id) VALUES ('{tenant}', '{role}', '{capability}');
          INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id, start_utc)
               VALUES ('{tenant}', '{user}', '{role}', '{node}', now() - interval '1 day');
          INSERT INTO auth.refresh_sessions (tenant_id, user_id, token_hash, expires_at)
-              VALUES ('{tenant}', '{user}', '\\x00', now() + interval '1 day');
+              VALUES ('{tenant}', '{user}', decode(repeat('ab', 32), 'hex'), now() + interval '1 day');
+         INSERT INTO auth.invitations (id, tenant_id, destination_kind, destination, role_id, org_node_id, token_hash, expires_at)
+              VALUES ('{invitation}', '{tenant}', 'phone', '+33699999999', '{role}', '{node}', decode(repeat('cd', 32), 'hex'), now() + interval '1 day');
          INSERT INTO audit.audit_events (tenant_id, actor_kind, action, entity_kind, entity_id)
               VALUES ('{tenant}', 'system', 'user.created', 'user', '{user}');
+         INSERT INTO audit.audit_events (tenant_id, actor_kind, actor_id, action, entity_kind, entity_id)
+              VALUES ('{tenant}', 'user', '{user}', 'auth.login_failed', 'login', 'email:uma@upgraded.example');
          COMMIT;"
     ))
     .await
     .unwrap();
+    // Every table but the identities, which become one per provider.
     let counts = "SELECT format('%s %s %s %s %s %s %s %s %s %s',
         (SELECT count(*) FROM auth.tenants), (SELECT count(*) FROM auth.users),
-        (SELECT count(*) FROM auth.user_identities), (SELECT count(*) FROM auth.org_nodes),
+        (SELECT count(*) FROM auth.invitations), (SELECT count(*) FROM auth.org_nodes),
         (SELECT count(*) FROM auth.org_node_paths), (SELECT count(*) FROM auth.roles),
         (SELECT count(*) FROM auth.role_capabilities), (SELECT count(*) FROM auth.org_assignments),
         (SELECT count(*) FROM auth.refresh_sessions), (SELECT count(*) FROM audit.audit_events)) AS line";
@@ -313,7 +322,7 @@ async fn rows_written_at_an_older_version_survive_every_later_migration() {
         .await
         .unwrap()
         .line;
-    assert_eq!(before, "1 1 1 1 1 1 1 1 1 1");
+    assert_eq!(before, "1 1 1 2 3 1 1 1 1 2");
 
     let applied = migrate::run(&test.owner_url).await.unwrap();
     assert!(
@@ -326,6 +335,34 @@ async fn rows_written_at_an_older_version_survive_every_later_migration() {
         .unwrap()
         .line;
     assert_eq!(after, before, "rows lost by {applied:?}");
+    // The logins moved onto the user, the identities merged into one
+    // password identity that keeps the hash and which login was verified;
+    // the rest in the seed's shape.
+    let shape = diesel::sql_query(format!(
+        "SELECT format('%s|%s|%s|%s|%s|%s|%s|%s|%s|%s',
+            (SELECT email_addr || ' ' || phone_e164 FROM auth.users WHERE user_id = '{user}'),
+            (SELECT count(*) FROM auth.user_identities),
+            (SELECT ident_provider_code || ' ' || email_verified_flag || ' ' || phone_verified_flag
+               || ' ' || (password_hash_text = '{hash}') FROM auth.user_identities),
+            (SELECT string_agg(active_flag::text, ' ' ORDER BY node_label) FROM auth.org_nodes),
+            (SELECT phone_e164 || ' ' || (email_addr IS NULL) FROM auth.invitations WHERE invite_id = '{invitation}'),
+            (SELECT length(invite_token_hash_text) FROM auth.invitations),
+            (SELECT length(refresh_token_hash_text) FROM auth.refresh_sessions),
+            (SELECT actor_user_id::text FROM audit.audit_events WHERE action_key = 'auth.login_failed'),
+            (SELECT entity_ref_text FROM audit.audit_events WHERE action_key = 'auth.login_failed'),
+            (SELECT entity_id::text FROM audit.audit_events WHERE action_key = 'user.created')) AS line"
+    ))
+    .get_result::<Line>(&mut conn)
+    .await
+    .unwrap()
+    .line;
+    assert_eq!(
+        shape,
+        format!(
+            "uma@upgraded.example +33612345678|1|password true false true|false true|\
+             +33699999999 true|64|64|{user}|email:uma@upgraded.example|{user}"
+        )
+    );
 
     let login = Login::Email(Email::parse("uma@upgraded.example").unwrap());
     let session = app
@@ -333,6 +370,20 @@ async fn rows_written_at_an_older_version_survive_every_later_migration() {
         .authenticate_password(
             tenant.into(),
             &login,
+            &SecretString::from(password),
+            &ClientInfo::default(),
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.user_id, user);
+    let by_phone = Login::Phone(portcullis::authn::Phone::parse("+33612345678").unwrap());
+    let session = app
+        .authenticator()
+        .authenticate_password(
+            tenant.into(),
+            &by_phone,
             &SecretString::from(password),
             &ClientInfo::default(),
             None,

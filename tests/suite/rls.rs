@@ -16,64 +16,99 @@ enum FencedBy {
 }
 
 /// Every table, with the column that says whose a row is.
-const FENCED_TABLES: &[(&str, &str, FencedBy, bool)] = &[
-    // (table, fence column, fenced by, has its own `id` column)
-    ("auth.tenants", "id", FencedBy::Tenant, true),
-    ("auth.users", "tenant_id", FencedBy::Tenant, true),
-    ("auth.user_identities", "tenant_id", FencedBy::Tenant, true),
-    ("auth.refresh_sessions", "tenant_id", FencedBy::Tenant, true),
-    ("auth.otp_codes", "tenant_id", FencedBy::Tenant, true),
-    ("auth.org_nodes", "tenant_id", FencedBy::Tenant, true),
-    ("auth.org_node_paths", "tenant_id", FencedBy::Tenant, false),
-    ("auth.roles", "tenant_id", FencedBy::Tenant, true),
+const FENCED_TABLES: &[(&str, &str, FencedBy, Option<&str>)] = &[
+    // (table, fence column, fenced by, its own id column)
+    (
+        "auth.tenants",
+        "tenant_id",
+        FencedBy::Tenant,
+        Some("tenant_id"),
+    ),
+    ("auth.users", "tenant_id", FencedBy::Tenant, Some("user_id")),
+    (
+        "auth.user_identities",
+        "tenant_id",
+        FencedBy::Tenant,
+        Some("ident_id"),
+    ),
+    (
+        "auth.refresh_sessions",
+        "tenant_id",
+        FencedBy::Tenant,
+        Some("session_id"),
+    ),
+    (
+        "auth.otp_codes",
+        "tenant_id",
+        FencedBy::Tenant,
+        Some("otp_id"),
+    ),
+    (
+        "auth.org_nodes",
+        "tenant_id",
+        FencedBy::Tenant,
+        Some("org_node_id"),
+    ),
+    ("auth.org_node_paths", "tenant_id", FencedBy::Tenant, None),
+    ("auth.roles", "tenant_id", FencedBy::Tenant, Some("role_id")),
     (
         "auth.role_capabilities",
         "tenant_id",
         FencedBy::Tenant,
-        false,
+        None,
     ),
-    ("auth.org_assignments", "tenant_id", FencedBy::Tenant, true),
+    (
+        "auth.org_assignments",
+        "tenant_id",
+        FencedBy::Tenant,
+        Some("assignment_id"),
+    ),
     (
         "auth.visibility_grants",
         "tenant_id",
         FencedBy::Tenant,
-        true,
+        Some("grant_id"),
     ),
-    ("auth.invitations", "tenant_id", FencedBy::Tenant, true),
     (
-        "auth.idempotency_keys",
+        "auth.invitations",
         "tenant_id",
         FencedBy::Tenant,
-        false,
+        Some("invite_id"),
     ),
-    ("auth.login_throttles", "tenant_id", FencedBy::Tenant, false),
-    ("auth.otp_outbox", "tenant_id", FencedBy::Tenant, true),
-    ("auth.services", "id", FencedBy::Service, true),
+    ("auth.idempotency_keys", "tenant_id", FencedBy::Tenant, None),
+    ("auth.login_throttles", "tenant_id", FencedBy::Tenant, None),
+    ("auth.otp_outbox", "tenant_id", FencedBy::Tenant, Some("id")),
+    ("auth.services", "svc_id", FencedBy::Service, Some("svc_id")),
     (
         "auth.service_secrets",
-        "service_id",
+        "svc_id",
         FencedBy::Service,
-        true,
+        Some("secret_id"),
     ),
     (
         "auth.service_permissions",
-        "service_id",
+        "svc_id",
         FencedBy::Service,
-        false,
+        None,
     ),
     (
         "auth.service_sessions",
-        "service_id",
+        "svc_id",
         FencedBy::Service,
-        true,
+        Some("svc_session_id"),
     ),
     (
         "auth.token_revocations",
         "session_id",
         FencedBy::Session,
-        false,
+        None,
     ),
-    ("audit.audit_events", "tenant_id", FencedBy::Tenant, true),
+    (
+        "audit.audit_events",
+        "tenant_id",
+        FencedBy::Tenant,
+        Some("audit_id"),
+    ),
 ];
 
 /// The global catalogue, fenced by "has any identity" rather than by owner.
@@ -302,12 +337,12 @@ async fn a_tenant_cannot_delete_another_tenants_rows() {
 async fn a_tenant_cannot_insert_rows_with_a_forged_owner() {
     let (test, a, b) = two_tenants().await;
     let db = test.db();
-    for &(table, column, fence, has_id) in FENCED_TABLES {
+    for &(table, column, fence, own_id) in FENCED_TABLES {
         let forged = owner_value(&b, fence);
         // Tables A cannot read get an explicit row instead of a copy of A's.
         let sql = if table == "audit.audit_events" {
             format!(
-                "INSERT INTO {table} (tenant_id, actor_kind, action, entity_kind) \
+                "INSERT INTO {table} (tenant_id, actor_kind_code, action_key, entity_kind_code) \
                  VALUES ('{forged}', 'system', 'test.forged', 'tenant')"
             )
         } else if table == "auth.token_revocations" {
@@ -317,20 +352,17 @@ async fn a_tenant_cannot_insert_rows_with_a_forged_owner() {
             )
         } else {
             // Copy one of A's own rows, claiming it for B.
-            let new_id = if has_id {
-                ", 'id', gen_random_uuid()"
-            } else {
-                ""
-            };
-            let overrides = if column == "id" {
-                format!("jsonb_build_object('id', '{forged}'::uuid)")
-            } else {
-                format!("jsonb_build_object('{column}', '{forged}'::uuid{new_id})")
+            let overrides = match own_id {
+                Some(id) if id == column => format!("jsonb_build_object('{id}', '{forged}'::uuid)"),
+                Some(id) => format!(
+                    "jsonb_build_object('{column}', '{forged}'::uuid, '{id}', gen_random_uuid())"
+                ),
+                None => format!("jsonb_build_object('{column}', '{forged}'::uuid)"),
             };
             // A root node, so the row reaches the policy rather than the
             // trigger that refuses a parent from another tenant.
             let roots_only = if table == "auth.org_nodes" {
-                " AND src.parent_id IS NULL"
+                " AND src.parent_org_node_id IS NULL"
             } else {
                 ""
             };
@@ -357,8 +389,8 @@ async fn the_invitation_lookup_context_reads_one_invitation_and_writes_nothing()
         &db,
         &b.context(),
         &format!(
-            "INSERT INTO auth.invitations (id, tenant_id, destination_kind, destination, role_id, org_node_id, token_hash, expires_at) \
-             SELECT '{invitation}', tenant_id, 'email', 'named@example.test', role_id, org_node_id, '\\x07', expires_at \
+            "INSERT INTO auth.invitations (invite_id, tenant_id, email_addr, target_role_id, target_org_node_id, invite_token_hash_text, expiry_utc) \
+             SELECT '{invitation}', tenant_id, 'named@example.test', target_role_id, target_org_node_id, repeat('7', 64), expiry_utc \
              FROM auth.invitations LIMIT 1"
         ),
     )
@@ -370,7 +402,7 @@ async fn the_invitation_lookup_context_reads_one_invitation_and_writes_nothing()
     );
 
     let lookup = RlsContext::anonymous().with_invitation(invitation);
-    let seen = format!("auth.invitations WHERE id = '{invitation}'");
+    let seen = format!("auth.invitations WHERE invite_id = '{invitation}'");
     assert_eq!(count(&db, &lookup, &seen).await.unwrap(), 1);
     assert_eq!(count(&db, &lookup, "auth.invitations").await.unwrap(), 1);
     for &(table, ..) in FENCED_TABLES {
@@ -382,7 +414,7 @@ async fn the_invitation_lookup_context_reads_one_invitation_and_writes_nothing()
     let update = execute(
         &db,
         &lookup,
-        "UPDATE auth.invitations SET revoked_at = now()",
+        "UPDATE auth.invitations SET revoked_utc = now()",
     )
     .await;
     assert!(matches!(update, Ok(0)), "{update:?}");
@@ -424,9 +456,13 @@ async fn the_service_key_context_reads_its_service_and_writes_nothing() {
     let lookup = RlsContext::anonymous().with_service_key(service_key_of(&b));
     let svc = b.service;
     assert_eq!(
-        count(&db, &lookup, &format!("auth.services WHERE id = '{svc}'"))
-            .await
-            .unwrap(),
+        count(
+            &db,
+            &lookup,
+            &format!("auth.services WHERE svc_id = '{svc}'")
+        )
+        .await
+        .unwrap(),
         1
     );
     assert_eq!(
@@ -438,14 +474,14 @@ async fn the_service_key_context_reads_its_service_and_writes_nothing() {
     let grant_itself = execute(
         &db,
         &lookup,
-        &format!("INSERT INTO auth.service_permissions (service_id, permission) VALUES ('{svc}', 'admin.tenants.write')"),
+        &format!("INSERT INTO auth.service_permissions (svc_id, perm_key) VALUES ('{svc}', 'admin.tenants.write')"),
     )
     .await;
     assert!(refused(&grant_itself), "{grant_itself:?}");
     let open_session = execute(
         &db,
         &lookup,
-        &format!("INSERT INTO auth.service_sessions (service_id, token_hash, expires_at) VALUES ('{svc}', '\\x09', now() + interval '1 hour')"),
+        &format!("INSERT INTO auth.service_sessions (svc_id, token_hash_text, expiry_utc) VALUES ('{svc}', repeat('9', 64), now() + interval '1 hour')"),
     )
     .await;
     assert!(refused(&open_session), "{open_session:?}");
@@ -453,15 +489,15 @@ async fn the_service_key_context_reads_its_service_and_writes_nothing() {
         &db,
         &lookup,
         &format!(
-            "INSERT INTO auth.service_secrets (service_id, secret_hash) VALUES ('{svc}', '\\x0a')"
+            "INSERT INTO auth.service_secrets (svc_id, secret_hash_text) VALUES ('{svc}', repeat('a', 64))"
         ),
     )
     .await;
     assert!(refused(&new_secret), "{new_secret:?}");
     for update in [
-        "UPDATE auth.services SET status = 'disabled'",
-        "UPDATE auth.service_secrets SET revoked_at = now()",
-        "UPDATE auth.service_sessions SET revoked_at = now()",
+        "UPDATE auth.services SET svc_state_code = 'disabled'",
+        "UPDATE auth.service_secrets SET revoked_utc = now()",
+        "UPDATE auth.service_sessions SET revoked_utc = now()",
         "DELETE FROM auth.service_permissions",
     ] {
         let result = execute(&db, &lookup, update).await;
@@ -492,7 +528,7 @@ async fn a_service_cannot_move_itself_to_another_tenant() {
         &db,
         &own,
         &format!(
-            "UPDATE auth.services SET tenant_id = '{}' WHERE id = '{}'",
+            "UPDATE auth.services SET tenant_id = '{}' WHERE svc_id = '{}'",
             b.tenant, a.service
         ),
     )

@@ -81,7 +81,7 @@ async fn a_read_scope_refuses_writes() {
         .read(&RlsContext::tenant(tenant), |conn| {
             async move {
                 diesel::sql_query(format!(
-                    "INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'x', 'X')"
+                    "INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label) VALUES ('{tenant}', 'x', 'X')"
                 ))
                 .execute(conn)
                 .await?;
@@ -104,7 +104,7 @@ async fn failed_work_is_rolled_back() {
         .write(&ctx, |conn| {
             async move {
                 diesel::sql_query(format!(
-                    "INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'gone', 'Gone')"
+                    "INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label) VALUES ('{tenant}', 'gone', 'Gone')"
                 ))
                 .execute(conn)
                 .await?;
@@ -126,7 +126,7 @@ async fn committed_work_is_visible_to_the_next_scope() {
     execute(
         &db,
         &ctx,
-        &format!("INSERT INTO auth.tenants (id, slug, name) VALUES ('{tenant}', 'kept', 'Kept')"),
+        &format!("INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label) VALUES ('{tenant}', 'kept', 'Kept')"),
     )
     .await
     .unwrap();

@@ -185,7 +185,7 @@ async fn a_suspended_tenant_s_service_is_refused() {
     crate::support::fixtures::execute(
         &db,
         &portcullis::db::RlsContext::tenant(world.tenant),
-        "UPDATE auth.tenants SET status = 'suspended'",
+        "UPDATE auth.tenants SET tenant_state_code = 'suspended'",
     )
     .await
     .unwrap();
@@ -464,8 +464,8 @@ async fn session_expired_within_the_leeway(db: &portcullis::db::Db, service: Uui
         db,
         &portcullis::db::RlsContext::operator(),
         &format!(
-            "INSERT INTO auth.service_sessions (id, service_id, token_hash, expires_at) \
-             VALUES ('{session}', '{service}', '\\x0b', now() - interval '10 seconds')"
+            "INSERT INTO auth.service_sessions (svc_session_id, svc_id, token_hash_text, expiry_utc) \
+             VALUES ('{session}', '{service}', repeat('b', 64), now() - interval '10 seconds')"
         ),
     )
     .await

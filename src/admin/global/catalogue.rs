@@ -18,8 +18,11 @@ use crate::db::{Db, RlsContext};
 )]
 #[diesel(table_name = capabilities)]
 pub struct Capability {
+    #[diesel(column_name = cap_id)]
     pub id: Uuid,
+    #[diesel(column_name = cap_key)]
     pub key: String,
+    #[diesel(column_name = cap_description)]
     pub description: String,
 }
 
@@ -50,8 +53,8 @@ pub async fn create_capability(
                     async move {
                         let capability: Capability = diesel::insert_into(capabilities::table)
                             .values((
-                                capabilities::key.eq(key.as_str()),
-                                capabilities::description.eq(description),
+                                capabilities::cap_key.eq(key.as_str()),
+                                capabilities::cap_description.eq(description),
                             ))
                             .returning(Capability::as_returning())
                             .get_result(conn)
@@ -78,7 +81,7 @@ pub async fn list_capabilities(db: &Db, ctx: &RlsContext) -> Result<Vec<Capabili
     db.read(ctx, |conn| {
         async move {
             Ok(capabilities::table
-                .order(capabilities::key)
+                .order(capabilities::cap_key)
                 .select(Capability::as_select())
                 .load(conn)
                 .await?)

@@ -21,9 +21,13 @@ use crate::names::TenantSlug;
 )]
 #[diesel(table_name = tenants)]
 pub struct Tenant {
+    #[diesel(column_name = tenant_id)]
     pub id: Uuid,
+    #[diesel(column_name = tenant_slug)]
     pub slug: String,
+    #[diesel(column_name = tenant_label)]
     pub name: String,
+    #[diesel(column_name = tenant_state_code)]
     pub status: String,
 }
 
@@ -48,8 +52,8 @@ pub async fn create_tenant(
                     async move {
                         let tenant: Tenant = diesel::insert_into(tenants::table)
                             .values((
-                                tenants::slug.eq(slug.as_str()),
-                                tenants::name.eq(name.as_str()),
+                                tenants::tenant_slug.eq(slug.as_str()),
+                                tenants::tenant_label.eq(name.as_str()),
                             ))
                             .returning(Tenant::as_returning())
                             .get_result(conn)
@@ -104,12 +108,12 @@ pub async fn change_tenant(
                 .optional()?
                 .ok_or(AdminError::NotFound(Subject::Tenant))?;
             let target = diesel::update(tenants::table.find(tenant));
-            let now = tenants::updated_at.eq(diesel::dsl::now);
+            let now = tenants::updated_utc.eq(diesel::dsl::now);
             let (action, after): (&str, Tenant) = match change {
                 TenantChange::Name(name) if before.name != name.as_str() => (
                     "tenant.renamed",
                     target
-                        .set((tenants::name.eq(name.as_str()), now))
+                        .set((tenants::tenant_label.eq(name.as_str()), now))
                         .returning(Tenant::as_returning())
                         .get_result(conn)
                         .await?,
@@ -122,7 +126,11 @@ pub async fn change_tenant(
                     },
                     target
                         .set((
-                            tenants::status.eq(if active { "active" } else { "suspended" }),
+                            tenants::tenant_state_code.eq(if active {
+                                "active"
+                            } else {
+                                "suspended"
+                            }),
                             now,
                         ))
                         .returning(Tenant::as_returning())

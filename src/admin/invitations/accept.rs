@@ -100,13 +100,13 @@ pub async fn accept(
                 // A suspended tenant's users cannot log in: no new ones join.
                 let status: String = tenants::table
                     .find(tenant)
-                    .select(tenants::status)
+                    .select(tenants::tenant_state_code)
                     .first(conn)
                     .await?;
                 if status != "active" {
                     return Err(refused(id, "tenant suspended"));
                 }
-                let login = Login::parse_destination(&before.destination).map_err(|e| {
+                let login = Login::parse_destination(before.destination()).map_err(|e| {
                     AdminError::Conflict(Subject::InviteToken, format!("the invited login {e}"))
                 })?;
                 // The invitee acts as the user they become.
@@ -121,7 +121,7 @@ pub async fn accept(
                     display_name: acceptance
                         .display_name
                         .as_ref()
-                        .map_or(before.destination.as_str(), Label::as_str)
+                        .map_or(before.destination(), Label::as_str)
                         .to_owned(),
                     logins: vec![login],
                     password: None,
@@ -140,7 +140,7 @@ pub async fn accept(
                         Subject::InviteToken,
                         format!(
                             "{} is already the login of a user in this tenant",
-                            before.destination
+                            before.destination()
                         ),
                     ),
                     other => other,
@@ -155,7 +155,7 @@ pub async fn accept(
                 let assignment = assignments::insert(conn, &author, tenant, &held, now).await?;
                 let after: Invitation = diesel::update(invitations::table.find(id))
                     .set((
-                        invitations::accepted_at.eq(now),
+                        invitations::accepted_utc.eq(now),
                         invitations::accepted_user_id.eq(user_id),
                     ))
                     .returning(Invitation::as_returning())

@@ -19,7 +19,7 @@ use super::{AdminError, Administrator, Capability, Cursor, Placed};
 use crate::admin::Subject;
 use crate::authn::Login;
 use crate::db::Db;
-use crate::db::schema::auth::{invitations, org_node_paths, user_identities};
+use crate::db::schema::auth::{invitations, org_node_paths, users};
 use crate::names::OrgNodeId;
 use crate::secrets::{self, SecretKind};
 
@@ -35,18 +35,37 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 )]
 #[diesel(table_name = invitations)]
 pub struct Invitation {
+    #[diesel(column_name = invite_id)]
     pub id: Uuid,
     pub tenant_id: Uuid,
-    /// `email` or `phone`.
-    pub destination_kind: String,
-    pub destination: String,
+    /// The invitee's login: exactly one of the two.
+    pub email_addr: Option<String>,
+    pub phone_e164: Option<String>,
+    /// The user who invited, when a user did (not a service or the CLI).
+    pub invited_by_user_id: Option<Uuid>,
+    #[diesel(column_name = target_role_id)]
     pub role_id: Uuid,
+    #[diesel(column_name = target_org_node_id)]
     pub org_node_id: Uuid,
+    #[diesel(column_name = created_utc)]
     pub created_at: DateTime<Utc>,
+    #[diesel(column_name = expiry_utc)]
     pub expires_at: DateTime<Utc>,
+    #[diesel(column_name = accepted_utc)]
     pub accepted_at: Option<DateTime<Utc>>,
     pub accepted_user_id: Option<Uuid>,
+    #[diesel(column_name = revoked_utc)]
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Invitation {
+    /// Where the invitation went: the email or the phone number.
+    pub fn destination(&self) -> &str {
+        self.email_addr
+            .as_deref()
+            .or(self.phone_e164.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 pub struct NewInvitation {
@@ -125,15 +144,16 @@ pub async fn create(
                             }
                             let created: Invitation = diesel::insert_into(invitations::table)
                                 .values((
-                                    invitations::id.eq(id),
+                                    invitations::invite_id.eq(id),
                                     invitations::tenant_id.eq(tenant),
-                                    invitations::destination_kind.eq(new.destination.kind()),
-                                    invitations::destination.eq(new.destination.value()),
-                                    invitations::role_id.eq(new.role_id),
-                                    invitations::org_node_id.eq(new.org_node_id),
-                                    invitations::token_hash.eq(token_hash),
-                                    invitations::created_at.eq(now),
-                                    invitations::expires_at.eq(expires_at),
+                                    invitations::email_addr.eq(new.destination.email()),
+                                    invitations::phone_e164.eq(new.destination.phone()),
+                                    invitations::invited_by_user_id.eq(admin.user_id()),
+                                    invitations::target_role_id.eq(new.role_id),
+                                    invitations::target_org_node_id.eq(new.org_node_id),
+                                    invitations::invite_token_hash_text.eq(token_hash),
+                                    invitations::created_utc.eq(now),
+                                    invitations::expiry_utc.eq(expires_at),
                                 ))
                                 .returning(Invitation::as_returning())
                                 .get_result(conn)
@@ -167,10 +187,10 @@ pub async fn create(
 }
 
 async fn login_in_use(conn: &mut AsyncPgConnection, login: &Login) -> Result<bool, AdminError> {
-    let found = user_identities::table
-        .filter(user_identities::kind.eq(login.kind()))
-        .filter(user_identities::login.eq(login.value()))
-        .select(user_identities::id)
+    let found = users::table
+        .filter(users::email_addr.eq(login.email()))
+        .or_filter(users::phone_e164.eq(login.phone()))
+        .select(users::user_id)
         .first::<Uuid>(conn)
         .await
         .optional()?;
@@ -205,7 +225,7 @@ pub async fn revoke(
                 return Ok(before);
             }
             let after: Invitation = diesel::update(invitations::table.find(invitation))
-                .set(invitations::revoked_at.eq(diesel::dsl::now))
+                .set(invitations::revoked_utc.eq(diesel::dsl::now))
                 .returning(Invitation::as_returning())
                 .get_result(conn)
                 .await?;
@@ -250,29 +270,29 @@ pub async fn list_pending(
     db.read(&admin.context(), |conn| {
         async move {
             let mut select = invitations::table
-                .filter(invitations::accepted_at.is_null())
-                .filter(invitations::revoked_at.is_null())
-                .filter(invitations::expires_at.gt(diesel::dsl::now))
-                .order((invitations::created_at, invitations::id))
+                .filter(invitations::accepted_utc.is_null())
+                .filter(invitations::revoked_utc.is_null())
+                .filter(invitations::expiry_utc.gt(diesel::dsl::now))
+                .order((invitations::created_utc, invitations::invite_id))
                 .limit(size + 1)
                 .select(Invitation::as_select())
                 .into_boxed();
             if let Some(node) = query.at_node {
                 select = select.filter(
-                    invitations::org_node_id.eq_any(
+                    invitations::target_org_node_id.eq_any(
                         org_node_paths::table
-                            .filter(org_node_paths::ancestor_id.eq(node))
-                            .select(org_node_paths::descendant_id),
+                            .filter(org_node_paths::ancestor_org_node_id.eq(node))
+                            .select(org_node_paths::descendant_org_node_id),
                     ),
                 );
             }
             if let Some(after) = query.after {
                 select = select.filter(
-                    invitations::created_at
+                    invitations::created_utc
                         .gt(after.at)
-                        .or(invitations::created_at
+                        .or(invitations::created_utc
                             .eq(after.at)
-                            .and(invitations::id.gt(after.id))),
+                            .and(invitations::invite_id.gt(after.id))),
                 );
             }
             let mut page: Vec<Invitation> = select.load(conn).await?;
@@ -289,7 +309,7 @@ pub async fn list_pending(
     .await
 }
 
-pub(super) type Found = Option<(Invitation, Vec<u8>)>;
+pub(super) type Found = Option<(Invitation, String)>;
 
 pub(super) async fn find(
     conn: &mut AsyncPgConnection,
@@ -298,7 +318,7 @@ pub(super) async fn find(
 ) -> Result<Found, AdminError> {
     let query = invitations::table
         .find(id)
-        .select((Invitation::as_select(), invitations::token_hash));
+        .select((Invitation::as_select(), invitations::invite_token_hash_text));
     let found = if for_update {
         query.for_update().first(conn).await
     } else {

@@ -43,7 +43,7 @@ where
 
 pub(super) fn node(node: org::OrgNode) -> pb::OrgNode {
     pb::OrgNode {
-        active: node.active(),
+        active: node.active,
         org_node_id: node.id.to_string(),
         tenant_id: node.tenant_id.to_string(),
         parent_org_node_id: node.parent_id.map(|p| p.to_string()).unwrap_or_default(),
@@ -138,7 +138,7 @@ pub(super) fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
         occurred_at: Some(timestamp(event.occurred_at)),
         tenant_id: event.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
         actor_kind: event.actor_kind,
-        actor_id: event.actor_id.unwrap_or_default(),
+        actor_id: event.actor_id.map(|id| id.to_string()).unwrap_or_default(),
         action: event.action,
         entity_kind: event.entity_kind,
         entity_id: event.entity_id.unwrap_or_default(),
@@ -202,10 +202,10 @@ pub(super) fn invitee(email: &str, phone: &str) -> Result<Login, Status> {
 }
 
 pub(super) fn invitation(invitation: invitations::Invitation) -> pb::Invitation {
-    let (email, phone) = match invitation.destination_kind.as_str() {
-        "phone" => (String::new(), invitation.destination),
-        _ => (invitation.destination, String::new()),
-    };
+    let (email, phone) = (
+        invitation.email_addr.clone().unwrap_or_default(),
+        invitation.phone_e164.clone().unwrap_or_default(),
+    );
     pb::Invitation {
         invitation_id: invitation.id.to_string(),
         tenant_id: invitation.tenant_id.to_string(),

@@ -31,7 +31,7 @@ pub async fn seed(
 ) -> Result<SecretString, SeedError> {
     let shape = profile.shape();
     let catalogue = format!(
-        "INSERT INTO auth.capabilities (key, description) \
+        "INSERT INTO auth.capabilities (cap_key, cap_description) \
          SELECT 'bench.cap_' || c, 'bench capability' FROM generate_series(0, {}) c ON CONFLICT DO NOTHING",
         shape.capabilities - 1
     );
@@ -86,11 +86,11 @@ fn tenant_sql(shape: Shape, tenant: u32, password_hash: &str) -> String {
     let hash = password_hash.replace('\'', "''");
     format!(
         r#"
-INSERT INTO auth.tenants (id, slug, name)
+INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label)
 SELECT {tenant_uuid}, 'bench-{t}', 'Bench tenant {t}'
-WHERE NOT EXISTS (SELECT 1 FROM auth.tenants WHERE id = {tenant_uuid});
+WHERE NOT EXISTS (SELECT 1 FROM auth.tenants WHERE tenant_id = {tenant_uuid});
 
-INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label)
+INSERT INTO auth.org_nodes (org_node_id, tenant_id, parent_org_node_id, node_type_code, node_label)
 SELECT {node_i}, {tenant_uuid},
        CASE WHEN i = 0 THEN NULL ELSE {node_parent} END,
        CASE WHEN i = 0 THEN 'company' WHEN i < 11 THEN 'region' WHEN i < 111 THEN 'area'
@@ -100,31 +100,33 @@ SELECT {node_i}, {tenant_uuid},
  WHERE NOT EXISTS (SELECT 1 FROM auth.org_nodes WHERE tenant_id = {tenant_uuid})
  ORDER BY i;
 
-INSERT INTO auth.users (id, tenant_id, display_name)
-SELECT {user_i}, {tenant_uuid}, 'user ' || i
+-- The first users log in with a password (the login scenario).
+INSERT INTO auth.users (user_id, tenant_id, display_label, email_addr)
+SELECT {user_i}, {tenant_uuid}, 'user ' || i,
+       CASE WHEN i <= {last_password_user} THEN 'bench-' || i || '@t{t}.example' END
   FROM generate_series(0, {last_user}) AS i
 ON CONFLICT DO NOTHING;
 
-INSERT INTO auth.user_identities (tenant_id, user_id, kind, login, password_hash, verified_at)
-SELECT {tenant_uuid}, {user_i}, 'email', 'bench-' || i || '@t{t}.example', '{hash}', now()
+INSERT INTO auth.user_identities (tenant_id, user_id, ident_provider_code, password_hash_text, email_verified_flag)
+SELECT {tenant_uuid}, {user_i}, 'password', '{hash}', true
   FROM generate_series(0, {last_password_user}) AS i
 ON CONFLICT DO NOTHING;
 
-INSERT INTO auth.roles (id, tenant_id, key, label)
+INSERT INTO auth.roles (role_id, tenant_id, role_key, role_label)
 SELECT {role_i}, {tenant_uuid}, 'role_' || i, 'Role ' || i
   FROM generate_series(0, {last_role}) AS i
 ON CONFLICT DO NOTHING;
 
-INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
-SELECT {tenant_uuid}, {role_r}, c.id
+INSERT INTO auth.role_capabilities (tenant_id, role_id, cap_id)
+SELECT {tenant_uuid}, {role_r}, c.cap_id
   FROM generate_series(0, {last_role}) AS r
  CROSS JOIN generate_series(0, {last_per_role}) AS j
-  JOIN auth.capabilities c ON c.key = 'bench.cap_' || ((r * 7 + j * 13) % {capabilities})
+  JOIN auth.capabilities c ON c.cap_key = 'bench.cap_' || ((r * 7 + j * 13) % {capabilities})
 ON CONFLICT DO NOTHING;
 
 -- Two assignments per user at pseudo-random nodes; one in ten is expired.
 -- User 0 holds role 0 at the root, for listings of a whole tenant.
-INSERT INTO auth.org_assignments (id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc)
+INSERT INTO auth.org_assignments (assignment_id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc)
 SELECT md5('bench/assignment/{t}/' || u || '/' || k)::uuid, {tenant_uuid}, {user_u},
        {role_assigned},
        CASE WHEN u = 0 AND k = 0 THEN {root} ELSE {node_assigned} END,
@@ -135,7 +137,7 @@ SELECT md5('bench/assignment/{t}/' || u || '/' || k)::uuid, {tenant_uuid}, {user
 ON CONFLICT DO NOTHING;
 
 -- An analyze grant for every fifth user.
-INSERT INTO auth.visibility_grants (id, tenant_id, user_id, org_node_id, scope, start_utc)
+INSERT INTO auth.visibility_grants (grant_id, tenant_id, user_id, org_node_id, access_scope_code, start_utc)
 SELECT md5('bench/grant/{t}/' || u)::uuid, {tenant_uuid}, {user_u}, {node_granted}, 'analyze', now() - interval '30 days'
   FROM generate_series(0, {last_user}, 5) AS u
 ON CONFLICT DO NOTHING;

@@ -303,7 +303,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
     ));
     for (rpc, action, entity) in &global {
         assert!(
-            s.audited(1, "action = $1 AND entity_id = $2", &[action, entity])
+            s.audited(1, "action_key = $1 AND entity_ref = $2", &[action, entity])
                 .await,
             "{rpc}: {action} for {entity}"
         );

@@ -20,7 +20,7 @@ impl Setup {
         let (role, other, t) = (Uuid::new_v4(), Uuid::new_v4(), self.a.tenant);
         let holder = match held_at {
             Some(node) => format!(
-                "INSERT INTO auth.users (id, tenant_id, display_name) VALUES ('{other}', '{t}', 'Other');
+                "INSERT INTO auth.users (user_id, tenant_id, display_label) VALUES ('{other}', '{t}', 'Other');
                  INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id)
                      VALUES ('{t}', '{other}', '{role}', '{node}');"
             ),
@@ -30,10 +30,10 @@ impl Setup {
             &self.test.db(),
             &RlsContext::operator().with_tenant(t),
             &format!(
-                "INSERT INTO auth.capabilities (key) VALUES ('{capability}') ON CONFLICT DO NOTHING;
-                 INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{t}', 'strong-{role}', 'Strong');
-                 INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
-                     SELECT '{t}', '{role}', id FROM auth.capabilities WHERE key = '{capability}';
+                "INSERT INTO auth.capabilities (cap_key) VALUES ('{capability}') ON CONFLICT DO NOTHING;
+                 INSERT INTO auth.roles (role_id, tenant_id, role_key, role_label) VALUES ('{role}', '{t}', 'strong-{role}', 'Strong');
+                 INSERT INTO auth.role_capabilities (tenant_id, role_id, cap_id)
+                     SELECT '{t}', '{role}', cap_id FROM auth.capabilities WHERE cap_key = '{capability}';
                  {holder}"
             ),
         )
@@ -123,7 +123,7 @@ async fn delegate_cannot_invite_into_a_role_stronger_than_its_own() {
     let pending = count(
         &s.test.db(),
         &RlsContext::tenant(s.a.tenant),
-        &format!("auth.invitations WHERE role_id = '{strong}'"),
+        &format!("auth.invitations WHERE target_role_id = '{strong}'"),
     )
     .await
     .unwrap();

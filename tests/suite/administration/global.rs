@@ -69,7 +69,7 @@ async fn a_global_administrator_creates_and_renames_a_tenant() {
     assert!(
         s.audited(
             1,
-            "action = 'tenant.renamed' AND entity_id = $1 AND actor_kind = 'service'",
+            "action_key = 'tenant.renamed' AND entity_ref = $1 AND actor_kind_code = 'service'",
             &[&created.tenant_id],
         )
         .await
@@ -206,7 +206,7 @@ async fn global_creates_with_a_key_return_the_first_answer_on_repeat() {
     assert!(
         s.audited(
             1,
-            "action = 'tenant.created' AND payload->'after'->>'name' = 'Retried'",
+            "action_key = 'tenant.created' AND payload_json->'after'->>'name' = 'Retried'",
             &[]
         )
         .await
@@ -214,7 +214,7 @@ async fn global_creates_with_a_key_return_the_first_answer_on_repeat() {
     assert!(
         s.audited(
             1,
-            "action = 'capability.created' AND payload->'after'->>'key' = 'retried.capability'",
+            "action_key = 'capability.created' AND payload_json->'after'->>'key' = 'retried.capability'",
             &[]
         )
         .await

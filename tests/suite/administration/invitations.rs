@@ -108,8 +108,8 @@ impl Setup {
             &self.test.db(),
             &RlsContext::operator().with_tenant(self.a.tenant),
             &format!(
-                "UPDATE auth.invitations SET created_at = now() - interval '2 days',
-                     expires_at = now() - interval '1 second' WHERE id = '{}'",
+                "UPDATE auth.invitations SET created_utc = now() - interval '2 days',
+                     expiry_utc = now() - interval '1 second' WHERE invite_id = '{}'",
                 invitation.invitation_id
             ),
         )
@@ -121,7 +121,7 @@ impl Setup {
         count(
             &self.test.db(),
             &RlsContext::tenant(self.a.tenant),
-            &format!("auth.user_identities WHERE login = '{email}'"),
+            &format!("auth.users WHERE email_addr = '{email}'"),
         )
         .await
         .unwrap()
@@ -193,22 +193,26 @@ async fn acceptance_and_creation_are_audited_without_the_token() {
     let user = accepted.user.unwrap().user_id;
     for action in ["invitation.created", "invitation.accepted"] {
         assert!(
-            s.audited(1, "action = $1 AND entity_id = $2", &[action, &invitation])
-                .await,
+            s.audited(
+                1,
+                "action_key = $1 AND entity_ref = $2",
+                &[action, &invitation]
+            )
+            .await,
             "{action}"
         );
     }
     // The invitee acts as the user they became.
     for action in ["user.created", "assignment.created", "invitation.accepted"] {
         assert!(
-            s.audited(1, "action = $1 AND actor_id = $2", &[action, &user])
+            s.audited(1, "action_key = $1 AND actor_id = $2", &[action, &user])
                 .await,
             "{action}"
         );
     }
     let secret = &created.invite_token[created.invite_token.len() - 43..];
     assert!(
-        s.audited(0, "payload::text LIKE '%' || $1 || '%'", &[secret])
+        s.audited(0, "payload_json::text LIKE '%' || $1 || '%'", &[secret])
             .await
     );
 }
@@ -294,7 +298,7 @@ async fn revoking_twice_changes_nothing_and_an_accepted_one_cannot_be_revoked() 
     assert!(
         s.audited(
             1,
-            "action = 'invitation.revoked' AND entity_id = $1",
+            "action_key = 'invitation.revoked' AND entity_ref = $1",
             &[&invitation]
         )
         .await

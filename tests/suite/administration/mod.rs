@@ -216,10 +216,10 @@ impl Setup {
             &self.test.db(),
             &RlsContext::operator().with_tenant(t),
             &format!(
-                "INSERT INTO auth.capabilities (key) VALUES {keys} ON CONFLICT DO NOTHING;
-                 INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{t}', 'given', 'Given');
-                 INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
-                     SELECT '{t}', '{role}', id FROM auth.capabilities WHERE key IN ({quoted});
+                "INSERT INTO auth.capabilities (cap_key) VALUES {keys} ON CONFLICT DO NOTHING;
+                 INSERT INTO auth.roles (role_id, tenant_id, role_key, role_label) VALUES ('{role}', '{t}', 'given', 'Given');
+                 INSERT INTO auth.role_capabilities (tenant_id, role_id, cap_id)
+                     SELECT '{t}', '{role}', cap_id FROM auth.capabilities WHERE cap_key IN ({quoted});
                  INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id)
                      VALUES ('{t}', '{u}', '{role}', '{child}');",
                 keys = keys.join(", "),
@@ -250,7 +250,11 @@ impl Setup {
         admin
             .query_bool(
                 &format!(
-                    "SELECT count(*) = {rows} AS value FROM audit.audit_events WHERE {condition}"
+                    // Actors and entities as text, whichever column holds them.
+                    "SELECT count(*) = {rows} AS value FROM (SELECT *, \
+                       coalesce(actor_user_id, actor_svc_id)::text AS actor_id, \
+                       coalesce(entity_id::text, entity_ref_text) AS entity_ref \
+                       FROM audit.audit_events) e WHERE {condition}"
                 ),
                 params,
             )

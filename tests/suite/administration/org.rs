@@ -51,8 +51,8 @@ async fn a_rename_is_audited_with_the_label_before_and_after() {
     assert!(
         s.audited(
             1,
-            "action = 'org.node_renamed' AND entity_id = $1 AND actor_kind = 'service' \
-             AND payload->'before'->>'label' = 'Child' AND payload->'after'->>'label' = $2",
+            "action_key = 'org.node_renamed' AND entity_ref = $1 AND actor_kind_code = 'service' \
+             AND payload_json->'before'->>'label' = 'Child' AND payload_json->'after'->>'label' = $2",
             &[&s.a.child.to_string(), "Paris Treasury"],
         )
         .await
@@ -90,7 +90,7 @@ async fn setting_what_is_already_set_changes_nothing_and_records_nothing() {
     assert!(
         s.audited(
             1,
-            "action = 'org.node_deactivated' AND entity_id = $1",
+            "action_key = 'org.node_deactivated' AND entity_ref = $1",
             &[&s.a.child.to_string()],
         )
         .await
@@ -148,7 +148,7 @@ async fn another_tenants_node_answers_exactly_like_a_node_that_does_not_exist() 
     assert!(
         s.audited(
             0,
-            "action LIKE 'org.%' AND tenant_id = $1::uuid",
+            "action_key LIKE 'org.%' AND tenant_id = $1::uuid",
             &[&s.b.tenant.to_string()]
         )
         .await
@@ -177,7 +177,7 @@ async fn a_user_changes_only_where_admin_org_write_is_granted() {
     assert!(
         s.audited(
             1,
-            "action = 'org.node_renamed' AND actor_kind = 'user' AND actor_id = $1",
+            "action_key = 'org.node_renamed' AND actor_kind_code = 'user' AND actor_id = $1",
             &[&s.a.user.to_string()],
         )
         .await
@@ -294,7 +294,7 @@ async fn the_cli_builds_through_the_same_code_and_is_audited_as_system() {
     assert!(
         s.audited(
             1,
-            "action = 'org.node_created' AND entity_id = $1 AND actor_kind = 'system'",
+            "action_key = 'org.node_created' AND entity_ref = $1 AND actor_kind_code = 'system'",
             &[&node.id.to_string()],
         )
         .await

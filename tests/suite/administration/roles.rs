@@ -105,7 +105,7 @@ async fn a_role_is_created_with_its_capabilities_and_listed() {
     assert!(
         s.audited(
             1,
-            "action = 'role.created' AND entity_id = $1",
+            "action_key = 'role.created' AND entity_ref = $1",
             &[&created.role_id]
         )
         .await
@@ -124,8 +124,8 @@ async fn setting_the_same_capabilities_twice_records_one_change() {
     assert!(
         s.audited(
             1,
-            "action = 'role.capabilities_set' AND entity_id = $1 \
-             AND jsonb_array_length(payload->'after'->'capabilities') = 2",
+            "action_key = 'role.capabilities_set' AND entity_ref = $1 \
+             AND jsonb_array_length(payload_json->'after'->'capabilities') = 2",
             &[&role.role_id],
         )
         .await
@@ -166,8 +166,8 @@ async fn renaming_a_role_keeps_its_key_and_capabilities_and_records_one_change()
     assert!(
         s.audited(
             1,
-            "action = 'role.renamed' AND entity_id = $1 \
-             AND payload->'before'->>'label' = 'A role'",
+            "action_key = 'role.renamed' AND entity_ref = $1 \
+             AND payload_json->'before'->>'label' = 'A role'",
             &[&role.role_id],
         )
         .await
@@ -194,7 +194,7 @@ async fn an_unknown_capability_is_named_by_its_position() {
         refused.message()
     );
     // Nothing of the refused call was written.
-    assert!(s.audited(0, "action = 'role.created'", &[]).await);
+    assert!(s.audited(0, "action_key = 'role.created'", &[]).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,7 +278,7 @@ async fn an_assignment_allows_until_it_is_ended_and_is_kept_after() {
         assert!(
             s.audited(
                 1,
-                "action = $1 AND entity_id = $2",
+                "action_key = $1 AND entity_ref = $2",
                 &[action, &assignment.assignment_id]
             )
             .await,
@@ -358,7 +358,7 @@ async fn a_repeated_create_with_the_same_key_returns_the_first_answer() {
     let first = s.admin().create_role(request()).await.unwrap().into_inner();
     let again = s.admin().create_role(request()).await.unwrap().into_inner();
     assert_eq!(first, again);
-    assert!(s.audited(1, "action = 'role.created'", &[]).await);
+    assert!(s.audited(1, "action_key = 'role.created'", &[]).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -389,7 +389,7 @@ async fn concurrent_repeats_with_one_key_create_once() {
         ids.insert(call.await.unwrap().org_node_id);
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
-    assert!(s.audited(1, "action = 'org.node_created'", &[]).await);
+    assert!(s.audited(1, "action_key = 'org.node_created'", &[]).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -172,8 +172,8 @@ impl Setup {
             &self.test.db(),
             &portcullis::db::RlsContext::tenant(world.tenant),
             &format!(
-                "INSERT INTO auth.refresh_sessions (id, tenant_id, user_id, token_hash, expires_at) \
-                 VALUES ('{session}', '{}', '{}', '\\x0c', now() + interval '1 day')",
+                "INSERT INTO auth.refresh_sessions (session_id, tenant_id, user_id, refresh_token_hash_text, expiry_utc) \
+                 VALUES ('{session}', '{}', '{}', repeat('c', 64), now() + interval '1 day')",
                 world.tenant, world.user
             ),
         )
@@ -218,7 +218,7 @@ async fn deactivating_a_user_ends_their_sessions_and_reactivating_brings_none_ba
     let live = crate::support::fixtures::count(
         &s.test.db(),
         &portcullis::db::RlsContext::tenant(s.a.tenant),
-        &format!("auth.refresh_sessions WHERE id = '{session}' AND revoked_at IS NULL"),
+        &format!("auth.refresh_sessions WHERE session_id = '{session}' AND revoked_utc IS NULL"),
     )
     .await
     .unwrap();

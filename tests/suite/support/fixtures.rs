@@ -42,31 +42,31 @@ pub async fn populate(db: &Db) -> TenantWorld {
     let short = &w.tenant.simple().to_string()[..12];
     let sql = format!(
         r#"
-        INSERT INTO auth.tenants (id, slug, name) VALUES ('{t}', 't-{short}', 'Tenant {short}');
-        INSERT INTO auth.users (id, tenant_id, display_name) VALUES ('{u}', '{t}', 'User');
-        INSERT INTO auth.user_identities (tenant_id, user_id, kind, login) VALUES ('{t}', '{u}', 'email', 'u-{short}@example.test');
-        INSERT INTO auth.refresh_sessions (tenant_id, user_id, token_hash, expires_at) VALUES ('{t}', '{u}', '\x01', now() + interval '1 day');
-        INSERT INTO auth.otp_codes (id, tenant_id, user_id, destination, channel, purpose, code_hash, expires_at)
-            VALUES ('{otp}', '{t}', '{u}', 'u-{short}@example.test', 'email', 'login', '\x02', now() + interval '10 minutes');
+        INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label) VALUES ('{t}', 't-{short}', 'Tenant {short}');
+        INSERT INTO auth.users (user_id, tenant_id, display_label, email_addr) VALUES ('{u}', '{t}', 'User', 'u-{short}@example.test');
+        INSERT INTO auth.user_identities (tenant_id, user_id, ident_provider_code) VALUES ('{t}', '{u}', 'password');
+        INSERT INTO auth.refresh_sessions (tenant_id, user_id, refresh_token_hash_text, expiry_utc) VALUES ('{t}', '{u}', repeat('1', 64), now() + interval '1 day');
+        INSERT INTO auth.otp_codes (otp_id, tenant_id, user_id, destination_text, channel_code, purpose_code, code_hash_text, expiry_utc)
+            VALUES ('{otp}', '{t}', '{u}', 'u-{short}@example.test', 'email', 'login', repeat('2', 64), now() + interval '10 minutes');
         INSERT INTO auth.otp_outbox (tenant_id, otp_id, channel, destination, purpose, code, expires_at)
             VALUES ('{t}', '{otp}', 'email', 'u-{short}@example.test', 'login', '123456', now() + interval '10 minutes');
         INSERT INTO auth.login_throttles (tenant_id, key, failures) VALUES ('{t}', 'addr:192.0.2.1', 1);
-        INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label) VALUES
+        INSERT INTO auth.org_nodes (org_node_id, tenant_id, parent_org_node_id, node_type_code, node_label) VALUES
             ('{root}', '{t}', NULL, 'company', 'Root'),
             ('{child}', '{t}', '{root}', 'site', 'Child');
-        INSERT INTO auth.capabilities (id, key) VALUES ('{cap}', 'test.cap_{short}');
-        INSERT INTO auth.roles (id, tenant_id, key, label) VALUES ('{role}', '{t}', 'role', 'Role');
-        INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id) VALUES ('{t}', '{role}', '{cap}');
+        INSERT INTO auth.capabilities (cap_id, cap_key) VALUES ('{cap}', 'test.cap_{short}');
+        INSERT INTO auth.roles (role_id, tenant_id, role_key, role_label) VALUES ('{role}', '{t}', 'role', 'Role');
+        INSERT INTO auth.role_capabilities (tenant_id, role_id, cap_id) VALUES ('{t}', '{role}', '{cap}');
         INSERT INTO auth.org_assignments (tenant_id, user_id, role_id, org_node_id) VALUES ('{t}', '{u}', '{role}', '{root}');
-        INSERT INTO auth.visibility_grants (tenant_id, user_id, org_node_id, scope) VALUES ('{t}', '{u}', '{child}', 'read');
-        INSERT INTO auth.invitations (tenant_id, destination_kind, destination, role_id, org_node_id, token_hash, expires_at)
-            VALUES ('{t}', 'email', 'new-{short}@example.test', '{role}', '{child}', '\x03', now() + interval '1 day');
-        INSERT INTO auth.services (id, tenant_id, key, label) VALUES ('{svc}', '{t}', 'svc-{short}', 'Service');
-        INSERT INTO auth.service_secrets (service_id, secret_hash) VALUES ('{svc}', '\x04');
-        INSERT INTO auth.service_permissions (service_id, permission) VALUES ('{svc}', 'authz.check');
-        INSERT INTO auth.service_sessions (id, service_id, token_hash, expires_at) VALUES ('{sess}', '{svc}', '\x05', now() + interval '10 minutes');
+        INSERT INTO auth.visibility_grants (tenant_id, user_id, org_node_id, access_scope_code) VALUES ('{t}', '{u}', '{child}', 'read');
+        INSERT INTO auth.invitations (tenant_id, email_addr, target_role_id, target_org_node_id, invite_token_hash_text, expiry_utc)
+            VALUES ('{t}', 'new-{short}@example.test', '{role}', '{child}', repeat('3', 64), now() + interval '1 day');
+        INSERT INTO auth.services (svc_id, tenant_id, svc_key, svc_label) VALUES ('{svc}', '{t}', 'svc-{short}', 'Service');
+        INSERT INTO auth.service_secrets (svc_id, secret_hash_text) VALUES ('{svc}', repeat('4', 64));
+        INSERT INTO auth.service_permissions (svc_id, perm_key) VALUES ('{svc}', 'authz.check');
+        INSERT INTO auth.service_sessions (svc_session_id, svc_id, token_hash_text, expiry_utc) VALUES ('{sess}', '{svc}', repeat('5', 64), now() + interval '10 minutes');
         INSERT INTO auth.token_revocations (session_id, token_kind, expires_at) VALUES ('{sess}', 'service', now() + interval '10 minutes');
-        INSERT INTO audit.audit_events (tenant_id, actor_kind, action, entity_kind) VALUES ('{t}', 'system', 'test.populated', 'tenant');
+        INSERT INTO audit.audit_events (tenant_id, actor_kind_code, action_key, entity_kind_code) VALUES ('{t}', 'system', 'test.populated', 'tenant');
         INSERT INTO auth.idempotency_keys (tenant_id, caller, operation, key, request_hash)
             VALUES ('{t}', 'service:{svc}', 'create_org_node', 'k-{short}', decode(repeat('ab', 32), 'hex'));
         INSERT INTO auth.global_idempotency_keys (caller, operation, key, request_hash)

@@ -364,8 +364,10 @@ pub async fn audit_rows(test: &TestDb, action: &str) -> Vec<AuditRow> {
         .await
         .unwrap();
     diesel::sql_query(
-        "SELECT actor_kind, actor_id, tenant_id, entity_id, payload::text AS payload \
-         FROM audit.audit_events WHERE action = $1 ORDER BY occurred_at, id",
+        "SELECT actor_kind_code AS actor_kind, \
+                coalesce(actor_user_id, actor_svc_id)::text AS actor_id, tenant_id, \
+                coalesce(entity_id::text, entity_ref_text) AS entity_id, payload_json::text AS payload \
+         FROM audit.audit_events WHERE action_key = $1 ORDER BY occurred_utc, audit_id",
     )
     .bind::<diesel::sql_types::Text, _>(action)
     .load(&mut conn)

@@ -76,34 +76,34 @@ impl Org {
         execute(
             db,
             &RlsContext::operator(),
-            "INSERT INTO auth.capabilities (key) VALUES ('cap.x'), ('cap.y'), ('cap.z') ON CONFLICT DO NOTHING",
+            "INSERT INTO auth.capabilities (cap_key) VALUES ('cap.x'), ('cap.y'), ('cap.z') ON CONFLICT DO NOTHING",
         )
         .await
         .unwrap();
         let sql = format!(
             r#"
-            INSERT INTO auth.tenants (id, slug, name) VALUES ('{t}', 'org-{short}', 'Org');
-            INSERT INTO auth.org_nodes (id, tenant_id, parent_id, node_type, label, status) VALUES
-                ('{root}', '{t}', NULL, 'company', 'root', 'active'),
-                ('{a}', '{t}', '{root}', 'region', 'a', 'active'),
-                ('{a1}', '{t}', '{a}', 'site', 'a1', 'active'),
-                ('{a1x}', '{t}', '{a1}', 'team', 'a1x', 'active'),
-                ('{b}', '{t}', '{root}', 'region', 'b', 'active'),
-                ('{c}', '{t}', '{root}', 'region', 'c', 'inactive'),
-                ('{c1}', '{t}', '{c}', 'site', 'c1', 'active');
-            INSERT INTO auth.users (id, tenant_id, display_name, status) VALUES
+            INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label) VALUES ('{t}', 'org-{short}', 'Org');
+            INSERT INTO auth.org_nodes (org_node_id, tenant_id, parent_org_node_id, node_type_code, node_label, active_flag) VALUES
+                ('{root}', '{t}', NULL, 'company', 'root', true),
+                ('{a}', '{t}', '{root}', 'region', 'a', true),
+                ('{a1}', '{t}', '{a}', 'site', 'a1', true),
+                ('{a1x}', '{t}', '{a1}', 'team', 'a1x', true),
+                ('{b}', '{t}', '{root}', 'region', 'b', true),
+                ('{c}', '{t}', '{root}', 'region', 'c', false),
+                ('{c1}', '{t}', '{c}', 'site', 'c1', true);
+            INSERT INTO auth.users (user_id, tenant_id, display_label, user_state_code) VALUES
                 ('{u}', '{t}', 'u', 'active'), ('{v}', '{t}', 'v', 'inactive'), ('{w}', '{t}', 'w', 'active');
-            INSERT INTO auth.roles (id, tenant_id, key, label) VALUES
+            INSERT INTO auth.roles (role_id, tenant_id, role_key, role_label) VALUES
                 ('{rx}', '{t}', 'rx', 'Role X'), ('{ry}', '{t}', 'ry', 'Role Y');
-            INSERT INTO auth.role_capabilities (tenant_id, role_id, capability_id)
-                SELECT '{t}'::uuid, '{rx}'::uuid, id FROM auth.capabilities WHERE key = 'cap.x'
-                UNION ALL SELECT '{t}'::uuid, '{ry}'::uuid, id FROM auth.capabilities WHERE key = 'cap.y';
-            INSERT INTO auth.org_assignments (id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc) VALUES
+            INSERT INTO auth.role_capabilities (tenant_id, role_id, cap_id)
+                SELECT '{t}'::uuid, '{rx}'::uuid, cap_id FROM auth.capabilities WHERE cap_key = 'cap.x'
+                UNION ALL SELECT '{t}'::uuid, '{ry}'::uuid, cap_id FROM auth.capabilities WHERE cap_key = 'cap.y';
+            INSERT INTO auth.org_assignments (assignment_id, tenant_id, user_id, role_id, org_node_id, start_utc, end_utc) VALUES
                 ('{u_rx_at_a}', '{t}', '{u}', '{rx}', '{a}', now() - interval '1 day', NULL),
                 (gen_random_uuid(), '{t}', '{u}', '{ry}', '{b}', now() + interval '1 day', NULL),
                 (gen_random_uuid(), '{t}', '{u}', '{ry}', '{root}', now() - interval '10 days', now() - interval '1 day'),
                 (gen_random_uuid(), '{t}', '{v}', '{rx}', '{root}', now() - interval '1 day', NULL);
-            INSERT INTO auth.visibility_grants (id, tenant_id, user_id, org_node_id, scope) VALUES
+            INSERT INTO auth.visibility_grants (grant_id, tenant_id, user_id, org_node_id, access_scope_code) VALUES
                 ('{w_read_at_b}', '{t}', '{w}', '{b}', 'read');
             "#
         );
