@@ -12,6 +12,7 @@ use serde_json::json;
 use super::otp::{CodeUse, Spend, consume};
 use super::sessions;
 use super::throttle::{self, Reservation, ThrottleKey};
+use super::users::PASSWORD_PROVIDER;
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::schema::auth::user_identities as ui;
@@ -120,7 +121,11 @@ impl Authenticator {
                         return Ok(Err(AuthnError::InvalidCredentials));
                     }
                     throttle::release(conn, failures_ref).await?;
-                    diesel::update(ui::table.filter(ui::user_id.eq(user)))
+                    // The password lives on the user's `password` identity.
+                    let password_identity = ui::table
+                        .filter(ui::user_id.eq(user))
+                        .filter(ui::ident_provider_code.eq(PASSWORD_PROVIDER));
+                    diesel::update(password_identity)
                         .set((ui::password_hash_text.eq(hash), ui::updated_utc.eq(now)))
                         .execute(conn)
                         .await?;

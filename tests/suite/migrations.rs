@@ -409,3 +409,27 @@ async fn rows_written_at_an_older_version_survive_every_later_migration() {
     .unwrap();
     assert!(decisions[0].allowed(), "{decisions:?}");
 }
+
+/// The newest migration can be reverted (`down.sql`) and applied again,
+/// ending where it started.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_newest_migration_reverts_and_reapplies_to_the_same_schema() {
+    use diesel_migrations::MigrationHarness;
+
+    let test = TestDb::new().await;
+    let before = schema_fingerprint(&test).await;
+    let conn = AsyncPgConnection::establish(test.owner_url.as_str())
+        .await
+        .unwrap();
+    let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
+    let reverted = harness.revert_last_migration(migrate::MIGRATIONS).unwrap();
+    drop(harness);
+    assert_ne!(
+        schema_fingerprint(&test).await,
+        before,
+        "{reverted} changed nothing"
+    );
+    let applied = migrate::run(&test.owner_url).await.unwrap();
+    assert_eq!(applied, vec![reverted.to_string()]);
+    assert_eq!(schema_fingerprint(&test).await, before);
+}

@@ -201,3 +201,59 @@ async fn the_application_role_reads_the_seeds_names() {
         assert!(found >= rows, "{query}: {found} rows");
     }
 }
+
+/// The seed's enumerations, each CHECKed to exactly its values.
+const SEED_CODES: &[(&str, &str, &[&str])] = &[
+    ("tenants", "tenant_state_code", &["active", "suspended"]),
+    ("users", "user_state_code", &["active", "inactive"]),
+    (
+        "user_identities",
+        "ident_provider_code",
+        &["password", "google"],
+    ),
+    ("otp_codes", "channel_code", &["email", "sms", "whatsapp"]),
+    (
+        "otp_codes",
+        "purpose_code",
+        &["login", "verify_email", "verify_phone", "reset_password"],
+    ),
+    (
+        "visibility_grants",
+        "access_scope_code",
+        &["read", "analyze"],
+    ),
+    ("services", "svc_state_code", &["active", "disabled"]),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_codes_are_checked_to_its_values() {
+    let test = TestDb::new().await;
+    let mut conn = AsyncPgConnection::establish(test.owner_url.as_str())
+        .await
+        .unwrap();
+    for (table, column, values) in SEED_CODES {
+        // The CHECK on this column alone, as PostgreSQL prints it:
+        // `CHECK ((col = ANY (ARRAY['a'::text, 'b'::text])))`.
+        let checks: Vec<String> = diesel::sql_query(format!(
+            "SELECT pg_get_constraintdef(c.oid) AS found FROM pg_constraint c \
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
+              WHERE c.contype = 'c' AND c.conrelid = 'auth.{table}'::regclass \
+                AND a.attname = '{column}' AND cardinality(c.conkey) = 1"
+        ))
+        .load::<Column>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.found)
+        .collect();
+        let allowed: Vec<String> = checks
+            .iter()
+            .flat_map(|check| check.split('\'').skip(1).step_by(2).map(str::to_owned))
+            .collect();
+        let mut expected: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut allowed = allowed;
+        expected.sort();
+        allowed.sort();
+        assert_eq!(allowed, expected, "{table}.{column}: {checks:?}");
+    }
+}
