@@ -364,34 +364,25 @@ async fn rows_written_at_an_older_version_survive_every_later_migration() {
         )
     );
 
-    let login = Login::Email(Email::parse("uma@upgraded.example").unwrap());
-    let session = app
-        .authenticator()
-        .authenticate_password(
-            tenant.into(),
-            &login,
-            &SecretString::from(password),
-            &ClientInfo::default(),
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(session.user_id, user);
-    let by_phone = Login::Phone(portcullis::authn::Phone::parse("+33612345678").unwrap());
-    let session = app
-        .authenticator()
-        .authenticate_password(
-            tenant.into(),
-            &by_phone,
-            &SecretString::from(password),
-            &ClientInfo::default(),
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(session.user_id, user);
+    let logins = [
+        Login::Email(Email::parse("uma@upgraded.example").unwrap()),
+        Login::Phone(portcullis::authn::Phone::parse("+33612345678").unwrap()),
+    ];
+    for login in &logins {
+        let session = app
+            .authenticator()
+            .authenticate_password(
+                tenant.into(),
+                login,
+                &SecretString::from(password),
+                &ClientInfo::default(),
+                None,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(session.user_id, user, "{login}");
+    }
     let decisions = portcullis::authz::check(
         &test.db(),
         portcullis::authz::Subject {
