@@ -193,13 +193,15 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
 /// prepared `SET` statements outside any transaction, and PgBouncer may run
 /// a statement's parse and its execution on different server connections
 /// ("prepared statement … does not exist"), or find the name left there by
-/// another process ("… already exists"). Such an attempt is made again, a
-/// few times; statement names never repeat within a process.
+/// another process ("… already exists"). Such an attempt is made again
+/// after a short random pause (so it does not meet the same crowd on the
+/// pooler's few server connections), up to 30 times; statement names never
+/// repeat within a process.
 async fn establish(
     target: &ConnectTarget,
     statement_cache: bool,
 ) -> Result<AsyncPgConnection, diesel::ConnectionError> {
-    const ATTEMPTS: usize = 10;
+    const ATTEMPTS: usize = 30;
     let mut attempt = 1;
     loop {
         match target.establish().await {
@@ -210,6 +212,8 @@ async fn establish(
             {
                 tracing::debug!(%error, attempt, "connection setup split by the pooler; again");
                 attempt += 1;
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 5..40);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             outcome => return outcome,
         }
