@@ -64,22 +64,49 @@ impl ConnectTarget {
     }
 
     pub(crate) async fn establish(&self) -> Result<AsyncPgConnection, ConnectionError> {
-        let failed = |e: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&e));
-        match &self.tls {
+        let client = match &self.tls {
             None => {
                 let (client, connection) = self
                     .config
                     .connect(tokio_postgres::NoTls)
                     .await
                     .map_err(failed)?;
-                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+                tokio::spawn(drive(connection));
+                client
             }
             Some(tls) => {
                 let (client, connection) =
                     self.config.connect(tls.clone()).await.map_err(failed)?;
-                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+                tokio::spawn(drive(connection));
+                client
             }
-        }
+        };
+        // diesel-async's setup runs two `SET`s, each prepared, executed and
+        // closed in pipelined messages. Through a transaction-mode pooler
+        // they can land on different server connections (a statement
+        // missing there, a reply the pooler hands to the next client); in
+        // one transaction they all stay on one.
+        client.batch_execute("BEGIN").await.map_err(failed)?;
+        let mut conn = AsyncPgConnection::try_from(client).await?;
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "COMMIT")
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        Ok(conn)
+    }
+}
+
+fn failed(error: tokio_postgres::Error) -> ConnectionError {
+    ConnectionError::BadConnection(with_causes(&error))
+}
+
+/// Runs the connection until its client is dropped or the server goes
+/// away; a query then fails with "connection closed".
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(error) = connection.await {
+        tracing::debug!(error = %with_causes(&error), "database connection ended");
     }
 }
 
