@@ -31,6 +31,15 @@ impl Actor {
     }
 }
 
+/// What an event is about: a row's id (`entity_id`), or a reference that
+/// is not one, such as the login name of a failed login or a service key
+/// (`entity_ref_text`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entity {
+    Id(Uuid),
+    Ref(String),
+}
+
 /// One audit event. `action` is a dot-separated key such as
 /// `service.credential_exchanged`.
 #[derive(Clone, Debug)]
@@ -39,20 +48,16 @@ pub struct AuditEvent<'a> {
     pub actor: Actor,
     pub action: &'a str,
     pub entity_kind: &'a str,
-    /// The entity's id, or another reference to it (`email:…` for a login
-    /// name): a UUID goes to `entity_id`, anything else to `entity_ref_text`.
-    pub entity_id: Option<String>,
+    pub entity: Option<Entity>,
     pub request_id: Option<&'a str>,
     pub payload: serde_json::Value,
 }
 
 pub async fn record(conn: &mut AsyncPgConnection, event: AuditEvent<'_>) -> Result<(), DbError> {
     let (actor_kind, actor_user, actor_service) = event.actor.columns();
-    let (entity_id, entity_ref) = match event.entity_id {
-        Some(raw) => match Uuid::try_parse(&raw) {
-            Ok(id) => (Some(id), None),
-            Err(_) => (None, Some(raw)),
-        },
+    let (entity_id, entity_ref) = match event.entity {
+        Some(Entity::Id(id)) => (Some(id), None),
+        Some(Entity::Ref(reference)) => (None, Some(reference)),
         None => (None, None),
     };
     diesel::insert_into(audit_events::table)

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::AdminError;
-use crate::audit::Actor;
+use crate::audit::{Actor, Entity};
 
 /// Whom an audit row names for a change: the tenant (none for global rows
 /// such as the catalogue), the actor and the request.
@@ -30,7 +30,7 @@ impl Author<'_> {
                 actor: self.actor,
                 action,
                 entity_kind: entity.0,
-                entity_id: Some(entity.1.to_string()),
+                entity: Some(Entity::Id(entity.1)),
                 request_id: self.request_id,
                 payload: serde_json::json!({ "before": before, "after": after }),
             },

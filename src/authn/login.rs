@@ -12,9 +12,9 @@ use uuid::Uuid;
 use super::otp::{self, CodeUse, Spend};
 use super::sessions::{self, SessionTokens};
 use super::throttle::{self, Counted, Reservation, ThrottleKey};
-use super::users::PASSWORD_PROVIDER;
+use super::users::{PASSWORD_PROVIDER, login_is};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
 use crate::db::{DbError, RlsContext};
 use crate::names::Login;
@@ -49,7 +49,7 @@ fn failure_event<'a>(
         actor: Actor::Anonymous,
         action,
         entity_kind: "login",
-        entity_id: Some(format!("{}:{}", login.kind(), login.value())),
+        entity: Some(Entity::Ref(format!("{}:{}", login.kind(), login.value()))),
         request_id,
         payload: json!({ "reason": reason }),
     }
@@ -179,11 +179,7 @@ impl Authenticator {
                         .inner_join(t::table.on(t::tenant_id.eq(u::tenant_id)))
                         .inner_join(ui::table.on(ui::user_id.eq(u::user_id)))
                         .filter(ui::ident_provider_code.eq(PASSWORD_PROVIDER))
-                        .filter(
-                            u::email_addr
-                                .eq(login.email())
-                                .or(u::phone_e164.eq(login.phone())),
-                        )
+                        .filter(login_is(login))
                         .select((
                             ui::ident_id,
                             u::user_id,
@@ -424,7 +420,7 @@ async fn login_succeeded(
             actor: Actor::User(user),
             action: "auth.login_succeeded",
             entity_kind: "refresh_session",
-            entity_id: Some(session.session_id.to_string()),
+            entity: Some(Entity::Id(session.session_id)),
             request_id,
             payload: json!({ "method": method, "user_agent": &client.user_agent, "client_addr": &client.address }),
         },

@@ -19,9 +19,9 @@ use crate::names::Login;
 use crate::names::TenantId;
 
 use super::throttle::{self, Reservation};
-use super::users::PASSWORD_PROVIDER;
+use super::users::{PASSWORD_PROVIDER, login_is};
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::db::DbError;
 use crate::db::schema::auth::{
     otp_codes as oc, otp_outbox as ob, user_identities as ui, users as u,
@@ -210,8 +210,7 @@ impl Authenticator {
                         });
                     }
                     let user: Option<Uuid> = u::table
-                        .filter(u::email_addr.eq(destination.email()))
-                        .or_filter(u::phone_e164.eq(destination.phone()))
+                        .filter(login_is(destination))
                         .select(u::user_id)
                         .first(conn)
                         .await
@@ -253,7 +252,7 @@ impl Authenticator {
                             actor: Actor::Anonymous,
                             action: "auth.otp_requested",
                             entity_kind: "otp_code",
-                            entity_id: Some(otp_id.to_string()),
+                            entity: Some(Entity::Id(otp_id)),
                             request_id,
                             payload: json!({ "channel": channel.as_str(), "purpose": purpose.as_str(), "known": user.is_some() }),
                         },

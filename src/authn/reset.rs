@@ -14,7 +14,7 @@ use super::sessions;
 use super::throttle::{self, Reservation, ThrottleKey};
 use super::users::PASSWORD_PROVIDER;
 use super::{Authenticator, AuthnError, ClientInfo, tenant_exists};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::db::schema::auth::user_identities as ui;
 use crate::names::Login;
 use crate::names::NewPassword;
@@ -78,7 +78,7 @@ impl Authenticator {
                                 actor: Actor::Anonymous,
                                 action: "auth.otp_locked",
                                 entity_kind: "login",
-                                entity_id: Some(format!("{}:{}", destination.kind(), destination.value())),
+                                entity: Some(Entity::Ref(format!("{}:{}", destination.kind(), destination.value()))),
                                 request_id,
                                 payload: json!({ "reason": "invalid_code", "purpose": "reset_password" }),
                             },
@@ -144,7 +144,7 @@ impl Authenticator {
                             actor: Actor::User(user),
                             action: "auth.password_reset",
                             entity_kind: "user",
-                            entity_id: Some(user.to_string()),
+                            entity: Some(Entity::Id(user)),
                             request_id,
                             payload: json!({ "revoked_sessions": revoked.len() }),
                         },

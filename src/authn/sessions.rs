@@ -10,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{Authenticator, AuthnError, AuthnSettings, ClientInfo};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::db::schema::auth::{refresh_sessions as rs, tenants as t, users as u};
 use crate::db::{Db, RlsContext};
 use crate::secrets::{self, PresentedSecret, SecretKind};
@@ -185,7 +185,7 @@ fn event<'a>(
         actor: Actor::User(user),
         action,
         entity_kind: "refresh_session",
-        entity_id: Some(session.to_string()),
+        entity: Some(Entity::Id(session)),
         request_id,
         payload: json!({}),
     }

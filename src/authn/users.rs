@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::AuthnError;
 use super::password::Passwords;
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::db::schema::auth::{user_identities as ui, users as u};
 use crate::db::{Db, RlsContext};
 use crate::names::Login;
@@ -18,6 +18,19 @@ use crate::names::NewPassword;
 /// The provider of the identity that holds a user's password and the
 /// verification of their logins (the seed's `password` provider).
 pub const PASSWORD_PROVIDER: &str = "password";
+
+/// The filter for the user whose email or phone is `login` (each unique
+/// in a tenant; an email is stored lower-case).
+pub fn login_is(login: &Login) -> LoginIs<'_> {
+    u::email_addr
+        .eq(login.email())
+        .or(u::phone_e164.eq(login.phone()))
+}
+
+pub type LoginIs<'a> = diesel::dsl::Or<
+    diesel::dsl::Eq<u::email_addr, Option<&'a str>>,
+    diesel::dsl::Eq<u::phone_e164, Option<&'a str>>,
+>;
 
 pub struct NewUser {
     pub tenant_id: Uuid,
@@ -100,7 +113,7 @@ pub async fn insert_user(
             actor,
             action: "user.created",
             entity_kind: "user",
-            entity_id: Some(id.to_string()),
+            entity: Some(Entity::Id(id)),
             request_id,
             payload: json!({
                 "after": {
@@ -130,8 +143,7 @@ pub async fn set_password(
     db.write(&RlsContext::operator().with_tenant(tenant), |conn| {
         async move {
             let user: Uuid = u::table
-                .filter(u::email_addr.eq(login.email()))
-                .or_filter(u::phone_e164.eq(login.phone()))
+                .filter(login_is(login))
                 .select(u::user_id)
                 .first(conn)
                 .await
@@ -162,7 +174,7 @@ pub async fn set_password(
                     actor: Actor::System,
                     action: "user.password_set",
                     entity_kind: "user",
-                    entity_id: Some(user.to_string()),
+                    entity: Some(Entity::Id(user)),
                     request_id: None,
                     payload: json!({}),
                 },

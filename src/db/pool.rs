@@ -188,15 +188,13 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
     })
 }
 
-/// Opens a connection. Without the statement cache (PgBouncer < 1.21 in
-/// transaction mode), diesel-async's connection setup still sends two
-/// prepared `SET` statements outside any transaction, and PgBouncer may run
-/// a statement's parse and its execution on different server connections
-/// ("prepared statement … does not exist"), or find the name left there by
-/// another process ("… already exists"). Such an attempt is made again
-/// after a short random pause (so it does not meet the same crowd on the
-/// pooler's few server connections), up to 30 times; statement names never
-/// repeat within a process.
+/// Opens a connection. Its setup runs in one transaction, so a
+/// transaction-mode pooler keeps it on one server connection (see
+/// `ConnectTarget::establish`); without the statement cache (PgBouncer <
+/// 1.21) a setup statement's name may still meet one another process left
+/// on that server connection ("prepared statement … already exists"). Such
+/// an attempt is made again after a short random pause, up to 30 times;
+/// statement names never repeat within a process.
 async fn establish(
     target: &ConnectTarget,
     statement_cache: bool,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::names::{Permission, ServiceKey};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::authn::throttle::{self, Reservation, ThrottlePolicy};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
@@ -303,7 +303,7 @@ async fn open_session(
             actor: Actor::Service(service.id),
             action: "service.credential_exchanged",
             entity_kind: "service_session",
-            entity_id: Some(session_id.to_string()),
+            entity: Some(Entity::Id(session_id)),
             request_id: request.request_id.as_deref(),
             payload: json!({
                 "secret_id": secret_id.map(|id| id.to_string()),
@@ -337,7 +337,7 @@ async fn audit_refusal(
             actor,
             action: "service.credential_refused",
             entity_kind: "service",
-            entity_id: Some(request.key.to_string()),
+            entity: Some(Entity::Ref(request.key.to_string())),
             request_id: request.request_id.as_deref(),
             payload,
         },

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::names::{Permission, ServiceKey};
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::db::schema::auth::{
     service_permissions as sp, service_secrets as ss, service_sessions as sess, services as s,
 };
@@ -53,7 +53,7 @@ fn event<'a>(
         actor: Actor::System,
         action,
         entity_kind,
-        entity_id: Some(entity_id.to_string()),
+        entity: Some(Entity::Id(entity_id)),
         request_id: None,
         payload,
     }

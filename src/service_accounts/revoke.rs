@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent, Entity};
 use crate::db::schema::auth::{service_sessions as sess, services};
 use crate::db::{Db, RlsContext};
 use crate::tokens::revocation::{self, SessionKind};
@@ -130,7 +130,7 @@ async fn revoke(
             },
             action: "service.token_revoked",
             entity_kind: "service_session",
-            entity_id: Some(session_id.to_string()),
+            entity: Some(Entity::Id(session_id)),
             request_id,
             payload: json!({ "service_id": service_id }),
         },

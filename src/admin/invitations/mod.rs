@@ -188,8 +188,7 @@ pub async fn create(
 
 async fn login_in_use(conn: &mut AsyncPgConnection, login: &Login) -> Result<bool, AdminError> {
     let found = users::table
-        .filter(users::email_addr.eq(login.email()))
-        .or_filter(users::phone_e164.eq(login.phone()))
+        .filter(crate::authn::users::login_is(login))
         .select(users::user_id)
         .first::<Uuid>(conn)
         .await
