@@ -6,18 +6,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::authn::{Authenticator, AuthnSettings, OtpDelivery, Passwords};
+use crate::authn::{Authenticator, AuthnSettings, Federation, OtpDelivery, Passwords};
 use crate::db::Db;
 use crate::tls::ServerTls;
 use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 
 /// The application: the database door, the token service, the hashing
-/// pool, where codes go, and the settings every request runs under.
+/// pool, where codes go, the OpenID providers trusted, and the settings
+/// every request runs under.
 pub struct App {
     pub db: Db,
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
     pub delivery: Arc<dyn OtpDelivery>,
+    pub federation: Arc<Federation>,
     pub settings: Settings,
 }
 
@@ -89,6 +91,7 @@ impl App {
         token_settings: TokenSettings,
         passwords: Passwords,
         delivery: Arc<dyn OtpDelivery>,
+        federation: Federation,
         settings: Settings,
     ) -> Self {
         Self {
@@ -100,6 +103,7 @@ impl App {
             )),
             passwords: Arc::new(passwords),
             delivery,
+            federation: Arc::new(federation),
             settings,
         }
     }
@@ -111,6 +115,7 @@ impl App {
             tokens: self.tokens.clone(),
             passwords: self.passwords.clone(),
             delivery: self.delivery.clone(),
+            federation: self.federation.clone(),
             settings: self.settings.authn.clone(),
         }
     }

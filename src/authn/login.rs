@@ -401,7 +401,7 @@ async fn record_failed_login(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn login_succeeded(
+pub(super) async fn login_succeeded(
     conn: &mut AsyncPgConnection,
     tokens: &crate::tokens::Tokens,
     settings: &super::AuthnSettings,

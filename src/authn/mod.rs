@@ -1,7 +1,9 @@
-//! User authentication: password and one-time-code login, rotating refresh
+//! User authentication: password, one-time-code and federated (OpenID
+//! Connect) login, rotating refresh
 //! sessions, password reset, brute-force protection.
 
 mod fair_queue;
+pub mod federation;
 mod login;
 pub mod otp;
 pub mod password;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::names::{Email, Login, LoginError, Phone};
+pub use federation::{Federation, IdTokenError};
 pub use otp::{Channel, DevLogDelivery, OtpDelivery, OtpIssued, OutboxDelivery, Purpose};
 pub use password::{HashCost, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, Passwords};
 pub use sessions::{SessionScope, SessionTokens};
@@ -28,6 +31,11 @@ pub enum AuthnError {
     /// The one answer to every failed login, whatever failed.
     #[error("invalid credentials")]
     InvalidCredentials,
+    #[error("id token refused: {0}")]
+    IdToken(#[from] IdTokenError),
+    /// A genuine federated identity that opens no session here.
+    #[error("{0}")]
+    Unlinked(federation::Unlinked),
     #[error("invalid refresh token")]
     InvalidRefreshToken,
     #[error("too many failed attempts; retry in {} s", retry_after.as_secs().max(1))]
@@ -125,5 +133,6 @@ pub struct Authenticator {
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
     pub delivery: Arc<dyn OtpDelivery>,
+    pub federation: Arc<Federation>,
     pub settings: AuthnSettings,
 }

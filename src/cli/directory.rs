@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use super::common::{DatabaseArgs, HashArgs, database};
 use crate::admin::assignments::{self, NewAssignment};
-use crate::admin::global::{self, GlobalAdministrator, TenantSlug};
+use crate::admin::global::{self, GlobalAdministrator, TenantChange, TenantSlug};
 use crate::admin::invitations::{self, NewInvitation};
 use crate::admin::{Administrator, Label, NodeType, RoleKey, org, roles};
 use crate::authn::users::{self, NewUser};
@@ -31,6 +31,22 @@ pub enum TenantCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Allow (or stop) a first federated login linking itself to the user
+    /// with the same email, when its provider verified the email.
+    FederatedLinking {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long, value_enum)]
+        linking: Switch,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +178,33 @@ pub async fn tenant(command: TenantCommand) -> anyhow::Result<()> {
             let tenant =
                 global::create_tenant(&database(&args)?, &admin, &slug, &name, None).await?;
             println!("{}", tenant.id);
+            Ok(())
+        }
+        TenantCommand::FederatedLinking {
+            tenant,
+            linking,
+            database: args,
+        } => {
+            let admin = GlobalAdministrator::operator(chrono::Utc::now());
+            let change = TenantChange::FederatedEmailLinking(matches!(linking, Switch::On));
+            // Sessions are untouched by this change: no lifetime is needed.
+            let tenant = global::change_tenant(
+                &database(&args)?,
+                &admin,
+                tenant,
+                change,
+                std::time::Duration::ZERO,
+            )
+            .await?;
+            println!(
+                "federated email linking is {} for {}",
+                if tenant.federated_email_linking {
+                    "on"
+                } else {
+                    "off"
+                },
+                tenant.slug
+            );
             Ok(())
         }
     }

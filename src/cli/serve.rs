@@ -8,7 +8,10 @@ use clap::Args;
 
 use super::common::{DatabaseArgs, HashArgs, database};
 use crate::app::{App, ServerSettings, Settings};
-use crate::authn::{AuthnSettings, DevLogDelivery, OtpDelivery, OutboxDelivery, ThrottlePolicy};
+use crate::authn::federation::FederationConfigError;
+use crate::authn::{
+    AuthnSettings, DevLogDelivery, Federation, OtpDelivery, OutboxDelivery, ThrottlePolicy,
+};
 use crate::db::Db;
 use crate::server;
 use crate::tls::{ServerTls, TlsFileError};
@@ -147,6 +150,7 @@ impl ServerArgs {
             self.token_settings(),
             self.authn.hashing.passwords()?,
             delivery,
+            self.authn.federation()?,
             settings,
         ))
     }
@@ -218,11 +222,25 @@ pub struct AuthnArgs {
     /// the right.
     #[arg(long, env = "PORTCULLIS_TRUSTED_PROXY_HOPS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
     pub trusted_proxy_hops: u8,
+    /// JSON file listing the OpenID Connect providers whose ID tokens
+    /// Authenticate accepts (issuer, provider google|oidc, audiences,
+    /// jwks_url or jwks_file, algorithms); none when not given.
+    #[arg(long, env = "PORTCULLIS_OIDC_PROVIDERS")]
+    pub oidc_providers: Option<PathBuf>,
     #[command(flatten)]
     pub hashing: HashArgs,
 }
 
 impl AuthnArgs {
+    /// The OpenID providers of `--oidc-providers`, checked now so a bad
+    /// file stops the start-up rather than every federated login.
+    pub fn federation(&self) -> Result<Federation, FederationConfigError> {
+        match &self.oidc_providers {
+            Some(path) => Federation::load(path),
+            None => Ok(Federation::none()),
+        }
+    }
+
     pub fn settings(&self) -> AuthnSettings {
         AuthnSettings {
             access_lifetime: self.access_token_lifetime.into(),
@@ -259,6 +277,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen = %args.server.listen,
         tls = tls.is_some(),
         mutual_tls = tls.is_some_and(|tls| tls.mutual),
+        oidc_issuers = ?app.federation.issuers(),
         "serving"
     );
     server::serve(app, listener, server::shutdown_signal()).await?;

@@ -13,6 +13,7 @@ pub mod auth {
             tenant_state_code -> Text,
             created_utc -> Timestamptz,
             updated_utc -> Timestamptz,
+            federated_email_link_flag -> Bool,
         }
     }
 

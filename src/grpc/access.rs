@@ -82,7 +82,8 @@ pub fn rule(path: &str) -> Access {
         "Administration/CreateTenant"
         | "Administration/RenameTenant"
         | "Administration/SuspendTenant"
-        | "Administration/ReactivateTenant" => caller(Some("admin.tenants.write"), false),
+        | "Administration/ReactivateTenant"
+        | "Administration/SetFederatedEmailLinking" => caller(Some("admin.tenants.write"), false),
         "Administration/CreateCapability" => caller(Some("admin.catalogue.write"), false),
         "Administration/ListCapabilities" => caller(Some("admin.catalogue.read"), false),
         // Revoking one's own token needs no permission (RFC 7009 spirit).

@@ -8,8 +8,8 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
 use super::fields::{
-    code_field, destination_field, new_password_field, parse_id, parse_uuid, password_field,
-    refresh_token_field, token_field,
+    code_field, destination_field, id_token_field, new_password_field, parse_id, parse_uuid,
+    password_field, refresh_token_field, token_field,
 };
 use super::request::{caller, client_address, invalid, request_id, timestamp};
 use crate::authn::{
@@ -20,6 +20,7 @@ use crate::proto::v1::authentication_server::Authentication;
 use crate::tokens::Principal;
 
 const MAX_USER_AGENT_LEN: usize = 256;
+const MAX_NONCE_LEN: usize = 256;
 
 pub struct AuthenticationService {
     authn: Arc<Authenticator>,
@@ -107,7 +108,27 @@ impl Authentication for AuthenticationService {
                     )
                     .await?
             }
-            None => return Err(invalid("method", "give password or otp")),
+            Some(pb::authenticate_request::Method::Oidc(credentials)) => {
+                let id_token = id_token_field("oidc.id_token", &credentials.id_token)?;
+                if credentials.nonce.len() > MAX_NONCE_LEN {
+                    return Err(invalid(
+                        "oidc.nonce",
+                        format!("is longer than {MAX_NONCE_LEN} characters"),
+                    ));
+                }
+                let nonce = Some(credentials.nonce.as_str()).filter(|n| !n.is_empty());
+                self.authn
+                    .authenticate_federated(
+                        tenant,
+                        &id_token,
+                        nonce,
+                        &client,
+                        request_id.as_deref(),
+                        now,
+                    )
+                    .await?
+            }
+            None => return Err(invalid("method", "give password, otp or oidc")),
         };
         Ok(Response::new(session_response(tokens)))
     }

@@ -40,6 +40,22 @@ pub fn token_field<'a>(field: &str, token: &'a str) -> Result<&'a str, Status> {
     Ok(token)
 }
 
+/// An OpenID Connect ID token: required, refused before any parsing when
+/// oversized.
+pub fn id_token_field(field: &str, token: &str) -> Result<SecretString, Status> {
+    use crate::authn::federation::MAX_ID_TOKEN_LEN;
+    if token.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if token.len() > MAX_ID_TOKEN_LEN {
+        return Err(invalid(
+            field,
+            format!("is longer than {MAX_ID_TOKEN_LEN} characters"),
+        ));
+    }
+    Ok(SecretString::from(token.to_owned()))
+}
+
 /// A refresh token: required, and no longer than any secret we issue
 /// (refused before anything looks it up).
 pub fn refresh_token_field(field: &str, token: &str) -> Result<(), Status> {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use tonic::Status;
 
 use crate::admin::{AdminError, Subject, invitations};
-use crate::authn::{AuthnError, PasswordError};
+use crate::authn::{AuthnError, IdTokenError, PasswordError};
 use crate::authz::AuthzError;
 use crate::db::DbError;
 use crate::service_accounts::ServiceError;
@@ -87,6 +87,14 @@ impl From<AuthnError> for Status {
             AuthnError::Locked { retry_after } | AuthnError::TooManyCodes { retry_after } => {
                 exhausted(error.to_string(), retry_after)
             }
+            AuthnError::IdToken(IdTokenError::ProviderUnavailable) => Status::unavailable(format!(
+                "oidc.id_token: {}",
+                IdTokenError::ProviderUnavailable
+            )),
+            AuthnError::IdToken(reason) => {
+                Status::unauthenticated(format!("oidc.id_token: {reason}"))
+            }
+            AuthnError::Unlinked(reason) => Status::unauthenticated(reason.to_string()),
             AuthnError::UnknownSession | AuthnError::UnknownLogin(_) => {
                 Status::not_found(error.to_string())
             }

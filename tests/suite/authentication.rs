@@ -65,6 +65,7 @@ async fn setup_serving(
         tokens: test_tokens(),
         passwords: Arc::new(Passwords::new(cost, 2, Duration::from_secs(30)).unwrap()),
         delivery: Arc::new(OutboxDelivery),
+        federation: Arc::new(portcullis::authn::Federation::none()),
         settings: portcullis::app::Settings {
             authn: settings,
             server: server_settings,

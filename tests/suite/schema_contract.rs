@@ -202,14 +202,16 @@ async fn the_application_role_reads_the_seeds_names() {
     }
 }
 
-/// The seed's enumerations, each CHECKed to exactly its values.
+/// The seed's enumerations, each CHECKed to exactly its values (and the
+/// product's additions, each listed in the README's Schema section).
 const SEED_CODES: &[(&str, &str, &[&str])] = &[
     ("tenants", "tenant_state_code", &["active", "suspended"]),
     ("users", "user_state_code", &["active", "inactive"]),
     (
         "user_identities",
         "ident_provider_code",
-        &["password", "google"],
+        // `oidc`: issuers other than Google (migration 000013).
+        &["password", "google", "oidc"],
     ),
     ("otp_codes", "channel_code", &["email", "sms", "whatsapp"]),
     (

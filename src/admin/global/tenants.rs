@@ -29,6 +29,11 @@ pub struct Tenant {
     pub name: String,
     #[diesel(column_name = tenant_state_code)]
     pub status: String,
+    /// A first federated login may link to the user with its verified email.
+    /// (Answers stored for idempotency before this existed read as `false`.)
+    #[diesel(column_name = federated_email_link_flag)]
+    #[serde(default)]
+    pub federated_email_linking: bool,
 }
 
 /// Creates a tenant; with an idempotency key, a repeat of the same request
@@ -81,9 +86,11 @@ pub async fn create_tenant(
 pub enum TenantChange<'a> {
     Name(&'a Label),
     Active(bool),
+    FederatedEmailLinking(bool),
 }
 
-/// Renames, suspends or reactivates; setting what is set records nothing.
+/// Renames, suspends, reactivates, or allows or stops federated logins
+/// linking by email; setting what is set records nothing.
 ///
 /// Suspending revokes every session of the tenant's users and every token
 /// of its services (listed for every replica), in the same transaction;
@@ -137,6 +144,22 @@ pub async fn change_tenant(
                         .get_result(conn)
                         .await?,
                 ),
+                TenantChange::FederatedEmailLinking(allowed)
+                    if before.federated_email_linking != allowed =>
+                {
+                    (
+                        if allowed {
+                            "tenant.federated_email_linking_allowed"
+                        } else {
+                            "tenant.federated_email_linking_stopped"
+                        },
+                        target
+                            .set((tenants::federated_email_link_flag.eq(allowed), now))
+                            .returning(Tenant::as_returning())
+                            .get_result(conn)
+                            .await?,
+                    )
+                }
                 _ => return Ok(before),
             };
             admin

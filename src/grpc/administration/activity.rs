@@ -1,5 +1,5 @@
 //! Deactivating and reactivating tenants, users and org nodes: one
-//! handler each, for both directions.
+//! handler each, for both directions; and a tenant's federated linking.
 
 use tonic::{Request, Response, Status};
 
@@ -24,6 +24,24 @@ impl AdministrationService {
             &admin,
             id,
             TenantChange::Active(active),
+            self.authn.access_lifetime,
+        )
+        .await?;
+        Ok(Response::new(tenant(changed)))
+    }
+
+    pub(super) async fn set_federated_email_linking(
+        &self,
+        request: Request<pb::SetFederatedEmailLinkingRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let admin = global_administrator(&request)?;
+        let body = request.get_ref();
+        let id = parse_id("tenant_id", &body.tenant_id)?;
+        let changed = global::change_tenant(
+            &self.db,
+            &admin,
+            id,
+            TenantChange::FederatedEmailLinking(body.allowed),
             self.authn.access_lifetime,
         )
         .await?;

@@ -111,6 +111,7 @@ pub(super) fn tenant(tenant: global::Tenant) -> pb::Tenant {
         active: tenant.status == "active",
         slug: tenant.slug,
         name: tenant.name,
+        federated_email_linking: tenant.federated_email_linking,
     }
 }
 

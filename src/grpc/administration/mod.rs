@@ -439,6 +439,13 @@ impl Administration for AdministrationService {
         self.set_tenant_active(request, true).await
     }
 
+    async fn set_federated_email_linking(
+        &self,
+        request: Request<pb::SetFederatedEmailLinkingRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        AdministrationService::set_federated_email_linking(self, request).await
+    }
+
     async fn create_capability(
         &self,
         request: Request<pb::CreateCapabilityRequest>,

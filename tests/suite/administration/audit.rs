@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use portcullis::proto::v1::{
     AssignRoleRequest, CreateCapabilityRequest, CreateRoleRequest, CreateUserRequest,
     EndAssignmentRequest, ListAuditEventsRequest, OrgNodeRef, RenameRoleRequest,
-    RenameTenantRequest, SetRoleCapabilitiesRequest, UserRef, VisibilityScope,
+    RenameTenantRequest, SetFederatedEmailLinkingRequest, SetRoleCapabilitiesRequest, UserRef,
+    VisibilityScope,
 };
 use prost::Message;
 use tonic::Code;
@@ -282,6 +283,21 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
     global.push((
         "ReactivateTenant",
         "tenant.reactivated",
+        created.tenant_id.clone(),
+    ));
+    s.admin()
+        .set_federated_email_linking(bearer(
+            SetFederatedEmailLinkingRequest {
+                tenant_id: created.tenant_id.clone(),
+                allowed: true,
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap();
+    global.push((
+        "SetFederatedEmailLinking",
+        "tenant.federated_email_linking_allowed",
         created.tenant_id.clone(),
     ));
     let capability = s

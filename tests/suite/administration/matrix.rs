@@ -72,6 +72,10 @@ const RULES: &[(&str, Callers)] = &[
     ("RenameTenant", GlobalServices("admin.tenants.write")),
     ("SuspendTenant", GlobalServices("admin.tenants.write")),
     ("ReactivateTenant", GlobalServices("admin.tenants.write")),
+    (
+        "SetFederatedEmailLinking",
+        GlobalServices("admin.tenants.write"),
+    ),
     ("CreateCapability", GlobalServices("admin.catalogue.write")),
     ("ListCapabilities", Services("admin.catalogue.read")),
     ("ListAuditEvents", Services("admin.audit.read")),

@@ -44,6 +44,7 @@ pub fn test_app(db: Db, tokens: Arc<Tokens>, authn: AuthnSettings, server: Serve
             Passwords::new(HashCost::INSECURE_FAST_FOR_TESTS, 2, Duration::from_secs(5)).unwrap(),
         ),
         delivery: Arc::new(OutboxDelivery),
+        federation: Arc::new(portcullis::authn::Federation::none()),
         settings: Settings { authn, server },
     }
 }
