@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use super::common::AdminArgs;
 use crate::db::Db;
 use crate::ops::bench::{self, manifest};
-use crate::ops::provision::{self, Environment, Passwords};
+use crate::ops::provision::{self, Environment};
 use crate::ops::{admin, cluster, migrate};
 
 #[derive(Debug, Subcommand)]
@@ -98,10 +98,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             )
             .await?;
             let names = manifest::names(profile)?;
-            let passwords = Passwords::from_env();
-            provision::provision(server.url(), Environment::Dev, &names, &passwords).await?;
-            let (owner_url, app_url) = manifest::urls(server.url(), profile)?;
-            migrate::run(&owner_url).await?;
+            let passwords = manifest::passwords()?;
+            let dev = provision::Confirmation::default();
+            provision::provision(server.url(), Environment::Dev, &names, &passwords, dev).await?;
+            let (migration_url, app_url) = manifest::urls(server.url(), profile)?;
+            migrate::run(&migration_url).await?;
             let started = std::time::Instant::now();
             // Seeding a large profile runs single statements for minutes.
             let db = Db::new(
@@ -118,7 +119,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             )?;
             let secret = bench::seed::seed(&db, &hasher, profile).await?;
             // The application role may not ANALYZE; the owner may.
-            admin::AdminConnection::connect(&owner_url)
+            admin::AdminConnection::connect(&migration_url)
                 .await?
                 .execute("analysing the bench data", "VACUUM ANALYZE")
                 .await?;

@@ -1,5 +1,5 @@
 //! Arguments several commands share: the database, the pool, the
-//! superuser connection and role names, password hashing.
+//! superuser connection and the environment, password hashing.
 
 use anyhow::Context;
 use clap::Args;
@@ -8,7 +8,9 @@ use crate::authn::{HashCost, PasswordError, Passwords};
 use crate::db::{Db, PoolSettings};
 use crate::ops::admin::AdminError;
 use crate::ops::cluster;
-use crate::ops::provision::{Environment, Names};
+use crate::ops::provision::connections::ConnectionFile;
+use crate::ops::provision::{self, Environment, Names, Secrets, ServiceName};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -18,17 +20,21 @@ pub struct AdminArgs {
     pub admin_url: Option<String>,
 }
 
+/// Which environment, its database, and where its passwords are.
 #[derive(Debug, Args)]
-pub struct NameArgs {
-    /// Database name [default: portcullis_<env>]
+pub struct EnvArgs {
+    #[arg(long, value_enum)]
+    pub env: Environment,
+    /// The environment's database [default: <platform>-<env>].
     #[arg(long, env = "PORTCULLIS_DATABASE_NAME")]
     pub database: Option<String>,
-    /// Owner role [default: portcullis_<env>_owner]
-    #[arg(long, env = "PORTCULLIS_OWNER_ROLE")]
-    pub owner_role: Option<String>,
-    /// Application (login) role [default: portcullis_<env>_app]
-    #[arg(long, env = "PORTCULLIS_APP_ROLE")]
-    pub app_role: Option<String>,
+    /// The platform name in the default database name.
+    #[arg(long, env = "PORTCULLIS_PLATFORM", default_value = provision::DEFAULT_PLATFORM)]
+    pub platform: String,
+    /// A file of NAME=value lines (the platform's `.env.<env>`) holding the
+    /// role passwords; the process environment wins over it.
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
 }
 
 impl AdminArgs {
@@ -42,15 +48,21 @@ impl AdminArgs {
     }
 }
 
-impl NameArgs {
-    /// The names given, the environment's defaults for the rest.
-    pub fn resolve(&self, env: Environment) -> Result<Names, AdminError> {
-        let defaults = Names::for_environment(env);
-        Names::new(
-            self.database.as_deref().unwrap_or(&defaults.database),
-            self.owner_role.as_deref().unwrap_or(&defaults.owner_role),
-            self.app_role.as_deref().unwrap_or(&defaults.app_role),
-        )
+impl EnvArgs {
+    pub fn database_name(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| provision::default_database(&self.platform, self.env))
+    }
+
+    /// Portcullis's names in this environment.
+    pub fn names(&self) -> Result<Names, AdminError> {
+        let service = ServiceName::parse(provision::SERVICE)?;
+        Names::for_service(&service, self.env, &self.database_name())
+    }
+
+    pub fn secrets(&self) -> Result<Secrets, AdminError> {
+        Secrets::load(self.env_file.as_deref())
     }
 }
 
@@ -108,8 +120,22 @@ impl PoolArgs {
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL of the application role (not a superuser, not the owner).
-    #[arg(long, env = "PORTCULLIS_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[arg(
+        long,
+        env = "PORTCULLIS_DATABASE_URL",
+        hide_env_values = true,
+        required_unless_present = "connections_file"
+    )]
+    pub database_url: Option<String>,
+    /// Or a connections file written by `db provision`: the application
+    /// role's URL, its password reference (${AUTH_APP_<ENV>_PASSWORD])
+    /// read from the environment.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CONNECTIONS_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub connections_file: Option<PathBuf>,
     /// URL of a read replica (a hot standby, same application role) that
     /// answers CheckCapability, CheckCapabilities and ListVisibleOrgNodes;
     /// their answers may then trail changes by the replication lag.
@@ -161,7 +187,14 @@ impl HashArgs {
 /// The application role's database (and its read replica, if any).
 pub fn database(args: &DatabaseArgs) -> anyhow::Result<Db> {
     let settings = args.pool.settings();
-    let db = Db::new(&args.database_url, &settings).context("--database-url")?;
+    let db = match (&args.database_url, &args.connections_file) {
+        (Some(url), _) => Db::new(url, &settings).context("--database-url")?,
+        (None, Some(path)) => {
+            let url = ConnectionFile::read(path)?.app_url(&Secrets::load(None)?)?;
+            Db::new(url.as_str(), &settings).context("--connections-file")?
+        }
+        (None, None) => anyhow::bail!("give --database-url or --connections-file"),
+    };
     match &args.database_read_url {
         Some(url) => db
             .with_read_replica(url, &settings)

@@ -11,7 +11,7 @@ use super::serve::{OtpDeliveryKind, ServerArgs, TelemetryArgs};
 use crate::db::Db;
 use crate::ops::admin::redact;
 use crate::ops::cluster::{self, AdminServer};
-use crate::ops::provision::{self, Environment, Names, Passwords};
+use crate::ops::provision::{self, Environment, Names, Secrets, ServiceName};
 use crate::ops::{migrate, seed};
 use crate::server;
 use crate::tokens::KeyRing;
@@ -50,12 +50,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     let names = Names::for_environment(Environment::Dev);
-    let passwords = Passwords::from_env();
-    provision::provision(admin.url(), Environment::Dev, &names, &passwords)
+    let service = ServiceName::parse(provision::SERVICE)?;
+    let passwords = Secrets::load(None)?.passwords(&service, Environment::Dev);
+    let dev = provision::Confirmation::default();
+    provision::provision(admin.url(), Environment::Dev, &names, &passwords, dev)
         .await
         .context("provisioning the dev database")?;
-    let (owner_url, app_url) = provision::role_urls(admin.url(), &names, &passwords)?;
-    let applied = migrate::run(&owner_url).await.context("migrating")?;
+    note_earlier_layout(admin.url()).await;
+    let (migration_url, app_url) = provision::role_urls(admin.url(), &names, &passwords)?;
+    let applied = migrate::run(&migration_url).await.context("migrating")?;
     tracing::info!(applied = applied.len(), "migrations are current");
 
     let db = Db::new(app_url.as_str(), &args.pool.settings())?;
@@ -89,6 +92,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     server::serve(app, listener, server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// Releases before the platform layout kept dev in `portcullis_dev`; dev
+/// now provisions `portcullis-dev` afresh and leaves the old one alone.
+async fn note_earlier_layout(admin_url: &url::Url) {
+    let Ok(mut admin) = crate::ops::admin::AdminConnection::connect(admin_url).await else {
+        return;
+    };
+    if provision::database_exists(&mut admin, "portcullis_dev")
+        .await
+        .unwrap_or(false)
+    {
+        tracing::warn!(
+            "database portcullis_dev (an earlier release's dev layout) is no longer used: \
+             dev now runs in portcullis-dev; drop the old one when you like \
+             (DROP DATABASE portcullis_dev)"
+        );
+    }
 }
 
 fn print_banner(addr: &str, app_url: &str) {

@@ -78,6 +78,31 @@ impl AdminConnection {
         Ok(row.value)
     }
 
+    /// Runs a query returning one text column, with text parameters.
+    pub async fn query_strings(
+        &mut self,
+        sql: &str,
+        params: &[&str],
+    ) -> Result<Vec<String>, AdminError> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            value: String,
+        }
+        let mut query = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
+        for param in params {
+            query = query.bind::<Text, _>(param.to_string());
+        }
+        let rows: Vec<Row> = query
+            .load(&mut self.conn)
+            .await
+            .map_err(|cause| AdminError::Sql {
+                context: format!("query `{sql}`"),
+                cause,
+            })?;
+        Ok(rows.into_iter().map(|row| row.value).collect())
+    }
+
     /// Names of the databases whose name starts with `prefix`.
     pub async fn database_names(&mut self, prefix: &str) -> Result<Vec<String>, AdminError> {
         #[derive(diesel::QueryableByName)]

@@ -142,7 +142,7 @@ async fn a_url_without_sslmode_does_not_speak_tls() {
 async fn migrations_run_over_tls() {
     let test = TestDb::empty().await;
     // The owner connects to PostgreSQL itself, never through PgBouncer.
-    let owner = test.owner_url.clone();
+    let owner = test.migration_url.clone();
     let f = fixture(test, &owner, &["localhost"]).await;
     let root = f.ca_file(&f.ca);
     let url = f.url(

@@ -121,6 +121,10 @@ const GLOBAL_ADMIN_TABLES: &[&str] = &["auth.global_idempotency_keys"];
 /// client address and the service key in its context, nothing else.
 const ANONYMOUS_TABLES: &[&str] = &["auth.anonymous_throttles"];
 
+/// The applied migrations: seen by the schema's owner (the migration role)
+/// alone; the application role holds no privilege on it at all.
+const MIGRATION_TRACKING_TABLES: &[&str] = &["auth.schema_migrations"];
+
 fn owner_value(world: &TenantWorld, fence: FencedBy) -> Uuid {
     match fence {
         FencedBy::Tenant => world.tenant,
@@ -161,6 +165,7 @@ async fn the_test_covers_every_table_of_auth_and_audit() {
             + GLOBAL_TABLES.len()
             + GLOBAL_ADMIN_TABLES.len()
             + ANONYMOUS_TABLES.len()
+            + MIGRATION_TRACKING_TABLES.len()
     );
 }
 
@@ -185,6 +190,7 @@ async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
             + GLOBAL_TABLES.len()
             + GLOBAL_ADMIN_TABLES.len()
             + ANONYMOUS_TABLES.len()
+            + MIGRATION_TRACKING_TABLES.len()
     );
     assert_eq!(unforced, 0);
 }
@@ -194,7 +200,10 @@ async fn every_policy_reads_the_context_through_a_scalar_subquery() {
     let test = TestDb::new().await;
     let db = test.db();
     let ctx = RlsContext::anonymous();
-    let policies = "pg_policies WHERE schemaname IN ('auth', 'audit')";
+    // The tracking table's policy reads no request context: it admits the
+    // schema's owner.
+    let policies = "pg_policies WHERE schemaname IN ('auth', 'audit') \
+                    AND tablename <> 'schema_migrations'";
     let text = "(coalesce(qual, '') || coalesce(with_check, ''))";
     assert!(count(&db, &ctx, policies).await.unwrap() >= 18);
     let not_reading_context = count(
@@ -212,6 +221,25 @@ async fn every_policy_reads_the_context_through_a_scalar_subquery() {
     .await
     .unwrap();
     assert_eq!((not_reading_context, called_per_row), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_application_role_cannot_touch_the_migration_tracking_table() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    for table in MIGRATION_TRACKING_TABLES {
+        let privileged = count(
+            &db,
+            &RlsContext::anonymous(),
+            &format!(
+                "(SELECT 1) one WHERE has_table_privilege(current_user, '{table}', \
+                 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')"
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(privileged, 0, "{table}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

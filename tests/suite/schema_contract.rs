@@ -135,7 +135,7 @@ struct Column {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_table_and_column_of_the_seed_exists_with_its_type() {
     let test = TestDb::new().await;
-    let mut conn = AsyncPgConnection::establish(test.owner_url.as_str())
+    let mut conn = AsyncPgConnection::establish(test.migration_url.as_str())
         .await
         .unwrap();
     let present: Vec<String> = diesel::sql_query(
@@ -230,7 +230,7 @@ const SEED_CODES: &[(&str, &str, &[&str])] = &[
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seeds_codes_are_checked_to_its_values() {
     let test = TestDb::new().await;
-    let mut conn = AsyncPgConnection::establish(test.owner_url.as_str())
+    let mut conn = AsyncPgConnection::establish(test.migration_url.as_str())
         .await
         .unwrap();
     for (table, column, values) in SEED_CODES {

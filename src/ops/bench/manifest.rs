@@ -10,27 +10,40 @@ use url::Url;
 
 use super::dataset::Profile;
 use crate::ops::admin::AdminError;
-use crate::ops::provision::{Names, Passwords, role_urls};
+use crate::ops::provision::{Environment, Names, Passwords, Secrets, ServiceName, role_urls};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
     pub profile: Profile,
     /// The application role's URL, without a password (set
-    /// PORTCULLIS_APP_PASSWORD for servers that want one).
+    /// BENCH_APP_DEV_PASSWORD for servers that want one).
     pub app_url: String,
     pub service_secret: String,
 }
 
+/// The benchmark is a service of its own in dev: `bench_migration_dev_user`
+/// and `bench_app_dev_user` (passwords, if the server wants them, from
+/// BENCH_MIGRATION_DEV_PASSWORD and BENCH_APP_DEV_PASSWORD), in a database
+/// of its own per profile, `portcullis-bench-<profile>` (releases before
+/// the platform layout used `portcullis_bench_<profile>`: drop it).
 pub fn names(profile: Profile) -> Result<Names, AdminError> {
-    Names::new(
-        &format!("portcullis_bench_{}", profile.as_str()),
-        "portcullis_bench_owner",
-        "portcullis_bench_app",
+    Names::for_service(
+        &bench_service()?,
+        Environment::Dev,
+        &format!("portcullis-bench-{}", profile.as_str()),
     )
 }
 
+fn bench_service() -> Result<ServiceName, AdminError> {
+    ServiceName::parse("bench")
+}
+
+pub fn passwords() -> Result<Passwords, AdminError> {
+    Ok(Secrets::load(None)?.passwords(&bench_service()?, Environment::Dev))
+}
+
 pub fn urls(admin: &Url, profile: Profile) -> Result<(Url, Url), AdminError> {
-    role_urls(admin, &names(profile)?, &Passwords::from_env())
+    role_urls(admin, &names(profile)?, &passwords()?)
 }
 
 pub fn path(dir: &Path, profile: Profile) -> PathBuf {

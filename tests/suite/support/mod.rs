@@ -32,7 +32,7 @@ use portcullis::ops::{cluster, migrate};
 use tokio::sync::OnceCell;
 use url::Url;
 
-pub const OWNER_ROLE: &str = "portcullis_test_owner";
+pub const MIGRATION_ROLE: &str = "portcullis_test_migration";
 pub const APP_ROLE: &str = "portcullis_test_app";
 const DB_PREFIX: &str = "portcullis_test_";
 const TEMPLATE_PREFIX: &str = "portcullis_tpl_";
@@ -75,7 +75,7 @@ async fn template() -> &'static Template {
 }
 
 fn role_names(database: &str) -> Names {
-    Names::new(database, OWNER_ROLE, APP_ROLE).expect("valid test names")
+    Names::new(database, MIGRATION_ROLE, APP_ROLE).expect("valid test names")
 }
 
 /// The template's name changes whenever a migration file changes.
@@ -84,6 +84,9 @@ fn template_name() -> String {
     let mut files: Vec<_> = walk(&dir);
     files.sort();
     let mut hasher = DefaultHasher::new();
+    // A template built by other roles or another migration harness is not
+    // this one.
+    (MIGRATION_ROLE, APP_ROLE, migrate::TRACKING_TABLE).hash(&mut hasher);
     for file in files {
         file.strip_prefix(&dir).unwrap().hash(&mut hasher);
         std::fs::read(&file).unwrap().hash(&mut hasher);
@@ -137,9 +140,10 @@ async fn prepare_template() -> Result<Template, AdminError> {
                 &format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
             )
             .await?;
-        provision::create_database(&mut admin, &role_names(&building), None).await?;
-        let owner_url = derive_url(&admin_url, OWNER_ROLE, None, &building)?;
-        migrate::run(&owner_url).await?;
+        provision::create_database(&mut admin, &building, None).await?;
+        provision::grant_database(&mut admin, &role_names(&building), true).await?;
+        let migration_url = derive_url(&admin_url, MIGRATION_ROLE, None, &building)?;
+        migrate::run(&migration_url).await?;
         let rename = format!("ALTER DATABASE {building} RENAME TO {name}");
         retry_in_use(&mut admin, async |admin| {
             admin.execute("publishing the template", &rename).await
@@ -210,7 +214,7 @@ async fn retry_in_use(
 pub struct TestDb {
     pub name: String,
     pub admin_url: Url,
-    pub owner_url: Url,
+    pub migration_url: Url,
     pub app_url: Url,
 }
 
@@ -238,17 +242,20 @@ impl TestDb {
         let mut admin = AdminConnection::connect(&template.admin_url).await.unwrap();
         let names = role_names(&name);
         retry_in_use(&mut admin, async |admin| {
-            provision::create_database(admin, &names, from).await
+            provision::create_database(admin, &name, from).await
         })
         .await
         .unwrap();
+        provision::grant_database(&mut admin, &names, true)
+            .await
+            .unwrap();
         let mut app_url = derive_url(&template.admin_url, APP_ROLE, None, &name).unwrap();
         if let Some((host, port)) = pgbouncer() {
             app_url.set_host(Some(&host)).unwrap();
             app_url.set_port(Some(port)).unwrap();
         }
         Self {
-            owner_url: derive_url(&template.admin_url, OWNER_ROLE, None, &name).unwrap(),
+            migration_url: derive_url(&template.admin_url, MIGRATION_ROLE, None, &name).unwrap(),
             app_url,
             admin_url: template.admin_url.clone(),
             name,
@@ -314,6 +321,11 @@ pub fn unique_database_name() -> String {
 /// Drops a test database from synchronous code (a `Drop`), on a thread with
 /// its own runtime because the test's runtime is busy running the test.
 pub fn drop_database_blocking(name: String) {
+    drop_blocking(name, Vec::new());
+}
+
+/// Drops a test database, then roles made for it alone.
+pub fn drop_blocking(database: String, roles: Vec<String>) {
     let Some(admin_url) = TEMPLATE.get().map(|t| t.admin_url.clone()) else {
         return;
     };
@@ -327,9 +339,17 @@ pub fn drop_database_blocking(name: String) {
                 let _ = admin
                     .execute(
                         "dropping a test database",
-                        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        &format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"),
                     )
                     .await;
+                for role in roles {
+                    let _ = admin
+                        .execute(
+                            "dropping a test role",
+                            &format!("DROP ROLE IF EXISTS {role}"),
+                        )
+                        .await;
+                }
             }
         });
     })
@@ -356,7 +376,7 @@ pub struct AuditRow {
 /// the owner too, hence the operator context).
 pub async fn audit_rows(test: &TestDb, action: &str) -> Vec<AuditRow> {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    let mut conn = AsyncPgConnection::establish(test.owner_url.as_str())
+    let mut conn = AsyncPgConnection::establish(test.migration_url.as_str())
         .await
         .unwrap();
     diesel::sql_query("SELECT set_config('app.global_admin', 'on', false)")
