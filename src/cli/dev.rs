@@ -12,6 +12,7 @@ use crate::db::Db;
 use crate::ops::admin::redact;
 use crate::ops::cluster::{self, AdminServer};
 use crate::ops::provision::{self, Environment, Names, Secrets, ServiceName};
+use crate::ops::seed::payment_flow;
 use crate::ops::{migrate, seed};
 use crate::server;
 use crate::tokens::KeyRing;
@@ -63,6 +64,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let db = Db::new(app_url.as_str(), &args.pool.settings())?;
     let demo_secret = seed::seed_demo(&db).await.context("seeding demo data")?;
+    let payment_flow = payment_flow::install(admin.url(), Environment::Dev, &names.database, dev)
+        .await
+        .context("installing the payment_flow example")?;
+    payment_flow::seed_demo_requests(admin.url(), &names.database)
+        .await
+        .context("seeding the payment_flow example")?;
+    let payment_flow_url = provision::role_urls(admin.url(), &payment_flow, &Default::default())?.1;
 
     tracing::warn!("dev signs tokens with an ephemeral key: they stop verifying when dev stops");
     let keys = KeyRing::ephemeral(chrono::Utc::now(), args.server.key_retirement_grace());
@@ -78,6 +86,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .to_string();
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
+    println!("{}\n", payment_flow::try_it(&payment_flow_url, &addr));
     let settings = &mut app.settings.server;
     if settings.metrics_listen.is_none() {
         // Metrics on by default in dev, unless the port is taken (by another dev).

@@ -17,7 +17,7 @@ use crate::support::TestDb;
 use crate::support::fixtures::{batch, execute};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Window {
+pub(crate) enum Window {
     Current,
     Future,
     Past,
@@ -42,21 +42,21 @@ fn window() -> impl Strategy<Value = Window> {
 }
 
 #[derive(Clone, Debug)]
-struct World {
-    tenant_active: bool,
+pub(crate) struct World {
+    pub(crate) tenant_active: bool,
     /// parent index (always an earlier node) and active flag
-    nodes: Vec<(Option<usize>, bool)>,
-    users_active: Vec<bool>,
-    capabilities: usize,
+    pub(crate) nodes: Vec<(Option<usize>, bool)>,
+    pub(crate) users_active: Vec<bool>,
+    pub(crate) capabilities: usize,
     /// capability indexes each role grants
-    roles: Vec<BTreeSet<usize>>,
+    pub(crate) roles: Vec<BTreeSet<usize>>,
     /// (user, role, node, window)
-    assignments: Vec<(usize, usize, usize, Window)>,
+    pub(crate) assignments: Vec<(usize, usize, usize, Window)>,
     /// (user, node, analyze?, window)
-    grants: Vec<(usize, usize, bool, Window)>,
+    pub(crate) grants: Vec<(usize, usize, bool, Window)>,
 }
 
-fn world() -> impl Strategy<Value = World> {
+pub(crate) fn world() -> impl Strategy<Value = World> {
     (1usize..20, 1usize..4, 1usize..4, 1usize..4).prop_flat_map(
         |(nodes, users, capabilities, roles)| {
             let node = (0..nodes)
@@ -105,23 +105,32 @@ fn world() -> impl Strategy<Value = World> {
 }
 
 /// The world's rows and the ids they got.
-struct Loaded {
-    tenant: Uuid,
-    nodes: Vec<Uuid>,
-    users: Vec<Uuid>,
-    capability_keys: Vec<String>,
-    assignments: Vec<Uuid>,
-    grants: Vec<Uuid>,
+pub(crate) struct Loaded {
+    pub(crate) tenant: Uuid,
+    pub(crate) nodes: Vec<Uuid>,
+    pub(crate) users: Vec<Uuid>,
+    pub(crate) capability_keys: Vec<String>,
+    pub(crate) assignments: Vec<Uuid>,
+    pub(crate) grants: Vec<Uuid>,
 }
 
 async fn load(db: &Db, world: &World) -> Loaded {
+    load_named(db, world, None).await
+}
+
+/// As [`load`], capability 0 named `first_key` when given (a catalogue
+/// key shared by every world, such as one a policy names).
+pub(crate) async fn load_named(db: &Db, world: &World, first_key: Option<&str>) -> Loaded {
     let tenant = Uuid::new_v4();
     let short = &tenant.simple().to_string()[..12];
     let nodes: Vec<Uuid> = world.nodes.iter().map(|_| Uuid::new_v4()).collect();
     let users: Vec<Uuid> = world.users_active.iter().map(|_| Uuid::new_v4()).collect();
     let roles: Vec<Uuid> = world.roles.iter().map(|_| Uuid::new_v4()).collect();
     let capability_keys: Vec<String> = (0..world.capabilities)
-        .map(|i| format!("m{short}.c{i}"))
+        .map(|i| match (i, first_key) {
+            (0, Some(key)) => key.to_owned(),
+            _ => format!("m{short}.c{i}"),
+        })
         .collect();
     let assignments: Vec<Uuid> = world.assignments.iter().map(|_| Uuid::new_v4()).collect();
     let grants: Vec<Uuid> = world.grants.iter().map(|_| Uuid::new_v4()).collect();
@@ -131,7 +140,7 @@ async fn load(db: &Db, world: &World) -> Loaded {
         db,
         &RlsContext::operator(),
         &format!(
-            "INSERT INTO auth.capabilities (cap_key) VALUES {}",
+            "INSERT INTO auth.capabilities (cap_key) VALUES {} ON CONFLICT DO NOTHING",
             keys.join(",")
         ),
     )
@@ -293,7 +302,7 @@ fn expected_listing(
     out
 }
 
-async fn listed(
+pub(crate) async fn listed(
     db: &Db,
     keys: &KeyRing,
     subject: Subject,

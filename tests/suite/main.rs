@@ -29,4 +29,5 @@ mod schema_contract;
 mod scoped_transaction;
 mod server;
 mod service_credentials;
+mod sql_decisions;
 mod tls;

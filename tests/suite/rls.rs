@@ -200,10 +200,12 @@ async fn every_policy_reads_the_context_through_a_scalar_subquery() {
     let test = TestDb::new().await;
     let db = test.db();
     let ctx = RlsContext::anonymous();
-    // The tracking table's policy reads no request context: it admits the
-    // schema's owner.
+    // Two kinds read no request context, and apply to the schema's owner
+    // alone (checked below): the tracking table's, and the read access the
+    // SQL decision functions (SECURITY DEFINER, run as the owner) need.
     let policies = "pg_policies WHERE schemaname IN ('auth', 'audit') \
-                    AND tablename <> 'schema_migrations'";
+                    AND tablename <> 'schema_migrations' \
+                    AND policyname <> 'decision_functions_read'";
     let text = "(coalesce(qual, '') || coalesce(with_check, ''))";
     assert!(count(&db, &ctx, policies).await.unwrap() >= 18);
     let not_reading_context = count(
@@ -221,6 +223,33 @@ async fn every_policy_reads_the_context_through_a_scalar_subquery() {
     .await
     .unwrap();
     assert_eq!((not_reading_context, called_per_row), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_decision_functions_read_policies_admit_the_schema_owner_alone() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let ctx = RlsContext::anonymous();
+    let for_others = count(
+        &db,
+        &ctx,
+        "pg_policies WHERE policyname = 'decision_functions_read' \
+         AND (cmd <> 'SELECT' OR roles <> ARRAY[(SELECT nspowner::regrole::name \
+              FROM pg_namespace WHERE nspname = 'auth')])",
+    )
+    .await
+    .unwrap();
+    assert_eq!(for_others, 0);
+    assert_eq!(
+        count(
+            &db,
+            &ctx,
+            "pg_policies WHERE policyname = 'decision_functions_read'"
+        )
+        .await
+        .unwrap(),
+        8
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,6 +25,10 @@ pub use secrets::{Passwords, Secrets};
 
 /// The group role the migrations grant the application's privileges to.
 pub const APP_GROUP_ROLE: &str = "portcullis_app";
+/// The group role allowed to call the SQL decision API (`auth.has_capability`
+/// and the rest) from other services' policies; `provision-service` grants
+/// it to each service's application role.
+pub const DECISION_GROUP_ROLE: &str = "portcullis_decision";
 /// Portcullis's service name: its schema, and the prefix of its roles.
 pub const SERVICE: &str = "auth";
 /// The schemas Portcullis's migrations create and its migration role owns.
@@ -267,26 +271,27 @@ pub async fn ensure_roles(
     names: &Names,
     passwords: &Passwords,
 ) -> Result<Vec<String>, AdminError> {
-    let mut created = Vec::new();
-    if ensure_group_role(admin).await? {
-        created.push(APP_GROUP_ROLE.to_owned());
-    }
+    let mut created = ensure_group_roles(admin).await?;
     created.extend(ensure_login_roles(admin, names, passwords, Some(APP_GROUP_ROLE)).await?);
     Ok(created)
 }
 
-/// Creates the NOLOGIN group role the migrations grant to, if missing.
-async fn ensure_group_role(admin: &mut AdminConnection) -> Result<bool, AdminError> {
-    if role_exists(admin, APP_GROUP_ROLE).await? {
-        return Ok(false);
+/// Creates the NOLOGIN group roles the migrations grant to, if missing;
+/// returns those it created.
+async fn ensure_group_roles(admin: &mut AdminConnection) -> Result<Vec<String>, AdminError> {
+    let mut created = Vec::new();
+    for group in [APP_GROUP_ROLE, DECISION_GROUP_ROLE] {
+        if !role_exists(admin, group).await? {
+            admin
+                .execute(
+                    &format!("creating the group role {group}"),
+                    &format!("CREATE ROLE {} NOLOGIN {SAFE}", ident(group)),
+                )
+                .await?;
+            created.push(group.to_owned());
+        }
     }
-    admin
-        .execute(
-            "creating the application group role",
-            &format!("CREATE ROLE {} NOLOGIN {SAFE}", ident(APP_GROUP_ROLE)),
-        )
-        .await?;
-    Ok(true)
+    Ok(created)
 }
 
 /// Creates the migration and application roles if missing (the

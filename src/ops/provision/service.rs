@@ -6,16 +6,17 @@ use url::Url;
 
 use super::secrets::{RoleKind, check_password};
 use super::{
-    Confirmation, Environment, Names, PROVISION_LOCK, Passwords, Report, ServiceName,
-    create_database, database_exists, ensure_login_roles, grant_database, password_clause,
-    role_exists,
+    Confirmation, DECISION_GROUP_ROLE, Environment, Names, PROVISION_LOCK, Passwords, Report,
+    ServiceName, create_database, database_exists, ensure_login_roles, grant_database,
+    password_clause, role_exists,
 };
 use crate::ops::admin::{AdminConnection, AdminError, ident};
 
 /// Schema `<service>` owned by its migration role; its application role
 /// may use the schema and read and write the tables the migration role
-/// creates there (default privileges), and nothing else: no DDL, no other
-/// schema. Idempotent; `tst` drops the schema first (after confirmation),
+/// creates there (default privileges), and call Portcullis's SQL decision
+/// functions (as a member of `portcullis_decision`), and nothing else: no
+/// DDL, no other schema's tables. Idempotent; `tst` drops the schema first (after confirmation),
 /// the other environments never drop.
 pub async fn provision_service(
     admin_url: &Url,
@@ -34,8 +35,10 @@ pub async fn provision_service(
     passwords.check(env, service)?;
     let mut admin = AdminConnection::connect(admin_url).await?;
     admin.lock(PROVISION_LOCK).await?;
+    // Its policies may ask Portcullis's model (auth.has_capability, …).
+    let group = Some(DECISION_GROUP_ROLE);
     let mut report = Report {
-        created_roles: ensure_login_roles(&mut admin, names, passwords, None).await?,
+        created_roles: ensure_login_roles(&mut admin, names, passwords, group).await?,
         ..Report::default()
     };
     if !database_exists(&mut admin, &names.database).await? {
@@ -71,11 +74,14 @@ pub async fn provision_service(
         report.created_schema = true;
     }
     let (migration, app) = (ident(&names.migration_role), ident(&names.app_role));
+    // Its migrations write policies that call the decision functions.
+    let decision = ident(DECISION_GROUP_ROLE);
     admin
         .execute(
             &format!("laying out schema {}", service.as_str()),
             &format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {migration};
+                "GRANT {decision} TO {migration};
+                 CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {migration};
                  REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
                  GRANT USAGE ON SCHEMA {schema} TO {app};
                  GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {app};

@@ -1,5 +1,7 @@
 //! `portcullis seed-demo`: a small, idempotent demo world for newcomers.
 
+pub mod payment_flow;
+
 use secrecy::{ExposeSecret, SecretString};
 use uuid::{Uuid, uuid};
 
