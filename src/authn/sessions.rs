@@ -49,6 +49,7 @@ fn access_token(
             session,
             permissions: Vec::new(),
             lifetime: settings.access_lifetime,
+            service_key: None,
         },
         now,
     )?)

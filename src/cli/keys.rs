@@ -1,9 +1,12 @@
-//! `portcullis keys generate`.
+//! `portcullis keys generate` and `portcullis keys jwks`.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use anyhow::Context;
+
+use crate::tokens::KeyRing;
 use crate::tokens::keys::generate_key_file;
 
 #[derive(Debug, Subcommand)]
@@ -21,6 +24,21 @@ pub enum KeysCommand {
         #[arg(long, default_value = "0s")]
         activate_in: humantime::Duration,
     },
+    /// Write the public keys (a JWKS: OKP/Ed25519, alg EdDSA, kid) that
+    /// verify this service's tokens, for PostgREST's `jwt-secret = "@FILE"`.
+    /// Run it again after each key rotation, and reload PostgREST.
+    Jwks {
+        /// The signing-keys directory the servers read.
+        #[arg(long, env = "PORTCULLIS_SIGNING_KEYS_DIR")]
+        dir: PathBuf,
+        /// Where to write the JWKS (`-` for standard output).
+        #[arg(long)]
+        out: PathBuf,
+        /// How long a superseded key stays published (at least the access
+        /// token lifetime plus the leeway).
+        #[arg(long, default_value = "1h")]
+        retirement_grace: humantime::Duration,
+    },
 }
 
 /// `portcullis keys …`.
@@ -33,6 +51,22 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
                 "wrote {} (kid {kid}, signs from {activates_at})",
                 path.display()
             );
+            Ok(())
+        }
+        KeysCommand::Jwks {
+            dir,
+            out,
+            retirement_grace,
+        } => {
+            let ring = KeyRing::load_dir(&dir, retirement_grace.into())?;
+            let jwks = ring.jwks_json(chrono::Utc::now());
+            if out.as_os_str() == "-" {
+                println!("{jwks}");
+            } else {
+                std::fs::write(&out, format!("{jwks}\n"))
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote {}", out.display());
+            }
             Ok(())
         }
     }

@@ -15,7 +15,7 @@ use crate::authn::{
 use crate::db::Db;
 use crate::server;
 use crate::tls::{ServerTls, TlsFileError};
-use crate::tokens::{KeyRing, TokenSettings};
+use crate::tokens::{KeyRing, RESERVED_CLAIMS, RoleClaim, TokenSettings};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -56,9 +56,27 @@ pub struct ServerArgs {
     /// How long in-flight calls may finish after SIGTERM or SIGINT.
     #[arg(long, env = "PORTCULLIS_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
-    /// Issuer (`iss`) and audience (`aud`) of the tokens this service signs.
+    /// Issuer (`iss`) of the tokens this service signs.
     #[arg(long, env = "PORTCULLIS_TOKEN_ISSUER", default_value = "portcullis")]
     pub token_issuer: String,
+    /// Audience (`aud`) of the tokens this service signs and accepts
+    /// [default: the issuer]; PostgREST's `jwt-aud`.
+    #[arg(long, env = "PORTCULLIS_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// The claim naming the database role PostgREST switches to (its
+    /// `jwt-role-claim-key`); empty for none.
+    #[arg(long, env = "PORTCULLIS_TOKEN_ROLE_CLAIM", default_value = "role", value_parser = parse_role_claim)]
+    pub token_role_claim: String,
+    /// The role claim of user tokens.
+    #[arg(long, env = "PORTCULLIS_TOKEN_USER_ROLE", default_value = "api_user")]
+    pub token_user_role: String,
+    /// The role claim of service tokens: this prefix and the service key.
+    #[arg(
+        long,
+        env = "PORTCULLIS_TOKEN_SERVICE_ROLE_PREFIX",
+        default_value = "api_service_"
+    )]
+    pub token_service_role_prefix: String,
     /// Clock skew tolerated when checking a token's `exp` and `nbf` (at
     /// most 5m: revoked sessions are listed that long past their expiry).
     #[arg(long, env = "PORTCULLIS_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_leeway)]
@@ -121,8 +139,16 @@ impl ServerArgs {
     pub fn token_settings(&self) -> TokenSettings {
         TokenSettings {
             issuer: self.token_issuer.clone(),
-            audience: self.token_issuer.clone(),
+            audience: self
+                .token_audience
+                .clone()
+                .unwrap_or_else(|| self.token_issuer.clone()),
             leeway: self.token_leeway.into(),
+            role_claim: (!self.token_role_claim.is_empty()).then(|| RoleClaim {
+                name: self.token_role_claim.clone(),
+                user_role: self.token_user_role.clone(),
+                service_role_prefix: self.token_service_role_prefix.clone(),
+            }),
         }
     }
 
@@ -282,6 +308,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     server::serve(app, listener, server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// A role claim may not replace a claim Portcullis writes itself.
+fn parse_role_claim(raw: &str) -> Result<String, String> {
+    if RESERVED_CLAIMS.contains(&raw) {
+        return Err(format!("`{raw}` is a claim Portcullis writes itself"));
+    }
+    Ok(raw.to_owned())
 }
 
 /// A leeway no longer than revocations are remembered past expiry.

@@ -276,6 +276,7 @@ async fn open_session(
             session: session_id,
             permissions: granted.clone(),
             lifetime: request.lifetime,
+            service_key: Some(request.key.as_str().to_owned()),
         },
         now,
     )?;

@@ -27,4 +27,7 @@ pub struct Claims {
     pub typ: TokenType,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub perms: Vec<String>,
+    /// Claims for other verifiers, such as PostgREST's role claim.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }

@@ -55,6 +55,8 @@ pub struct NewToken {
     pub session: Uuid,
     pub permissions: Vec<String>,
     pub lifetime: Duration,
+    /// A service token's service key (its PostgREST role is named for it).
+    pub service_key: Option<String>,
 }
 
 /// A signed token, shown once to its holder.
@@ -76,6 +78,9 @@ pub struct TokenSettings {
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// The database role PostgREST switches to for a token's holder; no
+    /// such claim when `None`.
+    pub role_claim: Option<RoleClaim>,
 }
 
 impl Default for TokenSettings {
@@ -84,9 +89,35 @@ impl Default for TokenSettings {
             issuer: "portcullis".into(),
             audience: "portcullis".into(),
             leeway: Duration::from_secs(30),
+            role_claim: Some(RoleClaim::default()),
         }
     }
 }
+
+/// The claim PostgREST reads to choose the database role (its
+/// `jwt-role-claim-key`): users get `user_role`, a service
+/// `service_role_prefix` followed by its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleClaim {
+    pub name: String,
+    pub user_role: String,
+    pub service_role_prefix: String,
+}
+
+impl Default for RoleClaim {
+    fn default() -> Self {
+        Self {
+            name: "role".into(),
+            user_role: "api_user".into(),
+            service_role_prefix: "api_service_".into(),
+        }
+    }
+}
+
+/// Claims Portcullis writes itself: a role claim may not be named so.
+pub const RESERVED_CLAIMS: [&str; 11] = [
+    "iss", "aud", "sub", "tid", "sid", "exp", "iat", "nbf", "jti", "typ", "perms",
+];
 
 /// A token that passed every check, with what it says.
 #[derive(Clone, Debug)]
@@ -146,6 +177,7 @@ impl Tokens {
             jti: Uuid::new_v4().to_string(),
             typ: new.typ,
             perms: new.permissions.clone(),
+            extra: self.extra_claims(new),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid().to_owned());
@@ -157,6 +189,23 @@ impl Tokens {
             expires_at,
             hash,
         })
+    }
+
+    fn extra_claims(&self, new: &NewToken) -> serde_json::Map<String, serde_json::Value> {
+        let mut extra = serde_json::Map::new();
+        if let Some(claim) = &self.settings.role_claim {
+            let role = match (new.typ, &new.service_key) {
+                (TokenType::User, _) => Some(claim.user_role.clone()),
+                (TokenType::Service, Some(key)) => {
+                    Some(format!("{}{key}", claim.service_role_prefix))
+                }
+                (TokenType::Service, None) => None,
+            };
+            if let Some(role) = role {
+                extra.insert(claim.name.clone(), role.into());
+            }
+        }
+        extra
     }
 
     /// Signature, issuer, audience, time claims (with leeway) and revocation.

@@ -116,6 +116,7 @@ impl Setup {
                     session: Uuid::new_v4(),
                     permissions: Vec::new(),
                     lifetime: Duration::from_secs(600),
+                    service_key: None,
                 },
                 Utc::now(),
             )

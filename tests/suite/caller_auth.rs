@@ -73,6 +73,7 @@ fn token_signed_by(setup: &Setup, keys: KeyRing, issued_at: chrono::DateTime<Utc
                 session: Uuid::new_v4(),
                 permissions: vec!["tokens.verify".into()],
                 lifetime: Duration::from_secs(600),
+                service_key: None,
             },
             issued_at,
         )

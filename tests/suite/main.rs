@@ -22,6 +22,7 @@ mod metrics;
 mod migrations;
 mod otel_traces;
 mod pooled_isolation;
+mod postgrest;
 mod provision;
 mod read_replica;
 mod rls;

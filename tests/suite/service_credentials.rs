@@ -503,6 +503,7 @@ async fn a_revoked_token_stays_revoked_through_the_leeway() {
                 session,
                 permissions: vec!["authz.check".into()],
                 lifetime: Duration::from_secs(60),
+                service_key: None,
             },
             Utc::now() - chrono::Duration::seconds(70),
         )

@@ -24,9 +24,9 @@ use crate::support::{TestDb, admin_url};
 const LEDGER_READ: &str = "payment.ledger.read";
 
 /// A test database with the payment_flow example installed.
-struct Setup {
-    test: TestDb,
-    names: Names,
+pub(crate) struct Setup {
+    pub(crate) test: TestDb,
+    pub(crate) names: Names,
 }
 
 async fn setup() -> Setup {
@@ -92,9 +92,9 @@ impl Setup {
 }
 
 #[derive(diesel::QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Node {
+pub(crate) struct Node {
     #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    pub(crate) id: Uuid,
 }
 
 /// Node ids a query returns, in one transaction after `prelude`.
@@ -111,9 +111,11 @@ fn as_user(tenant: Uuid, user: Uuid) -> String {
     format!("SELECT auth.set_user_context('{tenant}', '{user}');")
 }
 
-const ROWS: &str = "SELECT org_node_id AS id FROM payment_flow.payment_requests";
+pub(crate) const ROWS: &str = "SELECT org_node_id AS id FROM payment_flow.payment_requests";
 
-async fn ledger_setup() -> (Setup, TenantWorld) {
+/// payment_flow installed, the world's user holding payment.ledger.read at
+/// its root, a request at its root and at its child.
+pub(crate) async fn ledger_setup() -> (Setup, TenantWorld) {
     let s = setup().await;
     let world = populate(&s.test.db()).await;
     s.grant_ledger_read(&world).await;

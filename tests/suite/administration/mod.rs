@@ -198,6 +198,7 @@ impl Setup {
                     session,
                     permissions: Vec::new(),
                     lifetime: Duration::from_secs(600),
+                    service_key: None,
                 },
                 Utc::now(),
             )
