@@ -35,6 +35,14 @@ pub enum Subject {
     Password,
     IdempotencyKey,
     PageToken,
+    /// An entry of the endpoint catalogue.
+    Endpoint,
+    EndpointService,
+    EndpointMethod,
+    RoutePattern,
+    /// The capability an endpoint needs.
+    EndpointCapability,
+    NodeSource,
 }
 
 impl Subject {
@@ -72,6 +80,12 @@ impl fmt::Display for Subject {
             Self::Password => "password",
             Self::IdempotencyKey => "idempotency key",
             Self::PageToken => "page token",
+            Self::Endpoint => "endpoint policy",
+            Self::EndpointService => "service key",
+            Self::EndpointMethod => "method",
+            Self::RoutePattern => "route pattern",
+            Self::EndpointCapability => "capability",
+            Self::NodeSource => "node source",
         };
         f.write_str(name)
     }

@@ -3,6 +3,7 @@
 //! the subject's tenant and user.
 
 mod check;
+mod endpoint;
 mod listing;
 pub mod page_token;
 mod queries;
@@ -10,6 +11,7 @@ mod subject;
 
 pub use crate::names::CapabilityKey;
 pub use check::{Check, Decision, GrantExplanation, Reason, check};
+pub use endpoint::{EndpointDecision, EndpointRequest, check_endpoint};
 pub use listing::{
     Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope,
     VisibleNode, list_visible,

@@ -297,6 +297,20 @@ pub mod auth {
     diesel::joinable!(org_assignments -> org_nodes (org_node_id));
     diesel::joinable!(visibility_grants -> org_nodes (org_node_id));
     diesel::joinable!(service_secrets -> services (svc_id));
+    diesel::table! {
+        auth.endpoint_policy (endpoint_id) {
+            endpoint_id -> Uuid,
+            service_key -> Text,
+            method_code -> Text,
+            route_pattern -> Text,
+            capability -> Text,
+            node_source_code -> Text,
+            node_source_name -> Text,
+            created_utc -> Timestamptz,
+            updated_utc -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(service_permissions -> services (svc_id));
     diesel::joinable!(service_sessions -> services (svc_id));
 
@@ -322,6 +336,7 @@ pub mod auth {
         login_throttles,
         anonymous_throttles,
         otp_outbox,
+        endpoint_policy,
     );
 }
 
@@ -340,6 +355,20 @@ pub mod audit {
             actor_user_id -> Nullable<Uuid>,
             actor_svc_id -> Nullable<Uuid>,
             entity_ref_text -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        audit.policy_change_log (change_id) {
+            change_id -> Uuid,
+            occurred_utc -> Timestamptz,
+            actor_kind_code -> Text,
+            actor_svc_id -> Nullable<Uuid>,
+            action_key -> Text,
+            endpoint_id -> Uuid,
+            before_json -> Nullable<Jsonb>,
+            after_json -> Nullable<Jsonb>,
+            request_id -> Nullable<Text>,
         }
     }
 }

@@ -47,7 +47,9 @@ pub fn rule(path: &str) -> Access {
         | "Administration/AcceptInvitation" => Access::Public,
         "Authentication/RevokeSession" => Access::OptionalCaller,
         "Authentication/VerifyToken" => caller(Some("tokens.verify"), false),
-        "Authorization/CheckCapability" | "Authorization/CheckCapabilities" => {
+        "Authorization/CheckCapability"
+        | "Authorization/CheckCapabilities"
+        | "Authorization/CheckEndpoint" => {
             caller(Some("authz.check"), true)
         }
         "Authorization/ListVisibleOrgNodes" => caller(Some("authz.list_visible"), true),
@@ -84,8 +86,13 @@ pub fn rule(path: &str) -> Access {
         | "Administration/SuspendTenant"
         | "Administration/ReactivateTenant"
         | "Administration/SetFederatedEmailLinking" => caller(Some("admin.tenants.write"), false),
-        "Administration/CreateCapability" => caller(Some("admin.catalogue.write"), false),
-        "Administration/ListCapabilities" => caller(Some("admin.catalogue.read"), false),
+        "Administration/CreateCapability"
+        | "Administration/CreateEndpointPolicy"
+        | "Administration/UpdateEndpointPolicy"
+        | "Administration/DeleteEndpointPolicy" => caller(Some("admin.catalogue.write"), false),
+        "Administration/ListCapabilities" | "Administration/ListEndpointPolicies" => {
+            caller(Some("admin.catalogue.read"), false)
+        }
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
         _ => DENY_ALL,

@@ -5,14 +5,24 @@ use std::sync::Arc;
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 
+use std::collections::HashMap;
+
+use super::endpoint_catalogue::policy_message;
 use super::fields::{parse_id, token_field};
 use super::request::{caller, invalid, request_id};
 use crate::admin::NodeType;
-use crate::authz::{self, CapabilityKey, Check, Decision, ListingQuery, Reason, Scope, SubjectRef};
+use crate::authz::{
+    self, CapabilityKey, Check, Decision, EndpointDecision, EndpointRequest, ListingQuery, Reason,
+    Scope, SubjectRef,
+};
 use crate::db::Db;
+use crate::names::{HttpMethod, ServiceKey};
 use crate::proto::v1 as pb;
 use crate::proto::v1::authorization_server::Authorization;
 use crate::tokens::Tokens;
+
+/// Longest request path CheckEndpoint matches.
+const MAX_PATH_LEN: usize = 2048;
 
 pub struct AuthorizationService {
     db: Db,
@@ -134,6 +144,71 @@ fn access(access: authz::Access) -> pb::NodeAccess {
 
 #[tonic::async_trait]
 impl Authorization for AuthorizationService {
+    async fn check_endpoint(
+        &self,
+        request: Request<pb::CheckEndpointRequest>,
+    ) -> Result<Response<pb::CheckEndpointResponse>, Status> {
+        let body = request.get_ref();
+        let service = ServiceKey::parse(&body.service).map_err(|e| invalid("service", e))?;
+        let method = HttpMethod::parse(&body.method).map_err(|e| invalid("method", e))?;
+        if method == HttpMethod::Any {
+            return Err(invalid("method", "must be the request's own method"));
+        }
+        let path = body.path.split(['?', '#']).next().unwrap_or_default();
+        if !path.starts_with('/') || path.len() > MAX_PATH_LEN {
+            return Err(invalid(
+                "path",
+                format!("must start with / and be at most {MAX_PATH_LEN} characters"),
+            ));
+        }
+        let headers: HashMap<String, String> = body
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .collect();
+        let subject = self.subject(&request, body.subject.as_ref())?;
+        let request_id = request_id(&request);
+        let endpoint = EndpointRequest {
+            service: service.as_str(),
+            method,
+            path,
+            headers: &headers,
+            fields: &body.fields,
+        };
+        let decided =
+            authz::check_endpoint(&self.db, subject, &endpoint, request_id.as_deref()).await?;
+        let answer = match decided {
+            EndpointDecision::NoMatchingEndpoint => pb::CheckEndpointResponse {
+                allowed: false,
+                reason: pb::DecisionReason::NoMatchingEndpoint as i32,
+                policy: None,
+                org_node_id: String::new(),
+            },
+            EndpointDecision::OrgNodeNotGiven(policy) => pb::CheckEndpointResponse {
+                allowed: false,
+                reason: pb::DecisionReason::OrgNodeNotGiven as i32,
+                policy: Some(policy_message(policy)),
+                org_node_id: String::new(),
+            },
+            EndpointDecision::Decided {
+                policy,
+                org_node_id,
+                decision,
+            } => pb::CheckEndpointResponse {
+                allowed: decision.allowed(),
+                reason: reason(decision.reason) as i32,
+                policy: Some(policy_message(policy)),
+                org_node_id: org_node_id.to_string(),
+            },
+        };
+        let label = pb::DecisionReason::try_from(answer.reason)
+            .map(|r| r.as_str_name())
+            .unwrap_or("UNSPECIFIED");
+        metrics::counter!("portcullis_endpoint_decisions_total", "reason" => label).increment(1);
+        tracing::Span::current().record("decision", label);
+        Ok(Response::new(answer))
+    }
+
     async fn check_capability(
         &self,
         request: Request<pb::CheckCapabilityRequest>,

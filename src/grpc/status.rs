@@ -182,5 +182,11 @@ fn field(subject: Subject) -> Cow<'static, str> {
         Subject::Password => "password",
         Subject::IdempotencyKey => "idempotency_key",
         Subject::PageToken => "page_token",
+        Subject::Endpoint => "endpoint_id",
+        Subject::EndpointService => "service_key",
+        Subject::EndpointMethod => "method",
+        Subject::RoutePattern => "route_pattern",
+        Subject::EndpointCapability => "capability",
+        Subject::NodeSource => "node_source.name",
     })
 }

@@ -3,6 +3,7 @@
 //! one error type whose message completes "<field>: …".
 
 mod capability;
+mod endpoint;
 mod idempotency;
 mod ids;
 mod login;
@@ -11,6 +12,7 @@ mod password;
 mod service;
 
 pub use capability::{CapabilityKey, Permission};
+pub use endpoint::{HttpMethod, NodeSource, RoutePattern};
 pub use idempotency::IdempotencyKey;
 pub use ids::{OrgNodeId, TenantId, UserId};
 pub use login::{Email, Login, Phone};

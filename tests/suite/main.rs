@@ -16,6 +16,7 @@ mod authz_model;
 mod caller_auth;
 mod closure;
 mod database_tls;
+mod endpoints;
 mod federated_login;
 mod logs;
 mod metrics;

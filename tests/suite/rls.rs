@@ -112,10 +112,14 @@ const FENCED_TABLES: &[(&str, &str, FencedBy, Option<&str>)] = &[
 ];
 
 /// The global catalogue, fenced by "has any identity" rather than by owner.
-const GLOBAL_TABLES: &[&str] = &["auth.capabilities"];
+const GLOBAL_TABLES: &[&str] = &["auth.capabilities", "auth.endpoint_policy"];
 
 /// Seen by global administrators alone (and each row names its caller).
 const GLOBAL_ADMIN_TABLES: &[&str] = &["auth.global_idempotency_keys"];
+
+/// Appended and read by global administrators alone: the endpoint
+/// catalogue's change log.
+const GLOBAL_ADMIN_LOGS: &[&str] = &["audit.policy_change_log"];
 
 /// Counters of unauthenticated callers: a transaction sees the rows of the
 /// client address and the service key in its context, nothing else.
@@ -164,6 +168,7 @@ async fn the_test_covers_every_table_of_auth_and_audit() {
         FENCED_TABLES.len()
             + GLOBAL_TABLES.len()
             + GLOBAL_ADMIN_TABLES.len()
+            + GLOBAL_ADMIN_LOGS.len()
             + ANONYMOUS_TABLES.len()
             + MIGRATION_TRACKING_TABLES.len()
     );
@@ -189,6 +194,7 @@ async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
         FENCED_TABLES.len()
             + GLOBAL_TABLES.len()
             + GLOBAL_ADMIN_TABLES.len()
+            + GLOBAL_ADMIN_LOGS.len()
             + ANONYMOUS_TABLES.len()
             + MIGRATION_TRACKING_TABLES.len()
     );
@@ -322,6 +328,7 @@ async fn without_context_every_table_shows_no_rows() {
         .map(|t| t.0)
         .chain(GLOBAL_TABLES.iter().copied())
         .chain(GLOBAL_ADMIN_TABLES.iter().copied())
+        .chain(GLOBAL_ADMIN_LOGS.iter().copied())
         .chain(ANONYMOUS_TABLES.iter().copied());
     for table in tables {
         let rows = count(&db, &RlsContext::anonymous(), table).await.unwrap();
@@ -499,6 +506,36 @@ async fn global_administration_rows_are_out_of_every_tenants_reach() {
     }
     let forged = execute(&db, &a.context(), insert).await;
     assert!(refused(&forged), "{forged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_policy_change_log_is_out_of_every_tenants_reach() {
+    let (test, a, _b) = two_tenants().await;
+    let db = test.db();
+    for &table in GLOBAL_ADMIN_LOGS {
+        let forged = execute(
+            &db,
+            &a.context(),
+            &format!(
+                "INSERT INTO {table} (actor_kind_code, action_key, endpoint_id) \
+                 VALUES ('system', 'endpoint_policy.deleted', gen_random_uuid())"
+            ),
+        )
+        .await;
+        assert!(refused(&forged), "{table}: {forged:?}");
+        execute(
+            &db,
+            &RlsContext::operator(),
+            &format!(
+                "INSERT INTO {table} (actor_kind_code, action_key, endpoint_id) \
+                 VALUES ('system', 'endpoint_policy.deleted', gen_random_uuid())"
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(count(&db, &a.context(), table).await.unwrap(), 0, "{table}");
+        assert_eq!(count(&db, &RlsContext::operator(), table).await.unwrap(), 1);
+    }
 }
 
 fn service_key_of(world: &TenantWorld) -> String {

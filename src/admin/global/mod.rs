@@ -1,12 +1,17 @@
-//! What only global administrators change: tenants and the capability
-//! catalogue. A global administrator is a service bound to no tenant (the
+//! What only global administrators change: tenants, the capability
+//! catalogue and the endpoint catalogue. A global administrator is a service bound to no tenant (the
 //! rule table has checked its permission); anyone else is refused.
 
 mod catalogue;
+mod endpoints;
 mod tenants;
 
 pub use crate::names::TenantSlug;
 pub use catalogue::{Capability, create_capability, list_capabilities};
+pub use endpoints::{
+    EndpointPolicy, EndpointRule, create_endpoint_policy, delete_endpoint_policy,
+    list_endpoint_policies, update_endpoint_policy,
+};
 pub use tenants::{Tenant, TenantChange, change_tenant, create_tenant};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -57,6 +62,15 @@ impl GlobalAdministrator {
             request_id: None,
             now,
         }
+    }
+
+    /// The service acting; `None` for operator tooling.
+    pub fn service_id(&self) -> Option<Uuid> {
+        self.service_id
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
     }
 
     /// Where this caller's idempotency keys are kept (as `service:<id>`).

@@ -16,6 +16,7 @@ use convert::{
 };
 use secrecy::ExposeSecret;
 
+use super::endpoint_catalogue::{parse_rule, policy_message};
 use super::fields::{parse_id, parse_uuid};
 use super::request::{caller, client_address, invalid, request_id};
 use crate::admin::assignments::{self, NewAssignment};
@@ -28,6 +29,7 @@ use crate::admin::{Label, NodeType, RoleKey, org, roles};
 use crate::authn::{AuthnSettings, Passwords};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
+use crate::names::ServiceKey;
 use crate::proto::v1 as pb;
 use crate::proto::v1::administration_server::Administration;
 use parse::{administrator, cursor, global_administrator};
@@ -468,6 +470,66 @@ impl Administration for AdministrationService {
         let listed = global::list_capabilities(&self.db, &ctx).await?;
         Ok(Response::new(pb::ListCapabilitiesResponse {
             capabilities: listed.into_iter().map(capability).collect(),
+        }))
+    }
+
+    async fn create_endpoint_policy(
+        &self,
+        request: Request<pb::CreateEndpointPolicyRequest>,
+    ) -> Result<Response<pb::EndpointPolicy>, Status> {
+        let admin = global_administrator(&request)?;
+        let body = request.into_inner();
+        let rule = parse_rule(
+            &body.service_key,
+            &body.method,
+            &body.route_pattern,
+            &body.capability,
+            body.node_source.as_ref(),
+        )?;
+        let created = global::create_endpoint_policy(&self.db, &admin, &rule).await?;
+        Ok(Response::new(policy_message(created)))
+    }
+
+    async fn update_endpoint_policy(
+        &self,
+        request: Request<pb::UpdateEndpointPolicyRequest>,
+    ) -> Result<Response<pb::EndpointPolicy>, Status> {
+        let admin = global_administrator(&request)?;
+        let body = request.into_inner();
+        let id = parse_uuid("endpoint_id", &body.endpoint_id)?;
+        let rule = parse_rule(
+            &body.service_key,
+            &body.method,
+            &body.route_pattern,
+            &body.capability,
+            body.node_source.as_ref(),
+        )?;
+        let updated = global::update_endpoint_policy(&self.db, &admin, id, &rule).await?;
+        Ok(Response::new(policy_message(updated)))
+    }
+
+    async fn delete_endpoint_policy(
+        &self,
+        request: Request<pb::EndpointPolicyRef>,
+    ) -> Result<Response<pb::EndpointPolicy>, Status> {
+        let admin = global_administrator(&request)?;
+        let id = parse_uuid("endpoint_id", &request.get_ref().endpoint_id)?;
+        let deleted = global::delete_endpoint_policy(&self.db, &admin, id).await?;
+        Ok(Response::new(policy_message(deleted)))
+    }
+
+    async fn list_endpoint_policies(
+        &self,
+        request: Request<pb::ListEndpointPoliciesRequest>,
+    ) -> Result<Response<pb::ListEndpointPoliciesResponse>, Status> {
+        let ctx = caller(&request)?.rls_context();
+        let service = match request.get_ref().service_key.as_str() {
+            "" => None,
+            key => Some(ServiceKey::parse(key).map_err(|e| invalid("service_key", e))?),
+        };
+        let listed = global::list_endpoint_policies(&self.db, &ctx, service.as_ref()).await?;
+        Ok(Response::new(pb::ListEndpointPoliciesResponse {
+            policies: listed.into_iter().map(policy_message).collect(),
         }))
     }
 

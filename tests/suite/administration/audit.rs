@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 
 use portcullis::proto::v1::{
-    AssignRoleRequest, CreateCapabilityRequest, CreateRoleRequest, CreateUserRequest,
-    EndAssignmentRequest, ListAuditEventsRequest, OrgNodeRef, RenameRoleRequest,
-    RenameTenantRequest, SetFederatedEmailLinkingRequest, SetRoleCapabilitiesRequest, UserRef,
-    VisibilityScope,
+    AssignRoleRequest, CreateCapabilityRequest, CreateEndpointPolicyRequest, CreateRoleRequest,
+    CreateUserRequest, EndAssignmentRequest, EndpointPolicyRef, ListAuditEventsRequest, NodeSource,
+    OrgNodeRef, RenameRoleRequest, RenameTenantRequest, SetFederatedEmailLinkingRequest,
+    SetRoleCapabilitiesRequest, UpdateEndpointPolicyRequest, UserRef, VisibilityScope,
 };
 use prost::Message;
 use tonic::Code;
@@ -317,6 +317,55 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
         "capability.created",
         capability.capability_id,
     ));
+    let node_source = Some(NodeSource {
+        kind: "path".into(),
+        name: "n".into(),
+    });
+    let endpoint = s
+        .admin()
+        .create_endpoint_policy(bearer(
+            CreateEndpointPolicyRequest {
+                service_key: "audited".into(),
+                method: "GET".into(),
+                route_pattern: "/audited/{n}".into(),
+                capability: "audited.capability".into(),
+                node_source: node_source.clone(),
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    s.admin()
+        .update_endpoint_policy(bearer(
+            UpdateEndpointPolicyRequest {
+                endpoint_id: endpoint.endpoint_id.clone(),
+                service_key: "audited".into(),
+                method: "POST".into(),
+                route_pattern: "/audited/{n}".into(),
+                capability: "audited.capability".into(),
+                node_source,
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap();
+    s.admin()
+        .delete_endpoint_policy(bearer(
+            EndpointPolicyRef {
+                endpoint_id: endpoint.endpoint_id.clone(),
+            },
+            &s.global_token,
+        ))
+        .await
+        .unwrap();
+    for (rpc, action) in [
+        ("CreateEndpointPolicy", "endpoint_policy.created"),
+        ("UpdateEndpointPolicy", "endpoint_policy.updated"),
+        ("DeleteEndpointPolicy", "endpoint_policy.deleted"),
+    ] {
+        global.push((rpc, action, endpoint.endpoint_id.clone()));
+    }
     for (rpc, action, entity) in &global {
         assert!(
             s.audited(1, "action_key = $1 AND entity_ref = $2", &[action, entity])

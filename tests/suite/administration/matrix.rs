@@ -78,6 +78,19 @@ const RULES: &[(&str, Callers)] = &[
     ),
     ("CreateCapability", GlobalServices("admin.catalogue.write")),
     ("ListCapabilities", Services("admin.catalogue.read")),
+    (
+        "CreateEndpointPolicy",
+        GlobalServices("admin.catalogue.write"),
+    ),
+    (
+        "UpdateEndpointPolicy",
+        GlobalServices("admin.catalogue.write"),
+    ),
+    (
+        "DeleteEndpointPolicy",
+        GlobalServices("admin.catalogue.write"),
+    ),
+    ("ListEndpointPolicies", Services("admin.catalogue.read")),
     ("ListAuditEvents", Services("admin.audit.read")),
 ];
 

@@ -1,0 +1,3 @@
+DROP TABLE audit.policy_change_log;
+DROP VIEW auth.policy_capability;
+DROP TABLE auth.endpoint_policy;
