@@ -49,6 +49,8 @@ pub enum BenchCommand {
         pool_size: u32,
         #[command(flatten)]
         load: LoadArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -123,6 +125,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .await?
                 .execute("analysing the bench data", "VACUUM ANALYZE")
                 .await?;
+            bench::filtered::seed(server.url(), profile).await?;
             let mut shown = app_url.clone();
             let _ = shown.set_password(None);
             let path = manifest::write(
@@ -167,8 +170,14 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             hashing_threads,
             pool_size,
             load,
+            admin,
         } => {
             let manifest = manifest::read(dir, profile)?;
+            let server = cluster::locate(
+                admin.admin_url.as_deref(),
+                std::path::Path::new("target/portcullis-pg"),
+            )
+            .await?;
             let report = bench::run::run(bench::run::RunConfig {
                 profile,
                 app_url: manifest.app_url,
@@ -180,6 +189,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 hashing_threads,
                 pool_size,
                 report_dir: dir.to_path_buf(),
+                admin_url: server.url().clone(),
             })
             .await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -41,6 +41,10 @@ async fn schema_fingerprint(test: &TestDb) -> Vec<String> {
          UNION ALL
          SELECT format('grant %s.%s %s %s', table_schema, table_name, grantee, privilege_type)
            FROM information_schema.role_table_grants WHERE table_schema IN ('auth', 'audit')
+         UNION ALL
+         SELECT format('function %s %s %s', p.oid::regprocedure, md5(p.prosrc), p.proacl)
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname IN ('auth', 'audit')
          ORDER BY 1",
     )
     .load(&mut conn)

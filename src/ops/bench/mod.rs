@@ -2,6 +2,7 @@
 //! pgbench floor, and `bench run`, which measures them side by side.
 
 pub mod dataset;
+pub mod filtered;
 mod floor;
 pub mod load;
 pub mod manifest;

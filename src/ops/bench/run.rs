@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 
 use super::dataset::{Profile, Shape};
+use super::filtered::{self, FilteredQuery};
 use super::floor::{Floor, floor};
 use super::load::{self, LoadConfig, Scenario, ScenarioReport, Target};
 use crate::authn::{HashCost, Passwords};
@@ -26,6 +27,9 @@ pub struct RunConfig {
     pub hashing_threads: usize,
     pub pool_size: u32,
     pub report_dir: PathBuf,
+    /// A superuser of the server (the filtered query's literal variant runs
+    /// without row-level security).
+    pub admin_url: url::Url,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,6 +47,9 @@ pub struct RunReport {
     pub server_rss_mb: Option<f64>,
     pub argon2_logins_per_second_capacity: f64,
     pub login_to_capacity: Option<f64>,
+    /// Another service's filtered query under Portcullis's policy, against
+    /// the same query with the allowed nodes as a literal list.
+    pub filtered_query: Option<FilteredQuery>,
 }
 
 pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
@@ -166,6 +173,11 @@ async fn measure(
         eprintln!("pgbench floor not measured: {error:#}");
     }
     let floor = floor.ok();
+    let filtered_query = filtered::measure(&config.admin_url, config.profile, 30).await;
+    if let Err(error) = &filtered_query {
+        eprintln!("filtered query not measured: {error:#}");
+    }
+    let filtered_query = filtered_query.ok();
 
     let capacity = argon2_capacity(config.hashing_threads).await?;
     let check_rps = scenarios
@@ -187,6 +199,7 @@ async fn measure(
         scenarios,
         floor,
         server_rss_mb: rss,
+        filtered_query,
     })
 }
 
