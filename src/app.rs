@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::authn::{Authenticator, AuthnSettings, Federation, OtpDelivery, Passwords};
 use crate::db::Db;
+use crate::gateway::ForwardAuthSettings;
 use crate::tls::ServerTls;
 use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 
@@ -51,6 +52,10 @@ pub struct ServerSettings {
     /// Serve gRPC over TLS (and require client certificates if it says so);
     /// plaintext when `None`.
     pub tls: Option<ServerTls>,
+    /// Where to serve the HTTP routes gateways call (`/forward-auth`); off
+    /// when `None`.
+    pub http_listen: Option<SocketAddr>,
+    pub forward_auth: ForwardAuthSettings,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +70,8 @@ impl Default for ServerSettings {
             trusted_proxy_hops: 1,
             metrics_listen: None,
             tls: None,
+            http_listen: None,
+            forward_auth: ForwardAuthSettings::default(),
         }
     }
 }

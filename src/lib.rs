@@ -11,6 +11,7 @@ pub mod authn;
 pub mod authz;
 pub mod cli;
 pub mod db;
+pub mod gateway;
 pub mod grpc;
 pub mod metrics;
 pub mod names;

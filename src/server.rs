@@ -74,6 +74,22 @@ pub async fn serve(
         }
         None => None,
     };
+    let gateway = match settings.http_listen {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            tracing::info!(%addr, "serving /forward-auth over HTTP");
+            let forward_auth = crate::gateway::ForwardAuth {
+                db: db.for_reads(),
+                tokens: tokens.clone(),
+                settings: settings.forward_auth.clone(),
+            };
+            Some(tokio::spawn(crate::gateway::serve(
+                listener,
+                Arc::new(forward_auth),
+            )))
+        }
+        None => None,
+    };
     let revocations = tokens.revocations().clone();
     let revocation_db = db.clone();
     let revocation_sync = tokio::spawn(async move {
@@ -160,6 +176,9 @@ pub async fn serve(
     revocation_sync.abort();
     if let Some(metrics) = metrics {
         metrics.abort();
+    }
+    if let Some(gateway) = gateway {
+        gateway.abort();
     }
     result
 }

@@ -16,6 +16,7 @@ use scoped_futures::ScopedFutureExt;
 
 use super::{AuthzError, CapabilityKey, Check, Decision, Subject, check};
 use crate::admin::global::EndpointPolicy;
+use crate::admin::global::endpoints;
 use crate::db::Db;
 use crate::db::schema::auth::endpoint_policy as ep;
 use crate::names::{HttpMethod, NodeSource, OrgNodeId};
@@ -43,6 +44,9 @@ pub enum EndpointDecision {
         policy: EndpointPolicy,
         org_node_id: OrgNodeId,
         decision: Decision,
+        /// With `with_roles` and when allowed: the keys of the roles the
+        /// subject holds at the node (assignments in force there or above).
+        roles: Vec<String>,
     },
 }
 
@@ -56,26 +60,19 @@ pub async fn check_endpoint(
     db: &Db,
     subject: Subject,
     request: &EndpointRequest<'_>,
+    with_roles: bool,
     request_id: Option<&str>,
 ) -> Result<EndpointDecision, AuthzError> {
     let methods = [request.method.as_str(), HttpMethod::Any.as_str()];
     let service = request.service;
-    let rows: Vec<(uuid::Uuid, String, String, String, String, String, String)> = db
+    let rows: Vec<endpoints::Row> = db
         .read(&subject.rls_context(request_id), |conn| {
             async move {
                 Ok::<_, AuthzError>(
                     ep::table
                         .filter(ep::service_key.eq(service))
                         .filter(ep::method_code.eq_any(methods))
-                        .select((
-                            ep::endpoint_id,
-                            ep::service_key,
-                            ep::method_code,
-                            ep::route_pattern,
-                            ep::capability,
-                            ep::node_source_code,
-                            ep::node_source_name,
-                        ))
+                        .select(endpoints::COLUMNS)
                         .load(conn)
                         .await?,
                 )
@@ -106,11 +103,50 @@ pub async fn check_endpoint(
     .await?
     .pop()
     .ok_or_else(|| AuthzError::Unexpected("no answer to the endpoint's check".into()))?;
+    let roles = if with_roles && decision.allowed() {
+        roles_held_at(db, subject, org_node_id, request_id).await?
+    } else {
+        Vec::new()
+    };
     Ok(EndpointDecision::Decided {
         policy: policy.clone(),
         org_node_id,
         decision,
+        roles,
     })
+}
+
+/// The keys of the roles `subject` holds at `node`: assignments in force at
+/// the node or above it.
+async fn roles_held_at(
+    db: &Db,
+    subject: Subject,
+    node: OrgNodeId,
+    request_id: Option<&str>,
+) -> Result<Vec<String>, AuthzError> {
+    use crate::db::schema::auth::{org_assignments as oa, org_node_paths as p, roles as r};
+    let (user, node) = (subject.user_id.get(), node.get());
+    db.read(&subject.rls_context(request_id), |conn| {
+        async move {
+            let now = diesel::dsl::now;
+            Ok::<_, AuthzError>(
+                p::table
+                    .inner_join(oa::table.on(oa::org_node_id.eq(p::ancestor_org_node_id)))
+                    .inner_join(r::table.on(r::role_id.eq(oa::role_id)))
+                    .filter(p::descendant_org_node_id.eq(node))
+                    .filter(oa::user_id.eq(user))
+                    .filter(oa::start_utc.le(now))
+                    .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
+                    .select(r::role_key)
+                    .distinct()
+                    .order(r::role_key)
+                    .load(conn)
+                    .await?,
+            )
+        }
+        .scope_boxed()
+    })
+    .await
 }
 
 /// The entry the request matches (its own method's routes first, then

@@ -13,6 +13,7 @@ use crate::authn::{
     AuthnSettings, DevLogDelivery, Federation, OtpDelivery, OutboxDelivery, ThrottlePolicy,
 };
 use crate::db::Db;
+use crate::gateway::ForwardAuthSettings;
 use crate::server;
 use crate::tls::{ServerTls, TlsFileError};
 use crate::tokens::{KeyRing, RESERVED_CLAIMS, RoleClaim, TokenSettings};
@@ -110,6 +111,39 @@ pub struct ServerArgs {
     /// Require client certificates issued by this PEM CA (mutual TLS).
     #[arg(long, env = "PORTCULLIS_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve the HTTP routes API gateways call (`/forward-auth`) on this
+    /// address [default: off for serve, 127.0.0.1:8181 for dev].
+    #[arg(long, env = "PORTCULLIS_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// The header naming the endpoint catalogue's service of a forward-auth
+    /// request.
+    #[arg(
+        long,
+        env = "PORTCULLIS_FORWARD_AUTH_SERVICE_HEADER",
+        default_value = "x-auth-service"
+    )]
+    pub forward_auth_service_header: String,
+    /// Without that header, the service by the original host: HOST=SERVICE,
+    /// repeated (or comma-separated in the variable).
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_HOSTS", value_delimiter = ',', value_parser = parse_host_service)]
+    pub forward_auth_host: Vec<(String, String)>,
+    /// The headers an nginx `auth_request` location sets to the original
+    /// method and URI.
+    #[arg(
+        long,
+        env = "PORTCULLIS_FORWARD_AUTH_METHOD_HEADER",
+        default_value = "x-original-method"
+    )]
+    pub forward_auth_method_header: String,
+    #[arg(
+        long,
+        env = "PORTCULLIS_FORWARD_AUTH_URI_HEADER",
+        default_value = "x-original-uri"
+    )]
+    pub forward_auth_uri_header: String,
+    /// Read the user token from this cookie instead of `Authorization: Bearer`.
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_COOKIE")]
+    pub forward_auth_cookie: Option<String>,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
@@ -133,6 +167,14 @@ impl ServerArgs {
             trusted_proxy_hops: usize::from(self.authn.trusted_proxy_hops),
             metrics_listen: self.metrics_listen,
             tls,
+            http_listen: self.http_listen,
+            forward_auth: ForwardAuthSettings {
+                method_header: self.forward_auth_method_header.to_ascii_lowercase(),
+                uri_header: self.forward_auth_uri_header.to_ascii_lowercase(),
+                service_header: self.forward_auth_service_header.to_ascii_lowercase(),
+                services_by_host: self.forward_auth_host.iter().cloned().collect(),
+                token_cookie: self.forward_auth_cookie.clone(),
+            },
         })
     }
 
@@ -308,6 +350,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     server::serve(app, listener, server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// `HOST=SERVICE`.
+fn parse_host_service(raw: &str) -> Result<(String, String), String> {
+    let (host, service) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("`{raw}` is not HOST=SERVICE"))?;
+    crate::names::ServiceKey::parse(service.trim())
+        .map_err(|e| format!("service `{service}` {e}"))?;
+    Ok((host.trim().to_ascii_lowercase(), service.trim().to_owned()))
 }
 
 /// A role claim may not replace a claim Portcullis writes itself.

@@ -176,7 +176,8 @@ impl Authorization for AuthorizationService {
             fields: &body.fields,
         };
         let decided =
-            authz::check_endpoint(&self.db, subject, &endpoint, request_id.as_deref()).await?;
+            authz::check_endpoint(&self.db, subject, &endpoint, false, request_id.as_deref())
+                .await?;
         let answer = match decided {
             EndpointDecision::NoMatchingEndpoint => pb::CheckEndpointResponse {
                 allowed: false,
@@ -194,6 +195,7 @@ impl Authorization for AuthorizationService {
                 policy,
                 org_node_id,
                 decision,
+                ..
             } => pb::CheckEndpointResponse {
                 allowed: decision.allowed(),
                 reason: reason(decision.reason) as i32,

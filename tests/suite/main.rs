@@ -18,6 +18,7 @@ mod closure;
 mod database_tls;
 mod endpoints;
 mod federated_login;
+mod forward_auth;
 mod logs;
 mod metrics;
 mod migrations;

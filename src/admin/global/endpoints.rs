@@ -37,9 +37,10 @@ pub struct EndpointRule {
     pub node_source: NodeSource,
 }
 
-type Row = (Uuid, String, String, String, String, String, String);
+/// An entry as stored: id, service, method, route, capability, node source.
+pub(crate) type Row = (Uuid, String, String, String, String, String, String);
 
-const COLUMNS: (
+pub(crate) const COLUMNS: (
     ep::endpoint_id,
     ep::service_key,
     ep::method_code,

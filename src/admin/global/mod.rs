@@ -3,7 +3,7 @@
 //! rule table has checked its permission); anyone else is refused.
 
 mod catalogue;
-mod endpoints;
+pub(crate) mod endpoints;
 mod tenants;
 
 pub use crate::names::TenantSlug;

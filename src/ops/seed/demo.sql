@@ -103,3 +103,10 @@ INSERT INTO auth.service_permissions (svc_id, perm_key) VALUES
     ('d0000000-0000-4000-8007-000000000001', 'admin.invitations.read'),
     ('d0000000-0000-4000-8007-000000000001', 'admin.invitations.write')
 ON CONFLICT DO NOTHING;
+
+-- The endpoint catalogue: payment_flow's ledger entries need
+-- payment.ledger.read at the node the path names (CheckEndpoint and
+-- /forward-auth decide by it).
+INSERT INTO auth.endpoint_policy (endpoint_id, service_key, method_code, route_pattern, capability, node_source_code, node_source_name) VALUES
+    ('d0000000-0000-4000-800a-000000000001', 'payment_flow', 'GET', '/ledgers/{node_id}/entries', 'payment.ledger.read', 'path', 'node_id')
+ON CONFLICT DO NOTHING;

@@ -87,3 +87,31 @@ Exchange the demo service's secret for a token, then use it:
   grpcurl -plaintext -d '{{}}' {addr} portcullis.v1.Authentication/GetSigningKeys"#
     )
 }
+
+/// curl lines that ask `/forward-auth` on `http_addr` as nginx's
+/// `auth_request` would, with alice's token from `grpc_addr`.
+pub fn forward_auth_try_it(grpc_addr: &str, http_addr: &str) -> String {
+    let new_york = uuid!("d0000000-0000-4000-8001-000000000006");
+    let ask = |token: &str, node: Uuid| {
+        format!(
+            r#"curl -si {token}-H 'X-Auth-Service: payment_flow' -H 'X-Original-Method: GET' -H 'X-Original-URI: /ledgers/{node}/entries' http://{http_addr}/forward-auth | grep -i '^HTTP\|^x-auth\|reason'"#
+        )
+    };
+    let alice = r#"-H "Authorization: Bearer $ALICE" "#;
+    let (allowed, denied, anonymous) = (
+        ask(alice, DEMO_PARIS_NODE_ID),
+        ask(alice, new_york),
+        ask("", DEMO_PARIS_NODE_ID),
+    );
+    format!(
+        r#"Forward-auth, as nginx's auth_request asks it (the catalogue maps payment_flow's GET /ledgers/{{node_id}}/entries to payment.ledger.read):
+  ALICE=$(grpcurl -plaintext -d '{{"tenant_id":"{DEMO_TENANT_ID}","password":{{"email":"alice@demo.example","password":"alice-dev-password"}}}}' {grpc_addr} portcullis.v1.Authentication/Authenticate | grep -o '"accessToken": "[^"]*"' | cut -d'"' -f4)
+  # 200: alice is treasurer for Europe; the headers go to the upstream
+  {allowed}
+  # 403: in New York alice may read the tree, not the ledger
+  {denied}
+  # 401: no token
+  {anonymous}
+  # forward-auth: end"#
+    )
+}

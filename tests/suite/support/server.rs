@@ -32,6 +32,7 @@ pub fn test_settings() -> ServerSettings {
         trusted_proxy_hops: 1,
         metrics_listen: None,
         tls: None,
+        ..ServerSettings::default()
     }
 }
 

@@ -1,0 +1,423 @@
+//! `/forward-auth`: asked directly with each gateway's conventions, and
+//! behind a real nginx `auth_request` in front of an upstream that echoes
+//! the headers it receives.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use portcullis::db::{Db, RlsContext};
+use portcullis::tokens::{NewToken, TokenType};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use crate::support::TestDb;
+use crate::support::fixtures::{TenantWorld, execute, populate};
+use crate::support::proxy::Proxy;
+use crate::support::server::{TestServer, test_app, test_settings, test_tokens};
+
+struct Setup {
+    /// Dropped with the setup: the database the server uses.
+    _test: TestDb,
+    server: TestServer,
+    /// Where /forward-auth answers.
+    http: String,
+    a: TenantWorld,
+    b: TenantWorld,
+}
+
+/// reqwest's rustls wants a process-wide provider; ring is ours.
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The catalogue entry every test asks about: payment_flow's ledger
+/// entries need tenant A's test capability at the node the path names.
+async fn catalogue(db: &Db, a: &TenantWorld) {
+    let capability = format!("test.cap_{}", &a.tenant.simple().to_string()[..12]);
+    execute(
+        db,
+        &RlsContext::operator(),
+        &format!(
+            "INSERT INTO auth.endpoint_policy (service_key, method_code, route_pattern, capability, \
+             node_source_code, node_source_name) VALUES \
+             ('payment_flow', 'GET', '/ledgers/{{node_id}}/entries', '{capability}', 'path', 'node_id')"
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+async fn setup_with(db_for_server: Option<Db>, test: TestDb) -> Setup {
+    let db = test.db();
+    let (a, b) = (populate(&db).await, populate(&db).await);
+    catalogue(&db, &a).await;
+    let port = free_port();
+    let mut settings = test_settings();
+    settings.http_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    settings
+        .forward_auth
+        .services_by_host
+        .insert("payments.example.test".into(), "payment_flow".into());
+    let app = test_app(
+        db_for_server.unwrap_or(db),
+        test_tokens(),
+        Default::default(),
+        settings,
+    );
+    let server = TestServer::start_app(app).await;
+    Setup {
+        _test: test,
+        server,
+        http: format!("127.0.0.1:{port}"),
+        a,
+        b,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(None, TestDb::new().await).await
+}
+
+impl Setup {
+    fn token(&self, world: &TenantWorld) -> String {
+        self.server
+            .tokens
+            .issue(
+                &NewToken {
+                    typ: TokenType::User,
+                    subject: world.user,
+                    tenant: Some(world.tenant),
+                    session: Uuid::new_v4(),
+                    permissions: Vec::new(),
+                    lifetime: Duration::from_secs(600),
+                    service_key: None,
+                },
+                Utc::now(),
+            )
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// Asks as nginx's auth_request does.
+    async fn ask(&self, token: Option<&str>, path: &str) -> reqwest::Response {
+        let mut request = client()
+            .get(format!("http://{}/forward-auth", self.http))
+            .header("x-original-method", "GET")
+            .header("x-original-uri", path)
+            .header("x-auth-service", "payment_flow");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.send().await.unwrap()
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+fn ledger(node: Uuid) -> String {
+    format!("/ledgers/{node}/entries?page=1")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_request_passes_with_who_and_which_roles() {
+    let s = setup().await;
+    let answer = s.ask(Some(&s.token(&s.a)), &ledger(s.a.child)).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(header(&answer, "x-auth-user"), s.a.user.to_string());
+    assert_eq!(header(&answer, "x-auth-tenant"), s.a.tenant.to_string());
+    assert_eq!(header(&answer, "x-auth-groups"), "role");
+    assert_eq!(header(&answer, "x-auth-reason"), "allowed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_is_403_with_its_reason_and_a_route_without_an_entry_is_denied() {
+    let s = setup().await;
+    // B's user, about A's node: like a node that does not exist.
+    let denied = s.ask(Some(&s.token(&s.b)), &ledger(s.a.child)).await;
+    assert_eq!(denied.status(), 403);
+    assert!(denied.text().await.unwrap().contains("unknown_org_node"));
+    let unlisted = s.ask(Some(&s.token(&s.a)), "/ledgers").await;
+    assert_eq!(unlisted.status(), 403);
+    assert!(
+        unlisted
+            .text()
+            .await
+            .unwrap()
+            .contains("no_matching_endpoint")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bad_or_service_token_is_401_with_the_bearer_challenge() {
+    let s = setup().await;
+    let service_token = s
+        .server
+        .tokens
+        .issue(
+            &NewToken {
+                typ: TokenType::Service,
+                subject: s.a.service,
+                tenant: Some(s.a.tenant),
+                session: Uuid::new_v4(),
+                permissions: Vec::new(),
+                lifetime: Duration::from_secs(60),
+                service_key: Some("svc".into()),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    for token in [
+        None,
+        Some("not-a-token"),
+        Some(service_token.token.expose_secret()),
+    ] {
+        let answer = s.ask(token, &ledger(s.a.child)).await;
+        assert_eq!(answer.status(), 401, "{token:?}");
+        assert_eq!(header(&answer, "www-authenticate"), "Bearer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_and_envoy_conventions_name_the_original_request_too() {
+    let s = setup().await;
+    let token = s.token(&s.a);
+    // Traefik: X-Forwarded-*, the service by host.
+    let traefik = client()
+        .get(format!("http://{}/forward-auth", s.http))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", ledger(s.a.root))
+        .header("x-forwarded-host", "payments.example.test")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traefik.status(), 200);
+    // Envoy's HTTP ext-authz: the original method and path as its own.
+    let envoy = client()
+        .get(format!(
+            "http://{}/forward-auth{}",
+            s.http,
+            ledger(s.a.root)
+        ))
+        .header("x-auth-service", "payment_flow")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(envoy.status(), 200);
+    let wrong_method = client()
+        .post(format!(
+            "http://{}/forward-auth{}",
+            s.http,
+            ledger(s.a.root)
+        ))
+        .header("x-auth-service", "payment_flow")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_database_is_503_never_an_allow() {
+    let test = TestDb::new().await;
+    let target = format!(
+        "{}:{}",
+        test.app_url.host_str().unwrap(),
+        test.app_url.port().unwrap_or(5432)
+    );
+    let address = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(address).await;
+    let through_proxy = test.db_via("127.0.0.1", proxy.port);
+    let s = setup_with(Some(through_proxy), test).await;
+    let token = s.token(&s.a);
+    assert_eq!(s.ask(Some(&token), &ledger(s.a.child)).await.status(), 200);
+    proxy.cut();
+    let answer = s.ask(Some(&token), &ledger(s.a.child)).await;
+    assert_eq!(answer.status(), 503);
+    assert!(header(&answer, "x-auth-user").is_empty());
+}
+
+// --- Behind nginx ----------------------------------------------------------
+
+/// nginx, when this machine has it. CI installs it and requires the test
+/// (`PORTCULLIS_TEST_NGINX_REQUIRED`); elsewhere the test says it skipped.
+fn nginx() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PORTCULLIS_TEST_NGINX")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+                .into_iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.exists())
+        });
+    if found.is_none() && std::env::var_os("PORTCULLIS_TEST_NGINX_REQUIRED").is_some() {
+        panic!("nginx is required here: apt-get install nginx-light");
+    }
+    found
+}
+
+/// An upstream that answers every request with the headers it received.
+async fn echo_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or_default()))
+            .collect::<String>()
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+struct Nginx {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_nginx(binary: &std::path::Path, portcullis: &str, upstream: u16) -> Nginx {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir(&temp).unwrap();
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        r#"worker_processes 1;
+daemon off;
+# One process: killing it leaves no worker behind.
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /_portcullis {{
+            internal;
+            proxy_pass http://{portcullis}/forward-auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Auth-Service payment_flow;
+        }}
+        location / {{
+            auth_request /_portcullis;
+            auth_request_set $auth_user $upstream_http_x_auth_user;
+            auth_request_set $auth_groups $upstream_http_x_auth_groups;
+            proxy_set_header X-Auth-User $auth_user;
+            proxy_set_header X-Auth-Groups $auth_groups;
+            proxy_pass http://127.0.0.1:{upstream};
+        }}
+    }}
+}}
+"#
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = std::process::Command::new(binary)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Nginx {
+        child,
+        _dir: dir,
+        port,
+    }
+}
+
+async fn through_nginx(nginx: &Nginx, token: Option<&str>, path: &str) -> (u16, String) {
+    let mut request = client().get(format!("http://127.0.0.1:{}{path}", nginx.port));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    for _ in 0..50 {
+        if let Ok(response) = request.try_clone().unwrap().send().await {
+            let status = response.status().as_u16();
+            return (status, response.text().await.unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nginx did not answer");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_nginx_only_what_the_catalogue_allows_reaches_the_upstream() {
+    let Some(binary) = nginx() else {
+        eprintln!("skipped: nginx is not installed (CI installs it and requires this test)");
+        return;
+    };
+    let s = setup().await;
+    let upstream = echo_upstream().await;
+    let nginx = start_nginx(&binary, &s.http, upstream);
+    let path = format!("/ledgers/{}/entries", s.a.child);
+
+    let (status, body) = through_nginx(&nginx, Some(&s.token(&s.a)), &path).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("x-auth-user: {}", s.a.user)),
+        "{body}"
+    );
+    assert!(body.contains("x-auth-groups: role"), "{body}");
+    let (status, body) = through_nginx(&nginx, Some(&s.token(&s.b)), &path).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("x-auth-user"));
+    assert_eq!(through_nginx(&nginx, None, &path).await.0, 401);
+    assert_eq!(
+        through_nginx(&nginx, Some(&s.token(&s.a)), "/no/entry/here")
+            .await
+            .0,
+        403
+    );
+    // Portcullis gone: nginx answers an error, never the upstream.
+    let token = s.token(&s.a);
+    s.server.stop().await.unwrap();
+    let (status, body) = through_nginx(&nginx, Some(&token), &path).await;
+    assert!(status >= 500, "{status}: {body}");
+    assert!(!body.contains("x-auth-user"), "{body}");
+}
