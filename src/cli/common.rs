@@ -128,7 +128,7 @@ pub struct DatabaseArgs {
     )]
     pub database_url: Option<String>,
     /// Or a connections file written by `db provision`: the application
-    /// role's URL, its password reference (${AUTH_APP_<ENV>_PASSWORD])
+    /// role's URL, its password reference (${AUTH_APP_<ENV>_PASSWORD})
     /// read from the environment.
     #[arg(
         long,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::support::TestDb;
 use crate::support::fixtures::{TenantWorld, execute, populate};
 use crate::support::proxy::Proxy;
-use crate::support::server::{TestServer, test_app, test_settings, test_tokens};
+use crate::support::server::{TestServer, test_app, test_settings, test_tokens, user_token};
 
 struct Setup {
     /// Dropped with the setup: the database the server uses.
@@ -89,24 +89,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn token(&self, world: &TenantWorld) -> String {
-        self.server
-            .tokens
-            .issue(
-                &NewToken {
-                    typ: TokenType::User,
-                    subject: world.user,
-                    tenant: Some(world.tenant),
-                    session: Uuid::new_v4(),
-                    permissions: Vec::new(),
-                    lifetime: Duration::from_secs(600),
-                    service_key: None,
-                },
-                Utc::now(),
-            )
-            .unwrap()
-            .token
-            .expose_secret()
-            .to_owned()
+        user_token(&self.server.tokens, world.tenant, world.user)
     }
 
     /// Asks as nginx's auth_request does.

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::sql_decisions::{Node, ROWS, ledger_setup};
 use crate::support::fixtures::populate;
+use crate::support::server::user_token;
 use crate::support::{admin_url, drop_blocking};
 
 const AUDIENCE: &str = "payments-api";
@@ -85,26 +86,6 @@ fn tokens(user_role: &str) -> Tokens {
         },
         Arc::new(RevocationList::default()),
     )
-}
-
-fn user_token(tokens: &Tokens, tenant: Uuid, user: Uuid) -> String {
-    tokens
-        .issue(
-            &NewToken {
-                typ: TokenType::User,
-                subject: user,
-                tenant: Some(tenant),
-                session: Uuid::new_v4(),
-                permissions: Vec::new(),
-                lifetime: Duration::from_secs(600),
-                service_key: None,
-            },
-            Utc::now(),
-        )
-        .unwrap()
-        .token
-        .expose_secret()
-        .to_owned()
 }
 
 /// PostgREST's verification: the JWKS file's key named by `kid`, EdDSA,

@@ -136,7 +136,7 @@ pub async fn measure(
     let mut literal_db = superuser(admin_url, profile).await?;
     let (user, _) = subject(&mut literal_db).await?;
     let names = payment_flow_names(profile)?;
-    let passwords = super::manifest::payment_flow_passwords()?;
+    let passwords = payment_flow::passwords(Environment::Dev)?;
     let (_, app_url) = role_urls(admin_url, &names, &passwords)?;
     let mut policy_db = AdminConnection::connect(&app_url).await?;
     let context = format!("SELECT auth.set_user_context('{}', '{user}')", tenant_id(0));

@@ -42,13 +42,6 @@ pub fn passwords() -> Result<Passwords, AdminError> {
     Ok(Secrets::load(None)?.passwords(&bench_service()?, Environment::Dev))
 }
 
-/// The payment_flow example's passwords in dev (the bench installs it
-/// beside its data for the filtered-query measurement).
-pub fn payment_flow_passwords() -> Result<Passwords, AdminError> {
-    let service = ServiceName::parse(crate::ops::seed::payment_flow::SERVICE)?;
-    Ok(Secrets::load(None)?.passwords(&service, Environment::Dev))
-}
-
 pub fn urls(admin: &Url, profile: Profile) -> Result<(Url, Url), AdminError> {
     role_urls(admin, &names(profile)?, &passwords()?)
 }

@@ -7,7 +7,9 @@ use uuid::Uuid;
 use super::{DEMO_ALICE_ID, DEMO_BOB_ID, DEMO_TENANT_ID};
 use crate::ops::admin::{AdminConnection, AdminError, derive_url, ident, literal, redact};
 use crate::ops::provision::service::provision_service;
-use crate::ops::provision::{Confirmation, Environment, Names, Secrets, ServiceName, role_urls};
+use crate::ops::provision::{
+    Confirmation, Environment, Names, Passwords, Secrets, ServiceName, role_urls,
+};
 use url::Url;
 
 pub const SERVICE: &str = "payment_flow";
@@ -68,7 +70,7 @@ pub async fn install(
 ) -> Result<Names, AdminError> {
     let service = ServiceName::parse(SERVICE)?;
     let names = Names::for_service(&service, env, database)?;
-    let passwords = Secrets::load(None)?.passwords(&service, env);
+    let passwords = passwords(env)?;
     provision_service(admin_url, env, &service, &names, &passwords, confirmed).await?;
     let (migration_url, _) = role_urls(admin_url, &names, &passwords)?;
     AdminConnection::connect(&migration_url)
@@ -79,6 +81,11 @@ pub async fn install(
         )
         .await?;
     Ok(names)
+}
+
+/// The service's role passwords in `env`, from the environment.
+pub fn passwords(env: Environment) -> Result<Passwords, AdminError> {
+    Ok(Secrets::load(None)?.passwords(&ServiceName::parse(SERVICE)?, env))
 }
 
 /// The demo's payment requests, at the demo tenant's nodes. Written as the

@@ -50,6 +50,28 @@ pub fn test_app(db: Db, tokens: Arc<Tokens>, authn: AuthnSettings, server: Serve
     }
 }
 
+/// A user access token for `user` of `tenant`, ten minutes, new session.
+pub fn user_token(tokens: &Tokens, tenant: uuid::Uuid, user: uuid::Uuid) -> String {
+    use secrecy::ExposeSecret;
+    tokens
+        .issue(
+            &portcullis::tokens::NewToken {
+                typ: portcullis::tokens::TokenType::User,
+                subject: user,
+                tenant: Some(tenant),
+                session: uuid::Uuid::new_v4(),
+                permissions: Vec::new(),
+                lifetime: Duration::from_secs(600),
+                service_key: None,
+            },
+            Utc::now(),
+        )
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned()
+}
+
 /// A token service with a fresh in-memory key.
 pub fn test_tokens() -> Arc<Tokens> {
     // Active since yesterday, so tests can mint tokens issued in the past.
