@@ -29,6 +29,13 @@ pub enum BenchCommand {
         /// Scenario=weight pairs, e.g. check=8,login=1.
         #[arg(long, default_value = "check=1", value_parser = parse_mix)]
         mix: MixArg,
+        /// The server's HTTP listener, for the forward_auth scenario.
+        #[arg(long)]
+        http_addr: Option<String>,
+        /// The server's process, for CPU accounting (else the process
+        /// listening on --addr's port, when it can be seen).
+        #[arg(long)]
+        server_pid: Option<u32>,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -40,6 +47,9 @@ pub enum BenchCommand {
         /// Where the server under test listens.
         #[arg(long, default_value = "127.0.0.1:50171")]
         listen: String,
+        /// Where the server under test answers forward-auth.
+        #[arg(long, default_value = "127.0.0.1:50172")]
+        http_listen: String,
         /// Threads the server gives to password hashing.
         #[arg(long, default_value_t = 1)]
         hashing_threads: usize,
@@ -126,6 +136,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .execute("analysing the bench data", "VACUUM ANALYZE")
                 .await?;
             bench::filtered::seed(server.url(), profile).await?;
+            bench::forward_auth::seed_catalogue(
+                &mut bench::filtered::superuser(server.url(), profile).await?,
+                profile.shape(),
+            )
+            .await?;
             let mut shown = app_url.clone();
             let _ = shown.set_password(None);
             let path = manifest::write(
@@ -147,26 +162,47 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             profile,
             addr,
             mix,
+            http_addr,
+            server_pid,
             load,
         } => {
             let manifest = manifest::read(dir, profile)?;
             let endpoint = tonic::transport::Channel::from_shared(format!("http://{addr}"))?;
-            let target =
+            let mut target =
                 bench::load::Target::prepare(endpoint, profile.shape(), manifest.service_secret)
                     .await?;
+            if let Some(http) = &http_addr {
+                target.forward_auth = Some(
+                    bench::load::ForwardAuthTarget::prepare(
+                        target.channel.clone(),
+                        http,
+                        profile.shape(),
+                    )
+                    .await?,
+                );
+            }
+            let server_pid = server_pid.or_else(|| {
+                let port = addr.rsplit(':').next()?.parse().ok()?;
+                bench::cpu::listening_pid(port)
+            });
+            let database = url::Url::parse(&manifest.app_url)?;
+            let probe = bench::cpu::CpuProbe::new(server_pid, Some(&database)).await;
             let config = bench::load::LoadConfig {
                 concurrency: load.concurrency,
                 warmup: load.warmup.into(),
                 duration: load.duration.into(),
                 mix: mix.0,
+                probe: Some(std::sync::Arc::new(probe)),
             };
             let reports = bench::load::run(&target, &config).await;
             print!("{}", bench::load::table(&reports));
+            print!("{}", bench::load::cpu_table(&reports));
             println!("{}", serde_json::to_string_pretty(&reports)?);
         }
         BenchCommand::Run {
             profile,
             listen,
+            http_listen,
             hashing_threads,
             pool_size,
             load,
@@ -186,6 +222,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 warmup: load.warmup.into(),
                 duration: load.duration.into(),
                 listen,
+                http_listen,
                 hashing_threads,
                 pool_size,
                 report_dir: dir.to_path_buf(),

@@ -41,7 +41,7 @@ fn payment_flow_names(profile: Profile) -> Result<Names, AdminError> {
 }
 
 /// A superuser connection inside the profile's database.
-async fn superuser(admin_url: &Url, profile: Profile) -> Result<AdminConnection, AdminError> {
+pub async fn superuser(admin_url: &Url, profile: Profile) -> Result<AdminConnection, AdminError> {
     let url = derive_url(
         admin_url,
         admin_url.username(),

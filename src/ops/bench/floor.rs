@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::process::Command;
 
+use super::cpu::CpuProbe;
 use super::dataset::Shape;
 
 const FLOOR_SQL: &str = include_str!("floor.sql");
@@ -17,6 +18,10 @@ pub struct Floor {
     pub concurrency: usize,
     pub transactions_per_second: f64,
     pub latency_avg_ms: f64,
+    pub transactions: Option<u64>,
+    /// CPU-seconds per 1,000 floor transactions: PostgreSQL's, pgbench's.
+    pub postgres_seconds_per_1k_transactions: Option<f64>,
+    pub pgbench_seconds_per_1k_transactions: Option<f64>,
 }
 
 /// Runs the floor transaction with pgbench, `concurrency` clients for
@@ -26,6 +31,7 @@ pub async fn floor(
     concurrency: usize,
     duration: Duration,
     shape: Shape,
+    probe: &CpuProbe,
 ) -> anyhow::Result<Floor> {
     let script = std::env::temp_dir().join(format!(
         "portcullis-floor-{}.sql",
@@ -33,6 +39,7 @@ pub async fn floor(
     ));
     std::fs::write(&script, FLOOR_SQL)?;
     let seconds = duration.as_secs().max(1);
+    let before = probe.sample().await;
     let output = Command::new("pgbench")
         .args(["-n", "-M", "prepared", "-j", "2"])
         .arg("-c")
@@ -53,6 +60,9 @@ pub async fn floor(
         .output()
         .await
         .context("running pgbench (install the Debian package postgresql-client)")?;
+    // pgbench's backends have exited; let the postmaster reap them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = probe.sample().await;
     let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     if !output.status.success() {
@@ -68,14 +78,29 @@ pub async fn floor(
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse::<f64>().ok())
     };
+    let transactions = number_after("number of transactions actually processed: ")
+        .map(|n| n as u64)
+        .filter(|n| *n > 0);
+    let per_1k = |cpu: f64| transactions.map(|n| cpu * 1000.0 / n as f64);
     let floor = Floor {
         concurrency,
         transactions_per_second: number_after("tps = ").context("no tps in pgbench's output")?,
         latency_avg_ms: number_after("latency average = ").unwrap_or_default(),
+        transactions,
+        postgres_seconds_per_1k_transactions: per_1k(after.postgres - before.postgres),
+        pgbench_seconds_per_1k_transactions: per_1k(after.client - before.client),
     };
     println!(
-        "floor (pgbench, pipelined): {:.0} tps, average latency {:.2} ms",
-        floor.transactions_per_second, floor.latency_avg_ms
+        "floor (pgbench, pipelined): {:.0} tps, average latency {:.2} ms; CPU ms per transaction: \
+         PostgreSQL {}, pgbench {}",
+        floor.transactions_per_second,
+        floor.latency_avg_ms,
+        floor
+            .postgres_seconds_per_1k_transactions
+            .map_or("-".into(), |v| format!("{v:.3}")),
+        floor
+            .pgbench_seconds_per_1k_transactions
+            .map_or("-".into(), |v| format!("{v:.3}")),
     );
     Ok(floor)
 }

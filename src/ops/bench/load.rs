@@ -12,7 +12,9 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
+use super::cpu::{CpuCost, CpuProbe};
 use super::dataset::{self, BENCH_PASSWORD, BENCH_SERVICE_KEY, Shape};
+pub use super::forward_auth::ForwardAuthTarget;
 use crate::proto::v1 as pb;
 use crate::proto::v1::authentication_client::AuthenticationClient;
 use crate::proto::v1::authorization_client::AuthorizationClient;
@@ -33,6 +35,9 @@ pub enum Scenario {
     Exchange,
     /// Authenticate with a password.
     Login,
+    /// `/forward-auth` over HTTP, as a gateway asks it: a password user's
+    /// token, a random node and capability through the bench catalogue.
+    ForwardAuth,
 }
 
 impl Scenario {
@@ -44,13 +49,14 @@ impl Scenario {
             Self::ListDeep => "list_deep",
             Self::Exchange => "exchange",
             Self::Login => "login",
+            Self::ForwardAuth => "forward_auth",
         }
     }
 
     /// Decisions one request of this kind makes.
     fn decisions(self) -> u64 {
         match self {
-            Self::Check => 1,
+            Self::Check | Self::ForwardAuth => 1,
             Self::Batch => BATCH,
             _ => 0,
         }
@@ -75,6 +81,9 @@ pub struct ScenarioReport {
     pub max_ms: f64,
     /// The first few distinct error messages, to tell what failed.
     pub sample_errors: Vec<String>,
+    /// CPU per request over the measured window (all of the run's requests
+    /// together when it mixes scenarios).
+    pub cpu: Option<CpuCost>,
 }
 
 pub struct LoadConfig {
@@ -83,6 +92,8 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Scenarios with weights; each request picks one.
     pub mix: Vec<(Scenario, u32)>,
+    /// Samples CPU at the start and end of the measured window.
+    pub probe: Option<Arc<CpuProbe>>,
 }
 
 /// What the load needs to know of the data set and the server.
@@ -96,6 +107,8 @@ pub struct Target {
     /// A page token deep in the root user's listing, per tenant.
     pub deep_tokens: Arc<Vec<String>>,
     pub service_token: String,
+    /// The forward-auth endpoint and the users' tokens, when measured.
+    pub forward_auth: Option<ForwardAuthTarget>,
 }
 
 #[derive(Default)]
@@ -138,6 +151,7 @@ impl Target {
             service_secret,
             deep_tokens: Arc::new(Vec::new()),
             service_token: exchanged.access_token,
+            forward_auth: None,
         };
         let mut deep = Vec::new();
         for tenant in 0..shape.tenants {
@@ -243,6 +257,12 @@ impl Target {
                     })
                     .await?;
             }
+            Scenario::ForwardAuth => {
+                let target = self.forward_auth.as_ref().ok_or_else(|| {
+                    tonic::Status::failed_precondition("forward-auth is not being measured")
+                })?;
+                target.ask(shape, tenant, rng).await?;
+            }
         }
         Ok(())
     }
@@ -274,6 +294,14 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
     let started = Instant::now();
     let measure_from = started + config.warmup;
     let end = measure_from + config.duration;
+    let sampler = config.probe.clone().map(|probe| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let before = probe.sample().await;
+            tokio::time::sleep_until(end.into()).await;
+            (before, probe.sample().await)
+        })
+    });
     let mut workers = Vec::new();
     for worker in 0..config.concurrency {
         let (mut target, tally, mix) = (target.clone(), tally.clone(), config.mix.clone());
@@ -344,8 +372,22 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
     for worker in workers {
         let _ = worker.await;
     }
+    let samples = match sampler {
+        Some(sampler) => sampler.await.ok(),
+        None => None,
+    };
     let seconds = config.duration.as_secs_f64();
     let tally = tally.lock().await;
+    let (mut requests, mut decisions) = (0, 0);
+    for (scenario, _) in &config.mix {
+        let done = tally.histograms.get(scenario).map_or(0, Histogram::len)
+            + tally.errors.get(scenario).copied().unwrap_or_default();
+        requests += done;
+        decisions += done * scenario.decisions();
+    }
+    let cpu = samples.and_then(|(before, after)| {
+        CpuCost::between(&before, &after, seconds, requests, decisions)
+    });
     config
         .mix
         .iter()
@@ -371,6 +413,7 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
                     .get(scenario)
                     .cloned()
                     .unwrap_or_default(),
+                cpu: cpu.clone(),
             }
         })
         .collect()
@@ -379,7 +422,7 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
 /// A plain-text table of reports.
 pub fn table(reports: &[ScenarioReport]) -> String {
     let mut out = format!(
-        "{:<11} {:>4} {:>9} {:>7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8}\n",
+        "{:<12} {:>4} {:>9} {:>7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8}\n",
         "scenario",
         "conc",
         "requests",
@@ -393,7 +436,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
     );
     for r in reports {
         out += &format!(
-            "{:<11} {:>4} {:>9} {:>7} {:>10.0} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            "{:<12} {:>4} {:>9} {:>7} {:>10.0} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
             r.scenario.name(),
             r.concurrency,
             r.requests,
@@ -404,6 +447,29 @@ pub fn table(reports: &[ScenarioReport]) -> String {
             r.p90_ms,
             r.p99_ms,
             r.max_ms
+        );
+    }
+    out
+}
+
+/// A plain-text table of what the reports' windows cost in CPU.
+pub fn cpu_table(reports: &[ScenarioReport]) -> String {
+    let mut out = format!(
+        "{:<13} {:>13} {:>13} {:>13} {:>14} {:>9} {:>6}\n",
+        "CPU ms/req", "server", "postgres", "client", "server/decis.", "xact/req", "cores"
+    );
+    for r in reports {
+        let Some(cpu) = &r.cpu else { continue };
+        let optional = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        out += &format!(
+            "{:<13} {:>13.3} {:>13.3} {:>13.3} {:>14} {:>9} {:>6.2}\n",
+            r.scenario.name(),
+            cpu.server_seconds_per_1k_requests,
+            cpu.postgres_seconds_per_1k_requests,
+            cpu.client_seconds_per_1k_requests,
+            optional(cpu.server_seconds_per_1k_decisions),
+            optional(cpu.postgres_transactions_per_request),
+            cpu.cores_busy
         );
     }
     out

@@ -4,16 +4,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
+use super::cpu::CpuProbe;
 use super::dataset::{Profile, Shape};
 use super::filtered::{self, FilteredQuery};
 use super::floor::{Floor, floor};
-use super::load::{self, LoadConfig, Scenario, ScenarioReport, Target};
+use super::load::{self, ForwardAuthTarget, LoadConfig, Scenario, ScenarioReport, Target};
 use crate::authn::{HashCost, Passwords};
 
 pub struct RunConfig {
@@ -24,6 +26,8 @@ pub struct RunConfig {
     pub warmup: Duration,
     pub duration: Duration,
     pub listen: String,
+    /// The server's HTTP listener (forward-auth).
+    pub http_listen: String,
     pub hashing_threads: usize,
     pub pool_size: u32,
     pub report_dir: PathBuf,
@@ -44,6 +48,10 @@ pub struct RunReport {
     pub login_alone: Option<ScenarioReport>,
     pub floor: Option<Floor>,
     pub check_to_floor: Option<f64>,
+    /// PostgreSQL's CPU per check against its CPU per floor transaction.
+    pub check_postgres_cpu_to_floor: Option<f64>,
+    /// The server's CPU per forward-auth decision against per gRPC check.
+    pub forward_auth_to_check_server_cpu: Option<f64>,
     pub server_rss_mb: Option<f64>,
     pub argon2_logins_per_second_capacity: f64,
     pub login_to_capacity: Option<f64>,
@@ -84,6 +92,7 @@ fn spawn_server(config: &RunConfig, keys: &Path) -> anyhow::Result<Child> {
         .env("PORTCULLIS_DATABASE_URL", &config.app_url)
         .env("PORTCULLIS_SIGNING_KEYS_DIR", keys)
         .env("PORTCULLIS_LISTEN", &config.listen)
+        .env("PORTCULLIS_HTTP_LISTEN", &config.http_listen)
         .env("PORTCULLIS_POOL_SIZE", config.pool_size.to_string())
         .env(
             "PORTCULLIS_HASHING_THREADS",
@@ -134,33 +143,44 @@ async fn measure(
     connect(&config.listen).await?;
     println!("preparing (service token, deep page tokens)…");
     let endpoint = tonic::transport::Channel::from_shared(format!("http://{}", config.listen))?;
-    let target = Target::prepare(endpoint, shape, config.service_secret.clone()).await?;
-    let load = |scenario, concurrency| LoadConfig {
+    let mut target = Target::prepare(endpoint, shape, config.service_secret.clone()).await?;
+    target.forward_auth =
+        Some(ForwardAuthTarget::prepare(target.channel.clone(), &config.http_listen, shape).await?);
+    let database = url::Url::parse(&config.app_url)?;
+    let probe = Arc::new(CpuProbe::new(server.id(), Some(&database)).await);
+    let load = |scenario, concurrency, probe: Option<&Arc<CpuProbe>>| LoadConfig {
         concurrency,
         warmup: config.warmup,
         duration: config.duration,
         mix: vec![(scenario, 1)],
+        probe: probe.cloned(),
     };
     let mut scenarios = Vec::new();
     for scenario in [
         Scenario::Check,
+        Scenario::ForwardAuth,
         Scenario::Batch,
         Scenario::ListFirst,
         Scenario::ListDeep,
         Scenario::Exchange,
     ] {
-        let report = load::run(&target, &load(scenario, config.concurrency)).await;
+        let report = load::run(&target, &load(scenario, config.concurrency, Some(&probe))).await;
         print!("{}", load::table(&report));
         scenarios.extend(report);
     }
+    print!("{}", load::cpu_table(&scenarios));
 
     // Logins alone: what the hashing threads deliver against what argon2
     // allows on them.
-    let logins = load::run(&target, &load(Scenario::Login, config.hashing_threads * 4)).await;
+    let logins = load::run(
+        &target,
+        &load(Scenario::Login, config.hashing_threads * 4, Some(&probe)),
+    )
+    .await;
     print!("{}", load::table(&logins));
     // Logins saturating the hashing pool, with checks running beside them.
-    let storm_config = load(Scenario::Login, config.hashing_threads * 4);
-    let checks_config = load(Scenario::Check, config.concurrency);
+    let storm_config = load(Scenario::Login, config.hashing_threads * 4, None);
+    let checks_config = load(Scenario::Check, config.concurrency, None);
     let (storm, checks) = tokio::join!(
         load::run(&target, &storm_config),
         load::run(&target, &checks_config)
@@ -168,7 +188,14 @@ async fn measure(
     print!("{}", load::table(&[storm.clone(), checks.clone()].concat()));
 
     let rss = server.id().and_then(resident_mb);
-    let floor = floor(&config.app_url, config.concurrency, config.duration, shape).await;
+    let floor = floor(
+        &config.app_url,
+        config.concurrency,
+        config.duration,
+        shape,
+        &probe,
+    )
+    .await;
     if let Err(error) = &floor {
         eprintln!("pgbench floor not measured: {error:#}");
     }
@@ -180,14 +207,32 @@ async fn measure(
     let filtered_query = filtered_query.ok();
 
     let capacity = argon2_capacity(config.hashing_threads).await?;
-    let check_rps = scenarios
-        .iter()
-        .find(|r| r.scenario == Scenario::Check)
-        .map(|r| r.per_second);
+    let of = |scenario| scenarios.iter().find(|r| r.scenario == scenario);
+    let check_rps = of(Scenario::Check).map(|r| r.per_second);
+    let check_cpu = of(Scenario::Check).and_then(|r| r.cpu.as_ref());
+    let forward_auth_cpu = of(Scenario::ForwardAuth).and_then(|r| r.cpu.as_ref());
+    let forward_auth_to_check_server_cpu = forward_auth_cpu.zip(check_cpu).map(|(http, grpc)| {
+        http.server_seconds_per_1k_requests / grpc.server_seconds_per_1k_requests
+    });
+    let check_postgres_cpu_to_floor = check_cpu
+        .zip(
+            floor
+                .as_ref()
+                .and_then(|f| f.postgres_seconds_per_1k_transactions),
+        )
+        .map(|(check, floor)| check.postgres_seconds_per_1k_requests / floor);
+    if let Some(ratio) = forward_auth_to_check_server_cpu {
+        println!("server CPU per forward-auth decision / per gRPC check: {ratio:.2}×");
+    }
+    if let Some(ratio) = check_postgres_cpu_to_floor {
+        println!("PostgreSQL CPU per check / per floor transaction: {ratio:.2}×");
+    }
     let login = logins.into_iter().next();
     Ok(RunReport {
         profile: config.profile,
         machine: machine(),
+        check_postgres_cpu_to_floor,
+        forward_auth_to_check_server_cpu,
         check_to_floor: check_rps
             .zip(floor.as_ref())
             .map(|(rps, f)| rps / f.transactions_per_second),
