@@ -74,6 +74,8 @@ pub async fn serve(
         }
         None => None,
     };
+    // One copy of the endpoint catalogue for CheckEndpoint and forward-auth.
+    let catalogue = Arc::new(crate::authz::EndpointCatalogue::default());
     let gateway = match settings.http_listen {
         Some(addr) => {
             let listener = bind(addr).await?;
@@ -81,6 +83,7 @@ pub async fn serve(
             let forward_auth = crate::gateway::ForwardAuth {
                 db: db.for_reads(),
                 tokens: tokens.clone(),
+                catalogue: catalogue.clone(),
                 settings: settings.forward_auth.clone(),
             };
             Some(tokio::spawn(crate::gateway::serve(
@@ -142,6 +145,7 @@ pub async fn serve(
             db.for_reads(),
             tokens.clone(),
             settings.max_batch_checks,
+            catalogue,
         )))
         .add_service(ServiceCredentialsServer::new(
             ServiceCredentialsService::new(db.clone(), tokens, settings.service_token_lifetime),

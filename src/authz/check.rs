@@ -161,7 +161,10 @@ fn ordinal_index(ordinal: i32, len: usize) -> Option<usize> {
         .map(|o| o - 1)
 }
 
-fn decisions_in_order(rows: Vec<(i32, String)>, len: usize) -> Result<Vec<Decision>, AuthzError> {
+pub(super) fn decisions_in_order(
+    rows: Vec<(i32, String)>,
+    len: usize,
+) -> Result<Vec<Decision>, AuthzError> {
     if rows.len() != len {
         return Err(AuthzError::Unexpected(format!(
             "{} answers to {len} checks",

@@ -1,7 +1,9 @@
 //! `CheckEndpoint`: which catalogue entry a request to a service matches,
 //! which org node it names, and whether the subject may exercise the
-//! entry's capability there. The catalogue is read on every call: a change
-//! is effective on the next one, with nothing to restart.
+//! entry's capability there. The server keeps the catalogue in memory and
+//! confirms it is current in the decision's own round trip
+//! ([`super::catalogue`]): a change is effective on the next call, with
+//! nothing to restart.
 //!
 //! Matching: the routes of the request's own method first, then `ANY`
 //! routes. Within one method the router decides (static segments before
@@ -9,17 +11,21 @@
 //! apart are refused when they are written.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
 use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
 
-use super::{AuthzError, CapabilityKey, Check, Decision, Subject, check};
+use super::catalogue::{EndpointCatalogue, Snapshot, version_now};
+use super::check::decisions_in_order;
+use super::queries::{BatchQuery, Checks};
+use super::{AuthzError, CapabilityKey, Decision, Subject};
 use crate::admin::global::EndpointPolicy;
-use crate::admin::global::endpoints;
 use crate::db::Db;
-use crate::db::schema::auth::endpoint_policy as ep;
-use crate::names::{HttpMethod, NodeSource, OrgNodeId};
+use crate::names::{HttpMethod, OrgNodeId};
 
 /// A request as a gateway sees it.
 #[derive(Clone, Debug)]
@@ -58,120 +64,166 @@ impl EndpointDecision {
 
 pub async fn check_endpoint(
     db: &Db,
+    catalogue: &EndpointCatalogue,
     subject: Subject,
     request: &EndpointRequest<'_>,
     with_roles: bool,
     request_id: Option<&str>,
 ) -> Result<EndpointDecision, AuthzError> {
-    let methods = [request.method.as_str(), HttpMethod::Any.as_str()];
-    let service = request.service;
-    let rows: Vec<endpoints::Row> = db
-        .read(&subject.rls_context(request_id), |conn| {
+    let ctx = subject.rls_context(request_id);
+    // The hot path: the copy in memory, confirmed current in the same
+    // round trip as the check (and the roles, when asked for).
+    if let Some(copy) = catalogue.current() {
+        let resolved = Resolved::of(&copy, request);
+        let question = resolved.question(subject, with_roles);
+        let (version, answer) = db
+            .read_pipelined(&ctx, move |conn| {
+                let mut first = conn;
+                async move { futures_util::try_join!(version_now(&mut first), ask(conn, question)) }
+                    .boxed()
+            })
+            .await?;
+        if version == copy.version {
+            return resolved.decided(answer);
+        }
+    }
+    // No copy yet, or a stale one: reload, and decide in the same
+    // transaction, against the catalogue just read.
+    let (fresh, resolved, answer) = db
+        .read(&ctx, |conn| {
             async move {
-                Ok::<_, AuthzError>(
-                    ep::table
-                        .filter(ep::service_key.eq(service))
-                        .filter(ep::method_code.eq_any(methods))
-                        .select(endpoints::COLUMNS)
-                        .load(conn)
-                        .await?,
-                )
+                let fresh = Snapshot::load(conn).await?;
+                let resolved = Resolved::of(&fresh, request);
+                let answer = ask(conn, resolved.question(subject, with_roles)).await?;
+                Ok::<_, AuthzError>((fresh, resolved, answer))
             }
             .scope_boxed()
         })
         .await?;
-    let policies: Vec<EndpointPolicy> = rows.into_iter().map(EndpointPolicy::from_row).collect();
-    let Some((policy, node)) = matched(&policies, request) else {
-        return Ok(EndpointDecision::NoMatchingEndpoint);
-    };
-    let (Some(org_node_id), Ok(capability)) = (
-        node.and_then(|raw| raw.parse::<OrgNodeId>().ok()),
-        CapabilityKey::parse(&policy.capability),
-    ) else {
-        return Ok(EndpointDecision::OrgNodeNotGiven(policy.clone()));
-    };
-    let decision = check(
-        db,
-        subject,
-        &[Check {
-            capability,
-            org_node_id,
-        }],
-        false,
-        request_id,
-    )
-    .await?
-    .pop()
-    .ok_or_else(|| AuthzError::Unexpected("no answer to the endpoint's check".into()))?;
-    let roles = if with_roles && decision.allowed() {
-        roles_held_at(db, subject, org_node_id, request_id).await?
-    } else {
-        Vec::new()
-    };
-    Ok(EndpointDecision::Decided {
-        policy: policy.clone(),
-        org_node_id,
-        decision,
-        roles,
-    })
+    catalogue.replace(Arc::new(fresh));
+    resolved.decided(answer)
 }
 
-/// The keys of the roles `subject` holds at `node`: assignments in force at
-/// the node or above it.
-async fn roles_held_at(
-    db: &Db,
-    subject: Subject,
-    node: OrgNodeId,
-    request_id: Option<&str>,
-) -> Result<Vec<String>, AuthzError> {
-    use crate::db::schema::auth::{org_assignments as oa, org_node_paths as p, roles as r};
-    let (user, node) = (subject.user_id.get(), node.get());
-    db.read(&subject.rls_context(request_id), |conn| {
-        async move {
-            let now = diesel::dsl::now;
-            Ok::<_, AuthzError>(
-                p::table
-                    .inner_join(oa::table.on(oa::org_node_id.eq(p::ancestor_org_node_id)))
-                    .inner_join(r::table.on(r::role_id.eq(oa::role_id)))
-                    .filter(p::descendant_org_node_id.eq(node))
-                    .filter(oa::user_id.eq(user))
-                    .filter(oa::start_utc.le(now))
-                    .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
-                    .select(r::role_key)
-                    .distinct()
-                    .order(r::role_key)
-                    .load(conn)
-                    .await?,
-            )
-        }
-        .scope_boxed()
-    })
-    .await
+/// What the catalogue makes of a request.
+enum Resolved {
+    NoMatchingEndpoint,
+    OrgNodeNotGiven(EndpointPolicy),
+    Check {
+        policy: EndpointPolicy,
+        capability: CapabilityKey,
+        org_node_id: OrgNodeId,
+    },
 }
 
-/// The entry the request matches (its own method's routes first, then
-/// `ANY`), and the node id as the request gives it, if it does.
-fn matched<'p>(
-    policies: &'p [EndpointPolicy],
-    request: &EndpointRequest<'_>,
-) -> Option<(&'p EndpointPolicy, Option<String>)> {
-    for method in [request.method, HttpMethod::Any] {
-        let mut router = matchit::Router::new();
-        for (index, policy) in policies.iter().enumerate() {
-            if policy.method == method.as_str() {
-                // Conflicting routes were refused when written.
-                let _ = router.insert(policy.route_pattern.as_str(), index);
-            }
-        }
-        if let Ok(found) = router.at(request.path) {
-            let policy = &policies[*found.value];
-            let node = match &policy.node_source {
-                NodeSource::Path(name) => found.params.get(name.as_str()).map(str::to_owned),
-                NodeSource::Header(name) => request.headers.get(name).cloned(),
-                NodeSource::Field(name) => request.fields.get(name).cloned(),
-            };
-            return Some((policy, node));
+/// What the database is asked for a matched entry.
+struct Question {
+    user: Uuid,
+    capability: String,
+    node: Uuid,
+    with_roles: bool,
+}
+
+/// The check's answer row and, when asked for, the roles at the node.
+#[derive(Default)]
+struct Answer {
+    reasons: Vec<(i32, String)>,
+    roles: Vec<String>,
+}
+
+impl Resolved {
+    fn of(catalogue: &Snapshot, request: &EndpointRequest<'_>) -> Self {
+        let Some((policy, node)) = catalogue.matched(request) else {
+            return Self::NoMatchingEndpoint;
+        };
+        match (
+            node.and_then(|raw| raw.parse::<OrgNodeId>().ok()),
+            CapabilityKey::parse(&policy.capability),
+        ) {
+            (Some(org_node_id), Ok(capability)) => Self::Check {
+                policy: policy.clone(),
+                capability,
+                org_node_id,
+            },
+            _ => Self::OrgNodeNotGiven(policy.clone()),
         }
     }
-    None
+
+    fn question(&self, subject: Subject, with_roles: bool) -> Option<Question> {
+        match self {
+            Self::Check {
+                capability,
+                org_node_id,
+                ..
+            } => Some(Question {
+                user: subject.user_id.get(),
+                capability: capability.to_string(),
+                node: org_node_id.get(),
+                with_roles,
+            }),
+            _ => None,
+        }
+    }
+
+    fn decided(self, answer: Answer) -> Result<EndpointDecision, AuthzError> {
+        Ok(match self {
+            Self::NoMatchingEndpoint => EndpointDecision::NoMatchingEndpoint,
+            Self::OrgNodeNotGiven(policy) => EndpointDecision::OrgNodeNotGiven(policy),
+            Self::Check {
+                policy,
+                org_node_id,
+                ..
+            } => {
+                let decision: Decision =
+                    decisions_in_order(answer.reasons, 1)?
+                        .pop()
+                        .ok_or_else(|| {
+                            AuthzError::Unexpected("no answer to the endpoint's check".into())
+                        })?;
+                let roles = if decision.allowed() {
+                    answer.roles
+                } else {
+                    Vec::new()
+                };
+                EndpointDecision::Decided {
+                    policy,
+                    org_node_id,
+                    decision,
+                    roles,
+                }
+            }
+        })
+    }
+}
+
+/// The check and, when asked for, the roles the subject holds at the node
+/// (assignments in force at the node or above it), sent together.
+async fn ask(conn: &AsyncPgConnection, question: Option<Question>) -> QueryResult<Answer> {
+    use crate::db::schema::auth::{org_assignments as oa, org_node_paths as p, roles as r};
+    let Some(question) = question else {
+        return Ok(Answer::default());
+    };
+    let (capabilities, nodes) = (vec![question.capability], vec![question.node]);
+    let (mut for_check, mut for_roles) = (conn, conn);
+    let check =
+        BatchQuery::<Checks>::new(question.user, &capabilities, &nodes).load(&mut for_check);
+    let roles = async {
+        if !question.with_roles {
+            return Ok(Vec::new());
+        }
+        let now = diesel::dsl::now;
+        p::table
+            .inner_join(oa::table.on(oa::org_node_id.eq(p::ancestor_org_node_id)))
+            .inner_join(r::table.on(r::role_id.eq(oa::role_id)))
+            .filter(p::descendant_org_node_id.eq(question.node))
+            .filter(oa::user_id.eq(question.user))
+            .filter(oa::start_utc.le(now))
+            .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
+            .select(r::role_key)
+            .distinct()
+            .order(r::role_key)
+            .load(&mut for_roles)
+            .await
+    };
+    let (reasons, roles) = futures_util::try_join!(check, roles)?;
+    Ok(Answer { reasons, roles })
 }

@@ -2,6 +2,7 @@
 //! nodes may U see. Every call runs in one read-only transaction scoped to
 //! the subject's tenant and user.
 
+mod catalogue;
 mod check;
 mod endpoint;
 mod listing;
@@ -10,6 +11,7 @@ mod queries;
 mod subject;
 
 pub use crate::names::CapabilityKey;
+pub use catalogue::EndpointCatalogue;
 pub use check::{Check, Decision, GrantExplanation, Reason, check};
 pub use endpoint::{EndpointDecision, EndpointRequest, check_endpoint};
 pub use listing::{

@@ -310,6 +310,12 @@ pub mod auth {
             updated_utc -> Timestamptz,
         }
     }
+    diesel::table! {
+        auth.endpoint_catalogue_version (singleton_flag) {
+            singleton_flag -> Bool,
+            version_no -> Int8,
+        }
+    }
 
     diesel::joinable!(service_permissions -> services (svc_id));
     diesel::joinable!(service_sessions -> services (svc_id));
@@ -337,6 +343,7 @@ pub mod auth {
         anonymous_throttles,
         otp_outbox,
         endpoint_policy,
+        endpoint_catalogue_version,
     );
 }
 

@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use crate::authz::{self, AuthzError, EndpointDecision, EndpointRequest, Subject};
+use crate::authz::{
+    self, AuthzError, EndpointCatalogue, EndpointDecision, EndpointRequest, Subject,
+};
 use crate::db::{Db, DbError};
 use crate::names::HttpMethod;
 use crate::tokens::{Principal, TokenError, Tokens};
@@ -53,6 +55,7 @@ impl Default for ForwardAuthSettings {
 pub struct ForwardAuth {
     pub db: Db,
     pub tokens: Arc<Tokens>,
+    pub catalogue: Arc<EndpointCatalogue>,
     pub settings: ForwardAuthSettings,
 }
 
@@ -174,17 +177,24 @@ impl ForwardAuth {
             headers: &original,
             fields: &HashMap::new(),
         };
-        let decided = authz::check_endpoint(&self.db, subject, &request, true, request_id)
-            .await
-            .map_err(|error| match error {
-                AuthzError::Db(DbError::Unavailable(_)) | AuthzError::Db(DbError::Timeout) => {
-                    Refusal::Unavailable
-                }
-                other => {
-                    tracing::error!(error = %other, "forward-auth failed");
-                    Refusal::Failed
-                }
-            })?;
+        let decided = authz::check_endpoint(
+            &self.db,
+            &self.catalogue,
+            subject,
+            &request,
+            true,
+            request_id,
+        )
+        .await
+        .map_err(|error| match error {
+            AuthzError::Db(DbError::Unavailable(_)) | AuthzError::Db(DbError::Timeout) => {
+                Refusal::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "forward-auth failed");
+                Refusal::Failed
+            }
+        })?;
         match decided {
             EndpointDecision::NoMatchingEndpoint => {
                 Err(Refusal::Denied("no_matching_endpoint".into()))

@@ -12,8 +12,8 @@ use super::fields::{parse_id, token_field};
 use super::request::{caller, invalid, request_id};
 use crate::admin::NodeType;
 use crate::authz::{
-    self, CapabilityKey, Check, Decision, EndpointDecision, EndpointRequest, ListingQuery, Reason,
-    Scope, SubjectRef,
+    self, CapabilityKey, Check, Decision, EndpointCatalogue, EndpointDecision, EndpointRequest,
+    ListingQuery, Reason, Scope, SubjectRef,
 };
 use crate::db::Db;
 use crate::names::{HttpMethod, ServiceKey};
@@ -28,14 +28,21 @@ pub struct AuthorizationService {
     db: Db,
     tokens: Arc<Tokens>,
     max_batch_checks: usize,
+    catalogue: Arc<EndpointCatalogue>,
 }
 
 impl AuthorizationService {
-    pub fn new(db: Db, tokens: Arc<Tokens>, max_batch_checks: usize) -> Self {
+    pub fn new(
+        db: Db,
+        tokens: Arc<Tokens>,
+        max_batch_checks: usize,
+        catalogue: Arc<EndpointCatalogue>,
+    ) -> Self {
         Self {
             db,
             tokens,
             max_batch_checks,
+            catalogue,
         }
     }
 
@@ -175,9 +182,15 @@ impl Authorization for AuthorizationService {
             headers: &headers,
             fields: &body.fields,
         };
-        let decided =
-            authz::check_endpoint(&self.db, subject, &endpoint, false, request_id.as_deref())
-                .await?;
+        let decided = authz::check_endpoint(
+            &self.db,
+            &self.catalogue,
+            subject,
+            &endpoint,
+            false,
+            request_id.as_deref(),
+        )
+        .await?;
         let answer = match decided {
             EndpointDecision::NoMatchingEndpoint => pb::CheckEndpointResponse {
                 allowed: false,

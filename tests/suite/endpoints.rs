@@ -371,13 +371,7 @@ async fn a_change_to_the_catalogue_is_effective_on_the_next_call_and_logged() {
         #[diesel(sql_type = Text)]
         after: String,
     }
-    let mut conn = AsyncPgConnection::establish(s.test.migration_url.as_str())
-        .await
-        .unwrap();
-    diesel::sql_query("SELECT set_config('app.global_admin', 'on', false)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = owner_with_global_admin(&s).await;
     let changes: Vec<Change> = diesel::sql_query(
         "SELECT action_key AS action, coalesce(before_json::text, '') AS before, \
                 coalesce(after_json::text, '') AS after \
@@ -402,6 +396,75 @@ async fn a_change_to_the_catalogue_is_effective_on_the_next_call_and_logged() {
             && changes[1].after.contains(&capability_of(&s.b))
     );
     assert!(changes[2].after.is_empty());
+}
+
+/// A connection as the schema's owner with the global administrator's
+/// context: a change made beside this server (another replica, an
+/// operator's SQL), which its copy of the catalogue never saw.
+async fn owner_with_global_admin(s: &Setup) -> AsyncPgConnection {
+    let mut conn = AsyncPgConnection::establish(s.test.migration_url.as_str())
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT set_config('app.global_admin', 'on', false)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_beside_the_server_is_effective_on_its_next_call() {
+    let s = setup().await;
+    let a = &s.a;
+    let entry = s
+        .create_endpoint(
+            "GET",
+            "/ledgers/{node_id}",
+            &capability_of(a),
+            source("path", "node_id"),
+        )
+        .await
+        .unwrap();
+    let path = format!("/ledgers/{}", a.root);
+    // The server now holds the catalogue in memory.
+    assert!(s.check_endpoint(a, "GET", &path, &[], &[]).await.allowed);
+    let mut owner = owner_with_global_admin(&s).await;
+    let change = |sql: String| diesel::sql_query(sql);
+    change(format!(
+        "UPDATE auth.endpoint_policy SET capability = '{}' WHERE endpoint_id = '{}'",
+        capability_of(&s.b),
+        entry.endpoint_id
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let denied = s.check_endpoint(a, "GET", &path, &[], &[]).await;
+    assert_eq!(reason(&denied), DecisionReason::NoMatchingAssignment);
+    change(format!(
+        "DELETE FROM auth.endpoint_policy WHERE endpoint_id = '{}'",
+        entry.endpoint_id
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let gone = s.check_endpoint(a, "GET", &path, &[], &[]).await;
+    assert_eq!(reason(&gone), DecisionReason::NoMatchingEndpoint);
+    change(format!(
+        "INSERT INTO auth.endpoint_policy (service_key, method_code, route_pattern, capability, \
+                                           node_source_code, node_source_name) \
+         VALUES ('payment_flow', 'ANY', '/ledgers/{{node_id}}', '{}', 'path', 'node_id')",
+        capability_of(a)
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    assert!(s.check_endpoint(a, "GET", &path, &[], &[]).await.allowed);
+    change("TRUNCATE auth.endpoint_policy".into())
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let emptied = s.check_endpoint(a, "GET", &path, &[], &[]).await;
+    assert_eq!(reason(&emptied), DecisionReason::NoMatchingEndpoint);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -112,7 +112,11 @@ const FENCED_TABLES: &[(&str, &str, FencedBy, Option<&str>)] = &[
 ];
 
 /// The global catalogue, fenced by "has any identity" rather than by owner.
-const GLOBAL_TABLES: &[&str] = &["auth.capabilities", "auth.endpoint_policy"];
+const GLOBAL_TABLES: &[&str] = &[
+    "auth.capabilities",
+    "auth.endpoint_policy",
+    "auth.endpoint_catalogue_version",
+];
 
 /// Seen by global administrators alone (and each row names its caller).
 const GLOBAL_ADMIN_TABLES: &[&str] = &["auth.global_idempotency_keys"];
@@ -536,6 +540,20 @@ async fn the_policy_change_log_is_out_of_every_tenants_reach() {
         assert_eq!(count(&db, &a.context(), table).await.unwrap(), 0, "{table}");
         assert_eq!(count(&db, &RlsContext::operator(), table).await.unwrap(), 1);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalogue_version_is_read_by_any_identity_and_moved_by_global_administrators_alone() {
+    let (test, a, _b) = two_tenants().await;
+    let db = test.db();
+    let table = "auth.endpoint_catalogue_version";
+    let bump = format!("UPDATE {table} SET version_no = version_no + 1");
+    assert_eq!(count(&db, &a.context(), table).await.unwrap(), 1);
+    assert_eq!(execute(&db, &a.context(), &bump).await.unwrap(), 0);
+    assert_eq!(
+        execute(&db, &RlsContext::operator(), &bump).await.unwrap(),
+        1
+    );
 }
 
 fn service_key_of(world: &TenantWorld) -> String {

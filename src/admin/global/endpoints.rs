@@ -1,7 +1,9 @@
 //! The endpoint catalogue: which capability an endpoint of a service needs
 //! and where its requests name the org node. Every change is audited and
-//! kept, before and after, in `audit.policy_change_log`; `CheckEndpoint`
-//! reads the table on every call, so a change is effective on the next one.
+//! kept, before and after, in `audit.policy_change_log`; a trigger bumps
+//! `auth.endpoint_catalogue_version`, which servers holding the catalogue
+//! in memory check on every decision, so a change is effective on the next
+//! call.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};

@@ -1,0 +1,121 @@
+//! The endpoint catalogue as a server keeps it: every entry, with each
+//! service's routers built once, labelled with the catalogue's version
+//! (`auth.endpoint_catalogue_version`, bumped by a trigger on every change).
+//! A decision reads the version in the same round trip as its check and
+//! trusts the copy only when the numbers agree; otherwise it reloads and
+//! decides again inside the reload's transaction. A change is therefore
+//! effective on the next call, as when the table was read on every call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::endpoint::EndpointRequest;
+use crate::admin::global::EndpointPolicy;
+use crate::admin::global::endpoints;
+use crate::db::schema::auth::endpoint_catalogue_version as version;
+use crate::db::schema::auth::endpoint_policy as ep;
+use crate::names::{HttpMethod, NodeSource};
+
+/// The server's copy, shared by every caller of `check_endpoint`.
+#[derive(Default)]
+pub struct EndpointCatalogue {
+    current: RwLock<Option<Arc<Snapshot>>>,
+}
+
+impl EndpointCatalogue {
+    pub(super) fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.read().ok().and_then(|copy| copy.clone())
+    }
+
+    /// Keeps `fresh` unless a newer copy arrived meanwhile.
+    pub(super) fn replace(&self, fresh: Arc<Snapshot>) {
+        if let Ok(mut copy) = self.current.write()
+            && copy.as_ref().is_none_or(|old| old.version <= fresh.version)
+        {
+            *copy = Some(fresh);
+        }
+    }
+}
+
+/// The catalogue at one version.
+pub(super) struct Snapshot {
+    pub version: i64,
+    services: HashMap<String, ServiceRoutes>,
+}
+
+/// One service's entries and, per method, a router over them.
+struct ServiceRoutes {
+    policies: Vec<EndpointPolicy>,
+    routers: HashMap<String, matchit::Router<usize>>,
+}
+
+/// The version, as the decision's own transaction sees it.
+pub(super) async fn version_now(conn: &mut &AsyncPgConnection) -> QueryResult<i64> {
+    version::table
+        .select(version::version_no)
+        .get_result(conn)
+        .await
+}
+
+impl Snapshot {
+    /// Reads the version first, then the entries: a copy may be labelled
+    /// older than what it holds (and be reloaded once more), never newer.
+    pub(super) async fn load(conn: &mut AsyncPgConnection) -> QueryResult<Self> {
+        let version = version::table
+            .select(version::version_no)
+            .get_result(conn)
+            .await?;
+        let rows: Vec<endpoints::Row> = ep::table
+            .select(endpoints::COLUMNS)
+            .order(ep::endpoint_id)
+            .load(conn)
+            .await?;
+        let mut services: HashMap<String, ServiceRoutes> = HashMap::new();
+        for policy in rows.into_iter().map(EndpointPolicy::from_row) {
+            let routes = services
+                .entry(policy.service_key.clone())
+                .or_insert_with(|| ServiceRoutes {
+                    policies: Vec::new(),
+                    routers: HashMap::new(),
+                });
+            let index = routes.policies.len();
+            // Conflicting routes were refused when written.
+            let _ = routes
+                .routers
+                .entry(policy.method.clone())
+                .or_default()
+                .insert(policy.route_pattern.as_str(), index);
+            routes.policies.push(policy);
+        }
+        Ok(Self { version, services })
+    }
+
+    /// The entry the request matches (its own method's routes first, then
+    /// `ANY`), and the node id as the request gives it, if it does.
+    pub(super) fn matched(
+        &self,
+        request: &EndpointRequest<'_>,
+    ) -> Option<(&EndpointPolicy, Option<String>)> {
+        let routes = self.services.get(request.service)?;
+        for method in [request.method, HttpMethod::Any] {
+            let Some(found) = routes
+                .routers
+                .get(method.as_str())
+                .and_then(|router| router.at(request.path).ok())
+            else {
+                continue;
+            };
+            let policy = routes.policies.get(*found.value)?;
+            let node = match &policy.node_source {
+                NodeSource::Path(name) => found.params.get(name.as_str()).map(str::to_owned),
+                NodeSource::Header(name) => request.headers.get(name).cloned(),
+                NodeSource::Field(name) => request.fields.get(name).cloned(),
+            };
+            return Some((policy, node));
+        }
+        None
+    }
+}
