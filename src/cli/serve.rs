@@ -14,6 +14,7 @@ use crate::authn::{
 };
 use crate::db::Db;
 use crate::gateway::ForwardAuthSettings;
+use crate::names::ServiceKey;
 use crate::server;
 use crate::tls::{ServerTls, TlsFileError};
 use crate::tokens::{KeyRing, RESERVED_CLAIMS, RoleClaim, TokenSettings};
@@ -144,6 +145,25 @@ pub struct ServerArgs {
     /// Read the user token from this cookie instead of `Authorization: Bearer`.
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_COOKIE")]
     pub forward_auth_cookie: Option<String>,
+    /// Catalogue services whose upstream receives `X-Auth-Token` on an
+    /// allowed request: a token for that one request (audience the service,
+    /// the PostgREST role claim), repeated or comma-separated.
+    #[arg(
+        long,
+        env = "PORTCULLIS_FORWARD_AUTH_UPSTREAM_TOKEN",
+        value_delimiter = ',',
+        value_parser = |raw: &str| ServiceKey::parse(raw).map_err(|e| e.to_string())
+    )]
+    pub forward_auth_upstream_token: Vec<ServiceKey>,
+    /// How long an `X-Auth-Token` lives (at most 5m; never past the user's
+    /// own token).
+    #[arg(
+        long,
+        env = "PORTCULLIS_FORWARD_AUTH_UPSTREAM_TOKEN_LIFETIME",
+        default_value = "60s",
+        value_parser = parse_upstream_token_lifetime
+    )]
+    pub forward_auth_upstream_token_lifetime: humantime::Duration,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
@@ -174,6 +194,12 @@ impl ServerArgs {
                 service_header: self.forward_auth_service_header.to_ascii_lowercase(),
                 services_by_host: self.forward_auth_host.iter().cloned().collect(),
                 token_cookie: self.forward_auth_cookie.clone(),
+                upstream_token_services: self
+                    .forward_auth_upstream_token
+                    .iter()
+                    .map(|service| service.as_str().to_owned())
+                    .collect(),
+                upstream_token_lifetime: self.forward_auth_upstream_token_lifetime.into(),
             },
         })
     }
@@ -380,6 +406,18 @@ fn parse_leeway(raw: &str) -> Result<humantime::Duration, String> {
         ));
     }
     Ok(leeway)
+}
+
+fn parse_upstream_token_lifetime(raw: &str) -> Result<humantime::Duration, String> {
+    let lifetime: humantime::Duration = raw.parse().map_err(|e| format!("{e}"))?;
+    let most = crate::tokens::MAX_UPSTREAM_TOKEN_LIFETIME;
+    if lifetime.is_zero() || *lifetime > most {
+        return Err(format!(
+            "more than 0s and at most {}",
+            humantime::format_duration(most)
+        ));
+    }
+    Ok(lifetime)
 }
 
 pub(super) fn parse_ratio(raw: &str) -> Result<f64, String> {

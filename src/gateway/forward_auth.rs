@@ -8,24 +8,27 @@
 //! sends it, the request's own method and the path after `/forward-auth`.
 //! The credential is the original `Authorization: Bearer` user token (or a
 //! configured cookie). Answers: `200` with `X-Auth-User`, `X-Auth-Tenant`,
-//! `X-Auth-Groups` and `X-Auth-Reason`; `401` with `WWW-Authenticate:
+//! `X-Auth-Groups` and `X-Auth-Reason` (and `X-Auth-Token`, a token minted
+//! for the one request, for services configured so); `401` with `WWW-Authenticate:
 //! Bearer` for a missing, bad, expired or revoked token; `403` with the
 //! reason; `503` when the database cannot be asked. Never a silent allow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use secrecy::ExposeSecret;
 
 use crate::authz::{
     self, AuthzError, EndpointCatalogue, EndpointDecision, EndpointRequest, Subject,
 };
 use crate::db::{Db, DbError};
 use crate::names::HttpMethod;
-use crate::tokens::{Principal, TokenError, Tokens};
+use crate::tokens::{Claims, Principal, TokenError, Tokens, UpstreamGrant};
 
 #[derive(Clone, Debug)]
 pub struct ForwardAuthSettings {
@@ -38,6 +41,10 @@ pub struct ForwardAuthSettings {
     pub services_by_host: HashMap<String, String>,
     /// Read the user token from this cookie instead of `Authorization`.
     pub token_cookie: Option<String>,
+    /// Catalogue services whose upstream gets `X-Auth-Token`, a token
+    /// minted for the one request, living this long.
+    pub upstream_token_services: HashSet<String>,
+    pub upstream_token_lifetime: Duration,
 }
 
 impl Default for ForwardAuthSettings {
@@ -48,6 +55,8 @@ impl Default for ForwardAuthSettings {
             service_header: "x-auth-service".into(),
             services_by_host: HashMap::new(),
             token_cookie: None,
+            upstream_token_services: HashSet::new(),
+            upstream_token_lifetime: Duration::from_secs(60),
         }
     }
 }
@@ -84,6 +93,14 @@ async fn decide_below(
     state.decide(&method, &format!("/{rest}"), &headers).await
 }
 
+/// A request allowed to pass, and what the upstream is told.
+struct Allowed {
+    subject: Subject,
+    roles: Vec<String>,
+    reason: String,
+    upstream_token: Option<secrecy::SecretString>,
+}
+
 /// Why a request is refused, as the response says it.
 enum Refusal {
     Unauthenticated(&'static str),
@@ -99,7 +116,7 @@ impl ForwardAuth {
             .decision(own_method, own_path, headers, request_id.as_deref())
             .await;
         let reason = match &outcome {
-            Ok((_, _, reason)) => reason.clone(),
+            Ok(allowed) => allowed.reason.clone(),
             Err(Refusal::Unauthenticated(_)) => "unauthenticated".into(),
             Err(Refusal::Denied(reason)) => reason.clone(),
             Err(Refusal::Unavailable) => "unavailable".into(),
@@ -108,16 +125,21 @@ impl ForwardAuth {
         metrics::counter!("portcullis_forward_auth_decisions_total", "reason" => reason.clone())
             .increment(1);
         match outcome {
-            Ok((subject, roles, reason)) => {
+            Ok(allowed) => {
                 let mut response = StatusCode::OK.into_response();
                 let out = response.headers_mut();
+                let token = allowed
+                    .upstream_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned());
                 for (name, value) in [
-                    ("x-auth-user", subject.user_id.to_string()),
-                    ("x-auth-tenant", subject.tenant_id.to_string()),
-                    ("x-auth-groups", roles.join(",")),
-                    ("x-auth-reason", reason),
+                    ("x-auth-user", Some(allowed.subject.user_id.to_string())),
+                    ("x-auth-tenant", Some(allowed.subject.tenant_id.to_string())),
+                    ("x-auth-groups", Some(allowed.roles.join(","))),
+                    ("x-auth-reason", Some(allowed.reason)),
+                    ("x-auth-token", token),
                 ] {
-                    if let Ok(value) = HeaderValue::from_str(&value) {
+                    if let Some(Ok(value)) = value.map(|v| HeaderValue::from_str(&v)) {
                         out.insert(name, value);
                     }
                 }
@@ -138,7 +160,7 @@ impl ForwardAuth {
         own_path: &str,
         headers: &HeaderMap,
         request_id: Option<&str>,
-    ) -> Result<(Subject, Vec<String>, String), Refusal> {
+    ) -> Result<Allowed, Refusal> {
         let settings = &self.settings;
         let method = header(headers, &settings.method_header)
             .or_else(|| header(headers, "x-forwarded-method"))
@@ -147,7 +169,7 @@ impl ForwardAuth {
             .or_else(|| header(headers, "x-forwarded-uri"))
             .unwrap_or(own_path);
         let path = uri.split(['?', '#']).next().unwrap_or("/");
-        let subject = self.subject(headers)?;
+        let (subject, claims) = self.subject(headers)?;
         let service = header(headers, &settings.service_header)
             .map(str::to_owned)
             .or_else(|| {
@@ -203,16 +225,44 @@ impl ForwardAuth {
                 Err(Refusal::Denied("org_node_not_given".into()))
             }
             EndpointDecision::Decided {
-                decision, roles, ..
-            } if decision.allowed() => Ok((subject, roles, decision.reason.as_str().to_owned())),
+                decision,
+                roles,
+                policy,
+                org_node_id,
+            } if decision.allowed() => {
+                let upstream_token = if settings.upstream_token_services.contains(&service) {
+                    let grant = UpstreamGrant {
+                        service: &service,
+                        method: method.as_str(),
+                        path,
+                        capability: &policy.capability,
+                        org_node_id: org_node_id.get(),
+                        lifetime: settings.upstream_token_lifetime,
+                    };
+                    // Never pass without the token the upstream expects.
+                    let minted = self.tokens.issue_upstream(&claims, &grant, Utc::now());
+                    Some(minted.map_err(|error| {
+                        tracing::error!(%error, "forward-auth could not mint the upstream token");
+                        Refusal::Failed
+                    })?)
+                } else {
+                    None
+                };
+                Ok(Allowed {
+                    subject,
+                    roles,
+                    reason: decision.reason.as_str().to_owned(),
+                    upstream_token,
+                })
+            }
             EndpointDecision::Decided { decision, .. } => {
                 Err(Refusal::Denied(decision.reason.as_str().to_owned()))
             }
         }
     }
 
-    /// The user the original request's token names.
-    fn subject(&self, headers: &HeaderMap) -> Result<Subject, Refusal> {
+    /// The user the original request's token names, and its claims.
+    fn subject(&self, headers: &HeaderMap) -> Result<(Subject, Claims), Refusal> {
         let token = match &self.settings.token_cookie {
             Some(name) => cookie(headers, name),
             None => header(headers, "authorization").and_then(|value| {
@@ -224,10 +274,13 @@ impl ForwardAuth {
         .ok_or(Refusal::Unauthenticated("no bearer token"))?;
         match self.tokens.verify(token.trim(), Utc::now()) {
             Ok(verified) => match verified.principal {
-                Principal::User(user) => Ok(Subject {
-                    tenant_id: user.tenant_id.into(),
-                    user_id: user.user_id.into(),
-                }),
+                Principal::User(user) => Ok((
+                    Subject {
+                        tenant_id: user.tenant_id.into(),
+                        user_id: user.user_id.into(),
+                    },
+                    verified.claims,
+                )),
                 Principal::Service(_) => Err(Refusal::Unauthenticated("not a user token")),
             },
             Err(TokenError::RevocationUnknown) => Err(Refusal::Unavailable),

@@ -59,6 +59,23 @@ pub struct NewToken {
     pub service_key: Option<String>,
 }
 
+/// What a token for the upstream behind a gateway carries beside the
+/// user's identity: the one request it was minted for.
+#[derive(Clone, Debug)]
+pub struct UpstreamGrant<'a> {
+    /// The catalogue's service: the token's audience, so Portcullis itself
+    /// (whose audience is its own) refuses it.
+    pub service: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub capability: &'a str,
+    pub org_node_id: Uuid,
+    pub lifetime: Duration,
+}
+
+/// The longest an upstream token may live.
+pub const MAX_UPSTREAM_TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
 /// A signed token, shown once to its holder.
 pub struct IssuedToken {
     pub token: SecretString,
@@ -115,8 +132,23 @@ impl Default for RoleClaim {
 }
 
 /// Claims Portcullis writes itself: a role claim may not be named so.
-pub const RESERVED_CLAIMS: [&str; 11] = [
-    "iss", "aud", "sub", "tid", "sid", "exp", "iat", "nbf", "jti", "typ", "perms",
+pub const RESERVED_CLAIMS: [&str; 15] = [
+    "iss",
+    "aud",
+    "sub",
+    "tid",
+    "sid",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "typ",
+    "perms",
+    // An upstream token's (`issue_upstream`).
+    "req_method",
+    "req_path",
+    "capability",
+    "org_node_id",
 ];
 
 /// A token that passed every check, with what it says.
@@ -189,6 +221,52 @@ impl Tokens {
             expires_at,
             hash,
         })
+    }
+
+    /// A short-lived token for the upstream of one allowed request: the
+    /// user of `user` (same subject, tenant and session), the service as
+    /// audience, the PostgREST role claim, and the request's method, path,
+    /// capability and node. It never outlives the user's own token.
+    pub fn issue_upstream(
+        &self,
+        user: &Claims,
+        grant: &UpstreamGrant<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<SecretString, TokenError> {
+        let key = self.keys.signing_key(now).ok_or(TokenError::NoSigningKey)?;
+        let lifetime = chrono::Duration::from_std(grant.lifetime.min(MAX_UPSTREAM_TOKEN_LIFETIME))
+            .map_err(|_| TokenError::Malformed)?;
+        let mut extra = serde_json::Map::new();
+        if let Some(claim) = &self.settings.role_claim {
+            extra.insert(claim.name.clone(), claim.user_role.clone().into());
+        }
+        for (name, value) in [
+            ("req_method", grant.method.to_owned()),
+            ("req_path", grant.path.to_owned()),
+            ("capability", grant.capability.to_owned()),
+            ("org_node_id", grant.org_node_id.to_string()),
+        ] {
+            extra.insert(name.into(), value.into());
+        }
+        let claims = Claims {
+            iss: self.settings.issuer.clone(),
+            aud: grant.service.to_owned(),
+            sub: user.sub.clone(),
+            tid: user.tid.clone(),
+            sid: user.sid.clone(),
+            exp: (now + lifetime).timestamp().min(user.exp),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            jti: Uuid::new_v4().to_string(),
+            typ: TokenType::User,
+            perms: Vec::new(),
+            extra,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid().to_owned());
+        jsonwebtoken::encode(&header, &claims, key.encoding())
+            .map(SecretString::from)
+            .map_err(|_| TokenError::NoSigningKey)
     }
 
     fn extra_claims(&self, new: &NewToken) -> serde_json::Map<String, serde_json::Value> {

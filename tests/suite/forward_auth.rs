@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use portcullis::db::{Db, RlsContext};
+use portcullis::gateway::ForwardAuthSettings;
 use portcullis::tokens::{NewToken, TokenType};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -57,11 +58,20 @@ async fn catalogue(db: &Db, a: &TenantWorld) {
 }
 
 async fn setup_with(db_for_server: Option<Db>, test: TestDb) -> Setup {
+    setup_configured(db_for_server, test, |_| {}).await
+}
+
+async fn setup_configured(
+    db_for_server: Option<Db>,
+    test: TestDb,
+    configure: impl FnOnce(&mut ForwardAuthSettings),
+) -> Setup {
     let db = test.db();
     let (a, b) = (populate(&db).await, populate(&db).await);
     catalogue(&db, &a).await;
     let port = free_port();
     let mut settings = test_settings();
+    configure(&mut settings.forward_auth);
     settings.http_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
     settings
         .forward_auth
@@ -127,6 +137,106 @@ async fn an_allowed_request_passes_with_who_and_which_roles() {
     assert_eq!(header(&answer, "x-auth-tenant"), s.a.tenant.to_string());
     assert_eq!(header(&answer, "x-auth-groups"), "role");
     assert_eq!(header(&answer, "x-auth-reason"), "allowed");
+}
+
+/// The middle of a JWT, unverified.
+fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let middle = token.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(middle)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+async fn minting_for_payment_flow(lifetime: Duration) -> Setup {
+    setup_configured(None, TestDb::new().await, |settings| {
+        settings
+            .upstream_token_services
+            .insert("payment_flow".into());
+        settings.upstream_token_lifetime = lifetime;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_configured_for_it_gets_a_token_for_the_one_request() {
+    let s = minting_for_payment_flow(Duration::from_secs(60)).await;
+    let user_token = s.token(&s.a);
+    let answer = s.ask(Some(&user_token), &ledger(s.a.child)).await;
+    assert_eq!(answer.status(), 200);
+    let minted = header(&answer, "x-auth-token");
+    let jwks = s.server.tokens.keys().jwks_json(Utc::now());
+    // PostgREST configured with the service as its audience accepts it.
+    let claims =
+        crate::postgrest::verify_for_audience(&jwks, &minted, "payment_flow").expect("verifies");
+    assert_eq!(claims["sub"], s.a.user.to_string());
+    assert_eq!(claims["tid"], s.a.tenant.to_string());
+    assert_eq!(claims["sid"], payload(&user_token)["sid"]);
+    assert_eq!(claims["role"], "api_user");
+    assert_eq!(claims["req_method"], "GET");
+    assert_eq!(
+        claims["req_path"],
+        format!("/ledgers/{}/entries", s.a.child)
+    );
+    assert_eq!(claims["org_node_id"], s.a.child.to_string());
+    assert!(
+        claims["capability"]
+            .as_str()
+            .unwrap()
+            .starts_with("test.cap_")
+    );
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!(lifetime <= 60, "{lifetime}");
+    // Portcullis itself refuses it: its audience is another's.
+    assert!(s.server.tokens.verify(&minted, Utc::now()).is_err());
+    let relayed = s.ask(Some(&minted), &ledger(s.a.child)).await;
+    assert_eq!(relayed.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_token_never_outlives_the_users_own() {
+    let s = minting_for_payment_flow(Duration::from_secs(300)).await;
+    let user_token = s
+        .server
+        .tokens
+        .issue(
+            &NewToken {
+                typ: TokenType::User,
+                subject: s.a.user,
+                tenant: Some(s.a.tenant),
+                session: Uuid::new_v4(),
+                permissions: Vec::new(),
+                lifetime: Duration::from_secs(120),
+                service_key: None,
+            },
+            Utc::now(),
+        )
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned();
+    let answer = s.ask(Some(&user_token), &ledger(s.a.child)).await;
+    let minted = payload(&header(&answer, "x-auth-token"));
+    let own = payload(&user_token);
+    let own_exp = own["exp"].as_i64().unwrap();
+    assert_eq!(minted["exp"].as_i64().unwrap(), own_exp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_token_is_minted_for_a_denial_or_a_service_not_configured_for_it() {
+    let minting = minting_for_payment_flow(Duration::from_secs(60)).await;
+    let denied = minting
+        .ask(Some(&minting.token(&minting.b)), &ledger(minting.a.child))
+        .await;
+    assert_eq!(denied.status(), 403);
+    assert!(denied.headers().get("x-auth-token").is_none());
+    let plain = setup().await;
+    let allowed = plain
+        .ask(Some(&plain.token(&plain.a)), &ledger(plain.a.child))
+        .await;
+    assert_eq!(allowed.status(), 200);
+    assert!(allowed.headers().get("x-auth-token").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -91,6 +91,15 @@ fn tokens(user_role: &str) -> Tokens {
 /// PostgREST's verification: the JWKS file's key named by `kid`, EdDSA,
 /// `aud` as configured, times checked.
 fn verify_as_postgrest(jwks: &str, token: &str) -> Result<serde_json::Value, String> {
+    verify_for_audience(jwks, token, AUDIENCE)
+}
+
+/// The same, for a PostgREST configured with `audience`.
+pub(crate) fn verify_for_audience(
+    jwks: &str,
+    token: &str,
+    audience: &str,
+) -> Result<serde_json::Value, String> {
     let set: JwkSet = serde_json::from_str(jwks).unwrap();
     let kid = jsonwebtoken::decode_header(token)
         .map_err(|e| e.to_string())?
@@ -99,7 +108,7 @@ fn verify_as_postgrest(jwks: &str, token: &str) -> Result<serde_json::Value, Str
     let jwk = set.find(&kid).ok_or("no key with this kid")?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.set_audience(&[AUDIENCE]);
+    validation.set_audience(&[audience]);
     jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
         .map(|data| data.claims)
         .map_err(|e| format!("{:?}", e.kind()))
