@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tower_http::metrics::InFlightRequestsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::app::App;
@@ -74,6 +75,8 @@ pub async fn serve(
         }
         None => None,
     };
+    // Calls still running, gRPC and HTTP: what a shutdown past its grace cuts.
+    let (in_flight_layer, in_flight) = InFlightRequestsLayer::pair();
     // One copy of the endpoint catalogue for CheckEndpoint and forward-auth.
     let catalogue = Arc::new(crate::authz::EndpointCatalogue::default());
     let gateway = match settings.http_listen {
@@ -89,6 +92,7 @@ pub async fn serve(
             Some(tokio::spawn(crate::gateway::serve(
                 listener,
                 Arc::new(forward_auth),
+                in_flight_layer.clone(),
             )))
         }
         None => None,
@@ -107,9 +111,10 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
 
-    // Outermost first: request id, the per-RPC log line, then the caller's
-    // authentication.
+    // Outermost first: the in-flight count, request id, the per-RPC log
+    // line, then the caller's authentication.
     let layers = tower::ServiceBuilder::new()
+        .layer(in_flight_layer)
         .layer(SetRequestIdLayer::new(
             http::HeaderName::from_static(REQUEST_ID_HEADER),
             MakeRequestUuid,
@@ -168,9 +173,15 @@ pub async fn serve(
             health::set_all(&reporter, ServingStatus::NotServing).await;
             let _ = stop_tx.send(());
             match tokio::time::timeout(settings.shutdown_grace, &mut serving).await {
-                Ok(result) => result.map_err(ServeError::from),
+                Ok(result) => {
+                    tracing::info!(cut_calls = in_flight.get(), "stopped");
+                    result.map_err(ServeError::from)
+                }
                 Err(_) => {
-                    tracing::warn!("grace period over; abandoning the remaining calls");
+                    tracing::warn!(
+                        cut_calls = in_flight.get(),
+                        "grace period over; cutting the calls still running"
+                    );
                     Ok(())
                 }
             }
@@ -204,6 +215,29 @@ fn rpc_span(request: &http::Request<()>) -> tracing::Span {
     );
     let _ = span.set_parent(crate::telemetry::caller_context(request.headers()));
     span
+}
+
+/// Completes on SIGINT or SIGTERM, and from then on holds the process to
+/// `grace` (plus half a second to log and flush): whatever still runs after
+/// that (a blocking task, an exporter's flush, a call that ignored the
+/// grace) does not keep the process alive. For the `serve` and `dev`
+/// processes only: it ends the process, so never in a test's server.
+pub async fn shutdown_signal_within(grace: std::time::Duration) {
+    shutdown_signal().await;
+    let bound = grace + std::time::Duration::from_millis(500);
+    let watchdog = std::thread::Builder::new()
+        .name("shutdown-bound".into())
+        .spawn(move || {
+            std::thread::sleep(bound);
+            tracing::error!(
+                bound = ?bound,
+                "still running past the shutdown grace; exiting now"
+            );
+            std::process::exit(1);
+        });
+    if let Err(error) = watchdog {
+        tracing::error!(%error, "cannot bound the shutdown");
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -37,10 +37,34 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
+/// How long the last flush may wait for the collector: a collector that
+/// hangs must not hold a stopping process (the exporter's own timeout is
+/// 10 s, and the batch processor ignores a shutdown timeout).
+const FLUSH_ON_EXIT: std::time::Duration = std::time::Duration::from_millis(300);
+
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            let _ = provider.shutdown();
+        let Some(provider) = self.provider.take() else {
+            return;
+        };
+        // On a thread of its own, so the wait can be cut; a flush still
+        // running when the process exits is abandoned with it.
+        let (done, flushed) = std::sync::mpsc::channel();
+        let flushing = std::thread::Builder::new()
+            .name("trace-flush".into())
+            .spawn(move || {
+                let _ = done.send(provider.shutdown());
+            });
+        let outcome = match flushing {
+            Ok(_) => flushed.recv_timeout(FLUSH_ON_EXIT),
+            Err(_) => return,
+        };
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "traces not flushed on exit"),
+            Err(_) => {
+                tracing::warn!(wait = ?FLUSH_ON_EXIT, "the trace collector did not answer; traces not flushed on exit")
+            }
         }
     }
 }

@@ -113,7 +113,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!(%default, "metrics port taken; dev runs without /metrics"),
         }
     }
-    server::serve(app, listener, server::shutdown_signal()).await?;
+    let grace = app.settings.server.shutdown_grace;
+    server::serve(app, listener, server::shutdown_signal_within(grace)).await?;
     Ok(())
 }
 

@@ -374,7 +374,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         oidc_issuers = ?app.federation.issuers(),
         "serving"
     );
-    server::serve(app, listener, server::shutdown_signal()).await?;
+    let grace = app.settings.server.shutdown_grace;
+    server::serve(app, listener, server::shutdown_signal_within(grace)).await?;
     Ok(())
 }
 

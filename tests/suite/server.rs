@@ -153,3 +153,186 @@ async fn shutdown_stops_accepting_and_returns_cleanly() {
         "still accepting after shutdown"
     );
 }
+
+/// `portcullis serve` as a process, with `grace` to shut down in.
+struct ServeProcess {
+    child: tokio::process::Child,
+    addr: String,
+    _keys: tempfile::TempDir,
+}
+
+impl ServeProcess {
+    async fn start(test: &TestDb, grace: &str) -> Self {
+        Self::start_with(test, grace, &[]).await
+    }
+
+    async fn start_with(test: &TestDb, grace: &str, env: &[(&str, &str)]) -> Self {
+        let keys = tempfile::tempdir().unwrap();
+        portcullis::tokens::keys::generate_key_file(
+            keys.path(),
+            chrono::Utc::now() - chrono::Duration::minutes(1),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("serve")
+            .env("PORTCULLIS_DATABASE_URL", test.app_url.as_str())
+            .env("PORTCULLIS_SIGNING_KEYS_DIR", keys.path())
+            .env("PORTCULLIS_LISTEN", &addr)
+            .env("PORTCULLIS_SHUTDOWN_GRACE", grace)
+            .env("PORTCULLIS_DB_STATEMENT_TIMEOUT", "120s")
+            .env("PORTCULLIS_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            addr,
+            _keys: keys,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.addr))
+                .unwrap()
+                .connect()
+                .await
+            {
+                wait_for_health(&channel, ServingStatus::Serving).await;
+                return channel;
+            }
+            assert!(Instant::now() < deadline, "serve did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_the_process_within_the_grace_when_a_call_is_held_by_a_slow_statement() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let test = TestDb::new().await;
+    let mut serve = ServeProcess::start(&test, "2s").await;
+    let channel = serve.channel().await;
+    // Whatever a login reads stays locked until this transaction ends.
+    let mut holder = AsyncPgConnection::establish(test.migration_url.as_str())
+        .await
+        .unwrap();
+    holder
+        .batch_execute(
+            "BEGIN; LOCK TABLE auth.tenants, auth.users, auth.anonymous_throttles \
+             IN ACCESS EXCLUSIVE MODE",
+        )
+        .await
+        .unwrap();
+    let held = tokio::spawn(async move {
+        portcullis::proto::v1::authentication_client::AuthenticationClient::new(channel)
+            .authenticate(portcullis::proto::v1::AuthenticateRequest {
+                tenant_id: uuid::Uuid::new_v4().to_string(),
+                method: Some(
+                    portcullis::proto::v1::authenticate_request::Method::Password(
+                        portcullis::proto::v1::PasswordCredentials {
+                            login: Some(portcullis::proto::v1::password_credentials::Login::Email(
+                                "held@example.test".into(),
+                            )),
+                            password: "a password long enough".into(),
+                        },
+                    ),
+                ),
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!held.is_finished(), "the call was not held by the lock");
+    let signalled = Instant::now();
+    serve.terminate();
+    let exit = tokio::time::timeout(Duration::from_secs(10), serve.child.wait())
+        .await
+        .expect("serve still running 10 s after SIGTERM")
+        .unwrap();
+    let took = signalled.elapsed();
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        took <= Duration::from_secs(3),
+        "exited {took:?} after SIGTERM with a 2 s grace"
+    );
+    assert!(exit.success(), "{exit:?}");
+    let answer = held.await.unwrap();
+    assert!(answer.is_err(), "the held call answered {answer:?}");
+    let mut log = String::new();
+    use tokio::io::AsyncReadExt;
+    let _ = serve
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .await;
+    let _ = serve
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .await;
+    assert!(log.contains("\"cut_calls\":1"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_the_process_within_the_grace_when_the_trace_collector_hangs() {
+    // A collector that accepts connections and never answers.
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", collector.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((socket, _)) = collector.accept().await {
+            connections.push(socket);
+        }
+    });
+    let test = TestDb::new().await;
+    let mut serve = ServeProcess::start_with(
+        &test,
+        "1s",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("PORTCULLIS_TRACE_SAMPLE_RATIO", "1"),
+        ],
+    )
+    .await;
+    let channel = serve.channel().await;
+    // Spans to export, which the collector will never take.
+    for _ in 0..20 {
+        let _ = health(&channel, "").await;
+    }
+    let signalled = Instant::now();
+    serve.terminate();
+    let exit = tokio::time::timeout(Duration::from_secs(30), serve.child.wait())
+        .await
+        .expect("serve still running 30 s after SIGTERM")
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(
+        took <= Duration::from_secs(2),
+        "exited {took:?} after SIGTERM with a 1 s grace"
+    );
+    // Within the grace, by giving up the flush, not by the last resort.
+    assert!(exit.success(), "{exit:?}");
+}
