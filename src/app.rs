@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::authn::{Authenticator, AuthnSettings, Federation, OtpDelivery, Passwords};
 use crate::db::Db;
-use crate::gateway::ForwardAuthSettings;
+use crate::gateway::GatewaySettings;
+use crate::grpc::ext_authz::ExtAuthzSettings;
 use crate::tls::ServerTls;
 use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 
@@ -55,7 +56,9 @@ pub struct ServerSettings {
     /// Where to serve the HTTP routes gateways call (`/forward-auth`); off
     /// when `None`.
     pub http_listen: Option<SocketAddr>,
-    pub forward_auth: ForwardAuthSettings,
+    pub gateway: GatewaySettings,
+    /// Who may call Envoy's `Check`, and what it tells the upstream.
+    pub ext_authz: ExtAuthzSettings,
 }
 
 impl Default for ServerSettings {
@@ -71,7 +74,8 @@ impl Default for ServerSettings {
             metrics_listen: None,
             tls: None,
             http_listen: None,
-            forward_auth: ForwardAuthSettings::default(),
+            gateway: GatewaySettings::default(),
+            ext_authz: ExtAuthzSettings::default(),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use envoy_types::ext_authz::v3::pb::AuthorizationServer as ExtAuthzServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -16,6 +17,7 @@ use crate::grpc::administration::AdministrationService;
 use crate::grpc::authentication::AuthenticationService;
 use crate::grpc::authorization::AuthorizationService;
 use crate::grpc::caller_auth::CallerAuthLayer;
+use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::health;
 use crate::grpc::request::REQUEST_ID_HEADER;
 use crate::grpc::rpc_log::RpcLogLayer;
@@ -79,19 +81,20 @@ pub async fn serve(
     let (in_flight_layer, in_flight) = InFlightRequestsLayer::pair();
     // One copy of the endpoint catalogue for CheckEndpoint and forward-auth.
     let catalogue = Arc::new(crate::authz::EndpointCatalogue::default());
+    // The gateway decision, for /forward-auth and Envoy's ext_authz.
+    let gate = Arc::new(crate::gateway::Gatekeeper {
+        db: db.for_reads(),
+        tokens: tokens.clone(),
+        catalogue: catalogue.clone(),
+        settings: settings.gateway.clone(),
+    });
     let gateway = match settings.http_listen {
         Some(addr) => {
             let listener = bind(addr).await?;
             tracing::info!(%addr, "serving /forward-auth over HTTP");
-            let forward_auth = crate::gateway::ForwardAuth {
-                db: db.for_reads(),
-                tokens: tokens.clone(),
-                catalogue: catalogue.clone(),
-                settings: settings.forward_auth.clone(),
-            };
             Some(tokio::spawn(crate::gateway::serve(
                 listener,
-                Arc::new(forward_auth),
+                gate.clone(),
                 in_flight_layer.clone(),
             )))
         }
@@ -151,6 +154,10 @@ pub async fn serve(
             tokens.clone(),
             settings.max_batch_checks,
             catalogue,
+        )))
+        .add_service(ExtAuthzServer::new(ExtAuthzService::new(
+            gate,
+            settings.ext_authz.clone(),
         )))
         .add_service(ServiceCredentialsServer::new(
             ServiceCredentialsService::new(db.clone(), tokens, settings.service_token_lifetime),

@@ -13,7 +13,8 @@ use crate::authn::{
     AuthnSettings, DevLogDelivery, Federation, OtpDelivery, OutboxDelivery, ThrottlePolicy,
 };
 use crate::db::Db;
-use crate::gateway::ForwardAuthSettings;
+use crate::gateway::GatewaySettings;
+use crate::grpc::ext_authz::{ExtAuthzCallers, ExtAuthzSettings};
 use crate::names::ServiceKey;
 use crate::server;
 use crate::tls::{ServerTls, TlsFileError};
@@ -110,7 +111,12 @@ pub struct ServerArgs {
     #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Require client certificates issued by this PEM CA (mutual TLS).
-    #[arg(long, env = "PORTCULLIS_TLS_CLIENT_CA", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "PORTCULLIS_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        required_if_eq("ext_authz_callers", "mtls")
+    )]
     pub tls_client_ca: Option<PathBuf>,
     /// Serve the HTTP routes API gateways call (`/forward-auth`) on this
     /// address [default: off for serve, 127.0.0.1:8181 for dev].
@@ -164,6 +170,36 @@ pub struct ServerArgs {
         value_parser = parse_upstream_token_lifetime
     )]
     pub forward_auth_upstream_token_lifetime: humantime::Duration,
+    /// For a gateway request no catalogue entry matches (forward-auth and
+    /// Envoy's Check): the header naming the capability to check, set by the
+    /// gateway's own route configuration (with --gateway-node-header).
+    #[arg(
+        long,
+        env = "PORTCULLIS_GATEWAY_CAPABILITY_HEADER",
+        requires = "gateway_node_header"
+    )]
+    pub gateway_capability_header: Option<String>,
+    /// The header naming the org node for --gateway-capability-header.
+    #[arg(
+        long,
+        env = "PORTCULLIS_GATEWAY_NODE_HEADER",
+        requires = "gateway_capability_header"
+    )]
+    pub gateway_node_header: Option<String>,
+    /// Who may call Envoy's `envoy.service.auth.v3.Authorization/Check`: a
+    /// service token with authz.check, a client certificate (needs
+    /// --tls-client-ca), or either.
+    #[arg(
+        long,
+        env = "PORTCULLIS_EXT_AUTHZ_CALLERS",
+        value_enum,
+        default_value = "token"
+    )]
+    pub ext_authz_callers: ExtAuthzCallers,
+    /// Have Envoy remove the user's `authorization` header on an allowed
+    /// request.
+    #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_REMOVE_AUTHORIZATION")]
+    pub ext_authz_remove_authorization: bool,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
@@ -188,7 +224,7 @@ impl ServerArgs {
             metrics_listen: self.metrics_listen,
             tls,
             http_listen: self.http_listen,
-            forward_auth: ForwardAuthSettings {
+            gateway: GatewaySettings {
                 method_header: self.forward_auth_method_header.to_ascii_lowercase(),
                 uri_header: self.forward_auth_uri_header.to_ascii_lowercase(),
                 service_header: self.forward_auth_service_header.to_ascii_lowercase(),
@@ -200,6 +236,18 @@ impl ServerArgs {
                     .map(|service| service.as_str().to_owned())
                     .collect(),
                 upstream_token_lifetime: self.forward_auth_upstream_token_lifetime.into(),
+                capability_header: self
+                    .gateway_capability_header
+                    .as_ref()
+                    .map(|h| h.to_ascii_lowercase()),
+                node_header: self
+                    .gateway_node_header
+                    .as_ref()
+                    .map(|h| h.to_ascii_lowercase()),
+            },
+            ext_authz: ExtAuthzSettings {
+                callers: self.ext_authz_callers,
+                remove_authorization: self.ext_authz_remove_authorization,
             },
         })
     }

@@ -5,19 +5,20 @@
 // The HTTP edge reads the clock, as the gRPC one does.
 #![allow(clippy::disallowed_methods)]
 
+mod decide;
 pub mod forward_auth;
 
 use std::sync::Arc;
 
-pub use forward_auth::{ForwardAuth, ForwardAuthSettings};
+pub use decide::{Allowed, Gatekeeper, GatewaySettings, OriginalRequest, Refusal, bearer};
 
 /// Serves the HTTP routes on `listener` until the task is aborted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    forward_auth: Arc<ForwardAuth>,
+    gate: Arc<Gatekeeper>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
 ) {
-    let app = forward_auth::routes(forward_auth).layer(in_flight);
+    let app = forward_auth::routes(gate).layer(in_flight);
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP listener stopped");
     }

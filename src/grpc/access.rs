@@ -25,6 +25,7 @@ pub enum Access {
 }
 
 const PKG: &str = "/portcullis.v1.";
+const ENVOY_CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// The rule for a gRPC path (`/package.Service/Method`). Anything not
 /// listed needs a caller and is open to no one: new RPCs fail closed until
@@ -32,6 +33,11 @@ const PKG: &str = "/portcullis.v1.";
 pub fn rule(path: &str) -> Access {
     if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
         return Access::Public;
+    }
+    // Envoy's sidecar: a service token or a client certificate, as
+    // configured; the handler decides (a token sent must still be valid).
+    if path == ENVOY_CHECK {
+        return Access::OptionalCaller;
     }
     let Some(method) = path.strip_prefix(PKG) else {
         return DENY_ALL;

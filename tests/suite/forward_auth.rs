@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use portcullis::db::{Db, RlsContext};
-use portcullis::gateway::ForwardAuthSettings;
+use portcullis::gateway::GatewaySettings;
 use portcullis::tokens::{NewToken, TokenType};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -16,14 +16,14 @@ use crate::support::fixtures::{TenantWorld, execute, populate};
 use crate::support::proxy::Proxy;
 use crate::support::server::{TestServer, test_app, test_settings, test_tokens, user_token};
 
-struct Setup {
+pub(crate) struct Setup {
     /// Dropped with the setup: the database the server uses.
     _test: TestDb,
-    server: TestServer,
+    pub(crate) server: TestServer,
     /// Where /forward-auth answers.
     http: String,
-    a: TenantWorld,
-    b: TenantWorld,
+    pub(crate) a: TenantWorld,
+    pub(crate) b: TenantWorld,
 }
 
 /// reqwest's rustls wants a process-wide provider; ring is ours.
@@ -61,20 +61,20 @@ async fn setup_with(db_for_server: Option<Db>, test: TestDb) -> Setup {
     setup_configured(db_for_server, test, |_| {}).await
 }
 
-async fn setup_configured(
+pub(crate) async fn setup_configured(
     db_for_server: Option<Db>,
     test: TestDb,
-    configure: impl FnOnce(&mut ForwardAuthSettings),
+    configure: impl FnOnce(&mut GatewaySettings),
 ) -> Setup {
     let db = test.db();
     let (a, b) = (populate(&db).await, populate(&db).await);
     catalogue(&db, &a).await;
     let port = free_port();
     let mut settings = test_settings();
-    configure(&mut settings.forward_auth);
+    configure(&mut settings.gateway);
     settings.http_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
     settings
-        .forward_auth
+        .gateway
         .services_by_host
         .insert("payments.example.test".into(), "payment_flow".into());
     let app = test_app(
@@ -98,7 +98,12 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    fn token(&self, world: &TenantWorld) -> String {
+    /// The database the setup's server uses, for a second server on it.
+    pub(crate) fn server_db(&self) -> Db {
+        self._test.db()
+    }
+
+    pub(crate) fn token(&self, world: &TenantWorld) -> String {
         user_token(&self.server.tokens, world.tenant, world.user)
     }
 

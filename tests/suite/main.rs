@@ -17,6 +17,7 @@ mod caller_auth;
 mod closure;
 mod database_tls;
 mod endpoints;
+mod ext_authz;
 mod federated_login;
 mod forward_auth;
 mod logs;

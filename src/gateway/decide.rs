@@ -1,0 +1,282 @@
+//! The gateway decision, shared by `/forward-auth` (HTTP) and Envoy's
+//! `ext_authz` (gRPC): whose token the original request carries, which
+//! catalogue service and entry it matches, and whether that user holds the
+//! entry's capability at the node the request names. Protocol-free: each
+//! edge reads the original request its own way and maps the answer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+
+use crate::authz::{
+    self, AuthzError, CapabilityKey, Check, EndpointCatalogue, EndpointDecision, EndpointRequest,
+    Subject,
+};
+use crate::db::{Db, DbError};
+use crate::names::{HttpMethod, OrgNodeId};
+use crate::tokens::{Claims, Principal, TokenError, Tokens, UpstreamGrant};
+
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    /// nginx-style headers naming the original method and URI.
+    pub method_header: String,
+    pub uri_header: String,
+    /// A header naming the catalogue's service (checked first).
+    pub service_header: String,
+    /// Else the service by the original host (`X-Forwarded-Host`, or Host).
+    pub services_by_host: HashMap<String, String>,
+    /// Read the user token from this cookie instead of `Authorization`.
+    pub token_cookie: Option<String>,
+    /// Catalogue services whose upstream gets a token minted for the one
+    /// request, living this long.
+    pub upstream_token_services: HashSet<String>,
+    pub upstream_token_lifetime: Duration,
+    /// When no catalogue entry matches: headers (set by the gateway's own
+    /// route configuration) naming the capability and the node to check.
+    /// Off unless both are configured.
+    pub capability_header: Option<String>,
+    pub node_header: Option<String>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            method_header: "x-original-method".into(),
+            uri_header: "x-original-uri".into(),
+            service_header: "x-auth-service".into(),
+            services_by_host: HashMap::new(),
+            token_cookie: None,
+            upstream_token_services: HashSet::new(),
+            upstream_token_lifetime: Duration::from_secs(60),
+            capability_header: None,
+            node_header: None,
+        }
+    }
+}
+
+/// The request a gateway holds, as its edge read it.
+#[derive(Clone, Copy, Debug)]
+pub struct OriginalRequest<'a> {
+    pub method: &'a str,
+    /// Path, with or without its query.
+    pub uri: &'a str,
+    /// The catalogue's service when the gateway names it.
+    pub service: Option<&'a str>,
+    /// The original host, to find the service by when it is not named.
+    pub host: Option<&'a str>,
+    /// The user's bearer token.
+    pub token: Option<&'a str>,
+    /// Every original header, names in lower case.
+    pub headers: &'a HashMap<String, String>,
+    pub request_id: Option<&'a str>,
+}
+
+/// A request allowed to pass, and what the upstream is told.
+#[derive(Debug)]
+pub struct Allowed {
+    pub subject: Subject,
+    /// Keys of the roles the user holds at the decided node.
+    pub roles: Vec<String>,
+    pub reason: String,
+    pub upstream_token: Option<SecretString>,
+}
+
+/// Why a request is refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No, a bad, an expired or a revoked token, or not a user's.
+    Unauthenticated(&'static str),
+    /// Decided: the reason code.
+    Denied(String),
+    /// The database (or the revocation list) cannot be asked.
+    Unavailable,
+    Failed,
+}
+
+impl Refusal {
+    /// The reason as metrics and logs name it.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Denied(reason) => reason,
+            Self::Unavailable => "unavailable",
+            Self::Failed => "internal",
+        }
+    }
+}
+
+/// Decides gateway requests.
+pub struct Gatekeeper {
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    pub catalogue: Arc<EndpointCatalogue>,
+    pub settings: GatewaySettings,
+}
+
+impl Gatekeeper {
+    pub async fn decide(&self, original: &OriginalRequest<'_>) -> Result<Allowed, Refusal> {
+        let settings = &self.settings;
+        let path = original.uri.split(['?', '#']).next().unwrap_or("/");
+        let (subject, claims) = self.subject(original.token)?;
+        let service = original
+            .service
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .or_else(|| {
+                let host = original.host?;
+                let host = host.split(':').next().unwrap_or(host);
+                settings.services_by_host.get(host).cloned()
+            })
+            .ok_or_else(|| Refusal::Denied("no_service".into()))?;
+        let method = match HttpMethod::parse(original.method) {
+            Ok(HttpMethod::Any) | Err(_) => {
+                return Err(Refusal::Denied("no_matching_endpoint".into()));
+            }
+            Ok(method) => method,
+        };
+        let request = EndpointRequest {
+            service: &service,
+            method,
+            path,
+            headers: original.headers,
+            fields: &HashMap::new(),
+        };
+        let decided = authz::check_endpoint(
+            &self.db,
+            &self.catalogue,
+            subject,
+            &request,
+            true,
+            original.request_id,
+        )
+        .await
+        .map_err(refusal)?;
+        let (capability, org_node_id, decision, roles) = match decided {
+            EndpointDecision::NoMatchingEndpoint => {
+                let Some(named) = self.named_check(original.headers)? else {
+                    return Err(Refusal::Denied("no_matching_endpoint".into()));
+                };
+                let decision = authz::check(
+                    &self.db,
+                    subject,
+                    std::slice::from_ref(&named),
+                    false,
+                    original.request_id,
+                )
+                .await
+                .map_err(refusal)?
+                .pop()
+                .ok_or(Refusal::Failed)?;
+                (
+                    named.capability.to_string(),
+                    named.org_node_id,
+                    decision,
+                    Vec::new(),
+                )
+            }
+            EndpointDecision::OrgNodeNotGiven(_) => {
+                return Err(Refusal::Denied("org_node_not_given".into()));
+            }
+            EndpointDecision::Decided {
+                policy,
+                org_node_id,
+                decision,
+                roles,
+            } => (policy.capability, org_node_id, decision, roles),
+        };
+        if !decision.allowed() {
+            return Err(Refusal::Denied(decision.reason.as_str().to_owned()));
+        }
+        let upstream_token = if settings.upstream_token_services.contains(&service) {
+            let grant = UpstreamGrant {
+                service: &service,
+                method: method.as_str(),
+                path,
+                capability: &capability,
+                org_node_id: org_node_id.get(),
+                lifetime: settings.upstream_token_lifetime,
+            };
+            // Never pass without the token the upstream expects.
+            let minted = self.tokens.issue_upstream(&claims, &grant, Utc::now());
+            Some(minted.map_err(|error| {
+                tracing::error!(%error, "the gateway could not mint the upstream token");
+                Refusal::Failed
+            })?)
+        } else {
+            None
+        };
+        Ok(Allowed {
+            subject,
+            roles,
+            reason: decision.reason.as_str().to_owned(),
+            upstream_token,
+        })
+    }
+
+    /// The capability and node the gateway's configured headers name, when
+    /// both are configured and present; refused when they do not parse.
+    fn named_check(&self, headers: &HashMap<String, String>) -> Result<Option<Check>, Refusal> {
+        let (Some(capability_header), Some(node_header)) =
+            (&self.settings.capability_header, &self.settings.node_header)
+        else {
+            return Ok(None);
+        };
+        let (Some(capability), Some(node)) =
+            (headers.get(capability_header), headers.get(node_header))
+        else {
+            return Ok(None);
+        };
+        match (CapabilityKey::parse(capability), node.parse::<OrgNodeId>()) {
+            (Ok(capability), Ok(org_node_id)) => Ok(Some(Check {
+                capability,
+                org_node_id,
+            })),
+            _ => Err(Refusal::Denied("bad_capability_or_node".into())),
+        }
+    }
+
+    /// The user the original request's token names, and its claims.
+    fn subject(&self, token: Option<&str>) -> Result<(Subject, Claims), Refusal> {
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(Refusal::Unauthenticated("no bearer token"))?;
+        match self.tokens.verify(token, Utc::now()) {
+            Ok(verified) => match verified.principal {
+                Principal::User(user) => Ok((
+                    Subject {
+                        tenant_id: user.tenant_id.into(),
+                        user_id: user.user_id.into(),
+                    },
+                    verified.claims,
+                )),
+                Principal::Service(_) => Err(Refusal::Unauthenticated("not a user token")),
+            },
+            Err(TokenError::RevocationUnknown) => Err(Refusal::Unavailable),
+            Err(_) => Err(Refusal::Unauthenticated("invalid token")),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer …` value.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    authorization
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
+}
+
+fn refusal(error: AuthzError) -> Refusal {
+    match error {
+        AuthzError::Db(DbError::Unavailable(_)) | AuthzError::Db(DbError::Timeout) => {
+            Refusal::Unavailable
+        }
+        other => {
+            tracing::error!(error = %other, "a gateway decision failed");
+            Refusal::Failed
+        }
+    }
+}
