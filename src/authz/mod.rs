@@ -5,6 +5,7 @@
 mod catalogue;
 mod check;
 mod endpoint;
+mod holders;
 mod listing;
 pub mod page_token;
 mod queries;
@@ -14,6 +15,7 @@ pub use crate::names::CapabilityKey;
 pub use catalogue::EndpointCatalogue;
 pub use check::{Check, Decision, GrantExplanation, Reason, check};
 pub use endpoint::{EndpointDecision, EndpointRequest, check_endpoint};
+pub use holders::{Holder, Holders, HoldersQuery, list_holders};
 pub use listing::{
     Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope,
     VisibleNode, list_visible,
@@ -36,6 +38,12 @@ pub enum AuthzError {
     /// The page token is not one this query handed out.
     #[error("not a page token of this listing")]
     BadPageToken,
+    /// No capability has the key asked about.
+    #[error("unknown capability")]
+    UnknownCapability,
+    /// No node of the tenant has the id asked about.
+    #[error("unknown org node")]
+    UnknownOrgNode,
     #[error("unexpected answer from the database: {0}")]
     Unexpected(String),
     #[error(transparent)]

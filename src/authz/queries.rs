@@ -145,6 +145,93 @@ impl QueryFragment<Pg> for VisiblePage<'_> {
     }
 }
 
+/// Whether the capability key and the node (in the context's tenant)
+/// exist: `(capabilities, nodes)` counted, each 0 or 1.
+pub struct KnownCapabilityAndNode<'a> {
+    pub capability: &'a str,
+    pub node: Uuid,
+}
+
+impl QueryId for KnownCapabilityAndNode<'_> {
+    type QueryId = KnownCapabilityAndNode<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for KnownCapabilityAndNode<'_> {
+    type SqlType = (Integer, Integer);
+}
+
+impl QueryFragment<Pg> for KnownCapabilityAndNode<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT (SELECT count(*) FROM auth.capabilities WHERE cap_key = ");
+        out.push_bind_param::<Text, _>(&self.capability)?;
+        out.push_sql(")::int, (SELECT count(*) FROM auth.org_nodes WHERE org_node_id = ");
+        out.push_bind_param::<SqlUuid, _>(&self.node)?;
+        out.push_sql(")::int");
+        Ok(())
+    }
+}
+
+/// One page of the users who hold `capability` at `node` (ids after
+/// `after`, at most `limit` users) with every assignment that gives it: an
+/// active tenant, no inactive node from `node` up, an assignment in force
+/// at `node` or above whose role holds the capability, an active user.
+pub struct HoldersPage<'a> {
+    pub capability: &'a str,
+    pub node: Uuid,
+    pub after: Uuid,
+    pub limit: i32,
+}
+
+impl QueryId for HoldersPage<'_> {
+    type QueryId = HoldersPage<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for HoldersPage<'_> {
+    /// User, assignment, role, role label, the node holding it, depth.
+    type SqlType = (SqlUuid, SqlUuid, SqlUuid, Text, SqlUuid, Integer);
+}
+
+impl QueryFragment<Pg> for HoldersPage<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH target AS (SELECT n.org_node_id FROM auth.org_nodes n \
+               JOIN auth.tenants t ON t.tenant_id = n.tenant_id AND t.tenant_state_code = 'active' \
+              WHERE n.org_node_id = ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.node)?;
+        out.push_sql(
+            " AND NOT EXISTS (SELECT 1 FROM auth.org_node_paths p \
+                 JOIN auth.org_nodes a ON a.org_node_id = p.ancestor_org_node_id \
+                WHERE p.descendant_org_node_id = n.org_node_id AND NOT a.active_flag)), \
+             grants AS (SELECT oa.user_id, oa.assignment_id, r.role_id, r.role_label, \
+                    oa.org_node_id, p.depth_val AS depth \
+               FROM target \
+               JOIN auth.org_node_paths p ON p.descendant_org_node_id = target.org_node_id \
+               JOIN auth.org_assignments oa ON oa.org_node_id = p.ancestor_org_node_id \
+               JOIN auth.role_capabilities rc ON rc.role_id = oa.role_id \
+               JOIN auth.capabilities cap ON cap.cap_id = rc.cap_id AND cap.cap_key = ",
+        );
+        out.push_bind_param::<Text, _>(&self.capability)?;
+        out.push_sql(
+            " JOIN auth.roles r ON r.role_id = oa.role_id \
+               JOIN auth.users u ON u.user_id = oa.user_id AND u.user_state_code = 'active' \
+              WHERE oa.start_utc <= now() AND (oa.end_utc IS NULL OR oa.end_utc > now()) \
+                AND oa.user_id > ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.after)?;
+        out.push_sql("), page AS (SELECT DISTINCT user_id FROM grants ORDER BY user_id LIMIT ");
+        out.push_bind_param::<Integer, _>(&self.limit)?;
+        out.push_sql(
+            ") SELECT g.user_id, g.assignment_id, g.role_id, g.role_label, g.org_node_id, g.depth \
+               FROM grants g JOIN page USING (user_id) \
+              ORDER BY g.user_id, g.depth, g.assignment_id",
+        );
+        Ok(())
+    }
+}
+
 /// For this transaction only: walk the closure table's index in order
 /// rather than collect a bitmap of every descendant and sort it. PostgreSQL
 /// estimates a node's descendants at the table's average (about five) and

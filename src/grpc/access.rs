@@ -59,6 +59,7 @@ pub fn rule(path: &str) -> Access {
             caller(Some("authz.check"), true)
         }
         "Authorization/ListVisibleOrgNodes" => caller(Some("authz.list_visible"), true),
+        "Authorization/ListUsersWithCapability" => caller(Some("authz.list_users"), false),
         "Administration/CreateOrgNode"
         | "Administration/RenameOrgNode"
         | "Administration/MoveOrgNode"

@@ -13,10 +13,11 @@ use super::request::{caller, invalid, request_id};
 use crate::admin::NodeType;
 use crate::authz::{
     self, CapabilityKey, Check, Decision, EndpointCatalogue, EndpointDecision, EndpointRequest,
-    ListingQuery, Reason, Scope, SubjectRef,
+    GrantExplanation, HoldersQuery, ListingQuery, Reason, Scope, SubjectRef,
 };
 use crate::db::Db;
-use crate::names::{HttpMethod, ServiceKey};
+use crate::db::RlsContext;
+use crate::names::{HttpMethod, ServiceKey, TenantId};
 use crate::proto::v1 as pb;
 use crate::proto::v1::authorization_server::Authorization;
 use crate::tokens::Tokens;
@@ -104,17 +105,17 @@ fn response(decision: Decision) -> pb::CheckCapabilityResponse {
     pb::CheckCapabilityResponse {
         allowed: decision.allowed(),
         reason: reason(decision.reason) as i32,
-        grants: decision
-            .grants
-            .into_iter()
-            .map(|g| pb::Grant {
-                assignment_id: g.assignment_id.to_string(),
-                role_id: g.role_id.to_string(),
-                role_label: g.role_label,
-                org_node_id: g.org_node_id.to_string(),
-                depth: g.depth,
-            })
-            .collect(),
+        grants: decision.grants.into_iter().map(grant).collect(),
+    }
+}
+
+fn grant(g: GrantExplanation) -> pb::Grant {
+    pb::Grant {
+        assignment_id: g.assignment_id.to_string(),
+        role_id: g.role_id.to_string(),
+        role_label: g.role_label,
+        org_node_id: g.org_node_id.to_string(),
+        depth: g.depth,
     }
 }
 
@@ -276,6 +277,47 @@ impl Authorization for AuthorizationService {
         .await?;
         Ok(Response::new(pb::CheckCapabilitiesResponse {
             results: decisions.into_iter().map(response).collect(),
+        }))
+    }
+
+    async fn list_users_with_capability(
+        &self,
+        request: Request<pb::ListUsersWithCapabilityRequest>,
+    ) -> Result<Response<pb::ListUsersWithCapabilityResponse>, Status> {
+        let body = request.get_ref();
+        let tenant_id: TenantId = parse_id("tenant_id", &body.tenant_id)?;
+        let query = HoldersQuery {
+            tenant_id,
+            capability: CapabilityKey::parse(&body.capability)
+                .map_err(|e| invalid("capability", e))?,
+            org_node_id: parse_id("org_node_id", &body.org_node_id)?,
+            page_size: match body.page_size {
+                0 => authz::DEFAULT_PAGE_SIZE,
+                size => size.min(authz::MAX_PAGE_SIZE),
+            },
+            page_token: Some(body.page_token.clone()).filter(|t| !t.is_empty()),
+        };
+        let caller = caller(&request)?;
+        if !caller.may_act_in(tenant_id.get()) {
+            return Err(Status::permission_denied(
+                "tenant_id: the caller may not ask about this tenant",
+            ));
+        }
+        let context = RlsContext::anonymous()
+            .with_service(caller.actor().1)
+            .with_request_id(request_id(&request).as_deref());
+        let holders =
+            authz::list_holders(&self.db, self.tokens.keys(), context, &query, Utc::now()).await?;
+        Ok(Response::new(pb::ListUsersWithCapabilityResponse {
+            users: holders
+                .users
+                .into_iter()
+                .map(|holder| pb::UserWithCapability {
+                    user_id: holder.user_id.to_string(),
+                    grants: holder.grants.into_iter().map(grant).collect(),
+                })
+                .collect(),
+            next_page_token: holders.next_page_token.unwrap_or_default(),
         }))
     }
 

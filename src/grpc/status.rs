@@ -69,6 +69,10 @@ impl From<AuthzError> for Status {
             AuthzError::BadPageToken => {
                 Status::invalid_argument("page_token: not a token of this listing")
             }
+            AuthzError::UnknownCapability => Status::not_found("capability: no such capability"),
+            AuthzError::UnknownOrgNode => {
+                Status::not_found("org_node_id: no such node in the tenant")
+            }
             AuthzError::Unexpected(cause) => {
                 tracing::error!(%cause, "unexpected authorization answer");
                 Status::internal("internal error")

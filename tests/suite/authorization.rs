@@ -753,3 +753,93 @@ async fn a_tampered_or_foreign_page_token_is_invalid_argument() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 }
+
+async fn who_can(
+    channel: Channel,
+    caller: &str,
+    tenant: Uuid,
+    capability: &str,
+    node: Uuid,
+) -> Result<portcullis::proto::v1::ListUsersWithCapabilityResponse, tonic::Status> {
+    AuthorizationClient::new(channel)
+        .list_users_with_capability(bearer(
+            portcullis::proto::v1::ListUsersWithCapabilityRequest {
+                tenant_id: tenant.to_string(),
+                capability: capability.into(),
+                org_node_id: node.to_string(),
+                page_size: 0,
+                page_token: String::new(),
+            },
+            caller,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn who_can_do_this_here_lists_each_active_holder_with_the_assignments_that_give_it() {
+    let s = setup().await;
+    let service = create_service(&s.db, None, &["authz.list_users"]).await;
+    let channel = s.server.channel().await;
+    let token = token_of(&channel, &service).await.access_token;
+    let answer = who_can(channel.clone(), &token, s.org.tenant, "cap.x", s.org.a1)
+        .await
+        .unwrap();
+    // v holds rx at the root too, but is inactive: a check would deny v.
+    let listed: Vec<&str> = answer.users.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(listed, [s.org.u.to_string()]);
+    let grants = &answer.users[0].grants;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].assignment_id, s.org.u_rx_at_a.to_string());
+    assert_eq!(grants[0].org_node_id, s.org.a.to_string());
+    assert_eq!(grants[0].depth, 1);
+    assert!(answer.next_page_token.is_empty());
+    // Under an inactive node nobody holds anything.
+    let under_inactive = who_can(channel, &token, s.org.tenant, "cap.x", s.org.c1)
+        .await
+        .unwrap();
+    assert!(under_inactive.users.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn who_can_do_this_here_needs_its_permission_and_the_callers_tenant() {
+    let s = setup().await;
+    let channel = s.server.channel().await;
+    // The setup's service may check, not list holders.
+    let refused = who_can(channel.clone(), &s.token, s.org.tenant, "cap.x", s.org.a1)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let elsewhere = populate(&s.db).await;
+    let bound = create_service(&s.db, Some(elsewhere.tenant), &["authz.list_users"]).await;
+    let bound_token = token_of(&channel, &bound).await.access_token;
+    let foreign = who_can(
+        channel.clone(),
+        &bound_token,
+        s.org.tenant,
+        "cap.x",
+        s.org.a1,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(foreign.code(), Code::PermissionDenied);
+    assert!(foreign.message().starts_with("tenant_id:"));
+    let global = create_service(&s.db, None, &["authz.list_users"]).await;
+    let token = token_of(&channel, &global).await.access_token;
+    let unknown = who_can(
+        channel.clone(),
+        &token,
+        s.org.tenant,
+        "cap.nobody",
+        s.org.a1,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(unknown.message().starts_with("capability:"));
+    let bad = who_can(channel, &token, s.org.tenant, "not a key", s.org.a1)
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("capability:"));
+}

@@ -419,3 +419,116 @@ fn the_service_agrees_with_a_reference_evaluator() {
         })
         .unwrap();
 }
+
+/// Every page of the holders of `capability` at `node`, `page_size` at a
+/// time: user → the ids of the assignments that give it.
+async fn holders(
+    db: &Db,
+    keys: &KeyRing,
+    loaded: &Loaded,
+    capability: &str,
+    node: Uuid,
+) -> Result<BTreeMap<Uuid, BTreeSet<Uuid>>, authz::AuthzError> {
+    let mut out = BTreeMap::new();
+    let mut page_token = None;
+    loop {
+        let page = authz::list_holders(
+            db,
+            keys,
+            RlsContext::anonymous(),
+            &authz::HoldersQuery {
+                tenant_id: loaded.tenant.into(),
+                capability: CapabilityKey::parse(capability).unwrap(),
+                org_node_id: node.into(),
+                page_size: 2,
+                page_token: page_token.take(),
+            },
+            Utc::now(),
+        )
+        .await?;
+        for holder in page.users {
+            let grants = holder.grants.iter().map(|g| g.assignment_id).collect();
+            assert!(out.insert(holder.user_id, grants).is_none(), "listed twice");
+        }
+        match page.next_page_token {
+            Some(token) => page_token = Some(token),
+            None => return Ok(out),
+        }
+    }
+}
+
+#[test]
+fn the_holders_of_a_capability_are_exactly_the_users_a_check_allows() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let test = runtime.block_on(TestDb::new());
+    let db = test.db();
+    let keys = KeyRing::ephemeral(
+        Utc::now() - chrono::Duration::hours(1),
+        Duration::from_secs(60),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 20,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&world(), |world| {
+            runtime.block_on(async {
+                let loaded = load(&db, &world).await;
+                for capability in 0..world.capabilities {
+                    let key = &loaded.capability_keys[capability];
+                    for node in 0..world.nodes.len() {
+                        let got = holders(&db, &keys, &loaded, key, loaded.nodes[node])
+                            .await
+                            .unwrap();
+                        let above = ancestors(&world, node);
+                        let expected: BTreeMap<Uuid, BTreeSet<Uuid>> = (0..loaded.users.len())
+                            .filter(|&u| {
+                                expected_reason(&world, u, Some(capability), Some(node))
+                                    == Reason::Allowed
+                            })
+                            .map(|u| {
+                                let giving = world
+                                    .assignments
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(_, (user, role, held_at, window))| {
+                                        *user == u
+                                            && window.in_force()
+                                            && above.contains(held_at)
+                                            && world.roles[*role].contains(&capability)
+                                    })
+                                    .map(|(i, _)| loaded.assignments[i])
+                                    .collect();
+                                (loaded.users[u], giving)
+                            })
+                            .collect();
+                        prop_assert_eq!(got, expected, "capability {} node {}", capability, node);
+                    }
+                }
+                let unknown_capability =
+                    holders(&db, &keys, &loaded, "m.unknown_capability", loaded.nodes[0]).await;
+                prop_assert!(matches!(
+                    unknown_capability,
+                    Err(authz::AuthzError::UnknownCapability)
+                ));
+                let unknown_node = holders(
+                    &db,
+                    &keys,
+                    &loaded,
+                    &loaded.capability_keys[0],
+                    Uuid::new_v4(),
+                )
+                .await;
+                prop_assert!(matches!(
+                    unknown_node,
+                    Err(authz::AuthzError::UnknownOrgNode)
+                ));
+                Ok(())
+            })
+        })
+        .unwrap();
+}

@@ -31,6 +31,9 @@ pub enum Scenario {
     ListFirst,
     /// ListVisibleOrgNodes: a page of 100 deep in the same listing.
     ListDeep,
+    /// ListUsersWithCapability: the first page of holders of a random
+    /// capability at a random node one level below the root.
+    ListUsers,
     /// ExchangeServiceCredential.
     Exchange,
     /// Authenticate with a password.
@@ -47,6 +50,7 @@ impl Scenario {
             Self::Batch => "batch",
             Self::ListFirst => "list_first",
             Self::ListDeep => "list_deep",
+            Self::ListUsers => "list_users",
             Self::Exchange => "exchange",
             Self::Login => "login",
             Self::ForwardAuth => "forward_auth",
@@ -230,6 +234,19 @@ impl Target {
                 };
                 AuthorizationClient::new(self.channel.clone())
                     .list_visible_org_nodes(self.bearer(list_request(tenant, 100, token)))
+                    .await?;
+            }
+            Scenario::ListUsers => {
+                // Nodes 1..=10 are the root's children (a parent is (i - 1) / 10).
+                let node = rng.gen_range(1..=10u32.min(shape.nodes_per_tenant - 1));
+                AuthorizationClient::new(self.channel.clone())
+                    .list_users_with_capability(self.bearer(pb::ListUsersWithCapabilityRequest {
+                        tenant_id: dataset::tenant_id(tenant).to_string(),
+                        capability: dataset::capability_key(rng.gen_range(0..shape.capabilities)),
+                        org_node_id: dataset::node_id(tenant, node).to_string(),
+                        page_size: 100,
+                        page_token: String::new(),
+                    }))
                     .await?;
             }
             Scenario::Exchange => {

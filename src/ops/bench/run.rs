@@ -162,6 +162,7 @@ async fn measure(
         Scenario::Batch,
         Scenario::ListFirst,
         Scenario::ListDeep,
+        Scenario::ListUsers,
         Scenario::Exchange,
     ] {
         let report = load::run(&target, &load(scenario, config.concurrency, Some(&probe))).await;

@@ -46,7 +46,13 @@ pub async fn seed(
     }
     let key = ServiceKey::parse(BENCH_SERVICE_KEY)
         .map_err(|e| ServiceError::UnknownService(e.to_string()))?;
-    let permissions = ["authz.check", "authz.list_visible", "tokens.verify"]
+    let granted = [
+        "authz.check",
+        "authz.list_visible",
+        "authz.list_users",
+        "tokens.verify",
+    ];
+    let permissions = granted
         .iter()
         .filter_map(|p| Permission::parse(p).ok())
         .collect();
@@ -64,6 +70,15 @@ pub async fn seed(
         Ok(_) | Err(ServiceError::DuplicateKey(_)) => {}
         Err(other) => return Err(other.into()),
     }
+    // A data set seeded by an earlier release lacks the newer permissions.
+    let ensure = format!(
+        "INSERT INTO auth.service_permissions (svc_id, perm_key)
+         SELECT s.svc_id, p FROM auth.services s, unnest(ARRAY['{}']) p
+          WHERE s.svc_key = '{BENCH_SERVICE_KEY}'
+         ON CONFLICT DO NOTHING",
+        granted.join("','")
+    );
+    db.write_script(&RlsContext::operator(), &ensure).await?;
     let (_, secret) = service_accounts::issue_secret(db, &key, true).await?;
     Ok(secret)
 }
