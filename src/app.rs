@@ -57,6 +57,10 @@ pub struct ServerSettings {
     /// when `None`.
     pub http_listen: Option<SocketAddr>,
     pub gateway: GatewaySettings,
+    /// Where to serve the AuthZEN API; off when `None`.
+    pub authzen_listen: Option<SocketAddr>,
+    /// The AuthZEN PDP's own URL in its discovery document.
+    pub authzen_base_url: Option<String>,
     /// Who may call Envoy's `Check`, and what it tells the upstream.
     pub ext_authz: ExtAuthzSettings,
 }
@@ -75,6 +79,8 @@ impl Default for ServerSettings {
             tls: None,
             http_listen: None,
             gateway: GatewaySettings::default(),
+            authzen_listen: None,
+            authzen_base_url: None,
             ext_authz: ExtAuthzSettings::default(),
         }
     }

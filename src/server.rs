@@ -100,6 +100,23 @@ pub async fn serve(
         }
         None => None,
     };
+    let authzen = match settings.authzen_listen {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            tracing::info!(%addr, "serving the AuthZEN API over HTTP");
+            let api = crate::gateway::authzen::AuthZen {
+                db: db.for_reads(),
+                tokens: tokens.clone(),
+                base_url: settings.authzen_base_url.clone(),
+            };
+            Some(tokio::spawn(crate::gateway::serve_authzen(
+                listener,
+                Arc::new(api),
+                in_flight_layer.clone(),
+            )))
+        }
+        None => None,
+    };
     let revocations = tokens.revocations().clone();
     let revocation_db = db.clone();
     let revocation_sync = tokio::spawn(async move {
@@ -199,8 +216,8 @@ pub async fn serve(
     if let Some(metrics) = metrics {
         metrics.abort();
     }
-    if let Some(gateway) = gateway {
-        gateway.abort();
+    for listener in [gateway, authzen].into_iter().flatten() {
+        listener.abort();
     }
     result
 }

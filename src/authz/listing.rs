@@ -22,7 +22,7 @@ use crate::tokens::KeyRing;
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 
 /// A listed node: id, parent, type, label, the covering nodes above it.
-type PageRow = (Uuid, Option<Uuid>, String, String, Vec<Uuid>);
+pub(super) type PageRow = (Uuid, Option<Uuid>, String, String, Vec<Uuid>);
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// Which visibility the listing asks for. Assignments give both `read` and
@@ -58,7 +58,7 @@ pub enum Access {
 }
 
 impl Access {
-    fn held_at(&self) -> Uuid {
+    pub(super) fn held_at(&self) -> Uuid {
         match self {
             Self::Assignment { org_node_id, .. } | Self::Grant { org_node_id, .. } => *org_node_id,
         }
@@ -213,7 +213,10 @@ pub async fn list_visible(
 }
 
 /// An inactive user or a suspended tenant sees nothing.
-async fn subject_is_active(conn: &AsyncPgConnection, subject: Subject) -> Result<bool, AuthzError> {
+pub(super) async fn subject_is_active(
+    conn: &AsyncPgConnection,
+    subject: Subject,
+) -> Result<bool, AuthzError> {
     let statuses: Option<(String, String)> = u::table
         .inner_join(t::table)
         .filter(u::user_id.eq(subject.user_id))

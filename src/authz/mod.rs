@@ -9,6 +9,7 @@ mod holders;
 mod listing;
 pub mod page_token;
 mod queries;
+mod search;
 mod subject;
 
 pub use crate::names::CapabilityKey;
@@ -20,6 +21,7 @@ pub use listing::{
     Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope,
     VisibleNode, list_visible,
 };
+pub use search::{Page, PageRequest, capabilities_at, nodes_with_capability};
 pub use subject::{Subject, SubjectRef, resolve_subject};
 
 use crate::db::DbError;

@@ -122,6 +122,14 @@ pub struct ServerArgs {
     /// address [default: off for serve, 127.0.0.1:8181 for dev].
     #[arg(long, env = "PORTCULLIS_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Serve the OpenID AuthZEN Authorization API (JSON over HTTP) on this
+    /// address [default: off].
+    #[arg(long, env = "PORTCULLIS_AUTHZEN_LISTEN")]
+    pub authzen_listen: Option<SocketAddr>,
+    /// The PDP's URL its discovery document names [default: http:// and the
+    /// request's Host].
+    #[arg(long, env = "PORTCULLIS_AUTHZEN_BASE_URL")]
+    pub authzen_base_url: Option<String>,
     /// The header naming the endpoint catalogue's service of a forward-auth
     /// request.
     #[arg(
@@ -224,6 +232,8 @@ impl ServerArgs {
             metrics_listen: self.metrics_listen,
             tls,
             http_listen: self.http_listen,
+            authzen_listen: self.authzen_listen,
+            authzen_base_url: self.authzen_base_url.clone(),
             gateway: GatewaySettings {
                 method_header: self.forward_auth_method_header.to_ascii_lowercase(),
                 uri_header: self.forward_auth_uri_header.to_ascii_lowercase(),

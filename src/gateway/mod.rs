@@ -5,6 +5,7 @@
 // The HTTP edge reads the clock, as the gRPC one does.
 #![allow(clippy::disallowed_methods)]
 
+pub mod authzen;
 mod decide;
 pub mod forward_auth;
 
@@ -12,14 +13,26 @@ use std::sync::Arc;
 
 pub use decide::{Allowed, Gatekeeper, GatewaySettings, OriginalRequest, Refusal, bearer};
 
-/// Serves the HTTP routes on `listener` until the task is aborted.
+/// Serves `/forward-auth` on `listener` until the task is aborted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gate: Arc<Gatekeeper>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
 ) {
-    let app = forward_auth::routes(gate).layer(in_flight);
-    if let Err(error) = axum::serve(listener, app).await {
-        tracing::error!(%error, "the HTTP listener stopped");
+    serve_routes(listener, forward_auth::routes(gate).layer(in_flight)).await;
+}
+
+/// Serves the AuthZEN API on `listener` until the task is aborted.
+pub async fn serve_authzen(
+    listener: tokio::net::TcpListener,
+    api: Arc<authzen::AuthZen>,
+    in_flight: tower_http::metrics::InFlightRequestsLayer,
+) {
+    serve_routes(listener, authzen::routes(api).layer(in_flight)).await;
+}
+
+async fn serve_routes(listener: tokio::net::TcpListener, routes: axum::Router) {
+    if let Err(error) = axum::serve(listener, routes).await {
+        tracing::error!(%error, "an HTTP listener stopped");
     }
 }

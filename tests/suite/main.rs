@@ -13,6 +13,7 @@ mod administration;
 mod authentication;
 mod authorization;
 mod authz_model;
+mod authzen;
 mod caller_auth;
 mod closure;
 mod database_tls;

@@ -1,0 +1,219 @@
+//! The searches of AuthZEN beside "who can" ([`super::holders`]): the
+//! nodes where a user holds a capability (resource search) and the
+//! capabilities a user holds at a node (action search). Both answer exactly
+//! as `CheckCapability` would for each result, in keyset pages.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use super::listing::{PageRow, subject_is_active};
+use super::queries::{PreferOrderedIndexScans, VisiblePage};
+use super::{AuthzError, CapabilityKey, MAX_PAGE_SIZE, Subject, page_token};
+use crate::db::Db;
+use crate::db::schema::auth::{
+    capabilities as cap, org_assignments as oa, org_node_paths as p, org_nodes as n,
+    role_capabilities as rc,
+};
+use crate::names::OrgNodeId;
+use crate::tokens::KeyRing;
+
+/// A page of results and the token of the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}
+
+/// Which page: its size (1 to [`MAX_PAGE_SIZE`]) and the token of the
+/// previous page's answer.
+#[derive(Clone, Debug)]
+pub struct PageRequest {
+    pub size: u32,
+    pub token: Option<String>,
+}
+
+impl PageRequest {
+    fn after(
+        &self,
+        keys: &KeyRing,
+        bound_to: [u8; 16],
+        now: DateTime<Utc>,
+    ) -> Result<Uuid, AuthzError> {
+        match &self.token {
+            Some(token) => {
+                page_token::decode(keys, token, bound_to, now).ok_or(AuthzError::BadPageToken)
+            }
+            None => Ok(Uuid::nil()),
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.size.clamp(1, MAX_PAGE_SIZE) as usize
+    }
+}
+
+/// Cuts `rows` (one more than a page, when there is more) to a page.
+fn page<T>(
+    mut rows: Vec<(Uuid, T)>,
+    size: usize,
+    keys: &KeyRing,
+    bound_to: [u8; 16],
+    now: DateTime<Utc>,
+) -> Page<T> {
+    let next_page_token = if rows.len() > size {
+        rows.truncate(size);
+        rows.last()
+            .and_then(|(after, _)| page_token::encode(keys, *after, bound_to, now))
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(|(_, item)| item).collect(),
+        next_page_token,
+    }
+}
+
+/// The nodes where `subject` holds `capability`, by id: every node under an
+/// in-force assignment whose role grants it, none under an inactive node.
+pub async fn nodes_with_capability(
+    db: &Db,
+    keys: &KeyRing,
+    subject: Subject,
+    capability: &CapabilityKey,
+    request: &PageRequest,
+    request_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Page<Uuid>, AuthzError> {
+    let bound_to = page_token::binding(&[
+        b"nodes_with_capability",
+        subject.tenant_id.get().as_bytes(),
+        subject.user_id.get().as_bytes(),
+        capability.as_str().as_bytes(),
+    ]);
+    let after = request.after(keys, bound_to, now)?;
+    let size = request.size();
+    let user = subject.user_id.get();
+    let key = capability.as_str();
+    let rows: Vec<Uuid> = db
+        .read(&subject.rls_context(request_id), |conn| {
+            async move {
+                let c: &AsyncPgConnection = conn;
+                let now = diesel::dsl::now;
+                let covering = oa::table
+                    .inner_join(rc::table.on(rc::role_id.eq(oa::role_id)))
+                    .inner_join(cap::table.on(cap::cap_id.eq(rc::cap_id)))
+                    .filter(oa::user_id.eq(user))
+                    .filter(cap::cap_key.eq(key))
+                    .filter(oa::start_utc.le(now))
+                    .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
+                    .select(oa::org_node_id)
+                    .distinct()
+                    .order(oa::org_node_id)
+                    .load::<Uuid>(&mut { c });
+                let inactive = n::table
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        "NOT active_flag",
+                    ))
+                    .select(n::org_node_id)
+                    .load::<Uuid>(&mut { c });
+                let plan = PreferOrderedIndexScans.execute(&mut { c });
+                let (active, covering, inactive, _) = futures_util::try_join!(
+                    subject_is_active(c, subject),
+                    async { Ok(covering.await?) },
+                    async { Ok(inactive.await?) },
+                    async { Ok::<_, AuthzError>(plan.await?) },
+                )?;
+                if !active || covering.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<PageRow> = VisiblePage {
+                    covering: &covering,
+                    inactive: &inactive,
+                    after,
+                    node_type: None,
+                    under: None,
+                    limit: size as i32 + 1,
+                }
+                .load(conn)
+                .await?;
+                Ok::<_, AuthzError>(rows.into_iter().map(|row| row.0).collect())
+            }
+            .scope_boxed()
+        })
+        .await?;
+    Ok(page(
+        rows.into_iter().map(|id| (id, id)).collect(),
+        size,
+        keys,
+        bound_to,
+        now,
+    ))
+}
+
+/// The capabilities `subject` holds at `node`, by capability id: granted by
+/// the role of an in-force assignment at the node or above; none when the
+/// subject, its tenant, the node or a node above it is inactive.
+pub async fn capabilities_at(
+    db: &Db,
+    keys: &KeyRing,
+    subject: Subject,
+    node: OrgNodeId,
+    request: &PageRequest,
+    request_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Page<String>, AuthzError> {
+    let bound_to = page_token::binding(&[
+        b"capabilities_at",
+        subject.tenant_id.get().as_bytes(),
+        subject.user_id.get().as_bytes(),
+        node.get().as_bytes(),
+    ]);
+    let after = request.after(keys, bound_to, now)?;
+    let size = request.size();
+    let (user, node) = (subject.user_id.get(), node.get());
+    let rows: Vec<(Uuid, String)> = db
+        .read(&subject.rls_context(request_id), |conn| {
+            async move {
+                let c: &AsyncPgConnection = conn;
+                let now = diesel::dsl::now;
+                // The node and every node above it, with their flags.
+                let path = p::table
+                    .inner_join(n::table.on(n::org_node_id.eq(p::ancestor_org_node_id)))
+                    .filter(p::descendant_org_node_id.eq(node))
+                    .select(n::active_flag)
+                    .load::<bool>(&mut { c });
+                let held = p::table
+                    .inner_join(oa::table.on(oa::org_node_id.eq(p::ancestor_org_node_id)))
+                    .inner_join(rc::table.on(rc::role_id.eq(oa::role_id)))
+                    .inner_join(cap::table.on(cap::cap_id.eq(rc::cap_id)))
+                    .filter(p::descendant_org_node_id.eq(node))
+                    .filter(oa::user_id.eq(user))
+                    .filter(oa::start_utc.le(now))
+                    .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
+                    .filter(cap::cap_id.gt(after))
+                    .select((cap::cap_id, cap::cap_key))
+                    .distinct()
+                    .order(cap::cap_id)
+                    .limit(size as i64 + 1)
+                    .load::<(Uuid, String)>(&mut { c });
+                let (active, path, held) = futures_util::try_join!(
+                    subject_is_active(c, subject),
+                    async { Ok(path.await?) },
+                    async { Ok::<_, AuthzError>(held.await?) },
+                )?;
+                if path.is_empty() {
+                    return Err(AuthzError::UnknownOrgNode);
+                }
+                if !active || path.iter().any(|flag| !flag) {
+                    return Ok(Vec::new());
+                }
+                Ok(held)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    Ok(page(rows, size, keys, bound_to, now))
+}
