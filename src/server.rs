@@ -17,6 +17,7 @@ use crate::grpc::administration::AdministrationService;
 use crate::grpc::authentication::AuthenticationService;
 use crate::grpc::authorization::AuthorizationService;
 use crate::grpc::caller_auth::CallerAuthLayer;
+use crate::grpc::error_details::ErrorDetailsLayer;
 use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::health;
 use crate::grpc::request::REQUEST_ID_HEADER;
@@ -27,6 +28,7 @@ use crate::proto::v1::administration_server::AdministrationServer;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
+use crate::tls::ServerTls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -96,6 +98,7 @@ pub async fn serve(
                 listener,
                 gate.clone(),
                 in_flight_layer.clone(),
+                settings.tls.as_ref().map(ServerTls::http_config),
             )))
         }
         None => None,
@@ -108,11 +111,13 @@ pub async fn serve(
                 db: db.for_reads(),
                 tokens: tokens.clone(),
                 base_url: settings.authzen_base_url.clone(),
+                https: settings.tls.is_some(),
             };
             Some(tokio::spawn(crate::gateway::serve_authzen(
                 listener,
                 Arc::new(api),
                 in_flight_layer.clone(),
+                settings.tls.as_ref().map(ServerTls::http_config),
             )))
         }
         None => None,
@@ -131,10 +136,12 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
 
-    // Outermost first: the in-flight count, request id, the per-RPC log
-    // line, then the caller's authentication.
+    // Outermost first: the in-flight count, the details of any error that
+    // lacks them, request id, the per-RPC log line, then the caller's
+    // authentication.
     let layers = tower::ServiceBuilder::new()
         .layer(in_flight_layer)
+        .layer(ErrorDetailsLayer)
         .layer(SetRequestIdLayer::new(
             http::HeaderName::from_static(REQUEST_ID_HEADER),
             MakeRequestUuid,

@@ -102,6 +102,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(http) = settings.http_listen {
         println!("{}\n", seed::forward_auth_try_it(&addr, &http.to_string()));
     }
+    if settings.authzen_listen.is_none() {
+        // The AuthZEN API on by default in dev, unless the port is taken.
+        let default = std::net::SocketAddr::from(([127, 0, 0, 1], 8282));
+        match std::net::TcpListener::bind(default) {
+            Ok(probe) => {
+                drop(probe);
+                settings.authzen_listen = Some(default);
+            }
+            Err(_) => tracing::warn!(%default, "AuthZEN port taken; dev runs without it"),
+        }
+    }
+    if let Some(authzen) = settings.authzen_listen {
+        println!("{}\n", seed::authzen_try_it(&authzen.to_string()));
+    }
     if settings.metrics_listen.is_none() {
         // Metrics on by default in dev, unless the port is taken (by another dev).
         let default = std::net::SocketAddr::from(([127, 0, 0, 1], 9464));

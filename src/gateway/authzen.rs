@@ -31,8 +31,10 @@ const DEFAULT_PAGE_LIMIT: u32 = 100;
 pub struct AuthZen {
     pub db: Db,
     pub tokens: Arc<Tokens>,
-    /// The PDP's own URL in discovery; else `http://` and the Host header.
+    /// The PDP's own URL in discovery; else the scheme and the Host header.
     pub base_url: Option<String>,
+    /// Whether the listener speaks TLS (the scheme of discovery's URLs).
+    pub https: bool,
 }
 
 pub fn routes(state: Arc<AuthZen>) -> axum::Router {
@@ -581,7 +583,8 @@ async fn configuration(State(api): State<Arc<AuthZen>>, headers: HeaderMap) -> R
             .get("host")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("localhost");
-        format!("http://{host}")
+        let scheme = if api.https { "https" } else { "http" };
+        format!("{scheme}://{host}")
     });
     let base = base.trim_end_matches('/');
     respond(

@@ -18,8 +18,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     gate: Arc<Gatekeeper>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    serve_routes(listener, forward_auth::routes(gate).layer(in_flight)).await;
+    serve_routes(listener, forward_auth::routes(gate).layer(in_flight), tls).await;
 }
 
 /// Serves the AuthZEN API on `listener` until the task is aborted.
@@ -27,12 +28,50 @@ pub async fn serve_authzen(
     listener: tokio::net::TcpListener,
     api: Arc<authzen::AuthZen>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    serve_routes(listener, authzen::routes(api).layer(in_flight)).await;
+    serve_routes(listener, authzen::routes(api).layer(in_flight), tls).await;
 }
 
-async fn serve_routes(listener: tokio::net::TcpListener, routes: axum::Router) {
-    if let Err(error) = axum::serve(listener, routes).await {
-        tracing::error!(%error, "an HTTP listener stopped");
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn serve_routes(
+    listener: tokio::net::TcpListener,
+    routes: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let Some(tls) = tls else {
+        if let Err(error) = axum::serve(listener, routes).await {
+            tracing::error!(%error, "an HTTP listener stopped");
+        }
+        return;
+    };
+    // HTTPS: axum::serve speaks plain TCP only, so each connection is
+    // handshaken here and served by hyper.
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accepting an HTTPS connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, routes) = (acceptor.clone(), routes.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(routes);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "an HTTPS connection ended with an error");
+            }
+        });
     }
 }

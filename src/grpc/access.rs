@@ -2,7 +2,9 @@
 //! caller's bearer token against it. Used by the caller-authentication layer.
 
 use chrono::{DateTime, Utc};
-use tonic::Status;
+use tonic::{Code, Status};
+
+use super::error_details::detailed;
 
 use crate::tokens::{Principal, TokenError, Tokens};
 
@@ -150,7 +152,7 @@ pub fn authorize(
     }
     let principal = match (authorization, access) {
         (None, Access::OptionalCaller) => return Ok(None),
-        (None, _) => return Err(Status::unauthenticated(UNAUTHENTICATED)),
+        (None, _) => return Err(unauthenticated()),
         (Some(header), _) => verify_bearer(tokens, header, now)?,
     };
     if let Access::Caller {
@@ -161,17 +163,19 @@ pub fn authorize(
         let method = path.rsplit('/').next().unwrap_or(path);
         match &principal {
             Principal::User(_) if !users => {
-                return Err(Status::permission_denied(format!(
-                    "user tokens may not call {method}"
-                )));
+                return Err(detailed(
+                    Code::PermissionDenied,
+                    format!("user tokens may not call {method}"),
+                    "USER_TOKEN_NOT_ALLOWED",
+                    &[("method", method)],
+                    None,
+                ));
             }
             Principal::Service(_) => {
                 if let Some(permission) = service_permission
                     && !principal.has_permission(permission)
                 {
-                    return Err(Status::permission_denied(format!(
-                        "{method} needs the permission {permission}"
-                    )));
+                    return Err(permission_missing(method, permission));
                 }
             }
             Principal::User(_) => {}
@@ -185,14 +189,40 @@ fn verify_bearer(tokens: &Tokens, header: &str, now: DateTime<Utc>) -> Result<Pr
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .ok_or_else(|| Status::unauthenticated(UNAUTHENTICATED))?;
+        .ok_or_else(unauthenticated)?;
     match tokens.verify(token, now) {
         Ok(verified) => Ok(verified.principal),
-        Err(TokenError::RevocationUnknown) => Err(Status::unavailable(
+        Err(TokenError::RevocationUnknown) => Err(detailed(
+            Code::Unavailable,
             "cannot confirm that the token is not revoked; retry shortly",
+            "REVOCATION_UNKNOWN",
+            &[],
+            None,
         )),
-        Err(_) => Err(Status::unauthenticated(UNAUTHENTICATED)),
+        Err(_) => Err(unauthenticated()),
     }
+}
+
+/// The one answer for a missing or unusable caller token.
+pub fn unauthenticated() -> Status {
+    detailed(
+        Code::Unauthenticated,
+        UNAUTHENTICATED,
+        "TOKEN_INVALID",
+        &[],
+        None,
+    )
+}
+
+/// A caller without the permission `method` needs.
+pub fn permission_missing(method: &str, permission: &str) -> Status {
+    detailed(
+        Code::PermissionDenied,
+        format!("{method} needs the permission {permission}"),
+        "PERMISSION_MISSING",
+        &[("permission", permission)],
+        None,
+    )
 }
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ impl Authentication for AuthenticationService {
             Some(pb::revoke_session_request::Target::SessionId(id)) => {
                 let session = parse_uuid("session_id", &id)?;
                 let Some(caller) = caller else {
-                    return Err(Status::unauthenticated(super::access::UNAUTHENTICATED));
+                    return Err(super::access::unauthenticated());
                 };
                 let scope = SessionScope::for_caller(&caller)?;
                 self.authn
@@ -259,8 +259,12 @@ impl Authentication for AuthenticationService {
             return Ok(Response::new(pb::VerifyTokenResponse::default()));
         };
         if !caller.may_inspect(&verified.principal) {
-            return Err(Status::permission_denied(
+            return Err(super::error_details::detailed(
+                tonic::Code::PermissionDenied,
                 "the token belongs to another tenant",
+                "TENANT_FORBIDDEN",
+                &[],
+                None,
             ));
         }
         let claims = verified.claims;

@@ -299,8 +299,12 @@ impl Authorization for AuthorizationService {
         };
         let caller = caller(&request)?;
         if !caller.may_act_in(tenant_id.get()) {
-            return Err(Status::permission_denied(
+            return Err(super::error_details::detailed(
+                tonic::Code::PermissionDenied,
                 "tenant_id: the caller may not ask about this tenant",
+                "TENANT_FORBIDDEN",
+                &[],
+                None,
             ));
         }
         let context = RlsContext::anonymous()

@@ -21,7 +21,11 @@ use envoy_types::ext_authz::v3::{
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use secrecy::ExposeSecret;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
+
+use super::access::permission_missing;
+use super::error_details::detailed;
+use super::request::invalid;
 
 use crate::gateway::{Allowed, Gatekeeper, OriginalRequest, Refusal, bearer};
 use crate::tokens::Principal;
@@ -66,12 +70,14 @@ impl ExtAuthzService {
                 .get::<Principal>()
                 .map(|caller| match caller {
                     Principal::Service(_) if caller.has_permission("authz.check") => Ok(()),
-                    Principal::Service(_) => Err(Status::permission_denied(
-                        "Check needs the permission authz.check",
+                    Principal::Service(_) => Err(permission_missing("Check", "authz.check")),
+                    Principal::User(_) => Err(detailed(
+                        Code::PermissionDenied,
+                        "user tokens may not call Check",
+                        "USER_TOKEN_NOT_ALLOWED",
+                        &[("method", "Check")],
+                        None,
                     )),
-                    Principal::User(_) => {
-                        Err(Status::permission_denied("user tokens may not call Check"))
-                    }
                 })
         };
         let by_certificate = || request.peer_certs().is_some_and(|certs| !certs.is_empty());
@@ -83,8 +89,12 @@ impl ExtAuthzService {
             }
         };
         outcome.unwrap_or_else(|| {
-            Err(Status::unauthenticated(
+            Err(detailed(
+                Code::Unauthenticated,
                 "Check needs an authenticated caller (a service token or a client certificate, as configured)",
+                "CALLER_UNAUTHENTICATED",
+                &[],
+                None,
             ))
         })
     }
@@ -102,8 +112,9 @@ impl Authorization for ExtAuthzService {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref())
             .ok_or_else(|| {
-                Status::invalid_argument(
-                    "attributes.request.http: the original HTTP request is missing",
+                invalid(
+                    "attributes.request.http",
+                    "the original HTTP request is missing",
                 )
             })?;
         // Envoy sends header names in lower case (a gRPC client might not),

@@ -10,6 +10,7 @@ pub mod authentication;
 pub mod authorization;
 pub mod caller_auth;
 pub mod endpoint_catalogue;
+pub mod error_details;
 pub mod ext_authz;
 pub mod fields;
 pub mod health;

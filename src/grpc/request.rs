@@ -11,7 +11,13 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// `INVALID_ARGUMENT` naming the field.
 pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{field}: {problem}"))
+    super::error_details::detailed(
+        tonic::Code::InvalidArgument,
+        format!("{field}: {problem}"),
+        "INVALID_ARGUMENT",
+        &[("field", field)],
+        None,
+    )
 }
 
 /// The caller the authentication layer established.
@@ -20,7 +26,7 @@ pub fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated(super::access::UNAUTHENTICATED))
+        .ok_or_else(super::access::unauthenticated)
 }
 
 pub fn request_id<T>(request: &Request<T>) -> Option<String> {

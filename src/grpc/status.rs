@@ -2,7 +2,9 @@
 
 use std::borrow::Cow;
 
-use tonic::Status;
+use tonic::{Code, Status};
+
+use super::error_details::detailed;
 
 use crate::admin::{AdminError, Subject, invitations};
 use crate::authn::{AuthnError, IdTokenError, PasswordError};
@@ -12,8 +14,14 @@ use crate::service_accounts::ServiceError;
 
 /// `RESOURCE_EXHAUSTED` with a retry hint, in the message and in the
 /// `retry-after` trailer (seconds).
-fn exhausted(message: String, retry_after: std::time::Duration) -> Status {
-    let mut status = Status::resource_exhausted(message);
+fn exhausted(message: String, reason: &str, retry_after: std::time::Duration) -> Status {
+    let mut status = detailed(
+        Code::ResourceExhausted,
+        message,
+        reason,
+        &[],
+        Some(retry_after),
+    );
     if let Ok(value) = retry_after.as_secs().max(1).to_string().parse() {
         status.metadata_mut().insert("retry-after", value);
     }
@@ -25,16 +33,28 @@ impl From<DbError> for Status {
         match error {
             DbError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
-                Status::unavailable("the database is unavailable; retry later")
+                detailed(
+                    Code::Unavailable,
+                    "the database is unavailable; retry later",
+                    "DATABASE_UNAVAILABLE",
+                    &[],
+                    None,
+                )
             }
             DbError::Timeout => {
                 tracing::warn!("a database statement timed out");
-                Status::deadline_exceeded("the database did not answer in time")
+                detailed(
+                    Code::DeadlineExceeded,
+                    "the database did not answer in time",
+                    "DATABASE_TIMEOUT",
+                    &[],
+                    None,
+                )
             }
             DbError::Query(cause) => {
                 // The cause may quote SQL or data: log it, never return it.
                 tracing::error!(%cause, "database error");
-                Status::internal("internal error")
+                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
             }
         }
     }
@@ -43,15 +63,35 @@ impl From<DbError> for Status {
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::InvalidCredentials => Status::unauthenticated(error.to_string()),
-            ServiceError::PermissionNotGranted(_) => Status::permission_denied(error.to_string()),
+            ServiceError::InvalidCredentials => detailed(
+                Code::Unauthenticated,
+                error.to_string(),
+                "INVALID_CREDENTIALS",
+                &[],
+                None,
+            ),
+            ServiceError::PermissionNotGranted(_) => detailed(
+                Code::PermissionDenied,
+                error.to_string(),
+                "PERMISSION_NOT_GRANTED",
+                &[],
+                None,
+            ),
             ServiceError::UnknownSession
             | ServiceError::UnknownService(_)
-            | ServiceError::UnknownSecret => Status::not_found(error.to_string()),
-            ServiceError::DuplicateKey(_) => Status::already_exists(error.to_string()),
+            | ServiceError::UnknownSecret => {
+                detailed(Code::NotFound, error.to_string(), "NOT_FOUND", &[], None)
+            }
+            ServiceError::DuplicateKey(_) => detailed(
+                Code::AlreadyExists,
+                error.to_string(),
+                "ALREADY_EXISTS",
+                &[],
+                None,
+            ),
             ServiceError::Token(cause) => {
                 tracing::error!(%cause, "cannot sign a token");
-                Status::internal("internal error")
+                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
             }
             ServiceError::Db(cause) => cause.into(),
         }
@@ -61,21 +101,47 @@ impl From<ServiceError> for Status {
 impl From<AuthzError> for Status {
     fn from(error: AuthzError) -> Self {
         match error {
-            AuthzError::InvalidSubjectToken => Status::unauthenticated(error.to_string()),
-            AuthzError::RevocationUnknown => Status::unavailable(
-                "cannot confirm that the subject token is not revoked; retry shortly",
+            AuthzError::InvalidSubjectToken => detailed(
+                Code::Unauthenticated,
+                error.to_string(),
+                "SUBJECT_TOKEN_INVALID",
+                &[],
+                None,
             ),
-            AuthzError::Forbidden(message) => Status::permission_denied(message),
-            AuthzError::BadPageToken => {
-                Status::invalid_argument("page_token: not a token of this listing")
+            AuthzError::RevocationUnknown => detailed(
+                Code::Unavailable,
+                "cannot confirm that the subject token is not revoked; retry shortly",
+                "REVOCATION_UNKNOWN",
+                &[],
+                None,
+            ),
+            AuthzError::Forbidden(message) => {
+                detailed(Code::PermissionDenied, message, "FORBIDDEN", &[], None)
             }
-            AuthzError::UnknownCapability => Status::not_found("capability: no such capability"),
-            AuthzError::UnknownOrgNode => {
-                Status::not_found("org_node_id: no such node in the tenant")
-            }
+            AuthzError::BadPageToken => detailed(
+                Code::InvalidArgument,
+                "page_token: not a token of this listing",
+                "BAD_PAGE_TOKEN",
+                &[],
+                None,
+            ),
+            AuthzError::UnknownCapability => detailed(
+                Code::NotFound,
+                "capability: no such capability",
+                "UNKNOWN_CAPABILITY",
+                &[],
+                None,
+            ),
+            AuthzError::UnknownOrgNode => detailed(
+                Code::NotFound,
+                "org_node_id: no such node in the tenant",
+                "UNKNOWN_ORG_NODE",
+                &[],
+                None,
+            ),
             AuthzError::Unexpected(cause) => {
                 tracing::error!(%cause, "unexpected authorization answer");
-                Status::internal("internal error")
+                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
             }
             AuthzError::Db(cause) => cause.into(),
         }
@@ -85,33 +151,74 @@ impl From<AuthzError> for Status {
 impl From<AuthnError> for Status {
     fn from(error: AuthnError) -> Self {
         match error {
-            AuthnError::InvalidCredentials | AuthnError::InvalidRefreshToken => {
-                Status::unauthenticated(error.to_string())
+            AuthnError::InvalidCredentials => detailed(
+                Code::Unauthenticated,
+                error.to_string(),
+                "INVALID_CREDENTIALS",
+                &[],
+                None,
+            ),
+            AuthnError::InvalidRefreshToken => detailed(
+                Code::Unauthenticated,
+                error.to_string(),
+                "INVALID_REFRESH_TOKEN",
+                &[],
+                None,
+            ),
+            AuthnError::Locked { retry_after } => {
+                exhausted(error.to_string(), "LOGIN_LOCKED", retry_after)
             }
-            AuthnError::Locked { retry_after } | AuthnError::TooManyCodes { retry_after } => {
-                exhausted(error.to_string(), retry_after)
+            AuthnError::TooManyCodes { retry_after } => {
+                exhausted(error.to_string(), "TOO_MANY_CODES", retry_after)
             }
-            AuthnError::IdToken(IdTokenError::ProviderUnavailable) => Status::unavailable(format!(
-                "oidc.id_token: {}",
-                IdTokenError::ProviderUnavailable
-            )),
-            AuthnError::IdToken(reason) => {
-                Status::unauthenticated(format!("oidc.id_token: {reason}"))
-            }
-            AuthnError::Unlinked(reason) => Status::unauthenticated(reason.to_string()),
+            AuthnError::IdToken(IdTokenError::ProviderUnavailable) => detailed(
+                Code::Unavailable,
+                format!("oidc.id_token: {}", IdTokenError::ProviderUnavailable),
+                "IDENTITY_PROVIDER_UNAVAILABLE",
+                &[],
+                None,
+            ),
+            AuthnError::IdToken(reason) => detailed(
+                Code::Unauthenticated,
+                format!("oidc.id_token: {reason}"),
+                "ID_TOKEN_REFUSED",
+                &[],
+                None,
+            ),
+            AuthnError::Unlinked(reason) => detailed(
+                Code::Unauthenticated,
+                reason.to_string(),
+                "IDENTITY_NOT_LINKED",
+                &[],
+                None,
+            ),
             AuthnError::UnknownSession | AuthnError::UnknownLogin(_) => {
-                Status::not_found(error.to_string())
+                detailed(Code::NotFound, error.to_string(), "NOT_FOUND", &[], None)
             }
-            AuthnError::Forbidden(message) => Status::permission_denied(message),
-            AuthnError::LoginTaken(_) => Status::already_exists(error.to_string()),
-            AuthnError::Password(PasswordError::Busy) => Status::unavailable(error.to_string()),
+            AuthnError::Forbidden(message) => {
+                detailed(Code::PermissionDenied, message, "FORBIDDEN", &[], None)
+            }
+            AuthnError::LoginTaken(_) => detailed(
+                Code::AlreadyExists,
+                error.to_string(),
+                "LOGIN_TAKEN",
+                &[],
+                None,
+            ),
+            AuthnError::Password(PasswordError::Busy) => detailed(
+                Code::Unavailable,
+                error.to_string(),
+                "HASHING_BUSY",
+                &[],
+                None,
+            ),
             AuthnError::Password(cause) => {
                 tracing::error!(%cause, "password hashing failed");
-                Status::internal("internal error")
+                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
             }
             AuthnError::Token(cause) => {
                 tracing::error!(%cause, "cannot sign a token");
-                Status::internal("internal error")
+                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
             }
             AuthnError::Db(cause) => cause.into(),
         }
@@ -121,36 +228,68 @@ impl From<AuthnError> for Status {
 impl From<AdminError> for Status {
     fn from(error: AdminError) -> Self {
         match error {
-            AdminError::NotFound(subject) => {
-                Status::not_found(format!("{}: not found", field(subject)))
+            AdminError::NotFound(subject) => detailed(
+                Code::NotFound,
+                format!("{}: not found", field(subject)),
+                "NOT_FOUND",
+                &[],
+                None,
+            ),
+            AdminError::Forbidden(None, reason) => {
+                detailed(Code::PermissionDenied, reason, "FORBIDDEN", &[], None)
             }
-            AdminError::Forbidden(None, reason) => Status::permission_denied(reason),
-            AdminError::Forbidden(Some(subject), reason) => {
-                Status::permission_denied(about(subject, &reason))
-            }
-            AdminError::Conflict(subject, reason) => {
-                Status::failed_precondition(about(subject, &reason))
-            }
-            AdminError::Invalid(subject, reason) => {
-                Status::invalid_argument(about(subject, &reason))
-            }
-            AdminError::AlreadyExists(subject, reason) => {
-                Status::already_exists(about(subject, &reason))
-            }
-            AdminError::UnusableInvitation => {
-                Status::unauthenticated(about(Subject::InviteToken, invitations::UNUSABLE))
-            }
+            AdminError::Forbidden(Some(subject), reason) => detailed(
+                Code::PermissionDenied,
+                about(subject, &reason),
+                "FORBIDDEN",
+                &[],
+                None,
+            ),
+            AdminError::Conflict(subject, reason) => detailed(
+                Code::FailedPrecondition,
+                about(subject, &reason),
+                "CONFLICT",
+                &[],
+                None,
+            ),
+            AdminError::Invalid(subject, reason) => detailed(
+                Code::InvalidArgument,
+                about(subject, &reason),
+                "INVALID_ARGUMENT",
+                &[],
+                None,
+            ),
+            AdminError::AlreadyExists(subject, reason) => detailed(
+                Code::AlreadyExists,
+                about(subject, &reason),
+                "ALREADY_EXISTS",
+                &[],
+                None,
+            ),
+            AdminError::UnusableInvitation => detailed(
+                Code::Unauthenticated,
+                about(Subject::InviteToken, invitations::UNUSABLE),
+                "INVITATION_UNUSABLE",
+                &[],
+                None,
+            ),
             AdminError::TooManyAttempts { retry_after } => {
-                exhausted(error.to_string(), retry_after)
+                exhausted(error.to_string(), "TOO_MANY_ATTEMPTS", retry_after)
             }
-            AdminError::Hashing(PasswordError::Busy) => Status::unavailable(error.to_string()),
+            AdminError::Hashing(PasswordError::Busy) => detailed(
+                Code::Unavailable,
+                error.to_string(),
+                "HASHING_BUSY",
+                &[],
+                None,
+            ),
             AdminError::Hashing(cause) => {
                 tracing::error!(%cause, "password hashing failed");
-                Status::internal("internal error")
+                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
             }
             AdminError::Internal(cause) => {
                 tracing::error!(%cause, "administration failed");
-                Status::internal("internal error")
+                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
             }
             AdminError::Db(db) => db.into(),
         }

@@ -793,6 +793,12 @@ async fn repeated_failures_lock_the_login_with_a_retry_hint_and_the_lock_lifts()
     let locked = s.password_login_result().await.unwrap_err();
     assert_eq!(locked.code(), Code::ResourceExhausted);
     assert!(locked.metadata().get("retry-after").is_some());
+    {
+        use tonic_types::StatusExt;
+        let details = locked.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "LOGIN_LOCKED");
+        assert!(details.retry_info().unwrap().retry_delay.is_some());
+    }
     // Held in the database: another replica refuses too.
     let replica = TestServer::start_app(crate::support::server::test_app(
         s.db.clone(),

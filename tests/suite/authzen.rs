@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::TestDb;
+use crate::support::certs::{TestCa, write};
 use crate::support::org::Org;
 use crate::support::server::{TestServer, test_settings, test_tokens};
 
@@ -410,4 +411,47 @@ async fn the_request_id_is_echoed() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-42");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tls_the_api_is_served_over_https_with_the_grpc_certificate() {
+    let test = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("AuthZEN test CA");
+    let identity = ca.server(&["localhost"]);
+    let tls = portcullis::tls::ServerTls::load(
+        &write(dir.path(), "server.pem", &identity.cert_pem),
+        &write(dir.path(), "server.key", &identity.key_pem),
+        None,
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = test_settings();
+    settings.tls = Some(tls);
+    settings.authzen_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    let _server = TestServer::start_with(test.db(), test_tokens(), settings).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}/.well-known/authzen-configuration");
+    let answer = trusting.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let discovery: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(
+        discovery["access_evaluation_endpoint"],
+        format!("https://localhost:{port}/access/v1/evaluation")
+    );
+    let plaintext = reqwest::Client::new()
+        .get(format!(
+            "http://localhost:{port}/.well-known/authzen-configuration"
+        ))
+        .send()
+        .await;
+    assert!(!plaintext.is_ok_and(|r| r.status().is_success()));
 }

@@ -29,6 +29,7 @@ mod pooled_isolation;
 mod postgrest;
 mod provision;
 mod read_replica;
+mod rich_errors;
 mod rls;
 mod schema_contract;
 mod scoped_transaction;

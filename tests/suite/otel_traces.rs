@@ -100,6 +100,9 @@ fn rpc_spans_join_the_callers_trace_with_database_children() {
         let subscriber =
             tracing_subscriber::registry().with(portcullis::telemetry::otel_layer(&provider));
         let _default = tracing::subscriber::set_default(subscriber);
+        // Callsites other tests' threads registered meanwhile (with no
+        // subscriber of theirs) must be asked again now this one exists.
+        tracing::callsite::rebuild_interest_cache();
         let server = TestServer::start(test.db()).await;
         let mut request =
             tonic::Request::new(portcullis::proto::v1::ExchangeServiceCredentialRequest {

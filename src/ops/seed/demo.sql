@@ -93,6 +93,7 @@ ON CONFLICT DO NOTHING;
 INSERT INTO auth.service_permissions (svc_id, perm_key) VALUES
     ('d0000000-0000-4000-8007-000000000001', 'authz.check'),
     ('d0000000-0000-4000-8007-000000000001', 'authz.list_visible'),
+    ('d0000000-0000-4000-8007-000000000001', 'authz.list_users'),
     ('d0000000-0000-4000-8007-000000000001', 'tokens.verify'),
     ('d0000000-0000-4000-8007-000000000001', 'admin.org.read'),
     ('d0000000-0000-4000-8007-000000000001', 'admin.org.write'),

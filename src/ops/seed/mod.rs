@@ -88,6 +88,63 @@ Exchange the demo service's secret for a token, then use it:
     )
 }
 
+/// curl lines that ask the AuthZEN API on `authzen_addr` as a policy
+/// enforcement point would, with the demo service's `$TOKEN` (from the
+/// exchange line of [`try_it`]).
+pub fn authzen_try_it(authzen_addr: &str) -> String {
+    let new_york = uuid!("d0000000-0000-4000-8001-000000000006");
+    let user = |id: Uuid| format!(r#"{{"type":"user","id":"{id}"}}"#);
+    let node = |id: Uuid| format!(r#"{{"type":"org_node","id":"{id}"}}"#);
+    let (alice, bob, paris) = (
+        user(DEMO_ALICE_ID),
+        user(DEMO_BOB_ID),
+        node(DEMO_PARIS_NODE_ID),
+    );
+    let download = r#"{"name":"payment.ledger.download"}"#;
+    let post = |path: &str, body: String| {
+        format!(
+            r#"curl -s -H "Authorization: Bearer $TOKEN" -d '{body}' http://{authzen_addr}/access/v1/{path}; echo"#
+        )
+    };
+    let allowed = post(
+        "evaluation",
+        format!(r#"{{"subject":{alice},"resource":{paris},"action":{download}}}"#),
+    );
+    let denied = post(
+        "evaluation",
+        format!(r#"{{"subject":{bob},"resource":{paris},"action":{download}}}"#),
+    );
+    let batch = post(
+        "evaluations",
+        format!(
+            r#"{{"subject":{alice},"action":{download},"options":{{"evaluations_semantic":"deny_on_first_deny"}},"evaluations":[{{"resource":{paris}}},{{"resource":{}}},{{"resource":{paris}}}]}}"#,
+            node(new_york)
+        ),
+    );
+    let who = post(
+        "search/subject",
+        format!(r#"{{"subject":{{"type":"user"}},"resource":{paris},"action":{download}}}"#),
+    );
+    let what = post(
+        "search/action",
+        format!(r#"{{"subject":{alice},"resource":{paris}}}"#),
+    );
+    format!(
+        r#"AuthZEN 1.0 (the demo service's $TOKEN from the exchange line above is the policy enforcement point's):
+  # allowed: alice may download Paris's ledger
+  {allowed}
+  # denied with its reason: bob's treasurer assignment has expired
+  {denied}
+  # a batch that stops at the first denial (New York)
+  {batch}
+  # who may download Paris's ledger; what alice may do in Paris
+  {who}
+  {what}
+  curl -s http://{authzen_addr}/.well-known/authzen-configuration; echo
+  # authzen: end"#
+    )
+}
+
 /// curl lines that ask `/forward-auth` on `http_addr` as nginx's
 /// `auth_request` would, with alice's token from `grpc_addr`.
 pub fn forward_auth_try_it(grpc_addr: &str, http_addr: &str) -> String {
