@@ -204,7 +204,7 @@ impl AuthZen {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(super::bearer)
+            .and_then(crate::tokens::bearer)
             .ok_or_else(unauthenticated)?;
         let verified = self
             .tokens

@@ -261,14 +261,6 @@ impl Gatekeeper {
     }
 }
 
-/// The token of an `Authorization: Bearer …` value.
-pub fn bearer(authorization: &str) -> Option<&str> {
-    authorization
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token)
-}
-
 fn refusal(error: AuthzError) -> Refusal {
     match error {
         AuthzError::Db(DbError::Unavailable(_)) | AuthzError::Db(DbError::Timeout) => {

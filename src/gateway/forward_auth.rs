@@ -21,7 +21,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 
-use super::decide::{Gatekeeper, OriginalRequest, Refusal, bearer};
+use super::decide::{Gatekeeper, OriginalRequest, Refusal};
+use crate::tokens::bearer;
 
 pub fn routes(gate: Arc<Gatekeeper>) -> axum::Router {
     axum::Router::new()

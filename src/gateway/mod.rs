@@ -11,7 +11,7 @@ pub mod forward_auth;
 
 use std::sync::Arc;
 
-pub use decide::{Allowed, Gatekeeper, GatewaySettings, OriginalRequest, Refusal, bearer};
+pub use decide::{Allowed, Gatekeeper, GatewaySettings, OriginalRequest, Refusal};
 
 /// Serves `/forward-auth` on `listener` until the task is aborted.
 pub async fn serve(

@@ -185,11 +185,7 @@ pub fn authorize(
 }
 
 fn verify_bearer(tokens: &Tokens, header: &str, now: DateTime<Utc>) -> Result<Principal, Status> {
-    let token = header
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(unauthenticated)?;
+    let token = crate::tokens::bearer(header).ok_or_else(unauthenticated)?;
     match tokens.verify(token, now) {
         Ok(verified) => Ok(verified.principal),
         Err(TokenError::RevocationUnknown) => Err(detailed(

@@ -27,8 +27,9 @@ use super::access::permission_missing;
 use super::error_details::detailed;
 use super::request::invalid;
 
-use crate::gateway::{Allowed, Gatekeeper, OriginalRequest, Refusal, bearer};
+use crate::gateway::{Allowed, Gatekeeper, OriginalRequest, Refusal};
 use crate::tokens::Principal;
+use crate::tokens::bearer;
 
 /// Who may call `Check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

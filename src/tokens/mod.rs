@@ -151,6 +151,14 @@ pub const RESERVED_CLAIMS: [&str; 15] = [
     "org_node_id",
 ];
 
+/// The token of an `Authorization: Bearer …` value (the scheme in any case).
+pub fn bearer(authorization: &str) -> Option<&str> {
+    authorization
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
 /// A token that passed every check, with what it says.
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {

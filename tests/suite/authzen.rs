@@ -3,18 +3,13 @@
 //! (single, batch with each semantic, the three searches, discovery, bad
 //! input, missing or insufficient credentials).
 
-use std::time::Duration;
-
-use chrono::Utc;
-use portcullis::tokens::{NewToken, TokenType};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::TestDb;
 use crate::support::certs::{TestCa, write};
 use crate::support::org::Org;
-use crate::support::server::{TestServer, test_settings, test_tokens};
+use crate::support::server::{TestServer, service_token, test_settings, test_tokens};
 
 struct Setup {
     _test: TestDb,
@@ -45,24 +40,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn service_token(&self, tenant: Option<Uuid>, permissions: &[&str]) -> String {
-        self.server
-            .tokens
-            .issue(
-                &NewToken {
-                    typ: TokenType::Service,
-                    subject: Uuid::new_v4(),
-                    tenant,
-                    session: Uuid::new_v4(),
-                    permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
-                    lifetime: Duration::from_secs(600),
-                    service_key: Some("pep".into()),
-                },
-                Utc::now(),
-            )
-            .unwrap()
-            .token
-            .expose_secret()
-            .to_owned()
+        service_token(&self.server.tokens, tenant, permissions)
     }
 
     fn pep(&self) -> String {

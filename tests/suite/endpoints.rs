@@ -88,6 +88,23 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// An entry that lets `world`'s user read `/ledgers/{node_id}`, and the
+    /// path of the world's root ledger.
+    async fn ledger_entry(&self, world: &TenantWorld) -> (EndpointPolicy, String) {
+        let entry = self
+            .create_endpoint(
+                "GET",
+                "/ledgers/{node_id}",
+                &capability_of(world),
+                source("path", "node_id"),
+            )
+            .await
+            .unwrap();
+        (entry, format!("/ledgers/{}", world.root))
+    }
+}
+
 fn reason(answer: &CheckEndpointResponse) -> DecisionReason {
     DecisionReason::try_from(answer.reason).unwrap()
 }
@@ -321,16 +338,7 @@ async fn routes_the_router_cannot_tell_apart_are_refused_naming_the_field() {
 async fn a_change_to_the_catalogue_is_effective_on_the_next_call_and_logged() {
     let s = setup().await;
     let a = &s.a;
-    let entry = s
-        .create_endpoint(
-            "GET",
-            "/ledgers/{node_id}",
-            &capability_of(a),
-            source("path", "node_id"),
-        )
-        .await
-        .unwrap();
-    let path = format!("/ledgers/{}", a.root);
+    let (entry, path) = s.ledger_entry(a).await;
     assert!(s.check_endpoint(a, "GET", &path, &[], &[]).await.allowed);
     // Now it needs a capability nobody holds.
     let other = capability_of(&s.b);
@@ -416,16 +424,7 @@ async fn owner_with_global_admin(s: &Setup) -> AsyncPgConnection {
 async fn a_change_made_beside_the_server_is_effective_on_its_next_call() {
     let s = setup().await;
     let a = &s.a;
-    let entry = s
-        .create_endpoint(
-            "GET",
-            "/ledgers/{node_id}",
-            &capability_of(a),
-            source("path", "node_id"),
-        )
-        .await
-        .unwrap();
-    let path = format!("/ledgers/{}", a.root);
+    let (entry, path) = s.ledger_entry(a).await;
     // The server now holds the catalogue in memory.
     assert!(s.check_endpoint(a, "GET", &path, &[], &[]).await.allowed);
     let mut owner = owner_with_global_admin(&s).await;

@@ -3,9 +3,7 @@
 //! (no Envoy binary can be installed here).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use chrono::Utc;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
@@ -16,8 +14,6 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use portcullis::app::ServerSettings;
 use portcullis::grpc::ext_authz::{ExtAuthzCallers, ExtAuthzSettings};
 use portcullis::tls::ServerTls;
-use portcullis::tokens::{NewToken, TokenType};
-use secrecy::ExposeSecret;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use uuid::Uuid;
@@ -25,7 +21,7 @@ use uuid::Uuid;
 use crate::forward_auth::{Setup, setup_configured};
 use crate::support::TestDb;
 use crate::support::certs::{TestCa, write};
-use crate::support::server::{TestServer, test_app, test_settings};
+use crate::support::server::{TestServer, service_token, test_app, test_settings};
 
 async fn setup() -> Setup {
     setup_configured(None, TestDb::new().await, |_| {}).await
@@ -72,24 +68,7 @@ fn envoy_check(path: &str, user_token: Option<&str>) -> CheckRequest {
 impl Setup {
     /// A token of a service, as the sidecar's `initial_metadata` carries it.
     fn sidecar_token(&self, permissions: &[&str]) -> String {
-        self.server
-            .tokens
-            .issue(
-                &NewToken {
-                    typ: TokenType::Service,
-                    subject: self.a.service,
-                    tenant: None,
-                    session: Uuid::new_v4(),
-                    permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
-                    lifetime: Duration::from_secs(600),
-                    service_key: Some("envoy".into()),
-                },
-                Utc::now(),
-            )
-            .unwrap()
-            .token
-            .expose_secret()
-            .to_owned()
+        service_token(&self.server.tokens, None, permissions)
     }
 
     async fn check(

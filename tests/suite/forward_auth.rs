@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use crate::support::TestDb;
 use crate::support::fixtures::{TenantWorld, execute, populate};
-use crate::support::proxy::Proxy;
-use crate::support::server::{TestServer, test_app, test_settings, test_tokens, user_token};
+use crate::support::server::{
+    TestServer, service_token, test_app, test_settings, test_tokens, user_token,
+};
 
 pub(crate) struct Setup {
     /// Dropped with the setup: the database the server uses.
@@ -265,27 +266,8 @@ async fn a_denial_is_403_with_its_reason_and_a_route_without_an_entry_is_denied(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_bad_or_service_token_is_401_with_the_bearer_challenge() {
     let s = setup().await;
-    let service_token = s
-        .server
-        .tokens
-        .issue(
-            &NewToken {
-                typ: TokenType::Service,
-                subject: s.a.service,
-                tenant: Some(s.a.tenant),
-                session: Uuid::new_v4(),
-                permissions: Vec::new(),
-                lifetime: Duration::from_secs(60),
-                service_key: Some("svc".into()),
-            },
-            Utc::now(),
-        )
-        .unwrap();
-    for token in [
-        None,
-        Some("not-a-token"),
-        Some(service_token.token.expose_secret()),
-    ] {
+    let service_token = service_token(&s.server.tokens, Some(s.a.tenant), &[]);
+    for token in [None, Some("not-a-token"), Some(service_token.as_str())] {
         let answer = s.ask(token, &ledger(s.a.child)).await;
         assert_eq!(answer.status(), 401, "{token:?}");
         assert_eq!(header(&answer, "www-authenticate"), "Bearer");
@@ -337,18 +319,7 @@ async fn traefik_and_envoy_conventions_name_the_original_request_too() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_database_is_503_never_an_allow() {
     let test = TestDb::new().await;
-    let target = format!(
-        "{}:{}",
-        test.app_url.host_str().unwrap(),
-        test.app_url.port().unwrap_or(5432)
-    );
-    let address = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(address).await;
-    let through_proxy = test.db_via("127.0.0.1", proxy.port);
+    let (proxy, through_proxy) = test.db_behind_proxy().await;
     let s = setup_with(Some(through_proxy), test).await;
     let token = s.token(&s.a);
     assert_eq!(s.ask(Some(&token), &ledger(s.a.child)).await.status(), 200);

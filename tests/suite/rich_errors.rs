@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use crate::support::TestDb;
 use crate::support::fixtures::populate;
-use crate::support::proxy::Proxy;
 use crate::support::server::TestServer;
 use crate::support::services::{bearer, create_service, token_of};
 
@@ -135,18 +134,8 @@ async fn an_unreachable_database_is_unavailable_with_a_retry_delay() {
     let db = test.db();
     let world = populate(&db).await;
     let service = create_service(&db, None, &["authz.check"]).await;
-    let target = format!(
-        "{}:{}",
-        test.app_url.host_str().unwrap(),
-        test.app_url.port().unwrap_or(5432)
-    );
-    let address = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(address).await;
-    let server = TestServer::start(test.db_via("127.0.0.1", proxy.port)).await;
+    let (proxy, through_proxy) = test.db_behind_proxy().await;
+    let server = TestServer::start(through_proxy).await;
     let channel = server.channel().await;
     let token = token_of(&channel, &service).await.access_token;
     proxy.cut();

@@ -8,7 +8,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::support::TestDb;
-use crate::support::proxy::Proxy;
 use crate::support::server::TestServer;
 
 const SERVICES: [&str; 3] = [
@@ -60,20 +59,8 @@ async fn health_is_serving_while_the_database_answers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_follows_the_database_down_and_back() {
     let test = TestDb::new().await;
-    let target = format!(
-        "{}:{}",
-        test.app_url.host_str().unwrap(),
-        test.app_url.port().unwrap_or(5432)
-    );
-    let proxy = Proxy::start(
-        tokio::net::lookup_host(target)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let server = TestServer::start(test.db_via("127.0.0.1", proxy.port)).await;
+    let (proxy, through_proxy) = test.db_behind_proxy().await;
+    let server = TestServer::start(through_proxy).await;
     let channel = server.channel().await;
     wait_for_health(&channel, ServingStatus::Serving).await;
 

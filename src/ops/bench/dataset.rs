@@ -89,6 +89,22 @@ pub fn user_email(tenant: u32, user: u32) -> String {
     format!("bench-{user}@t{tenant}.example")
 }
 
+/// A password login of a bench user that has a password.
+pub fn password_login(tenant: u32, user: u32) -> crate::proto::v1::AuthenticateRequest {
+    use crate::proto::v1 as pb;
+    pb::AuthenticateRequest {
+        tenant_id: tenant_id(tenant).to_string(),
+        method: Some(pb::authenticate_request::Method::Password(
+            pb::PasswordCredentials {
+                login: Some(pb::password_credentials::Login::Email(user_email(
+                    tenant, user,
+                ))),
+                password: BENCH_PASSWORD.into(),
+            },
+        )),
+    }
+}
+
 /// The password of every bench user that has one.
 pub const BENCH_PASSWORD: &str = "bench-password-for-load";
 pub const BENCH_SERVICE_KEY: &str = "bench-loader";

@@ -10,9 +10,8 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 use tonic::transport::Channel;
 
-use super::dataset::{self, BENCH_PASSWORD, Shape};
+use super::dataset::{self, Shape};
 use crate::ops::admin::{AdminConnection, AdminError};
-use crate::proto::v1 as pb;
 use crate::proto::v1::authentication_client::AuthenticationClient;
 
 /// The catalogue's service for the bench routes.
@@ -53,17 +52,7 @@ impl ForwardAuthTarget {
             let mut of_tenant = Vec::new();
             for user in 0..shape.password_users_per_tenant {
                 let answer = AuthenticationClient::new(channel.clone())
-                    .authenticate(pb::AuthenticateRequest {
-                        tenant_id: dataset::tenant_id(tenant).to_string(),
-                        method: Some(pb::authenticate_request::Method::Password(
-                            pb::PasswordCredentials {
-                                login: Some(pb::password_credentials::Login::Email(
-                                    dataset::user_email(tenant, user),
-                                )),
-                                password: BENCH_PASSWORD.into(),
-                            },
-                        )),
-                    })
+                    .authenticate(dataset::password_login(tenant, user))
                     .await?
                     .into_inner();
                 of_tenant.push(answer.access_token);

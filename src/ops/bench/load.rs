@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 use super::cpu::{CpuCost, CpuProbe};
-use super::dataset::{self, BENCH_PASSWORD, BENCH_SERVICE_KEY, Shape};
+use super::dataset::{self, BENCH_SERVICE_KEY, Shape};
 pub use super::forward_auth::ForwardAuthTarget;
 use crate::proto::v1 as pb;
 use crate::proto::v1::authentication_client::AuthenticationClient;
@@ -261,17 +261,7 @@ impl Target {
             Scenario::Login => {
                 let user = rng.gen_range(0..shape.password_users_per_tenant.max(1));
                 AuthenticationClient::new(self.channel.clone())
-                    .authenticate(pb::AuthenticateRequest {
-                        tenant_id: dataset::tenant_id(tenant).to_string(),
-                        method: Some(pb::authenticate_request::Method::Password(
-                            pb::PasswordCredentials {
-                                login: Some(pb::password_credentials::Login::Email(
-                                    dataset::user_email(tenant, user),
-                                )),
-                                password: BENCH_PASSWORD.into(),
-                            },
-                        )),
-                    })
+                    .authenticate(dataset::password_login(tenant, user))
                     .await?;
             }
             Scenario::ForwardAuth => {

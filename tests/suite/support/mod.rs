@@ -268,6 +268,24 @@ impl TestDb {
     }
 
     /// The same, through another URL (a proxy in front of the server).
+    /// The application role's door through a cuttable TCP proxy in front of
+    /// the database, and the proxy.
+    pub async fn db_behind_proxy(&self) -> (proxy::Proxy, Db) {
+        let target = format!(
+            "{}:{}",
+            self.app_url.host_str().unwrap(),
+            self.app_url.port().unwrap_or(5432)
+        );
+        let address = tokio::net::lookup_host(target)
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+        let proxy = proxy::Proxy::start(address).await;
+        let db = self.db_via("127.0.0.1", proxy.port);
+        (proxy, db)
+    }
+
     pub fn db_via(&self, host: &str, port: u16) -> Db {
         let mut url = self.app_url.clone();
         url.set_host(Some(host)).unwrap();

@@ -51,6 +51,29 @@ pub fn test_app(db: Db, tokens: Arc<Tokens>, authn: AuthnSettings, server: Serve
 }
 
 /// A user access token for `user` of `tenant`, ten minutes, new session.
+/// A service token signed by `tokens`, for ten minutes, with `permissions`
+/// (and bound to `tenant` when given), as an exchange would issue it.
+pub fn service_token(tokens: &Tokens, tenant: Option<uuid::Uuid>, permissions: &[&str]) -> String {
+    use secrecy::ExposeSecret;
+    tokens
+        .issue(
+            &portcullis::tokens::NewToken {
+                typ: portcullis::tokens::TokenType::Service,
+                subject: uuid::Uuid::new_v4(),
+                tenant,
+                session: uuid::Uuid::new_v4(),
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                lifetime: Duration::from_secs(600),
+                service_key: Some("test-service".into()),
+            },
+            Utc::now(),
+        )
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned()
+}
+
 pub fn user_token(tokens: &Tokens, tenant: uuid::Uuid, user: uuid::Uuid) -> String {
     use secrecy::ExposeSecret;
     tokens
