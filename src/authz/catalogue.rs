@@ -12,12 +12,23 @@ use std::sync::{Arc, RwLock};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::endpoint::EndpointRequest;
 use crate::admin::global::EndpointPolicy;
 use crate::admin::global::endpoints;
 use crate::db::schema::auth::endpoint_catalogue_version as version;
 use crate::db::schema::auth::endpoint_policy as ep;
 use crate::names::{HttpMethod, NodeSource};
+
+/// A request as a gateway sees it.
+#[derive(Clone, Debug)]
+pub struct EndpointRequest<'a> {
+    pub service: &'a str,
+    pub method: HttpMethod,
+    /// The path, without its query string.
+    pub path: &'a str,
+    /// Header names in lower case.
+    pub headers: &'a HashMap<String, String>,
+    pub fields: &'a HashMap<String, String>,
+}
 
 /// The server's copy, shared by every caller of `check_endpoint`.
 #[derive(Default)]

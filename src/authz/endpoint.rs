@@ -10,7 +10,6 @@
 //! parameters, parameters before a catch-all); routes it could not tell
 //! apart are refused when they are written.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use diesel::prelude::*;
@@ -19,25 +18,13 @@ use futures_util::FutureExt;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::catalogue::{EndpointCatalogue, Snapshot, version_now};
+use super::catalogue::{EndpointCatalogue, EndpointRequest, Snapshot, version_now};
 use super::check::decisions_in_order;
 use super::queries::{BatchQuery, Checks};
 use super::{AuthzError, CapabilityKey, Decision, Subject};
 use crate::admin::global::EndpointPolicy;
 use crate::db::Db;
-use crate::names::{HttpMethod, OrgNodeId};
-
-/// A request as a gateway sees it.
-#[derive(Clone, Debug)]
-pub struct EndpointRequest<'a> {
-    pub service: &'a str,
-    pub method: HttpMethod,
-    /// The path, without its query string.
-    pub path: &'a str,
-    /// Header names in lower case.
-    pub headers: &'a HashMap<String, String>,
-    pub fields: &'a HashMap<String, String>,
-}
+use crate::names::OrgNodeId;
 
 #[derive(Clone, Debug)]
 pub enum EndpointDecision {

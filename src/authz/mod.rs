@@ -13,9 +13,9 @@ mod search;
 mod subject;
 
 pub use crate::names::CapabilityKey;
-pub use catalogue::EndpointCatalogue;
+pub use catalogue::{EndpointCatalogue, EndpointRequest};
 pub use check::{Check, Decision, GrantExplanation, Reason, check};
-pub use endpoint::{EndpointDecision, EndpointRequest, check_endpoint};
+pub use endpoint::{EndpointDecision, check_endpoint};
 pub use holders::{Holder, Holders, HoldersQuery, list_holders};
 pub use listing::{
     Access, DEFAULT_PAGE_SIZE, GrantScope, Listing, ListingQuery, MAX_PAGE_SIZE, Scope,

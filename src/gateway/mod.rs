@@ -1,6 +1,7 @@
-//! The HTTP listener (`--http-listen`): what API gateways call over HTTP
-//! rather than gRPC. Thin like `grpc`: it parses, asks the domain, and maps
-//! the answer.
+//! API gateways and standards over HTTP: `/forward-auth` (`--http-listen`)
+//! and the OpenID AuthZEN API (`--authzen-listen`), and the gateway
+//! decision they share with Envoy's gRPC `Check` ([`decide`]). Thin like
+//! `grpc`: the edges parse, ask the domain, and map the answer.
 
 // The HTTP edge reads the clock, as the gRPC one does.
 #![allow(clippy::disallowed_methods)]
