@@ -165,12 +165,27 @@ impl Db {
                     .map_err(DbError::from)?;
                 Ok(value)
             }
-            Err(error) => {
-                if let Err(rollback) = AnsiTransactionManager::rollback_transaction(conn).await {
-                    tracing::warn!(error = %rollback, "rollback failed; connection discarded");
-                }
-                Err(error)
-            }
+            Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
+                Ok(()) => Err(error),
+                Err(rollback) => match DbError::from(rollback) {
+                    // The server ended the session under the statement (an
+                    // administrator's terminate, a shutdown, a crash: SQLSTATE
+                    // 57P01-57P03, class 08) and closed the connection, so the
+                    // ROLLBACK could not even be sent. Nothing was committed;
+                    // the call failed because the database went away, which
+                    // a retry mends, whatever the statement's own error said.
+                    lost @ DbError::Unavailable(_) => {
+                        tracing::warn!(error = %lost, "the connection died inside a transaction");
+                        Err(E::from(DbError::Unavailable(
+                            "the connection to the database was lost".into(),
+                        )))
+                    }
+                    other => {
+                        tracing::warn!(error = %other, "rollback failed; connection discarded");
+                        Err(error)
+                    }
+                },
+            },
         }
     }
 }

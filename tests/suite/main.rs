@@ -19,6 +19,7 @@ mod closure;
 mod database_tls;
 mod endpoints;
 mod ext_authz;
+mod faults;
 mod federated_login;
 mod forward_auth;
 mod logs;
