@@ -7,7 +7,7 @@ use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, Trans
 use futures_util::future::BoxFuture;
 
 use super::pool;
-use super::scope::{Db, set_config};
+use super::scope::{Db, lost_or, set_config};
 use super::{DbError, RlsContext};
 
 impl Db {
@@ -57,10 +57,20 @@ impl Db {
         let (begun, scoped, outcome) =
             futures_util::future::join3(begin, context, work(conn)).await;
         let mut c3 = conn;
-        let committed = Commit.execute(&mut c3).await;
+        let committed = match Commit.execute(&mut c3).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(lost_or(conn, DbError::from(error)).await),
+        };
+        // A session the server ended under the transaction (an
+        // administrator's terminate, a restart) closes the connection, so
+        // the COMMIT cannot be sent: that, not whichever statement met the
+        // end first, says what happened, and a retry mends it.
+        if let Err(lost @ DbError::Unavailable(_)) = committed {
+            return Err(lost);
+        }
         begun.map_err(DbError::from)?;
         scoped.map_err(DbError::from)?;
-        committed.map_err(DbError::from)?;
+        committed?;
         let value = outcome.map_err(DbError::from)?;
         guard.finished();
         Ok(value)

@@ -151,18 +151,18 @@ impl Db {
         // BEGIN and the context travel in one simple-query batch: one round
         // trip instead of two, on every request.
         let begin = begin_sql(access, ctx, &self.limits);
-        AnsiTransactionManager::begin_transaction_sql(conn, &begin)
-            .await
-            .map_err(DbError::from)?;
+        if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, &begin).await {
+            return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
+        }
         // If this future is dropped mid-way (deadline, cancelled call), the
         // connection goes back with its transaction open; the pool sees that
         // and discards it, so nothing leaks to the next request.
         let outcome = work(conn).await;
         match outcome {
             Ok(value) => {
-                AnsiTransactionManager::commit_transaction(conn)
-                    .await
-                    .map_err(DbError::from)?;
+                if let Err(error) = AnsiTransactionManager::commit_transaction(conn).await {
+                    return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
+                }
                 Ok(value)
             }
             Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
@@ -187,6 +187,23 @@ impl Db {
                 },
             },
         }
+    }
+}
+
+/// `error`, unless the connection is gone: a statement cut by the server
+/// ending the session fails with the server's own error first, and only
+/// the next statement finds the connection closed.
+pub(super) async fn lost_or(conn: &AsyncPgConnection, error: DbError) -> DbError {
+    if !matches!(error, DbError::Query(_)) {
+        return error;
+    }
+    match diesel::sql_query("SELECT 1")
+        .execute(&mut { conn })
+        .await
+        .map_err(DbError::from)
+    {
+        Err(lost @ DbError::Unavailable(_)) => lost,
+        _ => error,
     }
 }
 
