@@ -7,12 +7,12 @@
 //! (the router's, a library's) the details its code implies.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
+use futures_util::TryFutureExt;
+use futures_util::future::MapOk;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
@@ -97,22 +97,20 @@ pub struct WithErrorDetails<S> {
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for WithErrorDetails<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    // Mapped in place: no allocation per call on the hot path.
+    type Future = MapOk<S::Future, fn(http::Response<ResBody>) -> http::Response<ResBody>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
+        self.inner.call(request).map_ok(|mut response| {
             add_missing_details(response.headers_mut());
-            Ok(response)
+            response
         })
     }
 }
