@@ -135,8 +135,40 @@ impl Authenticator {
         } else {
             None
         };
-        self.password_login_succeeded(&ctx, &attempt, &identity, rehash, &keys, client, now)
-            .await
+        let outcome = self
+            .password_login_succeeded(&ctx, &attempt, &identity, rehash, &keys, client, now)
+            .await;
+        if let Err(AuthnError::Db(error)) = &outcome {
+            // The password was right and only the database failed; the
+            // attempt was counted when it was reserved. Unless it is given
+            // back, an outage locks out the users who kept logging in.
+            tracing::warn!(%error, "a login with the right password failed; giving its attempt back");
+            self.give_back_later(ctx, keys);
+        }
+        outcome
+    }
+
+    /// Gives a reserved attempt back in the background, as soon as the
+    /// database answers again (a few tries over about 25 s).
+    fn give_back_later(&self, ctx: RlsContext, keys: Vec<ThrottleKey>) {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let mut pause = std::time::Duration::from_millis(100);
+            let keys = &keys;
+            for _ in 0..8 {
+                let given = db
+                    .write(&ctx, |conn| {
+                        async move { throttle::release(conn, keys).await }.scope_boxed()
+                    })
+                    .await;
+                if given.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            tracing::warn!("a counted login attempt could not be given back");
+        });
     }
 
     /// Counts the attempt before the hash is checked, in a transaction of

@@ -16,6 +16,14 @@ pub enum DbError {
     Query(DieselError),
 }
 
+impl DbError {
+    /// A transaction that heard nothing back within `limit`: the
+    /// connection is presumed dead (a half-open socket, a hung peer).
+    pub(super) fn silent(limit: std::time::Duration) -> Self {
+        Self::Unavailable(format!("the database did not answer within {limit:?}"))
+    }
+}
+
 impl From<DieselError> for DbError {
     fn from(error: DieselError) -> Self {
         match error {

@@ -28,9 +28,29 @@ impl Db {
                 })
                 .await;
         }
-        let pooled = self.checkout().await?;
-        let mut guard = Unfinished { conn: Some(pooled) };
-        let conn: &AsyncPgConnection = guard.conn()?;
+        let mut guard = Unfinished {
+            conn: Some(self.checkout().await?),
+        };
+        let limit = self.transaction_limit;
+        // On timeout the guard marks the silent connection broken.
+        let value = tokio::time::timeout(limit, self.pipelined(guard.conn()?, ctx, work))
+            .await
+            .map_err(|_| DbError::silent(limit))??;
+        guard.finished();
+        Ok(value)
+    }
+
+    /// BEGIN, the context and `work` pipelined on `conn`, then COMMIT.
+    async fn pipelined<T, F>(
+        &self,
+        conn: &AsyncPgConnection,
+        ctx: &RlsContext,
+        work: F,
+    ) -> Result<T, DbError>
+    where
+        F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>> + Send,
+        T: Send,
+    {
         // One line per key: the compiler holds this to the length of
         // `RlsContext::settings`.
         let [k0, k1, k2, k3, k4, k5, k6, k7, k8, k9] = ctx.settings();
@@ -72,7 +92,6 @@ impl Db {
         scoped.map_err(DbError::from)?;
         committed?;
         let value = outcome.map_err(DbError::from)?;
-        guard.finished();
         Ok(value)
     }
 }

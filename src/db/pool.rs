@@ -117,6 +117,19 @@ pub struct PoolSettings {
     pub statement_cache: bool,
 }
 
+impl PoolSettings {
+    /// The longest a transaction may go on once it has its connection:
+    /// every statement is bounded by `statement_timeout` and every pause
+    /// between them by `idle_in_transaction_timeout`, both enforced by the
+    /// server; a transaction that hears nothing back for both together is
+    /// on a connection the server no longer answers (a half-open socket, a
+    /// hung pooler), which only the client can notice. Its call answers
+    /// `UNAVAILABLE` and the connection is discarded.
+    pub fn transaction_limit(&self) -> Duration {
+        self.statement_timeout + self.idle_in_transaction_timeout
+    }
+}
+
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
@@ -137,6 +150,9 @@ impl Default for PoolSettings {
 pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool, DatabaseUrlError> {
     let target = ConnectTarget::parse(&with_application_name(database_url))?;
     let statement_cache = settings.statement_cache;
+    // A server that accepts the socket and never answers would hold the
+    // pool's slot for that connection for ever: bb8 does not bound it.
+    let connect_limit = settings.acquire_timeout;
     let failures = ConnectFailures::default();
     let succeeded = failures.clone();
     let mut config = ManagerConfig::default();
@@ -144,7 +160,13 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
         let (target, succeeded) = (target.clone(), succeeded.clone());
         Box::pin(async move {
             use diesel_async::AsyncConnection;
-            let mut conn = establish(&target, statement_cache).await?;
+            let mut conn = tokio::time::timeout(connect_limit, establish(&target, statement_cache))
+                .await
+                .map_err(|_| {
+                    diesel::ConnectionError::BadConnection(format!(
+                        "the database did not answer within {connect_limit:?}"
+                    ))
+                })??;
             succeeded.clear();
             conn.set_instrumentation(StatementSpans::default());
             if !statement_cache {

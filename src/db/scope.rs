@@ -33,6 +33,9 @@ pub struct Db {
     /// Whether prepared statements outlive a transaction; when not, the
     /// hot path cannot prepare its `BEGIN` (see [`PoolSettings`]).
     pub(super) statement_cache: bool,
+    /// The longest a transaction may go on once it has its connection (see
+    /// [`PoolSettings::transaction_limit`]).
+    pub(super) transaction_limit: std::time::Duration,
     /// A hot standby for the read-only RPCs, if one is configured.
     replica: Option<Pool>,
 }
@@ -48,6 +51,7 @@ impl Db {
                 millis(settings.idle_in_transaction_timeout),
             ],
             statement_cache: settings.statement_cache,
+            transaction_limit: settings.transaction_limit(),
             replica: None,
         })
     }
@@ -146,47 +150,77 @@ impl Db {
         E: From<DbError> + Send + 'a,
         T: Send + 'a,
     {
-        let mut conn = self.checkout().await?;
-        let conn: &mut AsyncPgConnection = &mut conn;
-        // BEGIN and the context travel in one simple-query batch: one round
-        // trip instead of two, on every request.
-        let begin = begin_sql(access, ctx, &self.limits);
-        if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, &begin).await {
-            return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
-        }
-        // If this future is dropped mid-way (deadline, cancelled call), the
-        // connection goes back with its transaction open; the pool sees that
-        // and discards it, so nothing leaks to the next request.
-        let outcome = work(conn).await;
-        match outcome {
-            Ok(value) => {
-                if let Err(error) = AnsiTransactionManager::commit_transaction(conn).await {
-                    return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
-                }
-                Ok(value)
+        let mut pooled = self.checkout().await?;
+        let limit = self.transaction_limit;
+        match tokio::time::timeout(
+            limit,
+            in_transaction(&mut pooled, access, ctx, &self.limits, work),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // The transaction is still open and the connection silent:
+                // it must never be handed out again.
+                AnsiTransactionManager::transaction_manager_status_mut(&mut *pooled).set_in_error();
+                Err(E::from(DbError::silent(limit)))
             }
-            Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
-                Ok(()) => Err(error),
-                Err(rollback) => match DbError::from(rollback) {
-                    // The server ended the session under the statement (an
-                    // administrator's terminate, a shutdown, a crash: SQLSTATE
-                    // 57P01-57P03, class 08) and closed the connection, so the
-                    // ROLLBACK could not even be sent. Nothing was committed;
-                    // the call failed because the database went away, which
-                    // a retry mends, whatever the statement's own error said.
-                    lost @ DbError::Unavailable(_) => {
-                        tracing::warn!(error = %lost, "the connection died inside a transaction");
-                        Err(E::from(DbError::Unavailable(
-                            "the connection to the database was lost".into(),
-                        )))
-                    }
-                    other => {
-                        tracing::warn!(error = %other, "rollback failed; connection discarded");
-                        Err(error)
-                    }
-                },
-            },
         }
+    }
+}
+
+/// `work` in a transaction on `conn`: BEGIN with the context, then COMMIT,
+/// or ROLLBACK if `work` fails.
+async fn in_transaction<'a, T, E, F>(
+    conn: &mut AsyncPgConnection,
+    access: Access,
+    ctx: &RlsContext,
+    limits: &[String; 2],
+    work: F,
+) -> Result<T, E>
+where
+    F: for<'conn> FnOnce(&'conn mut AsyncPgConnection) -> Work<'a, 'conn, T, E> + Send + 'a,
+    E: From<DbError> + Send + 'a,
+    T: Send + 'a,
+{
+    // BEGIN and the context travel in one simple-query batch: one round
+    // trip instead of two, on every request.
+    let begin = begin_sql(access, ctx, limits);
+    if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, &begin).await {
+        return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
+    }
+    // If this future is dropped mid-way (deadline, cancelled call), the
+    // connection goes back with its transaction open; the pool sees that
+    // and discards it, so nothing leaks to the next request.
+    let outcome = work(conn).await;
+    match outcome {
+        Ok(value) => {
+            if let Err(error) = AnsiTransactionManager::commit_transaction(conn).await {
+                return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
+            }
+            Ok(value)
+        }
+        Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
+            Ok(()) => Err(error),
+            Err(rollback) => match DbError::from(rollback) {
+                // The server ended the session under the statement (an
+                // administrator's terminate, a shutdown, a crash: SQLSTATE
+                // 57P01-57P03, class 08) and closed the connection, so the
+                // ROLLBACK could not even be sent. Nothing was committed;
+                // the call failed because the database went away, which
+                // a retry mends, whatever the statement's own error said.
+                lost @ DbError::Unavailable(_) => {
+                    tracing::warn!(error = %lost, "the connection died inside a transaction");
+                    Err(E::from(DbError::Unavailable(
+                        "the connection to the database was lost".into(),
+                    )))
+                }
+                other => {
+                    tracing::warn!(error = %other, "rollback failed; connection discarded");
+                    Err(error)
+                }
+            },
+        },
     }
 }
 

@@ -267,10 +267,14 @@ impl TestDb {
         Db::new(self.app_url.as_str(), &test_pool()).unwrap()
     }
 
-    /// The same, through another URL (a proxy in front of the server).
     /// The application role's door through a cuttable TCP proxy in front of
     /// the database, and the proxy.
     pub async fn db_behind_proxy(&self) -> (proxy::Proxy, Db) {
+        self.db_behind_proxy_with(&test_pool()).await
+    }
+
+    /// The same with other pool settings.
+    pub async fn db_behind_proxy_with(&self, settings: &PoolSettings) -> (proxy::Proxy, Db) {
         let target = format!(
             "{}:{}",
             self.app_url.host_str().unwrap(),
@@ -282,8 +286,10 @@ impl TestDb {
             .next()
             .unwrap();
         let proxy = proxy::Proxy::start(address).await;
-        let db = self.db_via("127.0.0.1", proxy.port);
-        (proxy, db)
+        let mut url = self.app_url.clone();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(proxy.port)).unwrap();
+        (proxy, Db::new(url.as_str(), settings).unwrap())
     }
 
     pub fn db_via(&self, host: &str, port: u16) -> Db {

@@ -164,6 +164,17 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The shutdown signal, to send from elsewhere (a test that shares the
+    /// server between tasks); [`TestServer::stop`] then only waits.
+    pub fn take_stop_signal(&mut self) -> Option<oneshot::Sender<()>> {
+        self.stop.take()
+    }
+
+    /// Whether `serve` has returned.
+    pub fn has_returned(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Sends the shutdown signal and waits for the server to return.
     pub async fn stop(mut self) -> Result<(), server::ServeError> {
         if let Some(stop) = self.stop.take() {
