@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -20,8 +21,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::socket::Socket;
+use super::sqlstate::{ErrorCode, Observed};
 
 /// A database URL that cannot be used; the message names the parameter.
 #[derive(Debug, thiserror::Error)]
@@ -63,24 +69,45 @@ impl ConnectTarget {
         })
     }
 
-    pub(crate) async fn establish(&self) -> Result<AsyncPgConnection, ConnectionError> {
-        let client = match &self.tls {
+    /// A connection, and the slot its stream writes each failed
+    /// statement's SQLSTATE to (see [`super::sqlstate`]).
+    pub(crate) async fn establish(
+        &self,
+    ) -> Result<(AsyncPgConnection, ErrorCode), ConnectionError> {
+        let codes = ErrorCode::default();
+        let socket = super::socket::open(&self.config)
+            .await
+            .map_err(|e| ConnectionError::BadConnection(with_causes(&e)))?;
+        // Each branch a boxed future that owns what it uses: rustc cannot
+        // prove the borrowing version `Send` (a higher-ranked `&str`).
+        let config = self.config.clone();
+        let connecting: BoxFuture<'static, Result<Client, tokio_postgres::Error>> = match &self.tls
+        {
             None => {
-                let (client, connection) = self
-                    .config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(failed)?;
-                tokio::spawn(drive(connection));
-                client
+                let stream = Observed::new(socket.stream, codes.clone());
+                Box::pin(async move {
+                    let (client, connection) =
+                        config.connect_raw(stream, tokio_postgres::NoTls).await?;
+                    tokio::spawn(drive(connection));
+                    Ok(client)
+                })
             }
             Some(tls) => {
-                let (client, connection) =
-                    self.config.connect(tls.clone()).await.map_err(failed)?;
-                tokio::spawn(drive(connection));
-                client
+                let inner =
+                    MakeTlsConnect::<Socket>::make_tls_connect(&mut tls.clone(), &socket.host)
+                        .map_err(|e| ConnectionError::BadConnection(format!("TLS: {e}")))?;
+                let tls = ObservedTls {
+                    inner,
+                    codes: codes.clone(),
+                };
+                Box::pin(async move {
+                    let (client, connection) = config.connect_raw(socket.stream, tls).await?;
+                    tokio::spawn(drive(connection));
+                    Ok(client)
+                })
             }
         };
+        let client = connecting.await.map_err(failed)?;
         // diesel-async's setup runs two `SET`s, each prepared, executed and
         // closed in pipelined messages. Through a transaction-mode pooler
         // they can land on different server connections (a statement
@@ -91,7 +118,27 @@ impl ConnectTarget {
         diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "COMMIT")
             .await
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
-        Ok(conn)
+        Ok((conn, codes))
+    }
+}
+
+/// rustls's connector for one host, as tokio-postgres-rustls makes it.
+type RustlsConnect = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+
+/// rustls, with the decrypted stream [`Observed`] (for its SQLSTATEs).
+struct ObservedTls {
+    inner: RustlsConnect,
+    codes: ErrorCode,
+}
+
+impl TlsConnect<Socket> for ObservedTls {
+    type Stream = Observed<<RustlsConnect as TlsConnect<Socket>>::Stream>;
+    type Error = <RustlsConnect as TlsConnect<Socket>>::Error;
+    type Future = BoxFuture<'static, Result<Self::Stream, Self::Error>>;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        let (connecting, codes) = (self.inner.connect(stream), self.codes);
+        Box::pin(async move { Ok(Observed::new(connecting.await?, codes)) })
     }
 }
 

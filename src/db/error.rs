@@ -1,4 +1,7 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use tokio_postgres::error::SqlState;
+
+use super::sqlstate::{Class, classify};
 
 /// What can go wrong at the database door. Domain errors wrap this; the gRPC
 /// layer maps `Unavailable` to `UNAVAILABLE` and the rest to an opaque
@@ -9,14 +12,35 @@ pub enum DbError {
     /// database does not answer.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// A statement ran past `statement_timeout`.
+    /// A statement was cancelled: it ran past `statement_timeout` (or an
+    /// operator cancelled it). SQLSTATE 57014.
     #[error("database statement timed out")]
     Timeout,
+    /// The transaction lost a race with another (a serialization failure
+    /// or a deadlock, SQLSTATE 40001/40P01) and was rolled back; the same
+    /// call again may well succeed.
+    #[error("database transaction conflicted with another and was rolled back")]
+    Conflict,
     #[error("database query failed: {0}")]
     Query(DieselError),
 }
 
 impl DbError {
+    /// What the SQLSTATE the server sent says this failure was, when that
+    /// is something a caller can act on (retry, wait); else `self`. The
+    /// message text is never looked at: it follows `lc_messages`.
+    pub(super) fn by_sqlstate(self, code: Option<SqlState>) -> Self {
+        let Some(code) = code else {
+            return self;
+        };
+        match classify(&code) {
+            Class::Unavailable => Self::Unavailable(format!("SQLSTATE {}: {self}", code.code())),
+            Class::Cancelled => Self::Timeout,
+            Class::Conflict => Self::Conflict,
+            Class::Other => self,
+        }
+    }
+
     /// A transaction that heard nothing back within `limit`: the
     /// connection is presumed dead (a half-open socket, a hung peer).
     pub(super) fn silent(limit: std::time::Duration) -> Self {
@@ -31,8 +55,8 @@ impl From<DieselError> for DbError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => Self::Unavailable(format!("connection closed: {}", info.message())),
-            DieselError::DatabaseError(_, info) if info.message().contains("statement timeout") => {
-                Self::Timeout
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                Self::Conflict
             }
             other => Self::Query(other),
         }

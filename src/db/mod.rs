@@ -10,6 +10,8 @@ mod pipeline;
 mod pool;
 pub mod schema;
 mod scope;
+mod socket;
+mod sqlstate;
 
 pub use connect::DatabaseUrlError;
 pub use context::RlsContext;

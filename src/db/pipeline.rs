@@ -31,13 +31,20 @@ impl Db {
         let mut guard = Unfinished {
             conn: Some(self.checkout().await?),
         };
+        // A code left by an earlier transaction on this connection is not ours.
+        guard.conn.as_deref_mut().and_then(pool::error_code);
         let limit = self.transaction_limit;
-        // On timeout the guard marks the silent connection broken.
-        let value = tokio::time::timeout(limit, self.pipelined(guard.conn()?, ctx, work))
-            .await
-            .map_err(|_| DbError::silent(limit))??;
-        guard.finished();
-        Ok(value)
+        // Unless it finished, the guard marks the connection broken.
+        match tokio::time::timeout(limit, self.pipelined(guard.conn()?, ctx, work)).await {
+            Ok(Ok(value)) => {
+                guard.finished();
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                Err(error.by_sqlstate(guard.conn.as_deref_mut().and_then(pool::error_code)))
+            }
+            Err(_) => Err(DbError::silent(limit)),
+        }
     }
 
     /// BEGIN, the context and `work` pipelined on `conn`, then COMMIT.

@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::DbError;
 use super::connect::{ConnectTarget, DatabaseUrlError};
+use super::sqlstate::ErrorCode;
 
 type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
 
@@ -160,15 +161,19 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
         let (target, succeeded) = (target.clone(), succeeded.clone());
         Box::pin(async move {
             use diesel_async::AsyncConnection;
-            let mut conn = tokio::time::timeout(connect_limit, establish(&target, statement_cache))
-                .await
-                .map_err(|_| {
-                    diesel::ConnectionError::BadConnection(format!(
-                        "the database did not answer within {connect_limit:?}"
-                    ))
-                })??;
+            let (mut conn, codes) =
+                tokio::time::timeout(connect_limit, establish(&target, statement_cache))
+                    .await
+                    .map_err(|_| {
+                        diesel::ConnectionError::BadConnection(format!(
+                            "the database did not answer within {connect_limit:?}"
+                        ))
+                    })??;
             succeeded.clear();
-            conn.set_instrumentation(StatementSpans::default());
+            conn.set_instrumentation(StatementSpans {
+                codes,
+                open: Default::default(),
+            });
             if !statement_cache {
                 conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
             }
@@ -220,7 +225,7 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
 async fn establish(
     target: &ConnectTarget,
     statement_cache: bool,
-) -> Result<AsyncPgConnection, diesel::ConnectionError> {
+) -> Result<(AsyncPgConnection, ErrorCode), diesel::ConnectionError> {
     const ATTEMPTS: usize = 30;
     let mut attempt = 1;
     loop {
@@ -296,8 +301,22 @@ fn with_application_name(database_url: &str) -> String {
 /// request is in (statements pipelined together finish in the order they
 /// were sent). The SQL is recorded without its bind values.
 #[derive(Default)]
+/// The connection's companion inside diesel-async: the statements' spans
+/// while spans are exported, and the slot the connection's stream writes
+/// SQLSTATEs to ([`error_code`]).
 struct StatementSpans {
     open: std::collections::VecDeque<tracing::Span>,
+    codes: ErrorCode,
+}
+
+/// The SQLSTATE of the first error on `conn` since this was last asked,
+/// for a pooled connection. Only while no statement future of `conn` is
+/// pending (diesel-async hands out its instrumentation only then).
+pub(super) fn error_code(conn: &mut AsyncPgConnection) -> Option<tokio_postgres::error::SqlState> {
+    use diesel_async::AsyncConnection;
+    conn.instrumentation()
+        .downcast_ref::<StatementSpans>()
+        .and_then(|spans| spans.codes.take())
 }
 
 impl diesel::connection::Instrumentation for StatementSpans {

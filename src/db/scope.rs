@@ -186,8 +186,10 @@ where
     // BEGIN and the context travel in one simple-query batch: one round
     // trip instead of two, on every request.
     let begin = begin_sql(access, ctx, limits);
+    // A code left by an earlier transaction on this connection is not ours.
+    pool::error_code(conn);
     if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, &begin).await {
-        return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
+        return Err(E::from(failed(conn, DbError::from(error)).await));
     }
     // If this future is dropped mid-way (deadline, cancelled call), the
     // connection goes back with its transaction open; the pool sees that
@@ -196,12 +198,20 @@ where
     match outcome {
         Ok(value) => {
             if let Err(error) = AnsiTransactionManager::commit_transaction(conn).await {
-                return Err(E::from(lost_or(&*conn, DbError::from(error)).await));
+                return Err(E::from(failed(conn, DbError::from(error)).await));
             }
             Ok(value)
         }
         Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
-            Ok(()) => Err(error),
+            // The work's error, unless the server's SQLSTATE says the
+            // transaction failed for a reason the caller can act on (the
+            // work saw only diesel's error, which drops the code).
+            Ok(()) => match DbError::Query(diesel::result::Error::RollbackTransaction)
+                .by_sqlstate(pool::error_code(conn))
+            {
+                DbError::Query(_) => Err(error),
+                known => Err(E::from(known)),
+            },
             Err(rollback) => match DbError::from(rollback) {
                 // The server ended the session under the statement (an
                 // administrator's terminate, a shutdown, a crash: SQLSTATE
@@ -222,6 +232,13 @@ where
             },
         },
     }
+}
+
+/// What a failed statement on `conn` was: by the SQLSTATE the server sent,
+/// else `error`, unless the connection turns out to be gone.
+pub(super) async fn failed(conn: &mut AsyncPgConnection, error: DbError) -> DbError {
+    let error = error.by_sqlstate(pool::error_code(conn));
+    lost_or(conn, error).await
 }
 
 /// `error`, unless the connection is gone: a statement cut by the server

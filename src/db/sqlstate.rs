@@ -20,7 +20,7 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{Header, Message};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
+use tokio_postgres::tls::{ChannelBinding, TlsStream};
 
 /// What a SQLSTATE says about the failure, for the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,29 +209,6 @@ impl<S: TlsStream + Unpin> TlsStream for Observed<S> {
     }
 }
 
-/// A TLS connector whose streams are [`Observed`] above the encryption.
-pub(crate) struct ObservedTls<T> {
-    pub(crate) inner: T,
-    pub(crate) codes: ErrorCode,
-}
-
-impl<S, T> TlsConnect<S> for ObservedTls<T>
-where
-    T: TlsConnect<S>,
-    T::Future: Send + 'static,
-    T::Stream: Send + 'static,
-{
-    type Stream = Observed<T::Stream>;
-    type Error = T::Error;
-    type Future = futures_util::future::BoxFuture<'static, Result<Self::Stream, T::Error>>;
-
-    fn connect(self, stream: S) -> Self::Future {
-        let codes = self.codes;
-        let connecting = self.inner.connect(stream);
-        Box::pin(async move { Ok(Observed::new(connecting.await?, codes)) })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +279,9 @@ mod tests {
     #[test]
     fn codes_are_classified_by_class_and_code() {
         let class = |code: &str| classify(&SqlState::from_code(code));
-        for unavailable in ["08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300"] {
+        for unavailable in [
+            "08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300",
+        ] {
             assert_eq!(class(unavailable), Class::Unavailable, "{unavailable}");
         }
         assert_eq!(class("57014"), Class::Cancelled);

@@ -147,7 +147,8 @@ impl From<AuthzError> for Problem {
             AuthzError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             AuthzError::RevocationUnknown
             | AuthzError::Db(DbError::Unavailable(_))
-            | AuthzError::Db(DbError::Timeout) => (
+            | AuthzError::Db(DbError::Timeout)
+            | AuthzError::Db(DbError::Conflict) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable; retry later".into(),
             ),

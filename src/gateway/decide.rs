@@ -263,7 +263,7 @@ impl Gatekeeper {
 
 fn refusal(error: AuthzError) -> Refusal {
     match error {
-        AuthzError::Db(DbError::Unavailable(_)) | AuthzError::Db(DbError::Timeout) => {
+        AuthzError::Db(DbError::Unavailable(_) | DbError::Timeout | DbError::Conflict) => {
             Refusal::Unavailable
         }
         other => {

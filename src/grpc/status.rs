@@ -51,6 +51,16 @@ impl From<DbError> for Status {
                     None,
                 )
             }
+            DbError::Conflict => {
+                tracing::warn!("a database transaction conflicted with another");
+                detailed(
+                    Code::Aborted,
+                    "the call conflicted with a concurrent one and was rolled back; retry it",
+                    "TRANSACTION_CONFLICT",
+                    &[],
+                    None,
+                )
+            }
             DbError::Query(cause) => {
                 // The cause may quote SQL or data: log it, never return it.
                 tracing::error!(%cause, "database error");

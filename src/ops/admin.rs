@@ -33,7 +33,7 @@ impl AdminConnection {
     pub async fn connect(url: &Url) -> Result<Self, AdminError> {
         let target = ConnectTarget::parse(url.as_str())
             .map_err(|cause| AdminError::Invalid(cause.to_string()))?;
-        let conn = target
+        let (conn, _) = target
             .establish()
             .await
             .map_err(|cause| AdminError::Connect {

@@ -294,3 +294,53 @@ async fn callers_waiting_for_a_connection_are_served_in_arrival_order() {
     }
     assert_eq!(*order.lock().unwrap(), ["B", "C", "A again"]);
 }
+
+/// The timeout is known by its SQLSTATE, not its message: under German
+/// server messages it is still a timeout. Needs the `de_DE.UTF-8` locale
+/// on the database host (`.ci/run` generates it); skipped without it
+/// unless `PORTCULLIS_TEST_REQUIRE_DE_LOCALE` is set.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_is_known_by_its_sqlstate_whatever_the_message_language() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let test = TestDb::new().await;
+    let mut admin = AsyncPgConnection::establish(test.admin_url.as_str())
+        .await
+        .unwrap();
+    let german = admin
+        .batch_execute(&format!(
+            "ALTER ROLE {} IN DATABASE {} SET lc_messages = 'de_DE.UTF-8'",
+            test.app_role(),
+            test.name
+        ))
+        .await;
+    if let Err(error) = german {
+        assert!(
+            std::env::var_os("PORTCULLIS_TEST_REQUIRE_DE_LOCALE").is_none(),
+            "no German locale on the database host: {error}"
+        );
+        eprintln!("skipped: no German locale on the database host ({error})");
+        return;
+    }
+    let db = Db::new(
+        test.app_url.as_str(),
+        &PoolSettings {
+            statement_timeout: Duration::from_millis(200),
+            ..test_pool()
+        },
+    )
+    .unwrap();
+    let anonymous = RlsContext::anonymous();
+    let run = |sql: &'static str| {
+        db.read(&anonymous, move |conn| {
+            async move {
+                diesel::sql_query(sql).execute(conn).await?;
+                Ok::<_, DbError>(())
+            }
+            .scope_boxed()
+        })
+    };
+    let other = run("SELECT 1/0").await.unwrap_err().to_string();
+    assert!(other.contains("Division durch null"), "not German: {other}");
+    let result = run("SELECT pg_sleep(5)").await;
+    assert!(matches!(result, Err(DbError::Timeout)), "{result:?}");
+}
