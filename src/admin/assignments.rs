@@ -10,7 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::author::Author;
-use super::idempotency::{Attempt, IdempotencyKey};
+use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use super::{AdminError, Administrator, Capability, Placed, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
@@ -48,6 +48,16 @@ pub enum Holder {
 /// Assigns a role; with an idempotency key, a repeat of the same request
 /// returns the first answer.
 pub async fn assign(
+    db: &Db,
+    admin: &Administrator,
+    new: &NewAssignment,
+    key: Option<&IdempotencyKey>,
+) -> Result<Assignment, AdminError> {
+    retry_conflicts(key, || assign_once(db, admin, new, key)).await
+}
+
+/// One attempt of [`assign`].
+async fn assign_once(
     db: &Db,
     admin: &Administrator,
     new: &NewAssignment,

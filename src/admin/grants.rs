@@ -9,7 +9,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::assignments::{Holder, missing_reference, window_start};
-use super::idempotency::{Attempt, IdempotencyKey};
+use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use super::{AdminError, Administrator, Capability, Placed, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::visibility_grants;
@@ -41,6 +41,16 @@ pub struct NewGrant {
 }
 
 pub async fn grant(
+    db: &Db,
+    admin: &Administrator,
+    new: &NewGrant,
+    key: Option<&IdempotencyKey>,
+) -> Result<VisibilityGrant, AdminError> {
+    retry_conflicts(key, || grant_once(db, admin, new, key)).await
+}
+
+/// One attempt of [`grant`].
+async fn grant_once(
     db: &Db,
     admin: &Administrator,
     new: &NewGrant,

@@ -136,6 +136,39 @@ impl Ledger {
     }
 }
 
+/// How many times a keyed create runs at most when its transaction loses
+/// a race (a deadlock or serialization failure, rolled back whole).
+const CONFLICT_ATTEMPTS: usize = 3;
+
+/// Runs `create` again when its transaction conflicted with another, up to
+/// [`CONFLICT_ATTEMPTS`] times in all, if it carries an idempotency key:
+/// the conflicting transaction was rolled back, and the key makes a repeat
+/// answer once whatever happened. Without a key the conflict is the
+/// caller's to retry (`ABORTED`).
+pub async fn retry_conflicts<T, F, Fut>(
+    key: Option<&IdempotencyKey>,
+    mut create: F,
+) -> Result<T, AdminError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AdminError>>,
+{
+    let attempts = if key.is_some() { CONFLICT_ATTEMPTS } else { 1 };
+    let mut attempt = 1;
+    loop {
+        match create().await {
+            Err(AdminError::Db(crate::db::DbError::Conflict)) if attempt < attempts => {
+                tracing::info!(
+                    attempt,
+                    "a keyed create conflicted with another transaction; again"
+                );
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// One create call: which operation, its key, and what it asked for.
 pub struct Attempt<'a> {
     pub operation: &'static str,
@@ -233,5 +266,57 @@ mod tests {
         for bad in ["a b", "é", &"k".repeat(201)] {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Runs a create that conflicts `conflicts` times, then succeeds;
+    /// how many times it ran and what it answered.
+    async fn conflicting(
+        key: Option<&IdempotencyKey>,
+        conflicts: usize,
+    ) -> (usize, Result<u8, AdminError>) {
+        let mut calls = 0;
+        let outcome = retry_conflicts(key, || {
+            calls += 1;
+            let conflicted = calls <= conflicts;
+            async move {
+                if conflicted {
+                    Err(AdminError::Db(crate::db::DbError::Conflict))
+                } else {
+                    Ok(7)
+                }
+            }
+        })
+        .await;
+        (calls, outcome)
+    }
+
+    fn key() -> IdempotencyKey {
+        IdempotencyKey::parse("k-1").unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_keyed_create_that_conflicted_runs_again() {
+        let (calls, outcome) = conflicting(Some(&key()), 2).await;
+        assert_eq!((calls, outcome.unwrap()), (3, 7));
+    }
+
+    #[tokio::test]
+    async fn a_keyed_create_gives_up_after_three_conflicts() {
+        let (calls, outcome) = conflicting(Some(&key()), 5).await;
+        assert_eq!(calls, 3);
+        assert!(matches!(
+            outcome,
+            Err(AdminError::Db(crate::db::DbError::Conflict))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_create_without_a_key_does_not_run_again() {
+        let (calls, outcome) = conflicting(None, 1).await;
+        assert_eq!(calls, 1);
+        assert!(matches!(
+            outcome,
+            Err(AdminError::Db(crate::db::DbError::Conflict))
+        ));
     }
 }

@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::idempotency::{Attempt, IdempotencyKey};
+use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use super::{AdminError, Administrator, Capability, Label, NodeType, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::{org_node_paths, org_nodes};
@@ -61,6 +61,21 @@ impl Change {
 /// Creates a node; with an idempotency key, a repeat of the same request
 /// returns the first answer.
 pub async fn create(
+    db: &Db,
+    admin: &Administrator,
+    parent: Option<OrgNodeId>,
+    node_type: &NodeType,
+    label: &Label,
+    key: Option<&IdempotencyKey>,
+) -> Result<OrgNode, AdminError> {
+    retry_conflicts(key, || {
+        create_once(db, admin, parent, node_type, label, key)
+    })
+    .await
+}
+
+/// One attempt of [`create`].
+async fn create_once(
     db: &Db,
     admin: &Administrator,
     parent: Option<OrgNodeId>,

@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::idempotency::{Attempt, IdempotencyKey};
+use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use super::{AdminError, Administrator, Label, RoleKey, Subject};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
@@ -28,6 +28,21 @@ pub struct Role {
 /// Creates a role; with an idempotency key, a repeat of the same request
 /// returns the first answer.
 pub async fn create(
+    db: &Db,
+    admin: &Administrator,
+    key: &RoleKey,
+    label: &Label,
+    granted: &[CapabilityKey],
+    idempotency_key: Option<&IdempotencyKey>,
+) -> Result<Role, AdminError> {
+    retry_conflicts(idempotency_key, || {
+        create_once(db, admin, key, label, granted, idempotency_key)
+    })
+    .await
+}
+
+/// One attempt of [`create`].
+async fn create_once(
     db: &Db,
     admin: &Administrator,
     key: &RoleKey,

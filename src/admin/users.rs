@@ -7,7 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::idempotency::{Attempt, IdempotencyKey};
+use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use super::{AdminError, Administrator, Label, Subject};
 use crate::authn::sessions::{self, SessionsOf};
 use crate::authn::users::{NewUser, insert_user};
@@ -29,6 +29,7 @@ pub struct User {
     pub logins: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct CreateUser {
     pub display_name: Label,
     pub logins: Vec<Login>,
@@ -36,6 +37,17 @@ pub struct CreateUser {
 }
 
 pub async fn create(
+    db: &Db,
+    passwords: &Passwords,
+    admin: &Administrator,
+    new: CreateUser,
+    key: Option<&IdempotencyKey>,
+) -> Result<User, AdminError> {
+    retry_conflicts(key, || create_once(db, passwords, admin, new.clone(), key)).await
+}
+
+/// One attempt of [`create`].
+async fn create_once(
     db: &Db,
     passwords: &Passwords,
     admin: &Administrator,

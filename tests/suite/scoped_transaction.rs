@@ -340,7 +340,7 @@ async fn a_timeout_is_known_by_its_sqlstate_whatever_the_message_language() {
         })
     };
     let other = run("SELECT 1/0").await.unwrap_err().to_string();
-    assert!(other.contains("Division durch null"), "not German: {other}");
+    assert!(other.contains("Division durch Null"), "not German: {other}");
     let result = run("SELECT pg_sleep(5)").await;
     assert!(matches!(result, Err(DbError::Timeout)), "{result:?}");
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{GlobalAdministrator, exists};
 use crate::admin::AdminError;
 use crate::admin::Subject;
-use crate::admin::idempotency::{Attempt, IdempotencyKey};
+use crate::admin::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use crate::authz::CapabilityKey;
 use crate::db::schema::auth::capabilities;
 use crate::db::{Db, RlsContext};
@@ -29,6 +29,20 @@ pub struct Capability {
 /// Adds a capability to the catalogue; with an idempotency key, a repeat
 /// of the same request returns the first answer.
 pub async fn create_capability(
+    db: &Db,
+    admin: &GlobalAdministrator,
+    key: &CapabilityKey,
+    description: &str,
+    idempotency_key: Option<&IdempotencyKey>,
+) -> Result<Capability, AdminError> {
+    retry_conflicts(idempotency_key, || {
+        create_capability_once(db, admin, key, description, idempotency_key)
+    })
+    .await
+}
+
+/// One attempt of [`create_capability`].
+async fn create_capability_once(
     db: &Db,
     admin: &GlobalAdministrator,
     key: &CapabilityKey,

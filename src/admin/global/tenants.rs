@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{GlobalAdministrator, exists};
 use crate::admin::Subject;
-use crate::admin::idempotency::{Attempt, IdempotencyKey};
+use crate::admin::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use crate::admin::{AdminError, Label};
 use crate::authn::sessions::{self, SessionsOf};
 use crate::db::Db;
@@ -39,6 +39,17 @@ pub struct Tenant {
 /// Creates a tenant; with an idempotency key, a repeat of the same request
 /// returns the first answer (without one, a repeat finds the slug taken).
 pub async fn create_tenant(
+    db: &Db,
+    admin: &GlobalAdministrator,
+    slug: &TenantSlug,
+    name: &Label,
+    key: Option<&IdempotencyKey>,
+) -> Result<Tenant, AdminError> {
+    retry_conflicts(key, || create_tenant_once(db, admin, slug, name, key)).await
+}
+
+/// One attempt of [`create_tenant`].
+async fn create_tenant_once(
     db: &Db,
     admin: &GlobalAdministrator,
     slug: &TenantSlug,

@@ -14,7 +14,7 @@ mod accept;
 pub use accept::{Acceptance, Accepted, UNUSABLE, accept};
 
 use super::assignments::missing_reference;
-use super::idempotency::{Attempt, IdempotencyKey};
+use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use super::{AdminError, Administrator, Capability, Cursor, Placed};
 use crate::admin::Subject;
 use crate::authn::Login;
@@ -85,6 +85,16 @@ pub struct Issued {
 }
 
 pub async fn create(
+    db: &Db,
+    admin: &Administrator,
+    new: &NewInvitation,
+    key: Option<&IdempotencyKey>,
+) -> Result<Issued, AdminError> {
+    retry_conflicts(key, || create_once(db, admin, new, key)).await
+}
+
+/// One attempt of [`create`].
+async fn create_once(
     db: &Db,
     admin: &Administrator,
     new: &NewInvitation,

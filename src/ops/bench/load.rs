@@ -83,6 +83,9 @@ pub struct ScenarioReport {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Failed requests by gRPC code (or HTTP status), to tell retryable
+    /// failures from the rest.
+    pub error_codes: BTreeMap<String, u64>,
     /// The first few distinct error messages, to tell what failed.
     pub sample_errors: Vec<String>,
     /// CPU per request over the measured window (all of the run's requests
@@ -119,6 +122,7 @@ pub struct Target {
 struct Tally {
     histograms: BTreeMap<Scenario, Histogram<u64>>,
     errors: BTreeMap<Scenario, u64>,
+    error_codes: BTreeMap<Scenario, BTreeMap<String, u64>>,
     sample_errors: BTreeMap<Scenario, Vec<String>>,
 }
 
@@ -348,6 +352,12 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
                     }
                     Err(status) => {
                         *local.errors.entry(scenario).or_default() += 1;
+                        *local
+                            .error_codes
+                            .entry(scenario)
+                            .or_default()
+                            .entry(format!("{:?}", status.code()))
+                            .or_default() += 1;
                         let samples = local.sample_errors.entry(scenario).or_default();
                         let message = format!("{:?}: {}", status.code(), status.message());
                         if samples.len() < 3 && !samples.contains(&message) {
@@ -366,6 +376,12 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
             }
             for (scenario, errors) in local.errors {
                 *shared.errors.entry(scenario).or_default() += errors;
+            }
+            for (scenario, codes) in local.error_codes {
+                let shared = shared.error_codes.entry(scenario).or_default();
+                for (code, n) in codes {
+                    *shared.entry(code).or_default() += n;
+                }
             }
             for (scenario, samples) in local.sample_errors {
                 shared
@@ -415,6 +431,7 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
                 p90_ms: ms(0.90),
                 p99_ms: ms(0.99),
                 max_ms: h.max() as f64 / 1000.0,
+                error_codes: tally.error_codes.get(scenario).cloned().unwrap_or_default(),
                 sample_errors: tally
                     .sample_errors
                     .get(scenario)
@@ -455,6 +472,14 @@ pub fn table(reports: &[ScenarioReport]) -> String {
             r.p99_ms,
             r.max_ms
         );
+    }
+    for r in reports.iter().filter(|r| !r.error_codes.is_empty()) {
+        let codes: Vec<String> = r
+            .error_codes
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        out += &format!("{} errors: {}\n", r.scenario.name(), codes.join(", "));
     }
     out
 }

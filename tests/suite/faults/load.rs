@@ -1,7 +1,7 @@
 //! A server behind a cuttable proxy under mixed concurrent load (checks,
-//! credential exchanges, password logins and idempotency-keyed admin
-//! creates, on one channel), every answer recorded with its code and
-//! time, and the health service watched beside it.
+//! credential exchanges and revocations, password logins and refreshes,
+//! idempotency-keyed admin creates, on one channel), every answer recorded
+//! with its code and time, and the health service watched beside it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,8 +19,9 @@ use portcullis::proto::v1::authorization_client::AuthorizationClient;
 use portcullis::proto::v1::service_credentials_client::ServiceCredentialsClient;
 use portcullis::proto::v1::{
     AuthenticateRequest, CheckCapabilityRequest, CreateOrgNodeRequest,
-    ExchangeServiceCredentialRequest, PasswordCredentials, Subject, UserRef, authenticate_request,
-    password_credentials, subject,
+    ExchangeServiceCredentialRequest, PasswordCredentials, RefreshSessionRequest,
+    RevokeServiceTokenRequest, Subject, UserRef, authenticate_request, password_credentials,
+    revoke_service_token_request, subject,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -39,6 +40,8 @@ use crate::support::services::{TestService, bearer, create_service, token_of};
 use crate::support::{TestDb, pgbouncer};
 
 const PASSWORD: &str = "correct horse battery staple";
+/// Users who log in, one per caller (more callers share them).
+const USERS: usize = 8;
 
 /// Short limits, so a fault case runs in seconds.
 pub fn fault_pool() -> PoolSettings {
@@ -62,11 +65,22 @@ pub enum Call {
     Check,
     Exchange,
     Login,
+    Refresh,
     CreateNode,
+    Revoke,
 }
 
-/// Five checks to each write, as an authorization service sees traffic.
-const MIX: [Call; 8] = [
+const CALLS: [Call; 6] = [
+    Call::Check,
+    Call::Exchange,
+    Call::Login,
+    Call::Refresh,
+    Call::CreateNode,
+    Call::Revoke,
+];
+
+/// Half checks, half writes of every kind.
+const MIX: [Call; 10] = [
     Call::Check,
     Call::Exchange,
     Call::Check,
@@ -74,8 +88,28 @@ const MIX: [Call; 8] = [
     Call::Check,
     Call::CreateNode,
     Call::Check,
+    Call::Refresh,
     Call::Check,
+    Call::Revoke,
 ];
+
+/// What one caller carries from call to call.
+#[derive(Default)]
+pub struct Carried {
+    /// Which caller this is.
+    caller: usize,
+    /// Its session's current refresh token, from its last login or refresh.
+    refresh_token: Option<String>,
+    /// The service session its last exchange opened, not yet revoked.
+    service_session: Option<Uuid>,
+}
+
+/// What a call answered: the row it wrote, and a refresh token to carry.
+#[derive(Debug, Default)]
+pub struct Answer {
+    written: Option<Uuid>,
+    refresh_token: Option<String>,
+}
 
 pub struct Outcome {
     pub call: Call,
@@ -84,7 +118,8 @@ pub struct Outcome {
     pub took: Duration,
     pub code: Code,
     pub message: String,
-    /// The row an acknowledged write made (session, service session, node).
+    /// The row an acknowledged write made or changed (session, service
+    /// session, node, revoked service session).
     pub written: Option<Uuid>,
     /// A create's idempotency key and label.
     pub key: Option<String>,
@@ -97,44 +132,67 @@ pub struct Rig {
     channel: Channel,
     tenant: Uuid,
     root: Uuid,
-    user: Uuid,
-    email: String,
+    /// Who logs in, by caller; the first is also the checks' subject.
+    users: Vec<(Uuid, String)>,
     capability: String,
     exchanger: TestService,
+    exchanger_token: String,
     checker_token: String,
     admin_token: String,
 }
 
 impl Rig {
     pub async fn start() -> Self {
+        Self::start_behind(None).await
+    }
+
+    /// With the proxy in front of a PgBouncer of the test's own on
+    /// `bouncer_port`, when given, instead of the suite's database door.
+    pub async fn start_behind(bouncer_port: Option<u16>) -> Self {
         let test = TestDb::new().await;
         let setup = test.db();
         let world = populate(&setup).await;
-        let email = format!(
-            "load-{}@example.test",
-            &world.tenant.simple().to_string()[..8]
-        );
         let passwords =
             Passwords::new(HashCost::INSECURE_FAST_FOR_TESTS, 2, Duration::from_secs(5)).unwrap();
-        let user = create_user(
-            &setup,
-            &passwords,
-            &NewUser {
-                tenant_id: world.tenant,
-                display_name: "Load".into(),
-                logins: vec![Login::Email(Email::parse(&email).unwrap())],
-                password: Some(NewPassword::parse(PASSWORD).unwrap()),
-            },
-        )
-        .await
-        .unwrap();
+        // One user per caller: people log in as themselves.
+        let mut users = Vec::new();
+        for n in 0..USERS {
+            let email = format!(
+                "load-{n}-{}@example.test",
+                &world.tenant.simple().to_string()[..8]
+            );
+            let user = create_user(
+                &setup,
+                &passwords,
+                &NewUser {
+                    tenant_id: world.tenant,
+                    display_name: "Load".into(),
+                    logins: vec![Login::Email(Email::parse(&email).unwrap())],
+                    password: Some(NewPassword::parse(PASSWORD).unwrap()),
+                },
+            )
+            .await
+            .unwrap();
+            users.push((user, email));
+        }
         let exchanger = create_service(&setup, None, &["authz.check"]).await;
         let checker = create_service(&setup, None, &["authz.check"]).await;
         let admin = create_service(&setup, Some(world.tenant), &["admin.org.write"]).await;
-        let (proxy, db) = test.db_behind_proxy_with(&fault_pool()).await;
+        let (proxy, db) = match bouncer_port {
+            None => test.db_behind_proxy_with(&fault_pool()).await,
+            Some(port) => {
+                let settings = PoolSettings {
+                    statement_cache: false,
+                    ..fault_pool()
+                };
+                test.db_behind_proxy_to(("127.0.0.1", port), &settings)
+                    .await
+            }
+        };
         let app = test_app(db, test_tokens(), AuthnSettings::default(), test_settings());
         let server = TestServer::start_app(app).await;
         let channel = server.channel().await;
+        let exchanger_token = token_of(&channel, &exchanger).await.access_token;
         let checker_token = token_of(&channel, &checker).await.access_token;
         let admin_token = token_of(&channel, &admin).await.access_token;
         Self {
@@ -145,9 +203,9 @@ impl Rig {
             proxy,
             server,
             channel,
-            user,
-            email,
+            users,
             exchanger,
+            exchanger_token,
             checker_token,
             admin_token,
         }
@@ -180,19 +238,45 @@ impl Rig {
         stopped: watch::Receiver<bool>,
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
+        let mut carried = Carried {
+            caller: worker,
+            ..Carried::default()
+        };
         let mut n = worker;
         while !*stopped.borrow() {
-            let call = MIX[n % MIX.len()];
+            let call = match MIX[n % MIX.len()] {
+                Call::Refresh if carried.refresh_token.is_none() => Call::Login,
+                Call::Revoke if carried.service_session.is_none() => Call::Exchange,
+                call => call,
+            };
             let key = format!("load-{worker}-{n}");
             let sent = Instant::now();
-            let (code, message, written) = match self.call(call, &key).await {
-                Ok(written) => (Code::Ok, String::new(), written),
+            let answer = self.call(call, &key, &carried).await;
+            let took = sent.elapsed();
+            match call {
+                // A failed refresh may have rotated the token (committed,
+                // answer lost): start a new session rather than present a
+                // token that would now count as reused.
+                Call::Login | Call::Refresh => {
+                    carried.refresh_token =
+                        answer.as_ref().ok().and_then(|a| a.refresh_token.clone())
+                }
+                Call::Exchange => {
+                    if let Ok(answer) = &answer {
+                        carried.service_session = answer.written;
+                    }
+                }
+                Call::Revoke => carried.service_session = None,
+                Call::Check | Call::CreateNode => {}
+            }
+            let (code, message, written) = match answer {
+                Ok(answer) => (Code::Ok, String::new(), answer.written),
                 Err(status) => (status.code(), status.message().to_owned(), None),
             };
             outcomes.push(Outcome {
                 call,
                 at: sent - started,
-                took: sent.elapsed(),
+                took,
                 code,
                 message,
                 written,
@@ -203,12 +287,20 @@ impl Rig {
         outcomes
     }
 
-    /// One call; the id of what it wrote, if it writes.
-    pub async fn call(&self, call: Call, key: &str) -> Result<Option<Uuid>, tonic::Status> {
+    /// One call; what it wrote, if it writes.
+    pub async fn call(
+        &self,
+        call: Call,
+        key: &str,
+        carried: &Carried,
+    ) -> Result<Answer, tonic::Status> {
         // Far beyond FAILURE_BOUND: a call that hangs shows as its time.
         let deadline = Duration::from_secs(20);
         let channel = self.channel.clone();
-        let id = |text: &str| Some(Uuid::parse_str(text).expect("an id"));
+        let id = |text: &str| Answer {
+            written: Some(Uuid::parse_str(text).expect("an id")),
+            refresh_token: None,
+        };
         match call {
             Call::Check => {
                 let mut request = bearer(
@@ -216,7 +308,7 @@ impl Rig {
                         subject: Some(Subject {
                             kind: Some(subject::Kind::User(UserRef {
                                 tenant_id: self.tenant.to_string(),
-                                user_id: self.user.to_string(),
+                                user_id: self.users[0].0.to_string(),
                             })),
                         }),
                         capability: self.capability.clone(),
@@ -229,7 +321,7 @@ impl Rig {
                 AuthorizationClient::new(channel)
                     .check_capability(request)
                     .await
-                    .map(|_| None)
+                    .map(|_| Answer::default())
             }
             Call::Exchange => {
                 let mut request = tonic::Request::new(ExchangeServiceCredentialRequest {
@@ -248,7 +340,9 @@ impl Rig {
                     tenant_id: self.tenant.to_string(),
                     method: Some(authenticate_request::Method::Password(
                         PasswordCredentials {
-                            login: Some(password_credentials::Login::Email(self.email.clone())),
+                            login: Some(password_credentials::Login::Email(
+                                self.users[carried.caller % USERS].1.clone(),
+                            )),
                             password: PASSWORD.into(),
                         },
                     )),
@@ -256,8 +350,45 @@ impl Rig {
                 request.set_timeout(deadline);
                 let answer = AuthenticationClient::new(channel)
                     .authenticate(request)
+                    .await?
+                    .into_inner();
+                Ok(Answer {
+                    refresh_token: Some(answer.refresh_token),
+                    ..id(&answer.session_id)
+                })
+            }
+            Call::Refresh => {
+                let mut request = tonic::Request::new(RefreshSessionRequest {
+                    refresh_token: carried.refresh_token.clone().expect("a session to refresh"),
+                });
+                request.set_timeout(deadline);
+                let answer = AuthenticationClient::new(channel)
+                    .refresh_session(request)
+                    .await?
+                    .into_inner();
+                Ok(Answer {
+                    refresh_token: Some(answer.refresh_token),
+                    ..id(&answer.session_id)
+                })
+            }
+            Call::Revoke => {
+                let session = carried.service_session.expect("a session to revoke");
+                let mut request = bearer(
+                    RevokeServiceTokenRequest {
+                        target: Some(revoke_service_token_request::Target::ServiceSessionId(
+                            session.to_string(),
+                        )),
+                    },
+                    &self.exchanger_token,
+                );
+                request.set_timeout(deadline);
+                ServiceCredentialsClient::new(channel)
+                    .revoke_service_token(request)
                     .await?;
-                Ok(id(&answer.into_inner().session_id))
+                Ok(Answer {
+                    written: Some(session),
+                    refresh_token: None,
+                })
             }
             Call::CreateNode => {
                 let mut request = bearer(
@@ -337,14 +468,29 @@ impl Rig {
                 "auth.login_succeeded",
             ),
             (
+                Call::Refresh,
+                "auth.refresh_sessions WHERE session_id",
+                "auth.session_refreshed",
+            ),
+            (
                 Call::CreateNode,
                 "auth.org_nodes WHERE org_node_id",
                 "org.node_created",
             ),
+            (
+                Call::Revoke,
+                "auth.token_revocations WHERE session_id",
+                "service.token_revoked",
+            ),
         ];
         for (call, rows, action) in tables {
-            let ids = acknowledged(call);
-            assert!(!ids.is_empty(), "no {call:?} was acknowledged at all");
+            let calls = acknowledged(call);
+            assert!(!calls.is_empty(), "no {call:?} was acknowledged at all");
+            // A session is refreshed many times: its rows once, its events
+            // at least once per acknowledged refresh.
+            let mut ids = calls.clone();
+            ids.sort();
+            ids.dedup();
             let found: Count = diesel::sql_query(format!(
                 "SELECT count(DISTINCT {}) AS n FROM {rows} = ANY($1)",
                 rows.rsplit(' ').next().unwrap()
@@ -359,7 +505,7 @@ impl Rig {
                 "acknowledged {call:?} rows missing"
             );
             let audited: Count = diesel::sql_query(
-                "SELECT count(DISTINCT entity_id) AS n FROM audit.audit_events \
+                "SELECT count(*) AS n FROM audit.audit_events \
                   WHERE action_key = $1 AND entity_id = ANY($2)",
             )
             .bind::<Text, _>(action)
@@ -367,14 +513,15 @@ impl Rig {
             .get_result(&mut admin)
             .await
             .unwrap();
-            assert_eq!(
-                audited.n as usize,
-                ids.len(),
-                "acknowledged {call:?} audit rows missing"
+            assert!(
+                audited.n as usize >= calls.len(),
+                "acknowledged {call:?}: {} calls, {} audit events",
+                calls.len(),
+                audited.n
             );
             println!(
                 "kept: {} acknowledged {call:?} with their audit rows",
-                ids.len()
+                calls.len()
             );
         }
     }
@@ -390,7 +537,7 @@ impl Rig {
             .filter_map(|o| o.key.as_deref())
             .collect();
         for key in &failed_creates {
-            let again = self.call(Call::CreateNode, key).await;
+            let again = self.call(Call::CreateNode, key, &Carried::default()).await;
             assert!(again.is_ok(), "a retried create failed: {again:?}");
         }
         let keys: Vec<String> = tally
@@ -510,7 +657,7 @@ impl Tally {
 
     /// When, after `from`, every kind of call had been answered OK again.
     pub fn all_calls_ok_again_after(&self, from: Duration) -> Option<Duration> {
-        [Call::Check, Call::Exchange, Call::Login, Call::CreateNode]
+        CALLS
             .into_iter()
             .map(|call| {
                 self.outcomes

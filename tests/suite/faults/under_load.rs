@@ -11,7 +11,8 @@ use tonic::Code;
 
 use super::load::{FAILURE_BOUND, Rig, Tally, fault_pool};
 use super::superuser;
-use crate::support::APP_ROLE;
+use crate::support::bouncer::Bouncer;
+use crate::support::{APP_ROLE, pgbouncer};
 
 const WORKERS: usize = 8;
 const WARM_UP: Duration = Duration::from_millis(1500);
@@ -64,6 +65,37 @@ async fn every_backend_terminated_under_load_fails_calls_retryably_and_loses_not
     pause(AFTER).await;
     let tally = load.finish().await;
     tally.report("backends terminated", fault);
+    tally.assert_only_retryable_within(FAILURE_BOUND);
+    assert_recovered(&tally, fault.1);
+    rig.assert_nothing_acknowledged_lost(&tally).await;
+}
+
+/// Runs where PgBouncer is installed (the suite's PgBouncer run has it,
+/// `PORTCULLIS_TEST_PGBOUNCER`); elsewhere it says it skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pgbouncer_restarted_under_load_fails_calls_retryably_and_loses_nothing() {
+    let test_pg = crate::support::admin_url().await;
+    let upstream = (
+        test_pg.host_str().unwrap().to_owned(),
+        test_pg.port().unwrap_or(5432),
+    );
+    let Some(mut bouncer) = Bouncer::start((&upstream.0, upstream.1), APP_ROLE).await else {
+        assert!(
+            pgbouncer().is_none(),
+            "the suite runs through PgBouncer but its binary was not found"
+        );
+        eprintln!("skipped: PgBouncer is not installed");
+        return;
+    };
+    let rig = Arc::new(Rig::start_behind(Some(bouncer.port)).await);
+    let load = rig.start_load(WORKERS);
+    pause(WARM_UP).await;
+    let start = load.now();
+    bouncer.restart().await;
+    let fault = (start, load.now());
+    pause(AFTER).await;
+    let tally = load.finish().await;
+    tally.report("PgBouncer restarted", fault);
     tally.assert_only_retryable_within(FAILURE_BOUND);
     assert_recovered(&tally, fault.1);
     rig.assert_nothing_acknowledged_lost(&tally).await;
@@ -186,7 +218,8 @@ async fn a_server_told_to_stop_under_load_answers_every_call_cleanly_and_returns
     let stop = rig.server.take_stop_signal().unwrap();
     let rig = Arc::new(rig);
     let load = rig.start_load(WORKERS);
-    pause(WARM_UP).await;
+    // Long enough for every kind of write to be acknowledged before.
+    pause(WARM_UP * 2).await;
     let signalled = Instant::now();
     let at = load.now();
     stop.send(()).unwrap();

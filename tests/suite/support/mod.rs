@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod bouncer;
 pub mod certs;
 pub mod fixtures;
 pub mod org;
@@ -275,11 +276,18 @@ impl TestDb {
 
     /// The same with other pool settings.
     pub async fn db_behind_proxy_with(&self, settings: &PoolSettings) -> (proxy::Proxy, Db) {
-        let target = format!(
-            "{}:{}",
-            self.app_url.host_str().unwrap(),
-            self.app_url.port().unwrap_or(5432)
-        );
+        let host = self.app_url.host_str().unwrap().to_owned();
+        let port = self.app_url.port().unwrap_or(5432);
+        self.db_behind_proxy_to((&host, port), settings).await
+    }
+
+    /// The application role's door through a cuttable proxy in front of
+    /// `target` (host, port), and the proxy.
+    pub async fn db_behind_proxy_to(
+        &self,
+        target: (&str, u16),
+        settings: &PoolSettings,
+    ) -> (proxy::Proxy, Db) {
         let address = tokio::net::lookup_host(target)
             .await
             .unwrap()
