@@ -9,18 +9,15 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use portcullis::authn::users::{NewUser, create_user};
-use portcullis::authn::{AuthnSettings, Email, HashCost, Login, Passwords};
+use portcullis::authn::AuthnSettings;
 use portcullis::db::PoolSettings;
-use portcullis::names::NewPassword;
 use portcullis::proto::v1::administration_client::AdministrationClient;
 use portcullis::proto::v1::authentication_client::AuthenticationClient;
 use portcullis::proto::v1::authorization_client::AuthorizationClient;
 use portcullis::proto::v1::service_credentials_client::ServiceCredentialsClient;
 use portcullis::proto::v1::{
-    AuthenticateRequest, CheckCapabilityRequest, CreateOrgNodeRequest,
-    ExchangeServiceCredentialRequest, PasswordCredentials, RefreshSessionRequest,
-    RevokeServiceTokenRequest, Subject, UserRef, authenticate_request, password_credentials,
+    CheckCapabilityRequest, CreateOrgNodeRequest, ExchangeServiceCredentialRequest,
+    RefreshSessionRequest, RevokeServiceTokenRequest, Subject, UserRef,
     revoke_service_token_request, subject,
 };
 use tokio::sync::watch;
@@ -32,14 +29,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
-use super::{Count, superuser};
+use super::{Count, password_login, password_user, superuser};
 use crate::support::fixtures::populate;
 use crate::support::proxy::Proxy;
 use crate::support::server::{TestServer, test_app, test_settings, test_tokens};
 use crate::support::services::{TestService, bearer, create_service, token_of};
 use crate::support::{TestDb, pgbouncer};
 
-const PASSWORD: &str = "correct horse battery staple";
 /// Users who log in, one per caller (more callers share them).
 const USERS: usize = 8;
 
@@ -152,8 +148,6 @@ impl Rig {
         let test = TestDb::new().await;
         let setup = test.db();
         let world = populate(&setup).await;
-        let passwords =
-            Passwords::new(HashCost::INSECURE_FAST_FOR_TESTS, 2, Duration::from_secs(5)).unwrap();
         // One user per caller: people log in as themselves.
         let mut users = Vec::new();
         for n in 0..USERS {
@@ -161,19 +155,7 @@ impl Rig {
                 "load-{n}-{}@example.test",
                 &world.tenant.simple().to_string()[..8]
             );
-            let user = create_user(
-                &setup,
-                &passwords,
-                &NewUser {
-                    tenant_id: world.tenant,
-                    display_name: "Load".into(),
-                    logins: vec![Login::Email(Email::parse(&email).unwrap())],
-                    password: Some(NewPassword::parse(PASSWORD).unwrap()),
-                },
-            )
-            .await
-            .unwrap();
-            users.push((user, email));
+            users.push((password_user(&setup, world.tenant, &email).await, email));
         }
         let exchanger = create_service(&setup, None, &["authz.check"]).await;
         let checker = create_service(&setup, None, &["authz.check"]).await;
@@ -336,17 +318,10 @@ impl Rig {
                 Ok(id(&answer.into_inner().service_session_id))
             }
             Call::Login => {
-                let mut request = tonic::Request::new(AuthenticateRequest {
-                    tenant_id: self.tenant.to_string(),
-                    method: Some(authenticate_request::Method::Password(
-                        PasswordCredentials {
-                            login: Some(password_credentials::Login::Email(
-                                self.users[carried.caller % USERS].1.clone(),
-                            )),
-                            password: PASSWORD.into(),
-                        },
-                    )),
-                });
+                let mut request = tonic::Request::new(password_login(
+                    self.tenant,
+                    &self.users[carried.caller % USERS].1,
+                ));
                 request.set_timeout(deadline);
                 let answer = AuthenticationClient::new(channel)
                     .authenticate(request)

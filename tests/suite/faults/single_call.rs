@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use portcullis::proto::v1::authorization_client::AuthorizationClient;
 use portcullis::proto::v1::service_credentials_client::ServiceCredentialsClient;
 use portcullis::proto::v1::{
@@ -13,7 +13,7 @@ use portcullis::proto::v1::{
 };
 use tonic::Code;
 
-use super::{Count, superuser};
+use super::{Count, lock, password_login, password_user, superuser};
 use crate::support::fixtures::populate;
 use crate::support::server::TestServer;
 use crate::support::services::{bearer, create_service, token_of};
@@ -22,18 +22,26 @@ use crate::support::{APP_ROLE, TestDb};
 /// Ends every application-role backend waiting on a lock, once one is;
 /// how many were ended.
 async fn terminate_the_waiting(admin: &mut AsyncPgConnection) -> i64 {
+    lock_waiters(admin, "pg_terminate_backend(pid)").await
+}
+
+/// Waits (up to 10 s) until an application-role backend waits for a
+/// table lock (`LOCK TABLE`; row locks between the service's own
+/// transactions do not count); how many do, after `apply` (SQL of each
+/// one's `pid`) ran on each.
+async fn lock_waiters(admin: &mut AsyncPgConnection, apply: &str) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ended: Count = diesel::sql_query(format!(
-            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+        let waiting: Count = diesel::sql_query(format!(
+            "SELECT count({apply}) AS n FROM pg_stat_activity \
               WHERE datname = current_database() AND usename = '{APP_ROLE}' \
-                AND wait_event_type = 'Lock'"
+                AND wait_event_type = 'Lock' AND wait_event = 'relation'"
         ))
         .get_result(admin)
         .await
         .unwrap();
-        if ended.n > 0 || Instant::now() > deadline {
-            return ended.n;
+        if waiting.n > 0 || Instant::now() > deadline {
+            return waiting.n;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -47,13 +55,7 @@ async fn a_write_whose_backend_is_terminated_answers_unavailable_and_commits_not
     let server = TestServer::start(db).await;
     let channel = server.channel().await;
     // The exchange's session insert waits behind this lock.
-    let mut holder = AsyncPgConnection::establish(test.migration_url.as_str())
-        .await
-        .unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE auth.service_sessions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut holder = lock(&test, "auth.service_sessions").await;
     let exchange = tokio::spawn(async move {
         ServiceCredentialsClient::new(channel)
             .exchange_service_credential(ExchangeServiceCredentialRequest {
@@ -92,13 +94,7 @@ async fn a_check_whose_backend_is_terminated_answers_unavailable() {
     let channel = server.channel().await;
     let token = token_of(&channel, &service).await.access_token;
     // The check's read of the user waits behind this lock.
-    let mut holder = AsyncPgConnection::establish(test.migration_url.as_str())
-        .await
-        .unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE auth.users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut holder = lock(&test, "auth.users").await;
     let check = tokio::spawn(async move {
         AuthorizationClient::new(channel)
             .check_capability(bearer(
@@ -130,36 +126,17 @@ async fn a_check_whose_backend_is_terminated_answers_unavailable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logins_cut_by_the_database_do_not_lock_out_the_user_who_gave_the_right_password() {
-    use portcullis::authn::users::{NewUser, create_user};
-    use portcullis::authn::{AuthnSettings, Email, HashCost, Login, Passwords, ThrottlePolicy};
-    use portcullis::names::NewPassword;
+    use portcullis::authn::{AuthnSettings, ThrottlePolicy};
     use portcullis::proto::v1::authentication_client::AuthenticationClient;
-    use portcullis::proto::v1::{
-        AuthenticateRequest, PasswordCredentials, authenticate_request, password_credentials,
-    };
 
-    const PASSWORD: &str = "correct horse battery staple";
     let test = TestDb::new().await;
     let db = test.db();
     let world = populate(&db).await;
-    let passwords =
-        Passwords::new(HashCost::INSECURE_FAST_FOR_TESTS, 2, Duration::from_secs(5)).unwrap();
     let email = format!(
         "cut-{}@example.test",
         &world.tenant.simple().to_string()[..8]
     );
-    create_user(
-        &db,
-        &passwords,
-        &NewUser {
-            tenant_id: world.tenant,
-            display_name: "Cut".into(),
-            logins: vec![Login::Email(Email::parse(&email).unwrap())],
-            password: Some(NewPassword::parse(PASSWORD).unwrap()),
-        },
-    )
-    .await
-    .unwrap();
+    password_user(&db, world.tenant, &email).await;
     // Three failures lock the login for a minute.
     let authn = AuthnSettings {
         throttle: ThrottlePolicy {
@@ -180,27 +157,13 @@ async fn logins_cut_by_the_database_do_not_lock_out_the_user_who_gave_the_right_
     let client = AuthenticationClient::new(server.channel().await);
     let login = move || {
         let mut client = client.clone();
-        let request = AuthenticateRequest {
-            tenant_id: world.tenant.to_string(),
-            method: Some(authenticate_request::Method::Password(
-                PasswordCredentials {
-                    login: Some(password_credentials::Login::Email(email.clone())),
-                    password: PASSWORD.into(),
-                },
-            )),
-        };
+        let request = password_login(world.tenant, &email);
         async move { client.authenticate(request).await }
     };
     // Each login's session insert waits behind this lock, after its
     // attempt was counted and its password checked; then the database
     // ends those sessions.
-    let mut holder = AsyncPgConnection::establish(test.migration_url.as_str())
-        .await
-        .unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE auth.refresh_sessions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut holder = lock(&test, "auth.refresh_sessions").await;
     let mut admin = superuser(&test).await;
     for _ in 0..3 {
         let cut = tokio::spawn(login());
@@ -221,4 +184,78 @@ async fn logins_cut_by_the_database_do_not_lock_out_the_user_who_gave_the_right_
             Err(status) => panic!("still refused 3 s after the database came back: {status:?}"),
         }
     }
+}
+
+/// A create whose transaction PostgreSQL picks to break a deadlock
+/// (SQLSTATE 40P01, known by its code) answers ABORTED; with an
+/// idempotency key the service runs it again and it is made once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_caught_in_a_deadlock_answers_aborted_and_with_a_key_runs_again() {
+    use portcullis::proto::v1::CreateOrgNodeRequest;
+    use portcullis::proto::v1::administration_client::AdministrationClient;
+
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = populate(&db).await;
+    let admin = create_service(&db, Some(world.tenant), &["admin.org.write"]).await;
+    let server = TestServer::start(db).await;
+    let channel = server.channel().await;
+    let token = token_of(&channel, &admin).await.access_token;
+    let mut watcher = superuser(&test).await;
+    for (label, key, expected) in [
+        ("Deadlock without a key", "", Code::Aborted),
+        ("Deadlock with a key", "deadlocked-once", Code::Ok),
+    ] {
+        // The create inserts its node (its foreign key share-locks the
+        // parent row), then waits for the audit table this holds.
+        let mut holder = superuser(&test).await;
+        holder
+            .batch_execute("BEGIN; LOCK TABLE audit.audit_events IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let mut client = AdministrationClient::new(channel.clone());
+        let request = bearer(
+            CreateOrgNodeRequest {
+                tenant_id: world.tenant.to_string(),
+                parent_org_node_id: world.root.to_string(),
+                node_type: "site".into(),
+                label: label.into(),
+                idempotency_key: key.into(),
+            },
+            &token,
+        );
+        let create = tokio::spawn(async move { client.create_org_node(request).await });
+        assert_eq!(lock_waiters(&mut watcher, "pid").await, 1);
+        // Now this waits for the create's lock on the parent: a cycle,
+        // which the create's backend (waiting longer) detects and breaks.
+        let parent = world.root;
+        let closing = tokio::spawn(async move {
+            holder
+                .batch_execute(&format!(
+                    "SELECT 1 FROM auth.org_nodes WHERE org_node_id = '{parent}' FOR UPDATE"
+                ))
+                .await
+                .unwrap();
+            holder.batch_execute("ROLLBACK").await.unwrap();
+        });
+        tokio::time::timeout(Duration::from_secs(10), closing)
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), create)
+            .await
+            .unwrap()
+            .unwrap();
+        let code = answer
+            .as_ref()
+            .map_or_else(|status| status.code(), |_| Code::Ok);
+        assert_eq!(code, expected, "key {key:?}: {answer:?}");
+    }
+    let made: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM auth.org_nodes WHERE node_label LIKE 'Deadlock%'",
+    )
+    .get_result(&mut watcher)
+    .await
+    .unwrap();
+    assert_eq!(made.n, 1, "only the keyed create, once");
 }

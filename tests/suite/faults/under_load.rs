@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use tonic::Code;
 
 use super::load::{FAILURE_BOUND, Rig, Tally, fault_pool};
-use super::superuser;
+use super::{lock, superuser};
 use crate::support::bouncer::Bouncer;
 use crate::support::{APP_ROLE, pgbouncer};
 
@@ -165,13 +165,7 @@ async fn a_pool_filled_by_a_slow_database_answers_the_overflow_unavailable_withi
     pause(WARM_UP).await;
     // Checks and logins read users: with this lock held past the statement
     // timeout they hold every pooled connection until it fires.
-    let mut holder = AsyncPgConnection::establish(rig.test.migration_url.as_str())
-        .await
-        .unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE auth.users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut holder = lock(&rig.test, "auth.users").await;
     let start = load.now();
     pause(Duration::from_secs(3)).await;
     holder.batch_execute("ROLLBACK").await.unwrap();
