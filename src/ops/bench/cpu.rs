@@ -16,13 +16,16 @@ use serde::Serialize;
 use crate::ops::admin::AdminConnection;
 
 /// CPU-seconds consumed so far, per process group.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CpuSample {
     pub server: f64,
     pub postgres: f64,
     pub client: f64,
     /// Committed plus rolled-back transactions of the bench database.
     pub transactions: Option<i64>,
+    /// The postmasters' process ids: when they differ between two samples
+    /// PostgreSQL restarted, and its processes' CPU cannot be compared.
+    pub postmasters: Vec<i32>,
 }
 
 /// What a window cost, per 1,000 requests (CPU-seconds per 1,000 requests
@@ -50,6 +53,10 @@ impl CpuCost {
         decisions: u64,
     ) -> Option<Self> {
         if requests == 0 {
+            return None;
+        }
+        if before.postmasters != after.postmasters {
+            tracing::warn!("PostgreSQL restarted during the window: its CPU is not accounted");
             return None;
         }
         let (server, postgres, client) = (
@@ -121,12 +128,14 @@ impl CpuProbe {
                 .and_then(|rows| rows.first()?.parse().ok()),
             None => None,
         };
+        let (postgres, postmasters) = postgres_seconds();
         CpuSample {
             server: self
                 .server_pid
                 .and_then(|pid| own_seconds(&Process::new(pid).ok()?))
                 .unwrap_or_default(),
-            postgres: postgres_seconds(),
+            postgres,
+            postmasters,
             client: Process::myself()
                 .ok()
                 .and_then(|me| with_children_seconds(&me))
@@ -154,10 +163,10 @@ fn with_children_seconds(process: &Process) -> Option<f64> {
 }
 
 /// Every `postgres` process, and for a postmaster (whose parent is not
-/// `postgres`) the backends it has reaped.
-fn postgres_seconds() -> f64 {
+/// `postgres`) the backends it has reaped; and the postmasters.
+fn postgres_seconds() -> (f64, Vec<i32>) {
     let Ok(processes) = procfs::process::all_processes() else {
-        return 0.0;
+        return (0.0, Vec::new());
     };
     let stats: Vec<_> = processes
         .filter_map(|p| p.ok()?.stat().ok())
@@ -175,7 +184,13 @@ fn postgres_seconds() -> f64 {
             s.utime + s.stime + reaped
         })
         .sum();
-    ticks_used as f64 / ticks()
+    let mut postmasters: Vec<i32> = stats
+        .iter()
+        .filter(|s| !pids.contains(&s.ppid))
+        .map(|s| s.pid)
+        .collect();
+    postmasters.sort_unstable();
+    (ticks_used as f64 / ticks(), postmasters)
 }
 
 /// The process listening on TCP `port` (any address), for `bench load`
@@ -216,12 +231,14 @@ mod tests {
             postgres: 2.0,
             client: 0.5,
             transactions: Some(100),
+            postmasters: vec![7],
         };
         let after = CpuSample {
             server: 3.0,
             postgres: 5.0,
             client: 1.0,
             transactions: Some(20_100),
+            postmasters: vec![7],
         };
         let cost = CpuCost::between(&before, &after, 10.0, 10_000, 10_000).unwrap();
         assert!((cost.server_seconds_per_1k_requests - 0.2).abs() < 1e-9);
@@ -229,6 +246,21 @@ mod tests {
         assert!((cost.client_seconds_per_1k_requests - 0.05).abs() < 1e-9);
         assert_eq!(cost.postgres_transactions_per_request, Some(2.0));
         assert!((cost.cores_busy - 0.55).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_window_across_a_postgres_restart_has_no_cost() {
+        let before = CpuSample {
+            postgres: 9.0,
+            postmasters: vec![7],
+            ..CpuSample::default()
+        };
+        let after = CpuSample {
+            postgres: 1.0,
+            postmasters: vec![8],
+            ..CpuSample::default()
+        };
+        assert!(CpuCost::between(&before, &after, 1.0, 10, 10).is_none());
     }
 
     #[test]

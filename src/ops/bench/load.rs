@@ -384,11 +384,12 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
                 }
             }
             for (scenario, samples) in local.sample_errors {
-                shared
-                    .sample_errors
-                    .entry(scenario)
-                    .or_default()
-                    .extend(samples);
+                let shared = shared.sample_errors.entry(scenario).or_default();
+                for sample in samples {
+                    if !shared.contains(&sample) {
+                        shared.push(sample);
+                    }
+                }
             }
         }));
     }
