@@ -4,7 +4,8 @@ use tokio_postgres::error::SqlState;
 use super::sqlstate::{Class, classify};
 
 /// What can go wrong at the database door. Domain errors wrap this; the gRPC
-/// layer maps `Unavailable` to `UNAVAILABLE` and the rest to an opaque
+/// layer maps `Unavailable` to `UNAVAILABLE`, `Timeout` to
+/// `DEADLINE_EXCEEDED`, `Conflict` to `ABORTED` and `Query` to an opaque
 /// `INTERNAL` (the cause is logged, never returned).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
