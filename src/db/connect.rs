@@ -78,8 +78,8 @@ impl ConnectTarget {
         let socket = super::socket::open(&self.config)
             .await
             .map_err(|e| ConnectionError::BadConnection(with_causes(&e)))?;
-        // Each branch a boxed future that owns what it uses: rustc cannot
-        // prove the borrowing version `Send` (a higher-ranked `&str`).
+        // The two branches connect with different stream types; each is a
+        // boxed future that owns what it uses.
         let config = self.config.clone();
         let connecting: BoxFuture<'static, Result<Client, tokio_postgres::Error>> = match &self.tls
         {
