@@ -31,14 +31,21 @@ impl DbError {
     /// is something a caller can act on (retry, wait); else `self`. The
     /// message text is never looked at: it follows `lc_messages`.
     pub(super) fn by_sqlstate(self, code: Option<SqlState>) -> Self {
-        let Some(code) = code else {
-            return self;
-        };
-        match classify(&code) {
-            Class::Unavailable => Self::Unavailable(format!("SQLSTATE {}: {self}", code.code())),
-            Class::Cancelled => Self::Timeout,
-            Class::Conflict => Self::Conflict,
-            Class::Other => self,
+        code.and_then(|code| Self::actionable(&code, &self))
+            .unwrap_or(self)
+    }
+
+    /// The failure `code` names, if a caller can act on it; `cause`
+    /// describes it for the log.
+    pub(super) fn actionable(code: &SqlState, cause: impl std::fmt::Display) -> Option<Self> {
+        match classify(code) {
+            Class::Unavailable => Some(Self::Unavailable(format!(
+                "SQLSTATE {}: {cause}",
+                code.code()
+            ))),
+            Class::Cancelled => Some(Self::Timeout),
+            Class::Conflict => Some(Self::Conflict),
+            Class::Other => None,
         }
     }
 

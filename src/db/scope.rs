@@ -206,11 +206,11 @@ where
             // The work's error, unless the server's SQLSTATE says the
             // transaction failed for a reason the caller can act on (the
             // work saw only diesel's error, which drops the code).
-            Ok(()) => match DbError::Query(diesel::result::Error::RollbackTransaction)
-                .by_sqlstate(pool::error_code(conn))
+            Ok(()) => match pool::error_code(conn)
+                .and_then(|code| DbError::actionable(&code, "the transaction's first error"))
             {
-                DbError::Query(_) => Err(error),
-                known => Err(E::from(known)),
+                Some(known) => Err(E::from(known)),
+                None => Err(error),
             },
             Err(rollback) => match DbError::from(rollback) {
                 // The server ended the session under the statement (an

@@ -431,34 +431,40 @@ impl Rig {
                 .map(|o| o.written.expect("a write's id"))
                 .collect()
         };
+        // Each write's rows: table, key column, audit action.
         let tables = [
             (
                 Call::Exchange,
-                "auth.service_sessions WHERE svc_session_id",
+                "auth.service_sessions",
+                "svc_session_id",
                 "service.credential_exchanged",
             ),
             (
                 Call::Login,
-                "auth.refresh_sessions WHERE session_id",
+                "auth.refresh_sessions",
+                "session_id",
                 "auth.login_succeeded",
             ),
             (
                 Call::Refresh,
-                "auth.refresh_sessions WHERE session_id",
+                "auth.refresh_sessions",
+                "session_id",
                 "auth.session_refreshed",
             ),
             (
                 Call::CreateNode,
-                "auth.org_nodes WHERE org_node_id",
+                "auth.org_nodes",
+                "org_node_id",
                 "org.node_created",
             ),
             (
                 Call::Revoke,
-                "auth.token_revocations WHERE session_id",
+                "auth.token_revocations",
+                "session_id",
                 "service.token_revoked",
             ),
         ];
-        for (call, rows, action) in tables {
+        for (call, table, column, action) in tables {
             let calls = acknowledged(call);
             assert!(!calls.is_empty(), "no {call:?} was acknowledged at all");
             // A session is refreshed many times: its rows once, its events
@@ -467,8 +473,7 @@ impl Rig {
             ids.sort();
             ids.dedup();
             let found: Count = diesel::sql_query(format!(
-                "SELECT count(DISTINCT {}) AS n FROM {rows} = ANY($1)",
-                rows.rsplit(' ').next().unwrap()
+                "SELECT count(DISTINCT {column}) AS n FROM {table} WHERE {column} = ANY($1)"
             ))
             .bind::<Array<SqlUuid>, _>(&ids)
             .get_result(&mut admin)
