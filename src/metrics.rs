@@ -26,8 +26,10 @@ pub fn handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Gauges read at scrape time: the pool and the hashing queue.
+/// Read at scrape time: the pool, the hashing queue and the round trips
+/// to the database.
 fn sample(db: &Db, passwords: &Passwords) {
+    metrics::counter!("portcullis_db_round_trips_total").absolute(crate::db::round_trips::total());
     let pool = db.status();
     metrics::gauge!("portcullis_db_pool_connections").set(f64::from(pool.connections));
     metrics::gauge!("portcullis_db_pool_idle").set(f64::from(pool.idle));

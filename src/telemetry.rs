@@ -144,11 +144,17 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, String> {
     };
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match settings.format {
+        // JSON lines carry no span fields, so this layer is shown events
+        // only: otherwise it would format every span's fields on creation
+        // and on each `record` for nothing (4 % of a check's CPU).
         LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                metadata.is_event()
+            }))
             .boxed(),
         LogFormat::Text => fmt
             .with_ansi(std::io::stderr().is_terminal())

@@ -36,6 +36,10 @@ pub enum BenchCommand {
         /// listening on --addr's port, when it can be seen).
         #[arg(long)]
         server_pid: Option<u32>,
+        /// The server's metrics listener (`serve --metrics-listen`), for
+        /// its round trips to PostgreSQL per request.
+        #[arg(long)]
+        metrics_addr: Option<String>,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -50,6 +54,10 @@ pub enum BenchCommand {
         /// Where the server under test answers forward-auth.
         #[arg(long, default_value = "127.0.0.1:50172")]
         http_listen: String,
+        /// Where the server under test serves its metrics (read for its
+        /// round trips to PostgreSQL).
+        #[arg(long, default_value = "127.0.0.1:50173")]
+        metrics_listen: String,
         /// Threads the server gives to password hashing.
         #[arg(long, default_value_t = 1)]
         hashing_threads: usize,
@@ -164,6 +172,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             mix,
             http_addr,
             server_pid,
+            metrics_addr,
             load,
         } => {
             let manifest = manifest::read(dir, profile)?;
@@ -186,7 +195,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 bench::cpu::listening_pid(port)
             });
             let database = url::Url::parse(&manifest.app_url)?;
-            let probe = bench::cpu::CpuProbe::new(server_pid, Some(&database)).await;
+            let mut probe = bench::cpu::CpuProbe::new(server_pid, Some(&database)).await;
+            if let Some(metrics) = &metrics_addr {
+                probe = probe.with_server_metrics(metrics);
+            }
             let config = bench::load::LoadConfig {
                 concurrency: load.concurrency,
                 warmup: load.warmup.into(),
@@ -203,6 +215,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             profile,
             listen,
             http_listen,
+            metrics_listen,
             hashing_threads,
             pool_size,
             load,
@@ -223,6 +236,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 duration: load.duration.into(),
                 listen,
                 http_listen,
+                metrics_listen,
                 hashing_threads,
                 pool_size,
                 report_dir: dir.to_path_buf(),

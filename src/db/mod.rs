@@ -8,6 +8,7 @@ mod context;
 mod error;
 mod pipeline;
 mod pool;
+pub mod round_trips;
 pub mod schema;
 mod scope;
 mod socket;

@@ -1,5 +1,5 @@
-//! The hot path's transaction: `BEGIN READ ONLY`, the context and the one
-//! read sent together (pipelined: one round trip), then `COMMIT`.
+//! The hot path's transaction: `BEGIN READ ONLY`, the context, the one read
+//! and `COMMIT` sent together (pipelined: one write, one round trip).
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -12,8 +12,8 @@ use super::{DbError, RlsContext};
 
 impl Db {
     /// Runs one read in a `READ ONLY` transaction scoped by `ctx`, with
-    /// `BEGIN`, the context and the read sent together (pipelined: one
-    /// round trip), then `COMMIT`. For the hot path, where a request is a
+    /// `BEGIN`, the context, the read and `COMMIT` sent together
+    /// (pipelined: one round trip). For the hot path, where a request is a
     /// single query; everything else uses [`Db::read`].
     pub async fn read_pipelined<T, F>(&self, ctx: &RlsContext, work: F) -> Result<T, DbError>
     where
@@ -47,7 +47,7 @@ impl Db {
         }
     }
 
-    /// BEGIN, the context and `work` pipelined on `conn`, then COMMIT.
+    /// BEGIN, the context, `work` and COMMIT pipelined on `conn`.
     async fn pipelined<T, F>(
         &self,
         conn: &AsyncPgConnection,
@@ -61,7 +61,7 @@ impl Db {
         // One line per key: the compiler holds this to the length of
         // `RlsContext::settings`.
         let [k0, k1, k2, k3, k4, k5, k6, k7, k8, k9] = ctx.settings();
-        let (mut c1, mut c2) = (conn, conn);
+        let (mut c1, mut c2, mut c3) = (conn, conn, conn);
         let begin = BeginReadOnly.execute(&mut c1);
         let [statement_timeout, idle_timeout] = self.limits.clone();
         let context = diesel::select((
@@ -80,18 +80,22 @@ impl Db {
             set_config(k9.0, k9.1, true),
         ))
         .execute(&mut c2);
-        // Polled in order, so sent in order: BEGIN, context, the read.
-        let (begun, scoped, outcome) =
-            futures_util::future::join3(begin, context, work(conn)).await;
-        let mut c3 = conn;
-        let committed = match Commit.execute(&mut c3).await {
+        let commit = Commit.execute(&mut c3);
+        // Polled in order, so sent in order, in one write: BEGIN, context,
+        // the read, COMMIT. A statement that fails aborts the transaction;
+        // the statements after it fail too and the COMMIT answers ROLLBACK,
+        // so nothing of a failed read is committed (nor could it be: the
+        // transaction is read-only).
+        let (begun, scoped, outcome, committed) =
+            futures_util::future::join4(begin, context, work(conn), commit).await;
+        let committed = match committed {
             Ok(_) => Ok(()),
             Err(error) => Err(lost_or(conn, DbError::from(error)).await),
         };
         // A session the server ended under the transaction (an
         // administrator's terminate, a restart) closes the connection, so
-        // the COMMIT cannot be sent: that, not whichever statement met the
-        // end first, says what happened, and a retry mends it.
+        // the COMMIT cannot be answered: that, not whichever statement met
+        // the end first, says what happened, and a retry mends it.
         if let Err(lost @ DbError::Unavailable(_)) = committed {
             return Err(lost);
         }

@@ -139,12 +139,15 @@ impl Framer {
     }
 }
 
-/// A connection's stream, read through a [`Framer`].
+/// A connection's stream, read through a [`Framer`]; its flushes of
+/// written messages are counted as round trips ([`super::round_trips`]).
 #[derive(Debug)]
 pub(crate) struct Observed<S> {
     inner: S,
     framer: Framer,
     codes: ErrorCode,
+    /// Bytes were written since the last flush.
+    written: bool,
 }
 
 impl<S> Observed<S> {
@@ -153,7 +156,15 @@ impl<S> Observed<S> {
             inner,
             framer: Framer::default(),
             codes,
+            written: false,
         }
+    }
+
+    fn wrote(&mut self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = polled {
+            self.written |= n > 0;
+        }
+        polled
     }
 }
 
@@ -179,11 +190,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(polled)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled
+            && std::mem::take(&mut this.written)
+        {
+            super::round_trips::sent();
+        }
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -195,7 +215,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(polled)
     }
 
     fn is_write_vectored(&self) -> bool {

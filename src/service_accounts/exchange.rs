@@ -259,6 +259,9 @@ async fn grant(
     )
 }
 
+/// How stale a secret's recorded last use may be.
+const LAST_USED_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 async fn open_session(
     conn: &mut AsyncPgConnection,
     tokens: &Tokens,
@@ -293,10 +296,24 @@ async fn open_session(
         ))
         .execute(conn)
         .await?;
-    diesel::update(ss::table.filter(ss::secret_id.nullable().eq(secret_id)))
-        .set(ss::last_used_utc.eq(now))
-        .execute(conn)
-        .await?;
+    // A secret's last use is recorded to the minute, not on every exchange:
+    // writing it every time made every exchange of one secret update the
+    // same row, so concurrent exchanges queued on its lock and PostgreSQL
+    // spent a fifth of its CPU on the multixacts of their foreign-key locks.
+    // A row that does not match takes no lock.
+    let recorded_before = now - LAST_USED_PRECISION;
+    diesel::update(
+        ss::table
+            .filter(ss::secret_id.nullable().eq(secret_id))
+            .filter(
+                ss::last_used_utc
+                    .is_null()
+                    .or(ss::last_used_utc.lt(recorded_before)),
+            ),
+    )
+    .set(ss::last_used_utc.eq(now))
+    .execute(conn)
+    .await?;
     audit::record(
         conn,
         AuditEvent {

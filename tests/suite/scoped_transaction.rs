@@ -344,3 +344,35 @@ async fn a_timeout_is_known_by_its_sqlstate_whatever_the_message_language() {
     let result = run("SELECT pg_sleep(5)").await;
     assert!(matches!(result, Err(DbError::Timeout)), "{result:?}");
 }
+
+/// The hot path sends BEGIN, the context, its read and COMMIT in one write.
+/// A read whose statement is new to the connection must be prepared first
+/// (a round trip of its own); the COMMIT must still wait behind it, or the
+/// read would run after the transaction, without its context.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_read_prepared_on_the_way_still_runs_inside_its_transaction() {
+    use futures_util::FutureExt;
+    let test = TestDb::new().await;
+    let db = single_connection(&test, Duration::from_secs(5));
+    let tenant = Uuid::new_v4();
+    for round in 0..3 {
+        // A text never sent before, so never prepared on this connection.
+        let sql = format!(
+            "SELECT current_setting('app.tenant_id', true) || ' ' \
+             || current_setting('transaction_read_only') || ' {round}-{}' AS value",
+            Uuid::new_v4().simple()
+        );
+        let seen: Setting = db
+            .read_pipelined(&RlsContext::tenant(tenant), move |conn| {
+                let mut conn = conn;
+                async move { diesel::sql_query(sql).get_result(&mut conn).await }.boxed()
+            })
+            .await
+            .unwrap();
+        assert!(
+            seen.value.starts_with(&format!("{tenant} on ")),
+            "round {round}: {}",
+            seen.value
+        );
+    }
+}

@@ -580,3 +580,74 @@ async fn refusals_for_a_real_key_flood_no_tenants_trail() {
     // The real secret is not locked out by the flood.
     token_of(&channel, &service).await;
 }
+
+/// A connection to the test's database as the superuser.
+async fn superuser(test: &TestDb) -> diesel_async::AsyncPgConnection {
+    use diesel_async::AsyncConnection;
+    let mut url = test.admin_url.clone();
+    url.set_path(&test.name);
+    diesel_async::AsyncPgConnection::establish(url.as_str())
+        .await
+        .unwrap()
+}
+
+type LastUse = Option<chrono::DateTime<chrono::Utc>>;
+
+/// When the service's one secret was last used, as recorded.
+async fn secret_last_used(conn: &mut diesel_async::AsyncPgConnection, service: Uuid) -> LastUse {
+    use diesel::sql_types::{Nullable, Timestamptz};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        last_used_utc: LastUse,
+    }
+    diesel::sql_query("SELECT last_used_utc FROM auth.service_secrets WHERE svc_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(service)
+        .get_result::<Row>(conn)
+        .await
+        .unwrap()
+        .last_used_utc
+}
+
+/// Recorded to the minute: concurrent exchanges of one secret must not all
+/// write its row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_s_last_use_is_recorded_to_the_minute() {
+    use diesel_async::RunQueryDsl;
+    let test = TestDb::new().await;
+    let db = test.db();
+    let service = create_service(&db, None, &["authz.check"]).await;
+    let server = TestServer::start(db).await;
+    let channel = server.channel().await;
+    let mut conn = superuser(&test).await;
+    assert_eq!(secret_last_used(&mut conn, service.id).await, None);
+
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    token_of(&channel, &service).await;
+    let first = secret_last_used(&mut conn, service.id).await;
+    assert!(first.is_some_and(|at| at >= before), "{first:?}");
+
+    token_of(&channel, &service).await;
+    assert_eq!(
+        secret_last_used(&mut conn, service.id).await,
+        first,
+        "a use within the minute was written again"
+    );
+
+    diesel::sql_query(
+        "UPDATE auth.service_secrets SET last_used_utc = now() - interval '2 minutes' \
+         WHERE svc_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(service.id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let again = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    token_of(&channel, &service).await;
+    let latest = secret_last_used(&mut conn, service.id).await;
+    assert!(
+        latest.is_some_and(|at| at >= again),
+        "a use after the minute was not recorded: {latest:?}"
+    );
+}

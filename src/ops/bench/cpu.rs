@@ -1,7 +1,8 @@
 //! Where the CPU of a measured window goes, read from `/proc`: the server
 //! process, every PostgreSQL process, and the load client (this process
 //! and its reaped children, such as pgbench), plus the bench database's
-//! committed and rolled-back transactions from `pg_stat_database`.
+//! committed and rolled-back transactions from `pg_stat_database` and the
+//! server's round trips to PostgreSQL from its `/metrics`.
 //!
 //! PostgreSQL's figure sums every process named `postgres` (backends,
 //! WAL writer, checkpointer, autovacuum) and the postmaster's reaped
@@ -23,6 +24,9 @@ pub struct CpuSample {
     pub client: f64,
     /// Committed plus rolled-back transactions of the bench database.
     pub transactions: Option<i64>,
+    /// The server's round trips to PostgreSQL (its
+    /// `portcullis_db_round_trips_total`), when its metrics are reachable.
+    pub round_trips: Option<u64>,
     /// The postmasters' process ids: when they differ between two samples
     /// PostgreSQL restarted, and its processes' CPU cannot be compared.
     pub postmasters: Vec<i32>,
@@ -40,6 +44,9 @@ pub struct CpuCost {
     pub server_seconds_per_1k_decisions: Option<f64>,
     pub postgres_seconds_per_1k_decisions: Option<f64>,
     pub postgres_transactions_per_request: Option<f64>,
+    /// The server's round trips to PostgreSQL per request: statements sent
+    /// together (pipelined) count once.
+    pub round_trips_per_request: Option<f64>,
     /// Cores busy on average over the window, all three together.
     pub cores_busy: f64,
 }
@@ -77,6 +84,10 @@ impl CpuCost {
                 .transactions
                 .zip(after.transactions)
                 .map(|(b, a)| (a - b) as f64 / requests as f64),
+            round_trips_per_request: before
+                .round_trips
+                .zip(after.round_trips)
+                .map(|(b, a)| a.saturating_sub(b) as f64 / requests as f64),
             cores_busy: if seconds > 0.0 {
                 (server + postgres + client) / seconds
             } else {
@@ -91,6 +102,8 @@ pub struct CpuProbe {
     server_pid: Option<i32>,
     /// A connection to the bench database, for its transaction counters.
     database: Option<tokio::sync::Mutex<AdminConnection>>,
+    /// The server's `/metrics`, for its round trips.
+    metrics: Option<(reqwest::Client, String)>,
 }
 
 impl CpuProbe {
@@ -110,7 +123,32 @@ impl CpuProbe {
         Self {
             server_pid: server_pid.and_then(|pid| i32::try_from(pid).ok()),
             database,
+            metrics: None,
         }
+    }
+
+    /// Also counts the server's round trips to PostgreSQL, read from its
+    /// metrics listener at `addr` (`host:port`).
+    pub fn with_server_metrics(mut self, addr: &str) -> Self {
+        // reqwest builds its TLS configuration even for plain HTTP.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build();
+        match client {
+            Ok(client) => self.metrics = Some((client, format!("http://{addr}/metrics"))),
+            Err(error) => eprintln!("round trips not counted: {error}"),
+        }
+        self
+    }
+
+    async fn round_trips(&self) -> Option<u64> {
+        let (client, url) = self.metrics.as_ref()?;
+        let response = client.get(url).send().await.ok()?.error_for_status().ok()?;
+        counter_value(
+            &response.text().await.ok()?,
+            "portcullis_db_round_trips_total",
+        )
     }
 
     pub async fn sample(&self) -> CpuSample {
@@ -128,6 +166,7 @@ impl CpuProbe {
                 .and_then(|rows| rows.first()?.parse().ok()),
             None => None,
         };
+        let round_trips = self.round_trips().await;
         let (postgres, postmasters) = postgres_seconds();
         CpuSample {
             server: self
@@ -141,8 +180,17 @@ impl CpuProbe {
                 .and_then(|me| with_children_seconds(&me))
                 .unwrap_or_default(),
             transactions,
+            round_trips,
         }
     }
+}
+
+/// A counter's value in Prometheus's text format.
+fn counter_value(exposition: &str, name: &str) -> Option<u64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse::<f64>().ok().map(|v| v as u64)
+    })
 }
 
 fn ticks() -> f64 {
@@ -231,6 +279,7 @@ mod tests {
             postgres: 2.0,
             client: 0.5,
             transactions: Some(100),
+            round_trips: Some(1_000),
             postmasters: vec![7],
         };
         let after = CpuSample {
@@ -238,6 +287,7 @@ mod tests {
             postgres: 5.0,
             client: 1.0,
             transactions: Some(20_100),
+            round_trips: Some(11_000),
             postmasters: vec![7],
         };
         let cost = CpuCost::between(&before, &after, 10.0, 10_000, 10_000).unwrap();
@@ -245,6 +295,7 @@ mod tests {
         assert!((cost.postgres_seconds_per_1k_requests - 0.3).abs() < 1e-9);
         assert!((cost.client_seconds_per_1k_requests - 0.05).abs() < 1e-9);
         assert_eq!(cost.postgres_transactions_per_request, Some(2.0));
+        assert_eq!(cost.round_trips_per_request, Some(1.0));
         assert!((cost.cores_busy - 0.55).abs() < 1e-9);
     }
 
@@ -267,6 +318,18 @@ mod tests {
     fn a_window_without_requests_has_no_cost() {
         let sample = CpuSample::default();
         assert!(CpuCost::between(&sample, &sample, 1.0, 0, 0).is_none());
+    }
+
+    #[test]
+    fn reads_a_counter_from_the_metrics_text() {
+        let text = "# TYPE portcullis_db_round_trips_total counter\n\
+                    portcullis_db_round_trips_total_other 5\n\
+                    portcullis_db_round_trips_total 12345\n";
+        assert_eq!(
+            counter_value(text, "portcullis_db_round_trips_total"),
+            Some(12_345)
+        );
+        assert_eq!(counter_value(text, "portcullis_missing_total"), None);
     }
 
     #[test]

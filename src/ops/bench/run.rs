@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub listen: String,
     /// The server's HTTP listener (forward-auth).
     pub http_listen: String,
+    /// Where it serves its metrics.
+    pub metrics_listen: String,
     pub hashing_threads: usize,
     pub pool_size: u32,
     pub report_dir: PathBuf,
@@ -93,6 +95,7 @@ fn spawn_server(config: &RunConfig, keys: &Path) -> anyhow::Result<Child> {
         .env("PORTCULLIS_SIGNING_KEYS_DIR", keys)
         .env("PORTCULLIS_LISTEN", &config.listen)
         .env("PORTCULLIS_HTTP_LISTEN", &config.http_listen)
+        .env("PORTCULLIS_METRICS_LISTEN", &config.metrics_listen)
         .env("PORTCULLIS_POOL_SIZE", config.pool_size.to_string())
         .env(
             "PORTCULLIS_HASHING_THREADS",
@@ -147,7 +150,11 @@ async fn measure(
     target.forward_auth =
         Some(ForwardAuthTarget::prepare(target.channel.clone(), &config.http_listen, shape).await?);
     let database = url::Url::parse(&config.app_url)?;
-    let probe = Arc::new(CpuProbe::new(server.id(), Some(&database)).await);
+    let probe = Arc::new(
+        CpuProbe::new(server.id(), Some(&database))
+            .await
+            .with_server_metrics(&config.metrics_listen),
+    );
     let load = |scenario, concurrency, probe: Option<&Arc<CpuProbe>>| LoadConfig {
         concurrency,
         warmup: config.warmup,
