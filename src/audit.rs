@@ -53,7 +53,9 @@ pub struct AuditEvent<'a> {
     pub payload: serde_json::Value,
 }
 
-pub async fn record(conn: &mut AsyncPgConnection, event: AuditEvent<'_>) -> Result<(), DbError> {
+/// Takes a shared connection so that the row can be pipelined with the
+/// writes it records.
+pub async fn record(conn: &AsyncPgConnection, event: AuditEvent<'_>) -> Result<(), DbError> {
     let (actor_kind, actor_user, actor_service) = event.actor.columns();
     let (entity_id, entity_ref) = match event.entity {
         Some(Entity::Id(id)) => (Some(id), None),
@@ -73,7 +75,7 @@ pub async fn record(conn: &mut AsyncPgConnection, event: AuditEvent<'_>) -> Resu
             audit_events::request_id.eq(event.request_id),
             audit_events::payload_json.eq(event.payload),
         ))
-        .execute(conn)
+        .execute(&mut { conn })
         .await?;
     Ok(())
 }

@@ -297,6 +297,7 @@ pub mod auth {
     diesel::joinable!(org_assignments -> org_nodes (org_node_id));
     diesel::joinable!(visibility_grants -> org_nodes (org_node_id));
     diesel::joinable!(service_secrets -> services (svc_id));
+    diesel::joinable!(services -> tenants (tenant_id));
     diesel::table! {
         auth.endpoint_policy (endpoint_id) {
             endpoint_id -> Uuid,

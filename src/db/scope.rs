@@ -263,12 +263,14 @@ pub(super) async fn lost_or(conn: &AsyncPgConnection, error: DbError) -> DbError
 /// that the presented secret proved the caller to be `service_id`: from
 /// here on the transaction may write that service's rows, as the
 /// `service_self` policies require. Transaction-local like every key.
+/// Takes a shared connection so that it can be pipelined with the reads
+/// that follow it.
 pub async fn authenticated_service(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     service_id: uuid::Uuid,
 ) -> Result<(), DbError> {
     diesel::select(set_config("app.service_id", service_id.to_string(), true))
-        .execute(conn)
+        .execute(&mut { conn })
         .await?;
     Ok(())
 }

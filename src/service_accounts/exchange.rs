@@ -136,8 +136,15 @@ pub async fn exchange(
             };
             // The secret is proven: the rest of the transaction may write
             // this service's rows (the key alone only reads).
-            authenticated_service(conn, service.id).await?;
-            let granted = match grant(conn, service.id, &request.requested).await? {
+            // Pipelined: the permissions are read right behind the key
+            // that lets this transaction read them.
+            let (authenticated, granted) = futures_util::future::join(
+                authenticated_service(conn, service.id),
+                grant(conn, service.id, &request.requested),
+            )
+            .await;
+            authenticated?;
+            let granted = match granted? {
                 Ok(granted) => granted,
                 Err(missing) => {
                     let payload =
@@ -163,38 +170,46 @@ pub async fn exchange(
     .await?
 }
 
+/// The service, its tenant's state and the presented secret, in one round
+/// trip (the two reads pipelined).
 async fn lookup(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     request: &ExchangeRequest,
 ) -> Result<Found, ServiceError> {
-    let service: Option<ServiceRow> = s::table
+    let (mut for_service, mut for_secret) = (conn, conn);
+    // The tenant is read in the same statement: visible, in this
+    // pre-authentication context, only as the named service's tenant.
+    let service = s::table
+        .left_join(t::table)
         .filter(s::svc_key.eq(request.key.as_str()))
-        .select((s::svc_id, s::tenant_id, s::svc_state_code))
-        .first(conn)
-        .await
-        .optional()?;
-    let secret: Option<SecretRow> = match &request.secret {
-        Some(presented) => ss::table
-            .find(presented.id())
-            .select((ss::svc_id, ss::secret_hash_text, ss::revoked_utc))
-            .first(conn)
-            .await
-            .optional()?,
-        None => None,
+        .select((
+            (s::svc_id, s::tenant_id, s::svc_state_code),
+            t::tenant_state_code.nullable(),
+        ))
+        .first::<(ServiceRow, Option<String>)>(&mut for_service);
+    let secret = async {
+        match &request.secret {
+            Some(presented) => ss::table
+                .find(presented.id())
+                .select((ss::svc_id, ss::secret_hash_text, ss::revoked_utc))
+                .first::<SecretRow>(&mut for_secret)
+                .await
+                .optional(),
+            None => Ok(None),
+        }
+    };
+    let (service, secret) = futures_util::future::join(service, secret).await;
+    let (service, tenant_state) = match service.optional()? {
+        Some((service, tenant_state)) => (Some(service), tenant_state),
+        None => (None, None),
     };
     let tenant_active = match service.as_ref().and_then(|svc| svc.tenant_id) {
-        Some(tenant) => t::table
-            .find(tenant)
-            .select(t::tenant_state_code)
-            .first::<String>(conn)
-            .await
-            .optional()?
-            .is_some_and(|status| status == "active"),
+        Some(_) => tenant_state.is_some_and(|state| state == "active"),
         None => true,
     };
     Ok(Found {
         service,
-        secret,
+        secret: secret?,
         tenant_active,
     })
 }
@@ -235,7 +250,7 @@ fn refusal(request: &ExchangeRequest, found: &Found) -> Option<Refusal> {
 /// The permissions the token will carry, or the first requested one the
 /// service does not hold.
 async fn grant(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     service_id: Uuid,
     requested: &[Permission],
 ) -> Result<Result<Vec<String>, String>, ServiceError> {
@@ -243,7 +258,7 @@ async fn grant(
         .filter(sp::svc_id.eq(service_id))
         .select(sp::perm_key)
         .order(sp::perm_key)
-        .load(conn)
+        .load(&mut { conn })
         .await?;
     if requested.is_empty() {
         return Ok(Ok(held));
@@ -263,7 +278,7 @@ async fn grant(
 const LAST_USED_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 async fn open_session(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     tokens: &Tokens,
     service: &ServiceRow,
     granted: Vec<String>,
@@ -284,7 +299,12 @@ async fn open_session(
         now,
     )?;
     let secret_id = request.secret.as_ref().map(PresentedSecret::id);
-    diesel::insert_into(sess::table)
+    // The session, the secret's last use and the audit row, pipelined: one
+    // round trip, and the foreign-key locks they take on the service's rows
+    // are held for less time before the COMMIT releases them. A write that
+    // fails aborts the transaction, so the writes after it fail too.
+    let (mut for_session, mut for_secret) = (conn, conn);
+    let session = diesel::insert_into(sess::table)
         .values((
             sess::svc_session_id.eq(session_id),
             sess::svc_id.eq(service.id),
@@ -294,15 +314,14 @@ async fn open_session(
             sess::created_utc.eq(now),
             sess::expiry_utc.eq(issued.expires_at),
         ))
-        .execute(conn)
-        .await?;
+        .execute(&mut for_session);
     // A secret's last use is recorded to the minute, not on every exchange:
     // writing it every time made every exchange of one secret update the
     // same row, so concurrent exchanges queued on its lock and PostgreSQL
     // spent a fifth of its CPU on the multixacts of their foreign-key locks.
     // A row that does not match takes no lock.
     let recorded_before = now - LAST_USED_PRECISION;
-    diesel::update(
+    let last_use = diesel::update(
         ss::table
             .filter(ss::secret_id.nullable().eq(secret_id))
             .filter(
@@ -312,9 +331,9 @@ async fn open_session(
             ),
     )
     .set(ss::last_used_utc.eq(now))
-    .execute(conn)
-    .await?;
-    audit::record(
+    .execute(&mut for_secret);
+    let expires_at = issued.expires_at.to_rfc3339();
+    let audited = audit::record(
         conn,
         AuditEvent {
             tenant_id: service.tenant_id,
@@ -326,11 +345,15 @@ async fn open_session(
             payload: json!({
                 "secret_id": secret_id.map(|id| id.to_string()),
                 "permissions": &granted,
-                "expires_at": issued.expires_at.to_rfc3339(),
+                "expires_at": expires_at,
             }),
         },
-    )
-    .await?;
+    );
+    let (session, last_use, audited) =
+        futures_util::future::join3(session, last_use, audited).await;
+    session?;
+    last_use?;
+    audited?;
     Ok(Exchanged {
         token: issued.token,
         expires_at: issued.expires_at,
