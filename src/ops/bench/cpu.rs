@@ -1,8 +1,9 @@
 //! Where the CPU of a measured window goes, read from `/proc`: the server
 //! process, every PostgreSQL process, and the load client (this process
 //! and its reaped children, such as pgbench), plus the bench database's
-//! committed and rolled-back transactions from `pg_stat_database` and the
-//! server's round trips to PostgreSQL from its `/metrics`.
+//! committed and rolled-back transactions from `pg_stat_database`, the
+//! cluster's WAL flushes from `pg_stat_wal` and the server's round trips to
+//! PostgreSQL from its `/metrics`.
 //!
 //! PostgreSQL's figure sums every process named `postgres` (backends,
 //! WAL writer, checkpointer, autovacuum) and the postmaster's reaped
@@ -24,6 +25,8 @@ pub struct CpuSample {
     pub client: f64,
     /// Committed plus rolled-back transactions of the bench database.
     pub transactions: Option<i64>,
+    /// Times the cluster flushed its WAL to disk (`pg_stat_wal.wal_sync`).
+    pub wal_flushes: Option<i64>,
     /// The server's round trips to PostgreSQL (its
     /// `portcullis_db_round_trips_total`), when its metrics are reachable.
     pub round_trips: Option<u64>,
@@ -44,6 +47,9 @@ pub struct CpuCost {
     pub server_seconds_per_1k_decisions: Option<f64>,
     pub postgres_seconds_per_1k_decisions: Option<f64>,
     pub postgres_transactions_per_request: Option<f64>,
+    /// WAL flushes to disk per request: below 1 where commits share a
+    /// flush (group commit), 0 for read-only requests.
+    pub wal_flushes_per_request: Option<f64>,
     /// The server's round trips to PostgreSQL per request: statements sent
     /// together (pipelined) count once.
     pub round_trips_per_request: Option<f64>,
@@ -83,6 +89,10 @@ impl CpuCost {
             postgres_transactions_per_request: before
                 .transactions
                 .zip(after.transactions)
+                .map(|(b, a)| (a - b) as f64 / requests as f64),
+            wal_flushes_per_request: before
+                .wal_flushes
+                .zip(after.wal_flushes)
                 .map(|(b, a)| (a - b) as f64 / requests as f64),
             round_trips_per_request: before
                 .round_trips
@@ -152,20 +162,15 @@ impl CpuProbe {
     }
 
     pub async fn sample(&self) -> CpuSample {
-        let transactions = match &self.database {
-            Some(database) => database
-                .lock()
-                .await
-                .query_strings(
-                    "SELECT (xact_commit + xact_rollback)::text AS value
-                       FROM pg_stat_database WHERE datname = current_database()",
-                    &[],
-                )
-                .await
-                .ok()
-                .and_then(|rows| rows.first()?.parse().ok()),
-            None => None,
-        };
+        let transactions = self
+            .count(
+                "SELECT (xact_commit + xact_rollback)::text AS value
+                   FROM pg_stat_database WHERE datname = current_database()",
+            )
+            .await;
+        let wal_flushes = self
+            .count("SELECT wal_sync::text AS value FROM pg_stat_wal")
+            .await;
         let round_trips = self.round_trips().await;
         let (postgres, postmasters) = postgres_seconds();
         CpuSample {
@@ -180,8 +185,22 @@ impl CpuProbe {
                 .and_then(|me| with_children_seconds(&me))
                 .unwrap_or_default(),
             transactions,
+            wal_flushes,
             round_trips,
         }
+    }
+
+    /// A counter of the bench database's statistics views.
+    async fn count(&self, sql: &str) -> Option<i64> {
+        let rows = self
+            .database
+            .as_ref()?
+            .lock()
+            .await
+            .query_strings(sql, &[])
+            .await
+            .ok()?;
+        rows.first()?.parse().ok()
     }
 }
 
@@ -279,6 +298,7 @@ mod tests {
             postgres: 2.0,
             client: 0.5,
             transactions: Some(100),
+            wal_flushes: Some(10),
             round_trips: Some(1_000),
             postmasters: vec![7],
         };
@@ -287,6 +307,7 @@ mod tests {
             postgres: 5.0,
             client: 1.0,
             transactions: Some(20_100),
+            wal_flushes: Some(5_010),
             round_trips: Some(11_000),
             postmasters: vec![7],
         };
@@ -296,6 +317,7 @@ mod tests {
         assert!((cost.client_seconds_per_1k_requests - 0.05).abs() < 1e-9);
         assert_eq!(cost.postgres_transactions_per_request, Some(2.0));
         assert_eq!(cost.round_trips_per_request, Some(1.0));
+        assert_eq!(cost.wal_flushes_per_request, Some(0.5));
         assert!((cost.cores_busy - 0.55).abs() < 1e-9);
     }
 

@@ -488,7 +488,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
 /// A plain-text table of what the reports' windows cost in CPU.
 pub fn cpu_table(reports: &[ScenarioReport]) -> String {
     let mut out = format!(
-        "{:<13} {:>13} {:>13} {:>13} {:>14} {:>9} {:>13} {:>6}\n",
+        "{:<13} {:>13} {:>13} {:>13} {:>14} {:>9} {:>15} {:>14} {:>6}\n",
         "CPU ms/req",
         "server",
         "postgres",
@@ -496,13 +496,14 @@ pub fn cpu_table(reports: &[ScenarioReport]) -> String {
         "server/decis.",
         "xact/req",
         "round trips/req",
+        "WAL flushes/req",
         "cores"
     );
     for r in reports {
         let Some(cpu) = &r.cpu else { continue };
         let optional = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.3}"));
         out += &format!(
-            "{:<13} {:>13.3} {:>13.3} {:>13.3} {:>14} {:>9} {:>13} {:>6.2}\n",
+            "{:<13} {:>13.3} {:>13.3} {:>13.3} {:>14} {:>9} {:>15} {:>14} {:>6.2}\n",
             r.scenario.name(),
             cpu.server_seconds_per_1k_requests,
             cpu.postgres_seconds_per_1k_requests,
@@ -510,6 +511,7 @@ pub fn cpu_table(reports: &[ScenarioReport]) -> String {
             optional(cpu.server_seconds_per_1k_decisions),
             optional(cpu.postgres_transactions_per_request),
             optional(cpu.round_trips_per_request),
+            optional(cpu.wal_flushes_per_request),
             cpu.cores_busy
         );
     }
