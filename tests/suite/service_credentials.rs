@@ -581,16 +581,6 @@ async fn refusals_for_a_real_key_flood_no_tenants_trail() {
     token_of(&channel, &service).await;
 }
 
-/// A connection to the test's database as the superuser.
-async fn superuser(test: &TestDb) -> diesel_async::AsyncPgConnection {
-    use diesel_async::AsyncConnection;
-    let mut url = test.admin_url.clone();
-    url.set_path(&test.name);
-    diesel_async::AsyncPgConnection::establish(url.as_str())
-        .await
-        .unwrap()
-}
-
 type LastUse = Option<chrono::DateTime<chrono::Utc>>;
 
 /// When the service's one secret was last used, as recorded.
@@ -620,7 +610,7 @@ async fn a_secret_s_last_use_is_recorded_to_the_minute() {
     let service = create_service(&db, None, &["authz.check"]).await;
     let server = TestServer::start(db).await;
     let channel = server.channel().await;
-    let mut conn = superuser(&test).await;
+    let mut conn = test.superuser().await;
     assert_eq!(secret_last_used(&mut conn, service.id).await, None);
 
     let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);

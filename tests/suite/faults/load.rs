@@ -29,7 +29,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
-use super::{Count, password_login, password_user, superuser};
+use super::{Count, password_login, password_user};
 use crate::support::fixtures::populate;
 use crate::support::proxy::Proxy;
 use crate::support::server::{TestServer, test_app, test_settings, test_tokens};
@@ -422,7 +422,7 @@ impl Rig {
     /// Every acknowledged write's rows are there: its row and its audit
     /// event.
     pub async fn assert_acknowledged_kept(&self, tally: &Tally) {
-        let mut admin = superuser(&self.test).await;
+        let mut admin = self.test.superuser().await;
         let acknowledged = |call: Call| -> Vec<Uuid> {
             tally
                 .outcomes
@@ -509,7 +509,7 @@ impl Rig {
     /// Every create that failed, sent again with its key, is made once and
     /// only once; no create is made twice.
     pub async fn assert_failed_creates_made_once_when_retried(&self, tally: &Tally) {
-        let mut admin = superuser(&self.test).await;
+        let mut admin = self.test.superuser().await;
         let failed_creates: Vec<&str> = tally
             .outcomes
             .iter()

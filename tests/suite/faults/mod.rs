@@ -30,13 +30,6 @@ struct Count {
     n: i64,
 }
 
-/// A superuser's connection inside the test's database.
-async fn superuser(test: &TestDb) -> AsyncPgConnection {
-    let mut url = test.admin_url.clone();
-    url.set_path(&test.name);
-    AsyncPgConnection::establish(url.as_str()).await.unwrap()
-}
-
 /// A connection holding `table` locked (as its owner) in an open
 /// transaction: statements that touch the table wait until it is rolled
 /// back.

@@ -13,7 +13,7 @@ use portcullis::proto::v1::{
 };
 use tonic::Code;
 
-use super::{Count, lock, password_login, password_user, superuser};
+use super::{Count, lock, password_login, password_user};
 use crate::support::fixtures::populate;
 use crate::support::server::TestServer;
 use crate::support::services::{bearer, create_service, token_of};
@@ -65,7 +65,7 @@ async fn a_write_whose_backend_is_terminated_answers_unavailable_and_commits_not
             })
             .await
     });
-    let mut admin = superuser(&test).await;
+    let mut admin = test.superuser().await;
     assert_eq!(terminate_the_waiting(&mut admin).await, 1);
     let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
@@ -113,7 +113,7 @@ async fn a_check_whose_backend_is_terminated_answers_unavailable() {
             ))
             .await
     });
-    let mut admin = superuser(&test).await;
+    let mut admin = test.superuser().await;
     assert_eq!(terminate_the_waiting(&mut admin).await, 1);
     let answer = tokio::time::timeout(Duration::from_secs(10), check)
         .await
@@ -164,7 +164,7 @@ async fn logins_cut_by_the_database_do_not_lock_out_the_user_who_gave_the_right_
     // attempt was counted and its password checked; then the database
     // ends those sessions.
     let mut holder = lock(&test, "auth.refresh_sessions").await;
-    let mut admin = superuser(&test).await;
+    let mut admin = test.superuser().await;
     for _ in 0..3 {
         let cut = tokio::spawn(login());
         assert_eq!(terminate_the_waiting(&mut admin).await, 1);
@@ -201,14 +201,14 @@ async fn a_create_caught_in_a_deadlock_answers_aborted_and_with_a_key_runs_again
     let server = TestServer::start(db).await;
     let channel = server.channel().await;
     let token = token_of(&channel, &admin).await.access_token;
-    let mut watcher = superuser(&test).await;
+    let mut watcher = test.superuser().await;
     for (label, key, expected) in [
         ("Deadlock without a key", "", Code::Aborted),
         ("Deadlock with a key", "deadlocked-once", Code::Ok),
     ] {
         // The create inserts its node (its foreign key share-locks the
         // parent row), then waits for the audit table this holds.
-        let mut holder = superuser(&test).await;
+        let mut holder = test.superuser().await;
         holder
             .batch_execute("BEGIN; LOCK TABLE audit.audit_events IN ACCESS EXCLUSIVE MODE")
             .await

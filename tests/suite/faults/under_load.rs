@@ -10,7 +10,7 @@ use diesel_async::SimpleAsyncConnection;
 use tonic::Code;
 
 use super::load::{FAILURE_BOUND, Rig, Tally, fault_pool};
-use super::{lock, superuser};
+use super::lock;
 use crate::support::bouncer::Bouncer;
 use crate::support::{APP_ROLE, pgbouncer};
 
@@ -49,7 +49,7 @@ fn assert_recovered(tally: &Tally, fault_end: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_backend_terminated_under_load_fails_calls_retryably_and_loses_nothing() {
     let rig = Arc::new(Rig::start().await);
-    let mut admin = superuser(&rig.test).await;
+    let mut admin = rig.test.superuser().await;
     let load = rig.start_load(WORKERS);
     pause(WARM_UP).await;
     let fault = load.now();

@@ -310,6 +310,18 @@ impl TestDb {
     pub fn app_role(&self) -> &'static str {
         APP_ROLE
     }
+
+    /// A superuser's connection inside this database (row-level security
+    /// does not apply to it): for what a test must see or do behind the
+    /// service's back.
+    pub async fn superuser(&self) -> diesel_async::AsyncPgConnection {
+        use diesel_async::AsyncConnection;
+        let mut url = self.admin_url.clone();
+        url.set_path(&self.name);
+        diesel_async::AsyncPgConnection::establish(url.as_str())
+            .await
+            .unwrap()
+    }
 }
 
 pub fn test_pool() -> PoolSettings {
