@@ -1,6 +1,7 @@
 //! TLS for the server: an identity (certificate chain and key) and, for
 //! mutual TLS, the CA that client certificates must chain to; for the gRPC
-//! port (tonic's configuration) and the HTTP listeners (a rustls one).
+//! port (tonic's configuration) and the HTTP listeners (a rustls one). And
+//! the builder of this process's HTTP clients.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +9,15 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+/// A reqwest client builder. reqwest's rustls needs a process-wide crypto
+/// provider even for plain HTTP (building a client without one panics);
+/// ring is the one this service uses everywhere, and it may already be
+/// installed.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
 
 /// A TLS file that cannot be used; the message names the setting and path.
 #[derive(Debug, thiserror::Error)]

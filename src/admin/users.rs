@@ -29,7 +29,6 @@ pub struct User {
     pub logins: Vec<String>,
 }
 
-#[derive(Clone)]
 pub struct CreateUser {
     pub display_name: Label,
     pub logins: Vec<Login>,
@@ -43,23 +42,29 @@ pub async fn create(
     new: CreateUser,
     key: Option<&IdempotencyKey>,
 ) -> Result<User, AdminError> {
-    retry_conflicts(key, || create_once(db, passwords, admin, new.clone(), key)).await
-}
-
-/// One attempt of [`create`].
-async fn create_once(
-    db: &Db,
-    passwords: &Passwords,
-    admin: &Administrator,
-    new: CreateUser,
-    key: Option<&IdempotencyKey>,
-) -> Result<User, AdminError> {
     if new.password.is_some() && new.logins.is_empty() {
         return Err(AdminError::Invalid(
             Subject::Password,
             "needs an email or phone to log in with".into(),
         ));
     }
+    // Hashed once, on the hashing threads, before any transaction opens: a
+    // create that runs again after a conflict reuses the hash.
+    let hash = match &new.password {
+        Some(password) => Some(passwords.hash(password.secret()).await.map_err(hashing)?),
+        None => None,
+    };
+    retry_conflicts(key, || create_once(db, admin, &new, hash.as_deref(), key)).await
+}
+
+/// One attempt of [`create`], with the password already hashed.
+async fn create_once(
+    db: &Db,
+    admin: &Administrator,
+    new: &CreateUser,
+    hash: Option<&str>,
+    key: Option<&IdempotencyKey>,
+) -> Result<User, AdminError> {
     let logins: Vec<String> = new.logins.iter().map(ToString::to_string).collect();
     let attempt = Attempt {
         operation: "create_user",
@@ -72,18 +77,13 @@ async fn create_once(
             new.password.is_some()
         ),
     };
-    // Hashing runs on the hashing threads before the transaction opens.
-    let hash = match &new.password {
-        Some(password) => Some(passwords.hash(password.secret()).await.map_err(hashing)?),
-        None => None,
-    };
     let new = NewUser {
         tenant_id: admin.tenant_id,
         display_name: new.display_name.as_str().to_owned(),
-        logins: new.logins,
+        logins: new.logins.clone(),
         password: None,
     };
-    let (new, hash) = (&new, hash.as_deref());
+    let new = &new;
     db.write(&admin.context(), |conn| {
         async move {
             attempt

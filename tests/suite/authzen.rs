@@ -422,8 +422,7 @@ async fn with_tls_the_api_is_served_over_https_with_the_grpc_certificate() {
     settings.tls = Some(tls);
     settings.authzen_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
     let _server = TestServer::start_with(test.db(), test_tokens(), settings).await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let trusting = reqwest::Client::builder()
+    let trusting = portcullis::tls::http_client()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
         .build()
         .unwrap();

@@ -57,10 +57,7 @@ impl ProviderKeys {
             .jwks_url
             .clone()
             .ok_or_else(|| invalid("no jwks_url or jwks_file".into()))?;
-        // reqwest's rustls needs a process-wide provider; ring is the one
-        // this service uses everywhere (it may already be installed).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -140,9 +140,7 @@ impl CpuProbe {
     /// Also counts the server's round trips to PostgreSQL, read from its
     /// metrics listener at `addr` (`host:port`).
     pub fn with_server_metrics(mut self, addr: &str) -> Self {
-        // reqwest builds its TLS configuration even for plain HTTP.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client()
             .timeout(std::time::Duration::from_secs(2))
             .build();
         match client {

@@ -59,11 +59,9 @@ impl ForwardAuthTarget {
             }
             tokens.push(of_tenant);
         }
-        // reqwest builds its TLS configuration even for plain HTTP.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
             url: format!("http://{http}/forward-auth"),
-            client: reqwest::Client::builder()
+            client: crate::tls::http_client()
                 .pool_max_idle_per_host(64)
                 .build()?,
             tokens: Arc::new(tokens),
