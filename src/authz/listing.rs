@@ -1,21 +1,16 @@
 //! `ListVisibleOrgNodes`: every node the subject can see, each once with all
 //! the sources that make it visible, in keyset pages.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use scoped_futures::ScopedFutureExt;
+use futures_util::FutureExt;
 use uuid::Uuid;
 
-use super::queries::{PreferOrderedIndexScans, VisiblePage};
+use super::queries::{Covering, PreferOrderedIndexScans, VisiblePage};
 use super::{AuthzError, Subject, page_token};
 use crate::db::Db;
-use crate::db::schema::auth::{
-    org_assignments as oa, org_nodes as n, roles as r, tenants as t, users as u,
-    visibility_grants as vg,
-};
+use crate::db::schema::auth::{org_assignments as oa, roles as r, visibility_grants as vg};
 use crate::names::OrgNodeId;
 use crate::tokens::KeyRing;
 
@@ -128,77 +123,52 @@ pub async fn list_visible(
         None => None,
     };
     let page_size = query.page_size.clamp(1, MAX_PAGE_SIZE);
-    let mut nodes = db
-        .read(&subject.rls_context(request_id), |conn| {
+    let user = subject.user_id.get();
+    let (scope, under) = (query.scope, query.under.map(OrgNodeId::get));
+    let node_type = query.node_type.clone();
+    // The sources and the page they cover, read in one round trip: the
+    // page finds its covering nodes itself, and both read the transaction's
+    // one snapshot, so they agree.
+    let (sources, rows) = db
+        .read_pipelined(&subject.rls_context(request_id), move |c| {
             async move {
-                // Four independent reads, pipelined in one round trip.
-                let c: &AsyncPgConnection = conn;
-                // Usually none; a listing skips whatever lies under them.
-                // (A literal, not a bind parameter, so the partial index
-                // `org_nodes_inactive_idx` matches.)
-                let inactive = async {
-                    let rows = n::table
-                        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                            "NOT active_flag",
-                        ))
-                        .select(n::org_node_id)
-                        .load::<Uuid>(&mut { c })
-                        .await?;
-                    Ok::<_, AuthzError>(rows)
+                let page = VisiblePage {
+                    covering: Covering::Visible {
+                        user,
+                        analyze_only: scope == Scope::Analyze,
+                    },
+                    after: after.unwrap_or(Uuid::nil()),
+                    node_type: node_type.as_deref(),
+                    under,
+                    limit: page_size as i32 + 1,
                 };
-                let plan = async {
-                    PreferOrderedIndexScans.execute(&mut { c }).await?;
-                    Ok::<_, AuthzError>(())
-                };
-                let (active, assignments, grants, inactive, ()) = futures_util::future::try_join5(
-                    subject_is_active(c, subject),
-                    assignments(c, subject.user_id.get()),
-                    grants(c, subject.user_id.get(), query.scope),
-                    inactive,
-                    plan,
+                let (assignments, grants, (), rows) = futures_util::future::try_join4(
+                    assignments(c, user),
+                    grants(c, user, scope),
+                    PreferOrderedIndexScans::apply(c),
+                    page.load::<PageRow>(&mut { c }),
                 )
                 .await?;
-                if !active {
-                    return Ok::<_, AuthzError>(Vec::new());
-                }
                 let sources: Vec<Access> = assignments.into_iter().chain(grants).collect();
-                let covering: Vec<Uuid> = sources
-                    .iter()
-                    .map(Access::held_at)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                if covering.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let rows: Vec<PageRow> = VisiblePage {
-                    covering: &covering,
-                    inactive: &inactive,
-                    after: after.unwrap_or(Uuid::nil()),
-                    node_type: query.node_type.as_deref(),
-                    under: query.under.map(OrgNodeId::get),
-                    limit: page_size as i32 + 1,
-                }
-                .load(conn)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, parent_id, node_type, label, holders)| VisibleNode {
-                        id,
-                        parent_id,
-                        node_type,
-                        label,
-                        access: sources
-                            .iter()
-                            .filter(|s| holders.contains(&s.held_at()))
-                            .cloned()
-                            .collect(),
-                    })
-                    .collect())
+                Ok((sources, rows))
             }
-            .scope_boxed()
+            .boxed()
         })
         .await?;
+    let mut nodes: Vec<VisibleNode> = rows
+        .into_iter()
+        .map(|(id, parent_id, node_type, label, holders)| VisibleNode {
+            id,
+            parent_id,
+            node_type,
+            label,
+            access: sources
+                .iter()
+                .filter(|s| holders.contains(&s.held_at()))
+                .cloned()
+                .collect(),
+        })
+        .collect();
     let next_page_token = if nodes.len() > page_size as usize {
         nodes.truncate(page_size as usize);
         let last = nodes.last().map(|n| n.id);
@@ -212,23 +182,8 @@ pub async fn list_visible(
     })
 }
 
-/// An inactive user or a suspended tenant sees nothing.
-pub(super) async fn subject_is_active(
-    conn: &AsyncPgConnection,
-    subject: Subject,
-) -> Result<bool, AuthzError> {
-    let statuses: Option<(String, String)> = u::table
-        .inner_join(t::table)
-        .filter(u::user_id.eq(subject.user_id))
-        .select((u::user_state_code, t::tenant_state_code))
-        .first(&mut { conn })
-        .await
-        .optional()?;
-    Ok(statuses.is_some_and(|(user, tenant)| user == "active" && tenant == "active"))
-}
-
 /// The subject's in-force assignments (they give every scope).
-async fn assignments(conn: &AsyncPgConnection, user: Uuid) -> Result<Vec<Access>, AuthzError> {
+async fn assignments(conn: &AsyncPgConnection, user: Uuid) -> QueryResult<Vec<Access>> {
     let now = diesel::dsl::now;
     let rows: Vec<(Uuid, Uuid, String, Uuid)> = oa::table
         .inner_join(r::table)
@@ -258,11 +213,7 @@ async fn assignments(conn: &AsyncPgConnection, user: Uuid) -> Result<Vec<Access>
 }
 
 /// The subject's in-force visibility grants that give `scope`.
-async fn grants(
-    conn: &AsyncPgConnection,
-    user: Uuid,
-    scope: Scope,
-) -> Result<Vec<Access>, AuthzError> {
+async fn grants(conn: &AsyncPgConnection, user: Uuid, scope: Scope) -> QueryResult<Vec<Access>> {
     let now = diesel::dsl::now;
     let mut grants = vg::table
         .filter(vg::user_id.eq(user))

@@ -70,14 +70,76 @@ impl<F: BatchFunction> QueryFragment<Pg> for BatchQuery<'_, F> {
     }
 }
 
-/// One page of visible nodes in id order. Each covering node's descendants
-/// come from the closure table's `(ancestor_org_node_id, descendant_org_node_id)` index in id
-/// order from the cursor, `limit` at most per covering node, so a page costs
-/// the same at any depth and in a tenant of any size. Nodes under an
-/// inactive node (`inactive`, usually empty) are skipped.
+/// The nodes a page is drawn from: every node under one of these.
+#[derive(Clone, Copy, Debug)]
+pub enum Covering<'a> {
+    /// Where the user holds an in-force assignment, or an in-force
+    /// visibility grant (only `analyze` ones when `analyze_only`).
+    Visible { user: Uuid, analyze_only: bool },
+    /// Where the user holds an in-force assignment whose role grants
+    /// `capability`.
+    Holding { user: Uuid, capability: &'a str },
+}
+
+impl Covering<'_> {
+    fn user(&self) -> &Uuid {
+        match self {
+            Self::Visible { user, .. } | Self::Holding { user, .. } => user,
+        }
+    }
+
+    fn walk_ast<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        const IN_FORCE: &str =
+            " AND oa.start_utc <= now() AND (oa.end_utc IS NULL OR oa.end_utc > now())";
+        match self {
+            Self::Visible { user, analyze_only } => {
+                // The same rows as the listing's sources (assignments with
+                // their role, grants), so every listed node has a source.
+                out.push_sql(
+                    "SELECT oa.org_node_id FROM auth.org_assignments oa \
+                       JOIN auth.roles r ON r.role_id = oa.role_id WHERE oa.user_id = ",
+                );
+                out.push_bind_param::<SqlUuid, _>(user)?;
+                out.push_sql(IN_FORCE);
+                out.push_sql(" UNION SELECT vg.org_node_id FROM auth.visibility_grants vg WHERE vg.user_id = ");
+                out.push_bind_param::<SqlUuid, _>(user)?;
+                out.push_sql(
+                    " AND vg.start_utc <= now() AND (vg.end_utc IS NULL OR vg.end_utc > now())",
+                );
+                if *analyze_only {
+                    out.push_sql(" AND vg.access_scope_code = 'analyze'");
+                }
+            }
+            Self::Holding { user, capability } => {
+                out.push_sql(
+                    "SELECT DISTINCT oa.org_node_id FROM auth.org_assignments oa \
+                       JOIN auth.role_capabilities rc ON rc.role_id = oa.role_id \
+                       JOIN auth.capabilities cap ON cap.cap_id = rc.cap_id AND cap.cap_key = ",
+                );
+                out.push_bind_param::<Text, _>(capability)?;
+                out.push_sql(" WHERE oa.user_id = ");
+                out.push_bind_param::<SqlUuid, _>(user)?;
+                out.push_sql(IN_FORCE);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One page of visible nodes in id order, in one statement: the covering
+/// nodes, and each one's descendants from the closure table's
+/// `(ancestor_org_node_id, descendant_org_node_id)` index in id order from
+/// the cursor, `limit` at most per covering node, so a page costs the same at
+/// any depth and in a tenant of any size. Empty when the user or the tenant
+/// is not active; nodes under an inactive node are skipped (the inactive
+/// nodes are gathered once, usually none, and the test per row is skipped
+/// when there are none).
+///
+/// A node's covering nodes come from the same scan that found it: had a
+/// covering node above it left it out (past that node's `limit`), that node
+/// would have `limit` descendants before it and it could not be on the page.
 pub struct VisiblePage<'a> {
-    pub covering: &'a Vec<Uuid>,
-    pub inactive: &'a Vec<Uuid>,
+    pub covering: Covering<'a>,
     /// The last id of the previous page; the nil UUID for the first page.
     pub after: Uuid,
     pub node_type: Option<&'a str>,
@@ -100,15 +162,15 @@ impl Query for VisiblePage<'_> {
 
 impl QueryFragment<Pg> for VisiblePage<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // (A literal `NOT active_flag`, not a bind parameter, so the partial
+        // index `org_nodes_inactive_idx` matches.)
         out.push_sql(
-            "SELECT n.org_node_id, n.parent_org_node_id, n.node_type_code, n.node_label, \
-               ARRAY(SELECT h.ancestor_org_node_id FROM auth.org_node_paths h \
-                      WHERE h.descendant_org_node_id = n.org_node_id AND h.ancestor_org_node_id = ANY(",
+            "WITH inactive AS (SELECT array_agg(org_node_id) AS ids FROM auth.org_nodes WHERE NOT active_flag) \
+             SELECT n.org_node_id, n.parent_org_node_id, n.node_type_code, n.node_label, page.holders \
+               FROM (SELECT s.id, array_agg(c.id) AS holders FROM (",
         );
-        out.push_bind_param::<Array<SqlUuid>, _>(self.covering)?;
-        out.push_sql(")) FROM (SELECT DISTINCT s.id FROM unnest(");
-        out.push_bind_param::<Array<SqlUuid>, _>(self.covering)?;
-        out.push_sql("::uuid[]) AS c (id) CROSS JOIN LATERAL (SELECT p.descendant_org_node_id AS id FROM auth.org_node_paths p");
+        self.covering.walk_ast(&mut out)?;
+        out.push_sql(") AS c (id) CROSS JOIN LATERAL (SELECT p.descendant_org_node_id AS id FROM auth.org_node_paths p");
         if self.node_type.is_some() {
             out.push_sql(" JOIN auth.org_nodes m ON m.org_node_id = p.descendant_org_node_id");
         }
@@ -126,17 +188,22 @@ impl QueryFragment<Pg> for VisiblePage<'_> {
             out.push_bind_param::<SqlUuid, _>(under)?;
             out.push_sql(")");
         }
-        if !self.inactive.is_empty() {
-            out.push_sql(
-                " AND NOT EXISTS (SELECT 1 FROM auth.org_node_paths q \
-                 WHERE q.descendant_org_node_id = p.descendant_org_node_id AND q.ancestor_org_node_id = ANY(",
-            );
-            out.push_bind_param::<Array<SqlUuid>, _>(self.inactive)?;
-            out.push_sql("))");
-        }
-        out.push_sql(" ORDER BY p.descendant_org_node_id LIMIT ");
+        out.push_sql(
+            " AND ((SELECT ids FROM inactive) IS NULL OR NOT EXISTS (SELECT 1 FROM auth.org_node_paths q \
+               WHERE q.descendant_org_node_id = p.descendant_org_node_id \
+                 AND q.ancestor_org_node_id = ANY((SELECT ids FROM inactive)::uuid[]))) \
+             ORDER BY p.descendant_org_node_id LIMIT ",
+        );
         out.push_bind_param::<Integer, _>(&self.limit)?;
-        out.push_sql(") s ORDER BY s.id LIMIT ");
+        out.push_sql(
+            ") s WHERE EXISTS (SELECT 1 FROM auth.users su \
+               JOIN auth.tenants st ON st.tenant_id = su.tenant_id WHERE su.user_id = ",
+        );
+        out.push_bind_param::<SqlUuid, _>(self.covering.user())?;
+        out.push_sql(
+            " AND su.user_state_code = 'active' AND st.tenant_state_code = 'active') \
+             GROUP BY s.id ORDER BY s.id LIMIT ",
+        );
         out.push_bind_param::<Integer, _>(&self.limit)?;
         out.push_sql(
             ") page JOIN auth.org_nodes n ON n.org_node_id = page.id ORDER BY n.org_node_id",
@@ -242,6 +309,14 @@ pub struct PreferOrderedIndexScans;
 impl QueryId for PreferOrderedIndexScans {
     type QueryId = PreferOrderedIndexScans;
     const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl PreferOrderedIndexScans {
+    /// Sets it on `conn`; pipelined before the statements it should plan.
+    pub async fn apply(conn: &diesel_async::AsyncPgConnection) -> QueryResult<()> {
+        use diesel_async::RunQueryDsl;
+        Self.execute(&mut { conn }).await.map(drop)
+    }
 }
 
 impl QueryFragment<Pg> for PreferOrderedIndexScans {

@@ -6,16 +6,17 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::listing::{PageRow, subject_is_active};
-use super::queries::{PreferOrderedIndexScans, VisiblePage};
+use super::listing::PageRow;
+use super::queries::{Covering, PreferOrderedIndexScans, VisiblePage};
 use super::{AuthzError, CapabilityKey, MAX_PAGE_SIZE, Subject, page_token};
 use crate::db::Db;
 use crate::db::schema::auth::{
     capabilities as cap, org_assignments as oa, org_node_paths as p, org_nodes as n,
-    role_capabilities as rc,
+    role_capabilities as rc, tenants as t, users as u,
 };
 use crate::names::OrgNodeId;
 use crate::tokens::KeyRing;
@@ -96,54 +97,33 @@ pub async fn nodes_with_capability(
     let after = request.after(keys, bound_to, now)?;
     let size = request.size();
     let user = subject.user_id.get();
-    let key = capability.as_str();
-    let rows: Vec<Uuid> = db
-        .read(&subject.rls_context(request_id), |conn| {
+    let key = capability.as_str().to_owned();
+    // One statement, pipelined: the covering assignments, the inactive
+    // nodes and the subject's state are read by the page itself.
+    let rows: Vec<PageRow> = db
+        .read_pipelined(&subject.rls_context(request_id), move |c| {
             async move {
-                let c: &AsyncPgConnection = conn;
-                let now = diesel::dsl::now;
-                let covering = oa::table
-                    .inner_join(rc::table.on(rc::role_id.eq(oa::role_id)))
-                    .inner_join(cap::table.on(cap::cap_id.eq(rc::cap_id)))
-                    .filter(oa::user_id.eq(user))
-                    .filter(cap::cap_key.eq(key))
-                    .filter(oa::start_utc.le(now))
-                    .filter(oa::end_utc.is_null().or(oa::end_utc.gt(now)))
-                    .select(oa::org_node_id)
-                    .distinct()
-                    .order(oa::org_node_id)
-                    .load::<Uuid>(&mut { c });
-                let inactive = n::table
-                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                        "NOT active_flag",
-                    ))
-                    .select(n::org_node_id)
-                    .load::<Uuid>(&mut { c });
-                let plan = PreferOrderedIndexScans.execute(&mut { c });
-                let (active, covering, inactive, _) = futures_util::try_join!(
-                    subject_is_active(c, subject),
-                    async { Ok(covering.await?) },
-                    async { Ok(inactive.await?) },
-                    async { Ok::<_, AuthzError>(plan.await?) },
-                )?;
-                if !active || covering.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let rows: Vec<PageRow> = VisiblePage {
-                    covering: &covering,
-                    inactive: &inactive,
+                let page = VisiblePage {
+                    covering: Covering::Holding {
+                        user,
+                        capability: &key,
+                    },
                     after,
                     node_type: None,
                     under: None,
                     limit: size as i32 + 1,
-                }
-                .load(conn)
+                };
+                let ((), rows) = futures_util::future::try_join(
+                    PreferOrderedIndexScans::apply(c),
+                    page.load::<PageRow>(&mut { c }),
+                )
                 .await?;
-                Ok::<_, AuthzError>(rows.into_iter().map(|row| row.0).collect())
+                Ok(rows)
             }
-            .scope_boxed()
+            .boxed()
         })
         .await?;
+    let rows: Vec<Uuid> = rows.into_iter().map(|row| row.0).collect();
     Ok(page(
         rows.into_iter().map(|id| (id, id)).collect(),
         size,
@@ -216,4 +196,16 @@ pub async fn capabilities_at(
         })
         .await?;
     Ok(page(rows, size, keys, bound_to, now))
+}
+
+/// An inactive user or a suspended tenant sees nothing.
+async fn subject_is_active(conn: &AsyncPgConnection, subject: Subject) -> Result<bool, AuthzError> {
+    let statuses: Option<(String, String)> = u::table
+        .inner_join(t::table)
+        .filter(u::user_id.eq(subject.user_id))
+        .select((u::user_state_code, t::tenant_state_code))
+        .first(&mut { conn })
+        .await
+        .optional()?;
+    Ok(statuses.is_some_and(|(user, tenant)| user == "active" && tenant == "active"))
 }

@@ -135,8 +135,9 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-/// `BEGIN READ ONLY` as a prepared statement (static query id), so it can be
-/// pipelined with the statements after it.
+/// `BEGIN READ ONLY`, in one snapshot like every read (see `begin_sql`), as
+/// a prepared statement (static query id), so it can be pipelined with the
+/// statements after it.
 struct BeginReadOnly;
 
 /// `COMMIT` as a prepared statement.
@@ -158,5 +159,8 @@ macro_rules! static_statement {
     };
 }
 
-static_statement!(BeginReadOnly, "BEGIN READ ONLY");
+static_statement!(
+    BeginReadOnly,
+    "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ"
+);
 static_statement!(Commit, "COMMIT");

@@ -80,7 +80,8 @@ impl Db {
         }
     }
 
-    /// Runs `work` in a `READ ONLY` transaction scoped by `ctx`.
+    /// Runs `work` in a `READ ONLY` transaction scoped by `ctx`; all its
+    /// statements read one snapshot (REPEATABLE READ).
     pub async fn read<'a, T, E, F>(&self, ctx: &RlsContext, work: F) -> Result<T, E>
     where
         F: for<'conn> FnOnce(&'conn mut AsyncPgConnection) -> Work<'a, 'conn, T, E> + Send + 'a,
@@ -285,9 +286,15 @@ fn begin_sql(access: Access, ctx: &RlsContext, limits: &[String; 2]) -> String {
     // depend on its parameters; left to itself PostgreSQL re-plans the
     // inlined check function on every execution (about 0.9 ms, most of a
     // check's cost). A generic plan is made once per connection.
+    //
+    // A read sees one snapshot from its first statement to its last
+    // (REPEATABLE READ), so reads that are pipelined, or that follow one
+    // another, agree with each other. Taking no locks, a read-only
+    // transaction never fails to serialize.
     let mut sql = String::from(match access {
         Access::ReadOnly => {
-            "BEGIN READ ONLY; SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
+            "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ; \
+             SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
         }
         Access::ReadWrite => {
             "BEGIN; SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
@@ -335,7 +342,7 @@ mod tests {
         let tenant = Uuid::new_v4();
         let limits = ["5000".to_owned(), "10000".to_owned()];
         let sql = begin_sql(Access::ReadOnly, &RlsContext::tenant(tenant), &limits);
-        assert!(sql.starts_with("BEGIN READ ONLY; SELECT "));
+        assert!(sql.starts_with("BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ; SELECT "));
         assert!(sql.contains(&format!("set_config('app.tenant_id', '{tenant}', true)")));
         assert_eq!(sql.matches(", true)").count(), CONTEXT_KEYS + 3);
         assert!(sql.contains("set_config('statement_timeout', '5000', true)"));

@@ -376,3 +376,70 @@ async fn a_pipelined_read_prepared_on_the_way_still_runs_inside_its_transaction(
         );
     }
 }
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// A read's statements agree with each other: a row committed while the
+/// read runs is not seen by its later statements either (the listing reads
+/// the subject's sources and the page they cover in separate statements).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_sees_one_snapshot_whatever_commits_while_it_runs() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let tenant = Uuid::new_v4();
+    let test = &test;
+    let (before, after) = db
+        .read(&RlsContext::tenant(tenant), |conn| {
+            async move {
+                let sql = "SELECT count(*) AS n FROM auth.tenants";
+                let before = diesel::sql_query(sql).get_result::<Count>(conn).await?.n;
+                let mut other = test.superuser().await;
+                diesel::sql_query(format!(
+                    "INSERT INTO auth.tenants (tenant_id, tenant_slug, tenant_label) \
+                     VALUES ('{tenant}', 'meanwhile', 'Meanwhile')"
+                ))
+                .execute(&mut other)
+                .await?;
+                let after = diesel::sql_query(sql).get_result::<Count>(conn).await?.n;
+                Ok::<_, DbError>((before, after))
+            }
+            .scope_boxed()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (before, after),
+        (0, 0),
+        "the read saw a commit made after it began"
+    );
+    let ctx = RlsContext::tenant(tenant);
+    assert_eq!(count(&db, &ctx, "auth.tenants").await.unwrap(), 1);
+}
+
+/// The pipelined read begins as a plain read does: read-only, one snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_read_sees_one_snapshot() {
+    use futures_util::FutureExt;
+    let test = TestDb::new().await;
+    let seen: Setting = test
+        .db()
+        .read_pipelined(&RlsContext::anonymous(), |conn| {
+            let mut conn = conn;
+            async move {
+                diesel::sql_query(
+                    "SELECT current_setting('transaction_isolation') || ' ' \
+                     || current_setting('transaction_read_only') AS value",
+                )
+                .get_result(&mut conn)
+                .await
+            }
+            .boxed()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.value, "repeatable read on");
+}
