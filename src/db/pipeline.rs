@@ -3,11 +3,13 @@
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::Text;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use futures_util::future::BoxFuture;
 
+use super::context::CONTEXT_KEYS;
 use super::pool;
-use super::scope::{Db, lost_or, set_config};
+use super::scope::{Db, lost_or};
 use super::{DbError, RlsContext};
 
 impl Db {
@@ -58,27 +60,13 @@ impl Db {
         F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>> + Send,
         T: Send,
     {
-        // One line per key: the compiler holds this to the length of
-        // `RlsContext::settings`.
-        let [k0, k1, k2, k3, k4, k5, k6, k7, k8, k9] = ctx.settings();
+        let settings = ctx.settings();
         let (mut c1, mut c2, mut c3) = (conn, conn, conn);
         let begin = BeginReadOnly.execute(&mut c1);
-        let [statement_timeout, idle_timeout] = self.limits.clone();
-        let context = diesel::select((
-            set_config("plan_cache_mode", "force_generic_plan", true),
-            set_config("statement_timeout", statement_timeout, true),
-            set_config("idle_in_transaction_session_timeout", idle_timeout, true),
-            set_config(k0.0, k0.1, true),
-            set_config(k1.0, k1.1, true),
-            set_config(k2.0, k2.1, true),
-            set_config(k3.0, k3.1, true),
-            set_config(k4.0, k4.1, true),
-            set_config(k5.0, k5.1, true),
-            set_config(k6.0, k6.1, true),
-            set_config(k7.0, k7.1, true),
-            set_config(k8.0, k8.1, true),
-            set_config(k9.0, k9.1, true),
-        ))
+        let context = SetContext {
+            limits: &self.limits,
+            settings: &settings,
+        }
         .execute(&mut c2);
         let commit = Commit.execute(&mut c3);
         // Polled in order, so sent in order, in one write: BEGIN, context,
@@ -132,6 +120,40 @@ impl Drop for Unfinished<'_> {
         if let Some(conn) = self.conn.as_deref_mut() {
             AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
         }
+    }
+}
+
+/// The settings of the transaction and every context key, transaction-local
+/// (`set_config(…, true)`), in one prepared statement. The names are
+/// constants written into its text (the same text every time: the keys come
+/// in [`RlsContext::settings`]' fixed order), so only the values are bound.
+struct SetContext<'a> {
+    /// `statement_timeout` and `idle_in_transaction_session_timeout`.
+    limits: &'a [String; 2],
+    settings: &'a [(&'static str, String); CONTEXT_KEYS],
+}
+
+impl QueryId for SetContext<'_> {
+    type QueryId = SetContext<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for SetContext<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        // See `begin_sql` for why plans are generic.
+        out.push_sql("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)");
+        let limits = ["statement_timeout", "idle_in_transaction_session_timeout"]
+            .into_iter()
+            .zip(self.limits);
+        let keys = self.settings.iter().map(|(key, value)| (*key, value));
+        for (name, value) in limits.chain(keys) {
+            out.push_sql(", set_config('");
+            out.push_sql(name);
+            out.push_sql("', ");
+            out.push_bind_param::<Text, _>(value)?;
+            out.push_sql(", true)");
+        }
+        Ok(())
     }
 }
 
