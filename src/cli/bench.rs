@@ -61,9 +61,10 @@ pub enum BenchCommand {
         /// Threads the server gives to password hashing.
         #[arg(long, default_value_t = 1)]
         hashing_threads: usize,
-        /// The server's pool size (8 measured best on 2 cores: fewer busy
-        /// PostgreSQL backends than clients).
-        #[arg(long, default_value_t = 8)]
+        /// The server's pool size (4 measured best on 2 cores, against 8:
+        /// listings and batches faster, checks as fast with a lower p99,
+        /// exchanges 6 % slower; README, "Issue 21, second round").
+        #[arg(long, default_value_t = 4)]
         pool_size: u32,
         #[command(flatten)]
         load: LoadArgs,

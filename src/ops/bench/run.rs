@@ -1,6 +1,7 @@
 //! `portcullis bench run`: starts a server process on the seeded bench
 //! database, drives each scenario, runs the pgbench floor at the same
-//! concurrency in the same run, and reports the ratios the targets name.
+//! concurrency just before and just after the check scenario, and reports
+//! the ratios the targets name.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -48,6 +49,9 @@ pub struct RunReport {
     pub login_storm: Option<ScenarioReport>,
     /// Logins with nothing else running.
     pub login_alone: Option<ScenarioReport>,
+    /// The floor just before the check scenario and just after it; the
+    /// ratios are against the mean of the two.
+    pub floor_before: Option<Floor>,
     pub floor: Option<Floor>,
     pub check_to_floor: Option<f64>,
     /// PostgreSQL's CPU per check against its CPU per floor transaction.
@@ -162,9 +166,32 @@ async fn measure(
         mix: vec![(scenario, 1)],
         probe: probe.cloned(),
     };
-    let mut scenarios = Vec::new();
+    // The floor brackets the check, measured just before and just after it:
+    // this machine's speed drifts within minutes, so the ratios the targets
+    // name compare the check with the floor of the same minutes.
+    let measure_floor = || async {
+        let measured = floor(
+            &config.app_url,
+            config.concurrency,
+            config.duration,
+            shape,
+            &probe,
+        )
+        .await;
+        if let Err(error) = &measured {
+            eprintln!("pgbench floor not measured: {error:#}");
+        }
+        measured.ok()
+    };
+    let floor_before = measure_floor().await;
+    let mut scenarios = load::run(
+        &target,
+        &load(Scenario::Check, config.concurrency, Some(&probe)),
+    )
+    .await;
+    print!("{}", load::table(&scenarios));
+    let floor = measure_floor().await;
     for scenario in [
-        Scenario::Check,
         Scenario::ForwardAuth,
         Scenario::Batch,
         Scenario::ListFirst,
@@ -196,18 +223,6 @@ async fn measure(
     print!("{}", load::table(&[storm.clone(), checks.clone()].concat()));
 
     let rss = server.id().and_then(resident_mb);
-    let floor = floor(
-        &config.app_url,
-        config.concurrency,
-        config.duration,
-        shape,
-        &probe,
-    )
-    .await;
-    if let Err(error) = &floor {
-        eprintln!("pgbench floor not measured: {error:#}");
-    }
-    let floor = floor.ok();
     let filtered_query = filtered::measure(&config.admin_url, config.profile, 30).await;
     if let Err(error) = &filtered_query {
         eprintln!("filtered query not measured: {error:#}");
@@ -222,12 +237,11 @@ async fn measure(
     let forward_auth_to_check_server_cpu = forward_auth_cpu.zip(check_cpu).map(|(http, grpc)| {
         http.server_seconds_per_1k_requests / grpc.server_seconds_per_1k_requests
     });
+    let floors = [floor_before.as_ref(), floor.as_ref()];
     let check_postgres_cpu_to_floor = check_cpu
-        .zip(
-            floor
-                .as_ref()
-                .and_then(|f| f.postgres_seconds_per_1k_transactions),
-        )
+        .zip(mean(floors.map(|f| {
+            f.and_then(|f| f.postgres_seconds_per_1k_transactions)
+        })))
         .map(|(check, floor)| check.postgres_seconds_per_1k_requests / floor);
     if let Some(ratio) = forward_auth_to_check_server_cpu {
         println!("server CPU per forward-auth decision / per gRPC check: {ratio:.2}×");
@@ -242,18 +256,25 @@ async fn measure(
         check_postgres_cpu_to_floor,
         forward_auth_to_check_server_cpu,
         check_to_floor: check_rps
-            .zip(floor.as_ref())
-            .map(|(rps, f)| rps / f.transactions_per_second),
+            .zip(mean(floors.map(|f| f.map(|f| f.transactions_per_second))))
+            .map(|(rps, floor)| rps / floor),
         login_to_capacity: login.as_ref().map(|l| l.per_second / capacity),
         argon2_logins_per_second_capacity: capacity,
         check_during_login_storm: checks.into_iter().next(),
         login_storm: storm.into_iter().next(),
         login_alone: login,
         scenarios,
+        floor_before,
         floor,
         server_rss_mb: rss,
         filtered_query,
     })
+}
+
+/// The mean of the values measured, if any was.
+fn mean<const N: usize>(values: [Option<f64>; N]) -> Option<f64> {
+    let measured: Vec<f64> = values.into_iter().flatten().collect();
+    (!measured.is_empty()).then(|| measured.iter().sum::<f64>() / measured.len() as f64)
 }
 
 /// What the argon2 parameters allow: one thread's hashing rate measured
@@ -295,4 +316,16 @@ fn machine() -> String {
         })
         .unwrap_or_default();
     format!("{cpus} CPUs ({model}); client, server and PostgreSQL on the same machine")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean;
+
+    #[test]
+    fn the_floor_is_the_mean_of_the_floors_measured() {
+        assert_eq!(mean([Some(10.0), Some(20.0)]), Some(15.0));
+        assert_eq!(mean([None, Some(20.0)]), Some(20.0));
+        assert_eq!(mean::<2>([None, None]), None);
+    }
 }
