@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::context::CONTEXT_KEYS;
 use super::pool;
-use super::scope::{Db, lost_or};
+use super::scope::{BEGIN_READ_ONLY, Db, GENERIC_PLANS, lost_or, transaction_settings};
 use super::{DbError, RlsContext};
 
 impl Db {
@@ -140,13 +140,9 @@ impl QueryId for SetContext<'_> {
 
 impl QueryFragment<Pg> for SetContext<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
-        // See `begin_sql` for why plans are generic.
-        out.push_sql("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)");
-        let limits = ["statement_timeout", "idle_in_transaction_session_timeout"]
-            .into_iter()
-            .zip(self.limits);
-        let keys = self.settings.iter().map(|(key, value)| (*key, value));
-        for (name, value) in limits.chain(keys) {
+        out.push_sql("SELECT ");
+        out.push_sql(GENERIC_PLANS);
+        for (name, value) in transaction_settings(self.limits, self.settings) {
             out.push_sql(", set_config('");
             out.push_sql(name);
             out.push_sql("', ");
@@ -157,16 +153,15 @@ impl QueryFragment<Pg> for SetContext<'_> {
     }
 }
 
-/// `BEGIN READ ONLY`, in one snapshot like every read (see `begin_sql`), as
-/// a prepared statement (static query id), so it can be pipelined with the
-/// statements after it.
+/// [`BEGIN_READ_ONLY`] as a prepared statement (static query id), so it can
+/// be pipelined with the statements after it.
 struct BeginReadOnly;
 
 /// `COMMIT` as a prepared statement.
 struct Commit;
 
 macro_rules! static_statement {
-    ($name:ident, $sql:literal) => {
+    ($name:ident, $sql:expr) => {
         impl QueryId for $name {
             type QueryId = $name;
             const HAS_STATIC_QUERY_ID: bool = true;
@@ -181,8 +176,5 @@ macro_rules! static_statement {
     };
 }
 
-static_statement!(
-    BeginReadOnly,
-    "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ"
-);
+static_statement!(BeginReadOnly, BEGIN_READ_ONLY);
 static_statement!(Commit, "COMMIT");

@@ -5,6 +5,7 @@ use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, Trans
 use scoped_futures::ScopedBoxFuture;
 use tracing::Instrument;
 
+use super::context::CONTEXT_KEYS;
 use super::pool::{self, Pool, PoolSettings, PoolStatus};
 use super::{DatabaseUrlError, DbError, RlsContext};
 
@@ -276,41 +277,46 @@ pub async fn authenticated_service(
     Ok(())
 }
 
+/// How every read begins. A read sees one snapshot from its first statement
+/// to its last (REPEATABLE READ), so reads that are pipelined, or that follow
+/// one another, agree with each other. Taking no locks, a read-only
+/// transaction never fails to serialize.
+pub(super) const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ";
+
+/// Every statement we prepare is a short index walk whose plan does not
+/// depend on its parameters; left to itself PostgreSQL re-plans the inlined
+/// check function on every execution (about 0.9 ms, most of a check's cost).
+/// A generic plan is made once per connection.
+pub(super) const GENERIC_PLANS: &str = "set_config('plan_cache_mode', 'force_generic_plan', true)";
+
+/// What every transaction sets besides [`GENERIC_PLANS`], with the values
+/// to set: its limits (`statement_timeout`,
+/// `idle_in_transaction_session_timeout`), then every context key.
+pub(super) fn transaction_settings<'a>(
+    limits: &'a [String; 2],
+    keys: &'a [(&'static str, String); CONTEXT_KEYS],
+) -> impl Iterator<Item = (&'static str, &'a str)> {
+    ["statement_timeout", "idle_in_transaction_session_timeout"]
+        .into_iter()
+        .zip(limits.iter().map(String::as_str))
+        .chain(keys.iter().map(|(key, value)| (*key, value.as_str())))
+}
+
 /// `BEGIN` plus one statement that sets every `app.*` key
 /// transaction-locally (`set_config(…, true)`), so a connection returned to
 /// the pool, or shared through PgBouncer in transaction mode, carries nothing
 /// to the next request. The values are UUIDs, validated names and sanitised
 /// request ids, quoted as SQL literals.
 fn begin_sql(access: Access, ctx: &RlsContext, limits: &[String; 2]) -> String {
-    // Every statement we prepare is a short index walk whose plan does not
-    // depend on its parameters; left to itself PostgreSQL re-plans the
-    // inlined check function on every execution (about 0.9 ms, most of a
-    // check's cost). A generic plan is made once per connection.
-    //
-    // A read sees one snapshot from its first statement to its last
-    // (REPEATABLE READ), so reads that are pipelined, or that follow one
-    // another, agree with each other. Taking no locks, a read-only
-    // transaction never fails to serialize.
-    let mut sql = String::from(match access {
-        Access::ReadOnly => {
-            "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ; \
-             SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
-        }
-        Access::ReadWrite => {
-            "BEGIN; SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
-        }
-    });
-    let limits = ["statement_timeout", "idle_in_transaction_session_timeout"]
-        .into_iter()
-        .zip(limits.iter().cloned());
-    let settings: Vec<String> = ctx
-        .settings()
-        .into_iter()
-        .chain(limits)
-        .map(|(key, value)| format!("set_config('{key}', {}, true)", literal(&value)))
+    let begin = match access {
+        Access::ReadOnly => BEGIN_READ_ONLY,
+        Access::ReadWrite => "BEGIN",
+    };
+    let keys = ctx.settings();
+    let settings: Vec<String> = transaction_settings(limits, &keys)
+        .map(|(key, value)| format!("set_config('{key}', {}, true)", literal(value)))
         .collect();
-    sql.push_str(&settings.join(", "));
-    sql
+    format!("{begin}; SELECT {GENERIC_PLANS}, {}", settings.join(", "))
 }
 
 /// A standard-conforming SQL string literal.
