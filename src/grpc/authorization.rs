@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use std::collections::HashMap;
 
 use super::endpoint_catalogue::policy_message;
-use super::fields::{parse_id, token_field};
+use super::fields::{id_text, parse_id, token_field};
 use super::request::{caller, invalid, request_id};
 use crate::admin::NodeType;
 use crate::authz::{
@@ -111,10 +111,10 @@ fn response(decision: Decision) -> pb::CheckCapabilityResponse {
 
 fn grant(g: GrantExplanation) -> pb::Grant {
     pb::Grant {
-        assignment_id: g.assignment_id.to_string(),
-        role_id: g.role_id.to_string(),
+        assignment_id: id_text(g.assignment_id),
+        role_id: id_text(g.role_id),
         role_label: g.role_label,
-        org_node_id: g.org_node_id.to_string(),
+        org_node_id: id_text(g.org_node_id),
         depth: g.depth,
     }
 }
@@ -127,22 +127,22 @@ fn access(access: authz::Access) -> pb::NodeAccess {
             role_label,
             org_node_id,
         } => pb::node_access::Source::Assignment(pb::AssignmentAccess {
-            assignment_id: assignment_id.to_string(),
-            role_id: role_id.to_string(),
+            assignment_id: id_text(assignment_id),
+            role_id: id_text(role_id),
             role_label,
-            org_node_id: org_node_id.to_string(),
+            org_node_id: id_text(org_node_id),
         }),
         authz::Access::Grant {
             grant_id,
             scope,
             org_node_id,
         } => pb::node_access::Source::Grant(pb::GrantAccess {
-            grant_id: grant_id.to_string(),
+            grant_id: id_text(grant_id),
             scope: match scope {
                 authz::GrantScope::Read => pb::VisibilityScope::Read,
                 authz::GrantScope::Analyze => pb::VisibilityScope::Analyze,
             } as i32,
-            org_node_id: org_node_id.to_string(),
+            org_node_id: id_text(org_node_id),
         }),
     };
     pb::NodeAccess {
@@ -214,7 +214,7 @@ impl Authorization for AuthorizationService {
                 allowed: decision.allowed(),
                 reason: reason(decision.reason) as i32,
                 policy: Some(policy_message(policy)),
-                org_node_id: org_node_id.to_string(),
+                org_node_id: id_text(org_node_id.get()),
             },
         };
         let label = pb::DecisionReason::try_from(answer.reason)
@@ -317,7 +317,7 @@ impl Authorization for AuthorizationService {
                 .users
                 .into_iter()
                 .map(|holder| pb::UserWithCapability {
-                    user_id: holder.user_id.to_string(),
+                    user_id: id_text(holder.user_id),
                     grants: holder.grants.into_iter().map(grant).collect(),
                 })
                 .collect(),
@@ -381,8 +381,8 @@ impl Authorization for AuthorizationService {
                 .nodes
                 .into_iter()
                 .map(|node| pb::VisibleOrgNode {
-                    org_node_id: node.id.to_string(),
-                    parent_org_node_id: node.parent_id.map(|id| id.to_string()).unwrap_or_default(),
+                    org_node_id: id_text(node.id),
+                    parent_org_node_id: node.parent_id.map(id_text).unwrap_or_default(),
                     node_type: node.node_type,
                     label: node.label,
                     access: node.access.into_iter().map(access).collect(),
