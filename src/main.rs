@@ -6,7 +6,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    portcullis::cli::main().await
+fn main() -> std::process::ExitCode {
+    portcullis::cli::main()
 }

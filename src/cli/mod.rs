@@ -81,6 +81,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// Tokio's worker threads: as configured for the commands that serve;
+    /// one for the commands that generate load, so the load client takes
+    /// as little of the machine's CPU as it can (a third less per check
+    /// than on two threads, README "Issue 21, third round"); else one per
+    /// core.
+    fn worker_threads(&self) -> Option<usize> {
+        match self {
+            Self::Serve(args) => args.server.worker_threads.map(usize::from),
+            Self::Dev(args) => args.server.worker_threads.map(usize::from),
+            Self::Bench(command) if command.generates_load() => Some(1),
+            _ => None,
+        }
+    }
+
     /// Where this command's traces go: only the commands that serve export.
     fn telemetry(&self) -> Option<&serve::TelemetryArgs> {
         match self {
@@ -91,10 +105,24 @@ impl Command {
     }
 }
 
-/// Parses the command line, starts logging (and tracing where it applies),
-/// runs the command.
-pub async fn main() -> ExitCode {
+/// Parses the command line and runs the command on a runtime sized for it.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.command.worker_threads() {
+        runtime.worker_threads(threads);
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(start(cli)),
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts logging (and tracing where it applies), runs the command.
+async fn start(cli: Cli) -> ExitCode {
     let default_format = match cli.command {
         Command::Serve(_) => telemetry::LogFormat::Json,
         _ => telemetry::LogFormat::Text,
@@ -137,5 +165,55 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Assign(args) => directory::assign(args).await,
         Command::Invite(args) => directory::invite(args).await,
         Command::Bench(command) => bench::run(command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::Parser;
+
+    fn worker_threads(args: &[&str]) -> Option<usize> {
+        let cli = Cli::try_parse_from(args.iter().copied()).unwrap_or_else(|e| panic!("{e}"));
+        cli.command.worker_threads()
+    }
+
+    #[test]
+    fn serve_runs_on_the_configured_threads_else_one_per_core() {
+        let serve = [
+            "portcullis",
+            "serve",
+            "--signing-keys-dir",
+            "/keys",
+            "--database-url",
+            "postgres://localhost/db",
+        ];
+        assert_eq!(worker_threads(&serve), None);
+        assert_eq!(
+            worker_threads(&[&serve[..], &["--worker-threads", "3"]].concat()),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn the_load_generating_bench_commands_run_on_one_thread() {
+        assert_eq!(worker_threads(&["portcullis", "bench", "load"]), Some(1));
+        assert_eq!(worker_threads(&["portcullis", "bench", "run"]), Some(1));
+        assert_eq!(worker_threads(&["portcullis", "bench", "seed"]), None);
+    }
+
+    #[test]
+    fn zero_worker_threads_is_refused() {
+        let zero = [
+            "portcullis",
+            "serve",
+            "--signing-keys-dir",
+            "/keys",
+            "--database-url",
+            "postgres://localhost/db",
+            "--worker-threads",
+            "0",
+        ];
+        assert!(Cli::try_parse_from(zero).is_err());
     }
 }

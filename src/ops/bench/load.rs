@@ -113,7 +113,9 @@ pub struct Target {
     pub service_secret: String,
     /// A page token deep in the root user's listing, per tenant.
     pub deep_tokens: Arc<Vec<String>>,
-    pub service_token: String,
+    /// `Bearer <the service's token>`, built once: parsing it per request
+    /// was the load client's own cost, not the server's.
+    authorization: tonic::metadata::AsciiMetadataValue,
     /// The forward-auth endpoint and the users' tokens, when measured.
     pub forward_auth: Option<ForwardAuthTarget>,
 }
@@ -158,7 +160,9 @@ impl Target {
             shape,
             service_secret,
             deep_tokens: Arc::new(Vec::new()),
-            service_token: exchanged.access_token,
+            authorization: format!("Bearer {}", exchanged.access_token)
+                .parse()
+                .map_err(|_| tonic::Status::internal("the issued token is not a header value"))?,
             forward_auth: None,
         };
         let mut deep = Vec::new();
@@ -190,9 +194,9 @@ impl Target {
 
     fn bearer<T>(&self, body: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(body);
-        if let Ok(value) = format!("Bearer {}", self.service_token).parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
         request
     }
 

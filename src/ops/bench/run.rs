@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub metrics_listen: String,
     pub hashing_threads: usize,
     pub pool_size: u32,
+    /// The server's request threads.
+    pub worker_threads: u16,
     pub report_dir: PathBuf,
     /// A superuser of the server (the filtered query's literal variant runs
     /// without row-level security).
@@ -43,6 +45,9 @@ pub struct RunConfig {
 pub struct RunReport {
     pub profile: Profile,
     pub machine: String,
+    /// The server under test's pool size and request threads.
+    pub server_pool_size: u32,
+    pub server_worker_threads: u16,
     pub scenarios: Vec<ScenarioReport>,
     /// CheckCapability while logins saturate the hashing pool.
     pub check_during_login_storm: Option<ScenarioReport>,
@@ -101,6 +106,10 @@ fn spawn_server(config: &RunConfig, keys: &Path) -> anyhow::Result<Child> {
         .env("PORTCULLIS_HTTP_LISTEN", &config.http_listen)
         .env("PORTCULLIS_METRICS_LISTEN", &config.metrics_listen)
         .env("PORTCULLIS_POOL_SIZE", config.pool_size.to_string())
+        .env(
+            "PORTCULLIS_WORKER_THREADS",
+            config.worker_threads.to_string(),
+        )
         .env(
             "PORTCULLIS_HASHING_THREADS",
             config.hashing_threads.to_string(),
@@ -253,6 +262,8 @@ async fn measure(
     Ok(RunReport {
         profile: config.profile,
         machine: machine(),
+        server_pool_size: config.pool_size,
+        server_worker_threads: config.worker_threads,
         check_postgres_cpu_to_floor,
         forward_auth_to_check_server_cpu,
         check_to_floor: check_rps
