@@ -173,6 +173,19 @@ mod tests {
     use super::Cli;
     use clap::Parser;
 
+    const SERVE: [&str; 6] = [
+        "portcullis",
+        "serve",
+        "--signing-keys-dir",
+        "/keys",
+        "--database-url",
+        "postgres://localhost/db",
+    ];
+
+    fn serve_with(more: &[&'static str]) -> Vec<&'static str> {
+        [&SERVE[..], more].concat()
+    }
+
     fn worker_threads(args: &[&str]) -> Option<usize> {
         let cli = Cli::try_parse_from(args.iter().copied()).unwrap_or_else(|e| panic!("{e}"));
         cli.command.worker_threads()
@@ -180,17 +193,9 @@ mod tests {
 
     #[test]
     fn serve_runs_on_the_configured_threads_else_one_per_core() {
-        let serve = [
-            "portcullis",
-            "serve",
-            "--signing-keys-dir",
-            "/keys",
-            "--database-url",
-            "postgres://localhost/db",
-        ];
-        assert_eq!(worker_threads(&serve), None);
+        assert_eq!(worker_threads(&SERVE), None);
         assert_eq!(
-            worker_threads(&[&serve[..], &["--worker-threads", "3"]].concat()),
+            worker_threads(&serve_with(&["--worker-threads", "3"])),
             Some(3)
         );
     }
@@ -204,16 +209,6 @@ mod tests {
 
     #[test]
     fn zero_worker_threads_is_refused() {
-        let zero = [
-            "portcullis",
-            "serve",
-            "--signing-keys-dir",
-            "/keys",
-            "--database-url",
-            "postgres://localhost/db",
-            "--worker-threads",
-            "0",
-        ];
-        assert!(Cli::try_parse_from(zero).is_err());
+        assert!(Cli::try_parse_from(serve_with(&["--worker-threads", "0"])).is_err());
     }
 }

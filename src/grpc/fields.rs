@@ -111,3 +111,15 @@ pub fn code_field(field: &str, code: &str) -> Result<SecretString, Status> {
 pub fn destination_field(field: &str, value: &str) -> Result<Login, Status> {
     Login::parse_destination(value).map_err(|e| invalid(field, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    #[test]
+    fn an_id_is_written_lowercase_and_hyphenated_as_to_string_writes_it() {
+        let id = Uuid::from_u128(0xA1B2_C3D4_E5F6_0718_293A_4B5C_6D7E_8F90);
+        assert_eq!(super::id_text(id), "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90");
+        assert_eq!(super::id_text(id), id.to_string());
+    }
+}

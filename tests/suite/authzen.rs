@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::support::TestDb;
 use crate::support::certs::{TestCa, write};
 use crate::support::org::Org;
+use crate::support::ports::unused_port;
 use crate::support::server::{TestServer, service_token, test_settings, test_tokens};
 
 struct Setup {
@@ -22,34 +23,16 @@ async fn setup() -> Setup {
     let test = TestDb::new().await;
     let db = test.db();
     let org = Org::create(&db).await;
-    // A port chosen free can be taken before the server binds it (by
-    // another test doing the same): then choose again.
-    for _ in 0..5 {
-        let port = free_port();
-        let mut settings = test_settings();
-        settings.authzen_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
-        let server = TestServer::start_with(db.clone(), test_tokens(), settings).await;
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Setup {
-                _test: test,
-                server,
-                base: format!("http://127.0.0.1:{port}"),
-                org,
-            };
-        }
+    let port = unused_port();
+    let mut settings = test_settings();
+    settings.authzen_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    let server = TestServer::start_with(db, test_tokens(), settings).await;
+    Setup {
+        _test: test,
+        server,
+        base: format!("http://127.0.0.1:{port}"),
+        org,
     }
-    panic!("no free port for the AuthZEN listener");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Setup {
@@ -417,7 +400,7 @@ async fn with_tls_the_api_is_served_over_https_with_the_grpc_certificate() {
         None,
     )
     .unwrap();
-    let port = free_port();
+    let port = unused_port();
     let mut settings = test_settings();
     settings.tls = Some(tls);
     settings.authzen_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());

@@ -518,10 +518,7 @@ async fn an_unknown_key_id_fetches_the_published_keys_again() {
 async fn a_provider_whose_keys_cannot_be_fetched_is_unavailable() {
     let now = Utc::now();
     // A port nothing listens on.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = crate::support::ports::unused_port();
     let mut remote = config(GOOGLE, ProviderKind::Google, &[Algorithm::EdDSA]);
     remote.jwks_url = Some(format!("http://127.0.0.1:{port}/jwks").parse().unwrap());
     let federation = Federation::new(vec![remote]).unwrap();

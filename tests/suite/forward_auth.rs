@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::support::TestDb;
 use crate::support::fixtures::{TenantWorld, execute, populate};
+use crate::support::ports::unused_port;
 use crate::support::server::{
     TestServer, service_token, test_app, test_settings, test_tokens, user_token,
 };
@@ -31,14 +32,6 @@ pub(crate) struct Setup {
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The catalogue entry every test asks about: payment_flow's ledger
@@ -70,7 +63,7 @@ pub(crate) async fn setup_configured(
     let db = test.db();
     let (a, b) = (populate(&db).await, populate(&db).await);
     catalogue(&db, &a).await;
-    let port = free_port();
+    let port = unused_port();
     let mut settings = test_settings();
     configure(&mut settings.gateway);
     settings.http_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
@@ -382,7 +375,7 @@ fn start_nginx(binary: &std::path::Path, portcullis: &str, upstream: u16) -> Ngi
     let temp = dir.path().join("tmp");
     std::fs::create_dir(&temp).unwrap();
     std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let port = free_port();
+    let port = unused_port();
     let d = dir.path().display();
     let conf = format!(
         r#"worker_processes 1;

@@ -33,11 +33,7 @@ async fn counters_move_with_the_calls_made() {
     let test = TestDb::new().await;
     let db = test.db();
     let service = create_service(&db, None, &["tokens.verify"]).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::ports::unused_port();
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut settings = test_settings();
     settings.metrics_listen = Some(metrics_addr);
@@ -87,11 +83,7 @@ async fn counters_move_with_the_calls_made() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_paths_are_counted_under_one_label() {
     let test = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::ports::unused_port();
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut settings = test_settings();
     settings.metrics_listen = Some(metrics_addr);

@@ -811,10 +811,7 @@ async fn the_doctor_says_what_to_do_when_the_server_or_database_is_missing() {
         "{missing}"
     );
 
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = crate::support::ports::unused_port();
     let nowhere = Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).unwrap();
     let unreachable = diagnose(&scratch, &nowhere).await;
     assert_eq!(unreachable.failed(), ["server reachable"]);

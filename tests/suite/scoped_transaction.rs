@@ -166,12 +166,7 @@ async fn an_exhausted_pool_answers_unavailable_within_the_acquire_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_database_answers_unavailable_not_a_hang() {
     let test = TestDb::new().await;
-    // Nothing listens on a port we just bound and released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::ports::unused_port();
     let db = test.db_via("127.0.0.1", port);
     let started = Instant::now();
     let result = db.ping().await;

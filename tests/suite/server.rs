@@ -160,11 +160,7 @@ impl ServeProcess {
             chrono::Utc::now() - chrono::Duration::minutes(1),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::ports::unused_port();
         let addr = format!("127.0.0.1:{port}");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("serve")

@@ -25,11 +25,7 @@ impl Bouncer {
             .into_iter()
             .map(PathBuf::from)
             .find(|path| path.exists())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::ports::unused_port();
         let dir = tempfile::tempdir().unwrap();
         let (host, upstream_port) = upstream;
         std::fs::write(

@@ -16,6 +16,7 @@ pub mod bouncer;
 pub mod certs;
 pub mod fixtures;
 pub mod org;
+pub mod ports;
 pub mod proxy;
 pub mod server;
 pub mod services;
