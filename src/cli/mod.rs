@@ -88,8 +88,9 @@ impl Command {
     /// core.
     fn worker_threads(&self) -> Option<usize> {
         match self {
-            Self::Serve(args) => args.server.worker_threads.map(usize::from),
-            Self::Dev(args) => args.server.worker_threads.map(usize::from),
+            Self::Serve(ServeArgs { server, .. }) | Self::Dev(DevArgs { server, .. }) => {
+                server.worker_threads.map(usize::from)
+            }
             Self::Bench(command) if command.generates_load() => Some(1),
             _ => None,
         }

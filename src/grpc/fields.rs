@@ -1,5 +1,6 @@
 //! Request fields every service parses the same way: ids, tokens,
-//! passwords, codes, destinations. Each refusal names its field.
+//! passwords, codes, destinations. Each refusal names its field. And ids
+//! as every service writes them back.
 
 use secrecy::SecretString;
 use tonic::Status;

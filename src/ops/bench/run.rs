@@ -192,13 +192,17 @@ async fn measure(
         }
         measured.ok()
     };
+    // One scenario alone, with its CPU accounted, its table printed.
+    let measure_scenario = |scenario, concurrency| {
+        let (target, config) = (&target, load(scenario, concurrency, Some(&probe)));
+        async move {
+            let report = load::run(target, &config).await;
+            print!("{}", load::table(&report));
+            report
+        }
+    };
     let floor_before = measure_floor().await;
-    let mut scenarios = load::run(
-        &target,
-        &load(Scenario::Check, config.concurrency, Some(&probe)),
-    )
-    .await;
-    print!("{}", load::table(&scenarios));
+    let mut scenarios = measure_scenario(Scenario::Check, config.concurrency).await;
     let floor = measure_floor().await;
     for scenario in [
         Scenario::ForwardAuth,
@@ -208,20 +212,13 @@ async fn measure(
         Scenario::ListUsers,
         Scenario::Exchange,
     ] {
-        let report = load::run(&target, &load(scenario, config.concurrency, Some(&probe))).await;
-        print!("{}", load::table(&report));
-        scenarios.extend(report);
+        scenarios.extend(measure_scenario(scenario, config.concurrency).await);
     }
     print!("{}", load::cpu_table(&scenarios));
 
     // Logins alone: what the hashing threads deliver against what argon2
     // allows on them.
-    let logins = load::run(
-        &target,
-        &load(Scenario::Login, config.hashing_threads * 4, Some(&probe)),
-    )
-    .await;
-    print!("{}", load::table(&logins));
+    let logins = measure_scenario(Scenario::Login, config.hashing_threads * 4).await;
     // Logins saturating the hashing pool, with checks running beside them.
     let storm_config = load(Scenario::Login, config.hashing_threads * 4, None);
     let checks_config = load(Scenario::Check, config.concurrency, None);
