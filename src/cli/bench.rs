@@ -82,6 +82,12 @@ pub enum BenchCommand {
 pub struct LoadArgs {
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// HTTP/2 connections the calls in flight share, as a gRPC client's
+    /// one channel multiplexes its calls (1 measured best on 2 cores:
+    /// against one per call in flight, checks 11 to 31 % faster with less
+    /// CPU on both ends; README, "Issue 21, fourth round").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub connections: u16,
     /// Measured time per scenario.
     #[arg(long, default_value = "20s")]
     pub duration: humantime::Duration,
@@ -214,6 +220,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             }
             let config = bench::load::LoadConfig {
                 concurrency: load.concurrency,
+                connections: load.connections.into(),
                 warmup: load.warmup.into(),
                 duration: load.duration.into(),
                 mix: mix.0,
@@ -246,6 +253,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 app_url: manifest.app_url,
                 service_secret: manifest.service_secret,
                 concurrency: load.concurrency,
+                connections: load.connections.into(),
                 warmup: load.warmup.into(),
                 duration: load.duration.into(),
                 listen,

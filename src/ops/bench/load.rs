@@ -74,6 +74,8 @@ const BATCH: u64 = 100;
 pub struct ScenarioReport {
     pub scenario: Scenario,
     pub concurrency: usize,
+    /// HTTP/2 connections the calls in flight shared.
+    pub connections: usize,
     pub requests: u64,
     pub errors: u64,
     pub seconds: f64,
@@ -95,6 +97,8 @@ pub struct ScenarioReport {
 
 pub struct LoadConfig {
     pub concurrency: usize,
+    /// HTTP/2 connections the calls in flight share (at least 1).
+    pub connections: usize,
     pub warmup: Duration,
     pub duration: Duration,
     /// Scenarios with weights; each request picks one.
@@ -107,7 +111,7 @@ pub struct LoadConfig {
 #[derive(Clone)]
 pub struct Target {
     pub channel: Channel,
-    /// Where to open each worker's own connection.
+    /// Where to open further connections.
     pub endpoint: Option<tonic::transport::Endpoint>,
     pub shape: Shape,
     pub service_secret: String,
@@ -171,6 +175,28 @@ impl Target {
         }
         target.deep_tokens = Arc::new(deep);
         Ok(target)
+    }
+
+    /// `wanted` connections (at least one) for the calls in flight to
+    /// share, the first the one already open. A gRPC client's channel
+    /// multiplexes its calls over one HTTP/2 connection; both ends then
+    /// read and write several calls' frames per system call, where a
+    /// connection per call pays a `read` and a `write` each. A connection
+    /// that cannot be opened is left out, with a warning.
+    async fn channels(&self, wanted: usize) -> Vec<Channel> {
+        let mut channels = vec![self.channel.clone()];
+        if let Some(endpoint) = &self.endpoint {
+            while channels.len() < wanted {
+                match endpoint.connect().await {
+                    Ok(channel) => channels.push(channel),
+                    Err(error) => {
+                        tracing::warn!(%error, opened = channels.len(), wanted, "cannot open another connection");
+                        break;
+                    }
+                }
+            }
+        }
+        channels
     }
 
     /// The page token after the first half of the root user's listing.
@@ -317,16 +343,11 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
             (before, probe.sample().await)
         })
     });
+    let channels = target.channels(config.connections).await;
     let mut workers = Vec::new();
     for worker in 0..config.concurrency {
         let (mut target, tally, mix) = (target.clone(), tally.clone(), config.mix.clone());
-        // One connection per worker, as pgbench gives each client its own:
-        // a single shared HTTP/2 connection would serialise on its I/O task.
-        if let Some(endpoint) = &target.endpoint
-            && let Ok(channel) = endpoint.connect().await
-        {
-            target.channel = channel;
-        }
+        target.channel = channels[worker % channels.len()].clone();
         workers.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(0x5eed + worker as u64);
             let mut local = Tally::default();
@@ -427,6 +448,7 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
             ScenarioReport {
                 scenario: *scenario,
                 concurrency: config.concurrency,
+                connections: channels.len(),
                 requests,
                 errors: tally.errors.get(scenario).copied().unwrap_or_default(),
                 seconds,
@@ -451,9 +473,10 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
 /// A plain-text table of reports.
 pub fn table(reports: &[ScenarioReport]) -> String {
     let mut out = format!(
-        "{:<12} {:>4} {:>9} {:>7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8}\n",
+        "{:<12} {:>4} {:>4} {:>9} {:>7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8}\n",
         "scenario",
         "conc",
+        "conn",
         "requests",
         "errors",
         "req/s",
@@ -465,9 +488,10 @@ pub fn table(reports: &[ScenarioReport]) -> String {
     );
     for r in reports {
         out += &format!(
-            "{:<12} {:>4} {:>9} {:>7} {:>10.0} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            "{:<12} {:>4} {:>4} {:>9} {:>7} {:>10.0} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
             r.scenario.name(),
             r.concurrency,
+            r.connections,
             r.requests,
             r.errors,
             r.per_second,

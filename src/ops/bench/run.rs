@@ -24,6 +24,8 @@ pub struct RunConfig {
     pub app_url: String,
     pub service_secret: String,
     pub concurrency: usize,
+    /// HTTP/2 connections the load's calls in flight share.
+    pub connections: usize,
     pub warmup: Duration,
     pub duration: Duration,
     pub listen: String,
@@ -170,6 +172,7 @@ async fn measure(
     );
     let load = |scenario, concurrency, probe: Option<&Arc<CpuProbe>>| LoadConfig {
         concurrency,
+        connections: config.connections,
         warmup: config.warmup,
         duration: config.duration,
         mix: vec![(scenario, 1)],
