@@ -84,8 +84,9 @@ pub struct LoadArgs {
     pub concurrency: usize,
     /// HTTP/2 connections the calls in flight share, as a gRPC client's
     /// one channel multiplexes its calls (1 measured best on 2 cores:
-    /// against one per call in flight, checks 11 to 31 % faster with less
-    /// CPU on both ends; README, "Issue 21, fourth round").
+    /// against one per call in flight, checks 7 to 17 % faster, the
+    /// server's CPU per check 12 to 16 % lower; README, "Issue 21, fourth
+    /// round").
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub connections: u16,
     /// Measured time per scenario.
