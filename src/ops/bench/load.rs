@@ -343,7 +343,10 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
             (before, probe.sample().await)
         })
     });
-    let channels = target.channels(config.connections).await;
+    // More connections than calls in flight would carry nothing.
+    let channels = target
+        .channels(config.connections.min(config.concurrency))
+        .await;
     let mut workers = Vec::new();
     for worker in 0..config.concurrency {
         let (mut target, tally, mix) = (target.clone(), tally.clone(), config.mix.clone());
