@@ -79,13 +79,25 @@ async fn a_global_administrator_creates_and_renames_a_tenant() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_suspended_tenant_is_refused_by_checks_until_reactivated() {
     let s = setup().await;
+    // Asked by a service bound to no tenant: suspending tenant A revokes
+    // the tokens of A's own services, the admin service's among them.
+    let checker = create_service(&s.test.db(), None, &["authz.check"]).await;
+    let checker = token_of(&s.channel, &checker).await.access_token;
+    // Past the server's revocation poll (1 s), so each answer is the one
+    // given once the suspension's revocations are in force.
+    let settled = || tokio::time::sleep(std::time::Duration::from_secs(2));
     assert!(!s.set_tenant_active(s.a.tenant, false).await.active);
+    settled().await;
     assert_eq!(
-        s.check(&s.a, s.a.child).await,
+        s.check_as(&checker, &s.a, s.a.child).await,
         DecisionReason::TenantSuspended
     );
     assert!(s.set_tenant_active(s.a.tenant, true).await.active);
-    assert_eq!(s.check(&s.a, s.a.child).await, DecisionReason::Allowed);
+    settled().await;
+    assert_eq!(
+        s.check_as(&checker, &s.a, s.a.child).await,
+        DecisionReason::Allowed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -161,6 +161,11 @@ impl Setup {
     /// CheckCapability for `world`'s user and its fixture capability at
     /// `node`, asked by the admin service.
     pub async fn check(&self, world: &TenantWorld, node: Uuid) -> DecisionReason {
+        self.check_as(&self.token, world, node).await
+    }
+
+    /// The same, asked by the service whose token is `token`.
+    pub async fn check_as(&self, token: &str, world: &TenantWorld, node: Uuid) -> DecisionReason {
         AuthorizationClient::new(self.channel.clone())
             .check_capability(bearer(
                 CheckCapabilityRequest {
@@ -174,7 +179,7 @@ impl Setup {
                     org_node_id: node.to_string(),
                     explain: false,
                 },
-                &self.token,
+                token,
             ))
             .await
             .unwrap()
