@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 use uuid::Uuid;
 
 use super::{Setup, setup};
+use crate::support::server::test_settings;
 use crate::support::services::{bearer, create_service, token_of};
 
 impl Setup {
@@ -83,9 +84,9 @@ async fn a_suspended_tenant_is_refused_by_checks_until_reactivated() {
     // the tokens of A's own services, the admin service's among them.
     let checker = create_service(&s.test.db(), None, &["authz.check"]).await;
     let checker = token_of(&s.channel, &checker).await.access_token;
-    // Past the server's revocation poll (1 s), so each answer is the one
-    // given once the suspension's revocations are in force.
-    let settled = || tokio::time::sleep(std::time::Duration::from_secs(2));
+    // Past a few of the test server's revocation polls, so each answer is
+    // the one given once the suspension's revocations are in force.
+    let settled = || tokio::time::sleep(test_settings().revocation_poll_interval * 3);
     assert!(!s.set_tenant_active(s.a.tenant, false).await.active);
     settled().await;
     assert_eq!(
