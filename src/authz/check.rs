@@ -100,12 +100,17 @@ pub async fn check(
     let nodes: Vec<Uuid> = checks.iter().map(|c| c.org_node_id.get()).collect();
     let ctx = subject.rls_context(request_id);
     if !explain {
-        // The hot path: one statement, pipelined behind BEGIN and the context.
+        // The hot path: one statement that sets its own context.
         let rows: Vec<(i32, String)> = db
-            .read_pipelined(&ctx, move |conn| {
+            .read_statement(&ctx, move |conn, context| {
                 let mut conn = conn;
                 async move {
-                    BatchQuery::<Checks>::new(subject.user_id.get(), &capabilities, &nodes)
+                    context
+                        .wrap(BatchQuery::<Checks>::new(
+                            subject.user_id.get(),
+                            &capabilities,
+                            &nodes,
+                        ))
                         .load(&mut conn)
                         .await
                 }

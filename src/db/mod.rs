@@ -13,9 +13,11 @@ pub mod schema;
 mod scope;
 mod socket;
 mod sqlstate;
+mod statement;
 
 pub use connect::DatabaseUrlError;
 pub use context::RlsContext;
 pub use error::DbError;
 pub use pool::{PoolSettings, PoolStatus};
 pub use scope::{Db, Work, authenticated_service};
+pub use statement::InContext;

@@ -30,11 +30,7 @@ impl Db {
                 })
                 .await;
         }
-        let mut guard = Unfinished {
-            conn: Some(self.checkout().await?),
-        };
-        // A code left by an earlier transaction on this connection is not ours.
-        guard.conn.as_deref_mut().and_then(pool::error_code);
+        let mut guard = Unfinished::new(self.checkout().await?);
         let limit = self.transaction_limit;
         // Unless it finished, the guard marks the connection broken.
         match tokio::time::timeout(limit, self.pipelined(guard.conn()?, ctx, work)).await {
@@ -42,9 +38,7 @@ impl Db {
                 guard.finished();
                 Ok(value)
             }
-            Ok(Err(error)) => {
-                Err(error.by_sqlstate(guard.conn.as_deref_mut().and_then(pool::error_code)))
-            }
+            Ok(Err(error)) => Err(error.by_sqlstate(guard.error_code())),
             Err(_) => Err(DbError::silent(limit)),
         }
     }
@@ -99,18 +93,29 @@ impl Db {
 /// transaction manager does not know about. Unless the transaction finished,
 /// the connection is marked broken on drop, so the pool discards it rather
 /// than hand out a connection with a transaction (and a context) open.
-struct Unfinished<'p> {
+pub(super) struct Unfinished<'p> {
     conn: Option<pool::Pooled<'p>>,
 }
 
-impl Unfinished<'_> {
-    fn conn(&self) -> Result<&AsyncPgConnection, DbError> {
+impl<'p> Unfinished<'p> {
+    pub(super) fn new(mut conn: pool::Pooled<'p>) -> Self {
+        // A code left by an earlier transaction on this connection is not ours.
+        pool::error_code(&mut conn);
+        Self { conn: Some(conn) }
+    }
+
+    /// The SQLSTATE of the last error on the connection, if any.
+    pub(super) fn error_code(&mut self) -> Option<tokio_postgres::error::SqlState> {
+        self.conn.as_deref_mut().and_then(pool::error_code)
+    }
+
+    pub(super) fn conn(&self) -> Result<&AsyncPgConnection, DbError> {
         self.conn
             .as_deref()
             .ok_or_else(|| DbError::Unavailable("no connection".into()))
     }
 
-    fn finished(&mut self) {
+    pub(super) fn finished(&mut self) {
         self.conn = None;
     }
 }

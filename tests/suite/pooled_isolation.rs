@@ -166,6 +166,28 @@ const SEEN: &str = "SELECT current_setting('app.tenant_id', true) AS tenant, \
      current_setting('app.user_id', true) AS user_id, \
      (SELECT count(*) FROM auth.tenants) AS tenants";
 
+/// [`SEEN`] as a typed query, for [`Db::read_statement`] to wrap.
+struct SeenStatement;
+
+impl diesel::query_builder::QueryId for SeenStatement {
+    type QueryId = SeenStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for SeenStatement {
+    type SqlType = (Text, Text, BigInt);
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for SeenStatement {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(SEEN);
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_transaction_sees_exactly_its_own_context_on_a_shared_pool() {
     let test = TestDb::new().await;
@@ -184,7 +206,7 @@ async fn every_transaction_sees_exactly_its_own_context_on_a_shared_pool() {
         tasks.push(tokio::spawn(async move {
             for call in 0..CALLS_PER_CLIENT {
                 // Tenant A, tenant B and no one, through each kind of
-                // transaction.
+                // transaction (a statement in its own among them).
                 let (ctx, expected) = match (call + task) % 3 {
                     2 => (RlsContext::anonymous(), (String::new(), String::new(), 0)),
                     n => {
@@ -195,7 +217,25 @@ async fn every_transaction_sees_exactly_its_own_context_on_a_shared_pool() {
                         )
                     }
                 };
-                let seen = match call % 3 {
+                let seen = match call % 4 {
+                    3 => db
+                        .read_statement(&ctx, |conn, context| {
+                            let mut conn = conn;
+                            async move {
+                                let (tenant, user_id, tenants) = context
+                                    .wrap(SeenStatement)
+                                    .get_result::<(String, String, i64)>(&mut conn)
+                                    .await?;
+                                Ok(Seen {
+                                    tenant,
+                                    user_id,
+                                    tenants,
+                                })
+                            }
+                            .boxed()
+                        })
+                        .await
+                        .unwrap(),
                     0 => db
                         .read_pipelined(&ctx, |conn| {
                             let mut conn = conn;

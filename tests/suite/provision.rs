@@ -778,6 +778,11 @@ async fn the_doctor_catches_each_misconfiguration_and_passes_once_it_is_fixed() 
             "DROP SCHEMA elsewhere".into(),
         ),
         (
+            "has the defaults its checks are planned and timed by",
+            format!("ALTER ROLE {app} RESET plan_cache_mode"),
+            format!("ALTER ROLE {app} SET plan_cache_mode = 'force_generic_plan'"),
+        ),
+        (
             "owns the schemas auth and audit",
             "ALTER SCHEMA audit OWNER TO CURRENT_USER".into(),
             format!("ALTER SCHEMA audit OWNER TO {migration}"),

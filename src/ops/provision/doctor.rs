@@ -5,7 +5,7 @@
 use diesel::migration::MigrationSource;
 use url::Url;
 
-use super::{APP_GROUP_ROLE, Environment, Names, SCHEMAS, database_exists};
+use super::{APP_GROUP_ROLE, APP_ROLE_DEFAULTS, Environment, Names, SCHEMAS, database_exists};
 use crate::ops::admin::{AdminConnection, AdminError, derive_url, redact};
 use crate::ops::migrate::{MIGRATIONS, TRACKING_TABLE};
 
@@ -241,6 +241,28 @@ async fn check_app_role(
         &format!("{app} has no DDL"),
         ddl,
         format!("REVOKE CREATE ON DATABASE / SCHEMA … FROM {app} (and from PUBLIC)"),
+    );
+    let defaults = db
+        .query_strings(
+            "SELECT unnest(setconfig) AS value FROM pg_db_role_setting
+              WHERE setrole = to_regrole($1) AND setdatabase = 0",
+            &[app],
+        )
+        .await?;
+    let wrong: Vec<String> = APP_ROLE_DEFAULTS
+        .iter()
+        .map(|(setting, value)| format!("{setting}={value}"))
+        .filter(|wanted| !defaults.contains(wanted))
+        .map(|wanted| format!("{app} lacks the default {wanted}"))
+        .collect();
+    report.expect(
+        &format!("{app} has the defaults its checks are planned and timed by"),
+        wrong,
+        APP_ROLE_DEFAULTS
+            .iter()
+            .map(|(setting, value)| format!("ALTER ROLE {app} SET {setting} = '{value}'"))
+            .collect::<Vec<_>>()
+            .join("; "),
     );
     let mut missing = Vec::new();
     let member = db

@@ -39,6 +39,15 @@ pub const DEFAULT_PLATFORM: &str = "portcullis";
 /// Key of the advisory lock that serialises provisioning on one cluster.
 const PROVISION_LOCK: i64 = 0x706f_7274_0001;
 /// Attributes every login role we create has.
+/// The application role's defaults. A check runs as one statement in its
+/// own implicit transaction (`Db::read_statement`), which is planned and
+/// timed before anything it sets could apply: its plan cache mode and its
+/// timeout are the role's. Every other transaction sets both itself.
+pub const APP_ROLE_DEFAULTS: [(&str, &str); 2] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("statement_timeout", "5s"),
+];
+
 const SAFE: &str = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -273,6 +282,19 @@ pub async fn ensure_roles(
 ) -> Result<Vec<String>, AdminError> {
     let mut created = ensure_group_roles(admin).await?;
     created.extend(ensure_login_roles(admin, names, passwords, Some(APP_GROUP_ROLE)).await?);
+    // Set every time, so provisioning again brings an older role up to date.
+    for (setting, value) in APP_ROLE_DEFAULTS {
+        admin
+            .execute(
+                &format!("setting {setting} for {}", names.app_role),
+                &format!(
+                    "ALTER ROLE {} SET {setting} = {}",
+                    ident(&names.app_role),
+                    literal(value)
+                ),
+            )
+            .await?;
+    }
     Ok(created)
 }
 
