@@ -28,7 +28,10 @@ impl Db {
     /// `statement_timeout`. The wait for the answer is bounded here.
     pub async fn read_statement<T, F>(&self, ctx: &RlsContext, work: F) -> Result<T, DbError>
     where
-        F: for<'c> FnOnce(&'c AsyncPgConnection, InContext) -> BoxFuture<'c, diesel::QueryResult<T>>
+        F: for<'c> FnOnce(
+                &'c AsyncPgConnection,
+                InContext,
+            ) -> BoxFuture<'c, diesel::QueryResult<T>>
             + Send,
         T: Send,
     {
@@ -54,8 +57,11 @@ impl Db {
             Ok(Err(error)) => {
                 let error = lost_or(guard.conn()?, DbError::from(error)).await;
                 let code = guard.error_code();
-                // A statement that failed leaves no transaction open.
-                guard.finished();
+                // A statement that failed leaves no transaction open, so
+                // the connection goes back to the pool, unless it was lost.
+                if !matches!(error, DbError::Unavailable(_)) {
+                    guard.finished();
+                }
                 Err(error.by_sqlstate(code))
             }
             Err(_) => Err(DbError::silent(limit)),

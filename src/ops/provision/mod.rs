@@ -38,7 +38,6 @@ pub const DEFAULT_PLATFORM: &str = "portcullis";
 
 /// Key of the advisory lock that serialises provisioning on one cluster.
 const PROVISION_LOCK: i64 = 0x706f_7274_0001;
-/// Attributes every login role we create has.
 /// The application role's defaults. A check runs as one statement in its
 /// own implicit transaction (`Db::read_statement`), which is planned and
 /// timed before anything it sets could apply: its plan cache mode and its
@@ -48,6 +47,7 @@ pub const APP_ROLE_DEFAULTS: [(&str, &str); 2] = [
     ("statement_timeout", "5s"),
 ];
 
+/// Attributes every login role we create has.
 const SAFE: &str = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
