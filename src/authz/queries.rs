@@ -126,18 +126,26 @@ impl Covering<'_> {
     }
 }
 
-/// One page of visible nodes in id order, in one statement: the covering
-/// nodes, and each one's descendants from the closure table's
-/// `(ancestor_org_node_id, descendant_org_node_id)` index in id order from
-/// the cursor, `limit` at most per covering node, so a page costs the same at
-/// any depth and in a tenant of any size. Empty when the user or the tenant
-/// is not active; nodes under an inactive node are skipped (the inactive
-/// nodes are gathered once, usually none, and the test per row is skipped
-/// when there are none).
+/// One page of visible nodes in id order, in one statement, on one of two
+/// paths (each under a one-time condition, so only one runs):
 ///
-/// A node's covering nodes come from the same scan that found it: had a
-/// covering node above it left it out (past that node's `limit`), that node
-/// would have `limit` descendants before it and it could not be on the page.
+/// - When the covering nodes include the tenant's only root, every node of
+///   the tenant is under it: the page is the tenant's nodes in id order from
+///   the cursor, read from `org_nodes` alone, a node's covering nodes found
+///   by one closure lookup each (none for the root: it covers all). A
+///   tenant-wide listing no longer pays a closure row and an `org_nodes`
+///   lookup per listed node.
+/// - Otherwise: the covering nodes, and each one's descendants from the
+///   closure table's `(ancestor_org_node_id, descendant_org_node_id)` index
+///   in id order from the cursor, `limit` at most per covering node, so a
+///   page costs the same at any depth and in a tenant of any size. A node's
+///   covering nodes come from the same scan that found it: had a covering
+///   node above it left it out (past that node's `limit`), that node would
+///   have `limit` descendants before it and it could not be on the page.
+///
+/// Empty when the user or the tenant is not active; nodes under an inactive
+/// node are skipped (the inactive nodes are gathered once, usually none,
+/// and the test per row is skipped when there are none).
 pub struct VisiblePage<'a> {
     pub covering: Covering<'a>,
     /// The last id of the previous page; the nil UUID for the first page.
@@ -160,53 +168,89 @@ impl Query for VisiblePage<'_> {
     type SqlType = (SqlUuid, Nullable<SqlUuid>, Text, Text, Array<SqlUuid>);
 }
 
-impl QueryFragment<Pg> for VisiblePage<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        // (A literal `NOT active_flag`, not a bind parameter, so the partial
-        // index `org_nodes_inactive_idx` matches.)
-        out.push_sql(
-            "WITH inactive AS (SELECT array_agg(org_node_id) AS ids FROM auth.org_nodes WHERE NOT active_flag) \
-             SELECT n.org_node_id, n.parent_org_node_id, n.node_type_code, n.node_label, page.holders \
-               FROM (SELECT s.id, array_agg(c.id) AS holders FROM (",
-        );
-        self.covering.walk_ast(&mut out)?;
-        out.push_sql(") AS c (id) CROSS JOIN LATERAL (SELECT p.descendant_org_node_id AS id FROM auth.org_node_paths p");
-        if self.node_type.is_some() {
-            out.push_sql(" JOIN auth.org_nodes m ON m.org_node_id = p.descendant_org_node_id");
-        }
-        out.push_sql(" WHERE p.ancestor_org_node_id = c.id AND p.descendant_org_node_id > ");
+impl VisiblePage<'_> {
+    /// The conditions on a listed node `{node}` (a column) besides being
+    /// under a covering node: after the cursor, of the type, under the
+    /// node asked for, under no inactive node.
+    fn node_conditions<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, node: &str) -> QueryResult<()> {
+        out.push_sql(" AND ");
+        out.push_sql(node);
+        out.push_sql(" > ");
         out.push_bind_param::<SqlUuid, _>(&self.after)?;
-        if let Some(node_type) = &self.node_type {
-            out.push_sql(" AND m.node_type_code = ");
-            out.push_bind_param::<Text, _>(node_type)?;
-        }
         if let Some(under) = &self.under {
             out.push_sql(
-                " AND EXISTS (SELECT 1 FROM auth.org_node_paths u \
-                 WHERE u.descendant_org_node_id = p.descendant_org_node_id AND u.ancestor_org_node_id = ",
+                " AND EXISTS (SELECT 1 FROM auth.org_node_paths u WHERE u.descendant_org_node_id = ",
             );
+            out.push_sql(node);
+            out.push_sql(" AND u.ancestor_org_node_id = ");
             out.push_bind_param::<SqlUuid, _>(under)?;
             out.push_sql(")");
         }
         out.push_sql(
             " AND ((SELECT ids FROM inactive) IS NULL OR NOT EXISTS (SELECT 1 FROM auth.org_node_paths q \
-               WHERE q.descendant_org_node_id = p.descendant_org_node_id \
-                 AND q.ancestor_org_node_id = ANY((SELECT ids FROM inactive)::uuid[]))) \
-             ORDER BY p.descendant_org_node_id LIMIT ",
+               WHERE q.descendant_org_node_id = ",
         );
-        out.push_bind_param::<Integer, _>(&self.limit)?;
+        out.push_sql(node);
+        out.push_sql(" AND q.ancestor_org_node_id = ANY((SELECT ids FROM inactive)::uuid[])))");
+        Ok(())
+    }
+}
+
+impl QueryFragment<Pg> for VisiblePage<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH covering (id) AS MATERIALIZED (");
+        self.covering.walk_ast(&mut out)?;
+        // (A literal `NOT active_flag`, not a bind parameter, so the partial
+        // index `org_nodes_inactive_idx` matches; likewise
+        // `org_nodes_root_idx` for `parent_org_node_id IS NULL`.)
         out.push_sql(
-            ") s WHERE EXISTS (SELECT 1 FROM auth.users su \
+            "), inactive AS (SELECT array_agg(org_node_id) AS ids FROM auth.org_nodes WHERE NOT active_flag), \
+             sole_root AS (SELECT (array_agg(org_node_id))[1] AS id FROM auth.org_nodes \
+               WHERE parent_org_node_id IS NULL HAVING count(*) = 1), \
+             whole AS (SELECT EXISTS (SELECT 1 FROM sole_root r JOIN covering c ON c.id = r.id) AS yes), \
+             subject_active AS (SELECT EXISTS (SELECT 1 FROM auth.users su \
                JOIN auth.tenants st ON st.tenant_id = su.tenant_id WHERE su.user_id = ",
         );
         out.push_bind_param::<SqlUuid, _>(self.covering.user())?;
         out.push_sql(
-            " AND su.user_state_code = 'active' AND st.tenant_state_code = 'active') \
+            " AND su.user_state_code = 'active' AND st.tenant_state_code = 'active') AS yes) \
+             SELECT * FROM ((SELECT n.org_node_id, n.parent_org_node_id, n.node_type_code, n.node_label, \
+                 ARRAY(SELECT c.id FROM covering c WHERE c.id = (SELECT id FROM sole_root) \
+                   OR EXISTS (SELECT 1 FROM auth.org_node_paths h \
+                     WHERE h.ancestor_org_node_id = c.id AND h.descendant_org_node_id = n.org_node_id)) \
+               FROM auth.org_nodes n \
+              WHERE (SELECT yes FROM whole) AND (SELECT yes FROM subject_active)",
+        );
+        if let Some(node_type) = &self.node_type {
+            out.push_sql(" AND n.node_type_code = ");
+            out.push_bind_param::<Text, _>(node_type)?;
+        }
+        self.node_conditions(&mut out, "n.org_node_id")?;
+        out.push_sql(" ORDER BY n.org_node_id LIMIT ");
+        out.push_bind_param::<Integer, _>(&self.limit)?;
+        out.push_sql(
+            ") UNION ALL (SELECT n.org_node_id, n.parent_org_node_id, n.node_type_code, n.node_label, page.holders \
+               FROM (SELECT s.id, array_agg(c.id) AS holders FROM covering c \
+               CROSS JOIN LATERAL (SELECT p.descendant_org_node_id AS id FROM auth.org_node_paths p",
+        );
+        if self.node_type.is_some() {
+            out.push_sql(" JOIN auth.org_nodes m ON m.org_node_id = p.descendant_org_node_id");
+        }
+        out.push_sql(" WHERE p.ancestor_org_node_id = c.id");
+        if let Some(node_type) = &self.node_type {
+            out.push_sql(" AND m.node_type_code = ");
+            out.push_bind_param::<Text, _>(node_type)?;
+        }
+        self.node_conditions(&mut out, "p.descendant_org_node_id")?;
+        out.push_sql(" ORDER BY p.descendant_org_node_id LIMIT ");
+        out.push_bind_param::<Integer, _>(&self.limit)?;
+        out.push_sql(
+            ") s WHERE NOT (SELECT yes FROM whole) AND (SELECT yes FROM subject_active) \
              GROUP BY s.id ORDER BY s.id LIMIT ",
         );
         out.push_bind_param::<Integer, _>(&self.limit)?;
         out.push_sql(
-            ") page JOIN auth.org_nodes n ON n.org_node_id = page.id ORDER BY n.org_node_id",
+            ") page JOIN auth.org_nodes n ON n.org_node_id = page.id)) AS listed ORDER BY org_node_id",
         );
         Ok(())
     }

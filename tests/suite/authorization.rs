@@ -640,6 +640,47 @@ async fn inactive_subtrees_and_inactive_users_see_nothing_there() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_user_at_the_only_root_sees_the_whole_tenant_and_at_one_of_two_roots_only_its_tree() {
+    let s = setup().await;
+    let o = &s.org;
+    // u holds rx at a already; now at the root too.
+    o.assign(&s.db, o.u, o.rx, o.root).await;
+    let whole = s.list(listing(user(o.tenant, o.u))).await.unwrap();
+    let visible: HashSet<String> = [o.root, o.a, o.a1, o.a1x, o.b]
+        .iter()
+        .map(Uuid::to_string)
+        .collect();
+    assert_eq!(
+        ids(&whole),
+        visible,
+        "every node but the inactive c's subtree"
+    );
+    let sources = |page: &ListVisibleOrgNodesResponse, node: Uuid| {
+        page.nodes
+            .iter()
+            .find(|n| n.org_node_id == node.to_string())
+            .map(|n| n.access.len())
+    };
+    assert_eq!(sources(&whole, o.a1), Some(2), "under the root and a");
+    assert_eq!(sources(&whole, o.b), Some(1), "under the root only");
+    // A second root: the tenant is no longer all under the first.
+    execute(
+        &s.db,
+        &o.ctx(),
+        &format!(
+            "INSERT INTO auth.org_nodes (org_node_id, tenant_id, parent_org_node_id, node_type_code, node_label) VALUES ('{}', '{}', NULL, 'unit', 'elsewhere')",
+            Uuid::new_v4(),
+            o.tenant
+        ),
+    )
+    .await
+    .unwrap();
+    let two_roots = s.list(listing(user(o.tenant, o.u))).await.unwrap();
+    assert_eq!(ids(&two_roots), visible);
+    assert_eq!(sources(&two_roots, o.a1), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn paging_covers_every_node_exactly_once_while_nodes_are_added() {
     let s = setup().await;
     let o = &s.org;

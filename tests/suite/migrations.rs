@@ -45,6 +45,8 @@ async fn schema_fingerprint(test: &TestDb) -> Vec<String> {
          SELECT format('function %s %s %s', p.oid::regprocedure, md5(p.prosrc), p.proacl)
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE n.nspname IN ('auth', 'audit')
+         UNION ALL
+         SELECT format('index %s', indexdef) FROM pg_indexes WHERE schemaname IN ('auth', 'audit')
          ORDER BY 1",
     )
     .load(&mut conn)

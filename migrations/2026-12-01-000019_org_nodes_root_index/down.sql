@@ -1,0 +1,1 @@
+DROP INDEX auth.org_nodes_root_idx;
