@@ -347,7 +347,11 @@ impl QueryFragment<Pg> for HoldersPage<'_> {
 /// rather than collect a bitmap of every descendant and sort it. PostgreSQL
 /// estimates a node's descendants at the table's average (about five) and
 /// picks the bitmap; for a node high in the tree that reads the whole
-/// subtree to keep a page of it.
+/// subtree to keep a page of it. And no JIT compilation: a page's generic
+/// plan, its limit unknown, is estimated over a whole tenant, and on a
+/// tenant of a million nodes the estimate passed `jit_above_cost`, so each
+/// connection's first page compiled for about 300 ms and every page after
+/// paid for the compiled plan's start-up (a page took 3 s under load).
 pub struct PreferOrderedIndexScans;
 
 impl QueryId for PreferOrderedIndexScans {
@@ -365,7 +369,9 @@ impl PreferOrderedIndexScans {
 
 impl QueryFragment<Pg> for PreferOrderedIndexScans {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT set_config('enable_bitmapscan', 'off', true)");
+        out.push_sql(
+            "SELECT set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)",
+        );
         Ok(())
     }
 }

@@ -41,10 +41,13 @@ const PROVISION_LOCK: i64 = 0x706f_7274_0001;
 /// The application role's defaults. A check runs as one statement in its
 /// own implicit transaction (`Db::read_statement`), which is planned and
 /// timed before anything it sets could apply: its plan cache mode and its
-/// timeout are the role's. Every other transaction sets both itself.
-pub const APP_ROLE_DEFAULTS: [(&str, &str); 2] = [
+/// timeout are the role's. Every other transaction sets both itself. No
+/// JIT compilation: a request's statements are short, and compiling one
+/// costs hundreds of milliseconds.
+pub const APP_ROLE_DEFAULTS: [(&str, &str); 3] = [
     ("plan_cache_mode", "force_generic_plan"),
     ("statement_timeout", "5s"),
+    ("jit", "off"),
 ];
 
 /// Attributes every login role we create has.
