@@ -169,10 +169,22 @@ impl Query for VisiblePage<'_> {
 }
 
 impl VisiblePage<'_> {
-    /// The conditions on a listed node `{node}` (a column) besides being
-    /// under a covering node: after the cursor, of the type, under the
-    /// node asked for, under no inactive node.
-    fn node_conditions<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, node: &str) -> QueryResult<()> {
+    /// The conditions on a listed node `node` (a column; its type in
+    /// `node_type`) besides being under a covering node: of the type, after
+    /// the cursor, under the node asked for, under no inactive node; then
+    /// the first `limit` of them in id order.
+    fn nodes_in_order<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        node: &str,
+        node_type: &str,
+    ) -> QueryResult<()> {
+        if let Some(wanted) = &self.node_type {
+            out.push_sql(" AND ");
+            out.push_sql(node_type);
+            out.push_sql(" = ");
+            out.push_bind_param::<Text, _>(wanted)?;
+        }
         out.push_sql(" AND ");
         out.push_sql(node);
         out.push_sql(" > ");
@@ -191,8 +203,12 @@ impl VisiblePage<'_> {
                WHERE q.descendant_org_node_id = ",
         );
         out.push_sql(node);
-        out.push_sql(" AND q.ancestor_org_node_id = ANY((SELECT ids FROM inactive)::uuid[])))");
-        Ok(())
+        out.push_sql(
+            " AND q.ancestor_org_node_id = ANY((SELECT ids FROM inactive)::uuid[]))) ORDER BY ",
+        );
+        out.push_sql(node);
+        out.push_sql(" LIMIT ");
+        out.push_bind_param::<Integer, _>(&self.limit)
     }
 }
 
@@ -221,13 +237,7 @@ impl QueryFragment<Pg> for VisiblePage<'_> {
                FROM auth.org_nodes n \
               WHERE (SELECT yes FROM whole) AND (SELECT yes FROM subject_active)",
         );
-        if let Some(node_type) = &self.node_type {
-            out.push_sql(" AND n.node_type_code = ");
-            out.push_bind_param::<Text, _>(node_type)?;
-        }
-        self.node_conditions(&mut out, "n.org_node_id")?;
-        out.push_sql(" ORDER BY n.org_node_id LIMIT ");
-        out.push_bind_param::<Integer, _>(&self.limit)?;
+        self.nodes_in_order(&mut out, "n.org_node_id", "n.node_type_code")?;
         out.push_sql(
             ") UNION ALL (SELECT n.org_node_id, n.parent_org_node_id, n.node_type_code, n.node_label, page.holders \
                FROM (SELECT s.id, array_agg(c.id) AS holders FROM covering c \
@@ -237,13 +247,7 @@ impl QueryFragment<Pg> for VisiblePage<'_> {
             out.push_sql(" JOIN auth.org_nodes m ON m.org_node_id = p.descendant_org_node_id");
         }
         out.push_sql(" WHERE p.ancestor_org_node_id = c.id");
-        if let Some(node_type) = &self.node_type {
-            out.push_sql(" AND m.node_type_code = ");
-            out.push_bind_param::<Text, _>(node_type)?;
-        }
-        self.node_conditions(&mut out, "p.descendant_org_node_id")?;
-        out.push_sql(" ORDER BY p.descendant_org_node_id LIMIT ");
-        out.push_bind_param::<Integer, _>(&self.limit)?;
+        self.nodes_in_order(&mut out, "p.descendant_org_node_id", "m.node_type_code")?;
         out.push_sql(
             ") s WHERE NOT (SELECT yes FROM whole) AND (SELECT yes FROM subject_active) \
              GROUP BY s.id ORDER BY s.id LIMIT ",
