@@ -147,15 +147,28 @@ impl QueryFragment<Pg> for SetContext<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
         out.push_sql("SELECT ");
         out.push_sql(GENERIC_PLANS);
-        for (name, value) in transaction_settings(self.limits, self.settings) {
-            out.push_sql(", set_config('");
-            out.push_sql(name);
-            out.push_sql("', ");
-            out.push_bind_param::<Text, _>(value)?;
-            out.push_sql(", true)");
-        }
-        Ok(())
+        out.push_sql(", ");
+        push_set_configs(&mut out, transaction_settings(self.limits, self.settings))
     }
+}
+
+/// `set_config('name', $n, true), …` for each setting: the names written
+/// into the text, the values bound.
+pub(super) fn push_set_configs<'b>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    settings: impl Iterator<Item = (&'static str, &'b str)>,
+) -> diesel::QueryResult<()> {
+    for (i, (name, value)) in settings.enumerate() {
+        if i > 0 {
+            out.push_sql(", ");
+        }
+        out.push_sql("set_config('");
+        out.push_sql(name);
+        out.push_sql("', ");
+        out.push_bind_param::<Text, _>(value)?;
+        out.push_sql(", true)");
+    }
+    Ok(())
 }
 
 /// [`BEGIN_READ_ONLY`] as a prepared statement (static query id), so it can

@@ -5,12 +5,11 @@
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::Text;
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use super::context::CONTEXT_KEYS;
-use super::pipeline::Unfinished;
+use super::pipeline::{Unfinished, push_set_configs};
 use super::scope::{Db, lost_or};
 use super::{DbError, RlsContext};
 
@@ -109,16 +108,11 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Scoped<'_, Q> {
         out.push_sql("SELECT * FROM (");
         self.query.walk_ast(out.reborrow())?;
         out.push_sql(") AS scoped WHERE (SELECT num_nulls(");
-        for (i, (name, value)) in self.settings.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            out.push_sql("set_config('");
-            out.push_sql(name);
-            out.push_sql("', ");
-            out.push_bind_param::<Text, _>(value)?;
-            out.push_sql(", true)");
-        }
+        let settings = self.settings.iter();
+        push_set_configs(
+            &mut out,
+            settings.map(|(name, value)| (*name, value.as_str())),
+        )?;
         out.push_sql(") = 0)");
         Ok(())
     }
