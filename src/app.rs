@@ -87,6 +87,31 @@ impl Default for ServerSettings {
 }
 
 impl ServerSettings {
+    /// Refuses settings under which an edge would trust what a client
+    /// chose: discovery that names the request's `Host`, or a capability
+    /// and node named by headers Traefik copies from the client.
+    pub fn check(&self) -> Result<(), String> {
+        if self.authzen_listen.is_some() && self.authzen_base_url.is_none() {
+            return Err(
+                "the AuthZEN listener needs --authzen-base-url: discovery names that URL, \
+                        never the request's Host"
+                    .into(),
+            );
+        }
+        let gateway = &self.gateway;
+        if gateway.mode == crate::gateway::ForwardAuthMode::Traefik
+            && (gateway.capability_header.is_some() || gateway.node_header.is_some())
+        {
+            return Err(
+                "--gateway-capability-header and --gateway-node-header cannot be used \
+                        with --forward-auth-mode traefik: Traefik copies every client header \
+                        into its auth request and cannot set them itself"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Proxies trusted to append the client address to `x-forwarded-for`
     /// (0: the TCP peer is the client). Client addresses count login
     /// failures, so the header is trusted only when told.

@@ -41,6 +41,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Settings(String),
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -57,6 +59,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let settings = app.settings.server.clone();
+    settings.check().map_err(ServeError::Settings)?;
     let (db, tokens) = (app.db.clone(), app.tokens.clone());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // Not serving until the first database probe answers.
@@ -110,8 +113,8 @@ pub async fn serve(
             let api = crate::gateway::authzen::AuthZen {
                 db: db.for_reads(),
                 tokens: tokens.clone(),
-                base_url: settings.authzen_base_url.clone(),
-                https: settings.tls.is_some(),
+                // Set: checked above.
+                base_url: settings.authzen_base_url.clone().unwrap_or_default(),
             };
             Some(tokio::spawn(crate::gateway::serve_authzen(
                 listener,
@@ -121,6 +124,16 @@ pub async fn serve(
             )))
         }
         None => None,
+    };
+    // The SQL decision functions count PostgREST's claims of recorded
+    // issuers only: recorded before serving when the database answers,
+    // else as soon as it does.
+    let issuer = match crate::tokens::record_issuer(&db, tokens.issuer()).await {
+        Ok(()) => None,
+        Err(_) => Some(tokio::spawn(crate::tokens::keep_recording_issuer(
+            db.clone(),
+            tokens.issuer().to_owned(),
+        ))),
     };
     let revocations = tokens.revocations().clone();
     let revocation_db = db.clone();
@@ -220,6 +233,9 @@ pub async fn serve(
     };
     watcher.abort();
     revocation_sync.abort();
+    if let Some(issuer) = issuer {
+        issuer.abort();
+    }
     if let Some(metrics) = metrics {
         metrics.abort();
     }

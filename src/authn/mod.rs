@@ -9,6 +9,7 @@ pub mod otp;
 pub mod password;
 mod reset;
 pub mod sessions;
+mod sql_assertion;
 pub mod throttle;
 pub mod users;
 
@@ -20,6 +21,7 @@ pub use federation::{Federation, IdTokenError};
 pub use otp::{Channel, DevLogDelivery, OtpDelivery, OtpIssued, OutboxDelivery, Purpose};
 pub use password::{HashCost, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, Passwords};
 pub use sessions::{SessionScope, SessionTokens};
+pub use sql_assertion::{MAX_SQL_ASSERTION_LIFETIME, SqlAssertion};
 pub use throttle::ThrottlePolicy;
 
 use crate::db::{Db, DbError, RlsContext};

@@ -1,10 +1,12 @@
 //! The endpoint catalogue as a server keeps it: every entry, with each
 //! service's routers built once, labelled with the catalogue's version
-//! (`auth.endpoint_catalogue_version`, bumped by a trigger on every change).
-//! A decision reads the version in the same round trip as its check and
-//! trusts the copy only when the numbers agree; otherwise it reloads and
-//! decides again inside the reload's transaction. A change is therefore
-//! effective on the next call, as when the table was read on every call.
+//! (`auth.endpoint_catalogue_version`: a number bumped and a random token
+//! replaced by a trigger on every change). A decision reads the version in
+//! the same round trip as its check and trusts the copy only when both
+//! agree (a number alone can go back after a restore and climb to the
+//! copy's again); otherwise it reloads and decides again inside the
+//! reload's transaction. A change is therefore effective on the next call,
+//! as when the table was read on every call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -41,19 +43,21 @@ impl EndpointCatalogue {
         self.current.read().ok().and_then(|copy| copy.clone())
     }
 
-    /// Keeps `fresh` unless a newer copy arrived meanwhile.
+    /// Keeps `fresh`. Two reloads racing may leave the older: the next
+    /// decision sees it disagree with the database and reloads again.
     pub(super) fn replace(&self, fresh: Arc<Snapshot>) {
-        if let Ok(mut copy) = self.current.write()
-            && copy.as_ref().is_none_or(|old| old.version <= fresh.version)
-        {
+        if let Ok(mut copy) = self.current.write() {
             *copy = Some(fresh);
         }
     }
 }
 
+/// The number and token of one state of the catalogue.
+pub(super) type Version = (i64, uuid::Uuid);
+
 /// The catalogue at one version.
 pub(super) struct Snapshot {
-    pub version: i64,
+    pub version: Version,
     services: HashMap<String, ServiceRoutes>,
 }
 
@@ -64,9 +68,9 @@ struct ServiceRoutes {
 }
 
 /// The version, as the decision's own transaction sees it.
-pub(super) async fn version_now(conn: &mut &AsyncPgConnection) -> QueryResult<i64> {
+pub(super) async fn version_now(conn: &mut &AsyncPgConnection) -> QueryResult<Version> {
     version::table
-        .select(version::version_no)
+        .select((version::version_no, version::change_token))
         .get_result(conn)
         .await
 }
@@ -76,7 +80,7 @@ impl Snapshot {
     /// older than what it holds (and be reloaded once more), never newer.
     pub(super) async fn load(conn: &mut AsyncPgConnection) -> QueryResult<Self> {
         let version = version::table
-            .select(version::version_no)
+            .select((version::version_no, version::change_token))
             .get_result(conn)
             .await?;
         let rows: Vec<endpoints::Row> = ep::table

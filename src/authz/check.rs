@@ -6,10 +6,11 @@ use futures_util::FutureExt;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::queries::{BatchQuery, Checks, Explanations};
+use super::queries::{BatchQuery, Checks, Explanations, UsersChecks};
 use super::{AuthzError, CapabilityKey, Subject};
 use crate::db::Db;
-use crate::names::OrgNodeId;
+use crate::db::RlsContext;
+use crate::names::{OrgNodeId, TenantId, UserId};
 
 /// Why a check answered as it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,6 +157,43 @@ pub async fn check(
         .scope_boxed()
     })
     .await
+}
+
+/// Answers the checks of several users of `tenant`, in order, in one
+/// statement (one transaction, one round trip) however many users there are.
+pub async fn check_users(
+    db: &Db,
+    tenant: TenantId,
+    checks: &[(UserId, Check)],
+    request_id: Option<&str>,
+) -> Result<Vec<Decision>, AuthzError> {
+    if checks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users: Vec<Uuid> = checks.iter().map(|(user, _)| user.get()).collect();
+    let capabilities: Vec<String> = checks
+        .iter()
+        .map(|(_, c)| c.capability.to_string())
+        .collect();
+    let nodes: Vec<Uuid> = checks.iter().map(|(_, c)| c.org_node_id.get()).collect();
+    let ctx = RlsContext::tenant(tenant.get()).with_request_id(request_id);
+    let rows: Vec<(i32, String)> = db
+        .read_statement(&ctx, move |conn, context| {
+            let mut conn = conn;
+            async move {
+                context
+                    .wrap(UsersChecks {
+                        users: &users,
+                        capabilities: &capabilities,
+                        nodes: &nodes,
+                    })
+                    .load(&mut conn)
+                    .await
+            }
+            .boxed()
+        })
+        .await?;
+    decisions_in_order(rows, checks.len())
 }
 
 /// 1-based ordinal from the database → index into the request.

@@ -14,7 +14,7 @@ mod subject;
 
 pub use crate::names::CapabilityKey;
 pub use catalogue::{EndpointCatalogue, EndpointRequest};
-pub use check::{Check, Decision, GrantExplanation, Reason, check};
+pub use check::{Check, Decision, GrantExplanation, Reason, check, check_users};
 pub use endpoint::{EndpointDecision, check_endpoint};
 pub use holders::{Holder, Holders, HoldersQuery, list_holders};
 pub use listing::{

@@ -70,6 +70,41 @@ impl<F: BatchFunction> QueryFragment<Pg> for BatchQuery<'_, F> {
     }
 }
 
+/// Checks of several users of one tenant in one statement (an AuthZEN
+/// batch): `auth.check_capabilities` for each `(user, capability, node)`,
+/// `(ordinal, reason)` in request order.
+pub struct UsersChecks<'a> {
+    pub users: &'a Vec<Uuid>,
+    pub capabilities: &'a Vec<String>,
+    pub nodes: &'a Vec<Uuid>,
+}
+
+impl QueryId for UsersChecks<'_> {
+    type QueryId = UsersChecks<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for UsersChecks<'_> {
+    type SqlType = (Integer, Text);
+}
+
+impl QueryFragment<Pg> for UsersChecks<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT b.ordinal::integer, c.reason FROM unnest(");
+        out.push_bind_param::<Array<SqlUuid>, _>(self.users)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(self.capabilities)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(self.nodes)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS b (user_id, capability, node, ordinal) \
+             CROSS JOIN LATERAL auth.check_capabilities(b.user_id, ARRAY[b.capability], ARRAY[b.node]) AS c \
+             ORDER BY b.ordinal",
+        );
+        Ok(())
+    }
+}
+
 /// The nodes a page is drawn from: every node under one of these.
 #[derive(Clone, Copy, Debug)]
 pub enum Covering<'a> {
@@ -374,7 +409,7 @@ impl PreferOrderedIndexScans {
 impl QueryFragment<Pg> for PreferOrderedIndexScans {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            "SELECT set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)",
+            "SELECT pg_catalog.set_config('enable_bitmapscan', 'off', true), pg_catalog.set_config('jit', 'off', true)",
         );
         Ok(())
     }

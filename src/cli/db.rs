@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::common::{AdminArgs, EnvArgs};
 use crate::ops::provision::connections::{ConnectionFile, PasswordsIn};
+use crate::ops::provision::decision_roles::{DecisionBinding, TenantScope, bind_decision_roles};
 use crate::ops::provision::secrets::RoleKind;
 use crate::ops::provision::{
     self, Confirmation, Environment, Report, SCHEMAS, ServiceName, doctor, service,
@@ -56,6 +57,17 @@ pub struct ProvisionArgs {
 pub struct ProvisionServiceArgs {
     /// The service: its schema and the prefix of its roles (a-z, 0-9, _).
     pub service: String,
+    /// The tenants whose users the service's roles may name to the SQL
+    /// decision functions (comma-separated ids), or `any`. Unchanged when
+    /// not given; a new service may name any tenant's users.
+    #[arg(long, value_parser = TenantScope::parse)]
+    pub tenants: Option<TenantScope>,
+    /// Signed mode for the service's roles: `on`, only a user named by a
+    /// Portcullis-signed assertion (IssueSqlAssertion) counts; raw app.*
+    /// settings and raw request.jwt.claims name nobody. Unchanged when not
+    /// given; off for a new service.
+    #[arg(long, value_enum)]
+    pub signed_context: Option<Switch>,
     #[command(flatten)]
     pub target: EnvArgs,
     #[command(flatten)]
@@ -66,6 +78,12 @@ pub struct ProvisionServiceArgs {
     pub admin: AdminArgs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Debug, Args)]
 pub struct ConfirmArgs {
     /// Do not ask before dropping (tst only; other environments never drop).
@@ -74,6 +92,10 @@ pub struct ConfirmArgs {
     /// Confirms a qua or prd run without a prompt (must name the --env).
     #[arg(long, value_enum)]
     pub confirm_env: Option<Environment>,
+    /// tst drops what it is pointed at, so it refuses a database other than
+    /// <platform>-tst unless this names that database again.
+    #[arg(long)]
+    pub tst_database: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +162,7 @@ pub async fn run(command: DbCommand) -> anyhow::Result<()> {
 }
 
 async fn provision_command(args: ProvisionArgs) -> anyhow::Result<()> {
+    check_tst_target(&args.target, &args.confirm)?;
     let env = args.target.env;
     let names = args.target.names()?;
     let secrets = args.target.secrets()?;
@@ -165,6 +188,7 @@ async fn provision_command(args: ProvisionArgs) -> anyhow::Result<()> {
 }
 
 async fn provision_service_command(args: ProvisionServiceArgs) -> anyhow::Result<()> {
+    check_tst_target(&args.target, &args.confirm)?;
     let env = args.target.env;
     let service = ServiceName::parse(&args.service)?;
     let database = args.target.database_name();
@@ -178,6 +202,16 @@ async fn provision_service_command(args: ProvisionServiceArgs) -> anyhow::Result
     print_report(&report);
     if !report.created_schema {
         println!("schema {} already exists; left as it is", service.as_str());
+    }
+    let binding = DecisionBinding {
+        tenants: args.tenants.clone(),
+        signed: args.signed_context.map(|switch| switch == Switch::On),
+    };
+    if !binding.is_empty() {
+        println!(
+            "{}",
+            bind_decision_roles(&admin_url, &names, &binding).await?
+        );
     }
     let file = ConnectionFile::new(
         &admin_url,
@@ -216,6 +250,33 @@ impl OutputArgs {
             PasswordsIn::References
         }
     }
+}
+
+/// The variable a shell prepared for another environment may still hold.
+const DATABASE_NAME_VARIABLE: &str = "PORTCULLIS_DATABASE_NAME";
+
+/// tst drops and recreates: only `<platform>-tst`, unless --tst-database
+/// names the other database again, and never a name that came from
+/// PORTCULLIS_DATABASE_NAME (a shell prepared for prd still holds prd's).
+fn check_tst_target(target: &EnvArgs, confirm: &ConfirmArgs) -> anyhow::Result<()> {
+    if target.env != Environment::Tst {
+        return Ok(());
+    }
+    if std::env::var_os(DATABASE_NAME_VARIABLE).is_some_and(|v| !v.is_empty()) {
+        bail!(
+            "tst drops the database it is pointed at, and {DATABASE_NAME_VARIABLE} is set \
+             (a shell prepared for another environment?); nothing changed: unset it"
+        );
+    }
+    let database = target.database_name();
+    let expected = provision::default_database(&target.platform, Environment::Tst);
+    if database != expected && confirm.tst_database.as_deref() != Some(database.as_str()) {
+        bail!(
+            "tst drops and recreates what it is pointed at, and {database} is not {expected}; \
+             nothing changed: to use it anyway, name it again with --tst-database {database}"
+        );
+    }
+    Ok(())
 }
 
 /// What the operator confirms: dropping in tst (--yes or a prompt), the

@@ -114,6 +114,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(authzen) = settings.authzen_listen {
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        settings
+            .authzen_base_url
+            .get_or_insert_with(|| format!("{scheme}://{authzen}"));
         println!("{}\n", seed::authzen_try_it(&authzen.to_string()));
     }
     if settings.metrics_listen.is_none() {

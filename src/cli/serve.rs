@@ -13,7 +13,7 @@ use crate::authn::{
     AuthnSettings, DevLogDelivery, Federation, OtpDelivery, OutboxDelivery, ThrottlePolicy,
 };
 use crate::db::Db;
-use crate::gateway::GatewaySettings;
+use crate::gateway::{ForwardAuthMode, GatewaySettings};
 use crate::grpc::ext_authz::{ExtAuthzCallers, ExtAuthzSettings};
 use crate::names::ServiceKey;
 use crate::server;
@@ -131,20 +131,29 @@ pub struct ServerArgs {
     /// address [default: off].
     #[arg(long, env = "PORTCULLIS_AUTHZEN_LISTEN")]
     pub authzen_listen: Option<SocketAddr>,
-    /// The PDP's URL its discovery document names [default: http:// and the
-    /// request's Host].
+    /// The PDP's URL its discovery document names (required with
+    /// --authzen-listen; dev: http:// and the listener's address).
     #[arg(long, env = "PORTCULLIS_AUTHZEN_BASE_URL")]
     pub authzen_base_url: Option<String>,
+    /// Which gateway calls /forward-auth, and so where the original request
+    /// is read: nginx (X-Original-Method, X-Original-URI), traefik
+    /// (X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host) or envoy (the
+    /// method and the path after /forward-auth). Only that one source is
+    /// read. Required with --http-listen [dev: nginx].
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_MODE", value_enum)]
+    pub forward_auth_mode: Option<ForwardAuthMode>,
     /// The header naming the endpoint catalogue's service of a forward-auth
-    /// request.
+    /// request, read only without --forward-auth-host (with it, the host
+    /// decides).
     #[arg(
         long,
         env = "PORTCULLIS_FORWARD_AUTH_SERVICE_HEADER",
         default_value = "x-auth-service"
     )]
     pub forward_auth_service_header: String,
-    /// Without that header, the service by the original host: HOST=SERVICE,
-    /// repeated (or comma-separated in the variable).
+    /// The service by the original host (as the mode reads it): HOST=SERVICE,
+    /// repeated (or comma-separated in the variable). With it, no request
+    /// header names the service.
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_HOSTS", value_delimiter = ',', value_parser = parse_host_service)]
     pub forward_auth_host: Vec<(String, String)>,
     /// The headers an nginx `auth_request` location sets to the original
@@ -213,6 +222,13 @@ pub struct ServerArgs {
     /// request.
     #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_REMOVE_AUTHORIZATION")]
     pub ext_authz_remove_authorization: bool,
+    /// Let Envoy's Check take the catalogue service from the original
+    /// request (the --forward-auth-service-header, or the host through
+    /// --forward-auth-host) when the route's context extension
+    /// `portcullis_service` names none. Off: the route's configuration alone
+    /// names it.
+    #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_SERVICE_FROM_REQUEST")]
+    pub ext_authz_service_from_request: bool,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
@@ -240,6 +256,7 @@ impl ServerArgs {
             authzen_listen: self.authzen_listen,
             authzen_base_url: self.authzen_base_url.clone(),
             gateway: GatewaySettings {
+                mode: self.forward_auth_mode.unwrap_or_default(),
                 method_header: self.forward_auth_method_header.to_ascii_lowercase(),
                 uri_header: self.forward_auth_uri_header.to_ascii_lowercase(),
                 service_header: self.forward_auth_service_header.to_ascii_lowercase(),
@@ -263,6 +280,7 @@ impl ServerArgs {
             ext_authz: ExtAuthzSettings {
                 callers: self.ext_authz_callers,
                 remove_authorization: self.ext_authz_remove_authorization,
+                service_from_request: self.ext_authz_service_from_request,
             },
         })
     }
@@ -425,6 +443,12 @@ pub enum OtpDeliveryKind {
 
 /// `portcullis serve`.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.server.http_listen.is_some() && args.server.forward_auth_mode.is_none() {
+        anyhow::bail!(
+            "--http-listen needs --forward-auth-mode nginx|traefik|envoy \
+             (PORTCULLIS_FORWARD_AUTH_MODE): the one gateway convention /forward-auth reads"
+        );
+    }
     let keys = KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
     let db = database(&args.database)?;
     let app = args.server.app(db, keys, OtpDeliveryKind::Outbox)?;

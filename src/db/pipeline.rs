@@ -162,7 +162,7 @@ pub(super) fn push_set_configs<'b>(
         if i > 0 {
             out.push_sql(", ");
         }
-        out.push_sql("set_config('");
+        out.push_sql("pg_catalog.set_config('");
         out.push_sql(name);
         out.push_sql("', ");
         out.push_bind_param::<Text, _>(value)?;

@@ -315,6 +315,37 @@ pub mod auth {
         auth.endpoint_catalogue_version (singleton_flag) {
             singleton_flag -> Bool,
             version_no -> Int8,
+            change_token -> Uuid,
+        }
+    }
+    diesel::table! {
+        auth.id_token_uses (token_sha256) {
+            token_sha256 -> Bytea,
+            tenant_id -> Uuid,
+            expiry_utc -> Timestamptz,
+            created_utc -> Timestamptz,
+        }
+    }
+    diesel::table! {
+        auth.decision_roles (role_name) {
+            role_name -> Text,
+            tenant_ids -> Nullable<Array<Uuid>>,
+            signed_flag -> Bool,
+            updated_utc -> Timestamptz,
+        }
+    }
+    diesel::table! {
+        auth.token_issuers (issuer_text) {
+            issuer_text -> Text,
+            created_utc -> Timestamptz,
+        }
+    }
+    diesel::table! {
+        auth.sql_assertion_keys (key_id) {
+            key_id -> Text,
+            secret_key -> Bytea,
+            created_utc -> Timestamptz,
+            retired_utc -> Nullable<Timestamptz>,
         }
     }
 
@@ -345,6 +376,10 @@ pub mod auth {
         otp_outbox,
         endpoint_policy,
         endpoint_catalogue_version,
+        id_token_uses,
+        decision_roles,
+        token_issuers,
+        sql_assertion_keys,
     );
 }
 

@@ -10,7 +10,9 @@ use super::pool::{self, Pool, PoolSettings, PoolStatus};
 use super::{DatabaseUrlError, DbError, RlsContext};
 
 diesel::define_sql_function! {
-    /// PostgreSQL's `set_config(setting, value, is_local)`.
+    /// PostgreSQL's `set_config(setting, value, is_local)`, qualified so no
+    /// function planted on the search path can stand in for it.
+    #[sql_name = "pg_catalog.set_config"]
     fn set_config(setting: Text, value: Text, is_local: Bool) -> Text;
 }
 
@@ -287,7 +289,8 @@ pub(super) const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY ISOLATION LEVEL REPEAT
 /// depend on its parameters; left to itself PostgreSQL re-plans the inlined
 /// check function on every execution (about 0.9 ms, most of a check's cost).
 /// A generic plan is made once per connection.
-pub(super) const GENERIC_PLANS: &str = "set_config('plan_cache_mode', 'force_generic_plan', true)";
+pub(super) const GENERIC_PLANS: &str =
+    "pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)";
 
 /// What every transaction sets besides [`GENERIC_PLANS`], with the values
 /// to set: its limits (`statement_timeout`,

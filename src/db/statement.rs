@@ -107,7 +107,9 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Scoped<'_, Q> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
         out.push_sql("SELECT * FROM (");
         self.query.walk_ast(out.reborrow())?;
-        out.push_sql(") AS scoped WHERE (SELECT num_nulls(");
+        // Qualified: an overload planted on the search path would run here,
+        // as the application role, before every check.
+        out.push_sql(") AS scoped WHERE (SELECT pg_catalog.num_nulls(");
         let settings = self.settings.iter();
         push_set_configs(
             &mut out,

@@ -31,10 +31,9 @@ const DEFAULT_PAGE_LIMIT: u32 = 100;
 pub struct AuthZen {
     pub db: Db,
     pub tokens: Arc<Tokens>,
-    /// The PDP's own URL in discovery; else the scheme and the Host header.
-    pub base_url: Option<String>,
-    /// Whether the listener speaks TLS (the scheme of discovery's URLs).
-    pub https: bool,
+    /// The PDP's own URL in discovery (configured, never the request's
+    /// Host).
+    pub base_url: String,
 }
 
 pub fn routes(state: Arc<AuthZen>) -> axum::Router {
@@ -332,23 +331,25 @@ impl AuthZen {
     ) -> Result<Vec<Result<(bool, String), Problem>>, Problem> {
         let mut answers: Vec<Option<Result<(bool, String), Problem>>> =
             items.iter().map(|_| None).collect();
-        // Each subject's checks, with their places in the request.
-        let mut by_subject: BTreeMap<(uuid::Uuid, uuid::Uuid), Placed> = BTreeMap::new();
+        // Each tenant's checks, with their places in the request: one
+        // statement per tenant (the context fences one tenant), however
+        // many subjects.
+        let mut by_tenant: BTreeMap<uuid::Uuid, Placed> = BTreeMap::new();
         for (index, item) in items.iter().enumerate() {
             match parsed(item, caller) {
                 Ok((subject, check)) => {
-                    by_subject
-                        .entry((subject.tenant_id.get(), subject.user_id.get()))
-                        .or_insert_with(|| (subject, Vec::new()))
+                    by_tenant
+                        .entry(subject.tenant_id.get())
+                        .or_insert_with(|| (subject.tenant_id, Vec::new()))
                         .1
-                        .push((index, check));
+                        .push((index, (subject.user_id, check)));
                 }
                 Err(problem) => answers[index] = Some(Err(problem)),
             }
         }
-        for (subject, checks) in by_subject.into_values() {
-            let only: Vec<Check> = checks.iter().map(|(_, c)| c.clone()).collect();
-            let decisions = authz::check(&self.db, subject, &only, false, request_id).await?;
+        for (tenant, checks) in by_tenant.into_values() {
+            let only: Vec<(UserId, Check)> = checks.iter().map(|(_, c)| c.clone()).collect();
+            let decisions = authz::check_users(&self.db, tenant, &only, request_id).await?;
             for ((index, _), decided) in checks.iter().zip(decisions) {
                 answers[*index] = Some(Ok((decided.allowed(), decided.reason.as_str().to_owned())));
             }
@@ -360,8 +361,8 @@ impl AuthZen {
     }
 }
 
-/// A subject and its checks, each with its index in the request.
-type Placed = (Subject, Vec<(usize, Check)>);
+/// A tenant and its checks, each with its index in the request.
+type Placed = (TenantId, Vec<(usize, (UserId, Check))>);
 
 // ---- Handlers ----
 
@@ -579,14 +580,7 @@ async fn search_action(
 }
 
 async fn configuration(State(api): State<Arc<AuthZen>>, headers: HeaderMap) -> Response {
-    let base = api.base_url.clone().unwrap_or_else(|| {
-        let host = headers
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("localhost");
-        let scheme = if api.https { "https" } else { "http" };
-        format!("{scheme}://{host}")
-    });
+    let base = api.base_url.as_str();
     let base = base.trim_end_matches('/');
     respond(
         &headers,

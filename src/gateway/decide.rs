@@ -19,14 +19,47 @@ use crate::db::{Db, DbError};
 use crate::names::{HttpMethod, OrgNodeId};
 use crate::tokens::{Claims, Principal, TokenError, Tokens, UpstreamGrant};
 
+/// Which gateway calls `/forward-auth`, and so the one place the original
+/// request is read from. A header of another gateway's convention is the
+/// client's own (Traefik copies every client header into its auth request,
+/// and nginx's passes the client's headers it does not set), so no mode
+/// falls back to another's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardAuthMode {
+    /// nginx `auth_request`: the method and URI in the headers its location
+    /// sets (`X-Original-Method`, `X-Original-URI`), the host in `Host`.
+    #[default]
+    Nginx,
+    /// Traefik ForwardAuth: `X-Forwarded-Method`, `X-Forwarded-Uri` and
+    /// `X-Forwarded-Host`, which Traefik overwrites.
+    Traefik,
+    /// Envoy's HTTP ext_authz: the request's own method and the path after
+    /// `/forward-auth`, the host in `Host`.
+    Envoy,
+}
+
+impl ForwardAuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Traefik => "traefik",
+            Self::Envoy => "envoy",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct GatewaySettings {
-    /// nginx-style headers naming the original method and URI.
+    /// The gateway convention `/forward-auth` reads.
+    pub mode: ForwardAuthMode,
+    /// nginx-mode headers naming the original method and URI.
     pub method_header: String,
     pub uri_header: String,
-    /// A header naming the catalogue's service (checked first).
+    /// A header naming the catalogue's service, read only when no host
+    /// mapping is configured.
     pub service_header: String,
-    /// Else the service by the original host (`X-Forwarded-Host`, or Host).
+    /// The service by the original host, as the mode reads it. When set,
+    /// no request header names the service.
     pub services_by_host: HashMap<String, String>,
     /// Read the user token from this cookie instead of `Authorization`.
     pub token_cookie: Option<String>,
@@ -41,9 +74,18 @@ pub struct GatewaySettings {
     pub node_header: Option<String>,
 }
 
+impl GatewaySettings {
+    /// The service a request header names, honoured only where no host
+    /// mapping is configured: with one, the host decides.
+    pub fn service_named_by_header<'a>(&self, value: Option<&'a str>) -> Option<&'a str> {
+        self.services_by_host.is_empty().then_some(value).flatten()
+    }
+}
+
 impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
+            mode: ForwardAuthMode::Nginx,
             method_header: "x-original-method".into(),
             uri_header: "x-original-uri".into(),
             service_header: "x-auth-service".into(),
@@ -63,9 +105,11 @@ pub struct OriginalRequest<'a> {
     pub method: &'a str,
     /// Path, with or without its query.
     pub uri: &'a str,
-    /// The catalogue's service when the gateway names it.
+    /// The catalogue's service, when the gateway's own configuration names
+    /// it (never a client's header where a host mapping applies).
     pub service: Option<&'a str>,
-    /// The original host, to find the service by when it is not named.
+    /// The original host, as the edge's trusted source gives it, to find
+    /// the service by when it is not named.
     pub host: Option<&'a str>,
     /// The user's bearer token.
     pub token: Option<&'a str>,

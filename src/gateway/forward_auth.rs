@@ -2,16 +2,19 @@
 //! pass (nginx `auth_request`, Traefik ForwardAuth, Envoy's HTTP
 //! ext-authz), and Portcullis decides through the endpoint catalogue.
 //!
-//! The original request is read from the conventions gateways use: nginx's
+//! The original request is read from the one convention
+//! `--forward-auth-mode` names ([`ForwardAuthMode`]): nginx's
 //! `X-Original-Method`/`X-Original-URI` (names configurable), Traefik's
 //! `X-Forwarded-Method`/`X-Forwarded-Uri`/`X-Forwarded-Host`, or, as Envoy
 //! sends it, the request's own method and the path after `/forward-auth`.
+//! A missing source is a refusal, never a fallback to another convention.
 //! The credential is the original `Authorization: Bearer` user token (or a
-//! configured cookie). Answers: `200` with `X-Auth-User`, `X-Auth-Tenant`,
-//! `X-Auth-Groups` and `X-Auth-Reason` (and `X-Auth-Token`, a token minted
-//! for the one request, for services configured so); `401` with `WWW-Authenticate:
-//! Bearer` for a missing, bad, expired or revoked token; `403` with the
-//! reason; `503` when the database cannot be asked. Never a silent allow.
+//! configured cookie, for safe methods or same-site requests). Answers:
+//! `200` with `X-Auth-User`, `X-Auth-Tenant`, `X-Auth-Groups` and
+//! `X-Auth-Reason` (and `X-Auth-Token`, a token minted for the one request,
+//! for services configured so); `401` with `WWW-Authenticate: Bearer` for a
+//! missing, bad, expired or revoked token; `403` with the reason; `503` when
+//! the database cannot be asked. Never a silent allow.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 
-use super::decide::{Gatekeeper, OriginalRequest, Refusal};
+use super::decide::{ForwardAuthMode, Gatekeeper, GatewaySettings, OriginalRequest, Refusal};
 use crate::tokens::bearer;
 
 pub fn routes(gate: Arc<Gatekeeper>) -> axum::Router {
@@ -36,7 +39,7 @@ async fn decide_here(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    decide(&gate, &method, "/", &headers).await
+    decide(&gate, &method, "/", false, &headers).await
 }
 
 /// Envoy's HTTP ext-authz: the original path follows the prefix.
@@ -46,17 +49,64 @@ async fn decide_below(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    decide(&gate, &method, &format!("/{rest}"), &headers).await
+    decide(&gate, &method, &format!("/{rest}"), true, &headers).await
+}
+
+/// The original request as the configured gateway gives it: one source per
+/// mode, none borrowed from another convention.
+struct Asked<'a> {
+    method: &'a str,
+    uri: &'a str,
+    host: Option<&'a str>,
+}
+
+impl<'a> Asked<'a> {
+    /// `None` when the mode's source is missing, or when a path follows
+    /// `/forward-auth` outside Envoy mode (nginx and Traefik call the one
+    /// address they are configured with).
+    fn read(
+        settings: &GatewaySettings,
+        own_method: &'a Method,
+        own_path: &'a str,
+        below: bool,
+        headers: &'a HeaderMap,
+    ) -> Option<Self> {
+        match settings.mode {
+            ForwardAuthMode::Nginx if !below => Some(Self {
+                method: header(headers, &settings.method_header)?,
+                uri: header(headers, &settings.uri_header)?,
+                host: header(headers, "host"),
+            }),
+            ForwardAuthMode::Traefik if !below => Some(Self {
+                method: header(headers, "x-forwarded-method")?,
+                uri: header(headers, "x-forwarded-uri")?,
+                host: header(headers, "x-forwarded-host"),
+            }),
+            ForwardAuthMode::Envoy => Some(Self {
+                method: own_method.as_str(),
+                uri: own_path,
+                host: header(headers, "host"),
+            }),
+            ForwardAuthMode::Nginx | ForwardAuthMode::Traefik => None,
+        }
+    }
 }
 
 async fn decide(
     gate: &Gatekeeper,
     own_method: &Method,
     own_path: &str,
+    below: bool,
     headers: &HeaderMap,
 ) -> Response {
     let settings = &gate.settings;
     let request_id = header(headers, "x-request-id");
+    let Some(asked) = Asked::read(settings, own_method, own_path, below, headers) else {
+        return refused_as(
+            Refusal::Denied("original_request_not_given".into()),
+            request_id,
+        );
+    };
     // Every original header, so a catalogue entry may name its node in one.
     let original_headers: HashMap<String, String> = headers
         .iter()
@@ -65,18 +115,19 @@ async fn decide(
         })
         .collect();
     let token = match &settings.token_cookie {
-        Some(name) => cookie(headers, name),
+        Some(name) => {
+            if let Err(refusal) = cookie_request_is_same_site(&asked, headers) {
+                return refused_as(refusal, request_id);
+            }
+            cookie(headers, name)
+        }
         None => header(headers, "authorization").and_then(bearer),
     };
     let original = OriginalRequest {
-        method: header(headers, &settings.method_header)
-            .or_else(|| header(headers, "x-forwarded-method"))
-            .unwrap_or(own_method.as_str()),
-        uri: header(headers, &settings.uri_header)
-            .or_else(|| header(headers, "x-forwarded-uri"))
-            .unwrap_or(own_path),
-        service: header(headers, &settings.service_header),
-        host: header(headers, "x-forwarded-host").or_else(|| header(headers, "host")),
+        method: asked.method,
+        uri: asked.uri,
+        service: settings.service_named_by_header(header(headers, &settings.service_header)),
+        host: asked.host,
         token,
         headers: &original_headers,
         request_id,
@@ -109,16 +160,47 @@ async fn decide(
             }
             response
         }
-        Err(refusal) => {
-            if !matches!(refusal, Refusal::Unauthenticated(_)) {
-                tracing::info!(request_id, %reason, "forward-auth denied");
-            }
-            refused(refusal)
-        }
+        Err(refusal) => refused(refusal, request_id),
     }
 }
 
-fn refused(refusal: Refusal) -> Response {
+/// A refusal before the decision: counted and logged like one.
+fn refused_as(refusal: Refusal, request_id: Option<&str>) -> Response {
+    metrics::counter!("portcullis_forward_auth_decisions_total", "reason" => refusal.reason().to_owned())
+        .increment(1);
+    refused(refusal, request_id)
+}
+
+/// A cookie is sent by the browser whoever made the page, so a request
+/// that changes something (not GET, HEAD or OPTIONS) passes on a cookie
+/// only when the browser says it comes from the same site: `Sec-Fetch-Site`
+/// `same-origin` or `same-site`, or, from a browser without it, an `Origin`
+/// whose host is the original host.
+fn cookie_request_is_same_site(asked: &Asked<'_>, headers: &HeaderMap) -> Result<(), Refusal> {
+    if matches!(asked.method, "GET" | "HEAD" | "OPTIONS") {
+        return Ok(());
+    }
+    let same_site = match header(headers, "sec-fetch-site") {
+        Some(site) => matches!(site, "same-origin" | "same-site"),
+        None => header(headers, "origin")
+            .and_then(|origin| url::Url::parse(origin).ok())
+            .zip(asked.host)
+            .is_some_and(|(origin, host)| {
+                let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+                origin.host_str() == Some(host)
+            }),
+    };
+    if same_site {
+        Ok(())
+    } else {
+        Err(Refusal::Denied("cross_site_cookie_request".into()))
+    }
+}
+
+fn refused(refusal: Refusal, request_id: Option<&str>) -> Response {
+    if !matches!(refusal, Refusal::Unauthenticated(_)) {
+        tracing::info!(request_id, reason = refusal.reason(), "forward-auth denied");
+    }
     let json = |status: StatusCode, reason: &str| {
         (
             status,

@@ -12,7 +12,7 @@ pub mod forward_auth;
 
 use std::sync::Arc;
 
-pub use decide::{Allowed, Gatekeeper, GatewaySettings, OriginalRequest, Refusal};
+pub use decide::{Allowed, ForwardAuthMode, Gatekeeper, GatewaySettings, OriginalRequest, Refusal};
 
 /// Serves `/forward-auth` on `listener` until the task is aborted.
 pub async fn serve(

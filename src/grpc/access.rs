@@ -50,6 +50,8 @@ pub fn rule(path: &str) -> Access {
         | "Authentication/RefreshSession"
         | "Authentication/ResetPassword"
         | "Authentication/GetSigningKeys"
+        // The user's access token in the request is the credential.
+        | "Authentication/IssueSqlAssertion"
         | "ServiceCredentials/ExchangeServiceCredential"
         // The invite token is the credential.
         | "Administration/AcceptInvitation" => Access::Public,

@@ -282,6 +282,25 @@ impl Authentication for AuthenticationService {
         }))
     }
 
+    async fn issue_sql_assertion(
+        &self,
+        request: Request<pb::IssueSqlAssertionRequest>,
+    ) -> Result<Response<pb::IssueSqlAssertionResponse>, Status> {
+        let request_id = request_id(&request);
+        let token = request.into_inner().access_token;
+        token_field("access_token", &token)?;
+        let issued = self
+            .authn
+            .issue_sql_assertion(&token, request_id.as_deref(), Utc::now())
+            .await?;
+        Ok(Response::new(pb::IssueSqlAssertionResponse {
+            assertion: issued.assertion.expose_secret().to_owned(),
+            expires_at: Some(timestamp(issued.expires_at)),
+            tenant_id: issued.tenant_id.to_string(),
+            user_id: issued.user_id.to_string(),
+        }))
+    }
+
     async fn get_signing_keys(
         &self,
         _request: Request<pb::GetSigningKeysRequest>,

@@ -48,6 +48,10 @@ pub struct ExtAuthzSettings {
     pub callers: ExtAuthzCallers,
     /// Remove the user's `authorization` header before the upstream sees it.
     pub remove_authorization: bool,
+    /// Without the route's context extension, take the catalogue service
+    /// from the original request (a header, or the host mapping). Off: the
+    /// route's configuration alone names it.
+    pub service_from_request: bool,
 }
 
 /// The context extension (per-route in Envoy's configuration) naming the
@@ -140,10 +144,16 @@ impl Authorization for ExtAuthzService {
             .map(|(name, value)| (name.to_ascii_lowercase(), value))
             .collect();
         let settings = &self.gate.settings;
+        let from_request = self.settings.service_from_request;
         let service = attributes
             .and_then(|a| a.context_extensions.get(SERVICE_EXTENSION))
-            .or_else(|| headers.get(&settings.service_header))
-            .map(String::as_str);
+            .map(String::as_str)
+            .or_else(|| {
+                let named = headers.get(&settings.service_header).map(String::as_str);
+                from_request
+                    .then(|| settings.service_named_by_header(named))
+                    .flatten()
+            });
         let request_id = headers
             .get("x-request-id")
             .map(String::as_str)
@@ -152,7 +162,7 @@ impl Authorization for ExtAuthzService {
             method: &http.method,
             uri: &http.path,
             service,
-            host: Some(http.host.as_str()).filter(|h| !h.is_empty()),
+            host: Some(http.host.as_str()).filter(|h| from_request && !h.is_empty()),
             token: headers.get("authorization").and_then(|v| bearer(v)),
             headers: &headers,
             request_id,

@@ -43,6 +43,17 @@ impl AdminConnection {
         Ok(Self { conn })
     }
 
+    /// The same administrator, connected to `database` on the same server.
+    pub async fn connect_in(admin_url: &Url, database: &str) -> Result<Self, AdminError> {
+        let url = derive_url(
+            admin_url,
+            admin_url.username(),
+            admin_url.password(),
+            database,
+        )?;
+        Self::connect(&url).await
+    }
+
     pub(crate) fn into_inner(self) -> AsyncPgConnection {
         self.conn
     }

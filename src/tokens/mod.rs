@@ -2,6 +2,7 @@
 //! refused once their session is revoked.
 
 mod claims;
+mod issuer;
 pub mod keys;
 mod principal;
 pub mod revocation;
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use claims::{Claims, TokenType};
+pub use issuer::{keep_recording_issuer, record_issuer};
 pub use keys::KeyRing;
 pub use principal::{Principal, ServicePrincipal, UserPrincipal};
 pub use revocation::RevocationList;
@@ -190,6 +192,11 @@ impl Tokens {
             revocations,
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_ENTRIES),
         }
+    }
+
+    /// The `iss` this service signs with.
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
     }
 
     pub fn keys(&self) -> &KeyRing {

@@ -10,7 +10,9 @@ use crate::support::TestDb;
 use crate::support::certs::{TestCa, write};
 use crate::support::org::Org;
 use crate::support::ports::unused_port;
-use crate::support::server::{TestServer, service_token, test_settings, test_tokens};
+use crate::support::server::{
+    TestServer, refused_at_start, service_token, test_settings, test_tokens,
+};
 
 struct Setup {
     _test: TestDb,
@@ -26,6 +28,7 @@ async fn setup() -> Setup {
     let port = unused_port();
     let mut settings = test_settings();
     settings.authzen_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    settings.authzen_base_url = Some(format!("http://127.0.0.1:{port}"));
     let server = TestServer::start_with(db, test_tokens(), settings).await;
     Setup {
         _test: test,
@@ -275,15 +278,55 @@ async fn action_search_lists_the_capabilities_held_at_the_node() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn discovery_names_every_endpoint() {
+async fn a_batch_of_a_thousand_subjects_is_decided_in_one_statement() {
+    let s = setup().await;
+    let mut evaluations = vec![json!({ "subject": s.user(s.org.u) })];
+    evaluations.extend((1..1000).map(|_| json!({ "subject": s.user(Uuid::new_v4()) })));
+    let body = json!({
+        "resource": s.node(s.org.a1),
+        "action": { "name": "cap.x" },
+        "evaluations": evaluations,
+    });
+    // Round trips of this whole process: a statement per subject would
+    // be a thousand; other tests running beside this one add a few.
+    let before = portcullis::db::round_trips::total();
+    let (status, answer) = s.post("/access/v1/evaluations", &body).await;
+    let round_trips = portcullis::db::round_trips::total() - before;
+    assert_eq!(status, 200, "{answer}");
+    let decided = decisions(&answer);
+    assert_eq!(decided.len(), 1000);
+    assert!(decided[0] && decided[1..].iter().all(|d| !d));
+    assert_eq!(
+        answer["evaluations"][1]["context"]["reason"],
+        "unknown_user"
+    );
+    assert!(round_trips < 500, "{round_trips} round trips");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_refuses_an_authzen_listener_without_a_base_url() {
+    let test = TestDb::new().await;
+    let mut settings = test_settings();
+    settings.authzen_listen = Some(format!("127.0.0.1:{}", unused_port()).parse().unwrap());
+    settings.authzen_base_url = None;
+    let error = refused_at_start(test.db(), settings).await;
+    assert!(error.contains("--authzen-base-url"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_names_every_endpoint_under_the_configured_url_whatever_host_is_asked() {
     let s = setup().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = reqwest::get(format!("{}/.well-known/authzen-configuration", s.base))
+    let text = reqwest::Client::new()
+        .get(format!("{}/.well-known/authzen-configuration", s.base))
+        .header("host", "evil.example.test")
+        .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    assert!(!text.contains("evil"), "{text}");
     let answer: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(answer["policy_decision_point"], s.base);
     for (key, path) in [
@@ -404,6 +447,7 @@ async fn with_tls_the_api_is_served_over_https_with_the_grpc_certificate() {
     let mut settings = test_settings();
     settings.tls = Some(tls);
     settings.authzen_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    settings.authzen_base_url = Some(format!("https://localhost:{port}"));
     let _server = TestServer::start_with(test.db(), test_tokens(), settings).await;
     let trusting = portcullis::tls::http_client()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())

@@ -467,6 +467,32 @@ async fn a_change_made_beside_the_server_is_effective_on_its_next_call() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_catalogue_whose_number_went_back_and_climbed_again_is_not_trusted() {
+    let s = setup().await;
+    let a = &s.a;
+    let (entry, path) = s.ledger_entry(a).await;
+    // The server holds the catalogue, labelled with today's number.
+    assert!(s.check_endpoint(a, "GET", &path, &[], &[]).await.allowed);
+    let mut owner = owner_with_global_admin(&s).await;
+    // The entry is deleted (the number climbs by one), then the number is
+    // set back by hand, as a restore or a manual fix leaves it: the same
+    // number as the server's copy, other entries.
+    diesel::sql_query(format!(
+        "DELETE FROM auth.endpoint_policy WHERE endpoint_id = '{}'",
+        entry.endpoint_id
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    diesel::sql_query("UPDATE auth.endpoint_catalogue_version SET version_no = version_no - 1")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let gone = s.check_endpoint(a, "GET", &path, &[], &[]).await;
+    assert_eq!(reason(&gone), DecisionReason::NoMatchingEndpoint);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_catalogue_is_listed_by_service_and_the_primers_query_reads_it() {
     let s = setup().await;
     let cap = capability_of(&s.a);

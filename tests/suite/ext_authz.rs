@@ -65,6 +65,21 @@ fn envoy_check(path: &str, user_token: Option<&str>) -> CheckRequest {
     }
 }
 
+/// The original request's headers in a `CheckRequest`.
+fn original_headers(request: &mut CheckRequest) -> &mut HashMap<String, String> {
+    &mut request
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap()
+        .headers
+}
+
 impl Setup {
     /// A token of a service, as the sidecar's `initial_metadata` carries it.
     fn sidecar_token(&self, permissions: &[&str]) -> String {
@@ -246,7 +261,8 @@ async fn a_check_without_the_original_request_names_the_missing_field() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_service_may_come_from_the_host_and_the_authorization_header_may_be_removed() {
+async fn the_service_may_come_from_the_host_when_opted_in_and_the_authorization_header_may_be_removed()
+ {
     let test = TestDb::new().await;
     let s = setup_configured(None, test, |_| {}).await;
     let mut settings = test_settings();
@@ -257,6 +273,7 @@ async fn the_service_may_come_from_the_host_and_the_authorization_header_may_be_
     settings.ext_authz = ExtAuthzSettings {
         callers: ExtAuthzCallers::Token,
         remove_authorization: true,
+        service_from_request: true,
     };
     let server = TestServer::start_app(test_app(
         s.server_db(),
@@ -282,6 +299,29 @@ async fn the_service_may_come_from_the_host_and_the_authorization_header_may_be_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn without_the_opt_in_only_the_routes_context_extension_names_the_service() {
+    let s = setup_configured(None, TestDb::new().await, |gateway| {
+        gateway
+            .services_by_host
+            .insert("payments.example.test".into(), "payment_flow".into());
+    })
+    .await;
+    // The client names the service in a header, and the host maps to it:
+    // neither is the route's configuration.
+    let mut request = envoy_check(&ledger(s.a.child), Some(&s.token(&s.a)));
+    request
+        .attributes
+        .as_mut()
+        .unwrap()
+        .context_extensions
+        .clear();
+    original_headers(&mut request).insert("x-auth-service".into(), "payment_flow".into());
+    let answer = s.check_as_sidecar(request).await;
+    denied_response(&answer);
+    assert_eq!(reason_in_metadata(&answer), "no_service");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn without_a_catalogue_entry_the_configured_headers_name_the_capability_and_node() {
     let s = setup_configured(None, TestDb::new().await, |gateway| {
         gateway.capability_header = Some("x-portcullis-capability".into());
@@ -291,17 +331,7 @@ async fn without_a_catalogue_entry_the_configured_headers_name_the_capability_an
     let capability = format!("test.cap_{}", &s.a.tenant.simple().to_string()[..12]);
     let named = |node: Uuid, capability: &str| {
         let mut request = envoy_check("/reports/monthly", Some(&s.token(&s.a)));
-        let headers = &mut request
-            .attributes
-            .as_mut()
-            .unwrap()
-            .request
-            .as_mut()
-            .unwrap()
-            .http
-            .as_mut()
-            .unwrap()
-            .headers;
+        let headers = original_headers(&mut request);
         headers.insert("x-portcullis-capability".into(), capability.to_owned());
         headers.insert("x-portcullis-node".into(), node.to_string());
         request
@@ -343,7 +373,7 @@ async fn with_mtls_callers_a_client_certificate_is_the_sidecars_credential() {
         tls: Some(tls),
         ext_authz: ExtAuthzSettings {
             callers: ExtAuthzCallers::Mtls,
-            remove_authorization: false,
+            ..ExtAuthzSettings::default()
         },
         ..test_settings()
     };

@@ -28,7 +28,7 @@ use crate::support::fixtures::{TenantWorld, execute, populate};
 use crate::support::server::{TestServer, test_app, test_settings, test_tokens};
 use crate::support::{TestDb, audit_rows};
 
-const GOOGLE: &str = "https://accounts.google.test";
+const GOOGLE: &str = "https://accounts.google.com";
 const OTHER_ISSUER: &str = "https://login.example.test/realms/staff";
 const CLIENT_ID: &str = "portcullis-web.apps.example.test";
 
@@ -110,6 +110,8 @@ fn claims(sub: &str, email: &str, now: DateTime<Utc>) -> Value {
         "iss": GOOGLE, "aud": CLIENT_ID, "sub": sub,
         "email": email, "email_verified": true,
         "iat": now.timestamp() - 5, "exp": now.timestamp() + 600,
+        // As providers do: two tokens issued in one second differ.
+        "jti": Uuid::new_v4().to_string(),
     })
 }
 
@@ -168,15 +170,24 @@ async fn tokens_signed_with_rs256_es256_and_eddsa_verify() {
         let (federation, _dir) = google(&key);
         let token = key.sign(&claims("1100042", "Ada@Example.Test", now));
         let identity = federation.verify(&token, None, now).await.unwrap();
+        let FederatedIdentity {
+            provider,
+            issuer,
+            subject_key,
+            email,
+            email_verified,
+            token_sha256: _,
+            usable_until: _,
+        } = identity;
         assert_eq!(
-            identity,
-            FederatedIdentity {
-                provider: ProviderKind::Google,
-                issuer: GOOGLE.into(),
-                subject_key: "1100042".into(),
-                email: Some("Ada@Example.Test".into()),
-                email_verified: true,
-            },
+            (provider, issuer, subject_key, email, email_verified),
+            (
+                ProviderKind::Google,
+                GOOGLE.into(),
+                "1100042".into(),
+                Some("Ada@Example.Test".into()),
+                true,
+            ),
             "{:?}",
             key.alg
         );
@@ -185,6 +196,25 @@ async fn tokens_signed_with_rs256_es256_and_eddsa_verify() {
 
 async fn refused(federation: &Federation, token: &str, now: DateTime<Utc>) -> IdTokenError {
     federation.verify(token, None, now).await.unwrap_err()
+}
+
+#[test]
+fn provider_kind_google_is_refused_for_any_issuer_but_googles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    std::fs::write(&path, jwks(&[&ProviderKey::ed25519("k")]).to_string()).unwrap();
+    for issuer in [OTHER_ISSUER, "https://accounts.google.com.evil.test"] {
+        let mut impostor = config(issuer, ProviderKind::Google, &[Algorithm::EdDSA]);
+        impostor.jwks_file = Some(path.clone());
+        let refused = Federation::new(vec![impostor]).err();
+        assert!(
+            refused.is_some_and(|e| e.to_string().contains("only for Google's issuer")),
+            "{issuer}"
+        );
+    }
+    let mut genuine = config(GOOGLE, ProviderKind::Google, &[Algorithm::EdDSA]);
+    genuine.jwks_file = Some(path);
+    assert!(Federation::new(vec![genuine]).is_ok());
 }
 
 #[tokio::test]
@@ -683,6 +713,28 @@ async fn refused_login(s: &Setup, token: String, message: &str, reason: &str) {
         0,
         "nothing is linked"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_token_opens_one_session_and_is_refused_when_presented_again() {
+    let s = setup().await;
+    s.allow_linking(s.world.tenant, true).await;
+    let token = s.token("sub-1", &s.email);
+    s.login(s.world.tenant, token.clone()).await.unwrap();
+    let replayed = s.login(s.world.tenant, token.clone()).await.unwrap_err();
+    assert_eq!(replayed.code(), Code::Unauthenticated);
+    let failures = audit_rows(&s.test, "auth.login_failed").await;
+    assert!(
+        failures
+            .last()
+            .is_some_and(|f| f.payload.contains(r#""reason": "replayed""#)),
+        "{failures:?}"
+    );
+    assert_eq!(audit_rows(&s.test, "auth.login_succeeded").await.len(), 1);
+    // A fresh token from the provider still logs in.
+    s.login(s.world.tenant, s.token("sub-1", &s.email))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use portcullis::db::{Db, RlsContext};
-use portcullis::gateway::GatewaySettings;
+use portcullis::gateway::{ForwardAuthMode, GatewaySettings};
 use portcullis::tokens::{NewToken, TokenType};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use crate::support::TestDb;
 use crate::support::fixtures::{TenantWorld, execute, populate};
 use crate::support::ports::unused_port;
 use crate::support::server::{
-    TestServer, service_token, test_app, test_settings, test_tokens, user_token,
+    TestServer, refused_at_start, service_token, test_app, test_settings, test_tokens, user_token,
 };
 
 pub(crate) struct Setup {
@@ -34,9 +34,10 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// The catalogue entry every test asks about: payment_flow's ledger
-/// entries need tenant A's test capability at the node the path names.
-async fn catalogue(db: &Db, a: &TenantWorld) {
+/// A catalogue entry: `method` on payment_flow's ledger entries needs
+/// tenant A's test capability at the node the path names. Every test asks
+/// about `GET`.
+async fn catalogue(db: &Db, a: &TenantWorld, method: &str) {
     let capability = format!("test.cap_{}", &a.tenant.simple().to_string()[..12]);
     execute(
         db,
@@ -44,7 +45,7 @@ async fn catalogue(db: &Db, a: &TenantWorld) {
         &format!(
             "INSERT INTO auth.endpoint_policy (service_key, method_code, route_pattern, capability, \
              node_source_code, node_source_name) VALUES \
-             ('payment_flow', 'GET', '/ledgers/{{node_id}}/entries', '{capability}', 'path', 'node_id')"
+             ('payment_flow', '{method}', '/ledgers/{{node_id}}/entries', '{capability}', 'path', 'node_id')"
         ),
     )
     .await
@@ -62,15 +63,11 @@ pub(crate) async fn setup_configured(
 ) -> Setup {
     let db = test.db();
     let (a, b) = (populate(&db).await, populate(&db).await);
-    catalogue(&db, &a).await;
+    catalogue(&db, &a, "GET").await;
     let port = unused_port();
     let mut settings = test_settings();
     configure(&mut settings.gateway);
     settings.http_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
-    settings
-        .gateway
-        .services_by_host
-        .insert("payments.example.test".into(), "payment_flow".into());
     let app = test_app(
         db_for_server.unwrap_or(db),
         test_tokens(),
@@ -267,46 +264,250 @@ async fn a_missing_bad_or_service_token_is_401_with_the_bearer_challenge() {
     }
 }
 
+/// The host the catalogue maps to payment_flow in the tests that map one.
+const PAYMENTS_HOST: &str = "payments.example.test";
+
+fn mapping_payments_host(gateway: &mut GatewaySettings) {
+    gateway
+        .services_by_host
+        .insert(PAYMENTS_HOST.into(), "payment_flow".into());
+}
+
+async fn in_mode(mode: ForwardAuthMode) -> Setup {
+    setup_configured(None, TestDb::new().await, |gateway| {
+        gateway.mode = mode;
+        if mode == ForwardAuthMode::Traefik {
+            mapping_payments_host(gateway);
+        }
+    })
+    .await
+}
+
+impl Setup {
+    /// `method path` as the mode's gateway sends it, with the other
+    /// conventions' headers naming `decoy_method path` (a client's own
+    /// headers, which Traefik copies and nginx passes on).
+    async fn ask_in_mode(
+        &self,
+        mode: ForwardAuthMode,
+        method: &str,
+        path: &str,
+        decoy_method: &str,
+    ) -> reqwest::Response {
+        let token = format!("Bearer {}", self.token(&self.a));
+        let nginx = [("x-original-method", method), ("x-original-uri", path)];
+        let traefik = [
+            ("x-forwarded-method", method),
+            ("x-forwarded-uri", path),
+            ("x-forwarded-host", PAYMENTS_HOST),
+        ];
+        let decoys = |headers: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+            headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = if name.ends_with("method") {
+                        decoy_method
+                    } else {
+                        value
+                    };
+                    (*name, value.to_owned())
+                })
+                .collect()
+        };
+        let (request_method, url, own, other) = match mode {
+            ForwardAuthMode::Nginx => (
+                decoy_method,
+                format!("http://{}/forward-auth", self.http),
+                nginx
+                    .iter()
+                    .map(|(n, v)| (*n, (*v).to_owned()))
+                    .collect::<Vec<_>>(),
+                decoys(&traefik),
+            ),
+            ForwardAuthMode::Traefik => (
+                decoy_method,
+                format!("http://{}/forward-auth", self.http),
+                traefik.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+                decoys(&nginx),
+            ),
+            ForwardAuthMode::Envoy => (
+                method,
+                format!("http://{}/forward-auth{path}", self.http),
+                Vec::new(),
+                [decoys(&nginx), decoys(&traefik)].concat(),
+            ),
+        };
+        let mut request = client()
+            .request(request_method.parse().unwrap(), url)
+            .header("authorization", token);
+        if mode != ForwardAuthMode::Traefik {
+            request = request.header("x-auth-service", "payment_flow");
+        }
+        for (name, value) in own.into_iter().chain(other) {
+            request = request.header(name, value);
+        }
+        request.send().await.unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn traefik_and_envoy_conventions_name_the_original_request_too() {
-    let s = setup().await;
-    let token = s.token(&s.a);
-    // Traefik: X-Forwarded-*, the service by host.
-    let traefik = client()
-        .get(format!("http://{}/forward-auth", s.http))
-        .header("x-forwarded-method", "GET")
-        .header("x-forwarded-uri", ledger(s.a.root))
-        .header("x-forwarded-host", "payments.example.test")
-        .header("authorization", format!("Bearer {token}"))
+async fn each_forward_auth_mode_decides_on_its_own_conventions_request_whatever_else_is_sent() {
+    for mode in [
+        ForwardAuthMode::Nginx,
+        ForwardAuthMode::Traefik,
+        ForwardAuthMode::Envoy,
+    ] {
+        let s = in_mode(mode).await;
+        let path = format!("/ledgers/{}/entries", s.a.child);
+        // The real request is a DELETE, which no entry allows; the other
+        // conventions' headers claim a GET, which would be allowed.
+        let substituted = s.ask_in_mode(mode, "DELETE", &path, "GET").await;
+        assert_eq!(substituted.status(), 403, "{mode:?}");
+        assert!(header(&substituted, "x-auth-user").is_empty(), "{mode:?}");
+        // The real GET passes whatever DELETE the others claim.
+        let real = s.ask_in_mode(mode, "GET", &path, "DELETE").await;
+        assert_eq!(real.status(), 200, "{mode:?}");
+        assert_eq!(header(&real, "x-auth-user"), s.a.user.to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mode_whose_own_convention_is_missing_refuses_rather_than_reading_another() {
+    let token = |s: &Setup| format!("Bearer {}", s.token(&s.a));
+    let traefik = in_mode(ForwardAuthMode::Traefik).await;
+    let answer = client()
+        .get(format!("http://{}/forward-auth", traefik.http))
+        .header("x-original-method", "GET")
+        .header("x-original-uri", ledger(traefik.a.child))
+        .header("x-forwarded-host", PAYMENTS_HOST)
+        .header("authorization", token(&traefik))
         .send()
         .await
         .unwrap();
-    assert_eq!(traefik.status(), 200);
-    // Envoy's HTTP ext-authz: the original method and path as its own.
-    let envoy = client()
+    assert_eq!(answer.status(), 403);
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("original_request_not_given")
+    );
+    // nginx calls the one address it is configured with: a path after
+    // /forward-auth is Envoy's form, not nginx's.
+    let nginx = in_mode(ForwardAuthMode::Nginx).await;
+    let answer = client()
         .get(format!(
             "http://{}/forward-auth{}",
-            s.http,
-            ledger(s.a.root)
+            nginx.http,
+            ledger(nginx.a.child)
         ))
         .header("x-auth-service", "payment_flow")
-        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", token(&nginx))
         .send()
         .await
         .unwrap();
-    assert_eq!(envoy.status(), 200);
-    let wrong_method = client()
-        .post(format!(
-            "http://{}/forward-auth{}",
-            s.http,
-            ledger(s.a.root)
-        ))
+    assert_eq!(answer.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capability_and_node_headers_cannot_be_configured_with_traefik() {
+    let test = TestDb::new().await;
+    let mut settings = test_settings();
+    settings.gateway.mode = ForwardAuthMode::Traefik;
+    settings.gateway.capability_header = Some("x-portcullis-capability".into());
+    settings.gateway.node_header = Some("x-portcullis-node".into());
+    let error = refused_at_start(test.db(), settings).await;
+    assert!(error.contains("traefik"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_host_mapping_no_request_header_names_the_service() {
+    let s = setup_configured(None, TestDb::new().await, |gateway| {
+        mapping_payments_host(gateway);
+        gateway
+            .upstream_token_services
+            .extend(["payment_flow".to_owned(), "ledger_admin".to_owned()]);
+    })
+    .await;
+    let ask = |host: &str, named: &str| {
+        client()
+            .get(format!("http://{}/forward-auth", s.http))
+            .header("host", host)
+            .header("x-original-method", "GET")
+            .header("x-original-uri", ledger(s.a.child))
+            .header("x-auth-service", named)
+            .header("authorization", format!("Bearer {}", s.token(&s.a)))
+            .send()
+    };
+    // The mapped host decides, whatever the client names.
+    let mapped = ask(PAYMENTS_HOST, "ledger_admin").await.unwrap();
+    assert_eq!(mapped.status(), 200);
+    let minted = payload(&header(&mapped, "x-auth-token"));
+    assert_eq!(minted["aud"], "payment_flow");
+    // An unmapped host is no service, even when the header names one.
+    let unmapped = ask("elsewhere.example.test", "payment_flow").await.unwrap();
+    assert_eq!(unmapped.status(), 403);
+    assert!(unmapped.text().await.unwrap().contains("no_service"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cookie_alone_passes_no_cross_site_request_that_changes_something() {
+    let s = setup_configured(None, TestDb::new().await, |gateway| {
+        gateway.token_cookie = Some("portcullis_token".into());
+    })
+    .await;
+    catalogue(&s.server_db(), &s.a, "POST").await;
+    let post = |site: Option<&str>, origin: Option<&str>| {
+        let mut request = client()
+            .get(format!("http://{}/forward-auth", s.http))
+            .header("host", PAYMENTS_HOST)
+            .header("x-original-method", "POST")
+            .header("x-original-uri", ledger(s.a.child))
+            .header("x-auth-service", "payment_flow")
+            .header("cookie", format!("portcullis_token={}", s.token(&s.a)));
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    for (site, origin) in [
+        (Some("cross-site"), None),
+        (Some("none"), None),
+        (None, Some("https://evil.example.test")),
+        (None, None),
+    ] {
+        let refused = post(site, origin).await.unwrap();
+        assert_eq!(refused.status(), 403, "{site:?} {origin:?}");
+        assert!(
+            refused
+                .text()
+                .await
+                .unwrap()
+                .contains("cross_site_cookie_request")
+        );
+    }
+    for (site, origin) in [
+        (Some("same-origin"), None),
+        (Some("same-site"), None),
+        (None, Some("https://payments.example.test")),
+    ] {
+        let passed = post(site, origin).await.unwrap();
+        assert_eq!(passed.status(), 200, "{site:?} {origin:?}");
+    }
+    // A safe method passes on the cookie alone.
+    let read = client()
+        .get(format!("http://{}/forward-auth", s.http))
+        .header("x-original-method", "GET")
+        .header("x-original-uri", ledger(s.a.child))
         .header("x-auth-service", "payment_flow")
-        .header("authorization", format!("Bearer {token}"))
+        .header("cookie", format!("portcullis_token={}", s.token(&s.a)))
         .send()
         .await
         .unwrap();
-    assert_eq!(wrong_method.status(), 403);
+    assert_eq!(read.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

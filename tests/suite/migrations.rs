@@ -22,7 +22,8 @@ async fn migrations_apply_to_an_empty_database_and_a_second_run_changes_nothing(
     assert_eq!(schema_fingerprint(&test).await, schema_after_first);
 }
 
-/// Tables, columns, policies and grants of the two schemas, as text.
+/// Tables, columns (with their defaults), policies, grants, functions and
+/// indexes of the two schemas, as text.
 async fn schema_fingerprint(test: &TestDb) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
     struct Line {
@@ -33,7 +34,7 @@ async fn schema_fingerprint(test: &TestDb) -> Vec<String> {
         .await
         .unwrap();
     let lines: Vec<Line> = diesel::sql_query(
-        "SELECT format('column %s.%s.%s %s %s', table_schema, table_name, column_name, data_type, is_nullable) AS line
+        "SELECT format('column %s.%s.%s %s %s %s', table_schema, table_name, column_name, data_type, is_nullable, column_default) AS line
            FROM information_schema.columns WHERE table_schema IN ('auth', 'audit')
          UNION ALL
          SELECT format('policy %s.%s.%s %s %s %s', schemaname, tablename, policyname, cmd, qual, with_check)

@@ -574,6 +574,107 @@ async fn a_connections_file_refers_to_passwords_unless_told_to_hold_them() {
     );
 }
 
+#[test]
+fn a_connections_file_carries_over_only_host_port_and_tls_parameters() {
+    let names = Names::new(
+        "portcullis-qua",
+        "auth_migration_qua_user",
+        "auth_app_qua_user",
+    )
+    .unwrap();
+    let admin = Url::parse(
+        "postgres://postgres@db.example.test:6432/postgres\
+         ?sslmode=verify-full&sslrootcert=/etc/ca.pem&options=-c%20role%3Dpostgres&application_name=ops",
+    )
+    .unwrap();
+    let file = connection_file(&admin, &names, PasswordsIn::References);
+    assert_eq!(
+        file.app.url,
+        "postgres://auth_app_qua_user:${AUTH_APP_QUA_PASSWORD}@db.example.test:6432/portcullis-qua\
+         ?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem"
+    );
+    for credential in ["password=secret", "sslpassword=secret"] {
+        let carrying = Url::parse(&format!(
+            "postgres://postgres@db.example.test/postgres?sslmode=require&{credential}"
+        ))
+        .unwrap();
+        let auth = ServiceName::parse("auth").unwrap();
+        let refused = ConnectionFile::new(
+            &carrying,
+            Environment::Qua,
+            &auth,
+            &SCHEMAS,
+            &names,
+            &strong(),
+            PasswordsIn::References,
+        )
+        .unwrap_err();
+        assert!(refused.to_string().contains("in its query"), "{refused}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tst_refuses_to_drop_a_database_it_was_not_named_for() {
+    let victim = unique_database_name();
+    let mut admin = AdminConnection::connect(&admin_url().await).await.unwrap();
+    provision::create_database(&mut admin, &victim, None)
+        .await
+        .unwrap();
+    let scratch_names = Names::new(&victim, "unused_migration", "unused_app").unwrap();
+    let _cleanup = Scratch {
+        names: scratch_names,
+        services: Vec::new(),
+    };
+    let out = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .args(["db"])
+            .args(args)
+            .args(["--env", "tst", "--yes", "--output-dir"])
+            .arg(out.path())
+            .env_remove("PORTCULLIS_DATABASE_NAME")
+            .env("PORTCULLIS_ADMIN_URL", "unused")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null());
+        command.output().unwrap()
+    };
+    let admin = admin_url().await.to_string();
+    let admin_env = [("PORTCULLIS_ADMIN_URL", admin.as_str())];
+    for (args, env) in [
+        (vec!["provision", "--database", &victim], admin_env.to_vec()),
+        (
+            vec!["provision"],
+            vec![admin_env[0], ("PORTCULLIS_DATABASE_NAME", victim.as_str())],
+        ),
+        (
+            vec!["provision-service", "ledger", "--database", &victim],
+            admin_env.to_vec(),
+        ),
+        // Named again, but the variable a prd shell holds is still set.
+        (
+            vec![
+                "provision",
+                "--database",
+                &victim,
+                "--tst-database",
+                &victim,
+            ],
+            vec![admin_env[0], ("PORTCULLIS_DATABASE_NAME", victim.as_str())],
+        ),
+    ] {
+        let output = run(&args, &env);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} ran: {said}");
+        assert!(said.contains("nothing changed"), "{args:?}: {said}");
+        assert!(database_exists(&victim).await, "{args:?} dropped it");
+    }
+    assert!(
+        !out.path().join("tst").exists(),
+        "a refused run wrote no connections file"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_reference_is_read_from_the_environment_when_the_file_is_used() {
     let admin = Url::parse("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
@@ -781,6 +882,16 @@ async fn the_doctor_catches_each_misconfiguration_and_passes_once_it_is_fixed() 
             "has the defaults its checks are planned and timed by",
             format!("ALTER ROLE {app} RESET plan_cache_mode"),
             format!("ALTER ROLE {app} SET plan_cache_mode = 'force_generic_plan'"),
+        ),
+        (
+            "has the defaults its checks are planned and timed by",
+            format!("ALTER ROLE {app} RESET search_path"),
+            format!("ALTER ROLE {app} SET search_path = pg_catalog, pg_temp"),
+        ),
+        (
+            "search path (pg_catalog, pg_temp)",
+            format!("GRANT CREATE ON SCHEMA pg_catalog TO {migration}"),
+            format!("REVOKE CREATE ON SCHEMA pg_catalog FROM {migration}"),
         ),
         (
             "owns the schemas auth and audit",

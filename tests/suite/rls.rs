@@ -78,6 +78,7 @@ const FENCED_TABLES: &[(&str, &str, FencedBy, Option<&str>)] = &[
     ("auth.idempotency_keys", "tenant_id", FencedBy::Tenant, None),
     ("auth.login_throttles", "tenant_id", FencedBy::Tenant, None),
     ("auth.otp_outbox", "tenant_id", FencedBy::Tenant, Some("id")),
+    ("auth.id_token_uses", "tenant_id", FencedBy::Tenant, None),
     ("auth.services", "svc_id", FencedBy::Service, Some("svc_id")),
     (
         "auth.service_secrets",
@@ -133,6 +134,15 @@ const ANONYMOUS_TABLES: &[&str] = &["auth.anonymous_throttles"];
 /// alone; the application role holds no privilege on it at all.
 const MIGRATION_TRACKING_TABLES: &[&str] = &["auth.schema_migrations"];
 
+/// What the SQL decision functions (run as the owner) trust: the roles'
+/// bindings, the issuers a server recorded, the assertion keys. The
+/// application role reaches the last two for one purpose each.
+const DECISION_TRUST_TABLES: &[&str] = &[
+    "auth.decision_roles",
+    "auth.token_issuers",
+    "auth.sql_assertion_keys",
+];
+
 fn owner_value(world: &TenantWorld, fence: FencedBy) -> Uuid {
     match fence {
         FencedBy::Tenant => world.tenant,
@@ -175,6 +185,7 @@ async fn the_test_covers_every_table_of_auth_and_audit() {
             + GLOBAL_ADMIN_LOGS.len()
             + ANONYMOUS_TABLES.len()
             + MIGRATION_TRACKING_TABLES.len()
+            + DECISION_TRUST_TABLES.len()
     );
 }
 
@@ -201,6 +212,7 @@ async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
             + GLOBAL_ADMIN_LOGS.len()
             + ANONYMOUS_TABLES.len()
             + MIGRATION_TRACKING_TABLES.len()
+            + DECISION_TRUST_TABLES.len()
     );
     assert_eq!(unforced, 0);
 }
@@ -258,7 +270,7 @@ async fn the_decision_functions_read_policies_admit_the_schema_owner_alone() {
         )
         .await
         .unwrap(),
-        8
+        11
     );
 }
 
@@ -279,6 +291,52 @@ async fn the_application_role_cannot_touch_the_migration_tracking_table() {
         .unwrap();
         assert_eq!(privileged, 0, "{table}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_decision_trust_tables_open_to_the_application_role_for_one_purpose_each() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let anyone = RlsContext::operator();
+    // The bindings: no privilege at all.
+    let bindings = count(&db, &anyone, "auth.decision_roles").await;
+    assert!(
+        bindings.is_err_and(|e| e.to_string().contains("permission denied")),
+        "the application role read the bindings"
+    );
+    // The issuers: recorded under their purpose, never read.
+    let record =
+        "INSERT INTO auth.token_issuers (issuer_text) VALUES ('https://issuer.example.test')";
+    assert!(refused(&execute(&db, &anyone, record).await));
+    execute(&db, &RlsContext::purpose("token_issuer"), record)
+        .await
+        .unwrap();
+    assert!(
+        count(
+            &db,
+            &RlsContext::purpose("token_issuer"),
+            "auth.token_issuers"
+        )
+        .await
+        .is_err()
+    );
+    // The assertion keys: read to sign, under their purpose alone.
+    assert_eq!(
+        count(&db, &anyone, "auth.sql_assertion_keys")
+            .await
+            .unwrap(),
+        0
+    );
+    let signing = RlsContext::purpose("sql_assertion");
+    assert_eq!(
+        count(&db, &signing, "auth.sql_assertion_keys")
+            .await
+            .unwrap(),
+        1
+    );
+    let planted = "INSERT INTO auth.sql_assertion_keys (key_id, secret_key) \
+                   VALUES ('k9', decode(repeat('00', 32), 'hex'))";
+    assert!(refused(&execute(&db, &signing, planted).await));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -259,3 +259,88 @@ async fn the_seeds_codes_are_checked_to_its_values() {
         assert_eq!(allowed, expected, "{table}.{column}: {checks:?}");
     }
 }
+
+/// Columns Portcullis added to the seed's tables that an `INSERT` written
+/// against the seed's columns must still give: the README's Schema section
+/// names them as required. Every other addition has a default or is
+/// nullable.
+const REQUIRED_BEYOND_THE_SEED: &[&str] = &["roles role_key", "tenants tenant_slug"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_added_to_a_seed_table_has_a_default_or_is_documented_as_required() {
+    let test = TestDb::new().await;
+    let mut conn = AsyncPgConnection::establish(test.migration_url.as_str())
+        .await
+        .unwrap();
+    let seed: Vec<(&str, &str)> = SEED
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let mut parts = line.split(' ');
+            (parts.next().unwrap(), parts.next().unwrap())
+        })
+        .collect();
+    let demanding: Vec<String> = diesel::sql_query(
+        "SELECT table_name || ' ' || column_name AS found FROM information_schema.columns \
+          WHERE table_schema = 'auth' AND is_nullable = 'NO' AND column_default IS NULL \
+          ORDER BY 1",
+    )
+    .load::<Column>(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|c| c.found)
+    .filter(|found| {
+        let (table, column) = found.split_once(' ').unwrap();
+        seed.iter().any(|(t, _)| *t == table) && !seed.contains(&(table, column))
+    })
+    .collect();
+    assert_eq!(demanding, REQUIRED_BEYOND_THE_SEED);
+    let readme = include_str!("../../README.md");
+    for required in REQUIRED_BEYOND_THE_SEED {
+        let column = required.replace(' ', ".");
+        assert!(
+            readme.contains(&format!("`{column}`")),
+            "{column} is not documented"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_capability_written_with_the_seeds_columns_takes_the_transactions_tenant() {
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = populate(&db).await;
+    let key = format!("test.seed_{}", &world.tenant.simple().to_string()[..12]);
+    crate::support::fixtures::execute(
+        &db,
+        &RlsContext::operator(),
+        &format!("INSERT INTO auth.capabilities (cap_key) VALUES ('{key}')"),
+    )
+    .await
+    .unwrap();
+    let tenant = RlsContext::tenant(world.tenant);
+    crate::support::fixtures::execute(
+        &db,
+        &tenant,
+        &format!(
+            "INSERT INTO auth.role_capabilities (role_id, cap_id) \
+             SELECT '{}', cap_id FROM auth.capabilities WHERE cap_key = '{key}'",
+            world.role
+        ),
+    )
+    .await
+    .unwrap();
+    let written = count(
+        &db,
+        &tenant,
+        &format!(
+            "(SELECT 1 FROM auth.role_capabilities rc JOIN auth.capabilities c USING (cap_id) \
+              WHERE c.cap_key = '{key}' AND rc.tenant_id = '{}') q",
+            world.tenant
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 1);
+}

@@ -438,3 +438,46 @@ async fn a_pipelined_read_sees_one_snapshot() {
         .unwrap();
     assert_eq!(seen.value, "repeatable read on");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_planted_on_the_search_path_never_runs_in_a_check() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    use portcullis::authz::{self, CapabilityKey, Check, Subject};
+    let test = TestDb::new().await;
+    let db = test.db();
+    let world = crate::support::fixtures::populate(&db).await;
+    // A role that may create in `public` (a grant PostgreSQL 15 no longer
+    // makes by default) plants overloads matching the check's own calls
+    // more closely than PostgreSQL's.
+    let admin = crate::support::admin_url().await;
+    let url =
+        portcullis::ops::admin::derive_url(&admin, admin.username(), admin.password(), &test.name)
+            .unwrap();
+    AsyncPgConnection::establish(url.as_str())
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION public.num_nulls(VARIADIC text[]) RETURNS integer \
+               LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the planted function ran'; END $$; \
+             CREATE FUNCTION public.set_config(text, text, boolean) RETURNS text \
+               LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the planted function ran'; END $$;",
+        )
+        .await
+        .unwrap();
+    let subject = Subject {
+        tenant_id: world.tenant.into(),
+        user_id: world.user.into(),
+    };
+    let check = Check {
+        capability: CapabilityKey::parse(&format!(
+            "test.cap_{}",
+            &world.tenant.simple().to_string()[..12]
+        ))
+        .unwrap(),
+        org_node_id: world.child.into(),
+    };
+    let decisions = authz::check(&db, subject, &[check], false, None)
+        .await
+        .expect("the check ran PostgreSQL's own functions");
+    assert!(decisions[0].allowed());
+}

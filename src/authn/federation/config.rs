@@ -26,6 +26,9 @@ impl ProviderKind {
     }
 }
 
+/// The `iss` values Google's ID tokens carry.
+const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+
 /// Most clock skew a provider may be given.
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Algorithms a provider may sign with: no shared secrets (`HS*`), no `none`.
@@ -109,6 +112,15 @@ impl ProviderConfig {
         // stays unambiguous.
         if self.issuer.is_empty() || self.issuer.contains(char::is_whitespace) {
             return Err(invalid("issuer must be non-empty, without spaces"));
+        }
+        // Google's subjects are stored bare, so any other issuer's `sub`
+        // would be taken for a Google account's.
+        if self.provider == ProviderKind::Google && !GOOGLE_ISSUERS.contains(&self.issuer.as_str())
+        {
+            return Err(invalid(
+                "provider `google` is only for Google's issuer (https://accounts.google.com); \
+                 use provider `oidc` for any other",
+            ));
         }
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
             return Err(invalid("give at least one audience (client id)"));

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::jwk::KeyAlgorithm;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::config::ProviderKind;
@@ -25,6 +26,10 @@ pub struct FederatedIdentity {
     pub subject_key: String,
     pub email: Option<String>,
     pub email_verified: bool,
+    /// The token's SHA-256, and until when (its expiry and the provider's
+    /// leeway) it could be presented: what the replay check keeps.
+    pub token_sha256: [u8; 32],
+    pub usable_until: DateTime<Utc>,
 }
 
 /// Why an ID token is refused. Each says what to fix; none reveals
@@ -178,7 +183,14 @@ impl Federation {
         if subject_key.len() > MAX_SUBJECT_KEY_LEN {
             return Err(IdTokenError::MissingClaim("sub"));
         }
+        let usable_until = DateTime::<Utc>::from_timestamp(
+            claims.exp.saturating_add(config.leeway().as_secs() as i64),
+            0,
+        )
+        .ok_or(IdTokenError::MissingClaim("exp"))?;
         Ok(FederatedIdentity {
+            token_sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+            usable_until,
             provider: config.provider,
             issuer: config.issuer.clone(),
             subject_key,

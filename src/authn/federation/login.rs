@@ -17,7 +17,9 @@ use crate::authn::login::login_succeeded;
 use crate::authn::sessions::user_may_log_in;
 use crate::authn::users::login_is;
 use crate::authn::{Authenticator, AuthnError, ClientInfo, SessionTokens};
-use crate::db::schema::auth::{tenants as t, user_identities as ui, users as u};
+use crate::db::schema::auth::{
+    id_token_uses as itu, tenants as t, user_identities as ui, users as u,
+};
 use crate::names::{Email, Login, TenantId};
 
 /// Why a genuine identity opens no session in this tenant.
@@ -75,6 +77,10 @@ impl Authenticator {
                         refuse(conn, tenant, identity, request_id, "inactive").await?;
                         return Ok(Err(AuthnError::InvalidCredentials));
                     }
+                    if !first_use(conn, tenant, identity, now).await? {
+                        refuse(conn, tenant, identity, request_id, "replayed").await?;
+                        return Ok(Err(AuthnError::InvalidCredentials));
+                    }
                     let user = match linked_user(conn, identity).await? {
                         Some(user) => user,
                         None => {
@@ -118,6 +124,34 @@ async fn tenant_policy(
         .await
         .optional()?;
     Ok(row.map(|(state, may_link)| (state == "active", may_link)))
+}
+
+/// Records the token's use; false when it was used before. The nonce comes
+/// with the token, so only this tells a stolen token's replay from its
+/// first use. Uses past their token's life are forgotten here too.
+async fn first_use(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    identity: &FederatedIdentity,
+    now: DateTime<Utc>,
+) -> Result<bool, AuthnError> {
+    diesel::delete(
+        itu::table
+            .filter(itu::tenant_id.eq(tenant))
+            .filter(itu::expiry_utc.lt(now)),
+    )
+    .execute(conn)
+    .await?;
+    let recorded = diesel::insert_into(itu::table)
+        .values((
+            itu::token_sha256.eq(identity.token_sha256.as_slice()),
+            itu::tenant_id.eq(tenant),
+            itu::expiry_utc.eq(identity.usable_until),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(recorded == 1)
 }
 
 /// The user this identity is already linked to in the tenant.

@@ -12,7 +12,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::dataset::{Profile, tenant_id};
-use crate::ops::admin::{AdminConnection, AdminError, derive_url};
+use crate::ops::admin::{AdminConnection, AdminError};
 use crate::ops::provision::{Confirmation, Environment, Names, ServiceName, role_urls};
 use crate::ops::seed::payment_flow;
 
@@ -42,13 +42,7 @@ fn payment_flow_names(profile: Profile) -> Result<Names, AdminError> {
 
 /// A superuser connection inside the profile's database.
 pub async fn superuser(admin_url: &Url, profile: Profile) -> Result<AdminConnection, AdminError> {
-    let url = derive_url(
-        admin_url,
-        admin_url.username(),
-        admin_url.password(),
-        &database(profile)?,
-    )?;
-    AdminConnection::connect(&url).await
+    AdminConnection::connect_in(admin_url, &database(profile)?).await
 }
 
 /// The user the query is asked for: the first (by id) of the first tenant

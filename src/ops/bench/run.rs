@@ -106,6 +106,8 @@ fn spawn_server(config: &RunConfig, keys: &Path) -> anyhow::Result<Child> {
         .env("PORTCULLIS_SIGNING_KEYS_DIR", keys)
         .env("PORTCULLIS_LISTEN", &config.listen)
         .env("PORTCULLIS_HTTP_LISTEN", &config.http_listen)
+        // The harness asks /forward-auth as nginx does.
+        .env("PORTCULLIS_FORWARD_AUTH_MODE", "nginx")
         .env("PORTCULLIS_METRICS_LISTEN", &config.metrics_listen)
         .env("PORTCULLIS_POOL_SIZE", config.pool_size.to_string())
         .env(

@@ -46,6 +46,50 @@ pub enum PasswordsIn {
 
 const PLACEHOLDER: &str = "PASSWORD-REFERENCE";
 
+/// The admin URL's parameters a role's URL carries over; anything else
+/// (a password, a pass file, options) stays out of the file, which is
+/// readable by everyone when it holds references.
+const CARRIED_PARAMETERS: [&str; 2] = ["sslmode", "sslrootcert"];
+
+/// Parameters that are credentials: an admin URL carrying them is refused
+/// rather than half-copied.
+const CREDENTIAL_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
+
+fn refuse_query_credentials(admin_url: &Url) -> Result<(), AdminError> {
+    if let Some((name, _)) = admin_url
+        .query_pairs()
+        .find(|(name, _)| CREDENTIAL_PARAMETERS.contains(&name.as_ref()))
+    {
+        return Err(AdminError::Invalid(format!(
+            "the admin URL carries `{name}` in its query: give the password in the URL's \
+             user part or in PGPASSWORD, not as a parameter"
+        )));
+    }
+    Ok(())
+}
+
+/// A role's URL: the admin URL's host and port, the role and database, and
+/// only the parameters in [`CARRIED_PARAMETERS`].
+fn role_url(
+    admin_url: &Url,
+    user: &str,
+    password: Option<&str>,
+    database: &str,
+) -> Result<Url, AdminError> {
+    let mut url = derive_url(admin_url, user, password, database)?;
+    let carried: Vec<(String, String)> = admin_url
+        .query_pairs()
+        .filter(|(name, _)| CARRIED_PARAMETERS.contains(&name.as_ref()))
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    url.set_query(None);
+    url.set_fragment(None);
+    if !carried.is_empty() {
+        url.query_pairs_mut().extend_pairs(carried);
+    }
+    Ok(url)
+}
+
 impl ConnectionFile {
     /// The file for `service`'s roles `names` in `env`, on the server of
     /// `admin_url` (host, port and parameters such as `sslmode` are kept).
@@ -58,9 +102,10 @@ impl ConnectionFile {
         passwords: &Passwords,
         passwords_in: PasswordsIn,
     ) -> Result<Self, AdminError> {
+        refuse_query_credentials(admin_url)?;
         let role = |kind: RoleKind, user: &str, password: Option<&SecretString>| {
             let connection = |password: Option<&str>| {
-                derive_url(admin_url, user, password, &names.database).map(|url| url.to_string())
+                role_url(admin_url, user, password, &names.database).map(|url| url.to_string())
             };
             let url = match (password, passwords_in) {
                 (None, _) => connection(None)?,

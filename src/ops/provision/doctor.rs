@@ -6,7 +6,7 @@ use diesel::migration::MigrationSource;
 use url::Url;
 
 use super::{APP_GROUP_ROLE, APP_ROLE_DEFAULTS, Environment, Names, SCHEMAS, database_exists};
-use crate::ops::admin::{AdminConnection, AdminError, derive_url, redact};
+use crate::ops::admin::{AdminConnection, AdminError, redact};
 use crate::ops::migrate::{MIGRATIONS, TRACKING_TABLE};
 
 /// One check's outcome.
@@ -133,13 +133,7 @@ pub async fn diagnose(
     if !roles_exist {
         return Ok(report);
     }
-    let in_database = derive_url(
-        admin_url,
-        admin_url.username(),
-        admin_url.password(),
-        &names.database,
-    )?;
-    let mut db = AdminConnection::connect(&in_database).await?;
+    let mut db = AdminConnection::connect_in(admin_url, &names.database).await?;
     check_schemas(&mut report, &mut db, env, names).await?;
     check_app_role(&mut report, &mut db, names).await?;
     check_row_level_security(&mut report, &mut db).await?;
@@ -179,6 +173,48 @@ async fn check_schemas(
         &format!("{} owns the schemas auth and audit", names.migration_role),
         problems,
         fix,
+    );
+    Ok(())
+}
+
+/// No role but a schema's owner may create in a schema on the application
+/// role's search path: a function planted there could be called in place
+/// of PostgreSQL's own, as the application role.
+async fn check_search_path(
+    report: &mut Diagnosis,
+    db: &mut AdminConnection,
+    app: &str,
+    defaults: &[String],
+) -> Result<(), AdminError> {
+    let path = defaults
+        .iter()
+        .find_map(|d| d.strip_prefix("search_path="))
+        .unwrap_or("\"$user\", public");
+    let schemas: Vec<String> = path
+        .split(',')
+        .map(|name| name.trim().trim_matches('"'))
+        .map(|name| if name == "$user" { app } else { name })
+        .map(|name| name.replace(['{', '}', ',', '"', '\\'], ""))
+        .collect();
+    let writable = db
+        .query_strings(
+            "SELECT format('%s may CREATE in schema %s', \
+                    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, \
+                    n.nspname) AS value \
+               FROM pg_namespace n, \
+                    aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a \
+              WHERE n.nspname = ANY ($1::text[]) AND a.privilege_type = 'CREATE' \
+                AND a.grantee <> n.nspowner ORDER BY 1",
+            &[&format!("{{{}}}", schemas.join(","))],
+        )
+        .await?;
+    report.expect(
+        &format!(
+            "no one but their owners may create in the schemas on {app}'s search path ({path})"
+        ),
+        writable,
+        "REVOKE CREATE ON SCHEMA … FROM … (or give the role the search path pg_catalog, pg_temp)"
+            .to_owned(),
     );
     Ok(())
 }
@@ -260,10 +296,16 @@ async fn check_app_role(
         wrong,
         APP_ROLE_DEFAULTS
             .iter()
-            .map(|(setting, value)| format!("ALTER ROLE {app} SET {setting} = '{value}'"))
+            .map(|(setting, value)| {
+                format!(
+                    "ALTER ROLE {app} SET {setting} = {}",
+                    super::setting_value(setting, value)
+                )
+            })
             .collect::<Vec<_>>()
             .join("; "),
     );
+    check_search_path(report, db, app, &defaults).await?;
     let mut missing = Vec::new();
     let member = db
         .query_bool(

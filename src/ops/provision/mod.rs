@@ -12,6 +12,7 @@
 //! provisioned by [`service::provision_service`].
 
 pub mod connections;
+pub mod decision_roles;
 pub mod doctor;
 pub mod secrets;
 pub mod service;
@@ -43,12 +44,26 @@ const PROVISION_LOCK: i64 = 0x706f_7274_0001;
 /// timed before anything it sets could apply: its plan cache mode and its
 /// timeout are the role's. Every other transaction sets both itself. No
 /// JIT compilation: a request's statements are short, and compiling one
-/// costs hundreds of milliseconds.
-pub const APP_ROLE_DEFAULTS: [(&str, &str); 3] = [
+/// costs hundreds of milliseconds. A search path of PostgreSQL's own
+/// catalog alone: every object of ours is written with its schema, so no
+/// function planted in a schema on the path can be called in its place.
+pub const APP_ROLE_DEFAULTS: [(&str, &str); 4] = [
     ("plan_cache_mode", "force_generic_plan"),
     ("statement_timeout", "5s"),
     ("jit", "off"),
+    ("search_path", "pg_catalog, pg_temp"),
 ];
+
+/// A default's value as `ALTER ROLE … SET` takes it: a list setting's
+/// names bare (one quoted string would be one schema named by the whole
+/// list), any other value quoted.
+pub fn setting_value(setting: &str, value: &str) -> String {
+    if setting == "search_path" {
+        value.to_owned()
+    } else {
+        literal(value)
+    }
+}
 
 /// Attributes every login role we create has.
 const SAFE: &str = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION";
@@ -293,7 +308,7 @@ pub async fn ensure_roles(
                 &format!(
                     "ALTER ROLE {} SET {setting} = {}",
                     ident(&names.app_role),
-                    literal(value)
+                    setting_value(setting, value)
                 ),
             )
             .await?;

@@ -47,13 +47,7 @@ pub async fn provision_service(
     }
     grant_database(&mut admin, names, false).await?;
     // The schema lives inside the database: the rest runs there.
-    let in_database = crate::ops::admin::derive_url(
-        admin_url,
-        admin_url.username(),
-        admin_url.password(),
-        &names.database,
-    )?;
-    let mut admin = AdminConnection::connect(&in_database).await?;
+    let mut admin = AdminConnection::connect_in(admin_url, &names.database).await?;
     let schema = ident(service.as_str());
     let exists = admin
         .query_bool(

@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::{DEMO_ALICE_ID, DEMO_BOB_ID, DEMO_TENANT_ID};
-use crate::ops::admin::{AdminConnection, AdminError, derive_url, ident, literal, redact};
+use crate::ops::admin::{AdminConnection, AdminError, ident, literal, redact};
 use crate::ops::provision::service::provision_service;
 use crate::ops::provision::{
     Confirmation, Environment, Names, Passwords, Secrets, ServiceName, role_urls,
@@ -91,12 +91,6 @@ pub fn passwords(env: Environment) -> Result<Passwords, AdminError> {
 /// The demo's payment requests, at the demo tenant's nodes. Written as the
 /// superuser: the table's policies would ask whose they are.
 pub async fn seed_demo_requests(admin_url: &Url, database: &str) -> Result<(), AdminError> {
-    let url = derive_url(
-        admin_url,
-        admin_url.username(),
-        admin_url.password(),
-        database,
-    )?;
     let rows: Vec<String> = DEMO_REQUESTS
         .iter()
         .map(|(id, node, memo, cents)| {
@@ -104,7 +98,7 @@ pub async fn seed_demo_requests(admin_url: &Url, database: &str) -> Result<(), A
             format!("('{id}', '{DEMO_TENANT_ID}', '{node}', {memo}, {cents})")
         })
         .collect();
-    AdminConnection::connect(&url)
+    AdminConnection::connect_in(admin_url, database)
         .await?
         .execute(
             "seeding the demo payment requests",

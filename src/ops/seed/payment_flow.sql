@@ -23,13 +23,17 @@ ALTER TABLE payment_flow.payment_requests FORCE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS read_ledger ON payment_flow.payment_requests;
 CREATE POLICY read_ledger ON payment_flow.payment_requests FOR SELECT
     USING (org_node_id = ANY (auth.org_node_ids_with_capability('payment.ledger.read')));
+-- A row written carries the user's own tenant (auth.current_tenant()): the
+-- node check alone would let a row name any tenant it likes.
 DROP POLICY IF EXISTS submit ON payment_flow.payment_requests;
 CREATE POLICY submit ON payment_flow.payment_requests FOR INSERT
-    WITH CHECK (org_node_id = ANY (auth.org_node_ids_with_capability('payment.transfer.approve')));
+    WITH CHECK (tenant_id = auth.current_tenant()
+                AND org_node_id = ANY (auth.org_node_ids_with_capability('payment.transfer.approve')));
 DROP POLICY IF EXISTS approve ON payment_flow.payment_requests;
 CREATE POLICY approve ON payment_flow.payment_requests FOR UPDATE
     USING (org_node_id = ANY (auth.org_node_ids_with_capability('payment.transfer.approve')))
-    WITH CHECK (org_node_id = ANY (auth.org_node_ids_with_capability('payment.transfer.approve')));
+    WITH CHECK (tenant_id = auth.current_tenant()
+                AND org_node_id = ANY (auth.org_node_ids_with_capability('payment.transfer.approve')));
 
 -- Approving changes the status and nothing else; requests are never deleted.
 REVOKE UPDATE, DELETE ON payment_flow.payment_requests FROM {app_role};

@@ -71,6 +71,8 @@ pub async fn populate(db: &Db) -> TenantWorld {
             VALUES ('{t}', 'service:{svc}', 'create_org_node', 'k-{short}', decode(repeat('ab', 32), 'hex'));
         INSERT INTO auth.global_idempotency_keys (caller, operation, key, request_hash)
             VALUES ('service:{svc}', 'create_tenant', 'k-{short}', decode(repeat('ab', 32), 'hex'));
+        INSERT INTO auth.id_token_uses (token_sha256, tenant_id, expiry_utc)
+            VALUES (sha256(convert_to('{t}', 'UTF8')), '{t}', now() + interval '10 minutes');
         "#,
         t = w.tenant,
         u = w.user,

@@ -95,6 +95,20 @@ pub fn user_token(tokens: &Tokens, tenant: uuid::Uuid, user: uuid::Uuid) -> Stri
         .to_owned()
 }
 
+/// What the server says when it refuses to start with `settings`
+/// (it must refuse at once, serving nothing).
+pub async fn refused_at_start(db: Db, settings: ServerSettings) -> String {
+    let app = test_app(db, test_tokens(), AuthnSettings::default(), settings);
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        server::serve(app, listener, std::future::pending()),
+    )
+    .await
+    .expect("the server refuses at once");
+    refused.unwrap_err().to_string()
+}
+
 /// A token service with a fresh in-memory key.
 pub fn test_tokens() -> Arc<Tokens> {
     // Active since yesterday, so tests can mint tokens issued in the past.

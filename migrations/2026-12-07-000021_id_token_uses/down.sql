@@ -1,0 +1,1 @@
+DROP TABLE auth.id_token_uses;

@@ -1,0 +1,2 @@
+ALTER TABLE auth.user_identities ALTER COLUMN tenant_id DROP DEFAULT;
+ALTER TABLE auth.role_capabilities ALTER COLUMN tenant_id DROP DEFAULT;
