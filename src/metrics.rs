@@ -26,6 +26,20 @@ pub fn handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// One decision at an edge, in the one counter family every edge shares:
+/// `portcullis_decisions_total{edge, outcome, reason}`. `outcome` is
+/// `allowed`, `denied`, `unauthenticated`, `unavailable` or `error`;
+/// `reason` is a code of ours, never a value a client chose.
+pub fn decision(edge: &'static str, outcome: &'static str, reason: &str) {
+    metrics::counter!(
+        "portcullis_decisions_total",
+        "edge" => edge,
+        "outcome" => outcome,
+        "reason" => reason.to_owned()
+    )
+    .increment(1);
+}
+
 /// Read at scrape time: the pool, the hashing queue and the round trips
 /// to the database.
 fn sample(db: &Db, passwords: &Passwords) {

@@ -229,6 +229,11 @@ pub struct ServerArgs {
     /// names it.
     #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_SERVICE_FROM_REQUEST")]
     pub ext_authz_service_from_request: bool,
+    /// Also send Envoy's upstream the old header names (x-portcullis-user,
+    /// -tenant, -groups, -reason) beside x-auth-*; without it they are
+    /// removed from the request. For one release.
+    #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_LEGACY_HEADERS")]
+    pub ext_authz_legacy_headers: bool,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
@@ -281,6 +286,7 @@ impl ServerArgs {
                 callers: self.ext_authz_callers,
                 remove_authorization: self.ext_authz_remove_authorization,
                 service_from_request: self.ext_authz_service_from_request,
+                legacy_headers: self.ext_authz_legacy_headers,
             },
         })
     }

@@ -19,6 +19,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::edge::Decided;
 use crate::authz::{self, AuthzError, CapabilityKey, Check, HoldersQuery, PageRequest, Subject};
 use crate::db::{Db, DbError, RlsContext};
 use crate::names::{OrgNodeId, TenantId, UserId};
@@ -27,6 +28,9 @@ use crate::tokens::{Principal, Tokens};
 /// Evaluations in one batch, at most (as `CheckCapabilities`).
 pub const MAX_EVALUATIONS: usize = 1000;
 const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+/// The edge's name in logs, spans and `portcullis_decisions_total`.
+pub const EDGE: &str = "authzen";
 
 pub struct AuthZen {
     pub db: Db,
@@ -126,6 +130,19 @@ impl Problem {
     fn json(&self) -> Value {
         json!({ "status": self.status.as_u16(), "message": self.message })
     }
+
+    /// The outcome and reason a refused request or item is logged and
+    /// counted under.
+    fn outcome(&self) -> (&'static str, &'static str) {
+        match self.status {
+            StatusCode::UNAUTHORIZED => ("unauthenticated", "unauthenticated"),
+            StatusCode::FORBIDDEN => ("denied", "forbidden"),
+            StatusCode::NOT_FOUND => ("error", "not_found"),
+            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "unavailable"),
+            status if status.is_client_error() => ("error", "bad_request"),
+            _ => ("error", "internal"),
+        }
+    }
 }
 
 impl From<AuthzError> for Problem {
@@ -161,6 +178,24 @@ impl From<AuthzError> for Problem {
 }
 
 fn respond(headers: &HeaderMap, outcome: Result<Value, Problem>) -> Response {
+    respond_decided(headers, outcome, None)
+}
+
+/// The answer, with what was decided for the request's log line (a refused
+/// request's own outcome when it was refused).
+fn respond_decided(
+    headers: &HeaderMap,
+    outcome: Result<Value, Problem>,
+    decided: Option<Decided>,
+) -> Response {
+    let refused = outcome.as_ref().err().map(|problem| {
+        let (outcome, reason) = problem.outcome();
+        Decided {
+            outcome,
+            reason: reason.to_owned(),
+            caller: None,
+        }
+    });
     let (status, body) = match outcome {
         Ok(body) => (StatusCode::OK, body),
         Err(problem) => (problem.status, json!({ "error": problem.json() })),
@@ -178,6 +213,9 @@ fn respond(headers: &HeaderMap, outcome: Result<Value, Problem>) -> Response {
     }
     if let Some(id) = headers.get("x-request-id") {
         response.headers_mut().insert("x-request-id", id.clone());
+    }
+    if let Some(decided) = refused.or(decided) {
+        response.extensions_mut().insert(decided);
     }
     response
 }
@@ -354,10 +392,23 @@ impl AuthZen {
                 answers[*index] = Some(Ok((decided.allowed(), decided.reason.as_str().to_owned())));
             }
         }
-        Ok(answers
+        let answers: Vec<_> = answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(Problem::bad("unanswered"))))
-            .collect())
+            .collect();
+        for answer in &answers {
+            match answer {
+                Ok((allowed, reason)) => {
+                    let outcome = if *allowed { "allowed" } else { "denied" };
+                    crate::metrics::decision(EDGE, outcome, reason);
+                }
+                Err(problem) => {
+                    let (outcome, reason) = problem.outcome();
+                    crate::metrics::decision(EDGE, outcome, reason);
+                }
+            }
+        }
+        Ok(answers)
     }
 }
 
@@ -374,10 +425,24 @@ async fn evaluation(State(api): State<Arc<AuthZen>>, headers: HeaderMap, body: B
             .decide(&caller, std::slice::from_ref(&item), request_id(&headers))
             .await?;
         let (allowed, reason) = answers.pop().ok_or_else(|| Problem::bad("unanswered"))??;
-        Ok(decision(allowed, &reason))
+        let decided = Decided {
+            outcome: if allowed { "allowed" } else { "denied" },
+            reason: reason.clone(),
+            caller: Some(caller_label(&caller)),
+        };
+        Ok((decision(allowed, &reason), decided))
     }
     .await;
-    respond(&headers, outcome)
+    match outcome {
+        Ok((body, decided)) => respond_decided(&headers, Ok(body), Some(decided)),
+        Err(problem) => respond(&headers, Err(problem)),
+    }
+}
+
+/// The caller as logs name it (`service:<id>`), never its token.
+fn caller_label(caller: &Principal) -> String {
+    let (kind, id) = caller.actor();
+    format!("{kind}:{id}")
 }
 
 async fn evaluations(State(api): State<Arc<AuthZen>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::authz::{
     self, AuthzError, CapabilityKey, Check, EndpointCatalogue, EndpointDecision, EndpointRequest,
@@ -128,6 +128,40 @@ pub struct Allowed {
     pub upstream_token: Option<SecretString>,
 }
 
+impl Allowed {
+    /// What the upstream of an allowed request is told, in the platform's
+    /// names, by forward-auth and ext_authz alike: `x-auth-user`,
+    /// `x-auth-tenant`, `x-auth-groups` (may be empty), `x-auth-reason`,
+    /// and `x-auth-token` for services configured for one.
+    pub fn upstream_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            (UPSTREAM_USER, self.subject.user_id.to_string()),
+            (UPSTREAM_TENANT, self.subject.tenant_id.to_string()),
+            (UPSTREAM_GROUPS, self.roles.join(",")),
+            (UPSTREAM_REASON, self.reason.clone()),
+        ];
+        if let Some(token) = &self.upstream_token {
+            headers.push((UPSTREAM_TOKEN, token.expose_secret().to_owned()));
+        }
+        headers
+    }
+}
+
+pub const UPSTREAM_USER: &str = "x-auth-user";
+pub const UPSTREAM_TENANT: &str = "x-auth-tenant";
+pub const UPSTREAM_GROUPS: &str = "x-auth-groups";
+pub const UPSTREAM_REASON: &str = "x-auth-reason";
+pub const UPSTREAM_TOKEN: &str = "x-auth-token";
+
+/// ext_authz's names before they were the platform's, kept for one release
+/// (`--ext-authz-legacy-headers`): each upstream header and its old name.
+pub const LEGACY_EXT_AUTHZ_NAMES: [(&str, &str); 4] = [
+    (UPSTREAM_USER, "x-portcullis-user"),
+    (UPSTREAM_TENANT, "x-portcullis-tenant"),
+    (UPSTREAM_GROUPS, "x-portcullis-groups"),
+    (UPSTREAM_REASON, "x-portcullis-reason"),
+];
+
 /// Why a request is refused.
 #[derive(Debug)]
 pub enum Refusal {
@@ -141,6 +175,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The outcome as metrics and logs name it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Denied(_) => "denied",
+            Self::Unavailable => "unavailable",
+            Self::Failed => "error",
+        }
+    }
+
     /// The reason as metrics and logs name it.
     pub fn reason(&self) -> &str {
         match self {

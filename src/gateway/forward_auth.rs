@@ -22,10 +22,15 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
 
-use super::decide::{ForwardAuthMode, Gatekeeper, GatewaySettings, OriginalRequest, Refusal};
+use super::decide::{
+    Allowed, ForwardAuthMode, Gatekeeper, GatewaySettings, OriginalRequest, Refusal,
+};
+use super::edge::Decided;
 use crate::tokens::bearer;
+
+/// The edge's name in logs, spans and `portcullis_decisions_total`.
+pub const EDGE: &str = "forward_auth";
 
 pub fn routes(gate: Arc<Gatekeeper>) -> axum::Router {
     axum::Router::new()
@@ -99,13 +104,41 @@ async fn decide(
     below: bool,
     headers: &HeaderMap,
 ) -> Response {
+    let outcome = decide_request(gate, own_method, own_path, below, headers).await;
+    let reason = match &outcome {
+        Ok(allowed) => allowed.reason.clone(),
+        Err(refusal) => refusal.reason().to_owned(),
+    };
+    let decided = Decided {
+        outcome: outcome
+            .as_ref()
+            .map_or_else(Refusal::outcome, |_| "allowed"),
+        caller: outcome
+            .as_ref()
+            .ok()
+            .map(|allowed| format!("user:{}", allowed.subject.user_id)),
+        reason,
+    };
+    crate::metrics::decision(EDGE, decided.outcome, &decided.reason);
+    let mut response = match outcome {
+        Ok(allowed) => passed(allowed),
+        Err(refusal) => refused(refusal),
+    };
+    response.extensions_mut().insert(decided);
+    response
+}
+
+/// The decision on the original request the configured gateway names.
+async fn decide_request(
+    gate: &Gatekeeper,
+    own_method: &Method,
+    own_path: &str,
+    below: bool,
+    headers: &HeaderMap,
+) -> Result<Allowed, Refusal> {
     let settings = &gate.settings;
-    let request_id = header(headers, "x-request-id");
     let Some(asked) = Asked::read(settings, own_method, own_path, below, headers) else {
-        return refused_as(
-            Refusal::Denied("original_request_not_given".into()),
-            request_id,
-        );
+        return Err(Refusal::Denied("original_request_not_given".into()));
     };
     // Every original header, so a catalogue entry may name its node in one.
     let original_headers: HashMap<String, String> = headers
@@ -116,9 +149,7 @@ async fn decide(
         .collect();
     let token = match &settings.token_cookie {
         Some(name) => {
-            if let Err(refusal) = cookie_request_is_same_site(&asked, headers) {
-                return refused_as(refusal, request_id);
-            }
+            cookie_request_is_same_site(&asked, headers)?;
             cookie(headers, name)
         }
         None => header(headers, "authorization").and_then(bearer),
@@ -130,45 +161,21 @@ async fn decide(
         host: asked.host,
         token,
         headers: &original_headers,
-        request_id,
+        request_id: header(headers, "x-request-id"),
     };
-    let outcome = gate.decide(&original).await;
-    let reason = match &outcome {
-        Ok(allowed) => allowed.reason.clone(),
-        Err(refusal) => refusal.reason().to_owned(),
-    };
-    metrics::counter!("portcullis_forward_auth_decisions_total", "reason" => reason.clone())
-        .increment(1);
-    match outcome {
-        Ok(allowed) => {
-            let mut response = StatusCode::OK.into_response();
-            let out = response.headers_mut();
-            let token = allowed
-                .upstream_token
-                .as_ref()
-                .map(|t| t.expose_secret().to_owned());
-            for (name, value) in [
-                ("x-auth-user", Some(allowed.subject.user_id.to_string())),
-                ("x-auth-tenant", Some(allowed.subject.tenant_id.to_string())),
-                ("x-auth-groups", Some(allowed.roles.join(","))),
-                ("x-auth-reason", Some(allowed.reason)),
-                ("x-auth-token", token),
-            ] {
-                if let Some(Ok(value)) = value.map(|v| HeaderValue::from_str(&v)) {
-                    out.insert(name, value);
-                }
-            }
-            response
-        }
-        Err(refusal) => refused(refusal, request_id),
-    }
+    gate.decide(&original).await
 }
 
-/// A refusal before the decision: counted and logged like one.
-fn refused_as(refusal: Refusal, request_id: Option<&str>) -> Response {
-    metrics::counter!("portcullis_forward_auth_decisions_total", "reason" => refusal.reason().to_owned())
-        .increment(1);
-    refused(refusal, request_id)
+/// `200`, and what the upstream is told.
+fn passed(allowed: Allowed) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    let out = response.headers_mut();
+    for (name, value) in allowed.upstream_headers() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            out.insert(name, value);
+        }
+    }
+    response
 }
 
 /// A cookie is sent by the browser whoever made the page, so a request
@@ -197,10 +204,7 @@ fn cookie_request_is_same_site(asked: &Asked<'_>, headers: &HeaderMap) -> Result
     }
 }
 
-fn refused(refusal: Refusal, request_id: Option<&str>) -> Response {
-    if !matches!(refusal, Refusal::Unauthenticated(_)) {
-        tracing::info!(request_id, reason = refusal.reason(), "forward-auth denied");
-    }
+fn refused(refusal: Refusal) -> Response {
     let json = |status: StatusCode, reason: &str| {
         (
             status,

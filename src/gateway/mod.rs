@@ -8,11 +8,15 @@
 
 pub mod authzen;
 mod decide;
+pub mod edge;
 pub mod forward_auth;
 
 use std::sync::Arc;
 
-pub use decide::{Allowed, ForwardAuthMode, Gatekeeper, GatewaySettings, OriginalRequest, Refusal};
+pub use decide::{
+    Allowed, ForwardAuthMode, Gatekeeper, GatewaySettings, LEGACY_EXT_AUTHZ_NAMES, OriginalRequest,
+    Refusal, UPSTREAM_GROUPS,
+};
 
 /// Serves `/forward-auth` on `listener` until the task is aborted.
 pub async fn serve(
@@ -21,7 +25,8 @@ pub async fn serve(
     in_flight: tower_http::metrics::InFlightRequestsLayer,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    serve_routes(listener, forward_auth::routes(gate).layer(in_flight), tls).await;
+    let routes = edge::layered(forward_auth::routes(gate), forward_auth::EDGE, in_flight);
+    serve_routes(listener, routes, tls).await;
 }
 
 /// Serves the AuthZEN API on `listener` until the task is aborted.
@@ -31,7 +36,8 @@ pub async fn serve_authzen(
     in_flight: tower_http::metrics::InFlightRequestsLayer,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    serve_routes(listener, authzen::routes(api).layer(in_flight), tls).await;
+    let routes = edge::layered(authzen::routes(api), authzen::EDGE, in_flight);
+    serve_routes(listener, routes, tls).await;
 }
 
 /// How long a client may take over its TLS handshake.

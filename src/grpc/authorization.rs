@@ -100,8 +100,12 @@ fn reason(reason: Reason) -> pb::DecisionReason {
 }
 
 fn response(decision: Decision) -> pb::CheckCapabilityResponse {
-    metrics::counter!("portcullis_check_decisions_total", "reason" => decision.reason.as_str())
-        .increment(1);
+    let outcome = if decision.allowed() {
+        "allowed"
+    } else {
+        "denied"
+    };
+    crate::metrics::decision("grpc_check", outcome, decision.reason.as_str());
     pb::CheckCapabilityResponse {
         allowed: decision.allowed(),
         reason: reason(decision.reason) as i32,
@@ -220,7 +224,8 @@ impl Authorization for AuthorizationService {
         let label = pb::DecisionReason::try_from(answer.reason)
             .map(|r| r.as_str_name())
             .unwrap_or("UNSPECIFIED");
-        metrics::counter!("portcullis_endpoint_decisions_total", "reason" => label).increment(1);
+        let outcome = if answer.allowed { "allowed" } else { "denied" };
+        crate::metrics::decision("grpc_endpoint", outcome, &label.to_ascii_lowercase());
         tracing::Span::current().record("decision", label);
         Ok(Response::new(answer))
     }

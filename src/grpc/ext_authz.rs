@@ -20,14 +20,15 @@ use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use secrecy::ExposeSecret;
 use tonic::{Code, Request, Response, Status};
 
 use super::access::permission_missing;
 use super::error_details::detailed;
 use super::request::invalid;
 
-use crate::gateway::{Allowed, Gatekeeper, OriginalRequest, Refusal};
+use crate::gateway::{
+    Allowed, Gatekeeper, LEGACY_EXT_AUTHZ_NAMES, OriginalRequest, Refusal, UPSTREAM_GROUPS,
+};
 use crate::tokens::Principal;
 use crate::tokens::bearer;
 
@@ -52,6 +53,10 @@ pub struct ExtAuthzSettings {
     /// from the original request (a header, or the host mapping). Off: the
     /// route's configuration alone names it.
     pub service_from_request: bool,
+    /// Also send the upstream the pre-platform names (`x-portcullis-user`,
+    /// …) beside `x-auth-*`; off, they are removed from the request. For
+    /// one release.
+    pub legacy_headers: bool,
 }
 
 /// The context extension (per-route in Envoy's configuration) naming the
@@ -172,8 +177,11 @@ impl Authorization for ExtAuthzService {
             Ok(allowed) => allowed.reason.clone(),
             Err(refusal) => refusal.reason().to_owned(),
         };
-        metrics::counter!("portcullis_ext_authz_decisions_total", "reason" => reason.clone())
-            .increment(1);
+        let outcome_name = outcome
+            .as_ref()
+            .map_or_else(Refusal::outcome, |_| "allowed");
+        crate::metrics::decision("ext_authz", outcome_name, &reason);
+        tracing::Span::current().record("decision", reason.as_str());
         let mut response = CheckResponse::new();
         response.set_dynamic_metadata(Some(metadata(&reason, outcome.as_ref().ok())));
         match outcome {
@@ -196,31 +204,24 @@ impl Authorization for ExtAuthzService {
 
 impl ExtAuthzService {
     fn allowed(&self, allowed: Allowed) -> OkHttpResponse {
-        // Replaced, never appended to: a client's own `x-portcullis-user`
-        // must not reach the upstream beside the real one.
+        // Replaced, never appended to: a client's own `x-auth-user` must
+        // not reach the upstream beside the real one.
         let replace = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
         let mut ok = OkHttpResponseBuilder::new();
-        ok.add_header(
-            "x-portcullis-user",
-            allowed.subject.user_id.to_string(),
-            replace,
-            false,
-        )
-        .add_header(
-            "x-portcullis-tenant",
-            allowed.subject.tenant_id.to_string(),
-            replace,
-            false,
-        )
-        .add_header("x-portcullis-reason", allowed.reason, replace, false)
-        .add_header(
-            "x-portcullis-groups",
-            allowed.roles.join(","),
-            replace,
-            true,
-        );
-        if let Some(token) = &allowed.upstream_token {
-            ok.add_header("x-auth-token", token.expose_secret(), replace, false);
+        let headers = allowed.upstream_headers();
+        for (name, value) in &headers {
+            ok.add_header(*name, value.as_str(), replace, *name == UPSTREAM_GROUPS);
+        }
+        for (name, legacy) in LEGACY_EXT_AUTHZ_NAMES {
+            if self.settings.legacy_headers {
+                if let Some((_, value)) = headers.iter().find(|(n, _)| *n == name) {
+                    ok.add_header(legacy, value.as_str(), replace, name == UPSTREAM_GROUPS);
+                }
+            } else {
+                // An upstream still reading the old name must not read a
+                // value the client wrote there.
+                ok.remove_header(legacy);
+            }
         }
         if self.settings.remove_authorization {
             ok.remove_header("authorization");

@@ -36,6 +36,7 @@ fn envoy_check(path: &str, user_token: Option<&str>) -> CheckRequest {
         (":path".to_owned(), path.to_owned()),
         ("x-request-id".to_owned(), Uuid::new_v4().to_string()),
         // A client's attempt to name itself, which must not survive.
+        ("x-auth-user".to_owned(), Uuid::nil().to_string()),
         ("x-portcullis-user".to_owned(), Uuid::nil().to_string()),
     ]);
     if let Some(token) = user_token {
@@ -164,24 +165,64 @@ async fn an_allowed_request_tells_the_upstream_who_replacing_what_the_client_sen
         .await;
     assert_eq!(answer.status.as_ref().unwrap().code, Code::Ok as i32);
     let ok = ok_response(&answer);
-    assert_eq!(added(ok, "x-portcullis-user"), [s.a.user.to_string()]);
-    assert_eq!(added(ok, "x-portcullis-tenant"), [s.a.tenant.to_string()]);
-    assert_eq!(added(ok, "x-portcullis-reason"), ["allowed"]);
+    // The platform's names, as forward-auth sends them.
+    assert_eq!(added(ok, "x-auth-user"), [s.a.user.to_string()]);
+    assert_eq!(added(ok, "x-auth-tenant"), [s.a.tenant.to_string()]);
+    assert_eq!(added(ok, "x-auth-groups"), ["role"]);
+    assert_eq!(added(ok, "x-auth-reason"), ["allowed"]);
     // Replaced, not appended: Envoy must drop the client's own value.
     let user_header = ok
         .headers
         .iter()
-        .find(|h| {
-            h.header
-                .as_ref()
-                .is_some_and(|h| h.key == "x-portcullis-user")
-        })
+        .find(|h| h.header.as_ref().is_some_and(|h| h.key == "x-auth-user"))
         .unwrap();
     assert_eq!(
         user_header.append_action,
         envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd
             as i32
     );
+    // The old names are no longer sent, and a client's own are removed.
+    assert!(added(ok, "x-portcullis-user").is_empty());
+    assert_eq!(
+        ok.headers_to_remove,
+        [
+            "x-portcullis-user",
+            "x-portcullis-tenant",
+            "x-portcullis-groups",
+            "x-portcullis-reason"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_old_header_names_are_sent_beside_the_new_for_one_release_when_asked() {
+    let s = setup().await;
+    let mut settings = test_settings();
+    settings.ext_authz.legacy_headers = true;
+    let server = TestServer::start_app(test_app(
+        s.server_db(),
+        s.server.tokens.clone(),
+        Default::default(),
+        settings,
+    ))
+    .await;
+    let answer = check_on(
+        server.channel().await,
+        Some(&s.sidecar_token(&["authz.check"])),
+        envoy_check(&ledger(s.a.child), Some(&s.token(&s.a))),
+    )
+    .await
+    .unwrap();
+    let ok = ok_response(&answer);
+    for (new, old) in [
+        ("x-auth-user", "x-portcullis-user"),
+        ("x-auth-tenant", "x-portcullis-tenant"),
+        ("x-auth-groups", "x-portcullis-groups"),
+        ("x-auth-reason", "x-portcullis-reason"),
+    ] {
+        assert_eq!(added(ok, old), added(ok, new), "{old}");
+        assert_eq!(added(ok, old).len(), 1, "{old}");
+    }
     assert!(ok.headers_to_remove.is_empty());
     assert_eq!(reason_in_metadata(&answer), "allowed");
 }
@@ -274,6 +315,7 @@ async fn the_service_may_come_from_the_host_when_opted_in_and_the_authorization_
         callers: ExtAuthzCallers::Token,
         remove_authorization: true,
         service_from_request: true,
+        ..ExtAuthzSettings::default()
     };
     let server = TestServer::start_app(test_app(
         s.server_db(),
@@ -294,8 +336,8 @@ async fn the_service_may_come_from_the_host_when_opted_in_and_the_authorization_
     .await
     .unwrap();
     let ok = ok_response(&answer);
-    assert_eq!(added(ok, "x-portcullis-user"), [s.a.user.to_string()]);
-    assert_eq!(ok.headers_to_remove, ["authorization"]);
+    assert_eq!(added(ok, "x-auth-user"), [s.a.user.to_string()]);
+    assert!(ok.headers_to_remove.iter().any(|h| h == "authorization"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,10 +379,7 @@ async fn without_a_catalogue_entry_the_configured_headers_name_the_capability_an
         request
     };
     let allowed = s.check_as_sidecar(named(s.a.child, &capability)).await;
-    assert_eq!(
-        added(ok_response(&allowed), "x-portcullis-reason"),
-        ["allowed"]
-    );
+    assert_eq!(added(ok_response(&allowed), "x-auth-reason"), ["allowed"]);
     let elsewhere = s.check_as_sidecar(named(s.b.child, &capability)).await;
     assert_eq!(
         denied_response(&elsewhere).status.as_ref().unwrap().code,
@@ -406,7 +445,7 @@ async fn with_mtls_callers_a_client_certificate_is_the_sidecars_credential() {
     .await
     .unwrap();
     assert_eq!(
-        added(ok_response(&answer), "x-portcullis-user"),
+        added(ok_response(&answer), "x-auth-user"),
         [s.a.user.to_string()]
     );
 }

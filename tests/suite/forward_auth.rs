@@ -37,7 +37,7 @@ fn client() -> reqwest::Client {
 /// A catalogue entry: `method` on payment_flow's ledger entries needs
 /// tenant A's test capability at the node the path names. Every test asks
 /// about `GET`.
-async fn catalogue(db: &Db, a: &TenantWorld, method: &str) {
+pub(crate) async fn catalogue(db: &Db, a: &TenantWorld, method: &str) {
     let capability = format!("test.cap_{}", &a.tenant.simple().to_string()[..12]);
     execute(
         db,

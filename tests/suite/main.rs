@@ -17,6 +17,7 @@ mod authzen;
 mod caller_auth;
 mod closure;
 mod database_tls;
+mod edges;
 mod endpoints;
 mod ext_authz;
 mod faults;

@@ -8,7 +8,7 @@ use crate::support::TestDb;
 use crate::support::server::{TestServer, test_settings, test_tokens};
 use crate::support::services::{create_service, exchange, token_of, verify};
 
-async fn scrape(addr: SocketAddr) -> String {
+pub(crate) async fn scrape(addr: SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
@@ -21,7 +21,7 @@ async fn scrape(addr: SocketAddr) -> String {
 }
 
 /// The value of the first sample whose line starts with `series`.
-fn value(text: &str, series: &str) -> f64 {
+pub(crate) fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -20,7 +20,22 @@ use crate::support::services::create_service;
 
 /// An in-process OTLP collector that keeps what it receives.
 #[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<Span>>>);
+pub(crate) struct Collector(pub(crate) Arc<Mutex<Vec<Span>>>);
+
+impl Collector {
+    /// Serves OTLP on a port of its own, on the calling runtime.
+    pub(crate) async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(self.clone()))
+                .serve_with_incoming(incoming),
+        );
+        addr
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Collector {
@@ -41,7 +56,7 @@ impl TraceService for Collector {
     }
 }
 
-fn attribute(span: &Span, key: &str) -> Option<String> {
+pub(crate) fn attribute(span: &Span, key: &str) -> Option<String> {
     span.attributes
         .iter()
         .find(|a| a.key == key)
@@ -53,7 +68,7 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
         })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -72,17 +87,7 @@ fn rpc_spans_join_the_callers_trace_with_database_children() {
     let test = setup.block_on(TestDb::new());
     let service = setup.block_on(create_service(&test.db(), None, &[]));
     let collector = Collector::default();
-    let collector_addr = setup.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(collector.clone()))
-                .serve_with_incoming(incoming),
-        );
-        addr
-    });
+    let collector_addr = setup.block_on(collector.serve());
 
     // Server and client share this one thread, so a thread-local
     // subscriber sees the server's spans.
