@@ -10,10 +10,14 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::support::TestDb;
 use crate::support::server::TestServer;
 
-const SERVICES: [&str; 3] = [
+/// Every service the port serves: ours, and Envoy's ext_authz (whose
+/// descriptors come from `proto/vendor/`).
+const SERVICES: [&str; 5] = [
+    "portcullis.v1.Administration",
     "portcullis.v1.Authentication",
     "portcullis.v1.Authorization",
     "portcullis.v1.ServiceCredentials",
+    "envoy.service.auth.v3.Authorization",
 ];
 
 async fn health(channel: &Channel, service: &str) -> ServingStatus {
@@ -110,14 +114,14 @@ fn assert_lists_our_services(names: &[String]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reflection_v1_lists_the_three_services() {
+async fn reflection_v1_lists_every_served_service() {
     let test = TestDb::new().await;
     let server = TestServer::start(test.db()).await;
     assert_lists_our_services(&list_services!(v1, server.channel().await));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reflection_v1alpha_lists_the_three_services() {
+async fn reflection_v1alpha_lists_every_served_service() {
     let test = TestDb::new().await;
     let server = TestServer::start(test.db()).await;
     assert_lists_our_services(&list_services!(v1alpha, server.channel().await));
