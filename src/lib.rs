@@ -9,6 +9,7 @@ pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod callers;
 pub mod cli;
 pub mod db;
 pub mod gateway;

@@ -11,8 +11,7 @@ use super::{AdminError, Administrator, Cursor};
 use crate::db::Db;
 use crate::db::schema::audit::audit_events;
 
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-pub const MAX_PAGE_SIZE: u32 = 1000;
+pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {

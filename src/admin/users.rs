@@ -16,8 +16,7 @@ use crate::db::Db;
 use crate::db::schema::auth::users;
 use crate::names::UserId;
 
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-pub const MAX_PAGE_SIZE: u32 = 1000;
+pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {

@@ -14,11 +14,10 @@ use crate::db::schema::auth::{org_assignments as oa, roles as r, visibility_gran
 use crate::names::OrgNodeId;
 use crate::tokens::KeyRing;
 
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// A listed node: id, parent, type, label, the covering nodes above it.
 pub(super) type PageRow = (Uuid, Option<Uuid>, String, String, Vec<Uuid>);
-pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// Which visibility the listing asks for. Assignments give both `read` and
 /// `analyze`; a grant gives its scope, and `analyze` implies `read`.

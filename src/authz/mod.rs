@@ -22,7 +22,7 @@ pub use listing::{
     VisibleNode, list_visible,
 };
 pub use search::{Page, PageRequest, capabilities_at, nodes_with_capability};
-pub use subject::{Subject, SubjectRef, resolve_subject};
+pub use subject::{Subject, SubjectRef, may_ask_about_tenant, resolve_subject};
 
 use crate::db::DbError;
 
@@ -37,6 +37,10 @@ pub enum AuthzError {
     /// The caller may not ask about this subject.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller is bound to another tenant ([`may_ask_about_tenant`]);
+    /// `field` names the tenant in the request.
+    #[error("{field}: the caller may not ask about this tenant")]
+    TenantForbidden { field: &'static str },
     /// The page token is not one this query handed out.
     #[error("not a page token of this listing")]
     BadPageToken,

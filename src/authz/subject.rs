@@ -28,6 +28,21 @@ pub enum SubjectRef<'a> {
     User(Subject),
 }
 
+/// Whether `caller` may ask about `tenant`, which the request names in
+/// `field`: a tenant-bound caller only about its own, a global service
+/// about any. The one rule for every edge (gRPC, AuthZEN).
+pub fn may_ask_about_tenant(
+    caller: &Principal,
+    tenant: TenantId,
+    field: &'static str,
+) -> Result<(), AuthzError> {
+    if caller.may_act_in(tenant.get()) {
+        Ok(())
+    } else {
+        Err(AuthzError::TenantForbidden { field })
+    }
+}
+
 /// Turns the request's subject into a user and checks, before any SQL, that
 /// the caller may ask about them: a user only about themselves, a
 /// tenant-bound service only within its tenant.
@@ -59,9 +74,10 @@ pub fn resolve_subject(
                 "a user token may ask about its own user only".into(),
             ))
         }
-        Principal::Service(_) if !caller.may_act_in(subject.tenant_id.get()) => Err(
-            AuthzError::Forbidden("this service may not act in the subject's tenant".into()),
-        ),
+        Principal::Service(_) => {
+            may_ask_about_tenant(caller, subject.tenant_id, "subject.user.tenant_id")
+                .map(|()| subject)
+        }
         _ => Ok(subject),
     }
 }

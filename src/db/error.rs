@@ -27,6 +27,13 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Whether the same call again may well succeed: the database did not
+    /// answer, a statement ran out of time, or a transaction lost a race.
+    /// The one answer every edge gives for "retry later".
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout | Self::Conflict)
+    }
+
     /// What the SQLSTATE the server sent says this failure was, when that
     /// is something a caller can act on (retry, wait); else `self`. The
     /// message text is never looked at: it follows `lc_messages`.

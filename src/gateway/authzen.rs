@@ -21,13 +21,13 @@ use serde_json::{Value, json};
 
 use super::edge::Decided;
 use crate::authz::{self, AuthzError, CapabilityKey, Check, HoldersQuery, PageRequest, Subject};
-use crate::db::{Db, DbError, RlsContext};
+use crate::callers::{self, CallerRefusal};
+use crate::db::{Db, RlsContext};
 use crate::names::{OrgNodeId, TenantId, UserId};
 use crate::tokens::{Principal, Tokens};
 
 /// Evaluations in one batch, at most (as `CheckCapabilities`).
 pub const MAX_EVALUATIONS: usize = 1000;
-const DEFAULT_PAGE_LIMIT: u32 = 100;
 
 /// The edge's name in logs, spans and `portcullis_decisions_total`.
 pub const EDGE: &str = "authzen";
@@ -161,10 +161,12 @@ impl From<AuthzError> for Problem {
                 "resource.id: no such node in the tenant".into(),
             ),
             AuthzError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
-            AuthzError::RevocationUnknown
-            | AuthzError::Db(DbError::Unavailable(_))
-            | AuthzError::Db(DbError::Timeout)
-            | AuthzError::Db(DbError::Conflict) => (
+            AuthzError::TenantForbidden { .. } => (StatusCode::FORBIDDEN, error.to_string()),
+            AuthzError::RevocationUnknown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable; retry later".into(),
+            ),
+            AuthzError::Db(cause) if cause.is_retryable() => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable; retry later".into(),
             ),
@@ -233,39 +235,42 @@ fn request_id(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl AuthZen {
-    /// The calling service, holding `permission`.
-    fn caller(&self, headers: &HeaderMap, permission: &str) -> Result<Principal, Problem> {
-        let unauthenticated = || Problem {
-            status: StatusCode::UNAUTHORIZED,
-            message: "a service's bearer token is required".into(),
+    /// The calling service, as the caller rule table has it for
+    /// `operation`.
+    fn caller(&self, headers: &HeaderMap, operation: &str) -> Result<Principal, Problem> {
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+        callers::authorize(&self.tokens, operation, authorization, Utc::now())
+            .map_err(Problem::from)?
+            .ok_or_else(|| Problem::from(CallerRefusal::Unauthenticated))
+    }
+}
+
+impl From<CallerRefusal> for Problem {
+    fn from(refusal: CallerRefusal) -> Self {
+        let (status, message) = match refusal {
+            CallerRefusal::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "a service's bearer token is required".to_owned(),
+            ),
+            CallerRefusal::RevocationUnknown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot confirm that the token is not revoked; retry shortly".to_owned(),
+            ),
+            CallerRefusal::UserNotAllowed { .. } => (
+                StatusCode::FORBIDDEN,
+                "user tokens may not call the AuthZEN API".to_owned(),
+            ),
+            CallerRefusal::PermissionMissing { permission, .. } => (
+                StatusCode::FORBIDDEN,
+                format!("this needs the permission {permission}"),
+            ),
         };
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::tokens::bearer)
-            .ok_or_else(unauthenticated)?;
-        let verified = self
-            .tokens
-            .verify(token.trim(), Utc::now())
-            .map_err(|_| unauthenticated())?;
-        match &verified.principal {
-            Principal::Service(_) if verified.principal.has_permission(permission) => {
-                Ok(verified.principal)
-            }
-            Principal::Service(_) => Err(Problem {
-                status: StatusCode::FORBIDDEN,
-                message: format!("this needs the permission {permission}"),
-            }),
-            Principal::User(_) => Err(Problem {
-                status: StatusCode::FORBIDDEN,
-                message: "user tokens may not call the AuthZEN API".into(),
-            }),
-        }
+        Self { status, message }
     }
 }
 
 /// The tenant of a request: `<field>.properties.tenant_id`, else the
-/// caller's own; one the caller may act in.
+/// caller's own; whether the caller may ask about it is the domain's rule.
 fn tenant_of(entity: &Entity, field: &str, caller: &Principal) -> Result<TenantId, Problem> {
     let tenant: TenantId = match entity.properties.get("tenant_id") {
         Some(Value::String(raw)) => raw
@@ -282,14 +287,6 @@ fn tenant_of(entity: &Entity, field: &str, caller: &Principal) -> Result<TenantI
             ))
         })?,
     };
-    if !caller.may_act_in(tenant.get()) {
-        return Err(Problem {
-            status: StatusCode::FORBIDDEN,
-            message: format!(
-                "{field}.properties.tenant_id: the caller may not ask about this tenant"
-            ),
-        });
-    }
     Ok(tenant)
 }
 
@@ -332,10 +329,9 @@ fn subject_of(entity: Option<&Entity>, caller: &Principal) -> Result<Subject, Pr
     let entity = required(entity, "subject")?;
     expect_type(entity, "subject", "user")?;
     let user_id: UserId = id_of(entity, "subject")?;
-    Ok(Subject {
-        tenant_id: tenant_of(entity, "subject", caller)?,
-        user_id,
-    })
+    let tenant_id = tenant_of(entity, "subject", caller)?;
+    authz::may_ask_about_tenant(caller, tenant_id, "subject.properties.tenant_id")?;
+    Ok(Subject { tenant_id, user_id })
 }
 
 /// One evaluation, parsed: the subject and the check.
@@ -419,7 +415,7 @@ type Placed = (TenantId, Vec<(usize, (UserId, Check))>);
 
 async fn evaluation(State(api): State<Arc<AuthZen>>, headers: HeaderMap, body: Bytes) -> Response {
     let outcome = async {
-        let caller = api.caller(&headers, "authz.check")?;
+        let caller = api.caller(&headers, "AuthZen/Evaluation")?;
         let item: EvaluationBody = parse(&body)?;
         let mut answers = api
             .decide(&caller, std::slice::from_ref(&item), request_id(&headers))
@@ -447,7 +443,7 @@ fn caller_label(caller: &Principal) -> String {
 
 async fn evaluations(State(api): State<Arc<AuthZen>>, headers: HeaderMap, body: Bytes) -> Response {
     let outcome = async {
-        let caller = api.caller(&headers, "authz.check")?;
+        let caller = api.caller(&headers, "AuthZen/Evaluations")?;
         let batch: EvaluationsBody = parse(&body)?;
         let semantic = match batch
             .options
@@ -523,7 +519,7 @@ fn page_of(body: &SearchBody) -> PageRequest {
         size: page
             .and_then(|p| p.limit)
             .filter(|l| *l > 0)
-            .unwrap_or(DEFAULT_PAGE_LIMIT)
+            .unwrap_or(authz::DEFAULT_PAGE_SIZE)
             .min(authz::MAX_PAGE_SIZE),
         token: page
             .and_then(|p| p.token.clone().or_else(|| p.next_token.clone()))
@@ -544,13 +540,14 @@ async fn search_subject(
     body: Bytes,
 ) -> Response {
     let outcome = async {
-        let caller = api.caller(&headers, "authz.list_users")?;
+        let caller = api.caller(&headers, "AuthZen/SearchSubject")?;
         let search: SearchBody = parse(&body)?;
         let subject = required(search.subject.as_ref(), "subject")?;
         expect_type(subject, "subject", "user")?;
         let resource = required(search.resource.as_ref(), "resource")?;
         expect_type(resource, "resource", "org_node")?;
         let tenant = tenant_of(subject, "subject", &caller)?;
+        authz::may_ask_about_tenant(&caller, tenant, "subject.properties.tenant_id")?;
         let page = page_of(&search);
         let query = HoldersQuery {
             tenant_id: tenant,
@@ -581,7 +578,7 @@ async fn search_resource(
     body: Bytes,
 ) -> Response {
     let outcome = async {
-        let caller = api.caller(&headers, "authz.check")?;
+        let caller = api.caller(&headers, "AuthZen/SearchResource")?;
         let search: SearchBody = parse(&body)?;
         let subject = subject_of(search.subject.as_ref(), &caller)?;
         expect_type(
@@ -617,7 +614,7 @@ async fn search_action(
     body: Bytes,
 ) -> Response {
     let outcome = async {
-        let caller = api.caller(&headers, "authz.check")?;
+        let caller = api.caller(&headers, "AuthZen/SearchAction")?;
         let search: SearchBody = parse(&body)?;
         let subject = subject_of(search.subject.as_ref(), &caller)?;
         let resource = required(search.resource.as_ref(), "resource")?;

@@ -15,7 +15,7 @@ use crate::authz::{
     self, AuthzError, CapabilityKey, Check, EndpointCatalogue, EndpointDecision, EndpointRequest,
     Subject,
 };
-use crate::db::{Db, DbError};
+use crate::db::Db;
 use crate::names::{HttpMethod, OrgNodeId};
 use crate::tokens::{Claims, Principal, TokenError, Tokens, UpstreamGrant};
 
@@ -351,9 +351,7 @@ impl Gatekeeper {
 
 fn refusal(error: AuthzError) -> Refusal {
     match error {
-        AuthzError::Db(DbError::Unavailable(_) | DbError::Timeout | DbError::Conflict) => {
-            Refusal::Unavailable
-        }
+        AuthzError::Db(cause) if cause.is_retryable() => Refusal::Unavailable,
         other => {
             tracing::error!(error = %other, "a gateway decision failed");
             Refusal::Failed

@@ -303,15 +303,7 @@ impl Authorization for AuthorizationService {
             page_token: Some(body.page_token.clone()).filter(|t| !t.is_empty()),
         };
         let caller = caller(&request)?;
-        if !caller.may_act_in(tenant_id.get()) {
-            return Err(super::error_details::detailed(
-                tonic::Code::PermissionDenied,
-                "tenant_id: the caller may not ask about this tenant",
-                "TENANT_FORBIDDEN",
-                &[],
-                None,
-            ));
-        }
+        authz::may_ask_about_tenant(&caller, tenant_id, "tenant_id")?;
         let context = RlsContext::anonymous()
             .with_service(caller.actor().1)
             .with_request_id(request_id(&request).as_deref());

@@ -22,10 +22,11 @@ use envoy_types::ext_authz::v3::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use tonic::{Code, Request, Response, Status};
 
-use super::access::permission_missing;
+use super::access;
 use super::error_details::detailed;
 use super::request::invalid;
 
+use crate::callers;
 use crate::gateway::{
     Allowed, Gatekeeper, LEGACY_EXT_AUTHZ_NAMES, OriginalRequest, Refusal, UPSTREAM_GROUPS,
 };
@@ -59,6 +60,9 @@ pub struct ExtAuthzSettings {
     pub legacy_headers: bool,
 }
 
+/// Envoy's `Check` in the caller rule table.
+const OPERATION: &str = "Envoy/Check";
+
 /// The context extension (per-route in Envoy's configuration) naming the
 /// catalogue's service.
 pub const SERVICE_EXTENSION: &str = "portcullis_service";
@@ -73,22 +77,15 @@ impl ExtAuthzService {
         Self { gate, settings }
     }
 
+    /// The sidecar, as the rule table and `--ext-authz-callers` say: a
+    /// service token holding the permission, a verified client
+    /// certificate, or either.
     fn authenticate_caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let by_token = || {
             request
                 .extensions()
                 .get::<Principal>()
-                .map(|caller| match caller {
-                    Principal::Service(_) if caller.has_permission("authz.check") => Ok(()),
-                    Principal::Service(_) => Err(permission_missing("Check", "authz.check")),
-                    Principal::User(_) => Err(detailed(
-                        Code::PermissionDenied,
-                        "user tokens may not call Check",
-                        "USER_TOKEN_NOT_ALLOWED",
-                        &[("method", "Check")],
-                        None,
-                    )),
-                })
+                .map(|caller| callers::permit(caller, OPERATION).map_err(access::refused))
         };
         let by_certificate = || request.peer_certs().is_some_and(|certs| !certs.is_empty());
         let outcome = match self.settings.callers {

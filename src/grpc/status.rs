@@ -128,6 +128,13 @@ impl From<AuthzError> for Status {
             AuthzError::Forbidden(message) => {
                 detailed(Code::PermissionDenied, message, "FORBIDDEN", &[], None)
             }
+            AuthzError::TenantForbidden { .. } => detailed(
+                Code::PermissionDenied,
+                error.to_string(),
+                "TENANT_FORBIDDEN",
+                &[],
+                None,
+            ),
             AuthzError::BadPageToken => detailed(
                 Code::InvalidArgument,
                 "page_token: not a token of this listing",

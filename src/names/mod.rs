@@ -8,6 +8,7 @@ mod idempotency;
 mod ids;
 mod login;
 mod org;
+pub mod page;
 mod password;
 mod service;
 

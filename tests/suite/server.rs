@@ -10,9 +10,15 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::support::TestDb;
 use crate::support::server::TestServer;
 
-/// Every service the port serves: ours, and Envoy's ext_authz (whose
+const SERVICES: [&str; 3] = [
+    "portcullis.v1.Authentication",
+    "portcullis.v1.Authorization",
+    "portcullis.v1.ServiceCredentials",
+];
+
+/// Every service reflection lists: ours, and Envoy's ext_authz (whose
 /// descriptors come from `proto/vendor/`).
-const SERVICES: [&str; 5] = [
+const REFLECTED: [&str; 5] = [
     "portcullis.v1.Administration",
     "portcullis.v1.Authentication",
     "portcullis.v1.Authorization",
@@ -105,7 +111,7 @@ macro_rules! list_services {
 }
 
 fn assert_lists_our_services(names: &[String]) {
-    for service in SERVICES {
+    for service in REFLECTED {
         assert!(
             names.iter().any(|n| n == service),
             "{service} missing from {names:?}"

@@ -25,8 +25,7 @@ use crate::secrets::{self, SecretKind};
 
 pub const DEFAULT_VALIDITY: Duration = Duration::days(7);
 pub const MAX_VALIDITY: Duration = Duration::days(30);
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-pub const MAX_PAGE_SIZE: u32 = 1000;
+pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// An invitation as the API shows it; the token's hash never leaves the
 /// database (nor reaches the audit trail).
