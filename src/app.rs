@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::authn::{Authenticator, AuthnSettings, Federation, OtpDelivery, Passwords};
+use crate::authz::gatekeeper::GatewaySettings;
 use crate::db::Db;
-use crate::gateway::GatewaySettings;
 use crate::grpc::ext_authz::ExtAuthzSettings;
+use crate::http::ForwardAuthSettings;
 use crate::tls::ServerTls;
 use crate::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 
@@ -57,6 +58,8 @@ pub struct ServerSettings {
     /// when `None`.
     pub http_listen: Option<SocketAddr>,
     pub gateway: GatewaySettings,
+    /// How `/forward-auth` reads the gateway's request.
+    pub forward_auth: ForwardAuthSettings,
     /// Where to serve the AuthZEN API; off when `None`.
     pub authzen_listen: Option<SocketAddr>,
     /// The AuthZEN PDP's own URL in its discovery document.
@@ -79,6 +82,7 @@ impl Default for ServerSettings {
             tls: None,
             http_listen: None,
             gateway: GatewaySettings::default(),
+            forward_auth: ForwardAuthSettings::default(),
             authzen_listen: None,
             authzen_base_url: None,
             ext_authz: ExtAuthzSettings::default(),
@@ -99,7 +103,7 @@ impl ServerSettings {
             );
         }
         let gateway = &self.gateway;
-        if gateway.mode == crate::gateway::ForwardAuthMode::Traefik
+        if self.forward_auth.mode == crate::http::ForwardAuthMode::Traefik
             && (gateway.capability_header.is_some() || gateway.node_header.is_some())
         {
             return Err(

@@ -87,19 +87,23 @@ pub async fn serve(
     // One copy of the endpoint catalogue for CheckEndpoint and forward-auth.
     let catalogue = Arc::new(crate::authz::EndpointCatalogue::default());
     // The gateway decision, for /forward-auth and Envoy's ext_authz.
-    let gate = Arc::new(crate::gateway::Gatekeeper {
+    let gate = Arc::new(crate::authz::gatekeeper::Gatekeeper {
         db: db.for_reads(),
         tokens: tokens.clone(),
         catalogue: catalogue.clone(),
         settings: settings.gateway.clone(),
     });
-    let gateway = match settings.http_listen {
+    let forward_auth = match settings.http_listen {
         Some(addr) => {
             let listener = bind(addr).await?;
             tracing::info!(%addr, "serving /forward-auth over HTTP");
-            Some(tokio::spawn(crate::gateway::serve(
+            let edge = crate::http::ForwardAuth {
+                gate: gate.clone(),
+                settings: settings.forward_auth.clone(),
+            };
+            Some(tokio::spawn(crate::http::serve(
                 listener,
-                gate.clone(),
+                Arc::new(edge),
                 in_flight_layer.clone(),
                 settings.tls.as_ref().map(ServerTls::http_config),
             )))
@@ -110,13 +114,13 @@ pub async fn serve(
         Some(addr) => {
             let listener = bind(addr).await?;
             tracing::info!(%addr, "serving the AuthZEN API over HTTP");
-            let api = crate::gateway::authzen::AuthZen {
+            let api = crate::http::authzen::AuthZen {
                 db: db.for_reads(),
                 tokens: tokens.clone(),
                 // Set: checked above.
                 base_url: settings.authzen_base_url.clone().unwrap_or_default(),
             };
-            Some(tokio::spawn(crate::gateway::serve_authzen(
+            Some(tokio::spawn(crate::http::serve_authzen(
                 listener,
                 Arc::new(api),
                 in_flight_layer.clone(),
@@ -240,7 +244,7 @@ pub async fn serve(
     if let Some(metrics) = metrics {
         metrics.abort();
     }
-    for listener in [gateway, authzen].into_iter().flatten() {
+    for listener in [forward_auth, authzen].into_iter().flatten() {
         listener.abort();
     }
     result

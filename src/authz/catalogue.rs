@@ -14,8 +14,7 @@ use std::sync::{Arc, RwLock};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::admin::global::EndpointPolicy;
-use crate::admin::global::endpoints;
+use super::endpoint_policy::{self, EndpointPolicy};
 use crate::db::schema::auth::endpoint_catalogue_version as version;
 use crate::db::schema::auth::endpoint_policy as ep;
 use crate::names::{HttpMethod, NodeSource};
@@ -83,8 +82,8 @@ impl Snapshot {
             .select((version::version_no, version::change_token))
             .get_result(conn)
             .await?;
-        let rows: Vec<endpoints::Row> = ep::table
-            .select(endpoints::COLUMNS)
+        let rows: Vec<endpoint_policy::Row> = ep::table
+            .select(endpoint_policy::COLUMNS)
             .order(ep::endpoint_id)
             .load(conn)
             .await?;

@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use super::catalogue::{EndpointCatalogue, EndpointRequest, Snapshot, version_now};
 use super::check::decisions_in_order;
+use super::endpoint_policy::EndpointPolicy;
 use super::queries::{BatchQuery, Checks};
 use super::{AuthzError, CapabilityKey, Decision, Subject};
-use crate::admin::global::EndpointPolicy;
 use crate::db::Db;
 use crate::names::OrgNodeId;
 

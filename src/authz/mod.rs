@@ -5,6 +5,8 @@
 mod catalogue;
 mod check;
 mod endpoint;
+pub mod endpoint_policy;
+pub mod gatekeeper;
 mod holders;
 mod listing;
 pub mod page_token;

@@ -9,6 +9,7 @@ mod common;
 mod db;
 mod dev;
 mod directory;
+mod gateways;
 mod keys;
 mod serve;
 mod service;

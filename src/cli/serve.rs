@@ -7,15 +7,13 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::common::{DatabaseArgs, HashArgs, database};
+use super::gateways::GatewayArgs;
 use crate::app::{App, ServerSettings, Settings};
 use crate::authn::federation::FederationConfigError;
 use crate::authn::{
     AuthnSettings, DevLogDelivery, Federation, OtpDelivery, OutboxDelivery, ThrottlePolicy,
 };
 use crate::db::Db;
-use crate::gateway::{ForwardAuthMode, GatewaySettings};
-use crate::grpc::ext_authz::{ExtAuthzCallers, ExtAuthzSettings};
-use crate::names::ServiceKey;
 use crate::server;
 use crate::tls::{ServerTls, TlsFileError};
 use crate::tokens::{KeyRing, RESERVED_CLAIMS, RoleClaim, TokenSettings};
@@ -123,117 +121,8 @@ pub struct ServerArgs {
         required_if_eq("ext_authz_callers", "mtls")
     )]
     pub tls_client_ca: Option<PathBuf>,
-    /// Serve the HTTP routes API gateways call (`/forward-auth`) on this
-    /// address [default: off for serve, 127.0.0.1:8181 for dev].
-    #[arg(long, env = "PORTCULLIS_HTTP_LISTEN")]
-    pub http_listen: Option<SocketAddr>,
-    /// Serve the OpenID AuthZEN Authorization API (JSON over HTTP) on this
-    /// address [default: off].
-    #[arg(long, env = "PORTCULLIS_AUTHZEN_LISTEN")]
-    pub authzen_listen: Option<SocketAddr>,
-    /// The PDP's URL its discovery document names (required with
-    /// --authzen-listen; dev: http:// and the listener's address).
-    #[arg(long, env = "PORTCULLIS_AUTHZEN_BASE_URL")]
-    pub authzen_base_url: Option<String>,
-    /// Which gateway calls /forward-auth, and so where the original request
-    /// is read: nginx (X-Original-Method, X-Original-URI), traefik
-    /// (X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host) or envoy (the
-    /// method and the path after /forward-auth). Only that one source is
-    /// read. Required with --http-listen [dev: nginx].
-    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_MODE", value_enum)]
-    pub forward_auth_mode: Option<ForwardAuthMode>,
-    /// The header naming the endpoint catalogue's service of a forward-auth
-    /// request, read only without --forward-auth-host (with it, the host
-    /// decides).
-    #[arg(
-        long,
-        env = "PORTCULLIS_FORWARD_AUTH_SERVICE_HEADER",
-        default_value = "x-auth-service"
-    )]
-    pub forward_auth_service_header: String,
-    /// The service by the original host (as the mode reads it): HOST=SERVICE,
-    /// repeated (or comma-separated in the variable). With it, no request
-    /// header names the service.
-    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_HOSTS", value_delimiter = ',', value_parser = parse_host_service)]
-    pub forward_auth_host: Vec<(String, String)>,
-    /// The headers an nginx `auth_request` location sets to the original
-    /// method and URI.
-    #[arg(
-        long,
-        env = "PORTCULLIS_FORWARD_AUTH_METHOD_HEADER",
-        default_value = "x-original-method"
-    )]
-    pub forward_auth_method_header: String,
-    #[arg(
-        long,
-        env = "PORTCULLIS_FORWARD_AUTH_URI_HEADER",
-        default_value = "x-original-uri"
-    )]
-    pub forward_auth_uri_header: String,
-    /// Read the user token from this cookie instead of `Authorization: Bearer`.
-    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_COOKIE")]
-    pub forward_auth_cookie: Option<String>,
-    /// Catalogue services whose upstream receives `X-Auth-Token` on an
-    /// allowed request: a token for that one request (audience the service,
-    /// the PostgREST role claim), repeated or comma-separated.
-    #[arg(
-        long,
-        env = "PORTCULLIS_FORWARD_AUTH_UPSTREAM_TOKEN",
-        value_delimiter = ',',
-        value_parser = |raw: &str| ServiceKey::parse(raw).map_err(|e| e.to_string())
-    )]
-    pub forward_auth_upstream_token: Vec<ServiceKey>,
-    /// How long an `X-Auth-Token` lives (at most 5m; never past the user's
-    /// own token).
-    #[arg(
-        long,
-        env = "PORTCULLIS_FORWARD_AUTH_UPSTREAM_TOKEN_LIFETIME",
-        default_value = "60s",
-        value_parser = parse_upstream_token_lifetime
-    )]
-    pub forward_auth_upstream_token_lifetime: humantime::Duration,
-    /// For a gateway request no catalogue entry matches (forward-auth and
-    /// Envoy's Check): the header naming the capability to check, set by the
-    /// gateway's own route configuration (with --gateway-node-header).
-    #[arg(
-        long,
-        env = "PORTCULLIS_GATEWAY_CAPABILITY_HEADER",
-        requires = "gateway_node_header"
-    )]
-    pub gateway_capability_header: Option<String>,
-    /// The header naming the org node for --gateway-capability-header.
-    #[arg(
-        long,
-        env = "PORTCULLIS_GATEWAY_NODE_HEADER",
-        requires = "gateway_capability_header"
-    )]
-    pub gateway_node_header: Option<String>,
-    /// Who may call Envoy's `envoy.service.auth.v3.Authorization/Check`: a
-    /// service token with authz.check, a client certificate (needs
-    /// --tls-client-ca), or either.
-    #[arg(
-        long,
-        env = "PORTCULLIS_EXT_AUTHZ_CALLERS",
-        value_enum,
-        default_value = "token"
-    )]
-    pub ext_authz_callers: ExtAuthzCallers,
-    /// Have Envoy remove the user's `authorization` header on an allowed
-    /// request.
-    #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_REMOVE_AUTHORIZATION")]
-    pub ext_authz_remove_authorization: bool,
-    /// Let Envoy's Check take the catalogue service from the original
-    /// request (the --forward-auth-service-header, or the host through
-    /// --forward-auth-host) when the route's context extension
-    /// `portcullis_service` names none. Off: the route's configuration alone
-    /// names it.
-    #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_SERVICE_FROM_REQUEST")]
-    pub ext_authz_service_from_request: bool,
-    /// Also send Envoy's upstream the old header names (x-portcullis-user,
-    /// -tenant, -groups, -reason) beside x-auth-*; without it they are
-    /// removed from the request. For one release.
-    #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_LEGACY_HEADERS")]
-    pub ext_authz_legacy_headers: bool,
+    #[command(flatten)]
+    pub gateways: GatewayArgs,
     #[command(flatten)]
     pub authn: AuthnArgs,
 }
@@ -257,37 +146,12 @@ impl ServerArgs {
             trusted_proxy_hops: usize::from(self.authn.trusted_proxy_hops),
             metrics_listen: self.metrics_listen,
             tls,
-            http_listen: self.http_listen,
-            authzen_listen: self.authzen_listen,
-            authzen_base_url: self.authzen_base_url.clone(),
-            gateway: GatewaySettings {
-                mode: self.forward_auth_mode.unwrap_or_default(),
-                method_header: self.forward_auth_method_header.to_ascii_lowercase(),
-                uri_header: self.forward_auth_uri_header.to_ascii_lowercase(),
-                service_header: self.forward_auth_service_header.to_ascii_lowercase(),
-                services_by_host: self.forward_auth_host.iter().cloned().collect(),
-                token_cookie: self.forward_auth_cookie.clone(),
-                upstream_token_services: self
-                    .forward_auth_upstream_token
-                    .iter()
-                    .map(|service| service.as_str().to_owned())
-                    .collect(),
-                upstream_token_lifetime: self.forward_auth_upstream_token_lifetime.into(),
-                capability_header: self
-                    .gateway_capability_header
-                    .as_ref()
-                    .map(|h| h.to_ascii_lowercase()),
-                node_header: self
-                    .gateway_node_header
-                    .as_ref()
-                    .map(|h| h.to_ascii_lowercase()),
-            },
-            ext_authz: ExtAuthzSettings {
-                callers: self.ext_authz_callers,
-                remove_authorization: self.ext_authz_remove_authorization,
-                service_from_request: self.ext_authz_service_from_request,
-                legacy_headers: self.ext_authz_legacy_headers,
-            },
+            http_listen: self.gateways.http_listen,
+            authzen_listen: self.gateways.authzen_listen,
+            authzen_base_url: self.gateways.authzen_base_url.clone(),
+            forward_auth: self.gateways.forward_auth(),
+            gateway: self.gateways.gateway(),
+            ext_authz: self.gateways.ext_authz(),
         })
     }
 
@@ -449,7 +313,9 @@ pub enum OtpDeliveryKind {
 
 /// `portcullis serve`.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if args.server.http_listen.is_some() && args.server.forward_auth_mode.is_none() {
+    if args.server.gateways.http_listen.is_some()
+        && args.server.gateways.forward_auth_mode.is_none()
+    {
         anyhow::bail!(
             "--http-listen needs --forward-auth-mode nginx|traefik|envoy \
              (PORTCULLIS_FORWARD_AUTH_MODE): the one gateway convention /forward-auth reads"
@@ -472,16 +338,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `HOST=SERVICE`.
-fn parse_host_service(raw: &str) -> Result<(String, String), String> {
-    let (host, service) = raw
-        .split_once('=')
-        .ok_or_else(|| format!("`{raw}` is not HOST=SERVICE"))?;
-    crate::names::ServiceKey::parse(service.trim())
-        .map_err(|e| format!("service `{service}` {e}"))?;
-    Ok((host.trim().to_ascii_lowercase(), service.trim().to_owned()))
-}
-
 /// A role claim may not replace a claim Portcullis writes itself.
 fn parse_role_claim(raw: &str) -> Result<String, String> {
     if RESERVED_CLAIMS.contains(&raw) {
@@ -500,18 +356,6 @@ fn parse_leeway(raw: &str) -> Result<humantime::Duration, String> {
         ));
     }
     Ok(leeway)
-}
-
-fn parse_upstream_token_lifetime(raw: &str) -> Result<humantime::Duration, String> {
-    let lifetime: humantime::Duration = raw.parse().map_err(|e| format!("{e}"))?;
-    let most = crate::tokens::MAX_UPSTREAM_TOKEN_LIFETIME;
-    if lifetime.is_zero() || *lifetime > most {
-        return Err(format!(
-            "more than 0s and at most {}",
-            humantime::format_duration(most)
-        ));
-    }
-    Ok(lifetime)
 }
 
 pub(super) fn parse_ratio(raw: &str) -> Result<f64, String> {

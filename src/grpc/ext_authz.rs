@@ -1,7 +1,7 @@
 //! `envoy.service.auth.v3.Authorization/Check`: Envoy's (and Istio's)
 //! external authorization, on the gRPC port. The original request comes
 //! in `attributes.request.http`; the decision is the gateway's
-//! ([`crate::gateway::Gatekeeper`]), shared with `/forward-auth`. A gRPC
+//! ([`crate::authz::gatekeeper::Gatekeeper`]), shared with `/forward-auth`. A gRPC
 //! server may call it too (gRPC proposal A92), with the gRPC method as the
 //! path and `POST` as the method.
 //!
@@ -26,10 +26,10 @@ use super::access;
 use super::error_details::detailed;
 use super::request::invalid;
 
-use crate::callers;
-use crate::gateway::{
+use crate::authz::gatekeeper::{
     Allowed, Gatekeeper, LEGACY_EXT_AUTHZ_NAMES, OriginalRequest, Refusal, UPSTREAM_GROUPS,
 };
+use crate::callers;
 use crate::tokens::Principal;
 use crate::tokens::bearer;
 
@@ -169,7 +169,7 @@ impl Authorization for ExtAuthzService {
             headers: &headers,
             request_id,
         };
-        let outcome = self.gate.decide(&original).await;
+        let outcome = self.gate.decide(&original, chrono::Utc::now()).await;
         let reason = match &outcome {
             Ok(allowed) => allowed.reason.clone(),
             Err(refusal) => refusal.reason().to_owned(),

@@ -342,8 +342,9 @@ async fn the_service_may_come_from_the_host_when_opted_in_and_the_authorization_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_opt_in_only_the_routes_context_extension_names_the_service() {
-    let s = setup_configured(None, TestDb::new().await, |gateway| {
-        gateway
+    let s = setup_configured(None, TestDb::new().await, |settings| {
+        settings
+            .gateway
             .services_by_host
             .insert("payments.example.test".into(), "payment_flow".into());
     })
@@ -365,9 +366,9 @@ async fn without_the_opt_in_only_the_routes_context_extension_names_the_service(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_catalogue_entry_the_configured_headers_name_the_capability_and_node() {
-    let s = setup_configured(None, TestDb::new().await, |gateway| {
-        gateway.capability_header = Some("x-portcullis-capability".into());
-        gateway.node_header = Some("x-portcullis-node".into());
+    let s = setup_configured(None, TestDb::new().await, |settings| {
+        settings.gateway.capability_header = Some("x-portcullis-capability".into());
+        settings.gateway.node_header = Some("x-portcullis-node".into());
     })
     .await;
     let capability = format!("test.cap_{}", &s.a.tenant.simple().to_string()[..12]);

@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use portcullis::app::ServerSettings;
+use portcullis::authz::gatekeeper::GatewaySettings;
 use portcullis::db::{Db, RlsContext};
-use portcullis::gateway::{ForwardAuthMode, GatewaySettings};
+use portcullis::http::ForwardAuthMode;
 use portcullis::tokens::{NewToken, TokenType};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -59,14 +61,14 @@ async fn setup_with(db_for_server: Option<Db>, test: TestDb) -> Setup {
 pub(crate) async fn setup_configured(
     db_for_server: Option<Db>,
     test: TestDb,
-    configure: impl FnOnce(&mut GatewaySettings),
+    configure: impl FnOnce(&mut ServerSettings),
 ) -> Setup {
     let db = test.db();
     let (a, b) = (populate(&db).await, populate(&db).await);
     catalogue(&db, &a, "GET").await;
     let port = unused_port();
     let mut settings = test_settings();
-    configure(&mut settings.gateway);
+    configure(&mut settings);
     settings.http_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
     let app = test_app(
         db_for_server.unwrap_or(db),
@@ -147,10 +149,11 @@ fn payload(token: &str) -> serde_json::Value {
 
 async fn minting_for_payment_flow(lifetime: Duration) -> Setup {
     setup_configured(None, TestDb::new().await, |settings| {
-        settings
+        let gateway = &mut settings.gateway;
+        gateway
             .upstream_token_services
             .insert("payment_flow".into());
-        settings.upstream_token_lifetime = lifetime;
+        gateway.upstream_token_lifetime = lifetime;
     })
     .await
 }
@@ -274,10 +277,10 @@ fn mapping_payments_host(gateway: &mut GatewaySettings) {
 }
 
 async fn in_mode(mode: ForwardAuthMode) -> Setup {
-    setup_configured(None, TestDb::new().await, |gateway| {
-        gateway.mode = mode;
+    setup_configured(None, TestDb::new().await, |settings| {
+        settings.forward_auth.mode = mode;
         if mode == ForwardAuthMode::Traefik {
-            mapping_payments_host(gateway);
+            mapping_payments_host(&mut settings.gateway);
         }
     })
     .await
@@ -413,7 +416,7 @@ async fn a_mode_whose_own_convention_is_missing_refuses_rather_than_reading_anot
 async fn capability_and_node_headers_cannot_be_configured_with_traefik() {
     let test = TestDb::new().await;
     let mut settings = test_settings();
-    settings.gateway.mode = ForwardAuthMode::Traefik;
+    settings.forward_auth.mode = ForwardAuthMode::Traefik;
     settings.gateway.capability_header = Some("x-portcullis-capability".into());
     settings.gateway.node_header = Some("x-portcullis-node".into());
     let error = refused_at_start(test.db(), settings).await;
@@ -422,7 +425,8 @@ async fn capability_and_node_headers_cannot_be_configured_with_traefik() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_host_mapping_no_request_header_names_the_service() {
-    let s = setup_configured(None, TestDb::new().await, |gateway| {
+    let s = setup_configured(None, TestDb::new().await, |settings| {
+        let gateway = &mut settings.gateway;
         mapping_payments_host(gateway);
         gateway
             .upstream_token_services
@@ -452,8 +456,8 @@ async fn with_a_host_mapping_no_request_header_names_the_service() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cookie_alone_passes_no_cross_site_request_that_changes_something() {
-    let s = setup_configured(None, TestDb::new().await, |gateway| {
-        gateway.token_cookie = Some("portcullis_token".into());
+    let s = setup_configured(None, TestDb::new().await, |settings| {
+        settings.forward_auth.token_cookie = Some("portcullis_token".into());
     })
     .await;
     catalogue(&s.server_db(), &s.a, "POST").await;

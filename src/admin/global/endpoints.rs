@@ -13,21 +13,11 @@ use uuid::Uuid;
 use super::{GlobalAdministrator, exists};
 use crate::admin::{AdminError, Subject};
 use crate::authz::CapabilityKey;
+use crate::authz::endpoint_policy::{COLUMNS, EndpointPolicy, Row};
 use crate::db::schema::audit::policy_change_log as log;
 use crate::db::schema::auth::{capabilities, endpoint_policy as ep};
 use crate::db::{Db, RlsContext};
 use crate::names::{HttpMethod, NodeSource, RoutePattern, ServiceKey};
-
-/// One entry of the catalogue.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct EndpointPolicy {
-    pub id: Uuid,
-    pub service_key: String,
-    pub method: String,
-    pub route_pattern: String,
-    pub capability: String,
-    pub node_source: NodeSource,
-}
 
 /// What an entry says (to create one, or replace what one says).
 #[derive(Clone, Debug)]
@@ -37,47 +27,6 @@ pub struct EndpointRule {
     pub route: RoutePattern,
     pub capability: CapabilityKey,
     pub node_source: NodeSource,
-}
-
-/// An entry as stored: id, service, method, route, capability, node source.
-pub(crate) type Row = (Uuid, String, String, String, String, String, String);
-
-pub(crate) const COLUMNS: (
-    ep::endpoint_id,
-    ep::service_key,
-    ep::method_code,
-    ep::route_pattern,
-    ep::capability,
-    ep::node_source_code,
-    ep::node_source_name,
-) = (
-    ep::endpoint_id,
-    ep::service_key,
-    ep::method_code,
-    ep::route_pattern,
-    ep::capability,
-    ep::node_source_code,
-    ep::node_source_name,
-);
-
-impl EndpointPolicy {
-    pub(crate) fn from_row(
-        (id, service_key, method, route_pattern, capability, kind, name): Row,
-    ) -> Self {
-        let node_source = match kind.as_str() {
-            "path" => NodeSource::Path(name),
-            "header" => NodeSource::Header(name),
-            _ => NodeSource::Field(name),
-        };
-        Self {
-            id,
-            service_key,
-            method,
-            route_pattern,
-            capability,
-            node_source,
-        }
-    }
 }
 
 /// The entries of `service` (all of them when `None`), by service, route

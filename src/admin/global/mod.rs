@@ -6,11 +6,12 @@ mod catalogue;
 pub(crate) mod endpoints;
 mod tenants;
 
+pub use crate::authz::endpoint_policy::EndpointPolicy;
 pub use crate::names::TenantSlug;
 pub use catalogue::{Capability, create_capability, list_capabilities};
 pub use endpoints::{
-    EndpointPolicy, EndpointRule, create_endpoint_policy, delete_endpoint_policy,
-    list_endpoint_policies, update_endpoint_policy,
+    EndpointRule, create_endpoint_policy, delete_endpoint_policy, list_endpoint_policies,
+    update_endpoint_policy,
 };
 pub use tenants::{Tenant, TenantChange, change_tenant, create_tenant};
 

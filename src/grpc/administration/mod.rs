@@ -3,36 +3,29 @@
 
 mod activity;
 mod convert;
+mod global_admin;
 mod parse;
+mod people;
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use convert::{
-    assignment, audit_event, capability, capability_keys, grant, grant_scope, holder,
-    idempotency_key, invitation, invitee, label, node, optional_id, optional_uuid, page_size, role,
-    tenant, time, user,
+    assignment, capability_keys, grant, grant_scope, holder, idempotency_key, label, node,
+    optional_id, role, time,
 };
-use secrecy::ExposeSecret;
 
-use super::endpoint_catalogue::{parse_rule, policy_message};
 use super::fields::{parse_id, parse_uuid};
-use super::request::{caller, client_address, invalid, request_id};
+use super::request::invalid;
 use crate::admin::assignments::{self, NewAssignment};
-use crate::admin::audit_trail;
-use crate::admin::global::{self, TenantChange, TenantSlug};
 use crate::admin::grants::{self, NewGrant};
-use crate::admin::invitations::{self, NewInvitation};
-use crate::admin::users;
-use crate::admin::{Label, NodeType, RoleKey, org, roles};
+use crate::admin::{NodeType, RoleKey, org, roles};
 use crate::authn::{AuthnSettings, Passwords};
-use crate::authz::CapabilityKey;
 use crate::db::Db;
-use crate::names::ServiceKey;
 use crate::proto::v1 as pb;
 use crate::proto::v1::administration_server::Administration;
-use parse::{administrator, cursor, global_administrator};
+use parse::administrator;
 
 pub struct AdministrationService {
     db: Db,
@@ -276,285 +269,139 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let body = request.into_inner();
-        let key = idempotency_key(&body.idempotency_key)?;
-        let new = parse::new_user(&body)?;
-        let created = users::create(&self.db, &self.passwords, &admin, new, key.as_ref()).await?;
-        Ok(Response::new(user(created)))
+        people::create_user(self, request).await
     }
 
     async fn deactivate_user(
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::User>, Status> {
-        self.set_user_active(request, false).await
+        people::deactivate_user(self, request).await
     }
 
     async fn reactivate_user(
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::User>, Status> {
-        self.set_user_active(request, true).await
+        people::reactivate_user(self, request).await
     }
 
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let body = request.into_inner();
-        let page_size = page_size(
-            body.page_size,
-            users::DEFAULT_PAGE_SIZE,
-            users::MAX_PAGE_SIZE,
-        )?;
-        // The token is the last user id of the previous page: it positions
-        // a read inside the caller's own tenant, nothing more.
-        let after = optional_uuid("page_token", &body.page_token)?;
-        let (page, next) = users::list(&self.db, &admin, page_size, after).await?;
-        Ok(Response::new(pb::ListUsersResponse {
-            users: page.into_iter().map(user).collect(),
-            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
-        }))
+        people::list_users(self, request).await
     }
 
     async fn create_invitation(
         &self,
         request: Request<pb::CreateInvitationRequest>,
     ) -> Result<Response<pb::CreateInvitationResponse>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let body = request.into_inner();
-        let new = NewInvitation {
-            destination: invitee(&body.email, &body.phone)?,
-            role_id: parse_uuid("role_id", &body.role_id)?,
-            org_node_id: parse_id("org_node_id", &body.org_node_id)?,
-            expires_at: time("expires_at", body.expires_at)?,
-        };
-        let key = idempotency_key(&body.idempotency_key)?;
-        let issued = invitations::create(&self.db, &admin, &new, key.as_ref()).await?;
-        Ok(Response::new(pb::CreateInvitationResponse {
-            invitation: Some(invitation(issued.invitation)),
-            invite_token: issued
-                .token
-                .map(|token| token.expose_secret().to_owned())
-                .unwrap_or_default(),
-        }))
+        people::create_invitation(self, request).await
     }
 
     async fn revoke_invitation(
         &self,
         request: Request<pb::RevokeInvitationRequest>,
     ) -> Result<Response<pb::Invitation>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let id = parse_uuid("invitation_id", &request.get_ref().invitation_id)?;
-        let revoked = invitations::revoke(&self.db, &admin, id).await?;
-        Ok(Response::new(invitation(revoked)))
+        people::revoke_invitation(self, request).await
     }
 
     async fn list_invitations(
         &self,
         request: Request<pb::ListInvitationsRequest>,
     ) -> Result<Response<pb::ListInvitationsResponse>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let body = request.into_inner();
-        let query = invitations::Query {
-            at_node: optional_id("org_node_id", &body.org_node_id)?,
-            page_size: page_size(
-                body.page_size,
-                invitations::DEFAULT_PAGE_SIZE,
-                invitations::MAX_PAGE_SIZE,
-            )?,
-            after: cursor(&body.page_token)?,
-        };
-        let (page, next) = invitations::list_pending(&self.db, &admin, query).await?;
-        Ok(Response::new(pb::ListInvitationsResponse {
-            invitations: page.into_iter().map(invitation).collect(),
-            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
-        }))
+        people::list_invitations(self, request).await
     }
 
     async fn accept_invitation(
         &self,
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
-        let request_id = request_id(&request);
-        let client_address = client_address(&request, self.trusted_proxy_hops);
-        let acceptance = parse::acceptance(request.into_inner(), request_id, client_address)?;
-        let accepted = invitations::accept(
-            &self.db,
-            &self.passwords,
-            &self.authn.throttle,
-            acceptance,
-            chrono::Utc::now(),
-        )
-        .await?;
-        Ok(Response::new(pb::AcceptInvitationResponse {
-            user: Some(user(accepted.user)),
-            assignment: Some(assignment(accepted.assignment)),
-        }))
+        people::accept_invitation(self, request).await
     }
 
     async fn create_tenant(
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let admin = global_administrator(&request)?;
-        let body = request.into_inner();
-        let slug = TenantSlug::parse(&body.slug).map_err(|e| invalid("slug", e))?;
-        let name = Label::parse(&body.name).map_err(|e| invalid("name", e))?;
-        let once = idempotency_key(&body.idempotency_key)?;
-        let created = global::create_tenant(&self.db, &admin, &slug, &name, once.as_ref()).await?;
-        Ok(Response::new(tenant(created)))
+        global_admin::create_tenant(self, request).await
     }
 
     async fn rename_tenant(
         &self,
         request: Request<pb::RenameTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let admin = global_administrator(&request)?;
-        let body = request.into_inner();
-        let id = parse_id("tenant_id", &body.tenant_id)?;
-        let name = Label::parse(&body.name).map_err(|e| invalid("name", e))?;
-        let renamed = global::change_tenant(
-            &self.db,
-            &admin,
-            id,
-            TenantChange::Name(&name),
-            self.authn.access_lifetime,
-        )
-        .await?;
-        Ok(Response::new(tenant(renamed)))
+        global_admin::rename_tenant(self, request).await
     }
 
     async fn suspend_tenant(
         &self,
         request: Request<pb::TenantRef>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        self.set_tenant_active(request, false).await
+        global_admin::suspend_tenant(self, request).await
     }
 
     async fn reactivate_tenant(
         &self,
         request: Request<pb::TenantRef>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        self.set_tenant_active(request, true).await
+        global_admin::reactivate_tenant(self, request).await
     }
 
     async fn set_federated_email_linking(
         &self,
         request: Request<pb::SetFederatedEmailLinkingRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        AdministrationService::set_federated_email_linking(self, request).await
+        global_admin::set_federated_email_linking(self, request).await
     }
 
     async fn create_capability(
         &self,
         request: Request<pb::CreateCapabilityRequest>,
     ) -> Result<Response<pb::CapabilityDefinition>, Status> {
-        let admin = global_administrator(&request)?;
-        let body = request.into_inner();
-        let key = CapabilityKey::parse(&body.key).map_err(|e| invalid("key", e))?;
-        let once = idempotency_key(&body.idempotency_key)?;
-        let created =
-            global::create_capability(&self.db, &admin, &key, &body.description, once.as_ref())
-                .await?;
-        Ok(Response::new(capability(created)))
+        global_admin::create_capability(self, request).await
     }
 
     async fn list_capabilities(
         &self,
         request: Request<pb::ListCapabilitiesRequest>,
     ) -> Result<Response<pb::ListCapabilitiesResponse>, Status> {
-        let ctx = caller(&request)?.rls_context();
-        let listed = global::list_capabilities(&self.db, &ctx).await?;
-        Ok(Response::new(pb::ListCapabilitiesResponse {
-            capabilities: listed.into_iter().map(capability).collect(),
-        }))
+        global_admin::list_capabilities(self, request).await
     }
 
     async fn create_endpoint_policy(
         &self,
         request: Request<pb::CreateEndpointPolicyRequest>,
     ) -> Result<Response<pb::EndpointPolicy>, Status> {
-        let admin = global_administrator(&request)?;
-        let body = request.into_inner();
-        let rule = parse_rule(
-            &body.service_key,
-            &body.method,
-            &body.route_pattern,
-            &body.capability,
-            body.node_source.as_ref(),
-        )?;
-        let created = global::create_endpoint_policy(&self.db, &admin, &rule).await?;
-        Ok(Response::new(policy_message(created)))
+        global_admin::create_endpoint_policy(self, request).await
     }
 
     async fn update_endpoint_policy(
         &self,
         request: Request<pb::UpdateEndpointPolicyRequest>,
     ) -> Result<Response<pb::EndpointPolicy>, Status> {
-        let admin = global_administrator(&request)?;
-        let body = request.into_inner();
-        let id = parse_uuid("endpoint_id", &body.endpoint_id)?;
-        let rule = parse_rule(
-            &body.service_key,
-            &body.method,
-            &body.route_pattern,
-            &body.capability,
-            body.node_source.as_ref(),
-        )?;
-        let updated = global::update_endpoint_policy(&self.db, &admin, id, &rule).await?;
-        Ok(Response::new(policy_message(updated)))
+        global_admin::update_endpoint_policy(self, request).await
     }
 
     async fn delete_endpoint_policy(
         &self,
         request: Request<pb::EndpointPolicyRef>,
     ) -> Result<Response<pb::EndpointPolicy>, Status> {
-        let admin = global_administrator(&request)?;
-        let id = parse_uuid("endpoint_id", &request.get_ref().endpoint_id)?;
-        let deleted = global::delete_endpoint_policy(&self.db, &admin, id).await?;
-        Ok(Response::new(policy_message(deleted)))
+        global_admin::delete_endpoint_policy(self, request).await
     }
 
     async fn list_endpoint_policies(
         &self,
         request: Request<pb::ListEndpointPoliciesRequest>,
     ) -> Result<Response<pb::ListEndpointPoliciesResponse>, Status> {
-        let ctx = caller(&request)?.rls_context();
-        let service = match request.get_ref().service_key.as_str() {
-            "" => None,
-            key => Some(ServiceKey::parse(key).map_err(|e| invalid("service_key", e))?),
-        };
-        let listed = global::list_endpoint_policies(&self.db, &ctx, service.as_ref()).await?;
-        Ok(Response::new(pb::ListEndpointPoliciesResponse {
-            policies: listed.into_iter().map(policy_message).collect(),
-        }))
+        global_admin::list_endpoint_policies(self, request).await
     }
 
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        let admin = administrator(&request, &request.get_ref().tenant_id)?;
-        let body = request.into_inner();
-        let page_size = page_size(
-            body.page_size,
-            audit_trail::DEFAULT_PAGE_SIZE,
-            audit_trail::MAX_PAGE_SIZE,
-        )?;
-        let after = cursor(&body.page_token)?;
-        let query = audit_trail::Query {
-            since: time("since", body.since)?,
-            until: time("until", body.until)?,
-            page_size,
-            after,
-        };
-        let (events, next) = audit_trail::list(&self.db, &admin, query).await?;
-        Ok(Response::new(pb::ListAuditEventsResponse {
-            events: events.into_iter().map(audit_event).collect(),
-            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
-        }))
+        global_admin::list_audit_events(self, request).await
     }
 }

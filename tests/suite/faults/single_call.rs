@@ -198,7 +198,22 @@ async fn a_create_caught_in_a_deadlock_answers_aborted_and_with_a_key_runs_again
     let db = test.db();
     let world = populate(&db).await;
     let admin = create_service(&db, Some(world.tenant), &["admin.org.write"]).await;
-    let server = TestServer::start(db).await;
+    // PostgreSQL looks for a deadlock once, `deadlock_timeout` after a
+    // backend starts waiting, and the backend that finds it is the one
+    // rolled back. The create's looks after 3 s, by when the holder below
+    // has closed the cycle even on a loaded machine; the holder's own look
+    // comes much later. (With both at 1 s, a create that looked before the
+    // cycle closed left the holder to find it, and the holder was chosen.)
+    test.superuser()
+        .await
+        .batch_execute(&format!(
+            "ALTER ROLE {} IN DATABASE \"{}\" SET deadlock_timeout = '3s'",
+            test.app_role(),
+            test.name
+        ))
+        .await
+        .unwrap();
+    let server = TestServer::start(test.db()).await;
     let channel = server.channel().await;
     let token = token_of(&channel, &admin).await.access_token;
     let mut watcher = test.superuser().await;
@@ -210,7 +225,10 @@ async fn a_create_caught_in_a_deadlock_answers_aborted_and_with_a_key_runs_again
         // parent row), then waits for the audit table this holds.
         let mut holder = test.superuser().await;
         holder
-            .batch_execute("BEGIN; LOCK TABLE audit.audit_events IN ACCESS EXCLUSIVE MODE")
+            .batch_execute(
+                "SET deadlock_timeout = '60s'; \
+                 BEGIN; LOCK TABLE audit.audit_events IN ACCESS EXCLUSIVE MODE",
+            )
             .await
             .unwrap();
         let mut client = AdministrationClient::new(channel.clone());

@@ -8,61 +8,26 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::authz::{
-    self, AuthzError, CapabilityKey, Check, EndpointCatalogue, EndpointDecision, EndpointRequest,
-    Subject,
+use super::{
+    AuthzError, CapabilityKey, Check, EndpointCatalogue, EndpointDecision, EndpointRequest, Subject,
 };
 use crate::db::Db;
 use crate::names::{HttpMethod, OrgNodeId};
 use crate::tokens::{Claims, Principal, TokenError, Tokens, UpstreamGrant};
 
-/// Which gateway calls `/forward-auth`, and so the one place the original
-/// request is read from. A header of another gateway's convention is the
-/// client's own (Traefik copies every client header into its auth request,
-/// and nginx's passes the client's headers it does not set), so no mode
-/// falls back to another's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ForwardAuthMode {
-    /// nginx `auth_request`: the method and URI in the headers its location
-    /// sets (`X-Original-Method`, `X-Original-URI`), the host in `Host`.
-    #[default]
-    Nginx,
-    /// Traefik ForwardAuth: `X-Forwarded-Method`, `X-Forwarded-Uri` and
-    /// `X-Forwarded-Host`, which Traefik overwrites.
-    Traefik,
-    /// Envoy's HTTP ext_authz: the request's own method and the path after
-    /// `/forward-auth`, the host in `Host`.
-    Envoy,
-}
-
-impl ForwardAuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Nginx => "nginx",
-            Self::Traefik => "traefik",
-            Self::Envoy => "envoy",
-        }
-    }
-}
-
+/// How the gateways' requests are decided, by forward-auth and ext_authz
+/// alike.
 #[derive(Clone, Debug)]
 pub struct GatewaySettings {
-    /// The gateway convention `/forward-auth` reads.
-    pub mode: ForwardAuthMode,
-    /// nginx-mode headers naming the original method and URI.
-    pub method_header: String,
-    pub uri_header: String,
     /// A header naming the catalogue's service, read only when no host
     /// mapping is configured.
     pub service_header: String,
-    /// The service by the original host, as the mode reads it. When set,
+    /// The service by the original host, as the edge reads it. When set,
     /// no request header names the service.
     pub services_by_host: HashMap<String, String>,
-    /// Read the user token from this cookie instead of `Authorization`.
-    pub token_cookie: Option<String>,
     /// Catalogue services whose upstream gets a token minted for the one
     /// request, living this long.
     pub upstream_token_services: HashSet<String>,
@@ -85,12 +50,8 @@ impl GatewaySettings {
 impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
-            mode: ForwardAuthMode::Nginx,
-            method_header: "x-original-method".into(),
-            uri_header: "x-original-uri".into(),
             service_header: "x-auth-service".into(),
             services_by_host: HashMap::new(),
-            token_cookie: None,
             upstream_token_services: HashSet::new(),
             upstream_token_lifetime: Duration::from_secs(60),
             capability_header: None,
@@ -205,10 +166,14 @@ pub struct Gatekeeper {
 }
 
 impl Gatekeeper {
-    pub async fn decide(&self, original: &OriginalRequest<'_>) -> Result<Allowed, Refusal> {
+    pub async fn decide(
+        &self,
+        original: &OriginalRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Allowed, Refusal> {
         let settings = &self.settings;
         let path = original.uri.split(['?', '#']).next().unwrap_or("/");
-        let (subject, claims) = self.subject(original.token)?;
+        let (subject, claims) = self.subject(original.token, now)?;
         let service = original
             .service
             .filter(|s| !s.is_empty())
@@ -232,7 +197,7 @@ impl Gatekeeper {
             headers: original.headers,
             fields: &HashMap::new(),
         };
-        let decided = authz::check_endpoint(
+        let decided = super::check_endpoint(
             &self.db,
             &self.catalogue,
             subject,
@@ -247,7 +212,7 @@ impl Gatekeeper {
                 let Some(named) = self.named_check(original.headers)? else {
                     return Err(Refusal::Denied("no_matching_endpoint".into()));
                 };
-                let decision = authz::check(
+                let decision = super::check(
                     &self.db,
                     subject,
                     std::slice::from_ref(&named),
@@ -288,7 +253,7 @@ impl Gatekeeper {
                 lifetime: settings.upstream_token_lifetime,
             };
             // Never pass without the token the upstream expects.
-            let minted = self.tokens.issue_upstream(&claims, &grant, Utc::now());
+            let minted = self.tokens.issue_upstream(&claims, &grant, now);
             Some(minted.map_err(|error| {
                 tracing::error!(%error, "the gateway could not mint the upstream token");
                 Refusal::Failed
@@ -327,12 +292,16 @@ impl Gatekeeper {
     }
 
     /// The user the original request's token names, and its claims.
-    fn subject(&self, token: Option<&str>) -> Result<(Subject, Claims), Refusal> {
+    fn subject(
+        &self,
+        token: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Subject, Claims), Refusal> {
         let token = token
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(Refusal::Unauthenticated("no bearer token"))?;
-        match self.tokens.verify(token, Utc::now()) {
+        match self.tokens.verify(token, now) {
             Ok(verified) => match verified.principal {
                 Principal::User(user) => Ok((
                     Subject {

@@ -23,38 +23,94 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::decide::{
-    Allowed, ForwardAuthMode, Gatekeeper, GatewaySettings, OriginalRequest, Refusal,
-};
 use super::edge::Decided;
+use crate::authz::gatekeeper::{Allowed, Gatekeeper, OriginalRequest, Refusal};
 use crate::tokens::bearer;
+
+/// Which gateway calls `/forward-auth`, and so the one place the original
+/// request is read from. A header of another gateway's convention is the
+/// client's own (Traefik copies every client header into its auth request,
+/// and nginx's passes the client's headers it does not set), so no mode
+/// falls back to another's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardAuthMode {
+    /// nginx `auth_request`: the method and URI in the headers its location
+    /// sets (`X-Original-Method`, `X-Original-URI`), the host in `Host`.
+    #[default]
+    Nginx,
+    /// Traefik ForwardAuth: `X-Forwarded-Method`, `X-Forwarded-Uri` and
+    /// `X-Forwarded-Host`, which Traefik overwrites.
+    Traefik,
+    /// Envoy's HTTP ext_authz: the request's own method and the path after
+    /// `/forward-auth`, the host in `Host`.
+    Envoy,
+}
+
+impl ForwardAuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Traefik => "traefik",
+            Self::Envoy => "envoy",
+        }
+    }
+}
+
+/// How `/forward-auth` reads the gateway's request.
+#[derive(Clone, Debug)]
+pub struct ForwardAuthSettings {
+    /// The gateway convention read.
+    pub mode: ForwardAuthMode,
+    /// nginx-mode headers naming the original method and URI.
+    pub method_header: String,
+    pub uri_header: String,
+    /// Read the user token from this cookie instead of `Authorization`.
+    pub token_cookie: Option<String>,
+}
+
+impl Default for ForwardAuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: ForwardAuthMode::Nginx,
+            method_header: "x-original-method".into(),
+            uri_header: "x-original-uri".into(),
+            token_cookie: None,
+        }
+    }
+}
+
+/// What the routes hold: the shared decision, and how requests are read.
+pub struct ForwardAuth {
+    pub gate: Arc<Gatekeeper>,
+    pub settings: ForwardAuthSettings,
+}
 
 /// The edge's name in logs, spans and `portcullis_decisions_total`.
 pub const EDGE: &str = "forward_auth";
 
-pub fn routes(gate: Arc<Gatekeeper>) -> axum::Router {
+pub fn routes(edge: Arc<ForwardAuth>) -> axum::Router {
     axum::Router::new()
         .route("/forward-auth", axum::routing::any(decide_here))
         .route("/forward-auth/{*rest}", axum::routing::any(decide_below))
-        .with_state(gate)
+        .with_state(edge)
 }
 
 async fn decide_here(
-    State(gate): State<Arc<Gatekeeper>>,
+    State(edge): State<Arc<ForwardAuth>>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    decide(&gate, &method, "/", false, &headers).await
+    decide(&edge, &method, "/", false, &headers).await
 }
 
 /// Envoy's HTTP ext-authz: the original path follows the prefix.
 async fn decide_below(
-    State(gate): State<Arc<Gatekeeper>>,
+    State(edge): State<Arc<ForwardAuth>>,
     Path(rest): Path<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    decide(&gate, &method, &format!("/{rest}"), true, &headers).await
+    decide(&edge, &method, &format!("/{rest}"), true, &headers).await
 }
 
 /// The original request as the configured gateway gives it: one source per
@@ -70,7 +126,7 @@ impl<'a> Asked<'a> {
     /// `/forward-auth` outside Envoy mode (nginx and Traefik call the one
     /// address they are configured with).
     fn read(
-        settings: &GatewaySettings,
+        settings: &ForwardAuthSettings,
         own_method: &'a Method,
         own_path: &'a str,
         below: bool,
@@ -98,13 +154,13 @@ impl<'a> Asked<'a> {
 }
 
 async fn decide(
-    gate: &Gatekeeper,
+    edge: &ForwardAuth,
     own_method: &Method,
     own_path: &str,
     below: bool,
     headers: &HeaderMap,
 ) -> Response {
-    let outcome = decide_request(gate, own_method, own_path, below, headers).await;
+    let outcome = decide_request(edge, own_method, own_path, below, headers).await;
     let reason = match &outcome {
         Ok(allowed) => allowed.reason.clone(),
         Err(refusal) => refusal.reason().to_owned(),
@@ -130,13 +186,13 @@ async fn decide(
 
 /// The decision on the original request the configured gateway names.
 async fn decide_request(
-    gate: &Gatekeeper,
+    edge: &ForwardAuth,
     own_method: &Method,
     own_path: &str,
     below: bool,
     headers: &HeaderMap,
 ) -> Result<Allowed, Refusal> {
-    let settings = &gate.settings;
+    let (settings, gate) = (&edge.settings, &edge.gate);
     let Some(asked) = Asked::read(settings, own_method, own_path, below, headers) else {
         return Err(Refusal::Denied("original_request_not_given".into()));
     };
@@ -157,13 +213,15 @@ async fn decide_request(
     let original = OriginalRequest {
         method: asked.method,
         uri: asked.uri,
-        service: settings.service_named_by_header(header(headers, &settings.service_header)),
+        service: gate
+            .settings
+            .service_named_by_header(header(headers, &gate.settings.service_header)),
         host: asked.host,
         token,
         headers: &original_headers,
         request_id: header(headers, "x-request-id"),
     };
-    gate.decide(&original).await
+    gate.decide(&original, chrono::Utc::now()).await
 }
 
 /// `200`, and what the upstream is told.

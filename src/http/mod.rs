@@ -1,31 +1,32 @@
-//! API gateways and standards over HTTP: `/forward-auth` (`--http-listen`)
-//! and the OpenID AuthZEN API (`--authzen-listen`), and the gateway
-//! decision they share with Envoy's gRPC `Check` ([`decide`]). Thin like
-//! `grpc`: the edges parse, ask the domain, and map the answer.
+//! The HTTP edge: `/forward-auth` for API gateways (`--http-listen`) and
+//! the OpenID AuthZEN API (`--authzen-listen`), each with the layers every
+//! listener shares ([`edge`]). Thin like `grpc`: the edges parse, ask the
+//! domain (forward-auth asks the gateway decision it shares with Envoy's
+//! gRPC `Check`, `authz::gatekeeper`), and map the answer.
 
 // The HTTP edge reads the clock, as the gRPC one does.
 #![allow(clippy::disallowed_methods)]
 
 pub mod authzen;
-mod decide;
 pub mod edge;
 pub mod forward_auth;
 
 use std::sync::Arc;
 
-pub use decide::{
-    Allowed, ForwardAuthMode, Gatekeeper, GatewaySettings, LEGACY_EXT_AUTHZ_NAMES, OriginalRequest,
-    Refusal, UPSTREAM_GROUPS,
-};
+pub use forward_auth::{ForwardAuth, ForwardAuthMode, ForwardAuthSettings};
 
 /// Serves `/forward-auth` on `listener` until the task is aborted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    gate: Arc<Gatekeeper>,
+    forward_auth: Arc<ForwardAuth>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    let routes = edge::layered(forward_auth::routes(gate), forward_auth::EDGE, in_flight);
+    let routes = edge::layered(
+        forward_auth::routes(forward_auth),
+        forward_auth::EDGE,
+        in_flight,
+    );
     serve_routes(listener, routes, tls).await;
 }
 
