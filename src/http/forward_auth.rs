@@ -46,16 +46,6 @@ pub enum ForwardAuthMode {
     Envoy,
 }
 
-impl ForwardAuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Nginx => "nginx",
-            Self::Traefik => "traefik",
-            Self::Envoy => "envoy",
-        }
-    }
-}
-
 /// How `/forward-auth` reads the gateway's request.
 #[derive(Clone, Debug)]
 pub struct ForwardAuthSettings {
