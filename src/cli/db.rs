@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use super::common::{AdminArgs, EnvArgs};
+use super::directory::Switch;
 use crate::ops::provision::connections::{ConnectionFile, PasswordsIn};
 use crate::ops::provision::decision_roles::{DecisionBinding, TenantScope, bind_decision_roles};
 use crate::ops::provision::secrets::RoleKind;
@@ -76,12 +77,6 @@ pub struct ProvisionServiceArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
 }
 
 #[derive(Debug, Args)]
@@ -205,7 +200,7 @@ async fn provision_service_command(args: ProvisionServiceArgs) -> anyhow::Result
     }
     let binding = DecisionBinding {
         tenants: args.tenants.clone(),
-        signed: args.signed_context.map(|switch| switch == Switch::On),
+        signed: args.signed_context.map(|switch| matches!(switch, Switch::On)),
     };
     if !binding.is_empty() {
         println!(
