@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::tokens::{Principal, TokenError, Tokens};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub enum Rule {
     /// No caller needed (login, credential exchange, keys, health, reflection).
     Public,
     /// A caller is optional; if a token is sent it must be valid (the
@@ -46,7 +46,7 @@ pub enum CallerRefusal {
 /// `Authorization/CheckCapability`, `AuthZen/Evaluation`, `Envoy/Check`).
 /// Anything not listed needs a caller and is open to no one: new operations
 /// fail closed until they are given a rule.
-pub fn rule(operation: &str) -> Access {
+pub fn rule(operation: &str) -> Rule {
     match operation {
         "Authentication/Authenticate"
         | "Authentication/RequestOtp"
@@ -57,8 +57,8 @@ pub fn rule(operation: &str) -> Access {
         | "Authentication/IssueSqlAssertion"
         | "ServiceCredentials/ExchangeServiceCredential"
         // The invite token is the credential.
-        | "Administration/AcceptInvitation" => Access::Public,
-        "Authentication/RevokeSession" => Access::OptionalCaller,
+        | "Administration/AcceptInvitation" => Rule::Public,
+        "Authentication/RevokeSession" => Rule::OptionalCaller,
         "Authentication/VerifyToken" => caller(Some("tokens.verify"), false),
         "Authorization/CheckCapability"
         | "Authorization/CheckCapabilities"
@@ -72,7 +72,7 @@ pub fn rule(operation: &str) -> Access {
         | "AuthZen/SearchAction" => caller(Some("authz.check"), false),
         "AuthZen/SearchSubject" => caller(Some("authz.list_users"), false),
         // Envoy's sidecar: a service token or a client certificate.
-        "Envoy/Check" => Access::ServiceOrCertificate {
+        "Envoy/Check" => Rule::ServiceOrCertificate {
             service_permission: "authz.check",
         },
         "Administration/CreateOrgNode"
@@ -122,13 +122,13 @@ pub fn rule(operation: &str) -> Access {
 }
 
 /// What an operation without a rule gets.
-pub const DENY_ALL: Access = Access::Caller {
+pub const DENY_ALL: Rule = Rule::Caller {
     service_permission: Some("(no rule for this method)"),
     users: false,
 };
 
-const fn caller(service_permission: Option<&'static str>, users: bool) -> Access {
-    Access::Caller {
+const fn caller(service_permission: Option<&'static str>, users: bool) -> Rule {
+    Rule::Caller {
         service_permission,
         users,
     }
@@ -143,15 +143,15 @@ pub fn authorize(
     now: DateTime<Utc>,
 ) -> Result<Option<Principal>, CallerRefusal> {
     let access = rule(operation);
-    if access == Access::Public {
+    if access == Rule::Public {
         return Ok(None);
     }
     let principal = match (authorization, access) {
-        (None, Access::OptionalCaller | Access::ServiceOrCertificate { .. }) => return Ok(None),
+        (None, Rule::OptionalCaller | Rule::ServiceOrCertificate { .. }) => return Ok(None),
         (None, _) => return Err(CallerRefusal::Unauthenticated),
         (Some(header), _) => verify_bearer(tokens, header, now)?,
     };
-    if let Access::Caller { .. } = access {
+    if let Rule::Caller { .. } = access {
         permit(&principal, operation)?;
     }
     Ok(Some(principal))
@@ -160,9 +160,9 @@ pub fn authorize(
 /// Whether `principal`, already authenticated, may make `operation`'s call.
 pub fn permit(principal: &Principal, operation: &str) -> Result<(), CallerRefusal> {
     let (service_permission, users) = match rule(operation) {
-        Access::Public | Access::OptionalCaller => return Ok(()),
-        Access::ServiceOrCertificate { service_permission } => (Some(service_permission), false),
-        Access::Caller {
+        Rule::Public | Rule::OptionalCaller => return Ok(()),
+        Rule::ServiceOrCertificate { service_permission } => (Some(service_permission), false),
+        Rule::Caller {
             service_permission,
             users,
         } => (service_permission, users),

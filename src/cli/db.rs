@@ -200,7 +200,9 @@ async fn provision_service_command(args: ProvisionServiceArgs) -> anyhow::Result
     }
     let binding = DecisionBinding {
         tenants: args.tenants.clone(),
-        signed: args.signed_context.map(|switch| matches!(switch, Switch::On)),
+        signed: args
+            .signed_context
+            .map(|switch| matches!(switch, Switch::On)),
     };
     if !binding.is_empty() {
         println!(

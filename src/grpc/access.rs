@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 
 use super::error_details::detailed;
 
-use crate::callers::{self, Access, CallerRefusal};
+use crate::callers::{self, CallerRefusal, Rule};
 use crate::tokens::{Principal, Tokens};
 
 /// The one message for every unusable token, whatever was wrong with it.
@@ -27,9 +27,9 @@ fn operation(path: &str) -> Option<&str> {
 }
 
 /// The rule for a gRPC path (`/package.Service/Method`).
-pub fn rule(path: &str) -> Access {
+pub fn rule(path: &str) -> Rule {
     if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
-        return Access::Public;
+        return Rule::Public;
     }
     operation(path).map_or(callers::DENY_ALL, callers::rule)
 }
@@ -61,7 +61,7 @@ pub fn authorize(
     authorization: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Option<Principal>, Status> {
-    if rule(path) == Access::Public {
+    if rule(path) == Rule::Public {
         return Ok(None);
     }
     let operation = operation(path).unwrap_or(path);
