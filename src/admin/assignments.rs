@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::author::Author;
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminError, Administrator, Capability, Placed, Subject};
+use super::{AdminCapability, AdminError, Administrator, Placed, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
 use crate::names::{OrgNodeId, UserId};
@@ -78,7 +78,7 @@ async fn assign_once(
             // In the write's own transaction: nothing changes in between.
             let (role, node) = (new.role_id, new.org_node_id);
             admin
-                .require_to_hand_out(conn, Capability::AssignmentsWrite, role, node)
+                .require_to_hand_out(conn, AdminCapability::AssignmentsWrite, role, node)
                 .await?;
             attempt
                 .once(conn, &admin.ledger(), |conn| {
@@ -138,7 +138,7 @@ pub async fn end(
         async move {
             let placed = Placed::Assignment(assignment);
             admin
-                .require_where(conn, Capability::AssignmentsWrite, placed)
+                .require_where(conn, AdminCapability::AssignmentsWrite, placed)
                 .await?;
             let before: Assignment = org_assignments::table
                 .find(assignment)
@@ -184,7 +184,7 @@ pub async fn list(
     holder: Holder,
 ) -> Result<Vec<Assignment>, AdminError> {
     admin
-        .require_holder(db, Capability::AssignmentsRead, &holder)
+        .require_holder(db, AdminCapability::AssignmentsRead, &holder)
         .await?;
     db.read(&admin.context(), |conn| {
         async move {

@@ -67,7 +67,7 @@ impl From<EventRow> for Event {
     }
 }
 
-pub struct Query {
+pub struct AuditQuery {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub page_size: u32,
@@ -78,7 +78,7 @@ pub struct Query {
 pub async fn list(
     db: &Db,
     admin: &Administrator,
-    query: Query,
+    query: AuditQuery,
 ) -> Result<(Vec<Event>, Option<Cursor>), AdminError> {
     let tenant = admin.tenant_id;
     let size = i64::from(query.page_size.clamp(1, MAX_PAGE_SIZE));

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::assignments::{Holder, missing_reference, window_start};
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminError, Administrator, Capability, Placed, Subject};
+use super::{AdminCapability, AdminError, Administrator, Placed, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::visibility_grants;
 use crate::names::{OrgNodeId, UserId};
@@ -70,7 +70,7 @@ async fn grant_once(
         async move {
             let node = new.org_node_id;
             admin
-                .require_in(conn, Capability::GrantsWrite, node, Subject::OrgNode)
+                .require_in(conn, AdminCapability::GrantsWrite, node, Subject::OrgNode)
                 .await?;
             attempt
                 .once(conn, &admin.ledger(), |conn| {
@@ -113,7 +113,7 @@ pub async fn revoke(
     db.write(&admin.context(), |conn| {
         async move {
             admin
-                .require_where(conn, Capability::GrantsWrite, Placed::Grant(grant))
+                .require_where(conn, AdminCapability::GrantsWrite, Placed::Grant(grant))
                 .await?;
             let before: VisibilityGrant = visibility_grants::table
                 .find(grant)
@@ -161,7 +161,7 @@ pub async fn list(
     holder: Holder,
 ) -> Result<Vec<VisibilityGrant>, AdminError> {
     admin
-        .require_holder(db, Capability::GrantsRead, &holder)
+        .require_holder(db, AdminCapability::GrantsRead, &holder)
         .await?;
     db.read(&admin.context(), |conn| {
         async move {

@@ -14,7 +14,7 @@ use crate::db::schema::auth::{invitations, org_assignments, visibility_grants};
 
 /// The capabilities administration asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Capability {
+pub enum AdminCapability {
     OrgRead,
     OrgWrite,
     AssignmentsRead,
@@ -25,7 +25,7 @@ pub enum Capability {
     InvitationsWrite,
 }
 
-impl Capability {
+impl AdminCapability {
     pub fn key(self) -> &'static str {
         match self {
             Self::OrgRead => "admin.org.read",
@@ -66,7 +66,7 @@ impl Administrator {
     pub async fn require(
         &self,
         db: &Db,
-        capability: Capability,
+        capability: AdminCapability,
         node: OrgNodeId,
         subject: Subject,
     ) -> Result<(), AdminError> {
@@ -87,7 +87,7 @@ impl Administrator {
     pub async fn require_in(
         &self,
         conn: &mut AsyncPgConnection,
-        capability: Capability,
+        capability: AdminCapability,
         node: OrgNodeId,
         subject: Subject,
     ) -> Result<(), AdminError> {
@@ -111,7 +111,7 @@ impl Administrator {
     pub(super) async fn require_to_hand_out(
         &self,
         conn: &mut AsyncPgConnection,
-        capability: Capability,
+        capability: AdminCapability,
         role: Uuid,
         node: OrgNodeId,
     ) -> Result<(), AdminError> {
@@ -189,7 +189,7 @@ impl Administrator {
     pub(super) async fn require_where(
         &self,
         conn: &mut AsyncPgConnection,
-        capability: Capability,
+        capability: AdminCapability,
         placed: Placed,
     ) -> Result<(), AdminError> {
         // Scoped here: diesel's `first` would shadow the slice's elsewhere.
@@ -231,7 +231,7 @@ impl Administrator {
     pub(super) async fn require_holder(
         &self,
         db: &Db,
-        capability: Capability,
+        capability: AdminCapability,
         holder: &super::assignments::Holder,
     ) -> Result<(), AdminError> {
         use super::assignments::Holder;

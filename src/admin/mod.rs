@@ -20,7 +20,7 @@ pub mod users;
 pub use crate::names::{Label, NodeType, RoleKey};
 pub use actor::Administrator;
 pub use cursor::Cursor;
-pub use guard::{Capability, Placed};
+pub use guard::{AdminCapability, Placed};
 pub use subject::Subject;
 
 use crate::authz::AuthzError;

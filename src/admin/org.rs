@@ -10,7 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminError, Administrator, Capability, Label, NodeType, Subject};
+use super::{AdminCapability, AdminError, Administrator, Label, NodeType, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::{org_node_paths, org_nodes};
 use crate::names::OrgNodeId;
@@ -96,7 +96,7 @@ async fn create_once(
         async move {
             if let Some(parent) = parent {
                 admin
-                    .require_in(conn, Capability::OrgWrite, parent, Subject::Parent)
+                    .require_in(conn, AdminCapability::OrgWrite, parent, Subject::Parent)
                     .await?;
             }
             attempt
@@ -176,7 +176,7 @@ pub async fn subtree(
     max_nodes: u32,
 ) -> Result<(Vec<OrgNode>, bool), AdminError> {
     admin
-        .require(db, Capability::OrgRead, node, Subject::OrgNode)
+        .require(db, AdminCapability::OrgRead, node, Subject::OrgNode)
         .await?;
     let limit = i64::from(max_nodes.clamp(1, MAX_SUBTREE_NODES));
     db.read(&admin.context(), |conn| {
@@ -226,12 +226,12 @@ async fn change(
     db.write(&admin.context(), |conn| {
         async move {
             admin
-                .require_in(conn, Capability::OrgWrite, node, Subject::OrgNode)
+                .require_in(conn, AdminCapability::OrgWrite, node, Subject::OrgNode)
                 .await?;
             if let Update::Parent(parent) = &update {
                 let parent = *parent;
                 admin
-                    .require_in(conn, Capability::OrgWrite, parent, Subject::NewParent)
+                    .require_in(conn, AdminCapability::OrgWrite, parent, Subject::NewParent)
                     .await?;
                 admin.require_move_within_own(conn, node, parent).await?;
             }

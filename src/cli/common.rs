@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::authn::{HashCost, PasswordError, Passwords};
 use crate::db::{Db, PoolSettings};
-use crate::ops::admin::AdminError;
+use crate::ops::admin::OperatorError;
 use crate::ops::cluster;
 use crate::ops::provision::connections::ConnectionFile;
 use crate::ops::provision::{self, Environment, Names, Secrets, ServiceName};
@@ -39,7 +39,7 @@ pub struct EnvArgs {
 
 impl AdminArgs {
     /// The configured admin URL, or the local default.
-    pub fn url(&self) -> Result<url::Url, AdminError> {
+    pub fn url(&self) -> Result<url::Url, OperatorError> {
         cluster::parse_url(
             self.admin_url
                 .as_deref()
@@ -56,12 +56,12 @@ impl EnvArgs {
     }
 
     /// Portcullis's names in this environment.
-    pub fn names(&self) -> Result<Names, AdminError> {
+    pub fn names(&self) -> Result<Names, OperatorError> {
         let service = ServiceName::parse(provision::SERVICE)?;
         Names::for_service(&service, self.env, &self.database_name())
     }
 
-    pub fn secrets(&self) -> Result<Secrets, AdminError> {
+    pub fn secrets(&self) -> Result<Secrets, OperatorError> {
         Secrets::load(self.env_file.as_deref())
     }
 }

@@ -10,7 +10,7 @@ use crate::db::connect::ConnectTarget;
 
 /// An error of an operator task, with a message meant for a person.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub enum OperatorError {
     #[error("cannot connect to {target}: {cause}")]
     Connect { target: String, cause: String },
     #[error("{context}: {cause}")]
@@ -30,13 +30,13 @@ pub struct AdminConnection {
 }
 
 impl AdminConnection {
-    pub async fn connect(url: &Url) -> Result<Self, AdminError> {
+    pub async fn connect(url: &Url) -> Result<Self, OperatorError> {
         let target = ConnectTarget::parse(url.as_str())
-            .map_err(|cause| AdminError::Invalid(cause.to_string()))?;
+            .map_err(|cause| OperatorError::Invalid(cause.to_string()))?;
         let (conn, _) = target
             .establish()
             .await
-            .map_err(|cause| AdminError::Connect {
+            .map_err(|cause| OperatorError::Connect {
                 target: redact(url),
                 cause: cause.to_string(),
             })?;
@@ -44,7 +44,7 @@ impl AdminConnection {
     }
 
     /// The same administrator, connected to `database` on the same server.
-    pub async fn connect_in(admin_url: &Url, database: &str) -> Result<Self, AdminError> {
+    pub async fn connect_in(admin_url: &Url, database: &str) -> Result<Self, OperatorError> {
         let url = derive_url(
             admin_url,
             admin_url.username(),
@@ -58,18 +58,18 @@ impl AdminConnection {
         self.conn
     }
 
-    pub async fn execute(&mut self, context: &str, sql: &str) -> Result<(), AdminError> {
+    pub async fn execute(&mut self, context: &str, sql: &str) -> Result<(), OperatorError> {
         self.conn
             .batch_execute(sql)
             .await
-            .map_err(|cause| AdminError::Sql {
+            .map_err(|cause| OperatorError::Sql {
                 context: context.to_owned(),
                 cause,
             })
     }
 
     /// Runs a query returning one boolean, with text parameters.
-    pub async fn query_bool(&mut self, sql: &str, params: &[&str]) -> Result<bool, AdminError> {
+    pub async fn query_bool(&mut self, sql: &str, params: &[&str]) -> Result<bool, OperatorError> {
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = Bool)]
@@ -79,13 +79,14 @@ impl AdminConnection {
         for param in params {
             query = query.bind::<Text, _>(param.to_string());
         }
-        let row: Row = query
-            .get_result(&mut self.conn)
-            .await
-            .map_err(|cause| AdminError::Sql {
-                context: format!("query `{sql}`"),
-                cause,
-            })?;
+        let row: Row =
+            query
+                .get_result(&mut self.conn)
+                .await
+                .map_err(|cause| OperatorError::Sql {
+                    context: format!("query `{sql}`"),
+                    cause,
+                })?;
         Ok(row.value)
     }
 
@@ -94,7 +95,7 @@ impl AdminConnection {
         &mut self,
         sql: &str,
         params: &[&str],
-    ) -> Result<Vec<String>, AdminError> {
+    ) -> Result<Vec<String>, OperatorError> {
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = Text)]
@@ -104,18 +105,19 @@ impl AdminConnection {
         for param in params {
             query = query.bind::<Text, _>(param.to_string());
         }
-        let rows: Vec<Row> = query
-            .load(&mut self.conn)
-            .await
-            .map_err(|cause| AdminError::Sql {
-                context: format!("query `{sql}`"),
-                cause,
-            })?;
+        let rows: Vec<Row> =
+            query
+                .load(&mut self.conn)
+                .await
+                .map_err(|cause| OperatorError::Sql {
+                    context: format!("query `{sql}`"),
+                    cause,
+                })?;
         Ok(rows.into_iter().map(|row| row.value).collect())
     }
 
     /// Names of the databases whose name starts with `prefix`.
-    pub async fn database_names(&mut self, prefix: &str) -> Result<Vec<String>, AdminError> {
+    pub async fn database_names(&mut self, prefix: &str) -> Result<Vec<String>, OperatorError> {
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = Text)]
@@ -127,7 +129,7 @@ impl AdminConnection {
         .bind::<Text, _>(prefix)
         .load(&mut self.conn)
         .await
-        .map_err(|cause| AdminError::Sql {
+        .map_err(|cause| OperatorError::Sql {
             context: "listing databases".into(),
             cause,
         })?;
@@ -136,12 +138,12 @@ impl AdminConnection {
 
     /// Holds a session-level advisory lock until the connection closes, so
     /// concurrent provisioners and migrators take turns.
-    pub async fn lock(&mut self, key: i64) -> Result<(), AdminError> {
+    pub async fn lock(&mut self, key: i64) -> Result<(), OperatorError> {
         diesel::sql_query("SELECT pg_advisory_lock($1)")
             .bind::<BigInt, _>(key)
             .execute(&mut self.conn)
             .await
-            .map_err(|cause| AdminError::Sql {
+            .map_err(|cause| OperatorError::Sql {
                 context: "taking the provisioning lock".into(),
                 cause,
             })?;
@@ -165,11 +167,13 @@ pub fn derive_url(
     user: &str,
     password: Option<&str>,
     database: &str,
-) -> Result<Url, AdminError> {
+) -> Result<Url, OperatorError> {
     let mut url = base.clone();
     url.set_username(user)
         .and_then(|()| url.set_password(password))
-        .map_err(|()| AdminError::Invalid(format!("cannot derive a URL from {}", redact(base))))?;
+        .map_err(|()| {
+            OperatorError::Invalid(format!("cannot derive a URL from {}", redact(base)))
+        })?;
     url.set_path(&format!("/{database}"));
     Ok(url)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::process::Command;
 use url::Url;
 
-use super::admin::{AdminConnection, AdminError, redact};
+use super::admin::{AdminConnection, OperatorError, redact};
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -38,7 +38,7 @@ impl AdminServer {
 pub async fn locate(
     configured: Option<&str>,
     private_dir: &Path,
-) -> Result<AdminServer, AdminError> {
+) -> Result<AdminServer, OperatorError> {
     if let Some(raw) = configured {
         let url = parse_url(raw)?;
         AdminConnection::connect(&url).await?;
@@ -52,19 +52,20 @@ pub async fn locate(
     start_private(private_dir).await
 }
 
-pub fn parse_url(raw: &str) -> Result<Url, AdminError> {
-    Url::parse(raw).map_err(|error| AdminError::Invalid(format!("invalid database URL: {error}")))
+pub fn parse_url(raw: &str) -> Result<Url, OperatorError> {
+    Url::parse(raw)
+        .map_err(|error| OperatorError::Invalid(format!("invalid database URL: {error}")))
 }
 
 /// Starts (initialising on first use) a cluster in `dir`, listening on
 /// 127.0.0.1:[`PRIVATE_PORT`] with trust authentication for local use.
-pub async fn start_private(dir: &Path) -> Result<AdminServer, AdminError> {
+pub async fn start_private(dir: &Path) -> Result<AdminServer, OperatorError> {
     let url = parse_url(&format!(
         "postgres://postgres@127.0.0.1:{PRIVATE_PORT}/postgres"
     ))?;
     // The server runs in its data directory: every path it gets is absolute.
     let dir = &std::path::absolute(dir)
-        .map_err(|e| AdminError::Invalid(format!("cannot resolve {}: {e}", dir.display())))?;
+        .map_err(|e| OperatorError::Invalid(format!("cannot resolve {}: {e}", dir.display())))?;
     let private = |url: Url| AdminServer::Private {
         url,
         dir: dir.clone(),
@@ -77,7 +78,7 @@ pub async fn start_private(dir: &Path) -> Result<AdminServer, AdminError> {
     let as_postgres = running_as_root().await;
     tokio::fs::create_dir_all(dir)
         .await
-        .map_err(|e| AdminError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| OperatorError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
     if as_postgres {
         // initdb refuses to run as root; the cluster belongs to `postgres`.
         run(Command::new("chown").arg("postgres").arg(dir), "chown").await?;
@@ -114,7 +115,7 @@ pub async fn start_private(dir: &Path) -> Result<AdminServer, AdminError> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(AdminError::Invalid(format!(
+    Err(OperatorError::Invalid(format!(
         "the private cluster in {} started but {} does not answer; see {}",
         dir.display(),
         redact(&url),
@@ -123,7 +124,7 @@ pub async fn start_private(dir: &Path) -> Result<AdminServer, AdminError> {
 }
 
 /// The directory holding `initdb` and `pg_ctl`, newest major version first.
-fn find_binaries() -> Result<PathBuf, AdminError> {
+fn find_binaries() -> Result<PathBuf, OperatorError> {
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -139,7 +140,7 @@ fn find_binaries() -> Result<PathBuf, AdminError> {
     dirs.into_iter()
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
         .ok_or_else(|| {
-            AdminError::Invalid(
+            OperatorError::Invalid(
                 "no PostgreSQL server answers and no server binaries (initdb, pg_ctl) are installed: \
                  install the Debian package `postgresql` (apt-get install postgresql), or set \
                  PORTCULLIS_ADMIN_URL to a server you can administer"
@@ -165,15 +166,15 @@ fn command(program: &Path, as_postgres: bool) -> Command {
     }
 }
 
-async fn run(command: &mut Command, what: &str) -> Result<(), AdminError> {
+async fn run(command: &mut Command, what: &str) -> Result<(), OperatorError> {
     let output = command
         .output()
         .await
-        .map_err(|e| AdminError::Invalid(format!("cannot run {what}: {e}")))?;
+        .map_err(|e| OperatorError::Invalid(format!("cannot run {what}: {e}")))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(AdminError::Invalid(format!(
+        Err(OperatorError::Invalid(format!(
             "{what} failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()

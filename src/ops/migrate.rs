@@ -15,7 +15,7 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use url::Url;
 
-use super::admin::{AdminConnection, AdminError};
+use super::admin::{AdminConnection, OperatorError};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -29,12 +29,12 @@ type Result<T> = diesel::migration::Result<T>;
 
 /// Applies every pending migration; returns the versions applied (empty when
 /// the schema was already current). Needs the multi-threaded tokio runtime.
-pub async fn run(migration_url: &Url) -> std::result::Result<Vec<String>, AdminError> {
+pub async fn run(migration_url: &Url) -> std::result::Result<Vec<String>, OperatorError> {
     let mut admin = AdminConnection::connect(migration_url).await?;
     admin.lock(MIGRATION_LOCK).await?;
     let mut harness = Tracked::new(admin.into_inner());
     let applied = tokio::task::block_in_place(|| harness.run_pending_migrations(MIGRATIONS))
-        .map_err(|error| AdminError::Migration(error.to_string()))?;
+        .map_err(|error| OperatorError::Migration(error.to_string()))?;
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 

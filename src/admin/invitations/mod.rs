@@ -15,7 +15,7 @@ pub use accept::{Acceptance, Accepted, UNUSABLE, accept};
 
 use super::assignments::missing_reference;
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminError, Administrator, Capability, Cursor, Placed};
+use super::{AdminCapability, AdminError, Administrator, Cursor, Placed};
 use crate::admin::Subject;
 use crate::authn::Login;
 use crate::db::Db;
@@ -137,7 +137,7 @@ async fn create_once(
             async move {
                 let (role, node) = (new.role_id, new.org_node_id);
                 admin
-                    .require_to_hand_out(conn, Capability::InvitationsWrite, role, node)
+                    .require_to_hand_out(conn, AdminCapability::InvitationsWrite, role, node)
                     .await?;
                 attempt
                     .once(conn, &admin.ledger(), |conn| {
@@ -217,7 +217,7 @@ pub async fn revoke(
         async move {
             let placed = Placed::Invitation(invitation);
             admin
-                .require_where(conn, Capability::InvitationsWrite, placed)
+                .require_where(conn, AdminCapability::InvitationsWrite, placed)
                 .await?;
             let before = lock(conn, invitation)
                 .await?
@@ -255,7 +255,7 @@ pub async fn revoke(
 
 /// Which pending invitations to list: a page of the whole tenant (services
 /// only), or of a node and its subtree.
-pub struct Query {
+pub struct InvitationQuery {
     pub at_node: Option<OrgNodeId>,
     pub page_size: u32,
     pub after: Option<Cursor>,
@@ -266,12 +266,12 @@ pub struct Query {
 pub async fn list_pending(
     db: &Db,
     admin: &Administrator,
-    query: Query,
+    query: InvitationQuery,
 ) -> Result<(Vec<Invitation>, Option<Cursor>), AdminError> {
     admin.require_node_for_users(query.at_node, Subject::OrgNode)?;
     if let Some(node) = query.at_node {
         admin
-            .require(db, Capability::InvitationsRead, node, Subject::OrgNode)
+            .require(db, AdminCapability::InvitationsRead, node, Subject::OrgNode)
             .await?;
     }
     let size = i64::from(query.page_size.clamp(1, MAX_PAGE_SIZE));

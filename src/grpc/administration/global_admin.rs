@@ -168,7 +168,7 @@ pub(super) async fn list_audit_events(
         audit_trail::MAX_PAGE_SIZE,
     )?;
     let after = cursor(&body.page_token)?;
-    let query = audit_trail::Query {
+    let query = audit_trail::AuditQuery {
         since: time("since", body.since)?,
         until: time("until", body.until)?,
         page_size,

@@ -103,7 +103,7 @@ pub(super) async fn list_invitations(
 ) -> Result<Response<pb::ListInvitationsResponse>, Status> {
     let admin = administrator(&request, &request.get_ref().tenant_id)?;
     let body = request.into_inner();
-    let query = invitations::Query {
+    let query = invitations::InvitationQuery {
         at_node: optional_id("org_node_id", &body.org_node_id)?,
         page_size: page_size(
             body.page_size,

@@ -12,7 +12,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::dataset::{Profile, tenant_id};
-use crate::ops::admin::{AdminConnection, AdminError};
+use crate::ops::admin::{AdminConnection, OperatorError};
 use crate::ops::provision::{Confirmation, Environment, Names, ServiceName, role_urls};
 use crate::ops::seed::payment_flow;
 
@@ -31,24 +31,27 @@ pub struct FilteredQuery {
     pub policy_to_literal: f64,
 }
 
-fn database(profile: Profile) -> Result<String, AdminError> {
+fn database(profile: Profile) -> Result<String, OperatorError> {
     Ok(super::manifest::names(profile)?.database)
 }
 
-fn payment_flow_names(profile: Profile) -> Result<Names, AdminError> {
+fn payment_flow_names(profile: Profile) -> Result<Names, OperatorError> {
     let service = ServiceName::parse(payment_flow::SERVICE)?;
     Names::for_service(&service, Environment::Dev, &database(profile)?)
 }
 
 /// A superuser connection inside the profile's database.
-pub async fn superuser(admin_url: &Url, profile: Profile) -> Result<AdminConnection, AdminError> {
+pub async fn superuser(
+    admin_url: &Url,
+    profile: Profile,
+) -> Result<AdminConnection, OperatorError> {
     AdminConnection::connect_in(admin_url, &database(profile)?).await
 }
 
 /// The user the query is asked for: the first (by id) of the first tenant
 /// with an assignment in force one level below the root (a region: about a
 /// tenth of the tree), and that assignment's role.
-async fn subject(db: &mut AdminConnection) -> Result<(Uuid, Uuid), AdminError> {
+async fn subject(db: &mut AdminConnection) -> Result<(Uuid, Uuid), OperatorError> {
     let found = db
         .query_strings(
             "SELECT oa.user_id::text || ' ' || oa.role_id::text AS value
@@ -66,12 +69,12 @@ async fn subject(db: &mut AdminConnection) -> Result<(Uuid, Uuid), AdminError> {
         .first()
         .and_then(|row| row.split_once(' '))
         .and_then(|(user, role)| Some((user.parse().ok()?, role.parse().ok()?)));
-    ids.ok_or_else(|| AdminError::Invalid("no assignment one level below a root".into()))
+    ids.ok_or_else(|| OperatorError::Invalid("no assignment one level below a root".into()))
 }
 
 /// Installs payment_flow in the profile's database, fills it once, and
 /// lets the measured user read ledgers where their region's role holds.
-pub async fn seed(admin_url: &Url, profile: Profile) -> Result<(), AdminError> {
+pub async fn seed(admin_url: &Url, profile: Profile) -> Result<(), OperatorError> {
     let database = database(profile)?;
     payment_flow::install(
         admin_url,
@@ -126,7 +129,7 @@ pub async fn measure(
     admin_url: &Url,
     profile: Profile,
     iterations: usize,
-) -> Result<FilteredQuery, AdminError> {
+) -> Result<FilteredQuery, OperatorError> {
     let mut literal_db = superuser(admin_url, profile).await?;
     let (user, _) = subject(&mut literal_db).await?;
     let names = payment_flow_names(profile)?;
@@ -171,7 +174,7 @@ pub async fn measure(
         );
     }
     if counts.0 != counts.1 {
-        return Err(AdminError::Invalid(format!(
+        return Err(OperatorError::Invalid(format!(
             "the policy counted {} rows and the literal list {}",
             counts.0, counts.1
         )));

@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use tonic::transport::Channel;
 
 use super::dataset::{self, Shape};
-use crate::ops::admin::{AdminConnection, AdminError};
+use crate::ops::admin::{AdminConnection, OperatorError};
 use crate::proto::v1::authentication_client::AuthenticationClient;
 
 /// The catalogue's service for the bench routes.
@@ -19,7 +19,7 @@ pub const SERVICE: &str = "bench";
 
 /// Writes the bench catalogue into the profile's database (idempotent);
 /// `db` is the database owner's or a superuser's connection.
-pub async fn seed_catalogue(db: &mut AdminConnection, shape: Shape) -> Result<(), AdminError> {
+pub async fn seed_catalogue(db: &mut AdminConnection, shape: Shape) -> Result<(), OperatorError> {
     db.execute(
         "writing the bench endpoint catalogue",
         &format!(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::dataset::Profile;
-use crate::ops::admin::AdminError;
+use crate::ops::admin::OperatorError;
 use crate::ops::provision::{Environment, Names, Passwords, Secrets, ServiceName, role_urls};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub struct Manifest {
 /// BENCH_MIGRATION_DEV_PASSWORD and BENCH_APP_DEV_PASSWORD), in a database
 /// of its own per profile, `portcullis-bench-<profile>` (releases before
 /// the platform layout used `portcullis_bench_<profile>`: drop it).
-pub fn names(profile: Profile) -> Result<Names, AdminError> {
+pub fn names(profile: Profile) -> Result<Names, OperatorError> {
     Names::for_service(
         &bench_service()?,
         Environment::Dev,
@@ -34,15 +34,15 @@ pub fn names(profile: Profile) -> Result<Names, AdminError> {
     )
 }
 
-fn bench_service() -> Result<ServiceName, AdminError> {
+fn bench_service() -> Result<ServiceName, OperatorError> {
     ServiceName::parse("bench")
 }
 
-pub fn passwords() -> Result<Passwords, AdminError> {
+pub fn passwords() -> Result<Passwords, OperatorError> {
     Ok(Secrets::load(None)?.passwords(&bench_service()?, Environment::Dev))
 }
 
-pub fn urls(admin: &Url, profile: Profile) -> Result<(Url, Url), AdminError> {
+pub fn urls(admin: &Url, profile: Profile) -> Result<(Url, Url), OperatorError> {
     role_urls(admin, &names(profile)?, &passwords()?)
 }
 

@@ -8,7 +8,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::Names;
-use crate::ops::admin::{AdminConnection, AdminError, literal};
+use crate::ops::admin::{AdminConnection, OperatorError, literal};
 
 /// Whose users a service's roles may name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub async fn bind_decision_roles(
     admin_url: &Url,
     names: &Names,
     binding: &DecisionBinding,
-) -> Result<String, AdminError> {
+) -> Result<String, OperatorError> {
     let mut admin = AdminConnection::connect_in(admin_url, &names.database).await?;
     let migrated = admin
         .query_bool(
@@ -64,7 +64,7 @@ pub async fn bind_decision_roles(
         )
         .await?;
     if !migrated {
-        return Err(AdminError::Invalid(format!(
+        return Err(OperatorError::Invalid(format!(
             "database {} has no auth.decision_roles: migrate Portcullis there first \
              (portcullis db migrate)",
             names.database

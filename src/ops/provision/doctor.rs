@@ -6,12 +6,12 @@ use diesel::migration::MigrationSource;
 use url::Url;
 
 use super::{APP_GROUP_ROLE, APP_ROLE_DEFAULTS, Environment, Names, SCHEMAS, database_exists};
-use crate::ops::admin::{AdminConnection, AdminError, redact};
+use crate::ops::admin::{AdminConnection, OperatorError, redact};
 use crate::ops::migrate::{MIGRATIONS, TRACKING_TABLE};
 
 /// One check's outcome.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Check {
+pub struct DoctorCheck {
     pub name: String,
     /// `None` when it passed; else what is wrong and what to do.
     pub failure: Option<Failure>,
@@ -25,7 +25,7 @@ pub struct Failure {
 
 #[derive(Debug, Default)]
 pub struct Diagnosis {
-    pub checks: Vec<Check>,
+    pub checks: Vec<DoctorCheck>,
 }
 
 impl Diagnosis {
@@ -43,14 +43,14 @@ impl Diagnosis {
     }
 
     fn pass(&mut self, name: &str) {
-        self.checks.push(Check {
+        self.checks.push(DoctorCheck {
             name: name.to_owned(),
             failure: None,
         });
     }
 
     fn fail(&mut self, name: &str, problem: impl Into<String>, fix: impl Into<String>) {
-        self.checks.push(Check {
+        self.checks.push(DoctorCheck {
             name: name.to_owned(),
             failure: Some(Failure {
                 problem: problem.into(),
@@ -90,7 +90,7 @@ pub async fn diagnose(
     admin_url: &Url,
     env: Environment,
     names: &Names,
-) -> Result<Diagnosis, AdminError> {
+) -> Result<Diagnosis, OperatorError> {
     let mut report = Diagnosis::default();
     let mut admin = match AdminConnection::connect(admin_url).await {
         Ok(admin) => {
@@ -147,7 +147,7 @@ async fn check_schemas(
     db: &mut AdminConnection,
     env: Environment,
     names: &Names,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let mut problems = Vec::new();
     let mut fix = format!("portcullis db migrate --env {env} (the first migration creates them)");
     for schema in SCHEMAS {
@@ -185,7 +185,7 @@ async fn check_search_path(
     db: &mut AdminConnection,
     app: &str,
     defaults: &[String],
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let path = defaults
         .iter()
         .find_map(|d| d.strip_prefix("search_path="))
@@ -223,7 +223,7 @@ async fn check_app_role(
     report: &mut Diagnosis,
     db: &mut AdminConnection,
     names: &Names,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let app = names.app_role.as_str();
     let powers = db
         .query_strings(
@@ -348,7 +348,7 @@ async fn check_app_role(
 async fn check_row_level_security(
     report: &mut Diagnosis,
     db: &mut AdminConnection,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let unfenced = db
         .query_strings(
             "SELECT format('%s.%s%s%s', n.nspname, c.relname,
@@ -373,9 +373,9 @@ async fn check_migrations(
     report: &mut Diagnosis,
     db: &mut AdminConnection,
     env: Environment,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let known: Vec<String> = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
-        .map_err(|e| AdminError::Migration(e.to_string()))?
+        .map_err(|e| OperatorError::Migration(e.to_string()))?
         .iter()
         .map(|m| m.name().version().to_string())
         .collect();
@@ -437,7 +437,7 @@ async fn check_isolation(
     report: &mut Diagnosis,
     db: &mut AdminConnection,
     names: &Names,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let app = names.app_role.as_str();
     let visible = db
         .query_strings(

@@ -20,7 +20,7 @@ pub mod service;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::admin::{AdminConnection, AdminError, derive_url, ident, literal};
+use super::admin::{AdminConnection, OperatorError, derive_url, ident, literal};
 
 pub use secrets::{Passwords, Secrets};
 
@@ -113,14 +113,14 @@ pub struct Confirmation {
 
 impl Confirmation {
     /// Refuses, changing nothing, what was not confirmed.
-    pub fn check(self, env: Environment, what: &str) -> Result<(), AdminError> {
+    pub fn check(self, env: Environment, what: &str) -> Result<(), OperatorError> {
         if env == Environment::Tst && !self.drop {
-            return Err(AdminError::Invalid(format!(
+            return Err(OperatorError::Invalid(format!(
                 "tst drops and recreates {what}; nothing changed: confirm with --yes"
             )));
         }
         if env.is_guarded() && self.environment != Some(env) {
-            return Err(AdminError::Invalid(format!(
+            return Err(OperatorError::Invalid(format!(
                 "{env} needs the environment's name confirmed; nothing changed: \
                  pass --confirm-env {env} (or type {env} at the prompt)"
             )));
@@ -134,19 +134,19 @@ impl Confirmation {
 pub struct ServiceName(String);
 
 impl ServiceName {
-    pub fn parse(raw: &str) -> Result<Self, AdminError> {
+    pub fn parse(raw: &str) -> Result<Self, OperatorError> {
         let valid = (1..=24).contains(&raw.len())
             && raw.starts_with(|c: char| c.is_ascii_lowercase())
             && raw
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
-            return Err(AdminError::Invalid(format!(
+            return Err(OperatorError::Invalid(format!(
                 "service `{raw}` must be 1-24 characters of a-z, 0-9 and _, starting with a letter"
             )));
         }
         if matches!(raw, "public" | "audit" | "information_schema") || raw.starts_with("pg_") {
-            return Err(AdminError::Invalid(format!(
+            return Err(OperatorError::Invalid(format!(
                 "`{raw}` is a schema name the platform or PostgreSQL reserves"
             )));
         }
@@ -177,7 +177,7 @@ impl Names {
         service: &ServiceName,
         env: Environment,
         database: &str,
-    ) -> Result<Self, AdminError> {
+    ) -> Result<Self, OperatorError> {
         Self::new(
             database,
             &format!("{}_migration_{env}_user", service.as_str()),
@@ -193,7 +193,11 @@ impl Names {
     }
 
     /// Any names (tests and the benchmark use their own).
-    pub fn new(database: &str, migration_role: &str, app_role: &str) -> Result<Self, AdminError> {
+    pub fn new(
+        database: &str,
+        migration_role: &str,
+        app_role: &str,
+    ) -> Result<Self, OperatorError> {
         check_name("database", database, true)?;
         for (what, name) in [
             ("migration role", migration_role),
@@ -205,7 +209,7 @@ impl Names {
             || migration_role == APP_GROUP_ROLE
             || app_role == APP_GROUP_ROLE
         {
-            return Err(AdminError::Invalid(format!(
+            return Err(OperatorError::Invalid(format!(
                 "the migration role, the application role and `{APP_GROUP_ROLE}` must be three different roles"
             )));
         }
@@ -224,7 +228,7 @@ pub fn default_database(platform: &str, env: Environment) -> String {
 
 /// Lower-case identifiers (and `-` in database names, as in the seed's
 /// `go-labs-prd`): nothing that needs more than plain double quotes.
-fn check_name(what: &str, name: &str, dashes: bool) -> Result<(), AdminError> {
+fn check_name(what: &str, name: &str, dashes: bool) -> Result<(), OperatorError> {
     let valid = (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| {
@@ -238,7 +242,7 @@ fn check_name(what: &str, name: &str, dashes: bool) -> Result<(), AdminError> {
         } else {
             "a-z, 0-9 and _"
         };
-        Err(AdminError::Invalid(format!(
+        Err(OperatorError::Invalid(format!(
             "{what} name `{name}` must be 1-63 characters of {allowed}, not starting with a digit"
         )))
     }
@@ -264,7 +268,7 @@ pub async fn provision(
     names: &Names,
     passwords: &Passwords,
     confirmed: Confirmation,
-) -> Result<Report, AdminError> {
+) -> Result<Report, OperatorError> {
     confirmed.check(env, &format!("database {}", names.database))?;
     passwords.check(env, &ServiceName(SERVICE.to_owned()))?;
     let mut admin = AdminConnection::connect(admin_url).await?;
@@ -297,7 +301,7 @@ pub async fn ensure_roles(
     admin: &mut AdminConnection,
     names: &Names,
     passwords: &Passwords,
-) -> Result<Vec<String>, AdminError> {
+) -> Result<Vec<String>, OperatorError> {
     let mut created = ensure_group_roles(admin).await?;
     created.extend(ensure_login_roles(admin, names, passwords, Some(APP_GROUP_ROLE)).await?);
     // Set every time, so provisioning again brings an older role up to date.
@@ -318,7 +322,7 @@ pub async fn ensure_roles(
 
 /// Creates the NOLOGIN group roles the migrations grant to, if missing;
 /// returns those it created.
-async fn ensure_group_roles(admin: &mut AdminConnection) -> Result<Vec<String>, AdminError> {
+async fn ensure_group_roles(admin: &mut AdminConnection) -> Result<Vec<String>, OperatorError> {
     let mut created = Vec::new();
     for group in [APP_GROUP_ROLE, DECISION_GROUP_ROLE] {
         if !role_exists(admin, group).await? {
@@ -342,7 +346,7 @@ pub async fn ensure_login_roles(
     names: &Names,
     passwords: &Passwords,
     group: Option<&str>,
-) -> Result<Vec<String>, AdminError> {
+) -> Result<Vec<String>, OperatorError> {
     let mut created = Vec::new();
     for (role, password) in [
         (&names.migration_role, passwords.migration.as_ref()),
@@ -365,7 +369,7 @@ pub async fn ensure_login_roles(
             )
             .await?;
         if !safe {
-            return Err(AdminError::Invalid(format!(
+            return Err(OperatorError::Invalid(format!(
                 "role {role} is a superuser or bypasses row-level security; refusing to use it"
             )));
         }
@@ -403,7 +407,7 @@ pub async fn create_database(
     admin: &mut AdminConnection,
     database: &str,
     template: Option<&str>,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let (db, template) = (ident(database), ident(template.unwrap_or("template0")));
     // CREATE DATABASE runs alone: a multi-statement batch is a transaction.
     admin
@@ -427,7 +431,7 @@ pub async fn grant_database(
     admin: &mut AdminConnection,
     names: &Names,
     create_schemas: bool,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let (db, migration, app) = (
         ident(&names.database),
         ident(&names.migration_role),
@@ -446,7 +450,10 @@ pub async fn grant_database(
         .await
 }
 
-pub async fn database_exists(admin: &mut AdminConnection, name: &str) -> Result<bool, AdminError> {
+pub async fn database_exists(
+    admin: &mut AdminConnection,
+    name: &str,
+) -> Result<bool, OperatorError> {
     admin
         .query_bool(
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS value",
@@ -458,7 +465,7 @@ pub async fn database_exists(admin: &mut AdminConnection, name: &str) -> Result<
 pub(super) async fn role_exists(
     admin: &mut AdminConnection,
     name: &str,
-) -> Result<bool, AdminError> {
+) -> Result<bool, OperatorError> {
     admin
         .query_bool(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS value",
@@ -473,7 +480,7 @@ pub fn role_urls(
     admin_url: &Url,
     names: &Names,
     passwords: &Passwords,
-) -> Result<(Url, Url), AdminError> {
+) -> Result<(Url, Url), OperatorError> {
     let migration = derive_url(
         admin_url,
         &names.migration_role,

@@ -9,7 +9,7 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Environment, ServiceName};
-use crate::ops::admin::AdminError;
+use crate::ops::admin::OperatorError;
 
 /// Shortest password qua and prd accept.
 pub const MIN_GUARDED_PASSWORD_CHARS: usize = 16;
@@ -50,15 +50,15 @@ pub struct Secrets {
 
 impl Secrets {
     /// The process environment, over the env file if one is given.
-    pub fn load(env_file: Option<&Path>) -> Result<Self, AdminError> {
+    pub fn load(env_file: Option<&Path>) -> Result<Self, OperatorError> {
         let mut values = HashMap::new();
         if let Some(path) = env_file {
             let entries = dotenvy::from_path_iter(path).map_err(|e| {
-                AdminError::Invalid(format!("cannot read env file {}: {e}", path.display()))
+                OperatorError::Invalid(format!("cannot read env file {}: {e}", path.display()))
             })?;
             for entry in entries {
                 let (name, value) = entry.map_err(|e| {
-                    AdminError::Invalid(format!("env file {}: {e}", path.display()))
+                    OperatorError::Invalid(format!("env file {}: {e}", path.display()))
                 })?;
                 values.insert(name, SecretString::from(value));
             }
@@ -111,7 +111,7 @@ pub struct Passwords {
 
 impl Passwords {
     /// qua and prd need both passwords, each of at least 16 characters.
-    pub fn check(&self, env: Environment, service: &ServiceName) -> Result<(), AdminError> {
+    pub fn check(&self, env: Environment, service: &ServiceName) -> Result<(), OperatorError> {
         for (role, password) in [
             (RoleKind::Migration, &self.migration),
             (RoleKind::App, &self.app),
@@ -128,17 +128,17 @@ pub fn check_password(
     service: &ServiceName,
     role: RoleKind,
     password: Option<&SecretString>,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     if !env.is_guarded() {
         return Ok(());
     }
     let name = variable(service, env, role);
     match password {
-        None => Err(AdminError::Invalid(format!(
+        None => Err(OperatorError::Invalid(format!(
             "{env} needs {name} (in the environment or the --env-file); nothing changed"
         ))),
         Some(p) if p.expose_secret().chars().count() < MIN_GUARDED_PASSWORD_CHARS => {
-            Err(AdminError::Invalid(format!(
+            Err(OperatorError::Invalid(format!(
                 "{name} is shorter than {MIN_GUARDED_PASSWORD_CHARS} characters, too weak for {env}; nothing changed"
             )))
         }

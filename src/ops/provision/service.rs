@@ -10,7 +10,7 @@ use super::{
     ServiceName, create_database, database_exists, ensure_login_roles, grant_database,
     password_clause, role_exists,
 };
-use crate::ops::admin::{AdminConnection, AdminError, ident};
+use crate::ops::admin::{AdminConnection, OperatorError, ident};
 
 /// Schema `<service>` owned by its migration role; its application role
 /// may use the schema and read and write the tables the migration role
@@ -25,9 +25,9 @@ pub async fn provision_service(
     names: &Names,
     passwords: &Passwords,
     confirmed: Confirmation,
-) -> Result<Report, AdminError> {
+) -> Result<Report, OperatorError> {
     if service.is_portcullis() {
-        return Err(AdminError::Invalid(
+        return Err(OperatorError::Invalid(
             "`auth` is Portcullis itself: use `portcullis db provision`".into(),
         ));
     }
@@ -98,9 +98,9 @@ pub async fn rotate_password(
     service: &ServiceName,
     role: RoleKind,
     password: Option<&secrecy::SecretString>,
-) -> Result<String, AdminError> {
+) -> Result<String, OperatorError> {
     let Some(password) = password else {
-        return Err(AdminError::Invalid(format!(
+        return Err(OperatorError::Invalid(format!(
             "set {} (in the environment or the --env-file) to the new password",
             super::secrets::variable(service, env, role)
         )));
@@ -113,7 +113,7 @@ pub async fn rotate_password(
     };
     let mut admin = AdminConnection::connect(admin_url).await?;
     if !role_exists(&mut admin, &name).await? {
-        return Err(AdminError::Invalid(format!(
+        return Err(OperatorError::Invalid(format!(
             "role {name} does not exist: provision {env} first"
         )));
     }

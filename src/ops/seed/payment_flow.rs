@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::{DEMO_ALICE_ID, DEMO_BOB_ID, DEMO_TENANT_ID};
-use crate::ops::admin::{AdminConnection, AdminError, ident, literal, redact};
+use crate::ops::admin::{AdminConnection, OperatorError, ident, literal, redact};
 use crate::ops::provision::service::provision_service;
 use crate::ops::provision::{
     Confirmation, Environment, Names, Passwords, Secrets, ServiceName, role_urls,
@@ -67,7 +67,7 @@ pub async fn install(
     env: Environment,
     database: &str,
     confirmed: Confirmation,
-) -> Result<Names, AdminError> {
+) -> Result<Names, OperatorError> {
     let service = ServiceName::parse(SERVICE)?;
     let names = Names::for_service(&service, env, database)?;
     let passwords = passwords(env)?;
@@ -84,13 +84,13 @@ pub async fn install(
 }
 
 /// The service's role passwords in `env`, from the environment.
-pub fn passwords(env: Environment) -> Result<Passwords, AdminError> {
+pub fn passwords(env: Environment) -> Result<Passwords, OperatorError> {
     Ok(Secrets::load(None)?.passwords(&ServiceName::parse(SERVICE)?, env))
 }
 
 /// The demo's payment requests, at the demo tenant's nodes. Written as the
 /// superuser: the table's policies would ask whose they are.
-pub async fn seed_demo_requests(admin_url: &Url, database: &str) -> Result<(), AdminError> {
+pub async fn seed_demo_requests(admin_url: &Url, database: &str) -> Result<(), OperatorError> {
     let rows: Vec<String> = DEMO_REQUESTS
         .iter()
         .map(|(id, node, memo, cents)| {

@@ -28,7 +28,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis::db::{Db, PoolSettings};
-use portcullis::ops::admin::{AdminConnection, AdminError, derive_url};
+use portcullis::ops::admin::{AdminConnection, OperatorError, derive_url};
 use portcullis::ops::provision::{self, Names, Passwords};
 use portcullis::ops::{cluster, migrate};
 use tokio::sync::OnceCell;
@@ -125,7 +125,7 @@ async fn locate_server() -> Url {
         .clone()
 }
 
-async fn prepare_template() -> Result<Template, AdminError> {
+async fn prepare_template() -> Result<Template, OperatorError> {
     let admin_url = locate_server().await;
     let name = template_name();
     let mut admin = AdminConnection::connect(&admin_url).await?;
@@ -159,7 +159,7 @@ async fn prepare_template() -> Result<Template, AdminError> {
 async fn sweep_stale(
     admin: &mut AdminConnection,
     current_template: &str,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -196,8 +196,8 @@ async fn sweep_stale(
 /// still leaving the source database; retry briefly.
 async fn retry_in_use(
     admin: &mut AdminConnection,
-    mut attempt: impl AsyncFnMut(&mut AdminConnection) -> Result<(), AdminError>,
-) -> Result<(), AdminError> {
+    mut attempt: impl AsyncFnMut(&mut AdminConnection) -> Result<(), OperatorError>,
+) -> Result<(), OperatorError> {
     let mut tries = 0;
     loop {
         match attempt(admin).await {
