@@ -228,8 +228,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 probe: Some(std::sync::Arc::new(probe)),
             };
             let reports = bench::load::run(&target, &config).await;
-            print!("{}", bench::load::table(&reports));
-            print!("{}", bench::load::cpu_table(&reports));
+            print!("{}", bench::report_tables::table(&reports));
+            print!("{}", bench::report_tables::cpu_table(&reports));
             println!("{}", serde_json::to_string_pretty(&reports)?);
         }
         BenchCommand::Run {

@@ -26,9 +26,14 @@ fn operation(path: &str) -> Option<&str> {
     path.strip_prefix(PKG)
 }
 
+/// Health and reflection: the port's own services, open to anyone.
+fn is_infrastructure(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
 /// The rule for a gRPC path (`/package.Service/Method`).
 pub fn rule(path: &str) -> Rule {
-    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+    if is_infrastructure(path) {
         return Rule::Public;
     }
     operation(path).map_or(callers::DENY_ALL, callers::rule)
@@ -61,9 +66,10 @@ pub fn authorize(
     authorization: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Option<Principal>, Status> {
-    if rule(path) == Rule::Public {
+    if is_infrastructure(path) {
         return Ok(None);
     }
+    // A path of no package of ours has no rule: closed to everyone.
     let operation = operation(path).unwrap_or(path);
     callers::authorize(tokens, operation, authorization, now).map_err(refused)
 }

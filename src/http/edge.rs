@@ -107,31 +107,32 @@ where
         Box::pin(async move {
             let result = response.await;
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let _entered = span.enter();
-            match &result {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let decided = response.extensions().get::<Decided>();
-                    let (outcome, reason, caller) = decided.map_or(("-", "-", "-"), |d| {
-                        (
-                            d.outcome,
-                            d.reason.as_str(),
-                            d.caller.as_deref().unwrap_or("-"),
-                        )
-                    });
-                    span.record("http.response.status_code", i64::from(status));
-                    if decided.is_some() {
-                        span.record("decision", outcome);
-                        span.record("reason", reason);
-                        span.record("caller", caller);
+            // The line is logged inside the request's span.
+            span.in_scope(|| {
+                match &result {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let decided = response.extensions().get::<Decided>();
+                        let (outcome, reason, caller) = decided.map_or(("-", "-", "-"), |d| {
+                            (
+                                d.outcome,
+                                d.reason.as_str(),
+                                d.caller.as_deref().unwrap_or("-"),
+                            )
+                        });
+                        span.record("http.response.status_code", i64::from(status));
+                        if decided.is_some() {
+                            span.record("decision", outcome);
+                            span.record("reason", reason);
+                            span.record("caller", caller);
+                        }
+                        tracing::info!(target: "portcullis::http", edge, %method, %path, status, outcome, reason, duration_ms, %request_id, %caller, "request");
                     }
-                    tracing::info!(target: "portcullis::http", edge, %method, %path, status, outcome, reason, duration_ms, %request_id, %caller, "request");
+                    Err(error) => {
+                        tracing::warn!(target: "portcullis::http", edge, %method, %path, %error, duration_ms, %request_id, "request failed");
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(target: "portcullis::http", edge, %method, %path, %error, duration_ms, %request_id, "request failed");
-                }
-            }
-            drop(_entered);
+            });
             result
         })
     }

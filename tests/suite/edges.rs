@@ -3,9 +3,7 @@
 //! context, one log line per request with its outcome, and the decision
 //! counter every edge shares.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt;
@@ -14,23 +12,10 @@ use crate::forward_auth::catalogue;
 use crate::metrics::{scrape, value};
 use crate::otel_traces::{Collector, attribute, hex};
 use crate::support::TestDb;
+use crate::support::capture::Capture;
 use crate::support::fixtures::populate;
 use crate::support::ports::unused_port;
 use crate::support::server::{TestServer, service_token, test_settings, test_tokens, user_token};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const FORWARD_AUTH_PARENT: &str = "00f067aa0ba902b7";
@@ -138,7 +123,7 @@ fn each_http_listener_echoes_its_request_id_joins_the_trace_logs_once_and_counts
     });
 
     // One log line each, with the edge, the outcome and the reason.
-    let logged = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logged = capture.text();
     for (id, edge, outcome, reason) in [
         (&forward_auth_id, "forward_auth", "allowed", "allowed"),
         (&authzen_id, "authzen", "denied", "unknown_capability"),

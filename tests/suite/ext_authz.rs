@@ -196,23 +196,13 @@ async fn an_allowed_request_tells_the_upstream_who_replacing_what_the_client_sen
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_old_header_names_are_sent_beside_the_new_for_one_release_when_asked() {
-    let s = setup().await;
-    let mut settings = test_settings();
-    settings.ext_authz.legacy_headers = true;
-    let server = TestServer::start_app(test_app(
-        s.server_db(),
-        s.server.tokens.clone(),
-        Default::default(),
-        settings,
-    ))
+    let s = setup_configured(None, TestDb::new().await, |settings| {
+        settings.ext_authz.legacy_headers = true;
+    })
     .await;
-    let answer = check_on(
-        server.channel().await,
-        Some(&s.sidecar_token(&["authz.check"])),
-        envoy_check(&ledger(s.a.child), Some(&s.token(&s.a))),
-    )
-    .await
-    .unwrap();
+    let answer = s
+        .check_as_sidecar(envoy_check(&ledger(s.a.child), Some(&s.token(&s.a))))
+        .await;
     let ok = ok_response(&answer);
     for (new, old) in [
         ("x-auth-user", "x-portcullis-user"),
@@ -304,37 +294,24 @@ async fn a_check_without_the_original_request_names_the_missing_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_may_come_from_the_host_when_opted_in_and_the_authorization_header_may_be_removed()
  {
-    let test = TestDb::new().await;
-    let s = setup_configured(None, test, |_| {}).await;
-    let mut settings = test_settings();
-    settings
-        .gateway
-        .services_by_host
-        .insert("payments.example.test".into(), "payment_flow".into());
-    settings.ext_authz = ExtAuthzSettings {
-        callers: ExtAuthzCallers::Token,
-        remove_authorization: true,
-        service_from_request: true,
-        ..ExtAuthzSettings::default()
-    };
-    let server = TestServer::start_app(test_app(
-        s.server_db(),
-        s.server.tokens.clone(),
-        Default::default(),
-        settings,
-    ))
+    let s = setup_configured(None, TestDb::new().await, |settings| {
+        settings
+            .gateway
+            .services_by_host
+            .insert("payments.example.test".into(), "payment_flow".into());
+        settings.ext_authz = ExtAuthzSettings {
+            callers: ExtAuthzCallers::Token,
+            remove_authorization: true,
+            service_from_request: true,
+            ..ExtAuthzSettings::default()
+        };
+    })
     .await;
     let mut request = envoy_check(&ledger(s.a.child), Some(&s.token(&s.a)));
     if let Some(attributes) = request.attributes.as_mut() {
         attributes.context_extensions.clear();
     }
-    let answer = check_on(
-        server.channel().await,
-        Some(&s.sidecar_token(&["authz.check"])),
-        request,
-    )
-    .await
-    .unwrap();
+    let answer = s.check_as_sidecar(request).await;
     let ok = ok_response(&answer);
     assert_eq!(added(ok, "x-auth-user"), [s.a.user.to_string()]);
     assert!(ok.headers_to_remove.iter().any(|h| h == "authorization"));

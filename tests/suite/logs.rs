@@ -1,8 +1,5 @@
 //! Logs never carry a secret or a token, even at the most verbose level.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use portcullis::proto::v1::RevokeServiceTokenRequest;
 use portcullis::proto::v1::revoke_service_token_request::Target;
 use portcullis::proto::v1::service_credentials_client::ServiceCredentialsClient;
@@ -21,22 +18,9 @@ use portcullis::proto::v1::{
 use secrecy::ExposeSecret;
 
 use crate::support::TestDb;
+use crate::support::capture::Capture;
 use crate::support::server::TestServer;
 use crate::support::services::{bearer, create_service, exchange, token_of, verify};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn no_secret_or_token_reaches_the_logs() {
@@ -162,7 +146,7 @@ fn no_secret_or_token_reaches_the_logs() {
         })
     });
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.lines().count() > 50,
         "the capture caught nothing:\n{logs}"

@@ -51,27 +51,6 @@ pub(super) async fn rename_tenant(
     Ok(Response::new(tenant(renamed)))
 }
 
-pub(super) async fn suspend_tenant(
-    this: &AdministrationService,
-    request: Request<pb::TenantRef>,
-) -> Result<Response<pb::Tenant>, Status> {
-    this.set_tenant_active(request, false).await
-}
-
-pub(super) async fn reactivate_tenant(
-    this: &AdministrationService,
-    request: Request<pb::TenantRef>,
-) -> Result<Response<pb::Tenant>, Status> {
-    this.set_tenant_active(request, true).await
-}
-
-pub(super) async fn set_federated_email_linking(
-    this: &AdministrationService,
-    request: Request<pb::SetFederatedEmailLinkingRequest>,
-) -> Result<Response<pb::Tenant>, Status> {
-    AdministrationService::set_federated_email_linking(this, request).await
-}
-
 pub(super) async fn create_capability(
     this: &AdministrationService,
     request: Request<pb::CreateCapabilityRequest>,

@@ -276,14 +276,14 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::User>, Status> {
-        people::deactivate_user(self, request).await
+        self.set_user_active(request, false).await
     }
 
     async fn reactivate_user(
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::User>, Status> {
-        people::reactivate_user(self, request).await
+        self.set_user_active(request, true).await
     }
 
     async fn list_users(
@@ -339,21 +339,21 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::TenantRef>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        global_admin::suspend_tenant(self, request).await
+        self.set_tenant_active(request, false).await
     }
 
     async fn reactivate_tenant(
         &self,
         request: Request<pb::TenantRef>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        global_admin::reactivate_tenant(self, request).await
+        self.set_tenant_active(request, true).await
     }
 
     async fn set_federated_email_linking(
         &self,
         request: Request<pb::SetFederatedEmailLinkingRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        global_admin::set_federated_email_linking(self, request).await
+        AdministrationService::set_federated_email_linking(self, request).await
     }
 
     async fn create_capability(

@@ -29,20 +29,6 @@ pub(super) async fn create_user(
     Ok(Response::new(user(created)))
 }
 
-pub(super) async fn deactivate_user(
-    this: &AdministrationService,
-    request: Request<pb::UserRef>,
-) -> Result<Response<pb::User>, Status> {
-    this.set_user_active(request, false).await
-}
-
-pub(super) async fn reactivate_user(
-    this: &AdministrationService,
-    request: Request<pb::UserRef>,
-) -> Result<Response<pb::User>, Status> {
-    this.set_user_active(request, true).await
-}
-
 pub(super) async fn list_users(
     this: &AdministrationService,
     request: Request<pb::ListUsersRequest>,

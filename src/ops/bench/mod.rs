@@ -8,5 +8,6 @@ mod floor;
 pub mod forward_auth;
 pub mod load;
 pub mod manifest;
+pub mod report_tables;
 pub mod run;
 pub mod seed;

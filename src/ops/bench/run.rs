@@ -17,6 +17,7 @@ use super::dataset::{Profile, Shape};
 use super::filtered::{self, FilteredQuery};
 use super::floor::{Floor, floor};
 use super::load::{self, ForwardAuthTarget, LoadConfig, Scenario, ScenarioReport, Target};
+use super::report_tables;
 use crate::authn::{HashCost, Passwords};
 
 pub struct RunConfig {
@@ -202,7 +203,7 @@ async fn measure(
         let (target, config) = (&target, load(scenario, concurrency, Some(&probe)));
         async move {
             let report = load::run(target, &config).await;
-            print!("{}", load::table(&report));
+            print!("{}", report_tables::table(&report));
             report
         }
     };
@@ -219,7 +220,7 @@ async fn measure(
     ] {
         scenarios.extend(measure_scenario(scenario, config.concurrency).await);
     }
-    print!("{}", load::cpu_table(&scenarios));
+    print!("{}", report_tables::cpu_table(&scenarios));
 
     // Logins alone: what the hashing threads deliver against what argon2
     // allows on them.
@@ -231,7 +232,10 @@ async fn measure(
         load::run(&target, &storm_config),
         load::run(&target, &checks_config)
     );
-    print!("{}", load::table(&[storm.clone(), checks.clone()].concat()));
+    print!(
+        "{}",
+        report_tables::table(&[storm.clone(), checks.clone()].concat())
+    );
 
     let rss = server.id().and_then(resident_mb);
     let filtered_query = filtered::measure(&config.admin_url, config.profile, 30).await;

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod bouncer;
+pub mod capture;
 pub mod certs;
 pub mod fixtures;
 pub mod org;
