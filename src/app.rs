@@ -56,7 +56,7 @@ pub struct ServerSettings {
     pub tls: Option<ServerTls>,
     /// Where to serve the HTTP routes gateways call (`/forward-auth`); off
     /// when `None`.
-    pub http_listen: Option<SocketAddr>,
+    pub forward_auth_listen: Option<SocketAddr>,
     pub gateway: GatewaySettings,
     /// How `/forward-auth` reads the gateway's request.
     pub forward_auth: ForwardAuthSettings,
@@ -80,7 +80,7 @@ impl Default for ServerSettings {
             trusted_proxy_hops: 1,
             metrics_listen: None,
             tls: None,
-            http_listen: None,
+            forward_auth_listen: None,
             gateway: GatewaySettings::default(),
             forward_auth: ForwardAuthSettings::default(),
             authzen_listen: None,

@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod ops;
+pub mod pagination;
 pub mod proto;
 pub mod secrets;
 pub mod server;

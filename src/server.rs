@@ -93,7 +93,7 @@ pub async fn serve(
         catalogue: catalogue.clone(),
         settings: settings.gateway.clone(),
     });
-    let forward_auth = match settings.http_listen {
+    let forward_auth = match settings.forward_auth_listen {
         Some(addr) => {
             let listener = bind(addr).await?;
             tracing::info!(%addr, "serving /forward-auth over HTTP");

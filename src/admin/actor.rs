@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::author::Author;
 use super::idempotency::Ledger;
-use super::{AdminError, Subject};
+use super::{AdminError, Item};
 use crate::audit::Actor;
 use crate::db::RlsContext;
 use crate::names::TenantId;
@@ -44,7 +44,7 @@ impl Administrator {
     ) -> Result<Self, AdminError> {
         let tenant_id = tenant_id.get();
         if !principal.may_act_in(tenant_id) {
-            return Err(AdminError::NotFound(Subject::Tenant));
+            return Err(AdminError::NotFound(Item::Tenant));
         }
         Ok(Self {
             acting: Acting::Caller(principal),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::author::Author;
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminCapability, AdminError, Administrator, Placed, Subject};
+use super::{AdminCapability, AdminError, Administrator, Item, Placed};
 use crate::db::Db;
 use crate::db::schema::auth::org_assignments;
 use crate::names::{OrgNodeId, UserId};
@@ -39,8 +39,8 @@ pub struct NewAssignment {
     pub end_utc: Option<DateTime<Utc>>,
 }
 
-/// Which assignments to list.
-pub enum Holder {
+/// Which assignments or grants to list: a user's, or those at a node.
+pub enum ListFilter {
     User(UserId),
     Node(OrgNodeId),
 }
@@ -147,13 +147,13 @@ pub async fn end(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound(Subject::Assignment))?;
+                .ok_or(AdminError::NotFound(Item::Assignment))?;
             if before.end_utc.is_some_and(|end| end <= at) {
                 return Ok(before);
             }
             if at <= before.start_utc {
                 return Err(AdminError::Invalid(
-                    Subject::AssignmentEnd,
+                    Item::AssignmentEnd,
                     "must be after the assignment's start".into(),
                 ));
             }
@@ -181,10 +181,10 @@ pub async fn end(
 pub async fn list(
     db: &Db,
     admin: &Administrator,
-    holder: Holder,
+    filter: ListFilter,
 ) -> Result<Vec<Assignment>, AdminError> {
     admin
-        .require_holder(db, AdminCapability::AssignmentsRead, &holder)
+        .require_listing(db, AdminCapability::AssignmentsRead, &filter)
         .await?;
     db.read(&admin.context(), |conn| {
         async move {
@@ -192,9 +192,9 @@ pub async fn list(
                 .select(Assignment::as_select())
                 .order((org_assignments::start_utc, org_assignments::assignment_id))
                 .into_boxed();
-            let query = match holder {
-                Holder::User(user) => query.filter(org_assignments::user_id.eq(user)),
-                Holder::Node(node) => query.filter(org_assignments::org_node_id.eq(node)),
+            let query = match filter {
+                ListFilter::User(user) => query.filter(org_assignments::user_id.eq(user)),
+                ListFilter::Node(node) => query.filter(org_assignments::org_node_id.eq(node)),
             };
             Ok(query.load(conn).await?)
         }
@@ -213,7 +213,7 @@ pub(super) fn window_start(
     let start = start.unwrap_or(now);
     if end.is_some_and(|end| end <= start) {
         return Err(AdminError::Invalid(
-            Subject::AssignmentEnd,
+            Item::AssignmentEnd,
             "must be after its start".into(),
         ));
     }
@@ -226,11 +226,11 @@ pub(super) fn missing_reference(error: DieselError) -> AdminError {
     if let DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) = &error {
         let constraint = info.constraint_name().unwrap_or_default();
         let missing = if constraint.contains("user") {
-            Subject::User
+            Item::User
         } else if constraint.contains("role") {
-            Subject::Role
+            Item::Role
         } else {
-            Subject::OrgNode
+            Item::OrgNode
         };
         return AdminError::NotFound(missing);
     }

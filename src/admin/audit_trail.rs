@@ -11,7 +11,7 @@ use super::{AdminError, Administrator, Cursor};
 use crate::db::Db;
 use crate::db::schema::audit::audit_events;
 
-pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use crate::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {

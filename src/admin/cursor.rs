@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{AdminError, Subject};
+use super::{AdminError, Item};
 
 /// Where the next page starts: just after the row at (`at`, `id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl Cursor {
     /// needs no MAC; a malformed one is refused.
     pub fn decode(token: &str) -> Result<Self, AdminError> {
         let malformed =
-            || AdminError::Invalid(Subject::PageToken, "not a token of this listing".into());
+            || AdminError::Invalid(Item::PageToken, "not a token of this listing".into());
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| malformed())?;
         let text = String::from_utf8(bytes).map_err(|_| malformed())?;
         let (micros, id) = text.split_once('|').ok_or_else(malformed)?;

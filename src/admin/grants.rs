@@ -8,9 +8,9 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::assignments::{Holder, missing_reference, window_start};
+use super::assignments::{ListFilter, missing_reference, window_start};
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminCapability, AdminError, Administrator, Placed, Subject};
+use super::{AdminCapability, AdminError, Administrator, Item, Placed};
 use crate::db::Db;
 use crate::db::schema::auth::visibility_grants;
 use crate::names::{OrgNodeId, UserId};
@@ -70,7 +70,7 @@ async fn grant_once(
         async move {
             let node = new.org_node_id;
             admin
-                .require_in(conn, AdminCapability::GrantsWrite, node, Subject::OrgNode)
+                .require_in(conn, AdminCapability::GrantsWrite, node, Item::OrgNode)
                 .await?;
             attempt
                 .once(conn, &admin.ledger(), |conn| {
@@ -122,7 +122,7 @@ pub async fn revoke(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound(Subject::Grant))?;
+                .ok_or(AdminError::NotFound(Item::Grant))?;
             let now = admin.now();
             if before.end_utc.is_some_and(|end| end <= now) {
                 return Ok(before);
@@ -134,7 +134,7 @@ pub async fn revoke(
                     .start_utc
                     .checked_add_signed(chrono::Duration::microseconds(1))
                     .ok_or_else(|| {
-                        AdminError::Invalid(Subject::Grant, "starts too late to be revoked".into())
+                        AdminError::Invalid(Item::Grant, "starts too late to be revoked".into())
                     })?
             } else {
                 now
@@ -158,10 +158,10 @@ pub async fn revoke(
 pub async fn list(
     db: &Db,
     admin: &Administrator,
-    holder: Holder,
+    filter: ListFilter,
 ) -> Result<Vec<VisibilityGrant>, AdminError> {
     admin
-        .require_holder(db, AdminCapability::GrantsRead, &holder)
+        .require_listing(db, AdminCapability::GrantsRead, &filter)
         .await?;
     db.read(&admin.context(), |conn| {
         async move {
@@ -169,9 +169,9 @@ pub async fn list(
                 .select(VisibilityGrant::as_select())
                 .order((visibility_grants::start_utc, visibility_grants::grant_id))
                 .into_boxed();
-            let query = match holder {
-                Holder::User(user) => query.filter(visibility_grants::user_id.eq(user)),
-                Holder::Node(node) => query.filter(visibility_grants::org_node_id.eq(node)),
+            let query = match filter {
+                ListFilter::User(user) => query.filter(visibility_grants::user_id.eq(user)),
+                ListFilter::Node(node) => query.filter(visibility_grants::org_node_id.eq(node)),
             };
             Ok(query.load(conn).await?)
         }

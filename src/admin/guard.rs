@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::names::{OrgNodeId, UserId};
 
-use super::{AdminError, Administrator, Subject};
+use super::{AdminError, Administrator, Item};
 use crate::db::Db;
 use crate::db::schema::auth::{invitations, org_assignments, visibility_grants};
 
@@ -50,17 +50,17 @@ pub enum Placed {
 }
 
 impl Placed {
-    fn subject(self) -> Subject {
+    fn item(self) -> Item {
         match self {
-            Self::Assignment(_) => Subject::Assignment,
-            Self::Grant(_) => Subject::Grant,
-            Self::Invitation(_) => Subject::Invitation,
+            Self::Assignment(_) => Item::Assignment,
+            Self::Grant(_) => Item::Grant,
+            Self::Invitation(_) => Item::Invitation,
         }
     }
 }
 
 impl Administrator {
-    /// Whether the caller may use `capability` at `node` (the `subject` of
+    /// Whether the caller may use `capability` at `node` (the `item` of
     /// errors), in a read transaction of its own. Prefer [`Self::require_in`]
     /// inside the write it guards.
     pub async fn require(
@@ -68,13 +68,13 @@ impl Administrator {
         db: &Db,
         capability: AdminCapability,
         node: OrgNodeId,
-        subject: Subject,
+        item: Item,
     ) -> Result<(), AdminError> {
         if self.user().is_none() {
             return Ok(());
         }
         db.read(&self.context(), |conn| {
-            async move { self.require_in(conn, capability, node, subject).await }.scope_boxed()
+            async move { self.require_in(conn, capability, node, item).await }.scope_boxed()
         })
         .await
     }
@@ -89,7 +89,7 @@ impl Administrator {
         conn: &mut AsyncPgConnection,
         capability: AdminCapability,
         node: OrgNodeId,
-        subject: Subject,
+        item: Item,
     ) -> Result<(), AdminError> {
         let Some(user) = self.user() else {
             return Ok(());
@@ -97,9 +97,9 @@ impl Administrator {
         let rows = administered(conn, user.user_id, &[capability.key().to_owned()], node).await?;
         match rows.into_iter().next().map(|(_, reason)| reason).as_deref() {
             Some("ALLOWED") => Ok(()),
-            Some("UNKNOWN_ORG_NODE") => Err(AdminError::NotFound(subject)),
+            Some("UNKNOWN_ORG_NODE") => Err(AdminError::NotFound(item)),
             _ => Err(AdminError::Forbidden(
-                Some(subject),
+                Some(item),
                 format!("{} is not granted to this user there", capability.key()),
             )),
         }
@@ -115,7 +115,7 @@ impl Administrator {
         role: Uuid,
         node: OrgNodeId,
     ) -> Result<(), AdminError> {
-        self.require_in(conn, capability, node, Subject::OrgNode)
+        self.require_in(conn, capability, node, Item::OrgNode)
             .await?;
         let Some(user) = self.user() else {
             return Ok(());
@@ -134,7 +134,7 @@ impl Administrator {
         match first_not_held(conn, user.user_id, granted, node).await? {
             None => Ok(()),
             Some(key) => Err(AdminError::Forbidden(
-                Some(Subject::Role),
+                Some(Item::Role),
                 format!("the role grants {key}, which this user does not hold at the org node"),
             )),
         }
@@ -174,7 +174,7 @@ impl Administrator {
         match first_not_held(conn, user.user_id, extended, new_parent).await? {
             None => Ok(()),
             Some(key) => Err(AdminError::Forbidden(
-                Some(Subject::NewParent),
+                Some(Item::NewParent),
                 format!(
                     "assignments there grant {key} over the moved subtree, \
                      which this user does not hold there"
@@ -183,7 +183,7 @@ impl Administrator {
         }
     }
     /// Whether the caller may use `capability` where `placed` sits (the
-    /// subject of errors), asked in the write's own transaction. Only a
+    /// item of errors), asked in the write's own transaction. Only a
     /// user's answer depends on the node, so only then is it read; absent or
     /// another tenant's, it is not found.
     pub(super) async fn require_where(
@@ -222,22 +222,22 @@ impl Administrator {
             }
         }
         .optional()?
-        .ok_or(AdminError::NotFound(placed.subject()))?;
-        self.require_in(conn, capability, node.into(), placed.subject())
+        .ok_or(AdminError::NotFound(placed.item()))?;
+        self.require_in(conn, capability, node.into(), placed.item())
             .await
     }
-    /// Whether the caller may list what `holder` holds: at a node, the
+    /// Whether the caller may list what `filter` selects: at a node, the
     /// capability there; for a user, that user themselves (or a service).
-    pub(super) async fn require_holder(
+    pub(super) async fn require_listing(
         &self,
         db: &Db,
         capability: AdminCapability,
-        holder: &super::assignments::Holder,
+        filter: &super::assignments::ListFilter,
     ) -> Result<(), AdminError> {
-        use super::assignments::Holder;
-        match holder {
-            Holder::Node(node) => self.require(db, capability, *node, Subject::OrgNode).await,
-            Holder::User(user) => self.require_self_or_service(*user),
+        use super::assignments::ListFilter;
+        match filter {
+            ListFilter::Node(node) => self.require(db, capability, *node, Item::OrgNode).await,
+            ListFilter::User(user) => self.require_self_or_service(*user),
         }
     }
     /// A user may ask about themselves only; a service about anyone in its
@@ -245,7 +245,7 @@ impl Administrator {
     fn require_self_or_service(&self, user: UserId) -> Result<(), AdminError> {
         match self.user() {
             Some(me) if user != me.user_id => Err(AdminError::Forbidden(
-                Some(Subject::User),
+                Some(Item::User),
                 "a user may list only their own assignments".into(),
             )),
             _ => Ok(()),
@@ -256,11 +256,11 @@ impl Administrator {
     pub(super) fn require_node_for_users(
         &self,
         node: Option<OrgNodeId>,
-        subject: Subject,
+        item: Item,
     ) -> Result<(), AdminError> {
         match (self.user(), node) {
             (Some(_), None) => Err(AdminError::Invalid(
-                subject,
+                item,
                 "required when a user asks (capabilities are held at nodes)".into(),
             )),
             _ => Ok(()),
@@ -271,7 +271,7 @@ impl Administrator {
         match self.user() {
             None => Ok(()),
             Some(_) => Err(AdminError::Forbidden(
-                Some(Subject::Parent),
+                Some(Item::Parent),
                 "only a service may create a root node".into(),
             )),
         }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 pub use crate::names::IdempotencyKey;
 
-use super::{AdminError, Subject};
+use super::{AdminError, Item};
 use crate::db::schema::auth::{global_idempotency_keys, idempotency_keys};
 
 /// Where a caller's keys are kept: a tenant's administrator's in that
@@ -221,19 +221,16 @@ impl Attempt<'_> {
         let (stored_hash, response) = ledger.recorded(conn, self.operation, key.as_str()).await?;
         if stored_hash != hash {
             return Err(AdminError::Invalid(
-                Subject::IdempotencyKey,
+                Item::IdempotencyKey,
                 "already used for a different request".into(),
             ));
         }
         let response = response.ok_or_else(|| {
-            AdminError::Conflict(
-                Subject::IdempotencyKey,
-                "the first call has no answer".into(),
-            )
+            AdminError::Conflict(Item::IdempotencyKey, "the first call has no answer".into())
         })?;
-        serde_json::from_value(response).map(Some).map_err(|e| {
-            AdminError::Conflict(Subject::IdempotencyKey, format!("stored answer: {e}"))
-        })
+        serde_json::from_value(response)
+            .map(Some)
+            .map_err(|e| AdminError::Conflict(Item::IdempotencyKey, format!("stored answer: {e}")))
     }
 
     /// Stores the answer of the call that claimed the key.
@@ -247,7 +244,7 @@ impl Attempt<'_> {
             return Ok(());
         };
         let response = serde_json::to_value(answer)
-            .map_err(|e| AdminError::Conflict(Subject::IdempotencyKey, format!("answer: {e}")))?;
+            .map_err(|e| AdminError::Conflict(Item::IdempotencyKey, format!("answer: {e}")))?;
         ledger
             .answer(conn, self.operation, key.as_str(), response)
             .await?;

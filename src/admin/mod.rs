@@ -12,16 +12,16 @@ pub mod grants;
 mod guard;
 pub mod idempotency;
 pub mod invitations;
+mod item;
 pub mod org;
 pub mod roles;
-mod subject;
 pub mod users;
 
 pub use crate::names::{Label, NodeType, RoleKey};
 pub use actor::Administrator;
 pub use cursor::Cursor;
 pub use guard::{AdminCapability, Placed};
-pub use subject::Subject;
+pub use item::Item;
 
 use crate::authz::AuthzError;
 use crate::db::DbError;
@@ -31,26 +31,26 @@ pub enum AdminError {
     /// Absent, or in a tenant the caller may not see: the same answer, so a
     /// caller learns nothing about other tenants.
     #[error("{0}: not found")]
-    NotFound(Subject),
+    NotFound(Item),
     /// A value that is not acceptable here, and why.
     #[error("{0}: {1}")]
-    Invalid(Subject, String),
+    Invalid(Item, String),
     #[error("{0}: {1}")]
-    AlreadyExists(Subject, String),
+    AlreadyExists(Item, String),
     /// The caller is known but may not do this (to the thing named, when
     /// one is).
     #[error("{}", about(*.0, .1))]
-    Forbidden(Option<Subject>, String),
+    Forbidden(Option<Item>, String),
     /// The change would break an invariant (a cycle in the tree), or the
     /// thing is no longer in a state that allows it (a used invitation).
     #[error("{0}: {1}")]
-    Conflict(Subject, String),
+    Conflict(Item, String),
     /// Too many attempts from this client; retry after the lock.
     #[error("too many failed attempts; retry in {} s", retry_after.as_secs().max(1))]
     TooManyAttempts { retry_after: std::time::Duration },
     /// An invite token that cannot be used (unknown, expired, revoked or
     /// already accepted): one answer for all, so a guesser learns nothing.
-    #[error("{}: {}", Subject::InviteToken, invitations::UNUSABLE)]
+    #[error("{}: {}", Item::InviteToken, invitations::UNUSABLE)]
     UnusableInvitation,
     #[error(transparent)]
     Db(#[from] DbError),
@@ -62,10 +62,10 @@ pub enum AdminError {
     Internal(String),
 }
 
-/// `subject: reason`, or the reason alone.
-fn about(subject: Option<Subject>, reason: &str) -> String {
-    match subject {
-        Some(subject) => format!("{subject}: {reason}"),
+/// `item: reason`, or the reason alone.
+fn about(item: Option<Item>, reason: &str) -> String {
+    match item {
+        Some(item) => format!("{item}: {reason}"),
         None => reason.to_owned(),
     }
 }

@@ -10,7 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminCapability, AdminError, Administrator, Label, NodeType, Subject};
+use super::{AdminCapability, AdminError, Administrator, Item, Label, NodeType};
 use crate::db::Db;
 use crate::db::schema::auth::{org_node_paths, org_nodes};
 use crate::names::OrgNodeId;
@@ -96,7 +96,7 @@ async fn create_once(
         async move {
             if let Some(parent) = parent {
                 admin
-                    .require_in(conn, AdminCapability::OrgWrite, parent, Subject::Parent)
+                    .require_in(conn, AdminCapability::OrgWrite, parent, Item::Parent)
                     .await?;
             }
             attempt
@@ -112,7 +112,7 @@ async fn create_once(
                             .returning(OrgNode::as_returning())
                             .get_result(conn)
                             .await
-                            .map_err(|e| tree_error(e, Subject::Parent))?;
+                            .map_err(|e| tree_error(e, Item::Parent))?;
                         admin
                             .record_change(
                                 conn,
@@ -176,7 +176,7 @@ pub async fn subtree(
     max_nodes: u32,
 ) -> Result<(Vec<OrgNode>, bool), AdminError> {
     admin
-        .require(db, AdminCapability::OrgRead, node, Subject::OrgNode)
+        .require(db, AdminCapability::OrgRead, node, Item::OrgNode)
         .await?;
     let limit = i64::from(max_nodes.clamp(1, MAX_SUBTREE_NODES));
     db.read(&admin.context(), |conn| {
@@ -193,7 +193,7 @@ pub async fn subtree(
                 .load(conn)
                 .await?;
             if nodes.is_empty() {
-                return Err(AdminError::NotFound(Subject::OrgNode));
+                return Err(AdminError::NotFound(Item::OrgNode));
             }
             let truncated = nodes.len() as i64 > limit;
             nodes.truncate(limit as usize);
@@ -226,12 +226,12 @@ async fn change(
     db.write(&admin.context(), |conn| {
         async move {
             admin
-                .require_in(conn, AdminCapability::OrgWrite, node, Subject::OrgNode)
+                .require_in(conn, AdminCapability::OrgWrite, node, Item::OrgNode)
                 .await?;
             if let Update::Parent(parent) = &update {
                 let parent = *parent;
                 admin
-                    .require_in(conn, AdminCapability::OrgWrite, parent, Subject::NewParent)
+                    .require_in(conn, AdminCapability::OrgWrite, parent, Item::NewParent)
                     .await?;
                 admin.require_move_within_own(conn, node, parent).await?;
             }
@@ -242,7 +242,7 @@ async fn change(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound(Subject::OrgNode))?;
+                .ok_or(AdminError::NotFound(Item::OrgNode))?;
             let unchanged = match &update {
                 Update::Label(label) => before.label == label.as_str(),
                 Update::Parent(parent) => before.parent_id == Some(parent.get()),
@@ -266,7 +266,7 @@ async fn change(
                     .returning(OrgNode::as_returning())
                     .get_result(conn)
                     .await
-                    .map_err(|e| tree_error(e, Subject::NewParent))?,
+                    .map_err(|e| tree_error(e, Item::NewParent))?,
                 Update::Active(active) => {
                     target
                         .set((org_nodes::active_flag.eq(active), now))
@@ -293,7 +293,7 @@ async fn change(
 
 /// The trigger's and the foreign key's refusals, as the caller should see
 /// them: a parent elsewhere is a parent that does not exist.
-fn tree_error(error: DieselError, parent: Subject) -> AdminError {
+fn tree_error(error: DieselError, parent: Item) -> AdminError {
     if let DieselError::DatabaseError(kind, info) = &error {
         let message = info.message();
         if matches!(kind, DatabaseErrorKind::ForeignKeyViolation)

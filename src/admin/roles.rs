@@ -10,7 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminError, Administrator, Label, RoleKey, Subject};
+use super::{AdminError, Administrator, Item, Label, RoleKey};
 use crate::authz::CapabilityKey;
 use crate::db::Db;
 use crate::db::schema::auth::{capabilities, role_capabilities, roles};
@@ -75,7 +75,7 @@ async fn create_once(
                                     DatabaseErrorKind::UniqueViolation,
                                     _,
                                 ) => AdminError::AlreadyExists(
-                                    Subject::RoleKey,
+                                    Item::RoleKey,
                                     format!(
                                         "a role {} already exists in this tenant",
                                         key.as_str()
@@ -215,7 +215,7 @@ async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError
         .first::<Uuid>(conn)
         .await
         .optional()?
-        .ok_or(AdminError::NotFound(Subject::Role))?;
+        .ok_or(AdminError::NotFound(Item::Role))?;
     load(conn, id).await
 }
 
@@ -226,7 +226,7 @@ async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Role, AdminError
         .first(conn)
         .await
         .optional()?
-        .ok_or(AdminError::NotFound(Subject::Role))?;
+        .ok_or(AdminError::NotFound(Item::Role))?;
     let capabilities: Vec<String> = role_capabilities::table
         .inner_join(capabilities::table)
         .filter(role_capabilities::role_id.eq(id))
@@ -262,7 +262,7 @@ async fn replace_capabilities(
         .position(|key| !found.iter().any(|(_, k)| k == key))
     {
         return Err(AdminError::Invalid(
-            Subject::RoleCapability(index),
+            Item::RoleCapability(index),
             format!("no capability {} in the catalogue", keys[index]),
         ));
     }

@@ -8,7 +8,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
-use super::{AdminError, Administrator, Label, Subject};
+use super::{AdminError, Administrator, Item, Label};
 use crate::authn::sessions::{self, SessionsOf};
 use crate::authn::users::{NewUser, insert_user};
 use crate::authn::{AuthnError, Login, PasswordError, Passwords};
@@ -16,7 +16,7 @@ use crate::db::Db;
 use crate::db::schema::auth::users;
 use crate::names::UserId;
 
-pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use crate::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
@@ -43,7 +43,7 @@ pub async fn create(
 ) -> Result<User, AdminError> {
     if new.password.is_some() && new.logins.is_empty() {
         return Err(AdminError::Invalid(
-            Subject::Password,
+            Item::Password,
             "needs an email or phone to log in with".into(),
         ));
     }
@@ -114,9 +114,9 @@ pub(super) fn login_taken(error: AuthnError) -> AdminError {
     match error {
         AuthnError::LoginTaken(login) => AdminError::AlreadyExists(
             if login.contains('@') {
-                Subject::Email
+                Item::Email
             } else {
-                Subject::Phone
+                Item::Phone
             },
             format!("{login} is already the login of another user"),
         ),
@@ -151,7 +151,7 @@ pub async fn set_active(
                 .first::<Uuid>(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound(Subject::User))?;
+                .ok_or(AdminError::NotFound(Item::User))?;
             let before = load(conn, user).await?;
             if before.active == active {
                 return Ok(before);
@@ -227,7 +227,7 @@ pub(super) async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User,
         .first(conn)
         .await
         .optional()?
-        .ok_or(AdminError::NotFound(Subject::User))?;
+        .ok_or(AdminError::NotFound(Item::User))?;
     Ok(row.into())
 }
 

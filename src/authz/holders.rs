@@ -11,9 +11,10 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::queries::{HoldersPage, KnownCapabilityAndNode};
-use super::{AuthzError, CapabilityKey, GrantExplanation, MAX_PAGE_SIZE, page_token};
+use super::{AuthzError, CapabilityKey, GrantExplanation, MAX_PAGE_SIZE};
 use crate::db::{Db, RlsContext};
 use crate::names::{OrgNodeId, TenantId};
+use crate::pagination::page_token;
 use crate::tokens::KeyRing;
 
 /// Which holders, and which page of them.

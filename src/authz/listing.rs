@@ -8,13 +8,14 @@ use futures_util::FutureExt;
 use uuid::Uuid;
 
 use super::queries::{Covering, PreferOrderedIndexScans, VisiblePage};
-use super::{AuthzError, Subject, page_token};
+use super::{AuthzError, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::{org_assignments as oa, roles as r, visibility_grants as vg};
 use crate::names::OrgNodeId;
+use crate::pagination::page_token;
 use crate::tokens::KeyRing;
 
-pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use crate::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// A listed node: id, parent, type, label, the covering nodes above it.
 pub(super) type PageRow = (Uuid, Option<Uuid>, String, String, Vec<Uuid>);

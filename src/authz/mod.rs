@@ -9,7 +9,6 @@ pub mod endpoint_policy;
 pub mod gatekeeper;
 mod holders;
 mod listing;
-pub mod page_token;
 mod queries;
 mod search;
 mod subject;

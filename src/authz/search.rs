@@ -12,13 +12,14 @@ use uuid::Uuid;
 
 use super::listing::PageRow;
 use super::queries::{Covering, PreferOrderedIndexScans, VisiblePage};
-use super::{AuthzError, CapabilityKey, MAX_PAGE_SIZE, Subject, page_token};
+use super::{AuthzError, CapabilityKey, MAX_PAGE_SIZE, Subject};
 use crate::db::Db;
 use crate::db::schema::auth::{
     capabilities as cap, org_assignments as oa, org_node_paths as p, org_nodes as n,
     role_capabilities as rc, tenants as t, users as u,
 };
 use crate::names::OrgNodeId;
+use crate::pagination::page_token;
 use crate::tokens::KeyRing;
 
 /// A page of results and the token of the next one.

@@ -88,18 +88,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("{}\n", seed::try_it(&demo_secret, &addr));
     println!("{}\n", payment_flow::try_it(&payment_flow_url, &addr));
     let settings = &mut app.settings.server;
-    if settings.http_listen.is_none() {
+    if settings.forward_auth_listen.is_none() {
         // /forward-auth on by default in dev, unless the port is taken.
         let default = std::net::SocketAddr::from(([127, 0, 0, 1], 8181));
         match std::net::TcpListener::bind(default) {
             Ok(probe) => {
                 drop(probe);
-                settings.http_listen = Some(default);
+                settings.forward_auth_listen = Some(default);
             }
             Err(_) => tracing::warn!(%default, "HTTP port taken; dev runs without /forward-auth"),
         }
     }
-    if let Some(http) = settings.http_listen {
+    if let Some(http) = settings.forward_auth_listen {
         println!("{}\n", seed::forward_auth_try_it(&addr, &http.to_string()));
     }
     if settings.authzen_listen.is_none() {

@@ -13,10 +13,18 @@ use crate::names::ServiceKey;
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// Serve the HTTP routes API gateways call (`/forward-auth`) on this
-    /// address [default: off for serve, 127.0.0.1:8181 for dev].
-    #[arg(long, env = "PORTCULLIS_HTTP_LISTEN")]
-    pub http_listen: Option<SocketAddr>,
+    /// Serve `/forward-auth`, the route API gateways call, on this address
+    /// [default: off for serve, 127.0.0.1:8181 for dev].
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_LISTEN")]
+    forward_auth_listen: Option<SocketAddr>,
+    /// The old name of --forward-auth-listen, accepted for one release.
+    #[arg(
+        long = "http-listen",
+        env = "PORTCULLIS_HTTP_LISTEN",
+        hide = true,
+        conflicts_with = "forward_auth_listen"
+    )]
+    renamed_http_listen: Option<SocketAddr>,
     /// Serve the OpenID AuthZEN Authorization API (JSON over HTTP) on this
     /// address [default: off].
     #[arg(long, env = "PORTCULLIS_AUTHZEN_LISTEN")]
@@ -29,7 +37,7 @@ pub struct GatewayArgs {
     /// is read: nginx (X-Original-Method, X-Original-URI), traefik
     /// (X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host) or envoy (the
     /// method and the path after /forward-auth). Only that one source is
-    /// read. Required with --http-listen [dev: nginx].
+    /// read. Required with --forward-auth-listen [dev: nginx].
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_MODE", value_enum)]
     pub forward_auth_mode: Option<ForwardAuthMode>,
     /// The header naming the endpoint catalogue's service of a forward-auth
@@ -127,6 +135,21 @@ pub struct GatewayArgs {
 }
 
 impl GatewayArgs {
+    /// Where `/forward-auth` listens, under its name or its old one.
+    pub fn forward_auth_listen(&self) -> Option<SocketAddr> {
+        self.forward_auth_listen.or(self.renamed_http_listen)
+    }
+
+    /// Says so in the log when a renamed flag was used.
+    pub fn warn_of_renamed_flags(&self) {
+        if self.renamed_http_listen.is_some() {
+            tracing::warn!(
+                "--http-listen (PORTCULLIS_HTTP_LISTEN) is now --forward-auth-listen \
+                 (PORTCULLIS_FORWARD_AUTH_LISTEN); the old name goes in the next release"
+            );
+        }
+    }
+
     pub fn forward_auth(&self) -> ForwardAuthSettings {
         ForwardAuthSettings {
             mode: self.forward_auth_mode.unwrap_or_default(),

@@ -4,7 +4,6 @@
 // The edge: commands read the clock and pass `now` in.
 #![allow(clippy::disallowed_methods)]
 
-mod bench;
 mod common;
 mod db;
 mod dev;
@@ -18,7 +17,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use self::bench::BenchCommand;
 use self::common::DatabaseArgs;
 use self::db::DbCommand;
 use self::dev::DevArgs;
@@ -76,23 +74,16 @@ pub enum Command {
     /// Invite an email or phone to a role at an org node (prints the
     /// invite token, shown once).
     Invite(InviteArgs),
-    /// The benchmark harness.
-    #[command(subcommand)]
-    Bench(BenchCommand),
 }
 
 impl Command {
     /// Tokio's worker threads: as configured for the commands that serve;
-    /// one for the commands that generate load, so the load client takes
-    /// as little of the machine's CPU as it can (a third less per check
-    /// than on two threads, README "Issue 21, third round"); else one per
-    /// core.
+    /// else one per core.
     fn worker_threads(&self) -> Option<usize> {
         match self {
             Self::Serve(ServeArgs { server, .. }) | Self::Dev(DevArgs { server, .. }) => {
                 server.worker_threads.map(usize::from)
             }
-            Self::Bench(command) if command.generates_load() => Some(1),
             _ => None,
         }
     }
@@ -166,7 +157,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Role(command) => directory::role(command).await,
         Command::Assign(args) => directory::assign(args).await,
         Command::Invite(args) => directory::invite(args).await,
-        Command::Bench(command) => bench::run(command).await,
     }
 }
 
@@ -200,13 +190,6 @@ mod tests {
             worker_threads(&serve_with(&["--worker-threads", "3"])),
             Some(3)
         );
-    }
-
-    #[test]
-    fn the_load_generating_bench_commands_run_on_one_thread() {
-        assert_eq!(worker_threads(&["portcullis", "bench", "load"]), Some(1));
-        assert_eq!(worker_threads(&["portcullis", "bench", "run"]), Some(1));
-        assert_eq!(worker_threads(&["portcullis", "bench", "seed"]), None);
     }
 
     #[test]

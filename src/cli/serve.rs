@@ -136,6 +136,7 @@ impl ServerArgs {
             }
             _ => None,
         };
+        self.gateways.warn_of_renamed_flags();
         Ok(ServerSettings {
             health_interval: self.health_interval.into(),
             shutdown_grace: self.shutdown_grace.into(),
@@ -146,7 +147,7 @@ impl ServerArgs {
             trusted_proxy_hops: usize::from(self.authn.trusted_proxy_hops),
             metrics_listen: self.metrics_listen,
             tls,
-            http_listen: self.gateways.http_listen,
+            forward_auth_listen: self.gateways.forward_auth_listen(),
             authzen_listen: self.gateways.authzen_listen,
             authzen_base_url: self.gateways.authzen_base_url.clone(),
             forward_auth: self.gateways.forward_auth(),
@@ -313,11 +314,11 @@ pub enum OtpDeliveryKind {
 
 /// `portcullis serve`.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if args.server.gateways.http_listen.is_some()
+    if args.server.gateways.forward_auth_listen().is_some()
         && args.server.gateways.forward_auth_mode.is_none()
     {
         anyhow::bail!(
-            "--http-listen needs --forward-auth-mode nginx|traefik|envoy \
+            "--forward-auth-listen needs --forward-auth-mode nginx|traefik|envoy \
              (PORTCULLIS_FORWARD_AUTH_MODE): the one gateway convention /forward-auth reads"
         );
     }

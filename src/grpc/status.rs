@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 
 use super::error_details::detailed;
 
-use crate::admin::{AdminError, Subject, invitations};
+use crate::admin::{AdminError, Item, invitations};
 use crate::authn::{AuthnError, IdTokenError, PasswordError};
 use crate::authz::AuthzError;
 use crate::db::DbError;
@@ -245,9 +245,9 @@ impl From<AuthnError> for Status {
 impl From<AdminError> for Status {
     fn from(error: AdminError) -> Self {
         match error {
-            AdminError::NotFound(subject) => detailed(
+            AdminError::NotFound(item) => detailed(
                 Code::NotFound,
-                format!("{}: not found", field(subject)),
+                format!("{}: not found", field(item)),
                 "NOT_FOUND",
                 &[],
                 None,
@@ -255,37 +255,37 @@ impl From<AdminError> for Status {
             AdminError::Forbidden(None, reason) => {
                 detailed(Code::PermissionDenied, reason, "FORBIDDEN", &[], None)
             }
-            AdminError::Forbidden(Some(subject), reason) => detailed(
+            AdminError::Forbidden(Some(item), reason) => detailed(
                 Code::PermissionDenied,
-                about(subject, &reason),
+                about(item, &reason),
                 "FORBIDDEN",
                 &[],
                 None,
             ),
-            AdminError::Conflict(subject, reason) => detailed(
+            AdminError::Conflict(item, reason) => detailed(
                 Code::FailedPrecondition,
-                about(subject, &reason),
+                about(item, &reason),
                 "CONFLICT",
                 &[],
                 None,
             ),
-            AdminError::Invalid(subject, reason) => detailed(
+            AdminError::Invalid(item, reason) => detailed(
                 Code::InvalidArgument,
-                about(subject, &reason),
+                about(item, &reason),
                 "INVALID_ARGUMENT",
                 &[],
                 None,
             ),
-            AdminError::AlreadyExists(subject, reason) => detailed(
+            AdminError::AlreadyExists(item, reason) => detailed(
                 Code::AlreadyExists,
-                about(subject, &reason),
+                about(item, &reason),
                 "ALREADY_EXISTS",
                 &[],
                 None,
             ),
             AdminError::UnusableInvitation => detailed(
                 Code::Unauthenticated,
-                about(Subject::InviteToken, invitations::UNUSABLE),
+                about(Item::InviteToken, invitations::UNUSABLE),
                 "INVITATION_UNUSABLE",
                 &[],
                 None,
@@ -313,40 +313,40 @@ impl From<AdminError> for Status {
     }
 }
 
-/// `field: reason`, naming the request field that carried `subject`.
-fn about(subject: Subject, reason: &str) -> String {
-    format!("{}: {reason}", field(subject))
+/// `field: reason`, naming the request field that carried `item`.
+fn about(item: Item, reason: &str) -> String {
+    format!("{}: {reason}", field(item))
 }
 
-/// The Administration request field that carries `subject`.
-fn field(subject: Subject) -> Cow<'static, str> {
-    Cow::Borrowed(match subject {
-        Subject::Tenant => "tenant_id",
-        Subject::TenantSlug => "slug",
-        Subject::User => "user_id",
-        Subject::OrgNode => "org_node_id",
-        Subject::Parent => "parent_org_node_id",
-        Subject::NewParent => "new_parent_org_node_id",
-        Subject::Role => "role_id",
-        Subject::RoleKey | Subject::Capability => "key",
-        Subject::RoleCapability(index) => return Cow::Owned(format!("capabilities[{index}]")),
-        Subject::CapabilityDescription => "description",
-        Subject::Assignment => "assignment_id",
-        Subject::AssignmentEnd => "end_utc",
-        Subject::Grant => "grant_id",
-        Subject::Invitation => "invitation_id",
-        Subject::InviteToken => "invite_token",
-        Subject::InvitationExpiry => "expires_at",
-        Subject::Email => "email",
-        Subject::Phone => "phone",
-        Subject::Password => "password",
-        Subject::IdempotencyKey => "idempotency_key",
-        Subject::PageToken => "page_token",
-        Subject::Endpoint => "endpoint_id",
-        Subject::EndpointService => "service_key",
-        Subject::EndpointMethod => "method",
-        Subject::RoutePattern => "route_pattern",
-        Subject::EndpointCapability => "capability",
-        Subject::NodeSource => "node_source.name",
+/// The Administration request field that carries `item`.
+fn field(item: Item) -> Cow<'static, str> {
+    Cow::Borrowed(match item {
+        Item::Tenant => "tenant_id",
+        Item::TenantSlug => "slug",
+        Item::User => "user_id",
+        Item::OrgNode => "org_node_id",
+        Item::Parent => "parent_org_node_id",
+        Item::NewParent => "new_parent_org_node_id",
+        Item::Role => "role_id",
+        Item::RoleKey | Item::Capability => "key",
+        Item::RoleCapability(index) => return Cow::Owned(format!("capabilities[{index}]")),
+        Item::CapabilityDescription => "description",
+        Item::Assignment => "assignment_id",
+        Item::AssignmentEnd => "end_utc",
+        Item::Grant => "grant_id",
+        Item::Invitation => "invitation_id",
+        Item::InviteToken => "invite_token",
+        Item::InvitationExpiry => "expires_at",
+        Item::Email => "email",
+        Item::Phone => "phone",
+        Item::Password => "password",
+        Item::IdempotencyKey => "idempotency_key",
+        Item::PageToken => "page_token",
+        Item::Endpoint => "endpoint_id",
+        Item::EndpointService => "service_key",
+        Item::EndpointMethod => "method",
+        Item::RoutePattern => "route_pattern",
+        Item::EndpointCapability => "capability",
+        Item::NodeSource => "node_source.name",
     })
 }

@@ -1,4 +1,4 @@
-//! The HTTP edge: `/forward-auth` for API gateways (`--http-listen`) and
+//! The HTTP edge: `/forward-auth` for API gateways (`--forward-auth-listen`) and
 //! the OpenID AuthZEN API (`--authzen-listen`), each with the layers every
 //! listener shares ([`edge`]). Thin like `grpc`: the edges parse, ask the
 //! domain (forward-auth asks the gateway decision it shares with Envoy's

@@ -8,7 +8,6 @@ mod idempotency;
 mod ids;
 mod login;
 mod org;
-pub mod page;
 mod password;
 mod service;
 

@@ -9,33 +9,7 @@
 
 mod support;
 
-mod administration;
-mod authentication;
-mod authorization;
-mod authz_model;
-mod authzen;
-mod caller_auth;
-mod closure;
-mod database_tls;
-mod edges;
-mod endpoints;
-mod ext_authz;
-mod faults;
-mod federated_login;
-mod forward_auth;
-mod logs;
-mod metrics;
-mod migrations;
-mod otel_traces;
-mod pooled_isolation;
-mod postgrest;
-mod provision;
-mod read_replica;
-mod rich_errors;
-mod rls;
-mod schema_contract;
-mod scoped_transaction;
-mod server;
-mod service_credentials;
-mod sql_decisions;
-mod tls;
+mod api;
+mod database;
+mod gateways;
+mod operations;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{GlobalAdministrator, exists};
 use crate::admin::AdminError;
-use crate::admin::Subject;
+use crate::admin::Item;
 use crate::admin::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use crate::authz::CapabilityKey;
 use crate::db::schema::auth::capabilities;
@@ -51,7 +51,7 @@ async fn create_capability_once(
 ) -> Result<Capability, AdminError> {
     if description.chars().count() > 1000 {
         return Err(AdminError::Invalid(
-            Subject::CapabilityDescription,
+            Item::CapabilityDescription,
             "must be at most 1000 characters".into(),
         ));
     }
@@ -73,7 +73,7 @@ async fn create_capability_once(
                             .returning(Capability::as_returning())
                             .get_result(conn)
                             .await
-                            .map_err(|e| exists(e, Subject::Capability, "this capability"))?;
+                            .map_err(|e| exists(e, Item::Capability, "this capability"))?;
                         let entity = ("capability", capability.id);
                         admin
                             .author(None)

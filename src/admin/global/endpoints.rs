@@ -11,7 +11,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::{GlobalAdministrator, exists};
-use crate::admin::{AdminError, Subject};
+use crate::admin::{AdminError, Item};
 use crate::authz::CapabilityKey;
 use crate::authz::endpoint_policy::{COLUMNS, EndpointPolicy, Row};
 use crate::db::schema::audit::policy_change_log as log;
@@ -67,7 +67,7 @@ pub async fn create_endpoint_policy(
                 .returning(COLUMNS)
                 .get_result(conn)
                 .await
-                .map_err(|e| exists(e, Subject::Endpoint, "an entry for this method and route"))?;
+                .map_err(|e| exists(e, Item::Endpoint, "an entry for this method and route"))?;
             let created = EndpointPolicy::from_row(row);
             record(
                 conn,
@@ -101,7 +101,7 @@ pub async fn update_endpoint_policy(
                 .returning(COLUMNS)
                 .get_result(conn)
                 .await
-                .map_err(|e| exists(e, Subject::Endpoint, "an entry for this method and route"))?;
+                .map_err(|e| exists(e, Item::Endpoint, "an entry for this method and route"))?;
             let after = EndpointPolicy::from_row(row);
             if after != before {
                 record(
@@ -180,7 +180,7 @@ async fn find_for_update(
         .await
         .optional()?;
     row.map(EndpointPolicy::from_row)
-        .ok_or(AdminError::NotFound(Subject::Endpoint))
+        .ok_or(AdminError::NotFound(Item::Endpoint))
 }
 
 /// The capability exists, and the route does not conflict with another
@@ -200,7 +200,7 @@ async fn check_rule(
         .is_some();
     if !known {
         return Err(AdminError::Invalid(
-            Subject::EndpointCapability,
+            Item::EndpointCapability,
             "is not in the capability catalogue".into(),
         ));
     }
@@ -225,7 +225,7 @@ async fn check_rule(
     }
     router.insert(rule.route.as_str(), ()).map_err(|error| {
         AdminError::Conflict(
-            Subject::RoutePattern,
+            Item::RoutePattern,
             format!("conflicts with another route: {error}"),
         )
     })

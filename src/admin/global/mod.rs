@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::AdminError;
 use super::author::Author;
 use super::idempotency::Ledger;
-use crate::admin::Subject;
+use crate::admin::Item;
 use crate::audit::Actor;
 use crate::db::RlsContext;
 use crate::tokens::Principal;
@@ -101,10 +101,10 @@ impl GlobalAdministrator {
     }
 }
 
-fn exists(error: DieselError, subject: Subject, what: &str) -> AdminError {
+fn exists(error: DieselError, item: Item, what: &str) -> AdminError {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-            AdminError::AlreadyExists(subject, format!("{what} already exists"))
+            AdminError::AlreadyExists(item, format!("{what} already exists"))
         }
         other => other.into(),
     }

@@ -7,7 +7,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::{GlobalAdministrator, exists};
-use crate::admin::Subject;
+use crate::admin::Item;
 use crate::admin::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use crate::admin::{AdminError, Label};
 use crate::authn::sessions::{self, SessionsOf};
@@ -74,9 +74,7 @@ async fn create_tenant_once(
                             .returning(Tenant::as_returning())
                             .get_result(conn)
                             .await
-                            .map_err(|e| {
-                                exists(e, Subject::TenantSlug, "a tenant with this slug")
-                            })?;
+                            .map_err(|e| exists(e, Item::TenantSlug, "a tenant with this slug"))?;
                         let entity = ("tenant", tenant.id);
                         admin
                             .author(Some(tenant.id))
@@ -124,7 +122,7 @@ pub async fn change_tenant(
                 .first(conn)
                 .await
                 .optional()?
-                .ok_or(AdminError::NotFound(Subject::Tenant))?;
+                .ok_or(AdminError::NotFound(Item::Tenant))?;
             let target = diesel::update(tenants::table.find(tenant));
             let now = tenants::updated_utc.eq(diesel::dsl::now);
             let (action, after): (&str, Tenant) = match change {

@@ -8,7 +8,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::{Found, Invitation, find, lock};
-use crate::admin::Subject;
+use crate::admin::Item;
 use crate::admin::assignments::{self, Assignment, NewAssignment};
 use crate::admin::author::Author;
 use crate::admin::users::{self, User, hashing, login_taken};
@@ -107,7 +107,7 @@ pub async fn accept(
                     return Err(refused(id, "tenant suspended"));
                 }
                 let login = Login::parse_destination(before.destination()).map_err(|e| {
-                    AdminError::Conflict(Subject::InviteToken, format!("the invited login {e}"))
+                    AdminError::Conflict(Item::InviteToken, format!("the invited login {e}"))
                 })?;
                 // The invitee acts as the user they become.
                 let user_id = Uuid::new_v4();
@@ -137,7 +137,7 @@ pub async fn accept(
                 .await
                 .map_err(|e| match login_taken(e) {
                     AdminError::AlreadyExists(..) => AdminError::Conflict(
-                        Subject::InviteToken,
+                        Item::InviteToken,
                         format!(
                             "{} is already the login of a user in this tenant",
                             before.destination()

@@ -16,7 +16,7 @@ pub use accept::{Acceptance, Accepted, UNUSABLE, accept};
 use super::assignments::missing_reference;
 use super::idempotency::{Attempt, IdempotencyKey, retry_conflicts};
 use super::{AdminCapability, AdminError, Administrator, Cursor, Placed};
-use crate::admin::Subject;
+use crate::admin::Item;
 use crate::authn::Login;
 use crate::db::Db;
 use crate::db::schema::auth::{invitations, org_node_paths, users};
@@ -25,7 +25,7 @@ use crate::secrets::{self, SecretKind};
 
 pub const DEFAULT_VALIDITY: Duration = Duration::days(7);
 pub const MAX_VALIDITY: Duration = Duration::days(30);
-pub use crate::names::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use crate::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// An invitation as the API shows it; the token's hash never leaves the
 /// database (nor reaches the audit trail).
@@ -104,13 +104,13 @@ async fn create_once(
         None => now + DEFAULT_VALIDITY,
         Some(at) if at <= now => {
             return Err(AdminError::Invalid(
-                Subject::InvitationExpiry,
+                Item::InvitationExpiry,
                 "must be in the future".into(),
             ));
         }
         Some(at) if at > now + MAX_VALIDITY => {
             return Err(AdminError::Invalid(
-                Subject::InvitationExpiry,
+                Item::InvitationExpiry,
                 format!("must be within {} days", MAX_VALIDITY.num_days()),
             ));
         }
@@ -144,7 +144,7 @@ async fn create_once(
                         async move {
                             if login_in_use(conn, &new.destination).await? {
                                 return Err(AdminError::AlreadyExists(
-                                    Subject::login(&new.destination),
+                                    Item::login(&new.destination),
                                     format!(
                                         "{} is already the login of a user in this tenant",
                                         new.destination
@@ -221,11 +221,11 @@ pub async fn revoke(
                 .await?;
             let before = lock(conn, invitation)
                 .await?
-                .ok_or(AdminError::NotFound(Subject::Invitation))?
+                .ok_or(AdminError::NotFound(Item::Invitation))?
                 .0;
             if before.accepted_at.is_some() {
                 return Err(AdminError::Conflict(
-                    Subject::Invitation,
+                    Item::Invitation,
                     "already accepted; end the assignment or deactivate the user instead".into(),
                 ));
             }
@@ -268,10 +268,10 @@ pub async fn list_pending(
     admin: &Administrator,
     query: InvitationQuery,
 ) -> Result<(Vec<Invitation>, Option<Cursor>), AdminError> {
-    admin.require_node_for_users(query.at_node, Subject::OrgNode)?;
+    admin.require_node_for_users(query.at_node, Item::OrgNode)?;
     if let Some(node) = query.at_node {
         admin
-            .require(db, AdminCapability::InvitationsRead, node, Subject::OrgNode)
+            .require(db, AdminCapability::InvitationsRead, node, Item::OrgNode)
             .await?;
     }
     let size = i64::from(query.page_size.clamp(1, MAX_PAGE_SIZE));

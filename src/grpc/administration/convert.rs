@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::super::fields::{parse_id, parse_uuid};
 use super::super::request::{invalid, timestamp};
-use crate::admin::assignments::Holder;
+use crate::admin::assignments::ListFilter;
 use crate::admin::idempotency::IdempotencyKey;
 use crate::admin::{
     Label, assignments, audit_trail, global, grants, invitations, org, roles, users,
@@ -177,10 +177,10 @@ pub(super) fn grant_scope(value: i32) -> Result<&'static str, Status> {
 }
 
 /// Exactly one of `user_id` and `org_node_id`.
-pub(super) fn holder(user_id: &str, org_node_id: &str) -> Result<Holder, Status> {
+pub(super) fn list_filter(user_id: &str, org_node_id: &str) -> Result<ListFilter, Status> {
     match (user_id.is_empty(), org_node_id.is_empty()) {
-        (false, true) => Ok(Holder::User(parse_id("user_id", user_id)?)),
-        (true, false) => Ok(Holder::Node(parse_id("org_node_id", org_node_id)?)),
+        (false, true) => Ok(ListFilter::User(parse_id("user_id", user_id)?)),
+        (true, false) => Ok(ListFilter::Node(parse_id("org_node_id", org_node_id)?)),
         _ => Err(invalid(
             "user_id",
             "give exactly one of user_id and org_node_id",

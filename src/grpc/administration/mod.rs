@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use convert::{
-    assignment, capability_keys, grant, grant_scope, holder, idempotency_key, label, node,
+    assignment, capability_keys, grant, grant_scope, idempotency_key, label, list_filter, node,
     optional_id, role, time,
 };
 
@@ -217,8 +217,8 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::ListAssignmentsResponse>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let holder = holder(&body.user_id, &body.org_node_id)?;
-        let listed = assignments::list(&self.db, &admin, holder).await?;
+        let filter = list_filter(&body.user_id, &body.org_node_id)?;
+        let listed = assignments::list(&self.db, &admin, filter).await?;
         Ok(Response::new(pb::ListAssignmentsResponse {
             assignments: listed.into_iter().map(assignment).collect(),
         }))
@@ -258,8 +258,8 @@ impl Administration for AdministrationService {
     ) -> Result<Response<pb::ListVisibilityGrantsResponse>, Status> {
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
-        let holder = holder(&body.user_id, &body.org_node_id)?;
-        let listed = grants::list(&self.db, &admin, holder).await?;
+        let filter = list_filter(&body.user_id, &body.org_node_id)?;
+        let listed = grants::list(&self.db, &admin, filter).await?;
         Ok(Response::new(pb::ListVisibilityGrantsResponse {
             grants: listed.into_iter().map(grant).collect(),
         }))

@@ -11,7 +11,8 @@ use crate::names::{OrgNodeId, TenantId, UserId};
 use crate::tokens::Principal;
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub(super) struct Entity {
+#[serde(expecting = "an entity: an object with type, id and properties")]
+pub(super) struct EntityBody {
     #[serde(rename = "type")]
     pub(super) kind: Option<String>,
     pub(super) id: Option<String>,
@@ -20,40 +21,46 @@ pub(super) struct Entity {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(expecting = "an action: an object with a name")]
 pub(super) struct ActionBody {
     pub(super) name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(expecting = "an evaluation: an object with subject, resource and action")]
 pub(super) struct EvaluationBody {
-    pub(super) subject: Option<Entity>,
-    pub(super) resource: Option<Entity>,
+    pub(super) subject: Option<EntityBody>,
+    pub(super) resource: Option<EntityBody>,
     pub(super) action: Option<ActionBody>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an object with subject, resource, action, evaluations and options")]
 pub(super) struct EvaluationsBody {
-    pub(super) subject: Option<Entity>,
-    pub(super) resource: Option<Entity>,
+    pub(super) subject: Option<EntityBody>,
+    pub(super) resource: Option<EntityBody>,
     pub(super) action: Option<ActionBody>,
     pub(super) evaluations: Option<Vec<EvaluationBody>>,
     pub(super) options: Option<Options>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an object of options")]
 pub(super) struct Options {
     pub(super) evaluations_semantic: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "an object with subject, resource, action and page")]
 pub(super) struct SearchBody {
-    pub(super) subject: Option<Entity>,
-    pub(super) resource: Option<Entity>,
+    pub(super) subject: Option<EntityBody>,
+    pub(super) resource: Option<EntityBody>,
     pub(super) action: Option<ActionBody>,
     pub(super) page: Option<PageBody>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a page: an object with token and limit")]
 pub(super) struct PageBody {
     pub(super) token: Option<String>,
     /// Drafts of the specification sent the token back under this name.
@@ -71,7 +78,7 @@ pub(super) enum Semantic {
 /// The tenant of a request: `<field>.properties.tenant_id`, else the
 /// caller's own; whether the caller may ask about it is the domain's rule.
 pub(super) fn tenant_of(
-    entity: &Entity,
+    entity: &EntityBody,
     field: &str,
     caller: &Principal,
 ) -> Result<TenantId, Problem> {
@@ -93,7 +100,7 @@ pub(super) fn tenant_of(
     Ok(tenant)
 }
 
-pub(super) fn expect_type(entity: &Entity, field: &str, expected: &str) -> Result<(), Problem> {
+pub(super) fn expect_type(entity: &EntityBody, field: &str, expected: &str) -> Result<(), Problem> {
     match entity.kind.as_deref() {
         Some(kind) if kind == expected => Ok(()),
         Some(_) => Err(Problem::bad(format!(
@@ -107,7 +114,7 @@ pub(super) fn required<'a, T>(value: Option<&'a T>, field: &str) -> Result<&'a T
     value.ok_or_else(|| Problem::bad(format!("{field}: required")))
 }
 
-pub(super) fn id_of<T>(entity: &Entity, field: &str) -> Result<T, Problem>
+pub(super) fn id_of<T>(entity: &EntityBody, field: &str) -> Result<T, Problem>
 where
     T: std::str::FromStr<Err = crate::names::NameError>,
 {
@@ -128,7 +135,10 @@ pub(super) fn capability_of(action: Option<&ActionBody>) -> Result<CapabilityKey
 }
 
 /// The user a request's subject names.
-pub(super) fn subject_of(entity: Option<&Entity>, caller: &Principal) -> Result<Subject, Problem> {
+pub(super) fn subject_of(
+    entity: Option<&EntityBody>,
+    caller: &Principal,
+) -> Result<Subject, Problem> {
     let entity = required(entity, "subject")?;
     expect_type(entity, "subject", "user")?;
     let user_id: UserId = id_of(entity, "subject")?;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::secrets::{RoleKind, Secrets, variable};
-use super::{Environment, Names, Passwords, ServiceName};
+use super::{Environment, Names, RolePasswords, ServiceName};
 use crate::ops::admin::{OperatorError, derive_url};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ impl ConnectionFile {
         service: &ServiceName,
         schemas: &[&str],
         names: &Names,
-        passwords: &Passwords,
+        passwords: &RolePasswords,
         passwords_in: PasswordsIn,
     ) -> Result<Self, OperatorError> {
         refuse_query_credentials(admin_url)?;

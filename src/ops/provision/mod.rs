@@ -22,7 +22,7 @@ use url::Url;
 
 use super::admin::{AdminConnection, OperatorError, derive_url, ident, literal};
 
-pub use secrets::{Passwords, Secrets};
+pub use secrets::{RolePasswords, Secrets};
 
 /// The group role the migrations grant the application's privileges to.
 pub const APP_GROUP_ROLE: &str = "portcullis_app";
@@ -266,7 +266,7 @@ pub async fn provision(
     admin_url: &Url,
     env: Environment,
     names: &Names,
-    passwords: &Passwords,
+    passwords: &RolePasswords,
     confirmed: Confirmation,
 ) -> Result<Report, OperatorError> {
     confirmed.check(env, &format!("database {}", names.database))?;
@@ -300,7 +300,7 @@ pub async fn provision(
 pub async fn ensure_roles(
     admin: &mut AdminConnection,
     names: &Names,
-    passwords: &Passwords,
+    passwords: &RolePasswords,
 ) -> Result<Vec<String>, OperatorError> {
     let mut created = ensure_group_roles(admin).await?;
     created.extend(ensure_login_roles(admin, names, passwords, Some(APP_GROUP_ROLE)).await?);
@@ -344,7 +344,7 @@ async fn ensure_group_roles(admin: &mut AdminConnection) -> Result<Vec<String>, 
 pub async fn ensure_login_roles(
     admin: &mut AdminConnection,
     names: &Names,
-    passwords: &Passwords,
+    passwords: &RolePasswords,
     group: Option<&str>,
 ) -> Result<Vec<String>, OperatorError> {
     let mut created = Vec::new();
@@ -479,7 +479,7 @@ pub(super) async fn role_exists(
 pub fn role_urls(
     admin_url: &Url,
     names: &Names,
-    passwords: &Passwords,
+    passwords: &RolePasswords,
 ) -> Result<(Url, Url), OperatorError> {
     let migration = derive_url(
         admin_url,

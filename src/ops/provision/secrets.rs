@@ -91,9 +91,9 @@ impl Secrets {
     }
 
     /// The passwords of `service`'s roles in `env`.
-    pub fn passwords(&self, service: &ServiceName, env: Environment) -> Passwords {
+    pub fn passwords(&self, service: &ServiceName, env: Environment) -> RolePasswords {
         let read = |role| self.get(&variable(service, env, role)).cloned();
-        Passwords {
+        RolePasswords {
             migration: read(RoleKind::Migration),
             app: read(RoleKind::App),
         }
@@ -104,12 +104,12 @@ impl Secrets {
 /// password and can log in only where the server trusts the connection (a
 /// local dev box).
 #[derive(Clone, Default)]
-pub struct Passwords {
+pub struct RolePasswords {
     pub migration: Option<SecretString>,
     pub app: Option<SecretString>,
 }
 
-impl Passwords {
+impl RolePasswords {
     /// qua and prd need both passwords, each of at least 16 characters.
     pub fn check(&self, env: Environment, service: &ServiceName) -> Result<(), OperatorError> {
         for (role, password) in [

@@ -6,7 +6,7 @@ use url::Url;
 
 use super::secrets::{RoleKind, check_password};
 use super::{
-    Confirmation, DECISION_GROUP_ROLE, Environment, Names, PROVISION_LOCK, Passwords, Report,
+    Confirmation, DECISION_GROUP_ROLE, Environment, Names, PROVISION_LOCK, Report, RolePasswords,
     ServiceName, create_database, database_exists, ensure_login_roles, grant_database,
     password_clause, role_exists,
 };
@@ -23,7 +23,7 @@ pub async fn provision_service(
     env: Environment,
     service: &ServiceName,
     names: &Names,
-    passwords: &Passwords,
+    passwords: &RolePasswords,
     confirmed: Confirmation,
 ) -> Result<Report, OperatorError> {
     if service.is_portcullis() {

@@ -8,7 +8,7 @@ use super::{DEMO_ALICE_ID, DEMO_BOB_ID, DEMO_TENANT_ID};
 use crate::ops::admin::{AdminConnection, OperatorError, ident, literal, redact};
 use crate::ops::provision::service::provision_service;
 use crate::ops::provision::{
-    Confirmation, Environment, Names, Passwords, Secrets, ServiceName, role_urls,
+    Confirmation, Environment, Names, RolePasswords, Secrets, ServiceName, role_urls,
 };
 use url::Url;
 
@@ -84,7 +84,7 @@ pub async fn install(
 }
 
 /// The service's role passwords in `env`, from the environment.
-pub fn passwords(env: Environment) -> Result<Passwords, OperatorError> {
+pub fn passwords(env: Environment) -> Result<RolePasswords, OperatorError> {
     Ok(Secrets::load(None)?.passwords(&ServiceName::parse(SERVICE)?, env))
 }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis::db::{Db, PoolSettings};
 use portcullis::ops::admin::{AdminConnection, OperatorError, derive_url};
-use portcullis::ops::provision::{self, Names, Passwords};
+use portcullis::ops::provision::{self, Names, RolePasswords};
 use portcullis::ops::{cluster, migrate};
 use tokio::sync::OnceCell;
 use url::Url;
@@ -131,7 +131,7 @@ async fn prepare_template() -> Result<Template, OperatorError> {
     let name = template_name();
     let mut admin = AdminConnection::connect(&admin_url).await?;
     admin.lock(TEMPLATE_LOCK).await?;
-    provision::ensure_roles(&mut admin, &role_names(&name), &Passwords::default()).await?;
+    provision::ensure_roles(&mut admin, &role_names(&name), &RolePasswords::default()).await?;
     sweep_stale(&mut admin, &name).await?;
     if !provision::database_exists(&mut admin, &name).await? {
         // Build under another name and rename when complete, so a crash

@@ -13,12 +13,85 @@ use portcullis::tokens::{KeyRing, RevocationList, TokenSettings, Tokens};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+use super::ports::unused_port;
+
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where `/forward-auth` answers (`host:port`), when built with it.
+    pub forward_auth: Option<String>,
+    /// The AuthZEN API's base URL, when built with it.
+    pub authzen: Option<String>,
+    /// Where the metrics are served, when built with them.
+    pub metrics: Option<SocketAddr>,
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+}
+
+/// A test server as a test wants it: the tests' defaults, then what the
+/// test changes, and the HTTP listeners it asks for, each on a port of its
+/// own.
+pub struct ServerBuilder {
+    app: App,
+}
+
+impl ServerBuilder {
+    pub fn new(db: Db) -> Self {
+        Self {
+            app: test_app(db, test_tokens(), AuthnSettings::default(), test_settings()),
+        }
+    }
+
+    pub fn tokens(mut self, tokens: Arc<Tokens>) -> Self {
+        self.app.tokens = tokens;
+        self
+    }
+
+    pub fn authn(mut self, authn: AuthnSettings) -> Self {
+        self.app.settings.authn = authn;
+        self
+    }
+
+    /// Changes the server settings.
+    pub fn settings(mut self, configure: impl FnOnce(&mut ServerSettings)) -> Self {
+        configure(&mut self.app.settings.server);
+        self
+    }
+
+    /// Changes anything else of the application (its hashing, its
+    /// delivery, its federation).
+    pub fn app(mut self, configure: impl FnOnce(&mut App)) -> Self {
+        configure(&mut self.app);
+        self
+    }
+
+    /// Serves `/forward-auth`.
+    pub fn forward_auth(self) -> Self {
+        self.settings(|s| s.forward_auth_listen = Some(local(unused_port())))
+    }
+
+    /// Serves the AuthZEN API, its base URL its own address.
+    pub fn authzen(self) -> Self {
+        let port = unused_port();
+        self.settings(|s| {
+            s.authzen_listen = Some(local(port));
+            s.authzen_base_url = Some(format!("http://127.0.0.1:{port}"));
+        })
+    }
+
+    /// Serves the metrics.
+    pub fn metrics(self) -> Self {
+        self.settings(|s| s.metrics_listen = Some(local(unused_port())))
+    }
+
+    pub async fn start(self) -> TestServer {
+        TestServer::start_app(self.app).await
+    }
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 pub fn test_settings() -> ServerSettings {
@@ -127,15 +200,20 @@ pub fn test_tokens_with(keys: KeyRing) -> Arc<Tokens> {
 }
 
 impl TestServer {
+    /// A server with the tests' defaults; [`ServerBuilder`] for more.
     pub async fn start(db: Db) -> Self {
-        Self::start_with(db, test_tokens(), test_settings()).await
+        ServerBuilder::new(db).start().await
     }
 
-    pub async fn start_with(db: Db, tokens: Arc<Tokens>, settings: ServerSettings) -> Self {
-        Self::start_app(test_app(db, tokens, AuthnSettings::default(), settings)).await
+    pub fn build(db: Db) -> ServerBuilder {
+        ServerBuilder::new(db)
     }
 
-    pub async fn start_app(app: App) -> Self {
+    async fn start_app(app: App) -> Self {
+        let server_settings = &app.settings.server;
+        let forward_auth = server_settings.forward_auth_listen.map(|a| a.to_string());
+        let authzen = server_settings.authzen_base_url.clone();
+        let metrics = server_settings.metrics_listen;
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -145,6 +223,9 @@ impl TestServer {
         }));
         let server = Self {
             addr,
+            forward_auth,
+            authzen,
+            metrics,
             tokens,
             passwords,
             stop: Some(stop),
