@@ -182,7 +182,8 @@ struct LoadArgs {
     warmup: humantime::Duration,
 }
 
-/// Scenario weights, e.g. `check=8,login=1`.
+/// Scenario weights, e.g. `check=8,login=1` (names as the reports print
+/// them).
 #[derive(Clone, Debug)]
 struct Mix(Vec<(Scenario, u32)>);
 
@@ -191,7 +192,8 @@ fn parse_mix(raw: &str) -> Result<Mix, String> {
     raw.split(',')
         .map(|pair| {
             let (name, weight) = pair.split_once('=').unwrap_or((pair, "1"));
-            let scenario = Scenario::from_str(name.trim(), true)?;
+            // The reports' names (list_first) or clap's (list-first).
+            let scenario = Scenario::from_str(&name.trim().replace('_', "-"), true)?;
             let weight = weight
                 .trim()
                 .parse::<u32>()

@@ -226,7 +226,7 @@ fn print_row(row: &SoakWindow, header: bool) {
         println!("{line}");
     }
     let mut line = format!(
-        "{:>6.1} {:>9.0} {:>7} {:>8} {:>6} {:>9}",
+        "{:>6.2} {:>9.0} {:>7} {:>8} {:>6} {:>9}",
         row.ends_at_minute,
         row.per_second,
         row.errors,
