@@ -11,6 +11,127 @@ use crate::db::Db;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// A Prometheus metric type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric the server exports: its `# HELP` line, and a row of the
+/// book's metrics page (a test keeps both equal to what a server exports).
+#[derive(Debug)]
+pub struct MetricDoc {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+/// Every metric the server exports.
+pub const CATALOGUE: &[MetricDoc] = &[
+    MetricDoc {
+        name: "portcullis_rpc_requests_total",
+        kind: MetricKind::Counter,
+        labels: &["method", "code"],
+        help: "gRPC calls answered, by method (an RPC this server serves, or `unknown`) and gRPC status code.",
+    },
+    MetricDoc {
+        name: "portcullis_rpc_duration_seconds",
+        kind: MetricKind::Histogram,
+        labels: &["method"],
+        help: "Time from a gRPC call's arrival to its answer, by method.",
+    },
+    MetricDoc {
+        name: "portcullis_decisions_total",
+        kind: MetricKind::Counter,
+        labels: &["edge", "outcome", "reason"],
+        help: "Every decision at every edge. `edge`: `grpc_check`, `grpc_endpoint`, `forward_auth`, `ext_authz`, `authzen`; `outcome`: `allowed`, `denied`, `unauthenticated`, `unavailable` or `error`; `reason`: the decision reason in lower case.",
+    },
+    MetricDoc {
+        name: "portcullis_token_exchanges_total",
+        kind: MetricKind::Counter,
+        labels: &["outcome"],
+        help: "Service-credential exchanges: `issued` or `refused`.",
+    },
+    MetricDoc {
+        name: "portcullis_login_lockouts_total",
+        kind: MetricKind::Counter,
+        labels: &[],
+        help: "Logins or client addresses locked after too many failures (each also an audit row).",
+    },
+    MetricDoc {
+        name: "portcullis_id_token_rejections_total",
+        kind: MetricKind::Counter,
+        labels: &["reason"],
+        help: "OpenID Connect ID tokens refused at federated login, by why (a code of ours).",
+    },
+    MetricDoc {
+        name: "portcullis_audit_refusals_unrecorded_total",
+        kind: MetricKind::Counter,
+        labels: &[],
+        help: "Refused exchanges for a real service key past 20 an hour, counted here instead of audited so nobody can flood a tenant's trail.",
+    },
+    MetricDoc {
+        name: "portcullis_db_round_trips_total",
+        kind: MetricKind::Counter,
+        labels: &[],
+        help: "Flushes of written messages on a database connection: statements pipelined together count once.",
+    },
+    MetricDoc {
+        name: "portcullis_db_pool_connections",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Open pooled connections, read at scrape time.",
+    },
+    MetricDoc {
+        name: "portcullis_db_pool_idle",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Idle pooled connections, read at scrape time.",
+    },
+    MetricDoc {
+        name: "portcullis_db_pool_in_use",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Pooled connections lent to a call, read at scrape time.",
+    },
+    MetricDoc {
+        name: "portcullis_db_pool_waiting",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Calls waiting for a pooled connection, read at scrape time.",
+    },
+    MetricDoc {
+        name: "portcullis_password_hashing_queue",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Passwords waiting for a hashing thread, read at scrape time.",
+    },
+];
+
+/// Gives every catalogued metric its `# HELP` line.
+fn describe() {
+    for metric in CATALOGUE {
+        match metric.kind {
+            MetricKind::Counter => metrics::describe_counter!(metric.name, metric.help),
+            MetricKind::Gauge => metrics::describe_gauge!(metric.name, metric.help),
+            MetricKind::Histogram => metrics::describe_histogram!(metric.name, metric.help),
+        }
+    }
+}
+
 /// Installs the process-wide recorder once; `None` if another recorder was
 /// installed first (metrics are then simply not exported).
 pub fn handle() -> Option<PrometheusHandle> {
@@ -22,6 +143,7 @@ pub fn handle() -> Option<PrometheusHandle> {
                 ])
                 .ok()
                 .and_then(|builder| builder.install_recorder().ok())
+                .inspect(|_| describe())
         })
         .clone()
 }

@@ -23,6 +23,7 @@ pub struct AdminArgs {
 /// Which environment, its database, and where its passwords are.
 #[derive(Debug, Args)]
 pub struct EnvArgs {
+    /// The environment: dev, tst, qua or prd (the platform's names).
     #[arg(long, value_enum)]
     pub env: Environment,
     /// The environment's database [default: <platform>-<env>].
@@ -93,7 +94,8 @@ pub struct PoolArgs {
     /// Keep prepared statements across transactions. Set false behind
     /// PgBouncer older than 1.21 in transaction pooling mode (or without
     /// max_prepared_statements): statements are then prepared inside each
-    /// transaction, at a cost on the hot path (see README, Operations).
+    /// transaction, at a cost on the hot path (the book:
+    /// operations/performance.md, "Tuning").
     #[arg(
         long,
         env = "PORTCULLIS_DB_STATEMENT_CACHE",

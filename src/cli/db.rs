@@ -134,6 +134,7 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct RotatePasswordArgs {
+    /// Which of the service's two roles gets a new password.
     #[arg(long, value_enum)]
     pub role: RoleKind,
     /// The service whose role it is.

@@ -26,6 +26,7 @@ pub enum TenantCommand {
         /// Lowercase letters, digits and -, unique.
         #[arg(long)]
         slug: String,
+        /// The tenant's name, shown to people.
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -34,8 +35,10 @@ pub enum TenantCommand {
     /// Allow (or stop) a first federated login linking itself to the user
     /// with the same email, when its provider verified the email.
     FederatedLinking {
+        /// The tenant (a UUID).
         #[arg(long)]
         tenant: TenantId,
+        /// On or off (off for a new tenant).
         #[arg(long, value_enum)]
         linking: Switch,
         #[command(flatten)]
@@ -53,6 +56,7 @@ pub enum Switch {
 pub enum OrgCommand {
     /// Add a node (prints its id).
     Add {
+        /// The tenant (a UUID).
         #[arg(long)]
         tenant: TenantId,
         /// The parent node; none for a new root.
@@ -61,6 +65,7 @@ pub enum OrgCommand {
         /// Lowercase letters, digits and _, e.g. site.
         #[arg(long = "type")]
         node_type: String,
+        /// The node's label, 1 to 200 characters.
         #[arg(long)]
         label: String,
         #[command(flatten)]
@@ -72,10 +77,13 @@ pub enum OrgCommand {
 pub enum RoleCommand {
     /// Create a role with its capabilities (prints its id).
     Create {
+        /// The tenant (a UUID).
         #[arg(long)]
         tenant: TenantId,
+        /// A stable name, unique in the tenant, e.g. treasurer.
         #[arg(long)]
         key: String,
+        /// The label shown to people.
         #[arg(long)]
         label: String,
         /// A capability key of the catalogue; repeat for several.
@@ -88,12 +96,16 @@ pub enum RoleCommand {
 
 #[derive(Debug, Args)]
 pub struct AssignArgs {
+    /// The tenant (a UUID).
     #[arg(long)]
     pub tenant: TenantId,
+    /// The user (a UUID).
     #[arg(long)]
     pub user: UserId,
+    /// The role (a UUID).
     #[arg(long)]
     pub role: uuid::Uuid,
+    /// Where the role is held: it applies there and below (a UUID).
     #[arg(long)]
     pub node: OrgNodeId,
     /// Start, RFC 3339 (default: now).
@@ -108,6 +120,7 @@ pub struct AssignArgs {
 
 #[derive(Debug, Args)]
 pub struct InviteArgs {
+    /// The tenant (a UUID).
     #[arg(long)]
     pub tenant: TenantId,
     /// The invitee's email (or --phone).
@@ -116,8 +129,10 @@ pub struct InviteArgs {
     /// The invitee's phone number, E.164.
     #[arg(long)]
     pub phone: Option<String>,
+    /// The role the invitee will hold (a UUID).
     #[arg(long)]
     pub role: uuid::Uuid,
+    /// Where they will hold it (a UUID).
     #[arg(long)]
     pub node: OrgNodeId,
     /// How long the token may be accepted, e.g. 7d or 36h (at most 30d).
@@ -132,15 +147,19 @@ pub enum UserCommand {
     /// Create a user; with --with-password, the password is read from
     /// standard input (or asked for twice on a terminal), never an argument.
     Create {
+        /// The tenant (a UUID).
         #[arg(long)]
         tenant: TenantId,
+        /// The name shown to people.
         #[arg(long)]
         display_name: String,
+        /// The user's email, a login (or --phone, or both).
         #[arg(long)]
         email: Option<String>,
         /// E.164, e.g. +33612345678.
         #[arg(long)]
         phone: Option<String>,
+        /// Give the user a password, read from standard input.
         #[arg(long)]
         with_password: bool,
         #[command(flatten)]
@@ -151,10 +170,13 @@ pub enum UserCommand {
     /// Set the password of the user who logs in with --email or --phone
     /// (read from standard input, or asked for twice on a terminal).
     SetPassword {
+        /// The tenant (a UUID).
         #[arg(long)]
         tenant: TenantId,
+        /// The user's email login (or --phone).
         #[arg(long)]
         email: Option<String>,
+        /// The user's phone login, E.164 (or --email).
         #[arg(long)]
         phone: Option<String>,
         #[command(flatten)]

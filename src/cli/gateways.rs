@@ -54,14 +54,15 @@ pub struct GatewayArgs {
     /// header names the service.
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH_HOSTS", value_delimiter = ',', value_parser = parse_host_service)]
     pub forward_auth_host: Vec<(String, String)>,
-    /// The headers an nginx `auth_request` location sets to the original
-    /// method and URI.
+    /// The header an nginx `auth_request` location sets to the original
+    /// method.
     #[arg(
         long,
         env = "PORTCULLIS_FORWARD_AUTH_METHOD_HEADER",
         default_value = "x-original-method"
     )]
     pub forward_auth_method_header: String,
+    /// The header an nginx `auth_request` location sets to the original URI.
     #[arg(
         long,
         env = "PORTCULLIS_FORWARD_AUTH_URI_HEADER",

@@ -52,8 +52,8 @@ pub struct ServerArgs {
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     /// Threads serving requests [default: one per core]. Where PostgreSQL
-    /// shares the cores, fewer do more: on 2 cores, 1 served 9 to 24 %
-    /// more checks than 2 (README, "Issue 21, third round").
+    /// shares the cores, fewer do more (the book: operations/performance.md,
+    /// "Tuning").
     #[arg(long, env = "PORTCULLIS_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
     /// How often the database is probed for gRPC health.

@@ -11,8 +11,10 @@ use crate::service_accounts::{self, NewService};
 pub enum ServiceCommand {
     /// Create a service account.
     Create {
+        /// The service account's key, e.g. billing-gateway: a lowercase letter, then lowercase letters, digits, _, . or -.
         #[arg(long)]
         key: String,
+        /// The label shown to people.
         #[arg(long)]
         label: String,
         /// Bind the service to one tenant (UUID); without it, it may act in any.
@@ -29,6 +31,7 @@ pub enum ServiceCommand {
     Secret(SecretCommand),
     /// Disable a service account and revoke every token it holds.
     Disable {
+        /// The service account's key.
         #[arg(long)]
         key: String,
         #[command(flatten)]
@@ -43,6 +46,7 @@ pub enum ServiceCommand {
 pub enum SecretCommand {
     /// Issue a new secret and print it once; it cannot be shown again.
     Issue {
+        /// The service account's key.
         #[arg(long)]
         key: String,
         /// Also revoke every other active secret of the service.
@@ -53,8 +57,10 @@ pub enum SecretCommand {
     },
     /// Revoke one secret; exchanges with it are refused at once.
     Revoke {
+        /// The service account's key.
         #[arg(long)]
         key: String,
+        /// The secret to revoke (its id, printed when it was issued).
         #[arg(long)]
         secret_id: uuid::Uuid,
         #[command(flatten)]
@@ -66,8 +72,10 @@ pub enum SecretCommand {
 pub enum PermissionsCommand {
     /// Replace the service's permissions with exactly these.
     Set {
+        /// The service account's key.
         #[arg(long)]
         key: String,
+        /// A permission the service will hold (repeat), e.g. authz.check.
         #[arg(long = "permission")]
         permissions: Vec<String>,
         #[command(flatten)]

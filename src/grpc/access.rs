@@ -3,9 +3,10 @@
 //! caller-authentication layer.
 
 use chrono::{DateTime, Utc};
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::error_details::detailed;
+use super::reason::Reason;
 
 use crate::callers::{self, CallerRefusal, Rule};
 use crate::tokens::{Principal, Tokens};
@@ -79,16 +80,14 @@ pub fn refused(refusal: CallerRefusal) -> Status {
     match refusal {
         CallerRefusal::Unauthenticated => unauthenticated(),
         CallerRefusal::RevocationUnknown => detailed(
-            Code::Unavailable,
             "cannot confirm that the token is not revoked; retry shortly",
-            "REVOCATION_UNKNOWN",
+            Reason::RevocationUnknown,
             &[],
             None,
         ),
         CallerRefusal::UserNotAllowed { operation } => detailed(
-            Code::PermissionDenied,
             format!("user tokens may not call {operation}"),
-            "USER_TOKEN_NOT_ALLOWED",
+            Reason::UserTokenNotAllowed,
             &[("method", &operation)],
             None,
         ),
@@ -101,21 +100,14 @@ pub fn refused(refusal: CallerRefusal) -> Status {
 
 /// The one answer for a missing or unusable caller token.
 pub fn unauthenticated() -> Status {
-    detailed(
-        Code::Unauthenticated,
-        UNAUTHENTICATED,
-        "TOKEN_INVALID",
-        &[],
-        None,
-    )
+    detailed(UNAUTHENTICATED, Reason::TokenInvalid, &[], None)
 }
 
 /// A caller without the permission `method` needs.
 pub fn permission_missing(method: &str, permission: &str) -> Status {
     detailed(
-        Code::PermissionDenied,
         format!("{method} needs the permission {permission}"),
-        "PERMISSION_MISSING",
+        Reason::PermissionMissing,
         &[("permission", permission)],
         None,
     )

@@ -260,9 +260,8 @@ impl Authentication for AuthenticationService {
         };
         if !caller.may_inspect(&verified.principal) {
             return Err(super::error_details::detailed(
-                tonic::Code::PermissionDenied,
                 "the token belongs to another tenant",
-                "TENANT_FORBIDDEN",
+                super::reason::Reason::TenantForbidden,
                 &[],
                 None,
             ));

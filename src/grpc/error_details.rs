@@ -17,29 +17,31 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
+use super::reason::Reason;
+
 pub const DOMAIN: &str = "portcullis.dev";
 const DETAILS_HEADER: &str = "grpc-status-details-bin";
 
 /// How long a client should wait before retrying when nothing says better.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
-/// A status with its details: `reason` in `ErrorInfo` (with `metadata`),
-/// the field of a `field: problem` message in `BadRequest` for
-/// `INVALID_ARGUMENT`, and `retry_after` (or a second) in `RetryInfo` for
-/// `UNAVAILABLE` and `RESOURCE_EXHAUSTED`.
+/// A status with its details: `reason` in `ErrorInfo` (with `metadata`) and
+/// the reason's code; the field of a `field: problem` message in
+/// `BadRequest` for `INVALID_ARGUMENT`; and `retry_after` (or a second) in
+/// `RetryInfo` for `UNAVAILABLE` and `RESOURCE_EXHAUSTED`.
 pub fn detailed(
-    code: Code,
     message: impl Into<String>,
-    reason: &str,
+    reason: Reason,
     metadata: &[(&str, &str)],
     retry_after: Option<Duration>,
 ) -> Status {
+    let code = reason.code();
     let message = message.into();
     let metadata: HashMap<String, String> = metadata
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, metadata);
+    let mut details = ErrorDetails::with_error_info(reason.as_str(), DOMAIN, metadata);
     if code == Code::InvalidArgument {
         let (field, problem) = message
             .split_once(": ")
@@ -50,29 +52,6 @@ pub fn detailed(
         details.set_retry_info(Some(retry_after.unwrap_or(DEFAULT_RETRY)));
     }
     Status::with_error_details(code, message, details)
-}
-
-/// The reason an error of `code` gets when nothing more specific was said.
-pub fn reason_of(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Adds the details an error's code implies to any error response that has
@@ -141,7 +120,10 @@ fn add_missing_details(headers: &mut http::HeaderMap) {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_secs);
-    let status = detailed(code, message, reason_of(code), &[], retry_after);
+    let Some(reason) = Reason::of_code(code) else {
+        return;
+    };
+    let status = detailed(message, reason, &[], retry_after);
     let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.details());
     if let Ok(value) = http::HeaderValue::from_str(&encoded) {
         headers.insert(DETAILS_HEADER, value);
@@ -155,9 +137,8 @@ mod tests {
     #[test]
     fn an_invalid_argument_names_its_field_in_bad_request() {
         let status = detailed(
-            Code::InvalidArgument,
             "checks[3].org_node_id: must be a UUID",
-            "INVALID_ARGUMENT",
+            Reason::InvalidArgument,
             &[],
             None,
         );
@@ -175,18 +156,12 @@ mod tests {
 
     #[test]
     fn retryable_codes_carry_retry_info() {
-        for code in [Code::Unavailable, Code::ResourceExhausted] {
-            let status = detailed(
-                code,
-                "later",
-                reason_of(code),
-                &[],
-                Some(Duration::from_secs(7)),
-            );
+        for reason in [Reason::Unavailable, Reason::ResourceExhausted] {
+            let status = detailed("later", reason, &[], Some(Duration::from_secs(7)));
             let retry = status.get_error_details().retry_info().cloned().unwrap();
             assert_eq!(retry.retry_delay, Some(Duration::from_secs(7)));
         }
-        let internal = detailed(Code::Internal, "internal error", "INTERNAL", &[], None);
+        let internal = detailed("internal error", Reason::Internal, &[], None);
         assert!(internal.get_error_details().retry_info().is_none());
     }
 

@@ -20,10 +20,11 @@ use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::access;
 use super::error_details::detailed;
+use super::reason::Reason;
 use super::request::invalid;
 
 use crate::authz::gatekeeper::{
@@ -97,9 +98,8 @@ impl ExtAuthzService {
         };
         outcome.unwrap_or_else(|| {
             Err(detailed(
-                Code::Unauthenticated,
                 "Check needs an authenticated caller (a service token or a client certificate, as configured)",
-                "CALLER_UNAUTHENTICATED",
+                Reason::CallerUnauthenticated,
                 &[],
                 None,
             ))

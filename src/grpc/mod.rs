@@ -14,6 +14,7 @@ pub mod error_details;
 pub mod ext_authz;
 pub mod fields;
 pub mod health;
+pub mod reason;
 pub mod request;
 pub mod rpc_log;
 pub mod service_credentials;

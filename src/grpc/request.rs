@@ -12,9 +12,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// `INVALID_ARGUMENT` naming the field.
 pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Status {
     super::error_details::detailed(
-        tonic::Code::InvalidArgument,
         format!("{field}: {problem}"),
-        "INVALID_ARGUMENT",
+        super::reason::Reason::InvalidArgument,
         &[("field", field)],
         None,
     )

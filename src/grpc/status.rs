@@ -2,9 +2,10 @@
 
 use std::borrow::Cow;
 
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::error_details::detailed;
+use super::reason::Reason;
 
 use crate::admin::{AdminError, Item, invitations};
 use crate::authn::{AuthnError, IdTokenError, PasswordError};
@@ -14,14 +15,8 @@ use crate::service_accounts::ServiceError;
 
 /// `RESOURCE_EXHAUSTED` with a retry hint, in the message and in the
 /// `retry-after` trailer (seconds).
-fn exhausted(message: String, reason: &str, retry_after: std::time::Duration) -> Status {
-    let mut status = detailed(
-        Code::ResourceExhausted,
-        message,
-        reason,
-        &[],
-        Some(retry_after),
-    );
+fn exhausted(message: String, reason: Reason, retry_after: std::time::Duration) -> Status {
+    let mut status = detailed(message, reason, &[], Some(retry_after));
     if let Ok(value) = retry_after.as_secs().max(1).to_string().parse() {
         status.metadata_mut().insert("retry-after", value);
     }
@@ -34,9 +29,8 @@ impl From<DbError> for Status {
             DbError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 detailed(
-                    Code::Unavailable,
                     "the database is unavailable; retry later",
-                    "DATABASE_UNAVAILABLE",
+                    Reason::DatabaseUnavailable,
                     &[],
                     None,
                 )
@@ -44,9 +38,8 @@ impl From<DbError> for Status {
             DbError::Timeout => {
                 tracing::warn!("a database statement timed out");
                 detailed(
-                    Code::DeadlineExceeded,
                     "the database did not answer in time",
-                    "DATABASE_TIMEOUT",
+                    Reason::DatabaseTimeout,
                     &[],
                     None,
                 )
@@ -54,9 +47,8 @@ impl From<DbError> for Status {
             DbError::Conflict => {
                 tracing::warn!("a database transaction conflicted with another");
                 detailed(
-                    Code::Aborted,
                     "the call conflicted with a concurrent one and was rolled back; retry it",
-                    "TRANSACTION_CONFLICT",
+                    Reason::TransactionConflict,
                     &[],
                     None,
                 )
@@ -64,7 +56,7 @@ impl From<DbError> for Status {
             DbError::Query(cause) => {
                 // The cause may quote SQL or data: log it, never return it.
                 tracing::error!(%cause, "database error");
-                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
+                detailed("internal error", Reason::Internal, &[], None)
             }
         }
     }
@@ -73,35 +65,23 @@ impl From<DbError> for Status {
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::InvalidCredentials => detailed(
-                Code::Unauthenticated,
-                error.to_string(),
-                "INVALID_CREDENTIALS",
-                &[],
-                None,
-            ),
-            ServiceError::PermissionNotGranted(_) => detailed(
-                Code::PermissionDenied,
-                error.to_string(),
-                "PERMISSION_NOT_GRANTED",
-                &[],
-                None,
-            ),
+            ServiceError::InvalidCredentials => {
+                detailed(error.to_string(), Reason::InvalidCredentials, &[], None)
+            }
+            ServiceError::PermissionNotGranted(_) => {
+                detailed(error.to_string(), Reason::PermissionNotGranted, &[], None)
+            }
             ServiceError::UnknownSession
             | ServiceError::UnknownService(_)
             | ServiceError::UnknownSecret => {
-                detailed(Code::NotFound, error.to_string(), "NOT_FOUND", &[], None)
+                detailed(error.to_string(), Reason::NotFound, &[], None)
             }
-            ServiceError::DuplicateKey(_) => detailed(
-                Code::AlreadyExists,
-                error.to_string(),
-                "ALREADY_EXISTS",
-                &[],
-                None,
-            ),
+            ServiceError::DuplicateKey(_) => {
+                detailed(error.to_string(), Reason::AlreadyExists, &[], None)
+            }
             ServiceError::Token(cause) => {
                 tracing::error!(%cause, "cannot sign a token");
-                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
+                detailed("internal error", Reason::Internal, &[], None)
             }
             ServiceError::Db(cause) => cause.into(),
         }
@@ -111,54 +91,40 @@ impl From<ServiceError> for Status {
 impl From<AuthzError> for Status {
     fn from(error: AuthzError) -> Self {
         match error {
-            AuthzError::InvalidSubjectToken => detailed(
-                Code::Unauthenticated,
-                error.to_string(),
-                "SUBJECT_TOKEN_INVALID",
-                &[],
-                None,
-            ),
-            AuthzError::RevocationUnknown => detailed(
-                Code::Unavailable,
-                "cannot confirm that the subject token is not revoked; retry shortly",
-                "REVOCATION_UNKNOWN",
-                &[],
-                None,
-            ),
-            AuthzError::Forbidden(message) => {
-                detailed(Code::PermissionDenied, message, "FORBIDDEN", &[], None)
+            AuthzError::InvalidSubjectToken => {
+                detailed(error.to_string(), Reason::SubjectTokenInvalid, &[], None)
             }
-            AuthzError::TenantForbidden { .. } => detailed(
-                Code::PermissionDenied,
-                error.to_string(),
-                "TENANT_FORBIDDEN",
+            AuthzError::RevocationUnknown => detailed(
+                "cannot confirm that the subject token is not revoked; retry shortly",
+                Reason::RevocationUnknown,
                 &[],
                 None,
             ),
+            AuthzError::Forbidden(message) => detailed(message, Reason::Forbidden, &[], None),
+            AuthzError::TenantForbidden { .. } => {
+                detailed(error.to_string(), Reason::TenantForbidden, &[], None)
+            }
             AuthzError::BadPageToken => detailed(
-                Code::InvalidArgument,
                 "page_token: not a token of this listing",
-                "BAD_PAGE_TOKEN",
+                Reason::BadPageToken,
                 &[],
                 None,
             ),
             AuthzError::UnknownCapability => detailed(
-                Code::NotFound,
                 "capability: no such capability",
-                "UNKNOWN_CAPABILITY",
+                Reason::UnknownCapability,
                 &[],
                 None,
             ),
             AuthzError::UnknownOrgNode => detailed(
-                Code::NotFound,
                 "org_node_id: no such node in the tenant",
-                "UNKNOWN_ORG_NODE",
+                Reason::UnknownOrgNode,
                 &[],
                 None,
             ),
             AuthzError::Unexpected(cause) => {
                 tracing::error!(%cause, "unexpected authorization answer");
-                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
+                detailed("internal error", Reason::Internal, &[], None)
             }
             AuthzError::Db(cause) => cause.into(),
         }
@@ -168,74 +134,48 @@ impl From<AuthzError> for Status {
 impl From<AuthnError> for Status {
     fn from(error: AuthnError) -> Self {
         match error {
-            AuthnError::InvalidCredentials => detailed(
-                Code::Unauthenticated,
-                error.to_string(),
-                "INVALID_CREDENTIALS",
-                &[],
-                None,
-            ),
-            AuthnError::InvalidRefreshToken => detailed(
-                Code::Unauthenticated,
-                error.to_string(),
-                "INVALID_REFRESH_TOKEN",
-                &[],
-                None,
-            ),
+            AuthnError::InvalidCredentials => {
+                detailed(error.to_string(), Reason::InvalidCredentials, &[], None)
+            }
+            AuthnError::InvalidRefreshToken => {
+                detailed(error.to_string(), Reason::InvalidRefreshToken, &[], None)
+            }
             AuthnError::Locked { retry_after } => {
-                exhausted(error.to_string(), "LOGIN_LOCKED", retry_after)
+                exhausted(error.to_string(), Reason::LoginLocked, retry_after)
             }
             AuthnError::TooManyCodes { retry_after } => {
-                exhausted(error.to_string(), "TOO_MANY_CODES", retry_after)
+                exhausted(error.to_string(), Reason::TooManyCodes, retry_after)
             }
             AuthnError::IdToken(IdTokenError::ProviderUnavailable) => detailed(
-                Code::Unavailable,
                 format!("oidc.id_token: {}", IdTokenError::ProviderUnavailable),
-                "IDENTITY_PROVIDER_UNAVAILABLE",
+                Reason::IdentityProviderUnavailable,
                 &[],
                 None,
             ),
             AuthnError::IdToken(reason) => detailed(
-                Code::Unauthenticated,
                 format!("oidc.id_token: {reason}"),
-                "ID_TOKEN_REFUSED",
+                Reason::IdTokenRefused,
                 &[],
                 None,
             ),
-            AuthnError::Unlinked(reason) => detailed(
-                Code::Unauthenticated,
-                reason.to_string(),
-                "IDENTITY_NOT_LINKED",
-                &[],
-                None,
-            ),
+            AuthnError::Unlinked(reason) => {
+                detailed(reason.to_string(), Reason::IdentityNotLinked, &[], None)
+            }
             AuthnError::UnknownSession | AuthnError::UnknownLogin(_) => {
-                detailed(Code::NotFound, error.to_string(), "NOT_FOUND", &[], None)
+                detailed(error.to_string(), Reason::NotFound, &[], None)
             }
-            AuthnError::Forbidden(message) => {
-                detailed(Code::PermissionDenied, message, "FORBIDDEN", &[], None)
+            AuthnError::Forbidden(message) => detailed(message, Reason::Forbidden, &[], None),
+            AuthnError::LoginTaken(_) => detailed(error.to_string(), Reason::LoginTaken, &[], None),
+            AuthnError::Password(PasswordError::Busy) => {
+                detailed(error.to_string(), Reason::HashingBusy, &[], None)
             }
-            AuthnError::LoginTaken(_) => detailed(
-                Code::AlreadyExists,
-                error.to_string(),
-                "LOGIN_TAKEN",
-                &[],
-                None,
-            ),
-            AuthnError::Password(PasswordError::Busy) => detailed(
-                Code::Unavailable,
-                error.to_string(),
-                "HASHING_BUSY",
-                &[],
-                None,
-            ),
             AuthnError::Password(cause) => {
                 tracing::error!(%cause, "password hashing failed");
-                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
+                detailed("internal error", Reason::Internal, &[], None)
             }
             AuthnError::Token(cause) => {
                 tracing::error!(%cause, "cannot sign a token");
-                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
+                detailed("internal error", Reason::Internal, &[], None)
             }
             AuthnError::Db(cause) => cause.into(),
         }
@@ -246,67 +186,43 @@ impl From<AdminError> for Status {
     fn from(error: AdminError) -> Self {
         match error {
             AdminError::NotFound(item) => detailed(
-                Code::NotFound,
                 format!("{}: not found", field(item)),
-                "NOT_FOUND",
+                Reason::NotFound,
                 &[],
                 None,
             ),
-            AdminError::Forbidden(None, reason) => {
-                detailed(Code::PermissionDenied, reason, "FORBIDDEN", &[], None)
+            AdminError::Forbidden(None, reason) => detailed(reason, Reason::Forbidden, &[], None),
+            AdminError::Forbidden(Some(item), reason) => {
+                detailed(about(item, &reason), Reason::Forbidden, &[], None)
             }
-            AdminError::Forbidden(Some(item), reason) => detailed(
-                Code::PermissionDenied,
-                about(item, &reason),
-                "FORBIDDEN",
-                &[],
-                None,
-            ),
-            AdminError::Conflict(item, reason) => detailed(
-                Code::FailedPrecondition,
-                about(item, &reason),
-                "CONFLICT",
-                &[],
-                None,
-            ),
-            AdminError::Invalid(item, reason) => detailed(
-                Code::InvalidArgument,
-                about(item, &reason),
-                "INVALID_ARGUMENT",
-                &[],
-                None,
-            ),
-            AdminError::AlreadyExists(item, reason) => detailed(
-                Code::AlreadyExists,
-                about(item, &reason),
-                "ALREADY_EXISTS",
-                &[],
-                None,
-            ),
+            AdminError::Conflict(item, reason) => {
+                detailed(about(item, &reason), Reason::Conflict, &[], None)
+            }
+            AdminError::Invalid(item, reason) => {
+                detailed(about(item, &reason), Reason::InvalidArgument, &[], None)
+            }
+            AdminError::AlreadyExists(item, reason) => {
+                detailed(about(item, &reason), Reason::AlreadyExists, &[], None)
+            }
             AdminError::UnusableInvitation => detailed(
-                Code::Unauthenticated,
                 about(Item::InviteToken, invitations::UNUSABLE),
-                "INVITATION_UNUSABLE",
+                Reason::InvitationUnusable,
                 &[],
                 None,
             ),
             AdminError::TooManyAttempts { retry_after } => {
-                exhausted(error.to_string(), "TOO_MANY_ATTEMPTS", retry_after)
+                exhausted(error.to_string(), Reason::TooManyAttempts, retry_after)
             }
-            AdminError::Hashing(PasswordError::Busy) => detailed(
-                Code::Unavailable,
-                error.to_string(),
-                "HASHING_BUSY",
-                &[],
-                None,
-            ),
+            AdminError::Hashing(PasswordError::Busy) => {
+                detailed(error.to_string(), Reason::HashingBusy, &[], None)
+            }
             AdminError::Hashing(cause) => {
                 tracing::error!(%cause, "password hashing failed");
-                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
+                detailed("internal error", Reason::Internal, &[], None)
             }
             AdminError::Internal(cause) => {
                 tracing::error!(%cause, "administration failed");
-                detailed(Code::Internal, "internal error", "INTERNAL", &[], None)
+                detailed("internal error", Reason::Internal, &[], None)
             }
             AdminError::Db(db) => db.into(),
         }

@@ -13,3 +13,4 @@ mod api;
 mod database;
 mod gateways;
 mod operations;
+mod reference;

@@ -5,12 +5,14 @@
 //! request is the same decision as a random `CheckCapability`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand::Rng;
 use rand::rngs::SmallRng;
 use tonic::transport::Channel;
 
 use super::dataset::{self, Shape};
+use super::load::renew_by;
 use portcullis::ops::admin::{AdminConnection, OperatorError};
 use portcullis::proto::v1::authentication_client::AuthenticationClient;
 
@@ -35,6 +37,30 @@ pub async fn seed_catalogue(db: &mut AdminConnection, shape: Shape) -> Result<()
     .await
 }
 
+/// An access token per password user, per tenant, and when the first of
+/// them should be renewed.
+async fn log_in_everyone(
+    channel: Channel,
+    shape: Shape,
+) -> anyhow::Result<(Vec<Vec<String>>, Instant)> {
+    let mut tokens = Vec::new();
+    let mut renew_at: Option<Instant> = None;
+    for tenant in 0..shape.tenants {
+        let mut of_tenant = Vec::new();
+        for user in 0..shape.password_users_per_tenant {
+            let answer = AuthenticationClient::new(channel.clone())
+                .authenticate(dataset::password_login(tenant, user))
+                .await?
+                .into_inner();
+            let this = renew_by(answer.access_expires_at.as_ref());
+            renew_at = Some(renew_at.map_or(this, |at| at.min(this)));
+            of_tenant.push(answer.access_token);
+        }
+        tokens.push(of_tenant);
+    }
+    Ok((tokens, renew_at.unwrap_or_else(Instant::now)))
+}
+
 /// Where to ask, and a token per password user of each tenant.
 #[derive(Clone)]
 pub struct ForwardAuthTarget {
@@ -46,26 +72,32 @@ pub struct ForwardAuthTarget {
 impl ForwardAuthTarget {
     /// Logs in every password user of the data set (their tokens are what
     /// a gateway would forward).
-    pub async fn prepare(channel: Channel, http: &str, shape: Shape) -> anyhow::Result<Self> {
-        let mut tokens = Vec::new();
-        for tenant in 0..shape.tenants {
-            let mut of_tenant = Vec::new();
-            for user in 0..shape.password_users_per_tenant {
-                let answer = AuthenticationClient::new(channel.clone())
-                    .authenticate(dataset::password_login(tenant, user))
-                    .await?
-                    .into_inner();
-                of_tenant.push(answer.access_token);
-            }
-            tokens.push(of_tenant);
-        }
-        Ok(Self {
+    /// Also says when the first token should be renewed.
+    pub async fn prepare(
+        channel: Channel,
+        http: &str,
+        shape: Shape,
+    ) -> anyhow::Result<(Self, Instant)> {
+        let (tokens, renew_at) = log_in_everyone(channel, shape).await?;
+        let target = Self {
             url: format!("http://{http}/forward-auth"),
             client: portcullis::tls::http_client()
                 .pool_max_idle_per_host(64)
                 .build()?,
             tokens: Arc::new(tokens),
-        })
+        };
+        Ok((target, renew_at))
+    }
+
+    /// Logs every user in again; says when to renew the new tokens.
+    pub async fn renew_tokens(
+        &mut self,
+        channel: Channel,
+        shape: Shape,
+    ) -> anyhow::Result<Instant> {
+        let (tokens, renew_at) = log_in_everyone(channel, shape).await?;
+        self.tokens = Arc::new(tokens);
+        Ok(renew_at)
     }
 
     /// One decision; a 200 or a 403 for a capability the user lacks is an

@@ -86,6 +86,8 @@ pub struct ScenarioReport {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Latency at each of `plots::QUANTILES`, for the plots.
+    pub latency_ms: Vec<(f64, f64)>,
     /// Failed requests by gRPC code (or HTTP status), to tell retryable
     /// failures from the rest.
     pub error_codes: BTreeMap<String, u64>,
@@ -121,8 +123,10 @@ pub struct Target {
     /// `Bearer <the service's token>`, built once: parsing it per request
     /// was the load client's own cost, not the server's.
     authorization: tonic::metadata::AsciiMetadataValue,
+    /// When half the shortest-lived token's life is gone.
+    renew_tokens_at: Instant,
     /// The forward-auth endpoint and the users' tokens, when measured.
-    pub forward_auth: Option<ForwardAuthTarget>,
+    forward_auth: Option<ForwardAuthTarget>,
 }
 
 #[derive(Default)]
@@ -131,6 +135,22 @@ struct Tally {
     errors: BTreeMap<Scenario, u64>,
     error_codes: BTreeMap<Scenario, BTreeMap<String, u64>>,
     sample_errors: BTreeMap<Scenario, Vec<String>>,
+}
+
+/// When a token just received should be renewed: once half of what is
+/// left of its life, by its `expires_at`, has gone by.
+pub fn renew_by(expires_at: Option<&prost_types::Timestamp>) -> Instant {
+    let left = expires_at
+        .and_then(|at| {
+            let expires = std::time::UNIX_EPOCH
+                + Duration::new(
+                    u64::try_from(at.seconds).ok()?,
+                    u32::try_from(at.nanos).ok()?,
+                );
+            expires.duration_since(std::time::SystemTime::now()).ok()
+        })
+        .unwrap_or_default();
+    Instant::now() + left / 2
 }
 
 /// Microseconds, up to 60 s, 3 significant digits.
@@ -151,23 +171,16 @@ impl Target {
             .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {e}")))?;
-        let exchanged = ServiceCredentialsClient::new(channel.clone())
-            .exchange_service_credential(pb::ExchangeServiceCredentialRequest {
-                service_key: BENCH_SERVICE_KEY.into(),
-                secret: service_secret.clone(),
-                requested_permissions: Vec::new(),
-            })
-            .await?
-            .into_inner();
+        let (authorization, renew_tokens_at) =
+            Self::service_authorization(&channel, &service_secret).await?;
         let mut target = Self {
             channel,
             endpoint: Some(endpoint),
             shape,
             service_secret,
             deep_tokens: Arc::new(Vec::new()),
-            authorization: format!("Bearer {}", exchanged.access_token)
-                .parse()
-                .map_err(|_| tonic::Status::internal("the issued token is not a header value"))?,
+            authorization,
+            renew_tokens_at,
             forward_auth: None,
         };
         let mut deep = Vec::new();
@@ -176,6 +189,46 @@ impl Target {
         }
         target.deep_tokens = Arc::new(deep);
         Ok(target)
+    }
+
+    /// `Bearer <a fresh token of the bench service>`, and when to renew it.
+    async fn service_authorization(
+        channel: &Channel,
+        service_secret: &str,
+    ) -> Result<(tonic::metadata::AsciiMetadataValue, Instant), tonic::Status> {
+        let exchanged = ServiceCredentialsClient::new(channel.clone())
+            .exchange_service_credential(pb::ExchangeServiceCredentialRequest {
+                service_key: BENCH_SERVICE_KEY.into(),
+                secret: service_secret.to_owned(),
+                requested_permissions: Vec::new(),
+            })
+            .await?
+            .into_inner();
+        let header = format!("Bearer {}", exchanged.access_token)
+            .parse()
+            .map_err(|_| tonic::Status::internal("the issued token is not a header value"))?;
+        Ok((header, renew_by(exchanged.expires_at.as_ref())))
+    }
+
+    /// New tokens for forward-auth's users and for the service once half of
+    /// the first one's life is gone: a load held longer than a token lives
+    /// (10 minutes for a service's, 15 for a user's, by default) calls this
+    /// between its windows.
+    pub async fn renew_tokens_if_due(&mut self) -> anyhow::Result<()> {
+        if Instant::now() < self.renew_tokens_at {
+            return Ok(());
+        }
+        let mut renew_at = Instant::now() + Duration::from_secs(24 * 3600);
+        if let Some(forward_auth) = &mut self.forward_auth {
+            renew_at = forward_auth
+                .renew_tokens(self.channel.clone(), self.shape)
+                .await?;
+        }
+        let (authorization, service_renew_at) =
+            Self::service_authorization(&self.channel, &self.service_secret).await?;
+        self.authorization = authorization;
+        self.renew_tokens_at = renew_at.min(service_renew_at);
+        Ok(())
     }
 
     /// The target of a server this harness started: its gRPC port and its
@@ -187,11 +240,17 @@ impl Target {
     ) -> anyhow::Result<Self> {
         let endpoint = Channel::from_shared(format!("http://{}", server.listen))?;
         let mut target = Self::prepare(endpoint, shape, service_secret.to_owned()).await?;
-        target.forward_auth = Some(
-            ForwardAuthTarget::prepare(target.channel.clone(), &server.forward_auth_listen, shape)
-                .await?,
-        );
+        target.add_forward_auth(&server.forward_auth_listen).await?;
         Ok(target)
+    }
+
+    /// Measures `/forward-auth` at `http` too, with every user logged in.
+    pub async fn add_forward_auth(&mut self, http: &str) -> anyhow::Result<()> {
+        let (forward_auth, renew_at) =
+            ForwardAuthTarget::prepare(self.channel.clone(), http, self.shape).await?;
+        self.forward_auth = Some(forward_auth);
+        self.renew_tokens_at = self.renew_tokens_at.min(renew_at);
+        Ok(())
     }
 
     /// `wanted` connections (at least one) for the calls in flight to
@@ -478,6 +537,10 @@ pub async fn run(target: &Target, config: &LoadConfig) -> Vec<ScenarioReport> {
                 p90_ms: ms(0.90),
                 p99_ms: ms(0.99),
                 max_ms: h.max() as f64 / 1000.0,
+                latency_ms: crate::plots::QUANTILES
+                    .iter()
+                    .map(|q| (*q, ms(*q)))
+                    .collect(),
                 error_codes: tally.error_codes.get(scenario).cloned().unwrap_or_default(),
                 sample_errors: tally
                     .sample_errors

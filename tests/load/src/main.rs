@@ -15,6 +15,7 @@ mod floor;
 mod forward_auth;
 mod load;
 mod manifest;
+mod plots;
 mod report_tables;
 mod run;
 mod seed;
@@ -207,6 +208,24 @@ fn parse_mix(raw: &str) -> Result<Mix, String> {
 /// Where the harness keeps its manifests and reports.
 const BENCH_DIR: &str = "target/bench";
 
+/// The longest soak window: tokens are renewed between windows, and a
+/// service's token lives 10 minutes.
+const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+impl LoadArgs {
+    /// One measurement runs on the tokens it started with: it must end
+    /// before the service's token (10 minutes) does.
+    fn within_token_lifetime(&self) -> anyhow::Result<()> {
+        let total = *self.warmup + *self.duration;
+        anyhow::ensure!(
+            total <= std::time::Duration::from_secs(9 * 60),
+            "--warmup plus --duration: at most 9m, as the tokens the load starts with expire \
+             after 10 (a longer load is a soak: `portcullis-load soak` renews them every window)"
+        );
+        Ok(())
+    }
+}
+
 impl ServerArgs {
     fn server(&self, app_url: String) -> anyhow::Result<ServerUnderTest> {
         Ok(ServerUnderTest {
@@ -269,19 +288,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             metrics_addr,
             load,
         } => {
+            load.within_token_lifetime()?;
             let manifest = manifest::read(dir, profile)?;
             let endpoint = tonic::transport::Channel::from_shared(format!("http://{addr}"))?;
             let mut target =
                 load::Target::prepare(endpoint, profile.shape(), manifest.service_secret).await?;
             if let Some(http) = &forward_auth_addr {
-                target.forward_auth = Some(
-                    forward_auth::ForwardAuthTarget::prepare(
-                        target.channel.clone(),
-                        http,
-                        profile.shape(),
-                    )
-                    .await?,
-                );
+                target.add_forward_auth(http).await?;
             }
             let server_pid = server_pid.or_else(|| {
                 let port = addr.rsplit(':').next()?.parse().ok()?;
@@ -308,6 +321,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             load,
             admin,
         } => {
+            load.within_token_lifetime()?;
             let manifest = manifest::read(dir, profile)?;
             let cluster = portcullis::ops::cluster::locate(
                 admin.admin_url.as_deref(),
@@ -342,20 +356,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let server = server.server(manifest.app_url)?;
             let (running, channel) = server.start().await?;
             drop(channel);
-            let target =
+            let window: std::time::Duration = window.into();
+            anyhow::ensure!(
+                window <= MAX_WINDOW,
+                "--window: at most 5m, so every window ends before the tokens renewed at its \
+                 start expire (a service token lives 10 minutes)"
+            );
+            let mut target =
                 load::Target::prepare_for(&server, profile.shape(), &manifest.service_secret)
                     .await?;
             let mut probe = soak::FootprintProbe::new(running.pid(), &database).await;
             let config = soak::SoakConfig {
                 duration: soak_for.into(),
-                window: window.into(),
+                window,
                 warmup: load.warmup.into(),
                 concurrency: load.concurrency,
                 connections: load.connections.into(),
                 mix: mix.0,
             };
-            let report = soak::soak(&target, &mut probe, &config).await;
+            let report = soak::soak(&mut target, &mut probe, &config).await;
             running.stop().await;
+            let report = report?;
             soak::print_trends(&report.trends_per_10_minutes);
             std::fs::create_dir_all(dir)?;
             let path = dir.join(format!("soak-{}.json", profile.as_str()));
@@ -372,6 +393,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server,
             load,
         } => {
+            load.within_token_lifetime()?;
             let manifest = manifest::read(dir, profile)?;
             let comparison = compare::compare(&compare::CompareConfig {
                 a,

@@ -76,6 +76,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
         .join(format!("report-{}.json", config.profile.as_str()));
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     println!("report written to {}", path.display());
+    for plot in crate::plots::write(&report, &config.report_dir)? {
+        println!("plot written to {}", plot.display());
+    }
     Ok(report)
 }
 
@@ -85,7 +88,7 @@ async fn measure(
     server: &RunningServer,
 ) -> anyhow::Result<RunReport> {
     println!("preparing (service token, deep page tokens)…");
-    let target = Target::prepare_for(&config.server, shape, &config.service_secret).await?;
+    let mut target = Target::prepare_for(&config.server, shape, &config.service_secret).await?;
     let database = url::Url::parse(&config.server.app_url)?;
     let probe = Arc::new(
         CpuProbe::new(server.pid(), Some(&database))
@@ -118,16 +121,15 @@ async fn measure(
         measured.ok()
     };
     // One scenario alone, with its CPU accounted, its table printed.
-    let measure_scenario = |scenario, concurrency| {
-        let (target, config) = (&target, load(scenario, concurrency, Some(&probe)));
-        async move {
-            let report = load::run(target, &config).await;
-            print!("{}", report_tables::table(&report));
-            report
-        }
-    };
+    // One scenario alone, with its CPU accounted, its table printed; the
+    // tokens renewed first when due (a run outlives a token).
+    let measure_scenario = |scenario, concurrency| load(scenario, concurrency, Some(&probe));
     let floor_before = measure_floor().await;
-    let mut scenarios = measure_scenario(Scenario::Check, config.concurrency).await;
+    let mut scenarios = measured(
+        &target,
+        measure_scenario(Scenario::Check, config.concurrency),
+    )
+    .await;
     let floor = measure_floor().await;
     for scenario in [
         Scenario::ForwardAuth,
@@ -137,13 +139,20 @@ async fn measure(
         Scenario::ListUsers,
         Scenario::Exchange,
     ] {
-        scenarios.extend(measure_scenario(scenario, config.concurrency).await);
+        target.renew_tokens_if_due().await?;
+        scenarios.extend(measured(&target, measure_scenario(scenario, config.concurrency)).await);
     }
     print!("{}", report_tables::cpu_table(&scenarios));
 
     // Logins alone: what the hashing threads deliver against what argon2
     // allows on them.
-    let logins = measure_scenario(Scenario::Login, config.server.hashing_threads * 4).await;
+    target.renew_tokens_if_due().await?;
+    let logins = measured(
+        &target,
+        measure_scenario(Scenario::Login, config.server.hashing_threads * 4),
+    )
+    .await;
+    target.renew_tokens_if_due().await?;
     // Logins saturating the hashing pool, with checks running beside them.
     let storm_config = load(Scenario::Login, config.server.hashing_threads * 4, None);
     let checks_config = load(Scenario::Check, config.concurrency, None);
@@ -205,6 +214,13 @@ async fn measure(
         server_rss_mb: rss,
         filtered_query,
     })
+}
+
+/// `config`'s load on `target`, its table printed.
+async fn measured(target: &Target, config: LoadConfig) -> Vec<ScenarioReport> {
+    let report = load::run(target, &config).await;
+    print!("{}", report_tables::table(&report));
+    report
 }
 
 /// The mean of the values measured, if any was.

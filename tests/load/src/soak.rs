@@ -40,9 +40,18 @@ pub struct SoakWindow {
     pub ends_at_minute: f64,
     pub requests: u64,
     pub errors: u64,
+    /// The errors by scenario and code, with the first messages seen, to
+    /// tell what failed.
+    pub errors_by_scenario: BTreeMap<&'static str, ScenarioErrors>,
     pub per_second: f64,
     pub p99_ms: BTreeMap<&'static str, f64>,
     pub footprint: Footprint,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioErrors {
+    pub by_code: BTreeMap<String, u64>,
+    pub samples: Vec<String>,
 }
 
 /// A figure's least-squares slope across the windows, per ten minutes.
@@ -116,12 +125,19 @@ impl FootprintProbe {
 
 /// Holds `config`'s mix on `target` for its duration, one window after
 /// another, sampling the footprint in each window's middle.
-pub async fn soak(target: &Target, probe: &mut FootprintProbe, config: &SoakConfig) -> SoakReport {
+pub async fn soak(
+    target: &mut Target,
+    probe: &mut FootprintProbe,
+    config: &SoakConfig,
+) -> anyhow::Result<SoakReport> {
     let windows = (config.duration.as_secs_f64() / config.window.as_secs_f64())
         .ceil()
         .max(1.0) as u32;
     let mut rows = Vec::new();
     for index in 0..windows {
+        // Tokens expire (a service's in 10 minutes): a long soak renews
+        // them, so it measures the server, not expired tokens.
+        target.renew_tokens_if_due().await?;
         let load = LoadConfig {
             concurrency: config.concurrency,
             connections: config.connections,
@@ -140,7 +156,7 @@ pub async fn soak(target: &Target, probe: &mut FootprintProbe, config: &SoakConf
             tokio::time::sleep(load.warmup + config.window / 2).await;
             probe.sample().await
         };
-        let (reports, footprint) = tokio::join!(load::run(target, &load), sample);
+        let (reports, footprint) = tokio::join!(load::run(&*target, &load), sample);
         let row = window(
             &reports,
             footprint,
@@ -149,10 +165,10 @@ pub async fn soak(target: &Target, probe: &mut FootprintProbe, config: &SoakConf
         print_row(&row, index == 0);
         rows.push(row);
     }
-    SoakReport {
+    Ok(SoakReport {
         trends_per_10_minutes: trends(&rows),
         windows: rows,
-    }
+    })
 }
 
 fn window(reports: &[ScenarioReport], footprint: Footprint, ends_at_minute: f64) -> SoakWindow {
@@ -162,6 +178,17 @@ fn window(reports: &[ScenarioReport], footprint: Footprint, ends_at_minute: f64)
         ends_at_minute,
         requests,
         errors: reports.iter().map(|r| r.errors).sum(),
+        errors_by_scenario: reports
+            .iter()
+            .filter(|r| r.errors > 0)
+            .map(|r| {
+                let errors = ScenarioErrors {
+                    by_code: r.error_codes.clone(),
+                    samples: r.sample_errors.clone(),
+                };
+                (r.scenario.name(), errors)
+            })
+            .collect(),
         per_second: requests as f64 / seconds,
         p99_ms: reports
             .iter()

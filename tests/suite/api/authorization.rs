@@ -1,4 +1,4 @@
-//! Authorization, as the README states it: U may exercise C at N when U's
+//! Authorization, as the book states it (docs/concepts/model.md): U may exercise C at N when U's
 //! tenant and U are active, N is U's tenant's, N and its ancestors are
 //! active, C exists, and an in-force assignment of U at N or an ancestor has
 //! a role granting C. Visibility grants give visibility, not capabilities.

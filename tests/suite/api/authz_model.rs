@@ -1,5 +1,5 @@
 //! Property: on random trees, roles, assignments and grants, the service
-//! answers exactly as a plain in-memory evaluator of the README's rules,
+//! answers exactly as a plain in-memory evaluator of the model's rules (docs/concepts/model.md),
 //! for single checks, batches and (paged) listings.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -215,7 +215,7 @@ pub(crate) async fn load_named(db: &Db, world: &World, first_key: Option<&str>) 
     }
 }
 
-// ---- The reference evaluator: the README's rules, in memory. ----
+// ---- The reference evaluator: the model's rules (docs/concepts/model.md), in memory. ----
 
 fn ancestors(world: &World, node: usize) -> Vec<usize> {
     let mut out = vec![node];

@@ -203,7 +203,7 @@ async fn the_application_role_reads_the_seeds_names() {
 }
 
 /// The seed's enumerations, each CHECKed to exactly its values (and the
-/// product's additions, each listed in the README's Schema section).
+/// product's additions, each listed in the book's schema reference).
 const SEED_CODES: &[(&str, &str, &[&str])] = &[
     ("tenants", "tenant_state_code", &["active", "suspended"]),
     ("users", "user_state_code", &["active", "inactive"]),
@@ -261,8 +261,8 @@ async fn the_seeds_codes_are_checked_to_its_values() {
 }
 
 /// Columns Portcullis added to the seed's tables that an `INSERT` written
-/// against the seed's columns must still give: the README's Schema section
-/// names them as required. Every other addition has a default or is
+/// against the seed's columns must still give: the schema reference
+/// (`docs/reference/schema.md`) names them as required. Every other addition has a default or is
 /// nullable.
 const REQUIRED_BEYOND_THE_SEED: &[&str] = &["roles role_key", "tenants tenant_slug"];
 
@@ -296,11 +296,11 @@ async fn a_column_added_to_a_seed_table_has_a_default_or_is_documented_as_requir
     })
     .collect();
     assert_eq!(demanding, REQUIRED_BEYOND_THE_SEED);
-    let readme = include_str!("../../../README.md");
+    let schema_page = include_str!("../../../docs/reference/schema.md");
     for required in REQUIRED_BEYOND_THE_SEED {
         let column = required.replace(' ', ".");
         assert!(
-            readme.contains(&format!("`{column}`")),
+            schema_page.contains(&format!("`{column}`")),
             "{column} is not documented"
         );
     }

@@ -1,5 +1,5 @@
 //! Who may call what: every Administration RPC, called by each kind of
-//! caller. The table below is the specification (and the README's); the
+//! caller. The table below is the specification (and the administration guide's); the
 //! test fails if an RPC is missing from it.
 
 use std::collections::BTreeSet;
