@@ -11,6 +11,19 @@ use crate::db::Db;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets between
+/// scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the upkeep when the endpoint's task ends (or is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A Prometheus metric type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
@@ -185,6 +198,20 @@ pub async fn serve(
         tracing::warn!("another metrics recorder is installed; /metrics is not served");
         return;
     };
+    // Histogram samples wait in the recorder until a scrape or an upkeep
+    // folds them into buckets: with no scrape (Prometheus down, a
+    // listener nobody reads) they would pile up, a few bytes per request.
+    let upkeep = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                handle.run_upkeep();
+            }
+        }
+    });
+    let _stop_upkeep = AbortOnDrop(upkeep);
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {

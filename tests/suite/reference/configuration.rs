@@ -4,7 +4,7 @@
 use clap::{Arg, ArgAction, Command, CommandFactory};
 use portcullis::cli::Cli;
 
-use super::cell;
+use super::{cell, prose};
 
 #[test]
 fn the_configuration_page_is_the_cli_definition() {
@@ -48,7 +48,7 @@ fn render(root: &Command) -> String {
     walk(root, "portcullis", &mut |path, command| {
         page.push_str(&format!("\n## `{path}`\n\n"));
         if let Some(about) = command.get_long_about().or(command.get_about()) {
-            page.push_str(&format!("{}\n\n", about.to_string().trim()));
+            page.push_str(&format!("{}\n\n", prose(about.to_string().trim())));
         }
         let args: Vec<&Arg> = documented_args(command)
             .filter(|arg| path == "portcullis" || !arg.is_global_set())

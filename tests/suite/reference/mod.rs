@@ -10,10 +10,23 @@ mod configuration;
 mod errors;
 mod metrics;
 
-/// A table cell: one line, no column break.
+/// A table cell: one line, no column break, `<name>` shown as text.
 pub(crate) fn cell(text: &str) -> String {
-    text.split_whitespace()
+    prose(&text.split_whitespace().collect::<Vec<_>>().join(" ")).replace('|', "\\|")
+}
+
+/// Text as Markdown shows it: `<name>` outside code spans is text, not an
+/// HTML tag.
+pub(crate) fn prose(text: &str) -> String {
+    text.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 0 {
+                part.replace('<', "&lt;").replace('>', "&gt;")
+            } else {
+                part.to_owned()
+            }
+        })
         .collect::<Vec<_>>()
-        .join(" ")
-        .replace('|', "\\|")
+        .join("`")
 }
