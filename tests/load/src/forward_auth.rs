@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use tonic::transport::Channel;
 
 use super::dataset::{self, Shape};
-use super::load::renew_by;
+use super::target::renew_by;
 use portcullis::ops::admin::{AdminConnection, OperatorError};
 use portcullis::proto::v1::authentication_client::AuthenticationClient;
 

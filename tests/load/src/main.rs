@@ -21,6 +21,7 @@ mod run;
 mod seed;
 mod server;
 mod soak;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
