@@ -15,15 +15,6 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// scrapes.
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Ends the upkeep when the endpoint's task ends (or is aborted).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A Prometheus metric type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
@@ -198,20 +189,7 @@ pub async fn serve(
         tracing::warn!("another metrics recorder is installed; /metrics is not served");
         return;
     };
-    // Histogram samples wait in the recorder until a scrape or an upkeep
-    // folds them into buckets: with no scrape (Prometheus down, a
-    // listener nobody reads) they would pile up, a few bytes per request.
-    let upkeep = tokio::spawn({
-        let handle = handle.clone();
-        async move {
-            let mut every = tokio::time::interval(UPKEEP_INTERVAL);
-            loop {
-                every.tick().await;
-                handle.run_upkeep();
-            }
-        }
-    });
-    let _stop_upkeep = AbortOnDrop(upkeep);
+    let upkeep_handle = handle.clone();
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -222,8 +200,24 @@ pub async fn serve(
             }
         }),
     );
-    if let Err(error) = axum::serve(listener, app).await {
-        tracing::error!(%error, "the metrics endpoint stopped");
+    // Histogram samples wait in the recorder until a scrape or an upkeep
+    // folds them into buckets: with no scrape (Prometheus down, a
+    // listener nobody reads) they would pile up, a few bytes per request.
+    // The upkeep runs in this task, so it ends with the endpoint.
+    let upkeep = async {
+        let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            every.tick().await;
+            upkeep_handle.run_upkeep();
+        }
+    };
+    tokio::select! {
+        served = axum::serve(listener, app) => {
+            if let Err(error) = served {
+                tracing::error!(%error, "the metrics endpoint stopped");
+            }
+        }
+        () = upkeep => {}
     }
 }
 

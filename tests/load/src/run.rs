@@ -120,16 +120,10 @@ async fn measure(
         }
         measured.ok()
     };
-    // One scenario alone, with its CPU accounted, its table printed.
-    // One scenario alone, with its CPU accounted, its table printed; the
-    // tokens renewed first when due (a run outlives a token).
-    let measure_scenario = |scenario, concurrency| load(scenario, concurrency, Some(&probe));
+    // One scenario alone, with its CPU accounted.
+    let alone = |scenario, concurrency| load(scenario, concurrency, Some(&probe));
     let floor_before = measure_floor().await;
-    let mut scenarios = measured(
-        &target,
-        measure_scenario(Scenario::Check, config.concurrency),
-    )
-    .await;
+    let mut scenarios = measured(&mut target, alone(Scenario::Check, config.concurrency)).await?;
     let floor = measure_floor().await;
     for scenario in [
         Scenario::ForwardAuth,
@@ -139,19 +133,17 @@ async fn measure(
         Scenario::ListUsers,
         Scenario::Exchange,
     ] {
-        target.renew_tokens_if_due().await?;
-        scenarios.extend(measured(&target, measure_scenario(scenario, config.concurrency)).await);
+        scenarios.extend(measured(&mut target, alone(scenario, config.concurrency)).await?);
     }
     print!("{}", report_tables::cpu_table(&scenarios));
 
     // Logins alone: what the hashing threads deliver against what argon2
     // allows on them.
-    target.renew_tokens_if_due().await?;
     let logins = measured(
-        &target,
-        measure_scenario(Scenario::Login, config.server.hashing_threads * 4),
+        &mut target,
+        alone(Scenario::Login, config.server.hashing_threads * 4),
     )
-    .await;
+    .await?;
     target.renew_tokens_if_due().await?;
     // Logins saturating the hashing pool, with checks running beside them.
     let storm_config = load(Scenario::Login, config.server.hashing_threads * 4, None);
@@ -216,11 +208,13 @@ async fn measure(
     })
 }
 
-/// `config`'s load on `target`, its table printed.
-async fn measured(target: &Target, config: LoadConfig) -> Vec<ScenarioReport> {
+/// `config`'s load on `target`, its table printed; the tokens renewed
+/// first when due (a run outlives a token).
+async fn measured(target: &mut Target, config: LoadConfig) -> anyhow::Result<Vec<ScenarioReport>> {
+    target.renew_tokens_if_due().await?;
     let report = load::run(target, &config).await;
     print!("{}", report_tables::table(&report));
-    report
+    Ok(report)
 }
 
 /// The mean of the values measured, if any was.

@@ -112,16 +112,19 @@ impl Target {
         if Instant::now() < self.renew_tokens_at {
             return Ok(());
         }
-        let mut renew_at = Instant::now() + Duration::from_secs(24 * 3600);
-        if let Some(forward_auth) = &mut self.forward_auth {
-            renew_at = forward_auth
-                .renew_tokens(self.channel.clone(), self.shape)
-                .await?;
-        }
+        let users_renew_at = match &mut self.forward_auth {
+            Some(forward_auth) => Some(
+                forward_auth
+                    .renew_tokens(self.channel.clone(), self.shape)
+                    .await?,
+            ),
+            None => None,
+        };
         let (authorization, service_renew_at) =
             Self::service_authorization(&self.channel, &self.service_secret).await?;
         self.authorization = authorization;
-        self.renew_tokens_at = renew_at.min(service_renew_at);
+        self.renew_tokens_at =
+            users_renew_at.map_or(service_renew_at, |at| at.min(service_renew_at));
         Ok(())
     }
 
