@@ -11,6 +11,7 @@ pub mod authn;
 pub mod authz;
 pub mod callers;
 pub mod cli;
+pub mod consistency;
 pub mod db;
 pub mod grpc;
 pub mod http;

@@ -123,6 +123,36 @@ pub const CATALOGUE: &[MetricDoc] = &[
         labels: &[],
         help: "Passwords waiting for a hashing thread, read at scrape time.",
     },
+    MetricDoc {
+        name: "portcullis_replica_reads_total",
+        kind: MetricKind::Counter,
+        labels: &["target"],
+        help: "Reads routed by their consistency requirement, by where they went: `primary` or a replica (`replica-1`, ...).",
+    },
+    MetricDoc {
+        name: "portcullis_replica_fallbacks_total",
+        kind: MetricKind::Counter,
+        labels: &["reason"],
+        help: "Reads that could have gone to a replica but went to the primary: `not_fresh_enough` (none was, within --replica-wait) or `none_in_rotation`.",
+    },
+    MetricDoc {
+        name: "portcullis_replica_wait_seconds",
+        kind: MetricKind::Histogram,
+        labels: &[],
+        help: "How long reads waited for a replica fresh enough for them (only reads that waited).",
+    },
+    MetricDoc {
+        name: "portcullis_replica_staleness_seconds",
+        kind: MetricKind::Gauge,
+        labels: &["replica"],
+        help: "How far each replica may trail the primary, as of its last probe: the time since the moment whose primary state it had replayed.",
+    },
+    MetricDoc {
+        name: "portcullis_replica_in_rotation",
+        kind: MetricKind::Gauge,
+        labels: &["replica"],
+        help: "1 while a replica serves reads; 0 while it is down, lagging past --replica-max-lag, or promoted.",
+    },
 ];
 
 /// Gives every catalogued metric its `# HELP` line.

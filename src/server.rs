@@ -13,16 +13,19 @@ use tower_http::metrics::InFlightRequestsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::app::App;
+use crate::consistency::layer::ConsistencyLayer;
 use crate::grpc::administration::AdministrationService;
 use crate::grpc::authentication::AuthenticationService;
 use crate::grpc::authorization::AuthorizationService;
 use crate::grpc::caller_auth::CallerAuthLayer;
+use crate::grpc::consistency::InvalidConsistency;
 use crate::grpc::error_details::ErrorDetailsLayer;
 use crate::grpc::ext_authz::ExtAuthzService;
 use crate::grpc::health;
 use crate::grpc::request::REQUEST_ID_HEADER;
 use crate::grpc::rpc_log::RpcLogLayer;
 use crate::grpc::service_credentials::ServiceCredentialsService;
+use crate::http::edge::BadRequest;
 use crate::proto;
 use crate::proto::v1::administration_server::AdministrationServer;
 use crate::proto::v1::authentication_server::AuthenticationServer;
@@ -70,6 +73,10 @@ pub async fn serve(
         settings.health_interval,
     ));
 
+    // The primary's clock and the replicas' positions, for routing reads.
+    let replica_monitor = tokio::spawn(db.monitor_replicas());
+    let http_consistency = ConsistencyLayer::new(tokens.clone(), db.clone(), BadRequest);
+
     let metrics = match settings.metrics_listen {
         Some(addr) => {
             let listener = bind(addr).await?;
@@ -105,6 +112,7 @@ pub async fn serve(
                 listener,
                 Arc::new(edge),
                 in_flight_layer.clone(),
+                http_consistency.clone(),
                 settings.tls.as_ref().map(ServerTls::http_config),
             )))
         }
@@ -124,6 +132,7 @@ pub async fn serve(
                 listener,
                 Arc::new(api),
                 in_flight_layer.clone(),
+                http_consistency.clone(),
                 settings.tls.as_ref().map(ServerTls::http_config),
             )))
         }
@@ -169,6 +178,11 @@ pub async fn serve(
         )))
         .layer(RpcLogLayer)
         .layer(CallerAuthLayer::new(tokens.clone()))
+        .layer(ConsistencyLayer::new(
+            tokens.clone(),
+            db.clone(),
+            InvalidConsistency,
+        ))
         .into_inner();
     let proxy_hops = settings.proxy_hops();
     let mut builder = Server::builder();
@@ -237,6 +251,7 @@ pub async fn serve(
         }
     };
     watcher.abort();
+    replica_monitor.abort();
     revocation_sync.abort();
     if let Some(issuer) = issuer {
         issuer.abort();

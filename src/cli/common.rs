@@ -5,7 +5,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::authn::{HashCost, PasswordError, Passwords};
-use crate::db::{Db, PoolSettings};
+use crate::consistency::Requirement;
+use crate::db::{Db, PoolSettings, ReplicaSettings};
 use crate::ops::admin::OperatorError;
 use crate::ops::cluster;
 use crate::ops::provision::connections::ConnectionFile;
@@ -138,13 +139,62 @@ pub struct DatabaseArgs {
         conflicts_with = "database_url"
     )]
     pub connections_file: Option<PathBuf>,
-    /// URL of a read replica (a hot standby, same application role) that
-    /// answers CheckCapability, CheckCapabilities and ListVisibleOrgNodes;
-    /// their answers may then trail changes by the replication lag.
-    #[arg(long, env = "PORTCULLIS_DATABASE_READ_URL", hide_env_values = true)]
-    pub database_read_url: Option<String>,
     #[command(flatten)]
     pub pool: PoolArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    /// URL of a read replica (a hot standby streaming from the primary,
+    /// reached as the same application role; one server per URL). Repeat
+    /// the flag, or separate URLs with commas, for several. Checks,
+    /// listings and the gateways read from a replica only when it is fresh
+    /// enough for the request (see --default-consistency), else from the
+    /// primary.
+    #[arg(
+        long,
+        env = "PORTCULLIS_DATABASE_READ_URL",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub database_read_url: Vec<String>,
+    /// How fresh a read must be when its request says nothing (no
+    /// x-consistency header): `fully_consistent` (the primary) or
+    /// `max_staleness=<duration>`. A request's x-consistency-token is
+    /// honoured on top of it. Without a replica every read is the
+    /// primary's.
+    #[arg(long, env = "PORTCULLIS_DEFAULT_CONSISTENCY", default_value = "max_staleness=1s",
+          value_parser = Requirement::parse_default)]
+    pub default_consistency: Requirement,
+    /// How long a read waits for a replica fresh enough for it before it
+    /// reads the primary.
+    #[arg(long, env = "PORTCULLIS_REPLICA_WAIT", default_value = "30ms")]
+    pub replica_wait: humantime::Duration,
+    /// A replica further behind the primary than this is out of rotation
+    /// until it catches up.
+    #[arg(long, env = "PORTCULLIS_REPLICA_MAX_LAG", default_value = "5s")]
+    pub replica_max_lag: humantime::Duration,
+    /// How often the primary's log position and each replica's replay
+    /// position are read.
+    #[arg(long, env = "PORTCULLIS_REPLICA_POLL", default_value = "10ms")]
+    pub replica_poll: humantime::Duration,
+}
+
+impl ReplicaArgs {
+    /// `db` with these replicas, each pooled as `pool` says.
+    pub fn apply(&self, db: Db, pool: &PoolArgs) -> anyhow::Result<Db> {
+        db.with_read_replicas(&self.database_read_url, &pool.settings(), self.settings())
+            .context("--database-read-url")
+    }
+
+    fn settings(&self) -> ReplicaSettings {
+        ReplicaSettings {
+            default: self.default_consistency,
+            wait: self.replica_wait.into(),
+            max_lag: self.replica_max_lag.into(),
+            poll: self.replica_poll.into(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -186,7 +236,7 @@ impl HashArgs {
     }
 }
 
-/// The application role's database (and its read replica, if any).
+/// The application role's database (and its read replicas, if any).
 pub fn database(args: &DatabaseArgs) -> anyhow::Result<Db> {
     let settings = args.pool.settings();
     let db = match (&args.database_url, &args.connections_file) {
@@ -197,10 +247,5 @@ pub fn database(args: &DatabaseArgs) -> anyhow::Result<Db> {
         }
         (None, None) => anyhow::bail!("give --database-url or --connections-file"),
     };
-    match &args.database_read_url {
-        Some(url) => db
-            .with_read_replica(url, &settings)
-            .context("--database-read-url"),
-        None => Ok(db),
-    }
+    Ok(db)
 }

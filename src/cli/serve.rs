@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::common::{DatabaseArgs, HashArgs, database};
+use super::common::{DatabaseArgs, HashArgs, ReplicaArgs, database};
 use super::gateways::GatewayArgs;
 use crate::app::{App, ServerSettings, Settings};
 use crate::authn::federation::FederationConfigError;
@@ -28,6 +28,8 @@ pub struct ServeArgs {
     pub signing_keys_dir: PathBuf,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub replicas: ReplicaArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -323,7 +325,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let keys = KeyRing::load_dir(&args.signing_keys_dir, args.server.key_retirement_grace())?;
-    let db = database(&args.database)?;
+    let db = args
+        .replicas
+        .apply(database(&args.database)?, &args.database.pool)?;
     let app = args.server.app(db, keys, OtpDeliveryKind::Outbox)?;
     let listener = server::bind(args.server.listen).await?;
     let tls = app.settings.server.tls.as_ref();

@@ -9,7 +9,9 @@ use futures_util::future::BoxFuture;
 
 use super::context::CONTEXT_KEYS;
 use super::pool;
-use super::scope::{BEGIN_READ_ONLY, Db, GENERIC_PLANS, lost_or, transaction_settings};
+use super::scope::{
+    BEGIN_READ_ONLY, Db, GENERIC_PLANS, checkout_from, lost_or, transaction_settings,
+};
 use super::{DbError, RlsContext};
 
 impl Db {
@@ -22,15 +24,18 @@ impl Db {
         F: for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<T>> + Send,
         T: Send,
     {
-        if !self.statement_cache {
+        let pool = self.routed_pool().await;
+        if !pool.statement_cache() {
             use scoped_futures::ScopedFutureExt;
             return self
+                .on_pool(pool.clone())
                 .read(ctx, |conn| {
                     async move { work(conn).await.map_err(DbError::from) }.scope_boxed()
                 })
                 .await;
         }
-        let mut guard = Unfinished::new(self.checkout().await?);
+        let pooled = checkout_from(pool).await?;
+        let mut guard = Unfinished::new(pooled);
         let limit = self.transaction_limit;
         // Unless it finished, the guard marks the connection broken.
         match tokio::time::timeout(limit, self.pipelined(guard.conn()?, ctx, work)).await {

@@ -28,6 +28,10 @@ pub(crate) struct Pool {
     queued: Arc<AtomicU64>,
     acquire_timeout: Duration,
     failures: ConnectFailures,
+    /// Whether prepared statements outlive a transaction on these
+    /// connections ([`PoolSettings::statement_cache`]): a property of the
+    /// server (or pooler) the pool reaches, so each pool has its own.
+    statement_cache: bool,
 }
 
 /// A pooled connection and the caller's turn at the gate, released after
@@ -83,6 +87,10 @@ impl Pool {
             }
             (other, _) => other,
         })
+    }
+
+    pub(crate) fn statement_cache(&self) -> bool {
+        self.statement_cache
     }
 
     pub(crate) fn status(&self) -> PoolStatus {
@@ -212,6 +220,7 @@ pub(crate) fn build(database_url: &str, settings: &PoolSettings) -> Result<Pool,
         queued: Arc::default(),
         acquire_timeout: settings.acquire_timeout,
         failures,
+        statement_cache,
     })
 }
 

@@ -5,9 +5,13 @@ use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, Trans
 use scoped_futures::ScopedBoxFuture;
 use tracing::Instrument;
 
+use std::sync::Arc;
+
 use super::context::CONTEXT_KEYS;
 use super::pool::{self, Pool, PoolSettings, PoolStatus};
+use super::replicas::{ReplicaSettings, ReplicaStatus, Replicas};
 use super::{DatabaseUrlError, DbError, RlsContext};
+use crate::consistency::{self, Requirement};
 
 diesel::define_sql_function! {
     /// PostgreSQL's `set_config(setting, value, is_local)`, qualified so no
@@ -29,18 +33,18 @@ enum Access {
 /// Handle to the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    pub(super) pool: Pool,
     /// `statement_timeout` and `idle_in_transaction_session_timeout`, in
     /// milliseconds, as set in every transaction.
     pub(super) limits: [String; 2],
-    /// Whether prepared statements outlive a transaction; when not, the
-    /// hot path cannot prepare its `BEGIN` (see [`PoolSettings`]).
-    pub(super) statement_cache: bool,
     /// The longest a transaction may go on once it has its connection (see
     /// [`PoolSettings::transaction_limit`]).
     pub(super) transaction_limit: std::time::Duration,
-    /// A hot standby for the read-only RPCs, if one is configured.
-    replica: Option<Pool>,
+    /// The read replicas, if any, and the primary's clock.
+    pub(super) replicas: Arc<Replicas>,
+    /// Whether reads through this handle go where their request's
+    /// consistency requirement allows ([`Db::for_reads`]).
+    routed: bool,
 }
 
 impl Db {
@@ -53,34 +57,63 @@ impl Db {
                 millis(settings.statement_timeout),
                 millis(settings.idle_in_transaction_timeout),
             ],
-            statement_cache: settings.statement_cache,
             transaction_limit: settings.transaction_limit(),
-            replica: None,
+            replicas: Arc::new(Replicas::new(Vec::new(), ReplicaSettings::default())),
+            routed: false,
         })
     }
 
-    /// Adds a read replica (a hot standby, reached as the same application
-    /// role) that [`Db::for_reads`] hands to the read-only RPCs.
-    pub fn with_read_replica(
+    /// Adds read replicas (hot standbys streaming from this primary, each
+    /// reached as the same application role) among which [`Db::for_reads`]
+    /// routes reads.
+    pub fn with_read_replicas(
         mut self,
-        replica_url: &str,
-        settings: &PoolSettings,
+        replica_urls: &[String],
+        pool_settings: &PoolSettings,
+        settings: ReplicaSettings,
     ) -> Result<Self, DatabaseUrlError> {
-        self.replica = Some(pool::build(replica_url, settings)?);
+        let pools = replica_urls
+            .iter()
+            .map(|url| pool::build(url, pool_settings))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.replicas = Arc::new(Replicas::new(pools, settings));
         Ok(self)
     }
 
-    /// The door for calls that only read and may trail the primary by the
-    /// replication lag: the replica if one is configured, else this.
+    /// The door for calls that only read: each read goes to a replica that
+    /// satisfies its request's consistency requirement, else the primary.
     pub fn for_reads(&self) -> Db {
-        match &self.replica {
-            Some(replica) => Db {
-                pool: replica.clone(),
-                replica: None,
-                ..self.clone()
-            },
-            None => self.clone(),
+        Db {
+            routed: true,
+            ..self.clone()
         }
+    }
+
+    /// The same settings on another pool, unrouted: a replica's own door.
+    pub(super) fn on_pool(&self, pool: Pool) -> Db {
+        Db {
+            pool,
+            routed: false,
+            ..self.clone()
+        }
+    }
+
+    /// The requirement of requests that state none (`--default-consistency`).
+    pub fn default_consistency(&self) -> Requirement {
+        self.replicas.settings().default
+    }
+
+    /// Each replica's standing, for health and metrics.
+    pub fn replica_status(&self) -> Vec<ReplicaStatus> {
+        self.replicas.status()
+    }
+
+    /// Watches the primary's position and the replicas' until aborted:
+    /// spawn it once per server.
+    pub fn monitor_replicas(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.replicas
+            .clone()
+            .monitor(self.on_pool(self.pool.clone()))
     }
 
     /// Runs `work` in a `READ ONLY` transaction scoped by `ctx`; all its
@@ -119,18 +152,11 @@ impl Db {
         .await
     }
 
-    /// Whether the database, and the replica if there is one, answer a
-    /// trivial statement through the normal door (an empty context, so it
-    /// can read nothing).
+    /// Whether the primary answers a trivial statement through the normal
+    /// door (an empty context, so it can read nothing). Replicas are
+    /// watched by [`Db::monitor_replicas`]: reads fall back to the primary
+    /// while none is in rotation.
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.ping_pool().await?;
-        if self.replica.is_some() {
-            self.for_reads().ping_pool().await?;
-        }
-        Ok(())
-    }
-
-    async fn ping_pool(&self) -> Result<(), DbError> {
         use scoped_futures::ScopedFutureExt;
         self.read(&RlsContext::anonymous(), |conn| {
             async move {
@@ -162,7 +188,13 @@ impl Db {
         )
         .await
         {
-            Ok(outcome) => outcome,
+            Ok(Ok(value)) => {
+                if access == Access::ReadWrite && consistency::scope::in_request() {
+                    self.record_commit_point(&mut pooled).await;
+                }
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(error),
             Err(_) => {
                 // The transaction is still open and the connection silent:
                 // it must never be handed out again.
@@ -328,16 +360,39 @@ fn literal(value: &str) -> String {
 }
 
 impl Db {
-    /// A connection from the pool. The wait gets a span only while spans are
-    /// exported: the hot path should not pay for a span nobody sees.
+    /// A connection from [`Db::routed_pool`].
     pub(super) async fn checkout(&self) -> Result<pool::Pooled<'_>, DbError> {
-        let wait = if crate::telemetry::exporting_spans() {
-            tracing::info_span!("db.pool_wait")
-        } else {
-            tracing::Span::none()
-        };
-        self.pool.get().instrument(wait).await
+        checkout_from(self.routed_pool().await).await
     }
+
+    /// The pool this handle's next read goes to: through
+    /// [`Db::for_reads`], where its request's requirement routes it (and
+    /// the request told where); else this handle's own.
+    pub(super) async fn routed_pool(&self) -> &Pool {
+        if !self.routed {
+            return &self.pool;
+        }
+        // Outside a request (the server's own work) reads are the primary's.
+        let requirement =
+            consistency::scope::requirement().unwrap_or(Requirement::FULLY_CONSISTENT);
+        let route = self.replicas.route(requirement).await;
+        consistency::scope::record_read(route.read_at);
+        match route.member {
+            Some(index) => &self.replicas.member(index).pool,
+            None => &self.pool,
+        }
+    }
+}
+
+/// A connection from `pool`. The wait gets a span only while spans are
+/// exported: the hot path should not pay for a span nobody sees.
+pub(super) async fn checkout_from(pool: &Pool) -> Result<pool::Pooled<'_>, DbError> {
+    let wait = if crate::telemetry::exporting_spans() {
+        tracing::info_span!("db.pool_wait")
+    } else {
+        tracing::Span::none()
+    };
+    pool.get().instrument(wait).await
 }
 
 #[cfg(test)]

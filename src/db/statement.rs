@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 
 use super::context::CONTEXT_KEYS;
 use super::pipeline::{Unfinished, push_set_configs};
-use super::scope::{Db, lost_or};
+use super::scope::{Db, checkout_from, lost_or};
 use super::{DbError, RlsContext};
 
 impl Db {
@@ -37,15 +37,18 @@ impl Db {
         let context = InContext {
             settings: ctx.settings(),
         };
-        if !self.statement_cache {
+        let pool = self.routed_pool().await;
+        if !pool.statement_cache() {
             use scoped_futures::ScopedFutureExt;
             return self
+                .on_pool(pool.clone())
                 .read(ctx, |conn| {
                     async move { work(conn, context).await.map_err(DbError::from) }.scope_boxed()
                 })
                 .await;
         }
-        let mut guard = Unfinished::new(self.checkout().await?);
+        let pooled = checkout_from(pool).await?;
+        let mut guard = Unfinished::new(pooled);
         let limit = self.transaction_limit;
         // Unless it answered, the guard marks the connection broken.
         match tokio::time::timeout(limit, work(guard.conn()?, context)).await {

@@ -31,6 +31,7 @@ use crate::authz::gatekeeper::{
     Allowed, Gatekeeper, LEGACY_EXT_AUTHZ_NAMES, OriginalRequest, Refusal, UPSTREAM_GROUPS,
 };
 use crate::callers;
+use crate::consistency::{self, ConsistencyError, Requirement};
 use crate::tokens::Principal;
 use crate::tokens::bearer;
 
@@ -67,6 +68,11 @@ const OPERATION: &str = "Envoy/Check";
 /// The context extension (per-route in Envoy's configuration) naming the
 /// catalogue's service.
 pub const SERVICE_EXTENSION: &str = "portcullis_service";
+
+/// The context extension (per-route) with the route's consistency
+/// requirement, as `x-consistency` would give it: `fully_consistent` for a
+/// route that must never act on a revoked grant, `max_staleness=…`.
+pub const CONSISTENCY_EXTENSION: &str = "portcullis_consistency";
 
 pub struct ExtAuthzService {
     gate: Arc<Gatekeeper>,
@@ -156,6 +162,8 @@ impl Authorization for ExtAuthzService {
                     .then(|| settings.service_named_by_header(named))
                     .flatten()
             });
+        self.require_consistency(attributes.map(|a| &a.context_extensions), &headers)
+            .await?;
         let request_id = headers
             .get("x-request-id")
             .map(String::as_str)
@@ -200,6 +208,44 @@ impl Authorization for ExtAuthzService {
 }
 
 impl ExtAuthzService {
+    /// The original request's consistency headers (`x-consistency`,
+    /// `x-consistency-token`, as on every edge) and the route's
+    /// requirement ([`CONSISTENCY_EXTENSION`]), on top of what the sidecar's
+    /// own call required.
+    async fn require_consistency(
+        &self,
+        extensions: Option<&HashMap<String, String>>,
+        headers: &HashMap<String, String>,
+    ) -> Result<(), Status> {
+        let (keys, now) = (self.gate.tokens.keys(), chrono::Utc::now());
+        let header = |name| headers.get(name).map(String::as_str);
+        let in_header = |e: ConsistencyError| {
+            invalid(
+                &format!("attributes.request.http.headers[{}]", e.field),
+                e.problem,
+            )
+        };
+        let mut stated = Requirement::from_headers(
+            header(consistency::headers::CONSISTENCY),
+            header(consistency::headers::TOKEN),
+            self.gate.db.default_consistency(),
+            keys,
+            now,
+        )
+        .map_err(in_header)?;
+        if let Some(value) = extensions.and_then(|e| e.get(CONSISTENCY_EXTENSION)) {
+            let route = Requirement::parse_header(value, keys, now)
+                .map_err(|e| invalid(CONSISTENCY_EXTENSION, e.problem))?;
+            stated.requirement = stated.requirement.and(route.requirement);
+            stated.transactions.extend(route.transactions);
+        }
+        let requirement = consistency::resolve(stated, &self.gate.db)
+            .await
+            .map_err(in_header)?;
+        consistency::scope::require(requirement);
+        Ok(())
+    }
+
     fn allowed(&self, allowed: Allowed) -> OkHttpResponse {
         // Replaced, never appended to: a client's own `x-auth-user` must
         // not reach the upstream beside the real one.

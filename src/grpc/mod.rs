@@ -9,6 +9,7 @@ pub mod administration;
 pub mod authentication;
 pub mod authorization;
 pub mod caller_auth;
+pub mod consistency;
 pub mod endpoint_catalogue;
 pub mod error_details;
 pub mod ext_authz;

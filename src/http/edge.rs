@@ -15,6 +15,9 @@ use tower_http::metrics::InFlightRequestsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
+use crate::consistency::ConsistencyError;
+use crate::consistency::layer::{ConsistencyLayer, Reject};
+
 /// The header carrying the request id, on every listener.
 const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -28,17 +31,37 @@ pub struct Decided {
 }
 
 /// `routes` with the edge's layers, outermost first: the in-flight count,
-/// the request id set and echoed, then the span and the log line.
+/// the request id set and echoed, the span and the log line, then the
+/// request's consistency (its requirement read, its answer's point told).
 pub fn layered(
     routes: axum::Router,
     edge: &'static str,
     in_flight: InFlightRequestsLayer,
+    consistency: ConsistencyLayer<BadRequest>,
 ) -> axum::Router {
     routes
+        .layer(consistency)
         .layer(HttpLogLayer { edge })
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(in_flight)
+}
+
+/// A consistency header the edge cannot honour: `400 Bad Request` naming it.
+#[derive(Clone, Copy)]
+pub struct BadRequest;
+
+impl Reject<axum::body::Body> for BadRequest {
+    fn reject(&self, error: ConsistencyError) -> http::Response<axum::body::Body> {
+        let body = serde_json::json!({ "error": error.to_string(), "field": error.field });
+        let mut response = http::Response::new(axum::body::Body::from(body.to_string()));
+        *response.status_mut() = http::StatusCode::BAD_REQUEST;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -13,6 +13,8 @@ pub mod forward_auth;
 
 use std::sync::Arc;
 
+use crate::consistency::layer::ConsistencyLayer;
+
 pub use forward_auth::{ForwardAuth, ForwardAuthMode, ForwardAuthSettings};
 
 /// Serves `/forward-auth` on `listener` until the task is aborted.
@@ -20,12 +22,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     forward_auth: Arc<ForwardAuth>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
+    consistency: ConsistencyLayer<edge::BadRequest>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let routes = edge::layered(
         forward_auth::routes(forward_auth),
         forward_auth::EDGE,
         in_flight,
+        consistency,
     );
     serve_routes(listener, routes, tls).await;
 }
@@ -35,9 +39,10 @@ pub async fn serve_authzen(
     listener: tokio::net::TcpListener,
     api: Arc<authzen::AuthZen>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
+    consistency: ConsistencyLayer<edge::BadRequest>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    let routes = edge::layered(authzen::routes(api), authzen::EDGE, in_flight);
+    let routes = edge::layered(authzen::routes(api), authzen::EDGE, in_flight, consistency);
     serve_routes(listener, routes, tls).await;
 }
 

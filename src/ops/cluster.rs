@@ -84,16 +84,7 @@ pub async fn start_private(dir: &Path) -> Result<AdminServer, OperatorError> {
         run(Command::new("chown").arg("postgres").arg(dir), "chown").await?;
     }
     if !data.join("PG_VERSION").exists() {
-        let mut initdb = command(&bin.join("initdb"), as_postgres);
-        initdb.arg("-D").arg(&data).args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ]);
-        run(&mut initdb, "initdb").await?;
+        initdb(&bin, &data, as_postgres).await?;
     }
     let mut pg_ctl = command(&bin.join("pg_ctl"), as_postgres);
     pg_ctl
@@ -123,8 +114,19 @@ pub async fn start_private(dir: &Path) -> Result<AdminServer, OperatorError> {
     )))
 }
 
+/// A new cluster in `data`: superuser `postgres`, trusted on local
+/// connections (a cluster of one's own, for `dev`, the tests, the bench).
+pub async fn initdb(bin: &Path, data: &Path, as_postgres: bool) -> Result<(), OperatorError> {
+    let mut initdb = command(&bin.join("initdb"), as_postgres);
+    initdb
+        .arg("-D")
+        .arg(data)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+    run(&mut initdb, "initdb").await
+}
+
 /// The directory holding `initdb` and `pg_ctl`, newest major version first.
-fn find_binaries() -> Result<PathBuf, OperatorError> {
+pub fn find_binaries() -> Result<PathBuf, OperatorError> {
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -149,14 +151,15 @@ fn find_binaries() -> Result<PathBuf, OperatorError> {
         })
 }
 
-async fn running_as_root() -> bool {
+pub async fn running_as_root() -> bool {
     match Command::new("id").arg("-u").output().await {
         Ok(output) => String::from_utf8_lossy(&output.stdout).trim() == "0",
         Err(_) => false,
     }
 }
 
-fn command(program: &Path, as_postgres: bool) -> Command {
+/// `program`, as the `postgres` user when `as_postgres` (the server will not run as root).
+pub fn command(program: &Path, as_postgres: bool) -> Command {
     if as_postgres {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(program);
@@ -166,7 +169,8 @@ fn command(program: &Path, as_postgres: bool) -> Command {
     }
 }
 
-async fn run(command: &mut Command, what: &str) -> Result<(), OperatorError> {
+/// Runs `command` to completion; its standard error is the failure's message.
+pub async fn run(command: &mut Command, what: &str) -> Result<(), OperatorError> {
     let output = command
         .output()
         .await

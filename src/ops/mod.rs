@@ -11,4 +11,5 @@ pub mod admin;
 pub mod cluster;
 pub mod migrate;
 pub mod provision;
+pub mod replicated;
 pub mod seed;

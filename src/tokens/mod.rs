@@ -6,6 +6,7 @@ mod issuer;
 pub mod keys;
 mod principal;
 pub mod revocation;
+pub mod sealed;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,6 +16,7 @@ mod forward_auth;
 mod load;
 mod manifest;
 mod plots;
+mod replica;
 mod report_tables;
 mod run;
 mod seed;
@@ -122,6 +123,25 @@ enum Command {
         rounds: u32,
         #[arg(long, default_value = "check=1", value_parser = parse_mix)]
         mix: Mix,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Checks with a streaming hot standby against today's path, in
+    /// rotation: a primary and standby of the harness's own under target/
+    /// (seeded on first use), a concurrent write stream, and checks that
+    /// present the newest write's consistency token (B) or nothing (C).
+    /// Reports the throughput ratios, where the checks were answered, their
+    /// staleness and the waits.
+    Replica {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: Profile,
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        /// One write (a credential exchange) this often.
+        #[arg(long, default_value = "20ms")]
+        write_every: humantime::Duration,
         #[command(flatten)]
         server: ServerArgs,
         #[command(flatten)]
@@ -235,6 +255,7 @@ impl ServerArgs {
                 None => server::sibling_binary()?,
             },
             app_url,
+            read_url: None,
             listen: self.listen.clone(),
             forward_auth_listen: self.forward_auth_listen.clone(),
             metrics_listen: self.metrics_listen.clone(),
@@ -418,6 +439,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 comparison.b_to_a_max
             );
             println!("{}", serde_json::to_string_pretty(&comparison)?);
+            Ok(())
+        }
+        Command::Replica {
+            profile,
+            rounds,
+            write_every,
+            server,
+            load,
+        } => {
+            load.within_token_lifetime()?;
+            let report = replica::run(replica::ReplicaConfig {
+                profile,
+                rounds,
+                // The app URL is the replicated primary's, set by the run.
+                server: server.server(String::new())?,
+                concurrency: load.concurrency,
+                connections: load.connections.into(),
+                warmup: load.warmup.into(),
+                duration: load.duration.into(),
+                write_every: write_every.into(),
+                dir: replica::dir(dir),
+            })
+            .await?;
+            println!(
+                "B/A throughput: {:.3} (geometric mean of {} rounds; range {:.3} to {:.3}); C/A {:.3}",
+                report.b_to_a,
+                report.rounds.len(),
+                report.b_to_a_min,
+                report.b_to_a_max,
+                report.c_to_a
+            );
+            let json = serde_json::to_string_pretty(&report)?;
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join(format!("replica-{}.json", profile.as_str()));
+            std::fs::write(&path, &json)?;
+            println!("{json}\nreport written to {}", path.display());
             Ok(())
         }
     }

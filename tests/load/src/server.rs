@@ -24,6 +24,8 @@ pub struct ServerUnderTest {
     pub pool_size: u32,
     /// Its request threads.
     pub worker_threads: u16,
+    /// A read replica's URL (`--database-read-url`), if any.
+    pub read_url: Option<String>,
 }
 
 /// A running server under test: killed and its signing keys removed when
@@ -84,7 +86,11 @@ impl ServerUnderTest {
     }
 
     fn spawn(&self, keys: &Path) -> anyhow::Result<Child> {
-        Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(url) = &self.read_url {
+            command.env("PORTCULLIS_DATABASE_READ_URL", url);
+        }
+        command
             .arg("serve")
             .env("PORTCULLIS_DATABASE_URL", &self.app_url)
             .env("PORTCULLIS_SIGNING_KEYS_DIR", keys)

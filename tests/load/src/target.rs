@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 use super::dataset::{self, BENCH_SERVICE_KEY, Shape};
 use super::forward_auth::ForwardAuthTarget;
 use super::load::{BATCH, Scenario};
+use super::replica::Freshness;
 use super::server::ServerUnderTest;
 use portcullis::proto::v1 as pb;
 use portcullis::proto::v1::authentication_client::AuthenticationClient;
@@ -35,6 +36,9 @@ pub struct Target {
     renew_tokens_at: Instant,
     /// The forward-auth endpoint and the users' tokens, when measured.
     forward_auth: Option<ForwardAuthTarget>,
+    /// For the replica comparison: the token checks present, and what
+    /// their answers said.
+    pub freshness: Option<Arc<Freshness>>,
 }
 
 /// When a token just received should be renewed: once half of what is
@@ -76,6 +80,7 @@ impl Target {
             authorization,
             renew_tokens_at,
             forward_auth: None,
+            freshness: None,
         };
         let mut deep = Vec::new();
         for tenant in 0..shape.tenants {
@@ -211,14 +216,21 @@ impl Target {
         match scenario {
             Scenario::Check => {
                 let check = random_check(rng);
-                AuthorizationClient::new(self.channel.clone())
-                    .check_capability(self.bearer(pb::CheckCapabilityRequest {
-                        subject: Some(user),
-                        capability: check.capability,
-                        org_node_id: check.org_node_id,
-                        explain: false,
-                    }))
+                let mut request = self.bearer(pb::CheckCapabilityRequest {
+                    subject: Some(user),
+                    capability: check.capability,
+                    org_node_id: check.org_node_id,
+                    explain: false,
+                });
+                if let Some(freshness) = &self.freshness {
+                    freshness.attach(&mut request);
+                }
+                let answer = AuthorizationClient::new(self.channel.clone())
+                    .check_capability(request)
                     .await?;
+                if let Some(freshness) = &self.freshness {
+                    freshness.observe(answer.metadata());
+                }
             }
             Scenario::Batch => {
                 let checks = (0..BATCH).map(|_| random_check(rng)).collect();

@@ -6,6 +6,7 @@ mod authentication;
 mod authorization;
 pub(crate) mod authz_model;
 mod caller_auth;
+mod consistency_tokens;
 mod federated_login;
 mod rich_errors;
 mod service_credentials;

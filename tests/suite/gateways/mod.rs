@@ -3,6 +3,7 @@
 //! PostgREST trusting the tokens, and what every edge shares.
 
 mod authzen;
+mod consistency;
 mod edges;
 mod endpoints;
 mod ext_authz;

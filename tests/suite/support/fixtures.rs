@@ -20,6 +20,28 @@ pub struct TenantWorld {
 }
 
 impl TenantWorld {
+    /// The capability the user's role holds (one per tenant).
+    pub fn capability(&self) -> String {
+        format!("test.cap_{}", &self.tenant.simple().to_string()[..12])
+    }
+
+    /// The user's check of that capability at the child node (held
+    /// through the assignment at the root).
+    pub fn check_at_child(&self) -> portcullis::proto::v1::CheckCapabilityRequest {
+        use portcullis::proto::v1::{CheckCapabilityRequest, Subject, UserRef, subject};
+        CheckCapabilityRequest {
+            subject: Some(Subject {
+                kind: Some(subject::Kind::User(UserRef {
+                    tenant_id: self.tenant.to_string(),
+                    user_id: self.user.to_string(),
+                })),
+            }),
+            capability: self.capability(),
+            org_node_id: self.child.to_string(),
+            explain: false,
+        }
+    }
+
     /// Everything this tenant's own requests could carry.
     pub fn context(&self) -> RlsContext {
         RlsContext::tenant(self.tenant)

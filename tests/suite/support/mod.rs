@@ -19,6 +19,7 @@ pub mod fixtures;
 pub mod org;
 pub mod ports;
 pub mod proxy;
+pub mod replication;
 pub mod server;
 pub mod services;
 pub mod tls_front;
@@ -59,7 +60,8 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
-struct Template {
+/// A migrated database that test databases are cloned from, on one server.
+pub struct Template {
     admin_url: Url,
     name: String,
 }
@@ -127,7 +129,12 @@ async fn locate_server() -> Url {
 }
 
 async fn prepare_template() -> Result<Template, OperatorError> {
-    let admin_url = locate_server().await;
+    prepare_template_at(locate_server().await).await
+}
+
+/// The template on the server `admin_url` administers.
+pub async fn prepare_template_at(admin_url: Url) -> Result<Template, OperatorError> {
+    LazyLock::force(&TRACING);
     let name = template_name();
     let mut admin = AdminConnection::connect(&admin_url).await?;
     admin.lock(TEMPLATE_LOCK).await?;
@@ -235,7 +242,16 @@ impl TestDb {
     }
 
     async fn create(from: Option<&str>) -> Self {
-        let template = template().await;
+        Self::create_at(template().await, from, true).await
+    }
+
+    /// A migrated database cloned from `template`, on its server, reached
+    /// directly (never through the suite's PgBouncer).
+    pub async fn on(template: &Template) -> Self {
+        Self::create_at(template, Some(&template.name), false).await
+    }
+
+    async fn create_at(template: &Template, from: Option<&str>, via_pgbouncer: bool) -> Self {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -253,7 +269,7 @@ impl TestDb {
             .await
             .unwrap();
         let mut app_url = derive_url(&template.admin_url, APP_ROLE, None, &name).unwrap();
-        if let Some((host, port)) = pgbouncer() {
+        if let Some((host, port)) = pgbouncer().filter(|_| via_pgbouncer) {
             app_url.set_host(Some(&host)).unwrap();
             app_url.set_port(Some(port)).unwrap();
         }
@@ -349,7 +365,7 @@ pub fn pgbouncer() -> Option<(String, u16)> {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        drop_database_blocking(self.name.clone());
+        drop_at(self.admin_url.clone(), self.name.clone(), Vec::new());
     }
 }
 
@@ -372,9 +388,13 @@ pub fn drop_database_blocking(name: String) {
 
 /// Drops a test database, then roles made for it alone.
 pub fn drop_blocking(database: String, roles: Vec<String>) {
-    let Some(admin_url) = TEMPLATE.get().map(|t| t.admin_url.clone()) else {
-        return;
-    };
+    if let Some(template) = TEMPLATE.get() {
+        drop_at(template.admin_url.clone(), database, roles);
+    }
+}
+
+/// Drops a database, then roles, on the server `admin_url` administers.
+fn drop_at(admin_url: Url, database: String, roles: Vec<String>) {
     let _ = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
