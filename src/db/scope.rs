@@ -182,15 +182,28 @@ impl Db {
     {
         let mut pooled = self.checkout().await?;
         let limit = self.transaction_limit;
-        match tokio::time::timeout(
-            limit,
+        // The transaction and, after a write, the read of where its commit
+        // ended share one bound.
+        let deadline = tokio::time::Instant::now() + limit;
+        match tokio::time::timeout_at(
+            deadline,
             in_transaction(&mut pooled, access, ctx, &self.limits, work),
         )
         .await
         {
             Ok(Ok(value)) => {
                 if access == Access::ReadWrite && consistency::scope::in_request() {
-                    self.record_commit_point(&mut pooled).await;
+                    let point = self.record_commit_point(&mut pooled);
+                    if tokio::time::timeout_at(deadline, point).await.is_err() {
+                        // Committed, but the connection went silent after:
+                        // the write stands, without its token, and the
+                        // connection is never handed out again.
+                        tracing::warn!(
+                            "no consistency token: the connection went silent after COMMIT"
+                        );
+                        AnsiTransactionManager::transaction_manager_status_mut(&mut *pooled)
+                            .set_in_error();
+                    }
                 }
                 Ok(value)
             }
