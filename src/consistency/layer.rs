@@ -141,15 +141,16 @@ fn requirement_of<R>(
 
 /// The response headers for what a request observed.
 pub fn annotate(headers: &mut HeaderMap, observed: &Observed, tokens: &Tokens) {
-    let read = observed.read.as_ref();
-    let point = observed.written.or(read.and_then(|r| r.at));
-    if let Some(value) = point
+    if let Some(value) = observed
+        .point()
         .and_then(|lsn| token::encode(tokens.keys(), lsn, chrono::Utc::now()))
         .and_then(|t| HeaderValue::from_str(&t).ok())
     {
         headers.insert(headers::TOKEN, value);
     }
-    let Some(read) = read else { return };
+    let Some(read) = observed.read.as_ref() else {
+        return;
+    };
     if let Ok(value) = HeaderValue::from_str(&read.served_by) {
         headers.insert(headers::SERVED_BY, value);
     }

@@ -27,6 +27,23 @@ pub struct Observed {
     pub read: Option<ReadAt>,
 }
 
+impl Observed {
+    /// The point the request's answer reflects: its writes' if it wrote,
+    /// else what its reads were at least as fresh as.
+    pub fn point(&self) -> Option<Lsn> {
+        self.written.or(self.read.as_ref().and_then(|r| r.at))
+    }
+}
+
+/// The current request's [`Observed::point`] so far: for a handler that
+/// puts the token in its answer's body too.
+pub fn point() -> Option<Lsn> {
+    REQUEST
+        .try_with(|r| lock(&r.observed).point())
+        .ok()
+        .flatten()
+}
+
 /// Where a read was answered and how fresh it was.
 #[derive(Clone, Debug)]
 pub struct ReadAt {

@@ -33,6 +33,11 @@ pub struct AuthorizationService {
 }
 
 impl AuthorizationService {
+    /// The token of what this request read so far, for its answer's body.
+    fn consistency_token(&self) -> String {
+        crate::consistency::token::of_this_request(self.tokens.keys(), Utc::now())
+    }
+
     pub fn new(
         db: Db,
         tokens: Arc<Tokens>,
@@ -110,6 +115,7 @@ fn response(decision: Decision) -> pb::CheckCapabilityResponse {
         allowed: decision.allowed(),
         reason: reason(decision.reason) as i32,
         grants: decision.grants.into_iter().map(grant).collect(),
+        consistency_token: String::new(),
     }
 }
 
@@ -250,7 +256,10 @@ impl Authorization for AuthorizationService {
             .pop()
             .ok_or_else(|| Status::internal("internal error"))?;
         tracing::Span::current().record("decision", decision.reason.as_str());
-        Ok(Response::new(response(decision)))
+        Ok(Response::new(pb::CheckCapabilityResponse {
+            consistency_token: self.consistency_token(),
+            ..response(decision)
+        }))
     }
 
     async fn check_capabilities(
@@ -282,6 +291,7 @@ impl Authorization for AuthorizationService {
         .await?;
         Ok(Response::new(pb::CheckCapabilitiesResponse {
             results: decisions.into_iter().map(response).collect(),
+            consistency_token: self.consistency_token(),
         }))
     }
 
@@ -310,6 +320,7 @@ impl Authorization for AuthorizationService {
         let holders =
             authz::list_holders(&self.db, self.tokens.keys(), context, &query, Utc::now()).await?;
         Ok(Response::new(pb::ListUsersWithCapabilityResponse {
+            consistency_token: self.consistency_token(),
             users: holders
                 .users
                 .into_iter()
@@ -374,6 +385,7 @@ impl Authorization for AuthorizationService {
         )
         .await?;
         Ok(Response::new(pb::ListVisibleOrgNodesResponse {
+            consistency_token: self.consistency_token(),
             nodes: listing
                 .nodes
                 .into_iter()

@@ -98,6 +98,10 @@ impl ServiceCredentials for ServiceCredentialsService {
             expires_at: Some(timestamp(exchanged.expires_at)),
             granted_permissions: exchanged.granted,
             service_session_id: exchanged.session_id.to_string(),
+            consistency_token: crate::consistency::token::of_this_request(
+                self.tokens.keys(),
+                Utc::now(),
+            ),
         }))
     }
 

@@ -49,6 +49,7 @@ async fn a_credential_exchange_answers_with_the_token_of_its_write() {
         .unwrap();
     let token = answer.metadata().get("x-consistency-token").unwrap();
     assert!(token.to_str().unwrap().starts_with("ct1."), "{token:?}");
+    assert_eq!(answer.get_ref().consistency_token, token.to_str().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,6 +69,13 @@ async fn without_replicas_a_check_is_the_primarys_and_says_so() {
         "primary"
     );
     assert!(answer.metadata().get("x-consistency-staleness").is_none());
+    // The body says what the header says.
+    let header = answer
+        .metadata()
+        .get("x-consistency-token")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(answer.get_ref().consistency_token, header);
 }
 
 #[tokio::test(flavor = "multi_thread")]
