@@ -15,6 +15,8 @@ use super::cluster::{command, find_binaries, initdb, parse_url, run, running_as_
 pub struct ReplicatedPair {
     pub primary_port: u16,
     pub standby_port: u16,
+    /// Whether this call made the pair (empty), rather than finding it.
+    pub made_afresh: bool,
     dir: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
@@ -31,9 +33,10 @@ impl ReplicatedPair {
         let dir = std::path::absolute(dir).map_err(|e| {
             OperatorError::Invalid(format!("cannot resolve {}: {e}", dir.display()))
         })?;
-        let pair = Self {
+        let mut pair = Self {
             primary_port,
             standby_port,
+            made_afresh: false,
             bin: find_binaries()?,
             as_postgres: running_as_root().await,
             dir,
@@ -45,6 +48,7 @@ impl ReplicatedPair {
             return Ok(pair);
         }
         pair.make().await?;
+        pair.made_afresh = true;
         Ok(pair)
     }
 

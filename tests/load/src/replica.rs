@@ -147,7 +147,8 @@ pub async fn run(config: ReplicaConfig) -> anyhow::Result<ReplicaReport> {
     let pair =
         ReplicatedPair::start(&config.dir.join("cluster"), PRIMARY_PORT, STANDBY_PORT).await?;
     let manifests = config.dir.join("manifests");
-    if manifest::read(&manifests, config.profile).is_err() {
+    // A pair made afresh holds nothing, whatever an earlier manifest says.
+    if pair.made_afresh || manifest::read(&manifests, config.profile).is_err() {
         println!(
             "seeding the {} profile on the replicated primary…",
             config.profile.as_str()
