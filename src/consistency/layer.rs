@@ -108,9 +108,9 @@ async fn answer<B, E>(
     work: impl Future<Output = Result<http::Response<B>, E>>,
     tokens: Arc<Tokens>,
 ) -> Result<http::Response<B>, E> {
-    let (result, observed) = scope::run(requirement, work).await;
+    let (result, mut observed) = scope::run(requirement, work).await;
     result.map(|mut response| {
-        annotate(response.headers_mut(), &observed, &tokens);
+        annotate(response.headers_mut(), &mut observed, &tokens);
         response
     })
 }
@@ -140,10 +140,9 @@ fn requirement_of<R>(
 }
 
 /// The response headers for what a request observed.
-pub fn annotate(headers: &mut HeaderMap, observed: &Observed, tokens: &Tokens) {
+pub fn annotate(headers: &mut HeaderMap, observed: &mut Observed, tokens: &Tokens) {
     if let Some(value) = observed
-        .point()
-        .and_then(|lsn| token::encode(tokens.keys(), lsn, chrono::Utc::now()))
+        .token(|lsn| token::encode(tokens.keys(), lsn, chrono::Utc::now()))
         .and_then(|t| HeaderValue::from_str(&t).ok())
     {
         headers.insert(headers::TOKEN, value);

@@ -25,6 +25,10 @@ pub struct Observed {
     pub written: Option<Lsn>,
     /// Its stalest read, if it read.
     pub read: Option<ReadAt>,
+    /// The token last encoded for [`Observed::point`], and that point: a
+    /// handler that puts the token in its body and the edge that puts it
+    /// in a header share one MAC.
+    encoded: Option<(Lsn, String)>,
 }
 
 impl Observed {
@@ -33,13 +37,27 @@ impl Observed {
     pub fn point(&self) -> Option<Lsn> {
         self.written.or(self.read.as_ref().and_then(|r| r.at))
     }
+
+    /// The token of [`Observed::point`], made by `encode` unless the same
+    /// point was encoded already.
+    pub fn token(&mut self, encode: impl FnOnce(Lsn) -> Option<String>) -> Option<String> {
+        let point = self.point()?;
+        match &self.encoded {
+            Some((encoded, token)) if *encoded == point => Some(token.clone()),
+            _ => {
+                let token = encode(point)?;
+                self.encoded = Some((point, token.clone()));
+                Some(token)
+            }
+        }
+    }
 }
 
-/// The current request's [`Observed::point`] so far: for a handler that
-/// puts the token in its answer's body too.
-pub fn point() -> Option<Lsn> {
+/// The current request's token so far ([`Observed::token`]): for a handler
+/// that puts it in its answer's body too.
+pub fn token(encode: impl FnOnce(Lsn) -> Option<String>) -> Option<String> {
     REQUEST
-        .try_with(|r| lock(&r.observed).point())
+        .try_with(|r| lock(&r.observed).token(encode))
         .ok()
         .flatten()
 }
@@ -148,6 +166,23 @@ mod tests {
         .await;
         assert_eq!(observed.written, Some(Lsn(10)));
         assert_eq!(observed.read.map(|r| r.served_by), Some("replica-2".into()));
+    }
+
+    #[test]
+    fn a_point_is_encoded_once_for_body_and_header() {
+        let mut observed = Observed {
+            written: Some(Lsn(3)),
+            ..Observed::default()
+        };
+        let mut encodings = 0;
+        for _ in 0..2 {
+            let token = observed.token(|_| {
+                encodings += 1;
+                Some("t".into())
+            });
+            assert_eq!(token.as_deref(), Some("t"));
+        }
+        assert_eq!(encodings, 1);
     }
 
     #[tokio::test]

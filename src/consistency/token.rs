@@ -22,12 +22,10 @@ pub fn encode(keys: &KeyRing, lsn: Lsn, now: DateTime<Utc>) -> Option<String> {
     sealed::seal(keys, DOMAIN, &lsn.0.to_be_bytes(), now).map(|sealed| format!("{KIND}{sealed}"))
 }
 
-/// The token of the current request's point so far ([`super::scope::point`]),
+/// The token of the current request's point so far ([`super::scope::token`]),
 /// or empty: for a response field beside the header.
 pub fn of_this_request(keys: &KeyRing, now: DateTime<Utc>) -> String {
-    super::scope::point()
-        .and_then(|lsn| encode(keys, lsn, now))
-        .unwrap_or_default()
+    super::scope::token(|lsn| encode(keys, lsn, now)).unwrap_or_default()
 }
 
 /// The point `token` names, if this service issued it with a key not yet

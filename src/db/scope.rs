@@ -89,6 +89,11 @@ impl Db {
         }
     }
 
+    /// This primary's own door, unrouted, whatever this handle is.
+    pub(super) fn primary(&self) -> Db {
+        self.on_pool(self.pool.clone())
+    }
+
     /// The same settings on another pool, unrouted: a replica's own door.
     pub(super) fn on_pool(&self, pool: Pool) -> Db {
         Db {
@@ -111,9 +116,7 @@ impl Db {
     /// Watches the primary's position and the replicas' until aborted:
     /// spawn it once per server.
     pub fn monitor_replicas(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.replicas
-            .clone()
-            .monitor(self.on_pool(self.pool.clone()))
+        self.replicas.clone().monitor(self.primary())
     }
 
     /// Runs `work` in a `READ ONLY` transaction scoped by `ctx`; all its

@@ -108,7 +108,7 @@ impl Db {
     ) -> Result<Option<TransactionPoint>, DbError> {
         let token = token.to_owned();
         let placed = self
-            .on_pool(self.pool.clone())
+            .primary()
             .read(&RlsContext::anonymous(), |conn| {
                 async move {
                     let placed: PlacedToken = diesel::sql_query(

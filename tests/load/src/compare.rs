@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::dataset::Shape;
-use super::load::{self, LoadConfig, Scenario, Target};
+use super::load::{self, LoadConfig, Scenario, ScenarioReport, Target};
 use super::server::ServerUnderTest;
 
 pub struct CompareConfig {
@@ -32,6 +32,24 @@ pub struct Measured {
     pub per_second: f64,
     pub p99_ms: f64,
     pub errors: u64,
+}
+
+impl Measured {
+    /// One measurement of `build`: every scenario's requests over `duration`.
+    pub fn of(build: char, reports: &[ScenarioReport], duration: Duration) -> Self {
+        let requests: u64 = reports.iter().map(|r| r.requests).sum();
+        Self {
+            build,
+            per_second: requests as f64 / duration.as_secs_f64(),
+            p99_ms: reports.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+            errors: reports.iter().map(|r| r.errors).sum(),
+        }
+    }
+}
+
+/// The geometric mean of ratios (1 for none).
+pub fn geometric_mean(ratios: &[f64]) -> f64 {
+    (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len().max(1) as f64).exp()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -85,7 +103,7 @@ pub async fn compare(config: &CompareConfig) -> anyhow::Result<Comparison> {
         }
     }
     let ratios: Vec<f64> = rounds.iter().map(|r| r.b_to_a).collect();
-    let geometric = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len().max(1) as f64).exp();
+    let geometric = geometric_mean(&ratios);
     Ok(Comparison {
         a: config.a.clone(),
         b: config.b.clone(),
@@ -122,11 +140,5 @@ async fn measure(config: &CompareConfig, build: char) -> anyhow::Result<Measured
     )
     .await;
     running.stop().await;
-    let requests: u64 = reports.iter().map(|r| r.requests).sum();
-    Ok(Measured {
-        build,
-        per_second: requests as f64 / config.duration.as_secs_f64(),
-        p99_ms: reports.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
-        errors: reports.iter().map(|r| r.errors).sum(),
-    })
+    Ok(Measured::of(build, &reports, config.duration))
 }

@@ -25,6 +25,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
+use super::compare::{Measured, geometric_mean};
 use super::dataset::{BENCH_SERVICE_KEY, Profile};
 use super::load::{self, LoadConfig, Scenario, Target};
 use super::manifest;
@@ -195,7 +196,7 @@ pub async fn run(config: ReplicaConfig) -> anyhow::Result<ReplicaReport> {
                 ),
             };
             let (measured, metrics) =
-                measure(&config, &server, &manifest.service_secret, freshness).await?;
+                measure(arm, &config, &server, &manifest.service_secret, freshness).await?;
             println!(
                 "round {} {arm}: {:.0} checks/s, p99 {:.2} ms, {} errors",
                 round + 1,
@@ -232,9 +233,6 @@ pub async fn run(config: ReplicaConfig) -> anyhow::Result<ReplicaReport> {
         });
     }
     let ratios: Vec<f64> = rounds.iter().map(|r| r.b_to_a).collect();
-    let geometric = |ratios: &[f64]| {
-        (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len().max(1) as f64).exp()
-    };
     let c_ratios: Vec<f64> = rounds.iter().map(|r| r.c_to_a).collect();
     let seen = b_freshness
         .seen
@@ -253,8 +251,8 @@ pub async fn run(config: ReplicaConfig) -> anyhow::Result<ReplicaReport> {
         profile: config.profile,
         concurrency: config.concurrency,
         write_every_ms: config.write_every.as_millis() as u64,
-        b_to_a: geometric(&ratios),
-        c_to_a: geometric(&c_ratios),
+        b_to_a: geometric_mean(&ratios),
+        c_to_a: geometric_mean(&c_ratios),
         b_to_a_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
         b_to_a_max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         rounds,
@@ -270,15 +268,10 @@ pub async fn run(config: ReplicaConfig) -> anyhow::Result<ReplicaReport> {
     })
 }
 
-struct Measured {
-    per_second: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
 /// One server started afresh, checked under the write stream, its metrics
 /// read, stopped.
 async fn measure(
+    arm: char,
     config: &ReplicaConfig,
     server: &ServerUnderTest,
     service_secret: &str,
@@ -308,15 +301,7 @@ async fn measure(
     writes.abort();
     let metrics = scrape(&server.metrics_listen).await.unwrap_or_default();
     running.stop().await;
-    let requests: u64 = reports.iter().map(|r| r.requests).sum();
-    Ok((
-        Measured {
-            per_second: requests as f64 / config.duration.as_secs_f64(),
-            p99_ms: reports.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
-            errors: reports.iter().map(|r| r.errors).sum(),
-        },
-        metrics,
-    ))
+    Ok((Measured::of(arm, &reports, config.duration), metrics))
 }
 
 /// One credential exchange every `every`, its token the newest write's.

@@ -8,12 +8,10 @@ use std::time::Duration;
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use portcullis::consistency::Requirement;
-use portcullis::db::{Db, DbError, ReplicaHealth, ReplicaSettings, RlsContext};
+use portcullis::db::{Db, DbError, ReplicaHealth, RlsContext};
 use portcullis::proto::v1::administration_client::AdministrationClient;
 use portcullis::proto::v1::authorization_client::AuthorizationClient;
-use portcullis::proto::v1::{
-    AssignRoleRequest, CheckCapabilityResponse, DecisionReason, EndAssignmentRequest,
-};
+use portcullis::proto::v1::{AssignRoleRequest, CheckCapabilityResponse, DecisionReason};
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -21,8 +19,8 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::operations::metrics::scrape;
 use crate::support::bouncer::Bouncer;
-use crate::support::fixtures::{TenantWorld, populate};
-use crate::support::replication::{Pair, pair};
+use crate::support::fixtures::{TenantWorld, assignment_of, populate};
+use crate::support::replication::{Pair, end_through_api, pair, reading_standby, until_replica};
 use crate::support::server::TestServer;
 use crate::support::services::{bearer, create_service, token_of};
 use crate::support::{APP_ROLE, TestDb, test_pool};
@@ -65,19 +63,12 @@ async fn setup_through(pair: &Pair, bouncer_port: Option<u16>) -> Setup {
         &["admin.assignments.write", "admin.assignments.read"],
     )
     .await;
-    let db = test
-        .db()
-        .with_read_replicas(
-            &[standby.to_string()],
-            &pool,
-            ReplicaSettings {
-                default: Requirement::max_staleness(Duration::from_secs(1)),
-                wait: Duration::from_millis(30),
-                max_lag: Duration::from_secs(60),
-                poll: Duration::from_millis(10),
-            },
-        )
-        .unwrap();
+    let db = reading_standby(
+        &test,
+        &standby,
+        &pool,
+        Requirement::max_staleness(Duration::from_secs(1)),
+    );
     let server = TestServer::build(db.clone()).metrics().start().await;
     let channel = server.channel().await;
     let checker = token_of(&channel, &checker).await.access_token;
@@ -97,16 +88,7 @@ async fn setup_through(pair: &Pair, bouncer_port: Option<u16>) -> Setup {
 
 impl Setup {
     async fn wait_for(&self, health: ReplicaHealth) {
-        for _ in 0..500 {
-            if self.db.replica_status()[0].health == health {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "the standby never became {health:?}: {:?}",
-            self.db.replica_status()
-        );
+        until_replica(&self.db, health).await;
     }
 
     /// The user's check at the child node, with `headers`.
@@ -161,18 +143,7 @@ impl Setup {
 
     /// Ends `assignment` through the API; the write's token.
     pub(super) async fn end(&self, assignment: &str) -> String {
-        let answer = AdministrationClient::new(self.channel.clone())
-            .end_assignment(bearer(
-                EndAssignmentRequest {
-                    tenant_id: self.world.tenant.to_string(),
-                    assignment_id: assignment.to_owned(),
-                    end_utc: None,
-                },
-                &self.admin,
-            ))
-            .await
-            .unwrap();
-        header(answer.metadata(), TOKEN).expect("a write answers with its token")
+        end_through_api(&self.channel, &self.admin, self.world.tenant, assignment).await
     }
 
     /// Assigns the user the fixture's role at the root again; the new
@@ -201,22 +172,6 @@ impl Setup {
     pub(super) async fn first_assignment(&self) -> String {
         assignment_of(&self.test, &self.world).await.to_string()
     }
-}
-
-#[derive(diesel::QueryableByName)]
-struct AssignmentId {
-    #[diesel(sql_type = SqlUuid)]
-    assignment_id: uuid::Uuid,
-}
-
-async fn assignment_of(test: &TestDb, world: &TenantWorld) -> uuid::Uuid {
-    let mut conn = test.superuser().await;
-    diesel::sql_query("SELECT assignment_id FROM auth.org_assignments WHERE user_id = $1")
-        .bind::<SqlUuid, _>(world.user)
-        .get_result::<AssignmentId>(&mut conn)
-        .await
-        .unwrap()
-        .assignment_id
 }
 
 pub(super) fn header(metadata: &MetadataMap, name: &str) -> Option<String> {

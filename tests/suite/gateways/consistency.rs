@@ -10,15 +10,12 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient as EnvoyClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use portcullis::consistency::Requirement;
-use portcullis::db::{ReplicaHealth, ReplicaSettings};
-use portcullis::proto::v1::EndAssignmentRequest;
-use portcullis::proto::v1::administration_client::AdministrationClient;
+use portcullis::db::ReplicaHealth;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::gateways::forward_auth::catalogue;
-use crate::support::fixtures::{TenantWorld, populate};
-use crate::support::replication::pair;
+use crate::support::fixtures::{TenantWorld, assignment_of, populate};
+use crate::support::replication::{end_through_api, pair, reading_standby, until_replica};
 use crate::support::server::{TestServer, service_token, user_token};
 use crate::support::services::{bearer, create_service, token_of};
 use crate::support::{TestDb, test_pool};
@@ -39,30 +36,19 @@ async fn setup() -> Setup {
     let world = populate(&primary).await;
     catalogue(&primary, &world, "GET").await;
     let admin = create_service(&primary, Some(world.tenant), &["admin.assignments.write"]).await;
-    let db = test
-        .db()
-        .with_read_replicas(
-            &[standby.to_string()],
-            &test_pool(),
-            ReplicaSettings {
-                default: Requirement::max_staleness(Duration::from_millis(500)),
-                max_lag: Duration::from_secs(60),
-                ..ReplicaSettings::default()
-            },
-        )
-        .unwrap();
+    let db = reading_standby(
+        &test,
+        &standby,
+        &test_pool(),
+        Requirement::max_staleness(Duration::from_millis(500)),
+    );
     let server = TestServer::build(db.clone())
         .forward_auth()
         .authzen()
         .start()
         .await;
     let admin = token_of(&server.channel().await, &admin).await.access_token;
-    for _ in 0..500 {
-        if db.replica_status()[0].health == ReplicaHealth::InRotation {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_replica(&db, ReplicaHealth::InRotation).await;
     Setup {
         test,
         server,
@@ -181,37 +167,15 @@ impl Setup {
 
     /// Ends the user's assignment; the write's token.
     async fn end_assignment(&self) -> String {
-        let mut conn = self.test.superuser().await;
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::Uuid)]
-            assignment_id: Uuid,
-        }
-        use diesel_async::RunQueryDsl;
-        let id: Id =
-            diesel::sql_query("SELECT assignment_id FROM auth.org_assignments WHERE user_id = $1")
-                .bind::<diesel::sql_types::Uuid, _>(self.world.user)
-                .get_result(&mut conn)
-                .await
-                .unwrap();
-        let answer = AdministrationClient::new(self.server.channel().await)
-            .end_assignment(bearer(
-                EndAssignmentRequest {
-                    tenant_id: self.world.tenant.to_string(),
-                    assignment_id: id.assignment_id.to_string(),
-                    end_utc: None,
-                },
-                &self.admin,
-            ))
-            .await
-            .unwrap();
-        answer
-            .metadata()
-            .get(TOKEN)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned()
+        let assignment = assignment_of(&self.test, &self.world).await;
+        let channel = self.server.channel().await;
+        end_through_api(
+            &channel,
+            &self.admin,
+            self.world.tenant,
+            &assignment.to_string(),
+        )
+        .await
     }
 }
 

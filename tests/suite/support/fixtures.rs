@@ -155,3 +155,20 @@ pub fn refused(result: &Result<usize, DbError>) -> bool {
 pub async fn batch(db: &Db, ctx: &RlsContext, sql: &str) -> Result<(), DbError> {
     db.write_script(ctx, sql).await
 }
+
+#[derive(diesel::QueryableByName)]
+struct AssignmentId {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    assignment_id: Uuid,
+}
+
+/// The id of the world's user's (first) assignment, read as the superuser.
+pub async fn assignment_of(test: &crate::support::TestDb, world: &TenantWorld) -> Uuid {
+    let mut conn = test.superuser().await;
+    diesel::sql_query("SELECT assignment_id FROM auth.org_assignments WHERE user_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(world.user)
+        .get_result::<AssignmentId>(&mut conn)
+        .await
+        .unwrap()
+        .assignment_id
+}

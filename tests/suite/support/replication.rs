@@ -7,8 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use portcullis::consistency::Requirement;
+use portcullis::db::{Db, PoolSettings, ReplicaHealth, ReplicaSettings};
 use portcullis::ops::replicated::ReplicatedPair;
+use portcullis::proto::v1::EndAssignmentRequest;
+use portcullis::proto::v1::administration_client::AdministrationClient;
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
+use tonic::transport::Channel;
 use url::Url;
 
 use super::{Template, TestDb, ports::unused_port, prepare_template_at};
@@ -90,4 +95,68 @@ impl Pair {
         };
         diesel::sql_query(call).execute(&mut conn).await.unwrap();
     }
+}
+
+/// `test`'s database reading from the standby at `standby`: requests that
+/// state nothing tolerate `default`; a paused standby stays in rotation for
+/// a minute.
+pub fn reading_standby(
+    test: &TestDb,
+    standby: &Url,
+    pool: &PoolSettings,
+    default: Requirement,
+) -> Db {
+    test.db()
+        .with_read_replicas(
+            &[standby.to_string()],
+            pool,
+            ReplicaSettings {
+                default,
+                wait: Duration::from_millis(30),
+                max_lag: Duration::from_secs(60),
+                poll: Duration::from_millis(10),
+            },
+        )
+        .unwrap()
+}
+
+/// Waits until `db`'s (one) replica is `health`.
+pub async fn until_replica(db: &Db, health: ReplicaHealth) {
+    for _ in 0..500 {
+        if db.replica_status()[0].health == health {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the standby never became {health:?}: {:?}",
+        db.replica_status()
+    );
+}
+
+/// Ends `assignment` of `tenant` through the API as `admin`; the write's
+/// consistency token.
+pub async fn end_through_api(
+    channel: &Channel,
+    admin: &str,
+    tenant: uuid::Uuid,
+    assignment: &str,
+) -> String {
+    let answer = AdministrationClient::new(channel.clone())
+        .end_assignment(super::services::bearer(
+            EndAssignmentRequest {
+                tenant_id: tenant.to_string(),
+                assignment_id: assignment.to_owned(),
+                end_utc: None,
+            },
+            admin,
+        ))
+        .await
+        .unwrap();
+    let token = answer.metadata().get("x-consistency-token");
+    token
+        .expect("a write answers with its token")
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
