@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "portcullis/v1/authorization.proto",
     "portcullis/v1/service_credentials.proto",
     "portcullis/v1/administration.proto",
+    "portcullis/v1/watch.proto",
 ];
 
 /// The vendored Envoy service whose descriptors reflection serves.

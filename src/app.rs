@@ -66,6 +66,8 @@ pub struct ServerSettings {
     pub authzen_base_url: Option<String>,
     /// Who may call Envoy's `Check`, and what it tells the upstream.
     pub ext_authz: ExtAuthzSettings,
+    /// The change stream (`Watch`).
+    pub watch: crate::watch::WatchSettings,
 }
 
 impl Default for ServerSettings {
@@ -86,6 +88,7 @@ impl Default for ServerSettings {
             authzen_listen: None,
             authzen_base_url: None,
             ext_authz: ExtAuthzSettings::default(),
+            watch: crate::watch::WatchSettings::default(),
         }
     }
 }

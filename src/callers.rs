@@ -115,6 +115,8 @@ pub fn rule(operation: &str) -> Rule {
         "Administration/ListCapabilities" | "Administration/ListEndpointPolicies" => {
             caller(Some("admin.catalogue.read"), false)
         }
+        // The change stream (gRPC and its HTTP form): services only.
+        "Changes/Watch" => caller(Some("authz.watch"), false),
         // Revoking one's own token needs no permission (RFC 7009 spirit).
         "ServiceCredentials/RevokeServiceToken" => caller(None, true),
         _ => DENY_ALL,

@@ -26,3 +26,4 @@ pub mod service_accounts;
 pub mod telemetry;
 pub mod tls;
 pub mod tokens;
+pub mod watch;

@@ -153,6 +153,30 @@ pub const CATALOGUE: &[MetricDoc] = &[
         labels: &["replica"],
         help: "1 while a replica serves reads; 0 while it is down, lagging past --replica-max-lag, or promoted.",
     },
+    MetricDoc {
+        name: "portcullis_watch_streams",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Open `Watch` streams (gRPC and HTTP).",
+    },
+    MetricDoc {
+        name: "portcullis_watch_changes_total",
+        kind: MetricKind::Counter,
+        labels: &["kind"],
+        help: "Changes handed to `Watch` streams, by the kind of thing changed (`assignment`, `org_node`, ...).",
+    },
+    MetricDoc {
+        name: "portcullis_watch_lag_seconds",
+        kind: MetricKind::Histogram,
+        labels: &[],
+        help: "Time from a change's commit to its handing to a `Watch` stream's buffer.",
+    },
+    MetricDoc {
+        name: "portcullis_watch_ended_total",
+        kind: MetricKind::Counter,
+        labels: &["reason"],
+        help: "`Watch` streams ended: `consumer_gone`, `fell_behind` (a full buffer for --watch-stall), `shutting_down`, `out_of_range` (pruned under the consumer) or `error`.",
+    },
 ];
 
 /// Gives every catalogued metric its `# HELP` line.
@@ -194,6 +218,26 @@ pub fn decision(edge: &'static str, outcome: &'static str, reason: &str) {
         "reason" => reason.to_owned()
     )
     .increment(1);
+}
+
+/// A `Watch` stream opened (`1`) or ended (`-1`).
+pub fn watch_streams(delta: f64) {
+    metrics::gauge!("portcullis_watch_streams").increment(delta);
+}
+
+/// A change handed to a `Watch` stream, committed at `committed_at`.
+#[allow(clippy::disallowed_methods)] // the lag is measured against the clock
+pub fn watch_event(kind: &str, committed_at: chrono::DateTime<chrono::Utc>) {
+    metrics::counter!("portcullis_watch_changes_total", "kind" => kind.to_owned()).increment(1);
+    let lag = (chrono::Utc::now() - committed_at)
+        .to_std()
+        .unwrap_or_default();
+    metrics::histogram!("portcullis_watch_lag_seconds").record(lag.as_secs_f64());
+}
+
+/// A `Watch` stream ended, and why.
+pub fn watch_ended(reason: &'static str) {
+    metrics::counter!("portcullis_watch_ended_total", "reason" => reason).increment(1);
 }
 
 /// Read at scrape time: the pool, the hashing queue and the round trips

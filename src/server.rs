@@ -25,11 +25,13 @@ use crate::grpc::health;
 use crate::grpc::request::REQUEST_ID_HEADER;
 use crate::grpc::rpc_log::RpcLogLayer;
 use crate::grpc::service_credentials::ServiceCredentialsService;
+use crate::grpc::watch::ChangesService;
 use crate::http::edge::BadRequest;
 use crate::proto;
 use crate::proto::v1::administration_server::AdministrationServer;
 use crate::proto::v1::authentication_server::AuthenticationServer;
 use crate::proto::v1::authorization_server::AuthorizationServer;
+use crate::proto::v1::changes_server::ChangesServer;
 use crate::proto::v1::service_credentials_server::ServiceCredentialsServer;
 use crate::tls::ServerTls;
 
@@ -76,6 +78,9 @@ pub async fn serve(
     // The primary's clock and the replicas' positions, for routing reads.
     let replica_monitor = tokio::spawn(db.monitor_replicas());
     let http_consistency = ConsistencyLayer::new(tokens.clone(), db.clone(), BadRequest);
+    // The change stream: where it ends, followed for every Watch stream.
+    let changes = crate::watch::Hub::new(db.clone(), tokens.clone(), settings.watch.clone());
+    let change_follower = tokio::spawn(changes.clone().run());
 
     let metrics = match settings.metrics_listen {
         Some(addr) => {
@@ -131,6 +136,10 @@ pub async fn serve(
             Some(tokio::spawn(crate::http::serve_authzen(
                 listener,
                 Arc::new(api),
+                Arc::new(crate::http::watch::WatchEdge {
+                    hub: changes.clone(),
+                    tokens: tokens.clone(),
+                }),
                 in_flight_layer.clone(),
                 http_consistency.clone(),
                 settings.tls.as_ref().map(ServerTls::http_config),
@@ -215,6 +224,10 @@ pub async fn serve(
             gate,
             settings.ext_authz.clone(),
         )))
+        .add_service(ChangesServer::new(ChangesService::new(
+            changes.clone(),
+            tokens.clone(),
+        )))
         .add_service(ServiceCredentialsServer::new(
             ServiceCredentialsService::new(db.clone(), tokens, settings.service_token_lifetime),
         ));
@@ -234,6 +247,9 @@ pub async fn serve(
             tracing::info!(grace = ?settings.shutdown_grace, "shutting down: letting in-flight calls finish");
             watcher.abort();
             health::set_all(&reporter, ServingStatus::NotServing).await;
+            // Watch streams end now, each with its token, rather than
+            // holding the shutdown for its whole grace.
+            changes.close();
             let _ = stop_tx.send(());
             match tokio::time::timeout(settings.shutdown_grace, &mut serving).await {
                 Ok(result) => {
@@ -252,6 +268,7 @@ pub async fn serve(
     };
     watcher.abort();
     replica_monitor.abort();
+    change_follower.abort();
     revocation_sync.abort();
     if let Some(issuer) = issuer {
         issuer.abort();

@@ -115,9 +115,14 @@ pub async fn insert_user(
             entity_kind: "user",
             entity: Some(Entity::Id(id)),
             request_id,
+            // The user as the API shows it (`admin::users::User`), and
+            // whether a password was set.
             payload: json!({
                 "after": {
+                    "id": id,
+                    "tenant_id": new.tenant_id,
                     "display_name": &new.display_name,
+                    "active": true,
                     "logins": logins,
                     "password": password_hash.is_some(),
                 }

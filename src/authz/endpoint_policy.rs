@@ -7,7 +7,7 @@ use crate::db::schema::auth::endpoint_policy as ep;
 use crate::names::NodeSource;
 
 /// One entry of the catalogue.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointPolicy {
     pub id: Uuid,
     pub service_key: String,

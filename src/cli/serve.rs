@@ -127,6 +127,46 @@ pub struct ServerArgs {
     pub gateways: GatewayArgs,
     #[command(flatten)]
     pub authn: AuthnArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// The change stream (`Watch`).
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// How often Watch looks for changes other servers committed (this
+    /// server's own it sees at once).
+    #[arg(long, env = "PORTCULLIS_WATCH_POLL", default_value = "20ms")]
+    pub watch_poll: humantime::Duration,
+    /// A quiet Watch stream gets a checkpoint (a token, no change) this
+    /// often.
+    #[arg(long, env = "PORTCULLIS_WATCH_CHECKPOINT", default_value = "1s")]
+    pub watch_checkpoint: humantime::Duration,
+    /// Changes a Watch stream holds for a consumer that is not reading.
+    #[arg(long, env = "PORTCULLIS_WATCH_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub watch_buffer: u32,
+    /// How long a Watch stream's buffer may stay full: then the stream
+    /// ends with the token to resume from.
+    #[arg(long, env = "PORTCULLIS_WATCH_STALL", default_value = "10s")]
+    pub watch_stall: humantime::Duration,
+    /// How long changes stay resumable; older ones are pruned.
+    #[arg(long, env = "PORTCULLIS_WATCH_RETENTION", default_value = "7days")]
+    pub watch_retention: humantime::Duration,
+}
+
+impl WatchArgs {
+    pub fn settings(&self) -> crate::watch::WatchSettings {
+        let at_least_1ms = |d: humantime::Duration| {
+            std::time::Duration::from(d).max(std::time::Duration::from_millis(1))
+        };
+        crate::watch::WatchSettings {
+            poll: at_least_1ms(self.watch_poll),
+            checkpoint: at_least_1ms(self.watch_checkpoint),
+            buffer: self.watch_buffer as usize,
+            stall: at_least_1ms(self.watch_stall),
+            retention: self.watch_retention.into(),
+        }
+    }
 }
 
 impl ServerArgs {
@@ -155,6 +195,7 @@ impl ServerArgs {
             forward_auth: self.gateways.forward_auth(),
             gateway: self.gateways.gateway(),
             ext_authz: self.gateways.ext_authz(),
+            watch: self.watch.settings(),
         })
     }
 

@@ -20,7 +20,7 @@ pub use resolve::resolve;
 
 /// A position in the primary's write-ahead log, as PostgreSQL's `pg_lsn`
 /// (a byte offset), ordered as the log is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(pub u64);
 
 impl std::fmt::Display for Lsn {

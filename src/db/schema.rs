@@ -414,4 +414,29 @@ pub mod audit {
             request_id -> Nullable<Text>,
         }
     }
+
+    diesel::table! {
+        audit.access_changes (change_position) {
+            change_position -> BigInt,
+            audit_id -> Uuid,
+            tenant_id -> Nullable<Uuid>,
+            committed_utc -> Timestamptz,
+            capability_keys -> Nullable<Array<Text>>,
+            subtree_root_id -> Nullable<Uuid>,
+            user_ids -> Array<Uuid>,
+            effective_from -> Nullable<Timestamptz>,
+            effective_until -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        audit.access_change_horizon (singleton) {
+            singleton -> Bool,
+            pruned_through -> BigInt,
+            pruned_utc -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::joinable!(access_changes -> audit_events (audit_id));
+    diesel::allow_tables_to_appear_in_same_query!(audit_events, access_changes);
 }

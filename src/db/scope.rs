@@ -45,6 +45,9 @@ pub struct Db {
     /// Whether reads through this handle go where their request's
     /// consistency requirement allows ([`Db::for_reads`]).
     routed: bool,
+    /// Woken after every committed write through any handle of this pool,
+    /// for the change stream ([`Db::commits`]).
+    committed: Arc<tokio::sync::Notify>,
 }
 
 impl Db {
@@ -60,6 +63,7 @@ impl Db {
             transaction_limit: settings.transaction_limit(),
             replicas: Arc::new(Replicas::new(Vec::new(), ReplicaSettings::default())),
             routed: false,
+            committed: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -101,6 +105,13 @@ impl Db {
             routed: false,
             ..self.clone()
         }
+    }
+
+    /// Woken (`notify_waiters`) whenever a write through this database
+    /// handle commits: the change stream looks at once instead of at its
+    /// next poll.
+    pub fn commits(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
     }
 
     /// The requirement of requests that state none (`--default-consistency`).
@@ -195,6 +206,9 @@ impl Db {
         .await
         {
             Ok(Ok(value)) => {
+                if access == Access::ReadWrite {
+                    self.committed.notify_waiters();
+                }
                 if access == Access::ReadWrite && consistency::scope::in_request() {
                     let point = self.record_commit_point(&mut pooled);
                     if tokio::time::timeout_at(deadline, point).await.is_err() {

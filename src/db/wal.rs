@@ -14,6 +14,17 @@ fn as_number(lsn: &str) -> String {
     format!("({lsn} OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::bigint")
 }
 
+/// The primary's log insert position now, read on `conn` inside a
+/// transaction: past the commit record of every transaction its snapshot
+/// sees (a commit is in the log before it is visible).
+pub async fn insert_position(conn: &mut AsyncPgConnection) -> Result<Lsn, DbError> {
+    let sql = as_number("pg_catalog.pg_current_wal_insert_lsn()");
+    let lsn = diesel::select(diesel::dsl::sql::<BigInt>(&sql))
+        .get_result::<i64>(conn)
+        .await?;
+    Ok(Lsn(lsn as u64))
+}
+
 impl Db {
     /// Records, for the current request, where a write it just committed on
     /// `conn` ended. The insert position read after the COMMIT returned is

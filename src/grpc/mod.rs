@@ -20,3 +20,4 @@ pub mod request;
 pub mod rpc_log;
 pub mod service_credentials;
 pub mod status;
+pub mod watch;

@@ -70,6 +70,9 @@ reasons! {
     IdentityProviderUnavailable = "IDENTITY_PROVIDER_UNAVAILABLE", Unavailable, "an OpenID provider's keys could not be fetched; retry after `RetryInfo`";
     DatabaseTimeout = "DATABASE_TIMEOUT", DeadlineExceeded, "a statement ran past its timeout";
     TransactionConflict = "TRANSACTION_CONFLICT", Aborted, "a concurrent call conflicted and this one was rolled back: retry it (an idempotency key makes a create safe)";
+    WatchOutOfRange = "WATCH_OUT_OF_RANGE", OutOfRange, "a `Watch` resume token from before the stream's retention, or from a position this database never reached; `metadata.oldest_token` is the oldest resume still possible";
+    WatchConsumerBehind = "WATCH_CONSUMER_BEHIND", Aborted, "a `Watch` consumer left its buffer full for `--watch-stall`: the stream ended; resume from `metadata.resume_token`";
+    ServerShuttingDown = "SERVER_SHUTTING_DOWN", Unavailable, "the server is shutting down: a `Watch` stream ended; resume from `metadata.resume_token` on another server";
     Internal = "INTERNAL", Internal, "a fault of ours: logged, never described";
     Cancelled = "CANCELLED", Cancelled, "given by the transport: the client cancelled the call";
     Unknown = "UNKNOWN", Unknown, "given by the transport to an error of unknown origin";

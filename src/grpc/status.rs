@@ -12,6 +12,7 @@ use crate::authn::{AuthnError, IdTokenError, PasswordError};
 use crate::authz::AuthzError;
 use crate::db::DbError;
 use crate::service_accounts::ServiceError;
+use crate::watch::WatchError;
 
 /// `RESOURCE_EXHAUSTED` with a retry hint, in the message and in the
 /// `retry-after` trailer (seconds).
@@ -226,6 +227,45 @@ impl From<AdminError> for Status {
             }
             AdminError::Db(db) => db.into(),
         }
+    }
+}
+
+/// The trailer that repeats where to resume a `Watch` stream that ended.
+pub const WATCH_RESUME_TOKEN: &str = "x-watch-resume-token";
+
+impl From<WatchError> for Status {
+    fn from(error: WatchError) -> Self {
+        let resume = error.resume_token().map(str::to_owned);
+        let message = error.to_string();
+        let mut status = match error {
+            WatchError::Db(db) => return db.into(),
+            WatchError::BadToken | WatchError::BadKind(..) => {
+                detailed(message, Reason::InvalidArgument, &[], None)
+            }
+            WatchError::TenantNotFound => detailed(message, Reason::NotFound, &[], None),
+            WatchError::OutOfRange { oldest, .. } => detailed(
+                message,
+                Reason::WatchOutOfRange,
+                &[("oldest_token", &oldest)],
+                None,
+            ),
+            WatchError::FellBehind { resume, .. } => detailed(
+                message,
+                Reason::WatchConsumerBehind,
+                &[("resume_token", &resume)],
+                None,
+            ),
+            WatchError::ShuttingDown { resume } => detailed(
+                message,
+                Reason::ServerShuttingDown,
+                &[("resume_token", &resume)],
+                None,
+            ),
+        };
+        if let Some(Ok(token)) = resume.as_deref().map(str::parse) {
+            status.metadata_mut().insert(WATCH_RESUME_TOKEN, token);
+        }
+        status
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod authzen;
 pub mod edge;
 pub mod forward_auth;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -34,15 +35,22 @@ pub async fn serve(
     serve_routes(listener, routes, tls).await;
 }
 
-/// Serves the AuthZEN API on `listener` until the task is aborted.
+/// Serves the AuthZEN API, and the change stream's HTTP form
+/// (`/v1/watch`), on `listener` until the task is aborted.
 pub async fn serve_authzen(
     listener: tokio::net::TcpListener,
     api: Arc<authzen::AuthZen>,
+    changes: Arc<watch::WatchEdge>,
     in_flight: tower_http::metrics::InFlightRequestsLayer,
     consistency: ConsistencyLayer<edge::BadRequest>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    let routes = edge::layered(authzen::routes(api), authzen::EDGE, in_flight, consistency);
+    let routes = edge::layered(
+        authzen::routes(api).merge(watch::routes(changes)),
+        authzen::EDGE,
+        in_flight,
+        consistency,
+    );
     serve_routes(listener, routes, tls).await;
 }
 

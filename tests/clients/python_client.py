@@ -1,19 +1,25 @@
 """A Python client of Portcullis, its code generated from proto/ with
 grpcio-tools (see the README's "Clients in other languages"), run by
 .ci/run against `portcullis dev`: exchange the demo service's secret, check
-an allowed and a denied request, list, and read an error's details.
+an allowed and a denied request, list, read an error's details, and follow
+the change stream across a disconnect (`change_follower.py`).
 
     python3 -m grpc_tools.protoc -I proto --python_out=gen --grpc_python_out=gen proto/portcullis/v1/*.proto
     PYTHONPATH=gen python3 tests/clients/python_client.py 127.0.0.1:50051 <demo secret>
 """
 
+import os
 import sys
+import tempfile
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from change_follower import ChangeFollower, invalidation
 from portcullis.v1 import (
+    administration_pb2,
+    administration_pb2_grpc,
     authorization_pb2,
     authorization_pb2_grpc,
     common_pb2,
@@ -76,10 +82,43 @@ def main(addr, secret):
         info = found["ErrorInfo"]
         assert (info.reason, info.domain) == ("INVALID_ARGUMENT", "portcullis.dev"), info
 
+    followed = follow_changes(channel, bearer)
+
     print(
         "the Python client works: exchanged the demo secret, alice allowed, bob denied "
-        f"(NO_MATCHING_ASSIGNMENT), bob sees {len(labels)} nodes, BadRequest names {violations[0]}"
+        f"(NO_MATCHING_ASSIGNMENT), bob sees {len(labels)} nodes, BadRequest names {violations[0]}, "
+        f"followed {followed} across a disconnect"
     )
+
+
+def follow_changes(channel, bearer):
+    """Follows the stream, makes a change, stops; makes another while away;
+    resumes from the persisted token and sees it, and nothing twice."""
+    admin = administration_pb2_grpc.AdministrationStub(channel)
+    token_file = os.path.join(tempfile.mkdtemp(), "watch.token")
+    follower = ChangeFollower(channel, bearer, token_file, kinds=["org_node"])
+    seen = []
+
+    def create(label):
+        return admin.CreateOrgNode(
+            administration_pb2.CreateOrgNodeRequest(
+                tenant_id=TENANT, parent_org_node_id=PARIS, node_type="team", label=label
+            ),
+            metadata=bearer,
+        ).org_node_id
+
+    # Start from now: persist the first token (a checkpoint) before writing.
+    stream = follower.open()
+    follower.persist(next(iter(stream)).token)
+    stream.cancel()
+    first = create("Watched from Python")
+    follower.follow(seen.append, until=lambda: len(seen) == 1)
+    second = create("Made while the consumer was away")
+    follower.follow(seen.append, until=lambda: len(seen) == 2)
+    assert [c.entity_id for c in seen] == [first, second], seen
+    capabilities, subtree, users = invalidation(seen[0])
+    assert capabilities is None and subtree == first, (capabilities, subtree)
+    return f"{len(seen)} changes"
 
 
 if __name__ == "__main__":

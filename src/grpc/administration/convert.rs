@@ -41,7 +41,7 @@ where
     parse_id(field, value).map(Some)
 }
 
-pub(super) fn node(node: org::OrgNode) -> pb::OrgNode {
+pub(in crate::grpc) fn node(node: org::OrgNode) -> pb::OrgNode {
     pb::OrgNode {
         active: node.active,
         org_node_id: node.id.to_string(),
@@ -61,7 +61,7 @@ pub(super) fn capability_keys(keys: &[String]) -> Result<Vec<CapabilityKey>, Sta
         .collect()
 }
 
-pub(super) fn role(role: roles::Role) -> pb::Role {
+pub(in crate::grpc) fn role(role: roles::Role) -> pb::Role {
     pb::Role {
         role_id: role.id.to_string(),
         tenant_id: role.tenant_id.to_string(),
@@ -71,7 +71,7 @@ pub(super) fn role(role: roles::Role) -> pb::Role {
     }
 }
 
-pub(super) fn assignment(assignment: assignments::Assignment) -> pb::Assignment {
+pub(in crate::grpc) fn assignment(assignment: assignments::Assignment) -> pb::Assignment {
     pb::Assignment {
         assignment_id: assignment.id.to_string(),
         tenant_id: assignment.tenant_id.to_string(),
@@ -105,7 +105,7 @@ pub(super) fn time(
         .transpose()
 }
 
-pub(super) fn tenant(tenant: global::Tenant) -> pb::Tenant {
+pub(in crate::grpc) fn tenant(tenant: global::Tenant) -> pb::Tenant {
     pb::Tenant {
         tenant_id: tenant.id.to_string(),
         active: tenant.status == "active",
@@ -115,7 +115,7 @@ pub(super) fn tenant(tenant: global::Tenant) -> pb::Tenant {
     }
 }
 
-pub(super) fn capability(capability: global::Capability) -> pb::CapabilityDefinition {
+pub(in crate::grpc) fn capability(capability: global::Capability) -> pb::CapabilityDefinition {
     pb::CapabilityDefinition {
         capability_id: capability.id.to_string(),
         key: capability.key,
@@ -123,7 +123,7 @@ pub(super) fn capability(capability: global::Capability) -> pb::CapabilityDefini
     }
 }
 
-pub(super) fn user(user: users::User) -> pb::User {
+pub(in crate::grpc) fn user(user: users::User) -> pb::User {
     pb::User {
         user_id: user.id.to_string(),
         tenant_id: user.tenant_id.to_string(),
@@ -148,7 +148,7 @@ pub(super) fn audit_event(event: audit_trail::Event) -> pb::AuditEvent {
     }
 }
 
-pub(super) fn grant(grant: grants::VisibilityGrant) -> pb::VisibilityGrant {
+pub(in crate::grpc) fn grant(grant: grants::VisibilityGrant) -> pb::VisibilityGrant {
     let scope = match grant.scope.as_str() {
         "analyze" => pb::VisibilityScope::Analyze,
         _ => pb::VisibilityScope::Read,

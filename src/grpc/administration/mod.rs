@@ -2,7 +2,7 @@
 //! domain.
 
 mod activity;
-mod convert;
+pub(super) mod convert;
 mod global_admin;
 mod parse;
 mod people;

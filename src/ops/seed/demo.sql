@@ -102,7 +102,8 @@ INSERT INTO auth.service_permissions (svc_id, perm_key) VALUES
     ('d0000000-0000-4000-8007-000000000001', 'admin.assignments.read'),
     ('d0000000-0000-4000-8007-000000000001', 'admin.assignments.write'),
     ('d0000000-0000-4000-8007-000000000001', 'admin.invitations.read'),
-    ('d0000000-0000-4000-8007-000000000001', 'admin.invitations.write')
+    ('d0000000-0000-4000-8007-000000000001', 'admin.invitations.write'),
+    ('d0000000-0000-4000-8007-000000000001', 'authz.watch')
 ON CONFLICT DO NOTHING;
 
 -- The endpoint catalogue: payment_flow's ledger entries need

@@ -84,7 +84,9 @@ Exchange the demo service's secret for a token, then use it:
   # what bob may see, and why
   grpcurl -plaintext {bearer} -d '{{{bob},"page_size":10}}' {addr} portcullis.v1.Authorization/ListVisibleOrgNodes
   grpcurl -plaintext {bearer} -d "{{\"token\":\"$TOKEN\"}}" {addr} portcullis.v1.Authentication/VerifyToken
-  grpcurl -plaintext -d '{{}}' {addr} portcullis.v1.Authentication/GetSigningKeys"#
+  grpcurl -plaintext -d '{{}}' {addr} portcullis.v1.Authentication/GetSigningKeys
+  # follow every change to who may do what (a checkpoint each second; Ctrl-C stops)
+  grpcurl -plaintext {bearer} -d '{{}}' {addr} portcullis.v1.Changes/Watch"#
     )
 }
 

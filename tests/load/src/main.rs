@@ -23,6 +23,7 @@ mod seed;
 mod server;
 mod soak;
 mod target;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -147,6 +148,9 @@ enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// The change stream: delivery lag from commit to a consumer, and the
+    /// server's memory under a consumer that stopped reading.
+    Watch(watch::WatchArgs),
 }
 
 /// A superuser of the cluster, to provision and to measure without
@@ -441,6 +445,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&comparison)?);
             Ok(())
         }
+        Command::Watch(args) => watch::run(args).await,
         Command::Replica {
             profile,
             rounds,

@@ -10,3 +10,4 @@ mod consistency_tokens;
 mod federated_login;
 mod rich_errors;
 mod service_credentials;
+mod watch;

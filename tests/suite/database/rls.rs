@@ -143,6 +143,11 @@ const DECISION_TRUST_TABLES: &[&str] = &[
     "auth.sql_assertion_keys",
 ];
 
+/// The change stream's positions and its pruning horizon: written by the
+/// owner's trigger at COMMIT, read in a server's `watch` context alone
+/// (fenced there by tenant), pruned in its `watch_retention` context.
+const CHANGE_STREAM_TABLES: &[&str] = &["audit.access_changes", "audit.access_change_horizon"];
+
 fn owner_value(world: &TenantWorld, fence: FencedBy) -> Uuid {
     match fence {
         FencedBy::Tenant => world.tenant,
@@ -186,6 +191,7 @@ async fn the_test_covers_every_table_of_auth_and_audit() {
             + ANONYMOUS_TABLES.len()
             + MIGRATION_TRACKING_TABLES.len()
             + DECISION_TRUST_TABLES.len()
+            + CHANGE_STREAM_TABLES.len()
     );
 }
 
@@ -213,6 +219,7 @@ async fn every_table_in_auth_and_audit_has_rls_enabled_and_forced() {
             + ANONYMOUS_TABLES.len()
             + MIGRATION_TRACKING_TABLES.len()
             + DECISION_TRUST_TABLES.len()
+            + CHANGE_STREAM_TABLES.len()
     );
     assert_eq!(unforced, 0);
 }
@@ -222,12 +229,13 @@ async fn every_policy_reads_the_context_through_a_scalar_subquery() {
     let test = TestDb::new().await;
     let db = test.db();
     let ctx = RlsContext::anonymous();
-    // Two kinds read no request context, and apply to the schema's owner
-    // alone (checked below): the tracking table's, and the read access the
-    // SQL decision functions (SECURITY DEFINER, run as the owner) need.
+    // Three kinds read no request context, and apply to the schema's owner
+    // alone (checked below): the tracking table's, the read access the SQL
+    // decision functions (SECURITY DEFINER, run as the owner) need, and the
+    // change stream's positions, written by the owner's trigger at COMMIT.
     let policies = "pg_policies WHERE schemaname IN ('auth', 'audit') \
                     AND tablename <> 'schema_migrations' \
-                    AND policyname <> 'decision_functions_read'";
+                    AND policyname NOT IN ('decision_functions_read', 'positioned_at_commit')";
     let text = "(coalesce(qual, '') || coalesce(with_check, ''))";
     assert!(count(&db, &ctx, policies).await.unwrap() >= 18);
     let not_reading_context = count(
@@ -248,15 +256,17 @@ async fn every_policy_reads_the_context_through_a_scalar_subquery() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_decision_functions_read_policies_admit_the_schema_owner_alone() {
+async fn the_owner_only_policies_admit_the_schema_owner_alone() {
     let test = TestDb::new().await;
     let db = test.db();
     let ctx = RlsContext::anonymous();
     let for_others = count(
         &db,
         &ctx,
-        "pg_policies WHERE policyname = 'decision_functions_read' \
-         AND (cmd <> 'SELECT' OR roles <> ARRAY[(SELECT nspowner::regrole::name \
+        "pg_policies WHERE (policyname = 'decision_functions_read' AND cmd <> 'SELECT' \
+              OR policyname = 'positioned_at_commit' AND cmd <> 'INSERT' \
+              OR policyname IN ('decision_functions_read', 'positioned_at_commit') \
+                 AND roles <> ARRAY[(SELECT nspowner::regrole::name \
               FROM pg_namespace WHERE nspname = 'auth')])",
     )
     .await
@@ -750,4 +760,38 @@ async fn an_address_context_sees_only_its_own_throttles() {
         .unwrap(),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_change_stream_is_read_in_the_watch_context_alone_and_fenced_by_tenant() {
+    let (test, a, b) = two_tenants().await;
+    let db = test.db();
+    for world in [&a, &b] {
+        let sql = format!(
+            "INSERT INTO audit.audit_events \
+               (tenant_id, actor_kind_code, action_key, entity_kind_code, entity_id) \
+             VALUES ('{}', 'system', 'org.node_renamed', 'org_node', '{}')",
+            world.tenant, world.child
+        );
+        execute(&db, &world.context(), &sql).await.unwrap();
+    }
+    let changes = "audit.access_changes";
+    assert_eq!(
+        count(&db, &a.context(), changes).await.unwrap(),
+        0,
+        "a tenant's own requests read no positions"
+    );
+    let watching_a = RlsContext::purpose("watch").with_tenant(a.tenant);
+    assert_eq!(count(&db, &watching_a, changes).await.unwrap(), 1);
+    assert_eq!(
+        count(&db, &RlsContext::purpose("watch"), changes)
+            .await
+            .unwrap(),
+        2
+    );
+    // Only the owner's trigger writes positions.
+    let forged = "INSERT INTO audit.access_changes (change_position, audit_id, committed_utc) \
+                  SELECT 1000000, audit_id, now() FROM audit.audit_events LIMIT 1";
+    assert!(refused(&execute(&db, &watching_a, forged).await));
+    assert!(refused(&execute(&db, &a.context(), forged).await));
 }

@@ -69,6 +69,11 @@ async fn a_running_server_exports_the_catalogue_and_nothing_else() {
         "portcullis_replica_wait_seconds",
         "portcullis_replica_staleness_seconds",
         "portcullis_replica_in_rotation",
+        // Only once a Watch stream has opened (api::watch).
+        "portcullis_watch_streams",
+        "portcullis_watch_changes_total",
+        "portcullis_watch_lag_seconds",
+        "portcullis_watch_ended_total",
     ];
     let unseen: Vec<_> = catalogued
         .iter()
