@@ -29,10 +29,11 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
-/// An audit row as stored: the seed's columns and the product's.
+/// An audit row as stored: the seed's columns and the product's (read by
+/// the change stream too).
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = audit_events)]
-struct EventRow {
+pub(crate) struct EventRow {
     audit_id: Uuid,
     occurred_utc: DateTime<Utc>,
     tenant_id: Option<Uuid>,

@@ -78,7 +78,7 @@ fn change_message(change: Change) -> pb::Change {
         event_id: change.event_id.to_string(),
         committed_at: Some(timestamp(change.committed_at)),
         tenant_id: text(change.tenant_id),
-        entity_id: text(change.entity_id),
+        entity_id: change.entity_id.clone().unwrap_or_default(),
         actor_id: text(change.actor_id),
         request_id: change.request_id.clone().unwrap_or_default(),
         before: row(change.before.clone()),

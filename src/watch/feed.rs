@@ -10,6 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::{Change, Effect, Kind};
+use crate::admin::audit_trail::{Event, EventRow};
 use crate::consistency::Lsn;
 use crate::db::schema::audit::{access_change_horizon, access_changes, audit_events};
 use crate::db::{Db, DbError, RlsContext, insert_position};
@@ -61,41 +62,26 @@ struct PositionRow {
     effective_until: Option<DateTime<Utc>>,
 }
 
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = audit_events)]
-struct AuditRow {
-    audit_id: Uuid,
-    tenant_id: Option<Uuid>,
-    actor_kind_code: String,
-    actor_user_id: Option<Uuid>,
-    actor_svc_id: Option<Uuid>,
-    action_key: String,
-    entity_kind_code: String,
-    entity_id: Option<Uuid>,
-    request_id: Option<String>,
-    payload_json: serde_json::Value,
-}
-
-fn change(position: PositionRow, audit: AuditRow) -> Change {
+fn change(position: PositionRow, audit: Event) -> Change {
     let value = |side: &str| {
         audit
-            .payload_json
+            .payload
             .get(side)
             .filter(|value| !value.is_null())
             .cloned()
     };
     Change {
         position: position.change_position as u64,
-        event_id: audit.audit_id,
+        event_id: audit.id,
         committed_at: position.committed_utc,
         tenant_id: audit.tenant_id,
         before: value("before"),
         after: value("after"),
-        kind: audit.entity_kind_code,
-        action: audit.action_key,
+        kind: audit.entity_kind,
+        action: audit.action,
         entity_id: audit.entity_id,
-        actor_kind: audit.actor_kind_code,
-        actor_id: audit.actor_user_id.or(audit.actor_svc_id),
+        actor_kind: audit.actor_kind,
+        actor_id: audit.actor_id,
         request_id: audit.request_id,
         effect: Effect {
             capabilities: position.capability_keys,
@@ -135,15 +121,18 @@ pub(super) async fn read(
                 .filter(access_changes::change_position.le(up_to as i64))
                 .order(access_changes::change_position.asc())
                 .limit(limit as i64)
-                .select((PositionRow::as_select(), AuditRow::as_select()))
+                .select((PositionRow::as_select(), EventRow::as_select()))
                 .into_boxed();
             if !kinds.is_empty() {
                 query = query.filter(audit_events::entity_kind_code.eq_any(kinds));
             }
-            let rows: Vec<(PositionRow, AuditRow)> = query.load(conn).await?;
+            let rows: Vec<(PositionRow, EventRow)> = query.load(conn).await?;
             let lsn = insert_position(conn).await?;
             Ok(Batch {
-                changes: rows.into_iter().map(|(p, a)| change(p, a)).collect(),
+                changes: rows
+                    .into_iter()
+                    .map(|(position, audit)| change(position, audit.into()))
+                    .collect(),
                 lsn,
                 pruned_through,
             })

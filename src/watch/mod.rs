@@ -74,7 +74,8 @@ pub struct Change {
     pub kind: String,
     /// The audit action, e.g. `org.node_moved`.
     pub action: String,
-    pub entity_id: Option<Uuid>,
+    /// The thing's id.
+    pub entity_id: Option<String>,
     pub actor_kind: String,
     pub actor_id: Option<Uuid>,
     pub request_id: Option<String>,

@@ -246,10 +246,15 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
         let request_id = format!("writer-{writer}-{step}");
         let any_node = |rng: &mut StdRng, nodes: &[Uuid]| nodes[rng.gen_range(0..nodes.len())];
         let sent = Instant::now();
-        let op = if nodes.len() < 3 {
+        let op = match if nodes.len() < 3 {
             0
         } else {
             rng.gen_range(0..9)
+        } {
+            // Nothing to end or revoke yet: a rename instead.
+            6 if assignments.is_empty() => 1,
+            8 if grants.is_empty() => 1,
+            op => op,
         };
         let ok = match op {
             0 => {
@@ -332,7 +337,7 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                 .await
                 .map(|a| assignments.push(a.into_inner().assignment_id))
                 .is_ok(),
-            6 if !assignments.is_empty() => admin
+            6 => admin
                 .end_assignment(signed(
                     EndAssignmentRequest {
                         tenant_id: tenant.clone(),
@@ -359,23 +364,11 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                 .await
                 .map(|g| grants.push(g.into_inner().grant_id))
                 .is_ok(),
-            _ if !grants.is_empty() => admin
+            _ => admin
                 .revoke_visibility(signed(
                     RevokeVisibilityRequest {
                         tenant_id: tenant.clone(),
                         grant_id: grants.swap_remove(rng.gen_range(0..grants.len())),
-                    },
-                    &token,
-                    &request_id,
-                ))
-                .await
-                .is_ok(),
-            _ => admin
-                .rename_org_node(signed(
-                    RenameOrgNodeRequest {
-                        tenant_id: tenant.clone(),
-                        org_node_id: any_node(&mut rng, &nodes).to_string(),
-                        label: format!("w{writer} r{step}"),
                     },
                     &token,
                     &request_id,

@@ -11,6 +11,18 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A server with the AuthZEN listener, and its `/v1/watch` URL.
+async fn setup_http() -> (super::Setup, String) {
+    let s = setup_with(|settings| {
+        let port = crate::support::ports::unused_port();
+        settings.authzen_listen = Some(([127, 0, 0, 1], port).into());
+        settings.authzen_base_url = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await;
+    let url = format!("{}/v1/watch", s.server.authzen.clone().unwrap());
+    (s, url)
+}
+
 /// Reads the body until `until` appears in it; returns what was read.
 async fn read_until(response: &mut reqwest::Response, until: &str) -> String {
     let mut text = String::new();
@@ -27,13 +39,7 @@ async fn read_until(response: &mut reqwest::Response, until: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stream_reads_as_server_sent_events_and_resumes_by_last_event_id() {
-    let s = setup_with(|settings| {
-        let port = crate::support::ports::unused_port();
-        settings.authzen_listen = Some(([127, 0, 0, 1], port).into());
-        settings.authzen_base_url = Some(format!("http://127.0.0.1:{port}"));
-    })
-    .await;
-    let url = format!("{}/v1/watch", s.server.authzen.clone().unwrap());
+    let (s, url) = setup_http().await;
     let client = client();
     let mut response = client.get(&url).bearer_auth(&s.token).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -74,13 +80,7 @@ async fn the_stream_reads_as_server_sent_events_and_resumes_by_last_event_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_http_form_refuses_as_the_grpc_one_does() {
-    let s = setup_with(|settings| {
-        let port = crate::support::ports::unused_port();
-        settings.authzen_listen = Some(([127, 0, 0, 1], port).into());
-        settings.authzen_base_url = Some(format!("http://127.0.0.1:{port}"));
-    })
-    .await;
-    let url = format!("{}/v1/watch", s.server.authzen.clone().unwrap());
+    let (s, url) = setup_http().await;
     let client = client();
     let anonymous = client.get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);

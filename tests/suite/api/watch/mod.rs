@@ -138,6 +138,17 @@ impl Setup {
         node.org_node_id.parse().unwrap()
     }
 
+    /// Assigns the world's role to its user at its child node.
+    pub fn assignment_at_child(&self) -> AssignRoleRequest {
+        AssignRoleRequest {
+            tenant_id: self.world.tenant.to_string(),
+            user_id: self.world.user.to_string(),
+            role_id: self.world.role.to_string(),
+            org_node_id: self.world.child.to_string(),
+            ..AssignRoleRequest::default()
+        }
+    }
+
     pub async fn rename(&self, node: Uuid, label: &str) {
         self.admin()
             .rename_org_node(bearer(
@@ -157,16 +168,7 @@ impl Setup {
 async fn an_assignment_streams_with_its_actor_request_rows_and_effect() {
     let s = setup().await;
     let mut follower = s.follow(WatchRequest::default()).await;
-    let mut request = bearer(
-        AssignRoleRequest {
-            tenant_id: s.world.tenant.to_string(),
-            user_id: s.world.user.to_string(),
-            role_id: s.world.role.to_string(),
-            org_node_id: s.world.child.to_string(),
-            ..AssignRoleRequest::default()
-        },
-        &s.token,
-    );
+    let mut request = bearer(s.assignment_at_child(), &s.token);
     request
         .metadata_mut()
         .insert("x-request-id", "watch-assign-1".parse().unwrap());
@@ -354,16 +356,7 @@ async fn the_kinds_filter_passes_only_those_kinds_and_an_unknown_kind_is_named()
     s.create_node("Not an assignment").await;
     let assigned = s
         .admin()
-        .assign_role(bearer(
-            AssignRoleRequest {
-                tenant_id: s.world.tenant.to_string(),
-                user_id: s.world.user.to_string(),
-                role_id: s.world.role.to_string(),
-                org_node_id: s.world.child.to_string(),
-                ..AssignRoleRequest::default()
-            },
-            &s.token,
-        ))
+        .assign_role(bearer(s.assignment_at_child(), &s.token))
         .await
         .unwrap()
         .into_inner();
