@@ -24,4 +24,4 @@ pub use pool::{PoolSettings, PoolStatus};
 pub use replicas::{ReplicaHealth, ReplicaSettings, ReplicaStatus};
 pub use scope::{Db, Work, authenticated_service};
 pub use statement::InContext;
-pub use wal::{TransactionPoint, insert_position};
+pub use wal::{TransactionPoint, insert_position_sql};

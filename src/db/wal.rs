@@ -14,15 +14,11 @@ fn as_number(lsn: &str) -> String {
     format!("({lsn} OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::bigint")
 }
 
-/// The primary's log insert position now, read on `conn` inside a
-/// transaction: past the commit record of every transaction its snapshot
-/// sees (a commit is in the log before it is visible).
-pub async fn insert_position(conn: &mut AsyncPgConnection) -> Result<Lsn, DbError> {
-    let sql = as_number("pg_catalog.pg_current_wal_insert_lsn()");
-    let lsn = diesel::select(diesel::dsl::sql::<BigInt>(&sql))
-        .get_result::<i64>(conn)
-        .await?;
-    Ok(Lsn(lsn as u64))
+/// The primary's log insert position now, as a number, for a statement
+/// of a transaction: past the commit record of every transaction its
+/// snapshot sees (a commit is in the log before it is visible).
+pub fn insert_position_sql() -> String {
+    as_number("pg_catalog.pg_current_wal_insert_lsn()")
 }
 
 impl Db {
@@ -31,7 +27,7 @@ impl Db {
     /// past the commit record (the position read inside the transaction is
     /// before it). It reads no table. A failure loses only the token.
     pub(super) async fn record_commit_point(&self, conn: &mut AsyncPgConnection) {
-        let sql = as_number("pg_catalog.pg_current_wal_insert_lsn()");
+        let sql = insert_position_sql();
         match diesel::select(diesel::dsl::sql::<BigInt>(&sql))
             .get_result::<i64>(conn)
             .await

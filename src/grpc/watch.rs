@@ -69,36 +69,46 @@ fn response(item: Item) -> pb::WatchResponse {
 }
 
 fn change_message(change: Change) -> pb::Change {
+    let Change {
+        position,
+        event_id,
+        committed_at,
+        tenant_id,
+        kind,
+        action,
+        entity_id,
+        actor_kind,
+        actor_id,
+        request_id,
+        before,
+        after,
+        effect,
+    } = change;
     let text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
     let row = |value: Option<serde_json::Value>| {
-        value.and_then(|value| changed_row(&change.kind, value, change.event_id))
+        value.and_then(|value| changed_row(&kind, value, event_id))
     };
     pb::Change {
-        position: change.position,
-        event_id: change.event_id.to_string(),
-        committed_at: Some(timestamp(change.committed_at)),
-        tenant_id: text(change.tenant_id),
-        entity_id: change.entity_id.clone().unwrap_or_default(),
-        actor_id: text(change.actor_id),
-        request_id: change.request_id.clone().unwrap_or_default(),
-        before: row(change.before.clone()),
-        after: row(change.after.clone()),
+        position,
+        event_id: event_id.to_string(),
+        committed_at: Some(timestamp(committed_at)),
+        tenant_id: text(tenant_id),
+        entity_id: entity_id.unwrap_or_default(),
+        actor_id: text(actor_id),
+        request_id: request_id.unwrap_or_default(),
+        before: row(before),
+        after: row(after),
         effect: Some(pb::AccessEffect {
-            all_capabilities: change.effect.capabilities.is_none(),
-            capabilities: change.effect.capabilities.clone().unwrap_or_default(),
-            subtree_root_id: text(change.effect.subtree_root_id),
-            user_ids: change
-                .effect
-                .user_ids
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            effective_from: change.effect.effective_from.map(timestamp),
-            effective_until: change.effect.effective_until.map(timestamp),
+            all_capabilities: effect.capabilities.is_none(),
+            capabilities: effect.capabilities.unwrap_or_default(),
+            subtree_root_id: text(effect.subtree_root_id),
+            user_ids: effect.user_ids.iter().map(ToString::to_string).collect(),
+            effective_from: effect.effective_from.map(timestamp),
+            effective_until: effect.effective_until.map(timestamp),
         }),
-        kind: change.kind,
-        action: change.action,
-        actor_kind: change.actor_kind,
+        kind,
+        action,
+        actor_kind,
     }
 }
 

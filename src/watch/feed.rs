@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::{Change, Effect, Kind};
 use crate::admin::audit_trail::{Event, EventRow};
 use crate::consistency::Lsn;
-use crate::db::schema::audit::{access_change_horizon, access_changes, audit_events};
-use crate::db::{Db, DbError, RlsContext, insert_position};
+use crate::db::schema::audit::{access_changes, audit_events};
+use crate::db::{Db, DbError, RlsContext, insert_position_sql};
 
 /// Where the stream ends, as one server last saw it: the last position,
 /// and a log point past the commit of every change up to it.
@@ -31,13 +31,30 @@ pub(super) struct Batch {
     pub pruned_through: u64,
 }
 
-/// The bounds of the stream a resume is checked against.
-pub(super) struct Bounds {
+/// Where the stream stands, in one statement of a transaction: the bounds
+/// a resume is checked against, where it ends, and a log point past the
+/// commit of everything the transaction sees.
+pub(super) struct Marks {
+    /// Every position at or below it may have been pruned.
     pub pruned_through: u64,
     /// The last position ever handed out (a token beyond it is not from
     /// this database, or from a primary that failed over without it).
     pub last_issued: u64,
+    /// The last position the transaction's context may see.
+    pub last_visible: u64,
     pub lsn: Lsn,
+}
+
+#[derive(QueryableByName)]
+struct MarksRow {
+    #[diesel(sql_type = BigInt)]
+    pruned_through: i64,
+    #[diesel(sql_type = BigInt)]
+    last_issued: i64,
+    #[diesel(sql_type = BigInt)]
+    last_visible: i64,
+    #[diesel(sql_type = BigInt)]
+    lsn: i64,
 }
 
 /// The `watch` context: a tenant's view, or every tenant's.
@@ -93,12 +110,26 @@ fn change(position: PositionRow, audit: Event) -> Change {
     }
 }
 
-async fn pruned_through(conn: &mut AsyncPgConnection) -> Result<u64, DbError> {
-    let through: i64 = access_change_horizon::table
-        .select(access_change_horizon::pruned_through)
-        .first(conn)
-        .await?;
-    Ok(through as u64)
+/// The stream's marks, read on `conn` after whatever the transaction read
+/// before (the log point is then past all of it).
+async fn marks_on(conn: &mut AsyncPgConnection) -> Result<Marks, DbError> {
+    let row: MarksRow = diesel::sql_query(format!(
+        "SELECT (SELECT pruned_through FROM audit.access_change_horizon) AS pruned_through, \
+                (SELECT CASE WHEN is_called THEN last_value ELSE 0 END \
+                   FROM audit.access_change_positions) AS last_issued, \
+                coalesce((SELECT max(change_position) FROM audit.access_changes), 0) \
+                    AS last_visible, \
+                {} AS lsn",
+        insert_position_sql()
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(Marks {
+        pruned_through: row.pruned_through as u64,
+        last_issued: row.last_issued as u64,
+        last_visible: row.last_visible as u64,
+        lsn: Lsn(row.lsn as u64),
+    })
 }
 
 /// Up to `limit` changes with positions in `(after, up_to]`, of `kinds`
@@ -114,7 +145,6 @@ pub(super) async fn read(
     let kinds: Vec<&'static str> = kinds.iter().map(|kind| kind.as_str()).collect();
     db.read(ctx, |conn| {
         async move {
-            let pruned_through = pruned_through(conn).await?;
             let mut query = access_changes::table
                 .inner_join(audit_events::table)
                 .filter(access_changes::change_position.gt(after as i64))
@@ -127,62 +157,36 @@ pub(super) async fn read(
                 query = query.filter(audit_events::entity_kind_code.eq_any(kinds));
             }
             let rows: Vec<(PositionRow, EventRow)> = query.load(conn).await?;
-            let lsn = insert_position(conn).await?;
+            let marks = marks_on(conn).await?;
             Ok(Batch {
                 changes: rows
                     .into_iter()
                     .map(|(position, audit)| change(position, audit.into()))
                     .collect(),
-                lsn,
-                pruned_through,
+                lsn: marks.lsn,
+                pruned_through: marks.pruned_through,
             })
         }
         .scope_boxed()
+    })
+    .await
+}
+
+/// The stream's marks as `ctx` sees them.
+pub(super) async fn marks(db: &Db, ctx: &RlsContext) -> Result<Marks, DbError> {
+    db.read(ctx, |conn| {
+        async move { marks_on(conn).await }.scope_boxed()
     })
     .await
 }
 
 /// Where the stream ends now, over every tenant.
 pub(super) async fn head(db: &Db) -> Result<Head, DbError> {
-    db.read(&context(None, None), |conn| {
-        async move {
-            let last: Option<i64> = access_changes::table
-                .select(diesel::dsl::max(access_changes::change_position))
-                .first(conn)
-                .await?;
-            let pruned = pruned_through(conn).await?;
-            let lsn = insert_position(conn).await?;
-            Ok(Head {
-                position: (last.unwrap_or(0) as u64).max(pruned),
-                lsn,
-            })
-        }
-        .scope_boxed()
+    let marks = marks(db, &context(None, None)).await?;
+    Ok(Head {
+        position: marks.last_visible.max(marks.pruned_through),
+        lsn: marks.lsn,
     })
-    .await
-}
-
-/// The bounds a resume is checked against.
-pub(super) async fn bounds(db: &Db, ctx: &RlsContext) -> Result<Bounds, DbError> {
-    db.read(ctx, |conn| {
-        async move {
-            let pruned_through = pruned_through(conn).await?;
-            let last_issued: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
-                "(SELECT CASE WHEN is_called THEN last_value ELSE 0 END \
-                   FROM audit.access_change_positions)",
-            ))
-            .get_result(conn)
-            .await?;
-            let lsn = insert_position(conn).await?;
-            Ok(Bounds {
-                pruned_through,
-                last_issued: last_issued as u64,
-                lsn,
-            })
-        }
-        .scope_boxed()
-    })
-    .await
 }
 
 #[derive(QueryableByName)]

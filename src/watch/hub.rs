@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::feed::{self, Head};
@@ -50,29 +50,28 @@ impl Hub {
         subscription: Subscription,
     ) -> Result<impl Stream<Item = Result<Item, WatchError>> + Send + 'static, WatchError> {
         let ctx = feed::context(subscription.tenant, subscription.request_id.as_deref());
-        let bounds = feed::bounds(&self.db, &ctx).await?;
-        let oldest = || self.token(bounds.lsn, bounds.pruned_through);
         let cursor = match subscription.start {
             Start::Now => feed::head(&self.db).await?,
-            Start::After { position, .. } if position < bounds.pruned_through => {
-                return Err(WatchError::OutOfRange {
-                    reason: format!(
+            Start::After { position, lsn } => {
+                let marks = feed::marks(&self.db, &ctx).await?;
+                let out_of_range = |reason: String| WatchError::OutOfRange {
+                    reason,
+                    oldest: self.token(marks.lsn, marks.pruned_through),
+                };
+                if position < marks.pruned_through {
+                    return Err(out_of_range(format!(
                         "changes up to position {} were pruned (retention {:?}), past this token's {position}",
-                        bounds.pruned_through, self.settings.retention
-                    ),
-                    oldest: oldest(),
-                });
-            }
-            Start::After { position, .. } if position > bounds.last_issued => {
-                return Err(WatchError::OutOfRange {
-                    reason: format!(
+                        marks.pruned_through, self.settings.retention
+                    )));
+                }
+                if position > marks.last_issued {
+                    return Err(out_of_range(format!(
                         "position {position} was never reached by this database (it has reached {})",
-                        bounds.last_issued
-                    ),
-                    oldest: oldest(),
-                });
+                        marks.last_issued
+                    )));
+                }
+                Head { position, lsn }
             }
-            Start::After { position, lsn } => Head { position, lsn },
         };
         let (sender, receiver) = mpsc::channel(self.settings.buffer.max(1));
         let (end, ended) = oneshot::channel();
@@ -165,8 +164,6 @@ impl Hub {
         }
     }
 }
-
-use futures_util::StreamExt;
 
 /// The follower and the streams outlive any request: there is no edge to
 /// read the clock at, so they read it here (for sealing tokens under the

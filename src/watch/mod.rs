@@ -117,7 +117,7 @@ pub enum WatchError {
     /// Not a change stream token this service issued (or its key retired).
     #[error("resume_token: not a change stream token of this service")]
     BadToken,
-    #[error("kinds[{0}]: unknown kind {1:?}; one of {kinds}", kinds = Kind::ALL_NAMES)]
+    #[error("kinds[{0}]: unknown kind {1:?}; one of {kinds}", kinds = Kind::names())]
     BadKind(usize, String),
     /// A tenant the caller may not watch: the answer for no tenant.
     #[error("tenant_id: not found")]

@@ -48,6 +48,11 @@ impl Kind {
         }
     }
 
+    /// Every kind's name, for an error that lists them.
+    pub fn names() -> String {
+        Kind::ALL.map(Kind::as_str).join(", ")
+    }
+
     pub fn parse(value: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| kind.as_str() == value)
     }
@@ -121,11 +126,7 @@ impl Subscription {
                 (Some(_), Some(_)) => return Err(WatchError::TenantNotFound),
                 (None, asked) => asked,
             },
-            // The rule table admits services only; a user who got here
-            // watches nothing but their own tenant.
-            (Principal::User(user), asked) if asked.is_none_or(|t| t == user.tenant_id) => {
-                Some(user.tenant_id)
-            }
+            // The rule table admits services only.
             (Principal::User(_), _) => return Err(WatchError::TenantNotFound),
         };
         Ok(Subscription {

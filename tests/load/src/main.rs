@@ -459,10 +459,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 rounds,
                 // The app URL is the replicated primary's, set by the run.
                 server: server.server(String::new())?,
-                concurrency: load.concurrency,
-                connections: load.connections.into(),
-                warmup: load.warmup.into(),
-                duration: load.duration.into(),
+                load: load.config(vec![(Scenario::Check, 1)]),
                 write_every: write_every.into(),
                 dir: replica::dir(dir),
             })

@@ -27,7 +27,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 use super::compare::{Measured, geometric_mean};
 use super::dataset::{BENCH_SERVICE_KEY, Profile};
-use super::load::{self, LoadConfig, Scenario, Target};
+use super::load::{self, LoadConfig, Target};
 use super::manifest;
 use super::server::ServerUnderTest;
 use portcullis::ops::replicated::ReplicatedPair;
@@ -43,10 +43,8 @@ pub struct ReplicaConfig {
     pub rounds: u32,
     /// Everything of the server but its databases.
     pub server: ServerUnderTest,
-    pub concurrency: usize,
-    pub connections: usize,
-    pub warmup: Duration,
-    pub duration: Duration,
+    /// The checks each arm is measured with.
+    pub load: LoadConfig,
     /// One write (a credential exchange) this often.
     pub write_every: Duration,
     /// Where the pair and its manifest live.
@@ -249,7 +247,7 @@ pub async fn run(config: ReplicaConfig) -> anyhow::Result<ReplicaReport> {
         .collect();
     Ok(ReplicaReport {
         profile: config.profile,
-        concurrency: config.concurrency,
+        concurrency: config.load.concurrency,
         write_every_ms: config.write_every.as_millis() as u64,
         b_to_a: geometric_mean(&ratios),
         c_to_a: geometric_mean(&c_ratios),
@@ -286,22 +284,11 @@ async fn measure(
         freshness,
         config.write_every,
     ));
-    let reports = load::run(
-        &target,
-        &LoadConfig {
-            concurrency: config.concurrency,
-            connections: config.connections,
-            warmup: config.warmup,
-            duration: config.duration,
-            mix: vec![(Scenario::Check, 1)],
-            probe: None,
-        },
-    )
-    .await;
+    let reports = load::run(&target, &config.load).await;
     writes.abort();
     let metrics = scrape(&server.metrics_listen).await.unwrap_or_default();
     running.stop().await;
-    Ok((Measured::of(arm, &reports, config.duration), metrics))
+    Ok((Measured::of(arm, &reports, config.load.duration), metrics))
 }
 
 /// One credential exchange every `every`, its token the newest write's.

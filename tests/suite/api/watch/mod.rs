@@ -113,6 +113,14 @@ impl Setup {
         AdministrationClient::new(self.channel.clone())
     }
 
+    /// How opening a stream with `request` is refused.
+    pub async fn refusal(&self, request: WatchRequest) -> Status {
+        Follower::open(&self.channel, &self.token, request)
+            .await
+            .err()
+            .expect("the stream is refused")
+    }
+
     pub async fn follow(&self, request: WatchRequest) -> Follower {
         Follower::open(&self.channel, &self.token, request)
             .await
@@ -282,10 +290,7 @@ async fn a_resume_from_before_the_retention_is_out_of_range_with_the_oldest_toke
         .await
         .unwrap();
     assert_eq!(pruned, 2);
-    let status = Follower::open(&s.channel, &s.token, from(&token))
-        .await
-        .err()
-        .expect("a resume from a pruned position is refused");
+    let status = s.refusal(from(&token)).await;
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(
         status.message().starts_with("resume_token: "),
@@ -315,10 +320,7 @@ async fn a_token_from_beyond_this_databases_stream_is_out_of_range() {
         chrono::Utc::now(),
     )
     .unwrap();
-    let status = Follower::open(&s.channel, &s.token, from(&ahead))
-        .await
-        .err()
-        .unwrap();
+    let status = s.refusal(from(&ahead)).await;
     assert_eq!(status.code(), Code::OutOfRange);
     assert!(
         status.message().contains("never reached"),
@@ -331,10 +333,7 @@ async fn a_token_from_beyond_this_databases_stream_is_out_of_range() {
 async fn a_token_not_of_the_stream_is_refused_naming_the_field() {
     let s = setup().await;
     for token in ["garbage", "ct1.AAAA.BBBB.CCCC"] {
-        let status = Follower::open(&s.channel, &s.token, from(token))
-            .await
-            .err()
-            .unwrap();
+        let status = s.refusal(from(token)).await;
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(
             status.message().starts_with("resume_token: "),
@@ -363,17 +362,12 @@ async fn the_kinds_filter_passes_only_those_kinds_and_an_unknown_kind_is_named()
     let (change, _) = follower.next_change().await;
     assert_eq!(change.entity_id, assigned.assignment_id);
 
-    let status = Follower::open(
-        &s.channel,
-        &s.token,
-        WatchRequest {
+    let status = s
+        .refusal(WatchRequest {
             kinds: vec!["assignment".into(), "session".into()],
             ..WatchRequest::default()
-        },
-    )
-    .await
-    .err()
-    .unwrap();
+        })
+        .await;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().starts_with("kinds[1]: "),
@@ -427,17 +421,12 @@ async fn a_tenant_bound_service_sees_its_tenant_and_the_catalogues_only() {
     let (own, _) = follower.next_change().await;
     assert_eq!(own.entity_id, ours.to_string());
 
-    let status = Follower::open(
-        &s.channel,
-        &s.token,
-        WatchRequest {
+    let status = s
+        .refusal(WatchRequest {
             tenant_id: other.tenant.to_string(),
             ..WatchRequest::default()
-        },
-    )
-    .await
-    .err()
-    .unwrap();
+        })
+        .await;
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().starts_with("tenant_id: "));
 }
