@@ -99,6 +99,8 @@ pub fn rule(operation: &str) -> Rule {
         }
         "Administration/ListInvitations" => caller(Some("admin.invitations.read"), true),
         "Administration/ListAuditEvents" => caller(Some("admin.audit.read"), false),
+        // Each proposed write is held to its own RPC's rule.
+        "Administration/PreviewChanges" => caller(None, true),
         "Administration/CreateUser"
         | "Administration/DeactivateUser"
         | "Administration/ReactivateUser" => caller(Some("admin.users.write"), false),

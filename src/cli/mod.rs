@@ -4,12 +4,14 @@
 // The edge: commands read the clock and pass `now` in.
 #![allow(clippy::disallowed_methods)]
 
+mod assert;
 mod common;
 mod db;
 mod dev;
 mod directory;
 mod gateways;
 mod keys;
+mod preview;
 mod serve;
 mod service;
 
@@ -74,6 +76,9 @@ pub enum Command {
     /// Invite an email or phone to a role at an org node (prints the
     /// invite token, shown once).
     Invite(InviteArgs),
+    /// Check access assertions (YAML) against the database, read-only;
+    /// exits non-zero if any fails.
+    Assert(assert::AssertArgs),
 }
 
 impl Command {
@@ -157,6 +162,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Role(command) => directory::role(command).await,
         Command::Assign(args) => directory::assign(args).await,
         Command::Invite(args) => directory::invite(args).await,
+        Command::Assert(args) => assert::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ mod context;
 mod error;
 mod pipeline;
 mod pool;
+mod rehearsal;
 mod replicas;
 pub mod round_trips;
 pub mod schema;

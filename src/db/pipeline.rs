@@ -25,7 +25,8 @@ impl Db {
         T: Send,
     {
         let pool = self.routed_pool().await;
-        if !pool.statement_cache() {
+        // A rehearsal's reads are its transaction's own.
+        if self.stage.is_some() || !pool.statement_cache() {
             use scoped_futures::ScopedFutureExt;
             return self
                 .on_pool(pool.clone())

@@ -41,6 +41,26 @@ pub(crate) struct Pooled<'p> {
     _turn: SemaphorePermit<'p>,
 }
 
+/// A pooled connection and its turn, owned (see [`Pool::get_owned`]).
+pub(crate) struct OwnedPooled {
+    conn: bb8::PooledConnection<'static, Manager>,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for OwnedPooled {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for OwnedPooled {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+}
+
 impl std::ops::Deref for Pooled<'_> {
     type Target = AsyncPgConnection;
 
@@ -69,24 +89,62 @@ impl Pool {
     /// none can be had and opening one failed, the error says why.
     pub(crate) async fn get(&self) -> Result<Pooled<'_>, DbError> {
         let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let turn = self.queue(self.gate.acquire(), deadline).await?;
+        let conn = self.connection(self.connections.get(), deadline).await?;
+        Ok(Pooled { conn, _turn: turn })
+    }
+
+    /// [`Pool::get`], owning its turn and connection: for a rehearsal,
+    /// whose connection outlives the call that took it.
+    pub(crate) async fn get_owned(&self) -> Result<OwnedPooled, DbError> {
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let turn = self
+            .queue(self.gate.clone().acquire_owned(), deadline)
+            .await?;
+        let conn = self
+            .connection(self.connections.get_owned(), deadline)
+            .await?;
+        Ok(OwnedPooled { conn, _turn: turn })
+    }
+
+    /// A turn at the gate, counted as waiting until it comes.
+    async fn queue<T>(
+        &self,
+        turn: impl std::future::Future<Output = Result<T, tokio::sync::AcquireError>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<T, DbError> {
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let turn = tokio::time::timeout_at(deadline, self.gate.acquire()).await;
+        let turn = tokio::time::timeout_at(deadline, turn).await;
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        let outcome = match turn {
-            Ok(Ok(turn)) => match tokio::time::timeout_at(deadline, self.connections.get()).await {
-                Ok(Ok(conn)) => return Ok(Pooled { conn, _turn: turn }),
-                Ok(Err(error)) => DbError::from(error),
-                Err(_) => DbError::from(bb8::RunError::<PoolError>::TimedOut),
-            },
-            Ok(Err(_closed)) => DbError::Unavailable("the pool is closed".into()),
-            Err(_) => DbError::from(bb8::RunError::<PoolError>::TimedOut),
-        };
-        Err(match (outcome, self.failures.last()) {
+        match turn {
+            Ok(Ok(turn)) => Ok(turn),
+            Ok(Err(_closed)) => Err(self.why(DbError::Unavailable("the pool is closed".into()))),
+            Err(_) => Err(self.why(DbError::from(bb8::RunError::<PoolError>::TimedOut))),
+        }
+    }
+
+    /// A connection once the turn has come.
+    async fn connection<C>(
+        &self,
+        conn: impl std::future::Future<Output = Result<C, bb8::RunError<PoolError>>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<C, DbError> {
+        match tokio::time::timeout_at(deadline, conn).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(error)) => Err(self.why(DbError::from(error))),
+            Err(_) => Err(self.why(DbError::from(bb8::RunError::<PoolError>::TimedOut))),
+        }
+    }
+
+    /// `outcome`, with the last connection attempt's failure when no
+    /// connection could be had.
+    fn why(&self, outcome: DbError) -> DbError {
+        match (outcome, self.failures.last()) {
             (DbError::Unavailable(cause), Some(last)) => {
                 DbError::Unavailable(format!("{cause}; last connection attempt: {last}"))
             }
             (other, _) => other,
-        })
+        }
     }
 
     pub(crate) fn statement_cache(&self) -> bool {

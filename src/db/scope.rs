@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::context::CONTEXT_KEYS;
 use super::pool::{self, Pool, PoolSettings, PoolStatus};
+use super::rehearsal::Stage;
 use super::replicas::{ReplicaSettings, ReplicaStatus, Replicas};
 use super::{DatabaseUrlError, DbError, RlsContext};
 use crate::consistency::{self, Requirement};
@@ -48,6 +49,9 @@ pub struct Db {
     /// Woken after every committed write through any handle of this pool,
     /// for the change stream ([`Db::commits`]).
     committed: Arc<tokio::sync::Notify>,
+    /// Set on the handle a rehearsal lends ([`Db::rehearse`]): every
+    /// transaction through it is the rehearsal's own.
+    pub(super) stage: Option<Arc<Stage>>,
 }
 
 impl Db {
@@ -64,6 +68,7 @@ impl Db {
             replicas: Arc::new(Replicas::new(Vec::new(), ReplicaSettings::default())),
             routed: false,
             committed: Arc::new(tokio::sync::Notify::new()),
+            stage: None,
         })
     }
 
@@ -96,6 +101,15 @@ impl Db {
     /// This primary's own door, unrouted, whatever this handle is.
     pub(super) fn primary(&self) -> Db {
         self.on_pool(self.pool.clone())
+    }
+
+    /// This primary's door for a rehearsal: every call through it runs in
+    /// the rehearsal's transaction.
+    pub(super) fn staged(&self, stage: Arc<Stage>) -> Db {
+        Db {
+            stage: Some(stage),
+            ..self.primary()
+        }
     }
 
     /// The same settings on another pool, unrouted: a replica's own door.
@@ -194,6 +208,9 @@ impl Db {
         E: From<DbError> + Send + 'a,
         T: Send + 'a,
     {
+        if let Some(stage) = &self.stage {
+            return stage.run(ctx, &self.limits, work).await;
+        }
         let mut pooled = self.checkout().await?;
         let limit = self.transaction_limit;
         // The transaction and, after a write, the read of where its commit
@@ -377,11 +394,20 @@ fn begin_sql(access: Access, ctx: &RlsContext, limits: &[String; 2]) -> String {
         Access::ReadOnly => BEGIN_READ_ONLY,
         Access::ReadWrite => "BEGIN",
     };
+    format!(
+        "{begin}; SELECT {GENERIC_PLANS}, {}",
+        context_sql(ctx, limits)
+    )
+}
+
+/// The `set_config(…, true)` calls of [`begin_sql`], comma-separated: the
+/// limits, then every context key.
+pub(super) fn context_sql(ctx: &RlsContext, limits: &[String; 2]) -> String {
     let keys = ctx.settings();
     let settings: Vec<String> = transaction_settings(limits, &keys)
         .map(|(key, value)| format!("set_config('{key}', {}, true)", literal(value)))
         .collect();
-    format!("{begin}; SELECT {GENERIC_PLANS}, {}", settings.join(", "))
+    settings.join(", ")
 }
 
 /// A standard-conforming SQL string literal.

@@ -6,6 +6,7 @@ pub(super) mod convert;
 mod global_admin;
 mod parse;
 mod people;
+mod preview;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use crate::db::Db;
 use crate::proto::v1 as pb;
 use crate::proto::v1::administration_server::Administration;
 use parse::administrator;
+use preview::answer_dry_run;
 
 pub struct AdministrationService {
     db: Db,
@@ -58,6 +60,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateOrgNodeRequest>,
     ) -> Result<Response<pb::OrgNode>, Status> {
+        answer_dry_run!(self, request, create_org_node);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let parent = optional_id("parent_org_node_id", &body.parent_org_node_id)?;
@@ -73,6 +76,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::RenameOrgNodeRequest>,
     ) -> Result<Response<pb::OrgNode>, Status> {
+        answer_dry_run!(self, request, rename_org_node);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let id = parse_id("org_node_id", &body.org_node_id)?;
@@ -85,6 +89,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::MoveOrgNodeRequest>,
     ) -> Result<Response<pb::OrgNode>, Status> {
+        answer_dry_run!(self, request, move_org_node);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let id = parse_id("org_node_id", &body.org_node_id)?;
@@ -97,6 +102,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::OrgNodeRef>,
     ) -> Result<Response<pb::OrgNode>, Status> {
+        answer_dry_run!(self, request, deactivate_org_node);
         self.set_active(request, false).await
     }
 
@@ -104,6 +110,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::OrgNodeRef>,
     ) -> Result<Response<pb::OrgNode>, Status> {
+        answer_dry_run!(self, request, reactivate_org_node);
         self.set_active(request, true).await
     }
 
@@ -135,6 +142,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateRoleRequest>,
     ) -> Result<Response<pb::Role>, Status> {
+        answer_dry_run!(self, request, create_role);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let key = RoleKey::parse(&body.key).map_err(|e| invalid("key", e))?;
@@ -150,6 +158,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::RenameRoleRequest>,
     ) -> Result<Response<pb::Role>, Status> {
+        answer_dry_run!(self, request, rename_role);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let id = parse_uuid("role_id", &body.role_id)?;
@@ -162,6 +171,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::SetRoleCapabilitiesRequest>,
     ) -> Result<Response<pb::Role>, Status> {
+        answer_dry_run!(self, request, set_role_capabilities);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let id = parse_uuid("role_id", &body.role_id)?;
@@ -185,6 +195,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::AssignRoleRequest>,
     ) -> Result<Response<pb::Assignment>, Status> {
+        answer_dry_run!(self, request, assign_role);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let new = NewAssignment {
@@ -203,6 +214,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::EndAssignmentRequest>,
     ) -> Result<Response<pb::Assignment>, Status> {
+        answer_dry_run!(self, request, end_assignment);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let id = parse_uuid("assignment_id", &body.assignment_id)?;
@@ -228,6 +240,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::GrantVisibilityRequest>,
     ) -> Result<Response<pb::VisibilityGrant>, Status> {
+        answer_dry_run!(self, request, grant_visibility);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let body = request.into_inner();
         let new = NewGrant {
@@ -246,6 +259,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::RevokeVisibilityRequest>,
     ) -> Result<Response<pb::VisibilityGrant>, Status> {
+        answer_dry_run!(self, request, revoke_visibility);
         let admin = administrator(&request, &request.get_ref().tenant_id)?;
         let id = parse_uuid("grant_id", &request.get_ref().grant_id)?;
         let revoked = grants::revoke(&self.db, &admin, id).await?;
@@ -269,6 +283,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
+        answer_dry_run!(self, request, create_user);
         people::create_user(self, request).await
     }
 
@@ -297,6 +312,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateInvitationRequest>,
     ) -> Result<Response<pb::CreateInvitationResponse>, Status> {
+        answer_dry_run!(self, request, create_invitation);
         people::create_invitation(self, request).await
     }
 
@@ -304,6 +320,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::RevokeInvitationRequest>,
     ) -> Result<Response<pb::Invitation>, Status> {
+        answer_dry_run!(self, request, revoke_invitation);
         people::revoke_invitation(self, request).await
     }
 
@@ -325,6 +342,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        answer_dry_run!(self, request, create_tenant);
         global_admin::create_tenant(self, request).await
     }
 
@@ -332,6 +350,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::RenameTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        answer_dry_run!(self, request, rename_tenant);
         global_admin::rename_tenant(self, request).await
     }
 
@@ -339,6 +358,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::TenantRef>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        answer_dry_run!(self, request, suspend_tenant);
         self.set_tenant_active(request, false).await
     }
 
@@ -346,6 +366,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::TenantRef>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        answer_dry_run!(self, request, reactivate_tenant);
         self.set_tenant_active(request, true).await
     }
 
@@ -353,6 +374,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::SetFederatedEmailLinkingRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        answer_dry_run!(self, request, set_federated_email_linking);
         AdministrationService::set_federated_email_linking(self, request).await
     }
 
@@ -360,6 +382,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateCapabilityRequest>,
     ) -> Result<Response<pb::CapabilityDefinition>, Status> {
+        answer_dry_run!(self, request, create_capability);
         global_admin::create_capability(self, request).await
     }
 
@@ -374,6 +397,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::CreateEndpointPolicyRequest>,
     ) -> Result<Response<pb::EndpointPolicy>, Status> {
+        answer_dry_run!(self, request, create_endpoint_policy);
         global_admin::create_endpoint_policy(self, request).await
     }
 
@@ -381,6 +405,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::UpdateEndpointPolicyRequest>,
     ) -> Result<Response<pb::EndpointPolicy>, Status> {
+        answer_dry_run!(self, request, update_endpoint_policy);
         global_admin::update_endpoint_policy(self, request).await
     }
 
@@ -388,6 +413,7 @@ impl Administration for AdministrationService {
         &self,
         request: Request<pb::EndpointPolicyRef>,
     ) -> Result<Response<pb::EndpointPolicy>, Status> {
+        answer_dry_run!(self, request, delete_endpoint_policy);
         global_admin::delete_endpoint_policy(self, request).await
     }
 
@@ -396,6 +422,13 @@ impl Administration for AdministrationService {
         request: Request<pb::ListEndpointPoliciesRequest>,
     ) -> Result<Response<pb::ListEndpointPoliciesResponse>, Status> {
         global_admin::list_endpoint_policies(self, request).await
+    }
+
+    async fn preview_changes(
+        &self,
+        request: Request<pb::PreviewChangesRequest>,
+    ) -> Result<Response<pb::PreviewChangesResponse>, Status> {
+        AdministrationService::preview_changes(self, request).await
     }
 
     async fn list_audit_events(

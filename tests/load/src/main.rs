@@ -16,6 +16,7 @@ mod forward_auth;
 mod load;
 mod manifest;
 mod plots;
+mod preview;
 mod replica;
 mod report_tables;
 mod run;
@@ -151,6 +152,22 @@ enum Command {
     /// The change stream: delivery lag from commit to a consumer, and the
     /// server's memory under a consumer that stopped reading.
     Watch(watch::WatchArgs),
+    /// What-if previews: one assignment, and a subtree move that 10,000
+    /// users' access depends on, through a server on the seeded profile.
+    Preview {
+        #[arg(long, value_enum, default_value = "medium")]
+        profile: Profile,
+        /// Previews of one assignment.
+        #[arg(long, default_value_t = 200)]
+        samples: u32,
+        /// Previews of the move.
+        #[arg(long, default_value_t = 10)]
+        moves: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// A superuser of the cluster, to provision and to measure without
@@ -446,6 +463,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Watch(args) => watch::run(args).await,
+        Command::Preview {
+            profile,
+            samples,
+            moves,
+            server,
+            admin,
+        } => {
+            let manifest = manifest::read(dir, profile)?;
+            let cluster = portcullis::ops::cluster::locate(
+                admin.admin_url.as_deref(),
+                Path::new("target/portcullis-pg"),
+            )
+            .await?;
+            let report = preview::run(preview::PreviewConfig {
+                profile,
+                server: server.server(manifest.app_url)?,
+                admin_url: cluster.url().clone(),
+                samples,
+                moves,
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Replica {
             profile,
             rounds,

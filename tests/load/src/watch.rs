@@ -135,6 +135,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                     tenant_id: args.tenant.clone(),
                     org_node_id: args.node.clone(),
                     label: format!("Watched {i}"),
+                    dry_run: false,
                 },
                 &token,
             ))

@@ -11,3 +11,4 @@ mod federated_login;
 mod rich_errors;
 mod service_credentials;
 mod watch;
+mod what_if;

@@ -159,6 +159,7 @@ impl Setup {
                     start_utc: None,
                     end_utc: None,
                     idempotency_key: String::new(),
+                    dry_run: false,
                 },
                 &self.admin,
             ))

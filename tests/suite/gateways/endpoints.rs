@@ -44,6 +44,7 @@ impl Setup {
                     route_pattern: route.into(),
                     capability: capability.into(),
                     node_source,
+                    dry_run: false,
                 },
                 &self.global_token,
             ))
@@ -351,6 +352,7 @@ async fn a_change_to_the_catalogue_is_effective_on_the_next_call_and_logged() {
                 route_pattern: "/ledgers/{node_id}".into(),
                 capability: other,
                 node_source: source("path", "node_id"),
+                dry_run: false,
             },
             &s.global_token,
         ))
@@ -362,6 +364,7 @@ async fn a_change_to_the_catalogue_is_effective_on_the_next_call_and_logged() {
         .delete_endpoint_policy(bearer(
             EndpointPolicyRef {
                 endpoint_id: entry.endpoint_id.clone(),
+                dry_run: false,
             },
             &s.global_token,
         ))

@@ -148,6 +148,7 @@ pub async fn end_through_api(
                 tenant_id: tenant.to_string(),
                 assignment_id: assignment.to_owned(),
                 end_utc: None,
+                dry_run: false,
             },
             admin,
         ))

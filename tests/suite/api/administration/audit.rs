@@ -26,7 +26,9 @@ fn mutating_rpcs() -> HashSet<String> {
         .filter(|service| service.name() == "Administration")
         .flat_map(|service| &service.method)
         .map(|method| method.name().to_owned())
+        // Reads, and previews (which change nothing: tests/suite/api/what_if).
         .filter(|name| !name.starts_with("Get") && !name.starts_with("List"))
+        .filter(|name| name != "PreviewChanges")
         .collect()
 }
 
@@ -89,6 +91,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
             OrgNodeRef {
                 tenant_id: tenant.clone(),
                 org_node_id: node.org_node_id.clone(),
+                dry_run: false,
             },
             &s.token,
         )
@@ -115,6 +118,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
                 label: "Audited".into(),
                 capabilities: Vec::new(),
                 idempotency_key: String::new(),
+                dry_run: false,
             },
             &s.token,
         ))
@@ -128,6 +132,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
                 tenant_id: tenant.clone(),
                 role_id: role.role_id.clone(),
                 label: "Audited again".into(),
+                dry_run: false,
             },
             &s.token,
         ))
@@ -140,6 +145,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
                 tenant_id: tenant.clone(),
                 role_id: role.role_id.clone(),
                 capabilities: vec![capability_of(&s.a)],
+                dry_run: false,
             },
             &s.token,
         ))
@@ -176,6 +182,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
                 tenant_id: tenant.clone(),
                 assignment_id: assignment.assignment_id.clone(),
                 end_utc: None,
+                dry_run: false,
             },
             &s.token,
         ))
@@ -266,6 +273,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
             RenameTenantRequest {
                 tenant_id: created.tenant_id.clone(),
                 name: "Audited".into(),
+                dry_run: false,
             },
             &s.global_token,
         ))
@@ -290,6 +298,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
             SetFederatedEmailLinkingRequest {
                 tenant_id: created.tenant_id.clone(),
                 allowed: true,
+                dry_run: false,
             },
             &s.global_token,
         ))
@@ -330,6 +339,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
                 route_pattern: "/audited/{n}".into(),
                 capability: "audited.capability".into(),
                 node_source: node_source.clone(),
+                dry_run: false,
             },
             &s.global_token,
         ))
@@ -345,6 +355,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
                 route_pattern: "/audited/{n}".into(),
                 capability: "audited.capability".into(),
                 node_source,
+                dry_run: false,
             },
             &s.global_token,
         ))
@@ -354,6 +365,7 @@ async fn every_mutating_rpc_writes_an_audit_row_that_the_trail_lists() {
         .delete_endpoint_policy(bearer(
             EndpointPolicyRef {
                 endpoint_id: endpoint.endpoint_id.clone(),
+                dry_run: false,
             },
             &s.global_token,
         ))

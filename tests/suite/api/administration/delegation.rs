@@ -155,6 +155,7 @@ async fn delegate_cannot_move_a_subtree_under_capabilities_it_does_not_hold() {
                 tenant_id: s.a.tenant.to_string(),
                 org_node_id: moved.to_string(),
                 new_parent_org_node_id: parent.to_string(),
+                dry_run: false,
             },
             &user,
         );
@@ -187,6 +188,7 @@ async fn a_delegate_reactivates_the_node_it_deactivated() {
             OrgNodeRef {
                 tenant_id: s.a.tenant.to_string(),
                 org_node_id: s.a.child.to_string(),
+                dry_run: false,
             },
             &user,
         )

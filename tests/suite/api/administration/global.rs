@@ -19,6 +19,7 @@ impl Setup {
                     slug: slug.into(),
                     name: "A tenant".into(),
                     idempotency_key: String::new(),
+                    dry_run: false,
                 },
                 token,
             ))
@@ -30,6 +31,7 @@ impl Setup {
         let request = bearer(
             TenantRef {
                 tenant_id: tenant.to_string(),
+                dry_run: false,
             },
             &self.global_token,
         );
@@ -60,6 +62,7 @@ async fn a_global_administrator_creates_and_renames_a_tenant() {
             RenameTenantRequest {
                 tenant_id: created.tenant_id.clone(),
                 name: "Renamed".into(),
+                dry_run: false,
             },
             &s.global_token,
         ))
@@ -183,6 +186,7 @@ async fn global_creates_with_a_key_return_the_first_answer_on_repeat() {
         slug: unique_slug(),
         name: "Retried".into(),
         idempotency_key: "tenant-retry-1".into(),
+        dry_run: false,
     };
     let create_tenant = |request: CreateTenantRequest| {
         let request = bearer(request, &s.global_token);
@@ -207,6 +211,7 @@ async fn global_creates_with_a_key_return_the_first_answer_on_repeat() {
         key: "retried.capability".into(),
         description: "Retried".into(),
         idempotency_key: "capability-retry-1".into(),
+        dry_run: false,
     };
     let create_capability = |request: CreateCapabilityRequest| {
         let request = bearer(request, &s.global_token);

@@ -37,6 +37,7 @@ impl Setup {
                 RevokeVisibilityRequest {
                     tenant_id: self.a.tenant.to_string(),
                     grant_id: grant.grant_id.clone(),
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -157,6 +158,7 @@ async fn a_grant_starting_at_the_end_of_time_is_refused_not_a_panic() {
                     RevokeVisibilityRequest {
                         tenant_id: s.a.tenant.to_string(),
                         grant_id: grant.into_inner().grant_id,
+                        dry_run: false,
                     },
                     &s.token,
                 ))

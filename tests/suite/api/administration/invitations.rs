@@ -67,6 +67,7 @@ impl Setup {
                 RevokeInvitationRequest {
                     tenant_id: invitation.tenant_id.clone(),
                     invitation_id: invitation.invitation_id.clone(),
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -623,6 +624,7 @@ async fn a_user_revokes_only_where_granted() {
             RevokeInvitationRequest {
                 tenant_id: invitation.tenant_id.clone(),
                 invitation_id: invitation.invitation_id.clone(),
+                dry_run: false,
             },
             &user,
         );

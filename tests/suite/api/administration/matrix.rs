@@ -24,6 +24,9 @@ enum Callers {
     GlobalServices(&'static str),
     /// Anyone: the request carries its own credential.
     Anyone,
+    /// Any service or user: what it carries is held to other RPCs' rules
+    /// (the writes a preview proposes).
+    AnyCaller,
 }
 
 use Callers::*;
@@ -92,6 +95,7 @@ const RULES: &[(&str, Callers)] = &[
     ),
     ("ListEndpointPolicies", Services("admin.catalogue.read")),
     ("ListAuditEvents", Services("admin.audit.read")),
+    ("PreviewChanges", AnyCaller),
 ];
 
 /// Calls `method` with an empty request (every field at its default): the
@@ -152,6 +156,12 @@ async fn each_rpc_admits_exactly_its_callers() {
         match callers {
             Anyone => {
                 for code in [anonymous, by_unrelated, by_user] {
+                    assert!(!refused_at_gate(code), "{rpc}: {code:?}");
+                }
+            }
+            AnyCaller => {
+                assert_eq!(anonymous, Code::Unauthenticated, "{rpc} without a token");
+                for code in [by_unrelated, by_user] {
                     assert!(!refused_at_gate(code), "{rpc}: {code:?}");
                 }
             }

@@ -117,6 +117,7 @@ impl Setup {
                     node_type: "site".into(),
                     label: label.into(),
                     idempotency_key: String::new(),
+                    dry_run: false,
                 },
                 token,
             ))
@@ -137,6 +138,7 @@ impl Setup {
                     tenant_id: tenant.to_string(),
                     org_node_id: node.to_string(),
                     label: label.into(),
+                    dry_run: false,
                 },
                 token,
             ))
@@ -151,6 +153,7 @@ impl Setup {
                     tenant_id: self.a.tenant.to_string(),
                     org_node_id: node.to_string(),
                     new_parent_org_node_id: parent.to_string(),
+                    dry_run: false,
                 },
                 &self.token,
             ))

@@ -67,6 +67,7 @@ async fn setting_what_is_already_set_changes_nothing_and_records_nothing() {
             OrgNodeRef {
                 tenant_id: s.a.tenant.to_string(),
                 org_node_id: s.a.child.to_string(),
+                dry_run: false,
             },
             &s.token,
         )
@@ -231,6 +232,7 @@ async fn validation_errors_name_their_field() {
                 tenant_id: "not-a-uuid".into(),
                 org_node_id: s.a.child.to_string(),
                 label: "x".into(),
+                dry_run: false,
             },
             &s.token,
         ))
@@ -244,6 +246,7 @@ async fn validation_errors_name_their_field() {
                 tenant_id: s.a.tenant.to_string(),
                 org_node_id: s.a.child.to_string(),
                 new_parent_org_node_id: String::new(),
+                dry_run: false,
             },
             &s.token,
         ))

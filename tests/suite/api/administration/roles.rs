@@ -22,6 +22,7 @@ impl Setup {
                     label: "A role".into(),
                     capabilities: capabilities.to_vec(),
                     idempotency_key: String::new(),
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -36,6 +37,7 @@ impl Setup {
                     tenant_id: self.a.tenant.to_string(),
                     role_id: role.role_id.clone(),
                     capabilities: capabilities.to_vec(),
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -59,6 +61,7 @@ impl Setup {
                     start_utc: None,
                     end_utc: None,
                     idempotency_key: String::new(),
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -73,6 +76,7 @@ impl Setup {
                     tenant_id: self.a.tenant.to_string(),
                     assignment_id: assignment.assignment_id.clone(),
                     end_utc: None,
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -145,6 +149,7 @@ async fn renaming_a_role_keeps_its_key_and_capabilities_and_records_one_change()
                 tenant_id: tenant.to_string(),
                 role_id: role.role_id.clone(),
                 label: label.into(),
+                dry_run: false,
             },
             &s.token,
         );
@@ -222,6 +227,7 @@ async fn users_may_not_manage_roles() {
                 label: "Mine".into(),
                 capabilities: Vec::new(),
                 idempotency_key: String::new(),
+                dry_run: false,
             },
             &s.user_token(&s.a),
         ))
@@ -327,6 +333,7 @@ async fn an_assignment_ending_before_it_starts_is_invalid() {
                     nanos: 0,
                 }),
                 idempotency_key: String::new(),
+                dry_run: false,
             },
             &s.token,
         ))
@@ -351,6 +358,7 @@ async fn a_repeated_create_with_the_same_key_returns_the_first_answer() {
                 label: "Retried".into(),
                 capabilities: vec![capability_of(&s.a)],
                 idempotency_key: "7d1c-retry".into(),
+                dry_run: false,
             },
             &s.token,
         )
@@ -376,6 +384,7 @@ async fn concurrent_repeats_with_one_key_create_once() {
                         node_type: "site".into(),
                         label: "Once".into(),
                         idempotency_key: "one-site".into(),
+                        dry_run: false,
                     },
                     &s.token,
                 ))
@@ -403,6 +412,7 @@ async fn a_key_reused_for_a_different_request_is_refused() {
                 node_type: "site".into(),
                 label: label.into(),
                 idempotency_key: "same-key".into(),
+                dry_run: false,
             },
             &s.token,
         )

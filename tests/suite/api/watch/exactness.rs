@@ -271,6 +271,7 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                             node_type: "site".into(),
                             label: format!("w{writer} s{step}"),
                             idempotency_key: String::new(),
+                            dry_run: false,
                         },
                         &token,
                         &request_id,
@@ -285,6 +286,7 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                         tenant_id: tenant.clone(),
                         org_node_id: any_node(&mut rng, &nodes).to_string(),
                         label: format!("w{writer} r{step}"),
+                        dry_run: false,
                     },
                     &token,
                     &request_id,
@@ -299,6 +301,7 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                         tenant_id: tenant.clone(),
                         org_node_id: nodes[1 + rng.gen_range(0..nodes.len() - 1)].to_string(),
                         new_parent_org_node_id: any_node(&mut rng, &nodes).to_string(),
+                        dry_run: false,
                     },
                     &token,
                     &request_id,
@@ -309,6 +312,7 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                 let node = OrgNodeRef {
                     tenant_id: tenant.clone(),
                     org_node_id: nodes[1 + rng.gen_range(0..nodes.len() - 1)].to_string(),
+                    dry_run: false,
                 };
                 if rng.gen_bool(0.5) {
                     admin
@@ -343,6 +347,7 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                         tenant_id: tenant.clone(),
                         assignment_id: assignments.swap_remove(rng.gen_range(0..assignments.len())),
                         end_utc: None,
+                        dry_run: false,
                     },
                     &token,
                     &request_id,
@@ -369,6 +374,7 @@ async fn write_changes(writer: usize, channel: Channel, token: String, t: Tenant
                     RevokeVisibilityRequest {
                         tenant_id: tenant.clone(),
                         grant_id: grants.swap_remove(rng.gen_range(0..grants.len())),
+                        dry_run: false,
                     },
                     &token,
                     &request_id,

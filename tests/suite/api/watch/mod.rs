@@ -137,6 +137,7 @@ impl Setup {
                     node_type: "site".into(),
                     label: label.into(),
                     idempotency_key: String::new(),
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -164,6 +165,7 @@ impl Setup {
                     tenant_id: self.world.tenant.to_string(),
                     org_node_id: node.to_string(),
                     label: label.into(),
+                    dry_run: false,
                 },
                 &self.token,
             ))
@@ -392,6 +394,7 @@ async fn a_tenant_bound_service_sees_its_tenant_and_the_catalogues_only() {
                 node_type: "site".into(),
                 label: "Elsewhere".into(),
                 idempotency_key: String::new(),
+                dry_run: false,
             },
             &other_token,
         ))
@@ -405,6 +408,7 @@ async fn a_tenant_bound_service_sees_its_tenant_and_the_catalogues_only() {
                 key: "watch.new_capability".into(),
                 description: "new".into(),
                 idempotency_key: String::new(),
+                dry_run: false,
             },
             &catalogue_token,
         ))
@@ -458,6 +462,7 @@ async fn a_role_change_names_exactly_the_capabilities_that_moved() {
                 tenant_id: s.world.tenant.to_string(),
                 role_id: s.world.role.to_string(),
                 capabilities: vec![],
+                dry_run: false,
             },
             &s.token,
         ))

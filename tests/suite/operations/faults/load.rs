@@ -371,6 +371,7 @@ impl Rig {
                         node_type: "site".into(),
                         label: key.to_owned(),
                         idempotency_key: key.to_owned(),
+                        dry_run: false,
                     },
                     &self.admin_token,
                 );

@@ -233,6 +233,7 @@ async fn a_create_caught_in_a_deadlock_answers_aborted_and_with_a_key_runs_again
                 node_type: "site".into(),
                 label: label.into(),
                 idempotency_key: key.into(),
+                dry_run: false,
             },
             &token,
         );

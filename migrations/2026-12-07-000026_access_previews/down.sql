@@ -1,0 +1,1 @@
+DROP POLICY preview_read ON audit.audit_events;
