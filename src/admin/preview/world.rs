@@ -119,22 +119,48 @@ const NODES: &str = "\
      WHERE n.tenant_id = $1 \
      GROUP BY n.org_node_id";
 
-/// Assignments not yet ended at these nodes (all, when none are named), of
-/// these users (all, when none are named), with whether the user is active.
+/// Assignments not yet ended, with whether the user is active; narrowed
+/// by [`HELD_AT`] and [`HELD_BY`]. (Each narrowing is its own text, not
+/// `$n IS NULL OR …`: every plan here is generic, and a generic plan of
+/// that form cannot use the indexes.)
 const HELD: &str = "\
     SELECT oa.user_id, oa.role_id, oa.org_node_id, oa.start_utc, oa.end_utc, \
            u.user_state_code = 'active' AS user_active \
       FROM auth.org_assignments oa JOIN auth.users u ON u.user_id = oa.user_id \
-     WHERE oa.tenant_id = $1 AND (oa.end_utc IS NULL OR oa.end_utc > now()) \
-       AND ($2 IS NULL OR oa.org_node_id = ANY($2)) \
-       AND ($3 IS NULL OR oa.user_id = ANY($3))";
+     WHERE oa.tenant_id = $1 AND (oa.end_utc IS NULL OR oa.end_utc > now())";
+const HELD_AT: &str = " AND oa.org_node_id = ANY(";
+const HELD_BY: &str = " AND oa.user_id = ANY(";
 
-/// What each of the tenant's roles grants, of these capabilities (all, when
-/// none are named).
+/// What each of the tenant's roles grants, narrowed by [`GRANTS_OF`].
 const GRANTS: &str = "\
     SELECT rc.role_id, c.cap_key FROM auth.role_capabilities rc \
       JOIN auth.capabilities c ON c.cap_id = rc.cap_id \
-     WHERE rc.tenant_id = $1 AND ($2 IS NULL OR c.cap_key = ANY($2))";
+     WHERE rc.tenant_id = $1";
+const GRANTS_OF: &str = " AND c.cap_key = ANY($2)";
+
+/// `base` with the tenant as `$1`, narrowed by each `(text, values)` that
+/// has values, each bound as the next parameter.
+fn narrowed<'a>(
+    base: &str,
+    tenant: Uuid,
+    narrowing: [(&str, Option<&'a Vec<Uuid>>); 2],
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    let mut sql = base.to_owned();
+    let mut values = Vec::new();
+    for (text, value) in narrowing {
+        if let Some(value) = value {
+            values.push(value);
+            sql += &format!("{text}${})", values.len() + 1);
+        }
+    }
+    let mut query = diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<SqlUuid, _>(tenant);
+    for value in values {
+        query = query.bind::<Array<SqlUuid>, _>(value);
+    }
+    query
+}
 
 impl World {
     /// Reads the state of `tenant` that `scope` needs, in one transaction
@@ -168,17 +194,28 @@ impl World {
                 let at: Option<Vec<Uuid>> = subtrees
                     .as_ref()
                     .map(|_| nodes.iter().map(|n| n.org_node_id).collect());
-                let held: Vec<HeldRow> = diesel::sql_query(HELD)
-                    .bind::<SqlUuid, _>(tenant)
-                    .bind::<Nullable<Array<SqlUuid>>, _>(&at)
-                    .bind::<Nullable<Array<SqlUuid>>, _>(&users)
-                    .load(conn)
-                    .await?;
-                let grants: Vec<GrantRow> = diesel::sql_query(GRANTS)
-                    .bind::<SqlUuid, _>(tenant)
-                    .bind::<Nullable<Array<Text>>, _>(&capabilities)
-                    .load(conn)
-                    .await?;
+                let held: Vec<HeldRow> = narrowed(
+                    HELD,
+                    tenant,
+                    [(HELD_AT, at.as_ref()), (HELD_BY, users.as_ref())],
+                )
+                .load(conn)
+                .await?;
+                let grants: Vec<GrantRow> = match &capabilities {
+                    None => {
+                        diesel::sql_query(GRANTS)
+                            .bind::<SqlUuid, _>(tenant)
+                            .load(conn)
+                            .await?
+                    }
+                    Some(keys) => {
+                        diesel::sql_query([GRANTS, GRANTS_OF].concat())
+                            .bind::<SqlUuid, _>(tenant)
+                            .bind::<Array<Text>, _>(keys)
+                            .load(conn)
+                            .await?
+                    }
+                };
                 let tenant_row: Vec<TenantRow> = diesel::sql_query(
                     "SELECT tenant_state_code = 'active' AS active, clock_timestamp() AS now \
                        FROM auth.tenants WHERE tenant_id = $1",
