@@ -38,14 +38,14 @@ async fn newcomer(setup: &Setup) -> Uuid {
          VALUES ('{user}', '{t}', 'Newcomer', 'newcomer@example.test')",
         t = setup.a.tenant
     );
-    batch(
-        &setup.test.db(),
-        &portcullis::db::RlsContext::operator().with_tenant(setup.a.tenant),
-        &sql,
-    )
-    .await
-    .unwrap();
+    seed(setup, &sql).await;
     user
+}
+
+/// Runs `sql` in tenant A as operator tooling would.
+pub(crate) async fn seed(setup: &Setup, sql: &str) {
+    let ctx = RlsContext::operator().with_tenant(setup.a.tenant);
+    batch(&setup.test.db(), &ctx, sql).await.unwrap();
 }
 
 /// Rows that a write leaves behind: assignments, audit rows, idempotency

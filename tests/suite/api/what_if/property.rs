@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use super::preview;
 use crate::api::administration::{Setup, setup};
-use crate::support::fixtures::batch;
 use crate::support::services::bearer;
 
 /// Worlds, and writes previewed then made in each.
@@ -92,13 +91,7 @@ async fn random_world(setup: &Setup, rng: &mut StdRng) -> World {
     // The fixture's own user, role and capability are part of the world.
     capabilities.push(setup.a.capability());
     let users = [users, vec![setup.a.user]].concat();
-    batch(
-        &setup.test.db(),
-        &portcullis::db::RlsContext::operator().with_tenant(setup.a.tenant),
-        &sql,
-    )
-    .await
-    .unwrap();
+    super::seed(setup, &sql).await;
     World {
         users,
         capabilities,
