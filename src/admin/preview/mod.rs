@@ -19,7 +19,6 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 pub use diff::{AccessChange, Direction};
-pub use scope::Scope;
 use world::World;
 
 use super::AdminError;
