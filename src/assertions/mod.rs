@@ -183,17 +183,20 @@ impl Names<'_> {
         if let Ok(id) = name.parse::<Uuid>() {
             return Ok(id);
         }
-        let tenant = self.tenant;
+        let labels: Vec<String> = name.split('/').map(|l| l.trim().to_owned()).collect();
+        // Only the nodes bearing one of the path's labels can be on it.
         let query = diesel::sql_query(
-            "SELECT org_node_id, parent_org_node_id, node_label FROM auth.org_nodes WHERE tenant_id = $1",
+            "SELECT org_node_id, parent_org_node_id, node_label FROM auth.org_nodes \
+              WHERE tenant_id = $1 AND node_label = ANY($2)",
         )
-        .bind::<SqlUuid, _>(tenant);
+        .bind::<SqlUuid, _>(self.tenant)
+        .bind::<diesel::sql_types::Array<Text>, _>(labels.clone());
         let tree: Vec<TreeNode> = self.load(query).await?;
         let mut level: Vec<Option<Uuid>> = vec![None];
-        for label in name.split('/').map(str::trim) {
+        for label in &labels {
             level = tree
                 .iter()
-                .filter(|n| n.node_label == label && level.contains(&n.parent_org_node_id))
+                .filter(|n| &n.node_label == label && level.contains(&n.parent_org_node_id))
                 .map(|n| Some(n.org_node_id))
                 .collect();
         }

@@ -11,6 +11,7 @@ mod dev;
 mod directory;
 mod gateways;
 mod keys;
+mod org;
 mod preview;
 mod serve;
 mod service;
@@ -22,10 +23,9 @@ use clap::{Parser, Subcommand};
 use self::common::DatabaseArgs;
 use self::db::DbCommand;
 use self::dev::DevArgs;
-use self::directory::{
-    AssignArgs, InviteArgs, OrgCommand, RoleCommand, TenantCommand, UserCommand,
-};
+use self::directory::{AssignArgs, InviteArgs, RoleCommand, TenantCommand, UserCommand};
 use self::keys::KeysCommand;
+use self::org::OrgCommand;
 use self::serve::ServeArgs;
 use self::service::ServiceCommand;
 use crate::telemetry;
@@ -158,7 +158,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Service(command) => service::run(command).await,
         Command::User(command) => directory::user(command).await,
         Command::Tenant(command) => directory::tenant(command).await,
-        Command::Org(command) => directory::org(command).await,
+        Command::Org(command) => org::run(command).await,
         Command::Role(command) => directory::role(command).await,
         Command::Assign(args) => directory::assign(args).await,
         Command::Invite(args) => directory::invite(args).await,

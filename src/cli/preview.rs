@@ -8,8 +8,10 @@ use std::fmt::Write as _;
 use clap::Args;
 use uuid::Uuid;
 
+use crate::admin::AdminError;
 use crate::admin::preview::{AccessChange, Direction, Preview, Summary, Tally, user_names};
 use crate::db::Db;
+use crate::names::TenantId;
 
 #[derive(Clone, Copy, Debug, Args)]
 pub struct PreviewArgs {
@@ -23,6 +25,26 @@ pub struct PreviewArgs {
     pub all: bool,
 }
 
+/// Makes the change; with `--dry-run`, previews it instead, prints the
+/// difference it would make, and answers `None`.
+pub async fn made<T, F, Fut>(
+    db: &Db,
+    tenant: TenantId,
+    preview: PreviewArgs,
+    write: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: Fn(Db) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AdminError>>,
+{
+    if !preview.dry_run {
+        return Ok(Some(write(db.clone()).await?));
+    }
+    let previewed = crate::admin::preview::preview(db, tenant.get(), write).await?;
+    print(db, tenant.get(), &previewed, preview).await?;
+    Ok(None)
+}
+
 /// Rows shown of each part unless `--all`.
 const SHOWN_CHANGES: usize = 50;
 const SHOWN_TALLIES: usize = 20;
@@ -34,15 +56,22 @@ pub async fn print<T>(
     preview: &Preview<T>,
     args: PreviewArgs,
 ) -> anyhow::Result<()> {
-    let shown = if args.all {
-        preview.changes.len()
-    } else {
-        SHOWN_CHANGES.min(preview.changes.len())
-    };
-    let users = preview.changes[..shown].iter().map(|c| c.user_id).collect();
+    let users = preview.changes[..shown(preview.changes.len(), args.all)]
+        .iter()
+        .map(|c| c.user_id)
+        .collect();
     let names = user_names(db, tenant, users).await?;
     print!("{}", render(preview, &names, args.all));
     Ok(())
+}
+
+/// How many of `changes` rows are printed.
+fn shown(changes: usize, all: bool) -> usize {
+    if all {
+        changes
+    } else {
+        SHOWN_CHANGES.min(changes)
+    }
 }
 
 fn render<T>(preview: &Preview<T>, names: &HashMap<Uuid, String>, all: bool) -> String {
@@ -105,11 +134,7 @@ fn render<T>(preview: &Preview<T>, names: &HashMap<Uuid, String>, all: bool) -> 
         .collect();
     tallies(&mut out, "subtree (now)", by_size(subtrees));
 
-    let shown = if all {
-        preview.changes.len()
-    } else {
-        SHOWN_CHANGES.min(preview.changes.len())
-    };
+    let shown = shown(preview.changes.len(), all);
     // Rows name nodes by label alone; the subtree summary gives their ids.
     let short = |id: &Uuid| {
         preview

@@ -183,86 +183,6 @@ impl AdministrationService {
             },
         }))
     }
-
-    /// One proposed write, through its RPC's handler.
-    async fn perform(
-        &self,
-        metadata: MetadataMap,
-        extensions: tonic::Extensions,
-        write: Write,
-    ) -> Result<(), Status> {
-        let (md, ex) = (metadata, extensions);
-        match write {
-            Write::CreateOrgNode(m) => self
-                .create_org_node(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::RenameOrgNode(m) => self
-                .rename_org_node(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::MoveOrgNode(m) => self
-                .move_org_node(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::DeactivateOrgNode(m) => self
-                .deactivate_org_node(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::ReactivateOrgNode(m) => self
-                .reactivate_org_node(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::CreateRole(m) => self
-                .create_role(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::RenameRole(m) => self
-                .rename_role(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::SetRoleCapabilities(m) => self
-                .set_role_capabilities(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::AssignRole(m) => self
-                .assign_role(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::EndAssignment(m) => self
-                .end_assignment(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::GrantVisibility(m) => self
-                .grant_visibility(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::RevokeVisibility(m) => self
-                .revoke_visibility(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::CreateUser(m) => self
-                .create_user(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::DeactivateUser(m) => self
-                .deactivate_user(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::ReactivateUser(m) => self
-                .reactivate_user(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::CreateInvitation(m) => self
-                .create_invitation(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-            Write::RevokeInvitation(m) => self
-                .revoke_invitation(Request::from_parts(md, ex, m))
-                .await
-                .map(drop),
-        }
-    }
 }
 
 /// The writes to apply: each in the request's tenant, none a dry run of
@@ -280,8 +200,8 @@ fn proposed(
         let Some(mut write) = proposed.write.clone() else {
             return Err(invalid(&format!("writes[{index}]"), "names no write"));
         };
+        let field = format!("writes[{index}].{}", field_of(&write));
         let (method, tenant_field) = parts(&mut write);
-        let field = format!("writes[{index}].{}", snake(method));
         if tenant_field.is_empty() {
             *tenant_field = tenant.to_string();
         } else if tenant_field.parse::<Uuid>().ok() != Some(tenant) {
@@ -297,91 +217,69 @@ fn proposed(
     Ok(writes)
 }
 
-/// The write's RPC name and its tenant field; clears its own dry-run flag.
-fn parts(write: &mut Write) -> (&'static str, &mut String) {
-    match write {
-        Write::CreateOrgNode(m) => {
-            m.take_dry_run();
-            ("CreateOrgNode", &mut m.tenant_id)
+/// Every write a preview can propose: its oneof case, the handler (and
+/// oneof field) of its RPC, and its own dry-run flag, if it has one.
+macro_rules! proposed_writes {
+    ($($case:ident => $method:ident $([$flag:ident])?;)*) => {
+        impl AdministrationService {
+            /// One proposed write, through its RPC's handler.
+            async fn perform(
+                &self,
+                metadata: MetadataMap,
+                extensions: tonic::Extensions,
+                write: Write,
+            ) -> Result<(), Status> {
+                match write {
+                    $(Write::$case(m) => self
+                        .$method(Request::from_parts(metadata, extensions, m))
+                        .await
+                        .map(drop),)*
+                }
+            }
         }
-        Write::RenameOrgNode(m) => {
-            m.take_dry_run();
-            ("RenameOrgNode", &mut m.tenant_id)
+
+        /// The write's oneof field, e.g. `assign_role`.
+        fn field_of(write: &Write) -> &'static str {
+            match write {
+                $(Write::$case(_) => stringify!($method),)*
+            }
         }
-        Write::MoveOrgNode(m) => {
-            m.take_dry_run();
-            ("MoveOrgNode", &mut m.tenant_id)
+
+        /// The write's RPC and its tenant field; clears its own dry-run flag.
+        fn parts(write: &mut Write) -> (&'static str, &mut String) {
+            match write {
+                $(Write::$case(m) => {
+                    $(m.$flag = false;)?
+                    (stringify!($case), &mut m.tenant_id)
+                })*
+            }
         }
-        Write::DeactivateOrgNode(m) => {
-            m.take_dry_run();
-            ("DeactivateOrgNode", &mut m.tenant_id)
-        }
-        Write::ReactivateOrgNode(m) => {
-            m.take_dry_run();
-            ("ReactivateOrgNode", &mut m.tenant_id)
-        }
-        Write::CreateRole(m) => {
-            m.take_dry_run();
-            ("CreateRole", &mut m.tenant_id)
-        }
-        Write::RenameRole(m) => {
-            m.take_dry_run();
-            ("RenameRole", &mut m.tenant_id)
-        }
-        Write::SetRoleCapabilities(m) => {
-            m.take_dry_run();
-            ("SetRoleCapabilities", &mut m.tenant_id)
-        }
-        Write::AssignRole(m) => {
-            m.take_dry_run();
-            ("AssignRole", &mut m.tenant_id)
-        }
-        Write::EndAssignment(m) => {
-            m.take_dry_run();
-            ("EndAssignment", &mut m.tenant_id)
-        }
-        Write::GrantVisibility(m) => {
-            m.take_dry_run();
-            ("GrantVisibility", &mut m.tenant_id)
-        }
-        Write::RevokeVisibility(m) => {
-            m.take_dry_run();
-            ("RevokeVisibility", &mut m.tenant_id)
-        }
-        Write::CreateUser(m) => {
-            m.take_dry_run();
-            ("CreateUser", &mut m.tenant_id)
-        }
-        Write::DeactivateUser(m) => ("DeactivateUser", &mut m.tenant_id),
-        Write::ReactivateUser(m) => ("ReactivateUser", &mut m.tenant_id),
-        Write::CreateInvitation(m) => {
-            m.take_dry_run();
-            ("CreateInvitation", &mut m.tenant_id)
-        }
-        Write::RevokeInvitation(m) => {
-            m.take_dry_run();
-            ("RevokeInvitation", &mut m.tenant_id)
-        }
-    }
+    };
 }
 
-/// `AssignRole` → `assign_role`, as the oneof names it.
-fn snake(method: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in method.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
+proposed_writes! {
+    CreateOrgNode => create_org_node [dry_run];
+    RenameOrgNode => rename_org_node [dry_run];
+    MoveOrgNode => move_org_node [dry_run];
+    DeactivateOrgNode => deactivate_org_node [dry_run];
+    ReactivateOrgNode => reactivate_org_node [dry_run];
+    CreateRole => create_role [dry_run];
+    RenameRole => rename_role [dry_run];
+    SetRoleCapabilities => set_role_capabilities [dry_run];
+    AssignRole => assign_role [dry_run];
+    EndAssignment => end_assignment [dry_run];
+    GrantVisibility => grant_visibility [dry_run];
+    RevokeVisibility => revoke_visibility [dry_run];
+    CreateUser => create_user [dry_run];
+    DeactivateUser => deactivate_user;
+    ReactivateUser => reactivate_user;
+    CreateInvitation => create_invitation [dry_run];
+    RevokeInvitation => revoke_invitation [dry_run];
 }
 
 /// A write's failure, saying which write it was.
 fn at_write(index: usize, write: &Write, status: Status) -> Status {
-    let mut write = write.clone();
-    let (method, _) = parts(&mut write);
-    prefixed(&format!("writes[{index}].{}", snake(method)), status)
+    prefixed(&format!("writes[{index}].{}", field_of(write)), status)
 }
 
 fn prefixed(field: &str, status: Status) -> Status {
@@ -494,6 +392,7 @@ mod tests {
 
     #[test]
     fn a_method_is_named_as_the_oneof_names_it() {
-        assert_eq!(snake("SetRoleCapabilities"), "set_role_capabilities");
+        let write = Write::SetRoleCapabilities(Default::default());
+        assert_eq!(field_of(&write), "set_role_capabilities");
     }
 }

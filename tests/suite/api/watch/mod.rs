@@ -213,16 +213,12 @@ async fn a_change_token_makes_a_later_read_at_least_as_fresh() {
     let mut follower = s.follow(WatchRequest::default()).await;
     s.create_node("Fresh").await;
     let (_, token) = follower.next_change().await;
-    let mut request = bearer(s.world.check_at_child(), &s.token);
+    let checker = create_service(&s.test.db(), Some(s.world.tenant), &["authz.check"]).await;
+    let check_token = token_of(&s.channel, &checker).await.access_token;
+    let mut request = bearer(s.world.check_at_child(), &check_token);
     request
         .metadata_mut()
         .insert("x-consistency-token", token.parse().unwrap());
-    let checker = create_service(&s.test.db(), Some(s.world.tenant), &["authz.check"]).await;
-    let check_token = token_of(&s.channel, &checker).await.access_token;
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {check_token}").parse().unwrap(),
-    );
     let answer =
         portcullis::proto::v1::authorization_client::AuthorizationClient::new(s.channel.clone())
             .check_capability(request)
@@ -299,13 +295,7 @@ async fn a_resume_from_before_the_retention_is_out_of_range_with_the_oldest_toke
         "{}",
         status.message()
     );
-    let oldest = status
-        .metadata()
-        .get("x-watch-resume-token")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let oldest = resume_token(&status);
     let kept = s.create_node("Kept").await;
     let mut resumed = s.follow(from(&oldest)).await;
     let (change, _) = resumed.next_change().await;
@@ -526,13 +516,7 @@ async fn a_stalled_consumer_holds_a_bounded_buffer_then_ends_with_its_resume_tok
         seen.len() < made.len(),
         "the stream ended before it was read"
     );
-    let resume = ended
-        .metadata()
-        .get("x-watch-resume-token")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let resume = resume_token(&ended);
     let (_, at) = portcullis::consistency::token::decode_change(
         s.server.tokens.keys(),
         &resume,
@@ -615,4 +599,15 @@ async fn a_change_that_commits_late_is_streamed_after_one_that_committed_first()
         late.position > change.position,
         "positions follow commit order"
     );
+}
+
+/// The token an ended stream says to resume from.
+fn resume_token(ended: &Status) -> String {
+    ended
+        .metadata()
+        .get("x-watch-resume-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
 }

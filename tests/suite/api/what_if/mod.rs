@@ -10,7 +10,7 @@ use portcullis::proto::v1::{
     AccessChange, AccessDirection, AssignRoleRequest, PreviewChangesRequest,
     PreviewChangesResponse, ProposedWrite, proposed_write,
 };
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 use super::administration::{Setup, setup};
@@ -239,17 +239,14 @@ async fn a_page_token_of_other_writes_is_refused() {
     let setup = setup().await;
     let user = newcomer(&setup).await;
     let write = proposed_write::Write::AssignRole(assign(&setup, user, setup.a.root));
-    let mut request = Request::new(PreviewChangesRequest {
-        tenant_id: setup.a.tenant.to_string(),
-        writes: vec![ProposedWrite { write: Some(write) }],
-        page_size: 0,
-        page_token: "AAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAA".into(),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", setup.token).parse().unwrap(),
-    );
-    let refused = setup.admin().preview_changes(request).await.unwrap_err();
+    let refused = preview(
+        &setup,
+        &setup.token,
+        vec![write],
+        "AAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAA",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert!(refused.message().starts_with("page_token: "));
 }
